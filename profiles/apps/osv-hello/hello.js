@@ -1,0 +1,1 @@
+console.log('Hello from OSv, packaged by guestforge');

@@ -1,0 +1,92 @@
+/**
+ * Entry point: picks the command, loads it lazily (so --help and validate
+ * start fast), and is the one place where errors are caught and turned into
+ * messages and exit codes.
+ */
+import { errorMessage, ExitCode, UserError } from './errors.ts';
+
+export interface CommandModule {
+  run(args: string[], global: GlobalOptions): Promise<number>;
+}
+
+export interface GlobalOptions {
+  debug: boolean;
+}
+
+interface CommandEntry {
+  summary: string;
+  usage: string;
+  load: () => Promise<CommandModule>;
+}
+
+const commands: Record<string, CommandEntry> = {
+  validate: {
+    summary: 'check profiles; every problem as file:line:col field: message',
+    usage: 'validate <profile.yaml>...',
+    load: () => import('./commands/validate.ts'),
+  },
+  doctor: {
+    summary: 'check host tools and which accelerator works here',
+    usage: 'doctor [--json] [--refresh]',
+    load: () => import('./commands/doctor.ts'),
+  },
+};
+
+function help(): string {
+  const width = Math.max(...Object.keys(commands).map((n) => n.length));
+  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  return [
+    'guestforge: build VM guest images for HPC clouds',
+    '',
+    'usage: guestforge <command> [options]',
+    '',
+    'commands:',
+    ...lines,
+    '',
+    'global options: --debug (stack traces), -h/--help, --version',
+    'exit codes: 0 ok, 1 build/verify failure, 2 usage or profile error, 130/143 interrupted',
+    "run 'guestforge <command> --help' for a command's options",
+  ].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const debug = argv.includes('--debug');
+  const args = argv.filter((a) => a !== '--debug');
+  const [name, ...rest] = args;
+  if (!name || name === '-h' || name === '--help' || name === 'help') {
+    process.stdout.write(`${help()}\n`);
+    return name ? ExitCode.ok : ExitCode.usage;
+  }
+  if (name === '--version' || name === '-V') {
+    const { guestforgeVersion } = await import('./util/project.ts');
+    process.stdout.write(`guestforge ${await guestforgeVersion()}\n`);
+    return ExitCode.ok;
+  }
+  const entry = commands[name];
+  if (!entry) {
+    const { closest } = await import('./profile/suggest.ts');
+    const guess = closest(name, Object.keys(commands));
+    process.stderr.write(`error: unknown command "${name}"${guess ? ` (did you mean "${guess}"?)` : ''}\n${help()}\n`);
+    return ExitCode.usage;
+  }
+  if (rest.includes('-h') || rest.includes('--help')) {
+    process.stdout.write(`usage: guestforge ${entry.usage}\n\n${entry.summary}\n`);
+    return ExitCode.ok;
+  }
+  try {
+    const command = await entry.load();
+    return await command.run(rest, { debug });
+  } catch (error) {
+    if (error instanceof UserError) {
+      process.stderr.write(`error: ${error.message}\n`);
+      if (error.hint) process.stderr.write(`${error.hint.replace(/^/gm, '  ')}\n`);
+      if (debug && error.stack) process.stderr.write(`${error.stack}\n`);
+      return error.exitCode;
+    }
+    process.stderr.write(`internal error: ${errorMessage(error)}\n`);
+    process.stderr.write(debug && error instanceof Error ? `${error.stack}\n` : 'run again with --debug for the stack trace, and please report it\n');
+    return ExitCode.failure;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,77 @@
+import { readdir } from 'node:fs/promises';
+import { ExitCode } from '../errors.ts';
+import { run } from '../exec/run.ts';
+import { tools, type ToolInfo } from '../exec/tools.ts';
+import { probeAccel, type AccelVerdict } from '../vm/accel.ts';
+import { parseCommandArgs } from './args.ts';
+
+interface ToolReport {
+  name: string;
+  found: boolean;
+  version?: string;
+  apt: string;
+  usedBy: string;
+  optional: boolean;
+}
+
+export async function toolVersion(name: string, info: ToolInfo): Promise<string | undefined> {
+  try {
+    const result = await run([name, ...info.versionArgs], { allowFailure: true, timeoutMs: 20_000 });
+    const text = `${result.stdout}\n${result.stderr}`;
+    return text.split('\n').find((line) => /\d+\.\d+/.test(line))?.trim() ?? 'unknown version';
+  } catch {
+    return undefined;
+  }
+}
+
+async function checkTools(): Promise<ToolReport[]> {
+  return Promise.all(
+    Object.entries(tools).map(async ([name, info]: [string, ToolInfo]) => {
+      const version = await toolVersion(name, info);
+      return { name, found: version !== undefined, ...(version ? { version } : {}), apt: info.apt, usedBy: info.usedBy, optional: Boolean(info.optional) };
+    }),
+  );
+}
+
+async function hostKernels(): Promise<string[]> {
+  return (await readdir('/boot').catch(() => [] as string[])).filter((n) => n.startsWith('vmlinuz-'));
+}
+
+export async function run_(args: string[]): Promise<number> {
+  const { values } = parseCommandArgs('doctor', args, { json: { type: 'boolean' }, refresh: { type: 'boolean' } });
+  const [toolReports, accel, kernels] = await Promise.all([checkTools(), probeAccel({ refresh: values.refresh }), hostKernels()]);
+  const missing = toolReports.filter((t) => !t.found && !t.optional);
+  const problems = [
+    ...missing.map((t) => `${t.name} missing: apt-get install ${t.apt}`),
+    ...(kernels.length === 0 ? ['no kernel in /boot: libguestfs needs one for its appliance (apt-get install linux-image-amd64)'] : []),
+  ];
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ tools: toolReports, accel, hostKernels: kernels, problems }, null, 2)}\n`);
+  } else {
+    printReport(toolReports, accel, kernels, problems);
+  }
+  return problems.length > 0 ? ExitCode.failure : ExitCode.ok;
+}
+
+function printReport(toolReports: ToolReport[], accel: AccelVerdict, kernels: string[], problems: string[]): void {
+  const out = (line: string) => process.stdout.write(`${line}\n`);
+  out('host tools:');
+  const width = Math.max(...toolReports.map((t) => t.name.length));
+  for (const t of toolReports) {
+    const state = t.found ? `✔ ${t.version}` : t.optional ? `- not found (optional; ${t.apt})` : `✖ not found (apt-get install ${t.apt})`;
+    out(`  ${t.name.padEnd(width)}  ${state}`);
+  }
+  out(`host kernel for libguestfs: ${kernels.length > 0 ? kernels.join(', ') : 'none'}`);
+  out('acceleration:');
+  out(`  /dev/kvm: ${accel.kvmPresent ? 'present' : 'absent'}`);
+  out(`  KVM usable: ${accel.kvmUsable ? 'yes' : 'no'} (${accel.reason}${accel.cached ? '; cached for this boot, --refresh to probe again' : ''})`);
+  out(`  chosen: ${accel.accel.toUpperCase()}${accel.accel === 'tcg' ? ' (qemu -accel tcg -cpu max; libguestfs with LIBGUESTFS_BACKEND_SETTINGS=force_tcg)' : ''}`);
+  if (problems.length > 0) {
+    out('problems:');
+    for (const p of problems) out(`  ✖ ${p}`);
+  } else {
+    out('all required tools found');
+  }
+}
+
+export { run_ as run };

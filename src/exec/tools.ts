@@ -1,0 +1,31 @@
+/**
+ * Every external program guestforge runs, with the Debian package that ships
+ * it and how to ask its version. `doctor` prints this table; the exec module
+ * uses it to turn "not found" into an install hint.
+ */
+export interface ToolInfo {
+  readonly apt: string;
+  readonly versionArgs: readonly string[];
+  /** Which commands need it, for doctor's report. */
+  readonly usedBy: string;
+  readonly optional?: boolean;
+}
+
+export const tools = {
+  'qemu-system-x86_64': { apt: 'qemu-system-x86', versionArgs: ['--version'], usedBy: 'build, smoke' },
+  'qemu-img': { apt: 'qemu-utils', versionArgs: ['--version'], usedBy: 'build, verify' },
+  guestfish: { apt: 'libguestfs-tools', versionArgs: ['--version'], usedBy: 'build, verify' },
+  virsh: { apt: 'libvirt-clients', versionArgs: ['--version'], usedBy: 'build --backend libvirt' },
+  xorriso: { apt: 'xorriso', versionArgs: ['-version'], usedBy: 'build, smoke, seed' },
+  mmdebstrap: { apt: 'mmdebstrap', versionArgs: ['--version'], usedBy: 'build (bootstrap)' },
+  sfdisk: { apt: 'fdisk', versionArgs: ['--version'], usedBy: 'build (bootstrap)' },
+  mke2fs: { apt: 'e2fsprogs', versionArgs: ['-V'], usedBy: 'build (bootstrap)' },
+  cpio: { apt: 'cpio', versionArgs: ['--version'], usedBy: 'build (osv)' },
+  capstan: { apt: 'not in Debian: build it from github.com/cloudius-systems/capstan', versionArgs: ['--version'], usedBy: 'build (osv), optional', optional: true },
+} as const satisfies Record<string, ToolInfo>;
+
+export type ToolName = keyof typeof tools;
+
+export function aptPackageFor(program: string): string | undefined {
+  return (tools as Record<string, ToolInfo>)[program]?.apt;
+}

@@ -1,0 +1,110 @@
+/**
+ * Progress and messages. On a TTY each long step gets an ora spinner with its
+ * elapsed time; elsewhere (CI, pipes) plain timestamped lines. Everything is
+ * also appended to a log file once a build has a log folder.
+ */
+import { appendFileSync } from 'node:fs';
+import ora, { type Ora } from 'ora';
+
+export interface Step {
+  /** A detail shown next to the step's title while it runs. */
+  update(detail: string): void;
+  succeed(detail?: string): void;
+  fail(detail?: string): void;
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)}s`;
+}
+
+export class Logger {
+  private file: string | undefined;
+  readonly verbose: boolean;
+  private readonly tty: boolean;
+  private active: Ora | undefined;
+
+  constructor(options: { verbose?: boolean; tty?: boolean } = {}) {
+    this.verbose = options.verbose ?? false;
+    this.tty = options.tty ?? (Boolean(process.stderr.isTTY) && !process.env.CI);
+  }
+
+  /** Append everything from now on to this file too. */
+  toFile(path: string): void {
+    this.file = path;
+  }
+
+  private record(line: string): void {
+    if (this.file) appendFileSync(this.file, `${new Date().toISOString()} ${line}\n`);
+  }
+
+  private print(line: string): void {
+    if (this.active) {
+      this.active.clear();
+      process.stderr.write(`${line}\n`);
+      this.active.render();
+    } else {
+      process.stderr.write(`${line}\n`);
+    }
+  }
+
+  info(message: string): void {
+    this.record(message);
+    this.print(message);
+  }
+
+  warn(message: string): void {
+    this.record(`warning: ${message}`);
+    this.print(`warning: ${message}`);
+  }
+
+  /** Only with --verbose on the terminal, always in the log file. */
+  detail(message: string): void {
+    this.record(message);
+    if (this.verbose) this.print(`  ${message}`);
+  }
+
+  step(title: string): Step {
+    const started = Date.now();
+    this.record(`▶ ${title}`);
+    let detail = '';
+    const text = () => `${title} ${seconds(Date.now() - started)}${detail ? ` · ${detail}` : ''}`;
+    if (!this.tty) {
+      process.stderr.write(`▶ ${title}\n`);
+      return {
+        update: (d) => {
+          detail = d;
+          this.record(`  ${title}: ${d}`);
+        },
+        succeed: (d) => {
+          const line = `✔ ${title} (${seconds(Date.now() - started)})${d ? ` ${d}` : ''}`;
+          this.record(line);
+          process.stderr.write(`${line}\n`);
+        },
+        fail: (d) => {
+          const line = `✖ ${title} (${seconds(Date.now() - started)})${d ? ` ${d}` : ''}`;
+          this.record(line);
+          process.stderr.write(`${line}\n`);
+        },
+      };
+    }
+    const spinner = ora({ text: text(), stream: process.stderr }).start();
+    this.active = spinner;
+    const timer = setInterval(() => (spinner.text = text()), 500);
+    const end = (how: 'succeed' | 'fail', d?: string) => {
+      clearInterval(timer);
+      detail = d ?? '';
+      const line = `${title} (${seconds(Date.now() - started)})${detail ? ` ${detail}` : ''}`;
+      this.record(`${how === 'succeed' ? '✔' : '✖'} ${line}`);
+      spinner[how](line);
+      this.active = undefined;
+    };
+    return {
+      update: (d) => {
+        detail = d;
+        spinner.text = text();
+      },
+      succeed: (d) => end('succeed', d),
+      fail: (d) => end('fail', d),
+    };
+  }
+}

@@ -1,0 +1,28 @@
+/** A problem in a profile, located in the file that wrote the offending field. */
+export interface Location {
+  file: string;
+  line: number;
+  col: number;
+}
+
+export interface Diagnostic {
+  location: Location;
+  /** Field path, e.g. ["disk", "size"]. */
+  path: readonly (string | number)[];
+  message: string;
+  hint?: string;
+}
+
+export function formatPath(path: readonly (string | number)[]): string {
+  return path.reduce<string>(
+    (text, part) => (typeof part === 'number' ? `${text}[${part}]` : text ? `${text}.${part}` : part),
+    '',
+  );
+}
+
+/** `profiles/hpc.yaml:4:11 disk.size: expected a size like 8G` (+ an indented hint). */
+export function formatDiagnostic(d: Diagnostic): string {
+  const where = `${d.location.file}:${d.location.line}:${d.location.col}`;
+  const field = d.path.length > 0 ? ` ${formatPath(d.path)}:` : '';
+  return `${where}${field} ${d.message}${d.hint ? `\n    hint: ${d.hint}` : ''}`;
+}

@@ -1,0 +1,10 @@
+import { UsageError } from '../errors.ts';
+import { formatDiagnostic } from './diagnostic.ts';
+import { loadProfile, type LoadedProfile } from './load.ts';
+
+/** Load a profile or stop with every problem listed (exit 2). */
+export async function loadProfileOrThrow(file: string): Promise<LoadedProfile> {
+  const result = await loadProfile(file);
+  if (result.ok) return result.value;
+  throw new UsageError(`invalid profile ${file}`, { hint: result.diagnostics.map(formatDiagnostic).join('\n') });
+}

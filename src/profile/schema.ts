@@ -1,0 +1,205 @@
+/**
+ * The profile schema: the one source of truth for the profile's types,
+ * defaults and documentation. schema/profile.schema.json and the README's
+ * profile reference are generated from it.
+ */
+import { z } from 'zod';
+import { durationPattern, sizePattern } from './units.ts';
+
+const size = (example: string) =>
+  z.string().regex(sizePattern, { error: `expected a size like ${example}` });
+const duration = (example: string) =>
+  z.string().regex(durationPattern, { error: `expected a duration like ${example}` });
+
+const sha256 = z
+  .string()
+  .regex(/^[0-9a-f]{64}$/i, { error: 'expected a sha256: 64 hex digits (sha256sum FILE)' })
+  .describe('SHA-256 of the file, checked before use');
+
+const unixName = z
+  .string()
+  .regex(/^[a-z_][a-z0-9_-]{0,31}$/, { error: 'expected a Unix user name (lower case, digits, _ and -)' });
+
+const mode = z
+  .string()
+  .regex(/^0?[0-7]{3,4}$/, { error: 'expected an octal mode as a string, like "0755"' });
+
+const imageBase = z
+  .strictObject({
+    path: z.string().optional().describe('Local image file, relative to the profile that names it'),
+    url: z.url({ protocol: /^https?$/ }).optional().describe('http(s) URL; downloaded to the cache and checked'),
+    sha256,
+    format: z.enum(['qcow2', 'raw']).default('qcow2').describe('Format of the image file'),
+  })
+  .refine((v) => (v.path === undefined) !== (v.url === undefined), {
+    error: 'give exactly one of path or url',
+  })
+  .describe('Start from an existing disk image (a vendor cloud image, or one of ours)');
+
+const bootstrapBase = z
+  .strictObject({
+    suite: z.string().min(1).describe('Debian suite to bootstrap, e.g. bookworm'),
+    mirror: z
+      .union([z.literal('auto'), z.url({ protocol: /^https?$/ })])
+      .default('auto')
+      .describe("Package mirror; 'auto' reads the host's apt sources"),
+    variant: z
+      .enum(['important', 'standard', 'required', 'minbase'])
+      .default('important')
+      .describe('mmdebstrap variant'),
+    packages: z
+      .array(z.string())
+      .default([])
+      .describe('Extra packages installed at bootstrap time (faster than in the build VM)'),
+  })
+  .describe('Make the base from scratch with mmdebstrap (Debian only)');
+
+const base = z
+  .strictObject({ image: imageBase.optional(), bootstrap: bootstrapBase.optional() })
+  .refine((v) => (v.image === undefined) !== (v.bootstrap === undefined), {
+    error: 'give exactly one of base.image or base.bootstrap',
+  })
+  .describe('Where the guest starts from');
+
+const debianOs = z.strictObject({
+  family: z.literal('debian'),
+  release: z.string().min(1).describe('Debian release, e.g. "12"'),
+  kernel: z
+    .enum(['generic', 'cloud'])
+    .default('generic')
+    .describe('linux-image-amd64 (generic, has rdma_rxe) or linux-image-cloud-amd64 (smaller, no rdma_rxe)'),
+});
+
+const redhatOs = z.strictObject({
+  family: z.literal('redhat'),
+  release: z.enum(['8', '9']).describe('Major release'),
+  distro: z.enum(['rocky', 'alma', 'rhel', 'centos']).default('rocky').describe('Which rebuild of RHEL'),
+  selinux: z
+    .enum(['relabel', 'keep'])
+    .default('relabel')
+    .describe('After offline edits: relabel (selinux-relabel or /.autorelabel) or keep labels'),
+});
+
+const osvOs = z.strictObject({
+  family: z.literal('osv'),
+  release: z.string().default('latest').describe('OSv release of the base image'),
+  runtime: z.enum(['native', 'java', 'node', 'python']).describe('How the app is started (Capstan run.yaml runtime)'),
+  cmdline: z.string().optional().describe('Command line (native) or main file (java/node/python)'),
+  bootcmd: z.string().optional().describe('Full OSv boot command; overrides what runtime derives'),
+  env: z.record(z.string(), z.string()).default({}).describe('Environment of the app'),
+  fs: z.enum(['zfs', 'rofs']).default('zfs').describe('Filesystem of the composed image'),
+  version: z.string().default('0.1.0').describe('Capstan package version'),
+  author: z.string().default('guestforge').describe('Capstan package author'),
+});
+
+export const osSchema = z
+  .discriminatedUnion('family', [debianOs, redhatOs, osvOs])
+  .describe('Guest OS; fields after family depend on it');
+
+const user = z.strictObject({
+  name: unixName.describe('Login name'),
+  uid: z.int().min(1000).max(60000).optional().describe('Fixed uid (matches the cluster NFS homes)'),
+  groups: z.array(z.string()).default([]).describe('Supplementary groups'),
+  sudo: z.boolean().default(false).describe('Passwordless sudo'),
+  shell: z.string().default('/bin/bash'),
+  sshKeys: z.array(z.string().regex(/^(ssh-|ecdsa-|sk-)/, { error: 'expected an SSH public key line' })).default([]),
+  passwordHash: z
+    .string()
+    .regex(/^\$(1|5|6|y|2[aby])\$/, { error: 'expected a crypt(3) hash (mkpasswd -m sha-512); plaintext passwords are refused' })
+    .optional()
+    .describe('Hashed password; plaintext passwords are not accepted'),
+});
+
+const app = z.strictObject({
+  src: z.string().min(1).describe('File or directory on the host, relative to the profile'),
+  dest: z.string().min(1).describe('Absolute path in the guest, under the layout.optVm folder'),
+  mode: mode.optional().describe('Octal mode for files (directories keep theirs)'),
+  owner: z
+    .string()
+    .regex(/^\d+:\d+$/, { error: 'expected uid:gid, like "0:0"' })
+    .default('0:0')
+    .describe('Numeric uid:gid (names are not resolvable offline)'),
+});
+
+const layout = z
+  .strictObject({
+    workspace: z.string().default('/workspace').describe('Folder for jobs\' intermediate data'),
+    workspaceMode: mode.default('1777').describe('Mode of the workspace folder'),
+    optVm: z.string().default('/opt-vm').describe('Where apps go; /opt is mounted by the cluster'),
+    home: z.string().default('/home').describe('Parent of users\' homes'),
+  })
+  .describe('Guest layout the cluster expects');
+
+const vrdma = z
+  .strictObject({
+    enabled: z.boolean().default(false),
+    netdev: z.string().optional().describe('NIC for the soft-RoCE link; default: the NIC of the default route'),
+    installKernel: z
+      .boolean()
+      .default(true)
+      .describe('Allow installing a kernel with rdma_rxe when the base has none'),
+  })
+  .describe('Soft-RoCE (rdma_rxe) support');
+
+const cloudInit = z
+  .strictObject({
+    userData: z
+      .union([z.string(), z.record(z.string(), z.unknown())])
+      .optional()
+      .describe('Extra cloud-config merged into the generated one: a file path, or inline keys'),
+  })
+  .describe('Extra cloud-init configuration for the build VM');
+
+const build = z
+  .strictObject({
+    memory: size('2G').default('2G').describe('Memory of the build VM'),
+    cpus: z.int().min(1).max(64).default(2),
+    timeout: duration('30m').default('30m').describe('Give up on the build VM after this long'),
+    stallTimeout: duration('10m').default('10m').describe('Give up when the console is silent this long'),
+    smokeTimeout: duration('10m').default('10m').describe('Give up on the smoke VM after this long'),
+    backend: z.enum(['qemu']).default('qemu').describe('What runs the build VM'),
+    accel: z.enum(['auto', 'kvm', 'tcg']).default('auto').describe('auto: KVM if a probe proves it works'),
+  })
+  .describe('Build VM settings');
+
+const disk = z
+  .strictObject({
+    size: size('8G').default('8G').describe('Virtual size of the guest disk'),
+    format: z.enum(['qcow2', 'raw']).default('qcow2').describe('Format of the output image'),
+    compress: z.enum(['zstd', 'zlib', 'none']).default('zstd').describe('qcow2 compression (zstd needs qemu >= 5.1 to read)'),
+  })
+  .describe('Output disk');
+
+export const profileSchema = z
+  .strictObject({
+    $schema: z.string().optional().describe('Editor hint; ignored'),
+    extends: z.string().optional().describe('Profile this one builds on: maps deep-merge, lists append, scalars override'),
+    name: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9._-]*$/, { error: 'expected a name of lower-case letters, digits, ".", "_" and "-"' })
+      .describe('Image name; output is <name>.qcow2'),
+    description: z.string().optional(),
+    os: osSchema,
+    base,
+    disk: disk.prefault({}),
+    packages: z.array(z.string().min(1)).default([]).describe('Packages installed in the build VM'),
+    users: z.array(user).default([]).describe('Users created in the image'),
+    layout: layout.prefault({}),
+    vrdma: vrdma.prefault({}),
+    apps: z.array(app).default([]).describe('Files copied in offline'),
+    cloudInit: cloudInit.prefault({}),
+    commands: z.array(z.string().min(1)).default([]).describe('Shell commands run as root in the build VM, in order'),
+    build: build.prefault({}),
+    outputs: z
+      .array(z.enum(['qcow2', 'raw']))
+      .default([])
+      .describe('Extra output formats besides disk.format'),
+  })
+  .describe('A guestforge profile');
+
+export type ProfileInput = z.input<typeof profileSchema>;
+export type Profile = z.output<typeof profileSchema>;
+export type OsFamily = Profile['os']['family'];
+export type OsOf<F extends OsFamily> = Extract<Profile['os'], { family: F }>;
+export type App = Profile['apps'][number];
+export type User = Profile['users'][number];
