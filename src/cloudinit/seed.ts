@@ -1,0 +1,22 @@
+/** NoCloud seed ISO: volume label cidata, user-data and meta-data at its root. */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run } from '../exec/run.ts';
+
+export interface SeedFiles {
+  userData: string;
+  metaData: string;
+  networkConfig?: string;
+}
+
+export async function buildSeedIso(dir: string, files: SeedFiles, iso: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const names = ['user-data', 'meta-data'];
+  await writeFile(join(dir, 'user-data'), files.userData);
+  await writeFile(join(dir, 'meta-data'), files.metaData);
+  if (files.networkConfig !== undefined) {
+    await writeFile(join(dir, 'network-config'), files.networkConfig);
+    names.push('network-config');
+  }
+  await run(['xorriso', '-as', 'mkisofs', '-quiet', '-output', iso, '-volid', 'cidata', '-joliet', '-rock', ...names], { cwd: dir, timeoutMs: 60_000 });
+}

@@ -1,0 +1,132 @@
+/**
+ * The NoCloud user-data of the build and smoke VMs, generated from the
+ * profile, the OS driver and the fragments under cloud-init/. The result line
+ * that tells the host how provisioning went comes from cloud-init/report.sh,
+ * run as power_state's condition, i.e. after cloud-init has finished.
+ */
+import { readFile } from 'node:fs/promises';
+import { posix } from 'node:path';
+import type { CloudConfig, OsDriver } from '../os/types.ts';
+import type { Profile } from '../profile/schema.ts';
+import { mergeLayers } from '../profile/merge.ts';
+import { Locations } from '../profile/source.ts';
+import { readShipped } from '../util/project.ts';
+import { parseCloudConfig } from './yaml.ts';
+import { vrdmaBuildConfig } from '../os/vrdma.ts';
+
+export const guestDir = '/var/lib/guestforge';
+
+/** Maps deep-merge, lists append, scalars override: the profile rule. */
+export function mergeCloudConfig(...configs: CloudConfig[]): CloudConfig {
+  return configs.reduce<CloudConfig>(
+    (acc, next) => mergeLayers({ data: acc, locations: new Locations() }, { data: next, locations: new Locations() }).data as CloudConfig,
+    {},
+  );
+}
+
+export function metaData(profile: Profile, nonce: string): string {
+  return `instance-id: guestforge-${profile.name}-${nonce}\nlocal-hostname: ${profile.name}\n`;
+}
+
+function userEntry(profile: Profile, user: Profile['users'][number]): CloudConfig {
+  const entry: CloudConfig = {
+    name: user.name,
+    shell: user.shell,
+    homedir: posix.join(profile.layout.home, user.name),
+    lock_passwd: user.passwordHash === undefined,
+  };
+  if (user.uid !== undefined) entry.uid = user.uid;
+  if (user.groups.length > 0) entry.groups = user.groups.join(', ');
+  if (user.sudo) entry.sudo = 'ALL=(ALL) NOPASSWD:ALL';
+  if (user.sshKeys.length > 0) entry.ssh_authorized_keys = user.sshKeys;
+  if (user.passwordHash) entry.hashed_passwd = user.passwordHash;
+  return entry;
+}
+
+function commandFile(index: number, command: string): CloudConfig {
+  const label = `command ${index + 1}: ${command.split('\n')[0]}`;
+  return {
+    path: `${guestDir}/commands/${String(index + 1).padStart(3, '0')}.sh`,
+    permissions: '0755',
+    content: `# guestforge-label: ${label}\n${command}\n`,
+  };
+}
+
+async function extraUserData(profile: Profile): Promise<CloudConfig> {
+  const extra = profile.cloudInit.userData;
+  if (extra === undefined) return {};
+  if (typeof extra === 'string') return parseCloudConfig(await readFile(extra, 'utf8'));
+  return extra;
+}
+
+export function layoutCommands(profile: Profile): string[][] {
+  const { workspace, workspaceMode, optVm } = profile.layout;
+  return [
+    ['mkdir', '-p', workspace, optVm, `${guestDir}`],
+    ['chmod', workspaceMode, workspace],
+    // /opt is the cluster's: anything installed there would be hidden at job time.
+    ['sh', '-c', `[ -z "$(ls -A /opt 2>/dev/null)" ] || { mkdir -p /run/guestforge; echo "/opt is not empty after provisioning: $(ls -A /opt | tr '\\n' ' ') (install to ${optVm})" > /run/guestforge/failed; }`],
+  ];
+}
+
+/** The build VM's cloud-config. */
+export async function buildUserData(profile: Profile, driver: OsDriver, nonce: string): Promise<CloudConfig> {
+  const [staticPart, report, runCommands] = await Promise.all([
+    readShipped('cloud-init', 'build.yaml').then(parseCloudConfig),
+    readShipped('cloud-init', 'report.sh'),
+    readShipped('cloud-init', 'run-commands.sh'),
+  ]);
+  const generated: CloudConfig = {
+    write_files: [
+      { path: driver.datasourceFile, permissions: '0644', content: 'datasource_list: [ NoCloud, None ]\n' },
+      { path: `${guestDir}/report.sh`, permissions: '0755', content: report },
+      { path: `${guestDir}/run-commands.sh`, permissions: '0755', content: runCommands },
+      ...profile.commands.map((command, index) => commandFile(index, command)),
+    ],
+    runcmd: [...layoutCommands(profile), ['sh', `${guestDir}/run-commands.sh`]],
+    power_state: { mode: 'poweroff', delay: 'now', timeout: 120, condition: ['sh', `${guestDir}/report.sh`, nonce] },
+  };
+  if (profile.packages.length > 0) {
+    generated.package_update = true;
+    generated.packages = [...profile.packages];
+  }
+  generated.users = profile.users.map((user) => userEntry(profile, user));
+  return mergeCloudConfig(
+    staticPart,
+    generated,
+    driver.buildConfig(profile),
+    vrdmaBuildConfig(profile, driver),
+    await extraUserData(profile),
+  );
+}
+
+/** The smoke VM's cloud-config: boot as the cluster does, check from inside, report. */
+export async function smokeUserData(profile: SmokeTarget, nonce: string): Promise<CloudConfig> {
+  const [staticPart, report, checks] = await Promise.all([
+    readShipped('cloud-init', 'smoke.yaml').then(parseCloudConfig),
+    readShipped('cloud-init', 'report.sh'),
+    readShipped('cloud-init', 'smoke-checks.sh'),
+  ]);
+  const vars = `WORKSPACE='${profile.workspace}'\nOPTVM='${profile.optVm}'\nVRDMA='${profile.vrdma ? 1 : 0}'\n`;
+  return mergeCloudConfig(staticPart, {
+    write_files: [
+      { path: `${guestDir}/report.sh`, permissions: '0755', content: report },
+      { path: `${guestDir}/smoke-checks.sh`, permissions: '0755', content: `${vars}${checks}` },
+    ],
+    power_state: {
+      mode: 'poweroff', delay: 'now', timeout: 120,
+      condition: ['sh', `${guestDir}/report.sh`, nonce, `${guestDir}/smoke-checks.sh`],
+    },
+  });
+}
+
+/** What the smoke checks need to know; from a profile, or defaults for any image. */
+export interface SmokeTarget {
+  workspace: string;
+  optVm: string;
+  vrdma: boolean;
+}
+
+export function smokeTargetOf(profile: Profile): SmokeTarget {
+  return { workspace: profile.layout.workspace, optVm: profile.layout.optVm, vrdma: profile.vrdma.enabled };
+}

@@ -1,0 +1,13 @@
+import type { OsDriver } from './types.ts';
+
+/** OSv has no package manager and no guestfish-readable filesystem: it is packaged, then composed. */
+export const osv = {
+  family: 'osv',
+  title: 'OSv unikernel',
+  stages: () => ['package', 'compose', 'finalize'],
+  vrdmaPackages: [],
+  buildConfig: () => ({}),
+  packageQuery: '',
+  offlineFixups: () => [],
+  datasourceFile: '',
+} as const satisfies OsDriver;

@@ -1,0 +1,29 @@
+/**
+ * What differs between guest families lives behind this interface, one file
+ * per family (mkosi's distribution plug-ins). The registry in index.ts is
+ * typed `satisfies Record<OsFamily, OsDriver>`, so a new family does not
+ * compile until it is complete.
+ */
+import type { Profile } from '../profile/schema.ts';
+
+export type CloudConfig = Record<string, unknown>;
+
+/** Stages known to the pipeline; a family picks and orders the ones it runs. */
+export type StageName = 'base' | 'provision' | 'inject' | 'verify' | 'finalize' | 'smoke' | 'package' | 'compose';
+
+export interface OsDriver {
+  readonly family: Profile['os']['family'];
+  readonly title: string;
+  /** The stages a build of this family runs, in order. */
+  stages(profile: Profile): StageName[];
+  /** Packages that give RDMA verbs over soft-RoCE in this family. */
+  readonly vrdmaPackages: readonly string[];
+  /** cloud-config keys only this family needs in the build VM. */
+  buildConfig(profile: Profile): CloudConfig;
+  /** Shell (run chrooted by guestfish) that lists installed packages as "name version" lines. */
+  readonly packageQuery: string;
+  /** guestfish commands appended to the offline inject session (e.g. SELinux relabel). */
+  offlineFixups(profile: Profile): string[];
+  /** Where cloud-init's datasource list goes. */
+  readonly datasourceFile: string;
+}

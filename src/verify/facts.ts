@@ -1,0 +1,202 @@
+/**
+ * Everything verify looks at, read from an image in one read-only guestfish
+ * session, using libguestfs's own calls (not the guest's binaries), so that
+ * images from anywhere can be checked.
+ */
+import { posix } from 'node:path';
+import type { GuestSession } from '../guestfs/session.ts';
+
+export interface PasswdEntry {
+  name: string;
+  uid: number;
+  home: string;
+  shell: string;
+}
+
+export interface PathFacts {
+  exists: boolean;
+  isDir: boolean;
+  mode?: number;
+  entries?: string[];
+}
+
+export interface GuestFacts {
+  osRelease: Record<string, string>;
+  /** name → version, from dpkg's status file or the rpm database. */
+  packages: Map<string, string>;
+  packageSource: 'dpkg' | 'rpm' | 'none';
+  /** cloud.cfg then cloud.cfg.d/*.cfg in cloud-init's (sorted) order. */
+  cloudConfigs: { path: string; text: string }[];
+  paths: Record<string, PathFacts>;
+  passwd: PasswdEntry[];
+  rootPasswordHash?: string;
+  machineIdBytes?: number;
+  sshHostKeys: string[];
+  cloudInstances: string[];
+  kernels: string[];
+  /** kernel version → rdma_rxe module files found. */
+  rxeModules: Record<string, string[]>;
+  modulesLoad: { path: string; text: string }[];
+  systemdUnits: string[];
+}
+
+export function parseOsRelease(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line.trim());
+    if (m) out[m[1]!] = m[2]!.replace(/^["']|["']$/g, '');
+  }
+  return out;
+}
+
+export function parseDpkgStatus(text: string): Map<string, string> {
+  const packages = new Map<string, string>();
+  for (const stanza of text.split(/\n\n+/)) {
+    const name = /^Package: (.+)$/m.exec(stanza)?.[1];
+    const status = /^Status: (.+)$/m.exec(stanza)?.[1];
+    const version = /^Version: (.+)$/m.exec(stanza)?.[1];
+    if (name && version && status?.endsWith(' installed')) packages.set(name.trim(), version.trim());
+  }
+  return packages;
+}
+
+export function parsePasswd(text: string): PasswdEntry[] {
+  return text
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => l.split(':'))
+    .filter((f) => f.length >= 7)
+    .map((f) => ({ name: f[0]!, uid: Number(f[2]), home: f[5]!, shell: f[6]! }));
+}
+
+/** guestfish prints stat structs as "field: value" lines. */
+function parseStatMode(text: string): number | undefined {
+  const m = /^(?:st_)?mode: (\d+)$/m.exec(text);
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * Mount the guest's filesystems. With `inspect`, or when there is more than
+ * one Linux filesystem, libguestfs inspection finds the root and its mounts;
+ * otherwise the only Linux filesystem is the root (cheaper: no inspection).
+ * Returns the root device.
+ */
+export async function mountGuest(session: GuestSession, options: { readonly: boolean; inspect: boolean }): Promise<string> {
+  const opts = options.readonly ? 'ro' : '';
+  const filesystems = (await session.lines('list-filesystems'))
+    .map((l) => l.split(': '))
+    .filter(([, type]) => type && /^(ext[234]|xfs|btrfs)$/.test(type));
+  if (filesystems.length === 1 && !options.inspect) {
+    const device = filesystems[0]![0]!;
+    await session.call('mount-options', opts, device, '/');
+    return device;
+  }
+  const roots = await session.lines('inspect-os');
+  const root = roots[0];
+  if (!root) throw new Error('no operating system found on the image');
+  const mounts = (await session.lines('inspect-get-mountpoints', root))
+    .map((l) => l.split(': ') as [string, string])
+    .sort((a, b) => a[0].length - b[0].length);
+  for (const [mountpoint, device] of mounts) await session.call('mount-options', opts, device, mountpoint);
+  return root;
+}
+
+async function readIf(session: GuestSession, path: string): Promise<string | undefined> {
+  return (await session.bool('is-file', path, 'followsymlinks:true')) ? session.call('cat', path) : undefined;
+}
+
+async function pathFacts(session: GuestSession, path: string, list: boolean): Promise<PathFacts> {
+  if (!(await session.bool('exists', path))) return { exists: false, isDir: false };
+  const isDir = await session.bool('is-dir', path, 'followsymlinks:true');
+  const mode = parseStatMode(await session.call('stat', path));
+  const entries = isDir && list ? await session.lines('ls', path) : undefined;
+  return { exists: true, isDir, ...(mode !== undefined ? { mode } : {}), ...(entries ? { entries } : {}) };
+}
+
+async function glob(session: GuestSession, pattern: string): Promise<string[]> {
+  return session.lines('glob-expand', pattern);
+}
+
+export async function gatherFacts(
+  session: GuestSession,
+  root: string,
+  layout: { workspace: string; optVm: string; home: string },
+): Promise<GuestFacts> {
+  const osText = (await readIf(session, '/etc/os-release')) ?? (await readIf(session, '/usr/lib/os-release')) ?? '';
+  const osRelease = parseOsRelease(osText);
+
+  let packages = new Map<string, string>();
+  let packageSource: GuestFacts['packageSource'] = 'none';
+  const dpkg = await readIf(session, '/var/lib/dpkg/status');
+  if (dpkg !== undefined) {
+    packages = parseDpkgStatus(dpkg);
+    packageSource = 'dpkg';
+  } else if ((await session.bool('exists', '/var/lib/rpm')) || (await session.bool('exists', '/usr/lib/sysimage/rpm'))) {
+    packageSource = 'rpm';
+    packages = await rpmPackages(session, root);
+  }
+
+  const cloudConfigs: GuestFacts['cloudConfigs'] = [];
+  const mainCfg = await readIf(session, '/etc/cloud/cloud.cfg');
+  if (mainCfg !== undefined) cloudConfigs.push({ path: '/etc/cloud/cloud.cfg', text: mainCfg });
+  for (const path of (await glob(session, '/etc/cloud/cloud.cfg.d/*.cfg')).sort()) {
+    const text = await readIf(session, path);
+    if (text !== undefined) cloudConfigs.push({ path, text });
+  }
+
+  const paths: Record<string, PathFacts> = {};
+  for (const [path, list] of [[layout.workspace, false], [layout.home, true], ['/opt', true], [layout.optVm, true]] as const) {
+    paths[path] = await pathFacts(session, path, list);
+  }
+  const passwd = parsePasswd((await readIf(session, '/etc/passwd')) ?? '');
+  const shadow = (await readIf(session, '/etc/shadow')) ?? '';
+  const rootPasswordHash = /^root:([^:]*):/m.exec(shadow)?.[1];
+  const machineIdBytes = (await session.bool('is-file', '/etc/machine-id'))
+    ? Number((await session.call('filesize', '/etc/machine-id')).trim())
+    : undefined;
+  const kernels = (await glob(session, '/boot/vmlinuz-*')).map((p) => posix.basename(p).replace(/^vmlinuz-/, ''));
+  const rxeModules: Record<string, string[]> = {};
+  for (const version of kernels) {
+    rxeModules[version] = await glob(session, `/lib/modules/${version}/kernel/drivers/infiniband/sw/rxe/rdma_rxe.ko*`);
+  }
+  const modulesLoad: GuestFacts['modulesLoad'] = [];
+  for (const path of [...(await glob(session, '/etc/modules-load.d/*.conf')), '/etc/modules']) {
+    const text = await readIf(session, path);
+    if (text !== undefined) modulesLoad.push({ path, text });
+  }
+  return {
+    osRelease,
+    packages,
+    packageSource,
+    cloudConfigs,
+    paths,
+    passwd,
+    ...(rootPasswordHash !== undefined ? { rootPasswordHash } : {}),
+    ...(machineIdBytes !== undefined ? { machineIdBytes } : {}),
+    sshHostKeys: await glob(session, '/etc/ssh/ssh_host_*'),
+    cloudInstances: (await session.bool('is-dir', '/var/lib/cloud/instances')) ? await session.lines('ls', '/var/lib/cloud/instances') : [],
+    kernels,
+    rxeModules,
+    modulesLoad,
+    systemdUnits: (await glob(session, '/etc/systemd/system/*.service')).map((p) => posix.basename(p)),
+  };
+}
+
+/** The rpm database through libguestfs inspection (it reads rpmdb without the guest's rpm). */
+async function rpmPackages(session: GuestSession, root: string): Promise<Map<string, string>> {
+  const packages = new Map<string, string>();
+  const text = await session.call('inspect-list-applications2', root);
+  let name: string | undefined;
+  let version = '';
+  for (const line of text.split('\n')) {
+    const m = /^\s*app2_(name|version|release): (.*)$/.exec(line);
+    if (!m) continue;
+    if (m[1] === 'name') name = m[2];
+    else if (m[1] === 'version') version = m[2] ?? '';
+    else if (name) {
+      packages.set(name, m[2] ? `${version}-${m[2]}` : version);
+      name = undefined;
+    }
+  }
+  return packages;
+}

@@ -1,0 +1,208 @@
+/**
+ * The cluster's guest requirements as records: id, title, severity, why, and
+ * a check over the facts read from the image. The README's rule table is
+ * generated from this list.
+ */
+import { parse } from 'yaml';
+import type { GuestFacts } from './facts.ts';
+import type { Rule, RuleResult } from './types.ts';
+
+const pass = (evidence: string): RuleResult => ({ verdict: 'pass', evidence });
+const fail = (evidence: string): RuleResult => ({ verdict: 'fail', evidence });
+const warn = (evidence: string): RuleResult => ({ verdict: 'warn', evidence });
+const skip = (evidence: string): RuleResult => ({ verdict: 'skip', evidence });
+
+export type Family = 'debian' | 'redhat';
+
+export function osFamily(os: Record<string, string>): Family | undefined {
+  const ids = [os.ID ?? '', ...(os.ID_LIKE ?? '').split(/\s+/)].map((s) => s.toLowerCase());
+  if (ids.some((id) => id === 'debian' || id === 'ubuntu')) return 'debian';
+  if (ids.some((id) => ['rhel', 'fedora', 'centos', 'rocky', 'almalinux'].includes(id))) return 'redhat';
+  return undefined;
+}
+
+/** datasource_list as cloud-init would end up with it: the last file that sets it wins. */
+export function effectiveDatasourceList(configs: GuestFacts['cloudConfigs']): { list?: string[]; from?: string; broken: string[] } {
+  let list: string[] | undefined;
+  let from: string | undefined;
+  const broken: string[] = [];
+  for (const { path, text } of configs) {
+    try {
+      const value = parse(text, { version: '1.1' }) as Record<string, unknown> | null;
+      const ds = value?.datasource_list;
+      if (Array.isArray(ds)) {
+        list = ds.map(String);
+        from = path;
+      }
+    } catch {
+      broken.push(path);
+    }
+  }
+  return { ...(list ? { list, from } : {}), broken };
+}
+
+const rdmaPackages: Record<Family, string[]> = {
+  debian: ['rdma-core', 'ibverbs-providers'],
+  redhat: ['rdma-core', 'libibverbs'],
+};
+
+function mode(m: number | undefined): string {
+  return m === undefined ? '?' : (m & 0o7777).toString(8).padStart(4, '0');
+}
+
+export const rules: Rule[] = [
+  {
+    id: 'os.family',
+    title: 'Debian or RedHat-family guest',
+    severity: 'error',
+    why: 'guestforge and the cluster support these families only',
+    check: (f) => {
+      const family = osFamily(f.osRelease);
+      const name = f.osRelease.PRETTY_NAME ?? f.osRelease.ID ?? 'no /etc/os-release';
+      return family ? pass(`${name} (${family} family, version ${f.osRelease.VERSION_ID ?? '?'})`) : fail(`unknown OS: ${name}`);
+    },
+  },
+  {
+    id: 'cloud-init.installed',
+    title: 'cloud-init installed',
+    severity: 'error',
+    why: 'the batch system configures each VM through a NoCloud seed',
+    check: (f) => {
+      const version = f.packages.get('cloud-init');
+      if (version) return pass(`cloud-init ${version} (${f.packageSource} database)`);
+      return fail(f.packageSource === 'none' ? 'no package database found' : `cloud-init is not in the ${f.packageSource} database`);
+    },
+  },
+  {
+    id: 'cloud-init.nocloud',
+    title: 'NoCloud datasource enabled',
+    severity: 'error',
+    why: 'the cluster boots every VM with a NoCloud seed (cloud-localds)',
+    check: (f) => {
+      const { list, from, broken } = effectiveDatasourceList(f.cloudConfigs);
+      const note = broken.length ? ` (unreadable: ${broken.join(', ')})` : '';
+      if (!list) return warn(`no datasource_list set: ds-identify decides${note}`);
+      const shown = `[${list.join(', ')}] from ${from}${note}`;
+      return list.includes('NoCloud') ? pass(shown) : fail(`NoCloud missing: ${shown}`);
+    },
+  },
+  {
+    id: 'layout.workspace',
+    title: 'workspace folder for job data',
+    severity: 'error',
+    why: 'jobs write intermediate data to the workspace',
+    check: (f, o) => {
+      const p = f.paths[o.workspace];
+      if (!p?.exists) return fail(`${o.workspace} does not exist`);
+      if (!p.isDir) return fail(`${o.workspace} is not a directory`);
+      const want = parseInt(o.workspaceMode, 8);
+      const have = (p.mode ?? 0) & 0o7777;
+      return have === want ? pass(`${o.workspace} mode ${mode(p.mode)}`) : fail(`${o.workspace} mode ${mode(p.mode)}, want ${mode(want)}`);
+    },
+  },
+  {
+    id: 'layout.home',
+    title: 'homes under /home',
+    severity: 'error',
+    why: 'the cluster mounts users\' homes over NFS at /home',
+    check: (f, o) => {
+      const home = f.paths[o.home];
+      if (!home?.isDir) return fail(`${o.home} is missing`);
+      const users = f.passwd.filter((u) => u.uid >= 1000 && u.uid < 60000);
+      const outside = users.filter((u) => !u.home.startsWith(`${o.home}/`));
+      if (outside.length) return fail(`homes outside ${o.home}: ${outside.map((u) => `${u.name}:${u.home}`).join(', ')}`);
+      return pass(`${o.home} present; ${users.length} regular user(s): ${users.map((u) => u.name).join(', ') || 'none'}`);
+    },
+  },
+  {
+    id: 'layout.opt-empty',
+    title: '/opt empty',
+    severity: 'error',
+    why: 'the cluster mounts its own /opt, hiding anything installed there',
+    check: (f, o) => {
+      const opt = f.paths['/opt'];
+      if (!opt?.exists) return pass('/opt absent');
+      const entries = opt.entries ?? [];
+      return entries.length === 0 ? pass('/opt is empty') : fail(`/opt holds ${entries.join(', ')}: install apps to ${o.optVm}`);
+    },
+  },
+  {
+    id: 'layout.opt-vm',
+    title: 'apps folder present',
+    severity: 'error',
+    why: 'apps live in /opt-vm because /opt belongs to the cluster',
+    check: (f, o) => {
+      const p = f.paths[o.optVm];
+      return p?.isDir ? pass(`${o.optVm}: ${(p.entries ?? []).join(', ') || 'empty'}`) : fail(`${o.optVm} does not exist`);
+    },
+  },
+  {
+    id: 'vrdma.packages',
+    title: 'RDMA userspace installed',
+    severity: 'error',
+    why: 'verbs applications need rdma-core and the verbs providers',
+    check: (f, o) => {
+      if (!o.requireVrdma) return skip('vRDMA not required');
+      const family = osFamily(f.osRelease) ?? 'debian';
+      const missing = rdmaPackages[family].filter((p) => !f.packages.has(p));
+      return missing.length ? fail(`missing: ${missing.join(', ')}`) : pass(rdmaPackages[family].map((p) => `${p} ${f.packages.get(p)}`).join(', '));
+    },
+  },
+  {
+    id: 'vrdma.kernel',
+    title: 'every kernel has rdma_rxe',
+    severity: 'error',
+    why: 'soft-RoCE needs the rdma_rxe module (Debian\'s cloud kernel has none)',
+    check: (f, o) => {
+      if (!o.requireVrdma) return skip('vRDMA not required');
+      if (f.kernels.length === 0) return fail('no kernel in /boot');
+      const without = f.kernels.filter((k) => (f.rxeModules[k] ?? []).length === 0);
+      return without.length ? fail(`kernel without rdma_rxe: ${without.join(', ')}`) : pass(`rdma_rxe in ${f.kernels.join(', ')}`);
+    },
+  },
+  {
+    id: 'vrdma.boot',
+    title: 'soft-RoCE set up at boot',
+    severity: 'error',
+    why: '`rdma link add` does not persist: something must load rdma_rxe and add the link at boot',
+    check: (f, o) => {
+      if (!o.requireVrdma) return skip('vRDMA not required');
+      const load = f.modulesLoad.find((m) => /^\s*rdma_rxe\s*$/m.test(m.text));
+      const unit = f.systemdUnits.find((u) => u.startsWith('guestforge-vrdma'));
+      if (load && unit) return pass(`${load.path} loads rdma_rxe; ${unit} adds the link`);
+      return fail([load ? '' : 'rdma_rxe not in modules-load.d', unit ? '' : 'no guestforge-vrdma unit'].filter(Boolean).join('; '));
+    },
+  },
+  {
+    id: 'hygiene.cloud-init-state',
+    title: 'no cloud-init instance state',
+    severity: 'error',
+    why: 'every job VM gets the same instance-id: left-over state silently skips per-instance modules (runcmd, mounts)',
+    check: (f) => (f.cloudInstances.length ? fail(`/var/lib/cloud/instances holds ${f.cloudInstances.join(', ')}`) : pass('none')),
+  },
+  {
+    id: 'hygiene.machine-id',
+    title: 'machine-id empty',
+    severity: 'error',
+    why: 'VMs cloned from one image must not share a machine-id (DHCP client ids, journald)',
+    check: (f) => (f.machineIdBytes === undefined ? pass('absent') : f.machineIdBytes === 0 ? pass('empty') : fail(`/etc/machine-id has ${f.machineIdBytes} bytes`)),
+  },
+  {
+    id: 'hygiene.ssh-host-keys',
+    title: 'no SSH host keys',
+    severity: 'error',
+    why: 'VMs cloned from one image must not share host keys',
+    check: (f) => (f.sshHostKeys.length ? fail(f.sshHostKeys.join(', ')) : pass('none')),
+  },
+  {
+    id: 'hygiene.root-password',
+    title: 'no usable root password',
+    severity: 'error',
+    why: 'a password baked into an image is shared by every VM',
+    check: (f) => {
+      const hash = f.rootPasswordHash;
+      if (hash === undefined) return warn('no root entry in /etc/shadow');
+      return hash === '' ? fail('root has an empty password') : /^[!*]/.test(hash) ? pass('locked') : fail('root has a usable password hash');
+    },
+  },
+];

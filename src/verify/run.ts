@@ -1,0 +1,39 @@
+import { GuestSession, type GuestDisk } from '../guestfs/session.ts';
+import type { Accel } from '../vm/accel.ts';
+import { gatherFacts, mountGuest, type GuestFacts } from './facts.ts';
+import { osFamily, rules } from './rules.ts';
+import type { VerifyOptions, VerifyReport } from './types.ts';
+
+export const defaultVerifyOptions: VerifyOptions = {
+  requireVrdma: false,
+  workspace: '/workspace',
+  workspaceMode: '1777',
+  optVm: '/opt-vm',
+  home: '/home',
+};
+
+export function evaluate(image: string, facts: GuestFacts, options: VerifyOptions): VerifyReport {
+  const results = rules.map((rule) => ({ id: rule.id, title: rule.title, severity: rule.severity, ...rule.check(facts, options) }));
+  const os = facts.osRelease;
+  return {
+    image,
+    ok: !results.some((r) => r.verdict === 'fail' && r.severity === 'error'),
+    ...(os.ID
+      ? { os: { id: os.ID, family: osFamily(os) ?? 'unknown', version: os.VERSION_ID ?? '', pretty: os.PRETTY_NAME ?? os.ID } }
+      : {}),
+    results,
+    packages: [...facts.packages].map(([name, version]) => ({ name, version })).sort((a, b) => a.name.localeCompare(b.name)),
+  };
+}
+
+/** One read-only guestfish launch: mount, read the facts, judge every rule. */
+export async function verifyImage(disk: GuestDisk, accel: Accel, options: VerifyOptions): Promise<VerifyReport> {
+  const session = await GuestSession.open([{ ...disk, readonly: true }], { accel, smp: 2 });
+  try {
+    const root = await mountGuest(session, { readonly: true, inspect: true });
+    const facts = await gatherFacts(session, root, options);
+    return evaluate(disk.path, facts, options);
+  } finally {
+    await session.close();
+  }
+}

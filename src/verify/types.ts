@@ -1,0 +1,36 @@
+/** Verify rules are records (virt-sysprep's operations): data plus a check, listed in one place. */
+import type { GuestFacts } from './facts.ts';
+
+export type Verdict = 'pass' | 'fail' | 'warn' | 'skip';
+
+export interface RuleResult {
+  verdict: Verdict;
+  /** What was seen, shown next to the verdict. */
+  evidence: string;
+}
+
+export interface VerifyOptions {
+  /** Check the vRDMA rules even without a profile asking for them. */
+  requireVrdma: boolean;
+  workspaceMode: string;
+  workspace: string;
+  optVm: string;
+  home: string;
+}
+
+export interface Rule {
+  id: string;
+  title: string;
+  severity: 'error' | 'warning';
+  /** Why the cluster needs this. */
+  why: string;
+  check(facts: GuestFacts, options: VerifyOptions): RuleResult;
+}
+
+export interface VerifyReport {
+  image: string;
+  ok: boolean;
+  os?: { id: string; family: string; version: string; pretty: string };
+  results: (RuleResult & { id: string; title: string; severity: Rule['severity'] })[];
+  packages: { name: string; version: string }[];
+}

@@ -1,0 +1,47 @@
+/**
+ * Pure argv builders for qemu-system-x86_64 (mkosi's finalize_* style), so
+ * the exact command line is unit-tested without running qemu.
+ */
+import type { Accel } from './accel.ts';
+import { qemuAccelArgs } from './accel.ts';
+
+export interface VmSpec {
+  disk: string;
+  diskFormat: 'qcow2' | 'raw';
+  seedIso?: string;
+  memoryMiB: number;
+  cpus: number;
+  accel: Accel;
+  serialLog: string;
+  qmpSocket: string;
+  /** A throwaway overlay may skip flushes; a disk we keep may not. */
+  unsafeCache: boolean;
+}
+
+export function driveArgs(spec: VmSpec): string[] {
+  const cache = spec.unsafeCache ? 'unsafe' : 'writeback';
+  const args = ['-drive', `file=${spec.disk},format=${spec.diskFormat},if=virtio,cache=${cache},discard=unmap`];
+  if (spec.seedIso) args.push('-drive', `file=${spec.seedIso},format=raw,media=cdrom,readonly=on`);
+  return args;
+}
+
+export function qemuArgs(spec: VmSpec): string[] {
+  return [
+    'qemu-system-x86_64',
+    '-machine', 'pc',
+    ...qemuAccelArgs(spec.accel),
+    '-smp', String(spec.cpus),
+    '-m', String(spec.memoryMiB),
+    '-nodefaults',
+    '-display', 'none',
+    '-vga', 'none',
+    '-no-reboot',
+    ...driveArgs(spec),
+    '-netdev', 'user,id=net0',
+    '-device', 'virtio-net-pci,netdev=net0',
+    '-device', 'virtio-rng-pci',
+    '-chardev', `file,id=serial0,path=${spec.serialLog}`,
+    '-serial', 'chardev:serial0',
+    '-qmp', `unix:${spec.qmpSocket},server=on,wait=off`,
+  ];
+}

@@ -1,0 +1,81 @@
+/**
+ * Reading a guest's serial console from its log file. Output has CRLF and
+ * terminal escape codes, so it is read as bytes and cleaned per line. The
+ * guest reports through lines of the form
+ *   GUESTFORGE-RESULT:<nonce>:ok|error[:detail]
+ *   GUESTFORGE-CHECK:<nonce>:<id> pass|fail|warn <detail>
+ *   GUESTFORGE-WARN:<nonce>:<message>
+ * where the nonce is fresh per boot, so stale text cannot pass for a result.
+ */
+import { open } from 'node:fs/promises';
+
+export interface CheckLine {
+  id: string;
+  status: 'pass' | 'fail' | 'warn';
+  detail: string;
+}
+
+export type SerialEvent =
+  | { kind: 'result'; ok: boolean; detail: string }
+  | { kind: 'check'; check: CheckLine }
+  | { kind: 'warn'; message: string }
+  | { kind: 'panic'; line: string };
+
+// eslint-disable-next-line no-control-regex
+const escapes = /\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1b[=>]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/g;
+
+export function cleanLine(line: string): string {
+  return line.replace(escapes, '').replace(/\r/g, '').trimEnd();
+}
+
+export function parseSerialLine(line: string, nonce: string): SerialEvent | undefined {
+  const clean = cleanLine(line);
+  const tagAt = clean.indexOf('GUESTFORGE-');
+  if (tagAt >= 0) {
+    const text = clean.slice(tagAt);
+    const result = new RegExp(`^GUESTFORGE-RESULT:${nonce}:(ok|error)(?::(.*))?$`).exec(text);
+    if (result) return { kind: 'result', ok: result[1] === 'ok', detail: result[2] ?? '' };
+    const check = new RegExp(`^GUESTFORGE-CHECK:${nonce}:(\\S+) (pass|fail|warn) ?(.*)$`).exec(text);
+    if (check) return { kind: 'check', check: { id: check[1]!, status: check[2] as CheckLine['status'], detail: check[3] ?? '' } };
+    const warn = new RegExp(`^GUESTFORGE-WARN:${nonce}:(.*)$`).exec(text);
+    if (warn) return { kind: 'warn', message: warn[1] ?? '' };
+  }
+  if (/Kernel panic - not syncing/.test(clean)) return { kind: 'panic', line: clean };
+  return undefined;
+}
+
+/** Follows a growing log file, line by line. */
+export class SerialTail {
+  private offset = 0;
+  private partial = '';
+  readonly lines: string[] = [];
+
+  constructor(private readonly path: string) {}
+
+  /** Read what was appended since the last call; returns the new complete lines. */
+  async poll(): Promise<string[]> {
+    const handle = await open(this.path, 'r').catch(() => undefined);
+    if (!handle) return [];
+    try {
+      const { size } = await handle.stat();
+      if (size <= this.offset) return [];
+      const buffer = Buffer.alloc(size - this.offset);
+      await handle.read(buffer, 0, buffer.length, this.offset);
+      this.offset = size;
+      const text = this.partial + buffer.toString('latin1');
+      const parts = text.split('\n');
+      this.partial = parts.pop() ?? '';
+      const fresh = parts.map(cleanLine);
+      this.lines.push(...fresh);
+      return fresh;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** The last n non-empty lines, for error reports. */
+  tail(n: number): string[] {
+    const all = this.partial ? [...this.lines, cleanLine(this.partial)] : this.lines;
+    return all.filter((l) => l.trim() !== '').slice(-n);
+  }
+}
