@@ -1,0 +1,43 @@
+#!/bin/sh
+# guestforge result reporter. Runs as cloud-init's power_state condition, i.e.
+# after cloud-init has finished, prints one result line to the serial console
+# and always exits 0 so the VM powers off either way.
+#   report.sh NONCE [CHECKS_SCRIPT]
+nonce=$1
+checks=${2:-}
+tag=GUESTFORGE
+console=/dev/ttyS0
+[ -w "$console" ] || console=/dev/console
+mkdir -p /run/guestforge
+say() { printf '%s\n' "$*" > "$console"; }
+
+detail=""
+cloud-init status --wait > /dev/null 2>&1
+rc=$?
+status=$(cloud-init status 2>/dev/null | sed -n 's/^status: //p')
+# cloud-init 23.4+ says 2 for "degraded": recoverable errors, reported as a warning.
+case "$rc" in
+  0) result=ok ;;
+  2) result=ok; say "$tag-WARN:$nonce:cloud-init finished degraded (exit 2)" ;;
+  *) result=error; detail="cloud-init status: ${status:-unknown} (exit $rc)" ;;
+esac
+if [ -f /run/cloud-init/result.json ]; then
+  errors=$(python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["v1"]["errors"]; print("; ".join(e))' /run/cloud-init/result.json 2>/dev/null)
+  if [ -n "$errors" ]; then result=error; detail="${detail:+$detail; }$errors"; fi
+fi
+if [ -s /run/guestforge/failed ]; then
+  result=error
+  detail="$(cat /run/guestforge/failed)${detail:+; $detail}"
+fi
+if [ -n "$checks" ] && [ -f "$checks" ]; then
+  # Each check prints "CHECK id pass|fail detail"; any fail fails the run.
+  sh "$checks" > /run/guestforge/checks.out 2>&1
+  while IFS= read -r line; do
+    case "$line" in CHECK\ *) say "$tag-CHECK:$nonce:${line#CHECK }" ;; esac
+  done < /run/guestforge/checks.out
+  if grep -q '^CHECK [^ ]* fail' /run/guestforge/checks.out; then
+    result=error; detail="${detail:+$detail; }a smoke check failed"
+  fi
+fi
+say "$tag-RESULT:$nonce:$result${detail:+:$detail}"
+exit 0

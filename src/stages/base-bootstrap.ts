@@ -1,0 +1,107 @@
+/**
+ * A Debian base from scratch: mmdebstrap into a folder, an ext4 filled from
+ * that folder by mke2fs -d inside a partitioned sparse raw file (no loop
+ * mounts, no root-only kernel features), then one guestfish launch that only
+ * installs GRUB. About twice as fast here as tar-in through guestfish.
+ */
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run } from '../exec/run.ts';
+import { GuestSession } from '../guestfs/session.ts';
+import { mirrorLines } from '../host/apt-sources.ts';
+import type { Step } from '../log.ts';
+import type { Profile } from '../profile/schema.ts';
+import { parseSize } from '../profile/units.ts';
+import { projectRoot } from '../util/project.ts';
+import type { BuildContext } from './types.ts';
+
+/** What every guestforge Debian base has, besides the profile's extra packages. */
+export function bootstrapPackages(profile: Profile): string[] {
+  const kernel = profile.os.family === 'debian' && profile.os.kernel === 'cloud' ? 'linux-image-cloud-amd64' : 'linux-image-amd64';
+  return [
+    kernel, 'grub-pc', 'systemd-sysv', 'systemd-resolved', 'dbus', 'cloud-init', 'cloud-guest-utils',
+    'openssh-server', 'ca-certificates', 'sudo', 'iproute2', 'kmod', 'udev',
+    ...(profile.base.bootstrap?.packages ?? []),
+  ];
+}
+
+export const hookDir = join(projectRoot, 'src', 'os', 'debian-hooks');
+
+/** Pure: the mmdebstrap command line. */
+export function mmdebstrapArgs(profile: Profile, mirrors: string[], target: string): string[] {
+  const bootstrap = profile.base.bootstrap;
+  if (!bootstrap) throw new Error('mmdebstrapArgs: profile has no base.bootstrap');
+  return [
+    'mmdebstrap',
+    `--variant=${bootstrap.variant}`,
+    '--format=directory',
+    `--include=${bootstrapPackages(profile).join(',')}`,
+    '--aptopt=Acquire::Retries "3"',
+    `--essential-hook=sh ${join(hookDir, 'essential.sh')} "$1"`,
+    `--customize-hook=sh ${join(hookDir, 'customize.sh')} "$1"`,
+    bootstrap.suite,
+    target,
+    ...mirrors,
+  ];
+}
+
+export const partitionOffset = 1024 * 1024;
+
+/** Pure: one bootable Linux partition from 1 MiB to the end. */
+export const sfdiskScript = 'label: dos\nstart=2048, type=83, bootable\n';
+
+export async function bootstrapBase(ctx: BuildContext, step: Step, output: string): Promise<void> {
+  const { profile } = ctx;
+  const suite = profile.base.bootstrap!.suite;
+  const mirrors = await mirrorLines(suite, profile.base.bootstrap!.mirror);
+  const rootDir = join(ctx.workDir, 'rootfs');
+  const raw = join(ctx.workDir, 'base.raw');
+  await rm(rootDir, { recursive: true, force: true });
+  await mkdir(ctx.workDir, { recursive: true });
+  try {
+    step.update(`mmdebstrap ${suite} from ${mirrors[0]?.split(' ')[1]}`);
+    const logFile = join(ctx.logDir, 'mmdebstrap.log');
+    await run(mmdebstrapArgs(profile, mirrors, rootDir), {
+      timeoutMs: 30 * 60_000,
+      cancelSignal: ctx.signal,
+      onLine: (line) => {
+        ctx.log.detail(`mmdebstrap: ${line}`);
+        if (line.startsWith('I: ')) step.update(line.slice(3, 80));
+      },
+    }).catch(async (error: unknown) => {
+      ctx.log.detail(`mmdebstrap log: ${logFile}`);
+      throw error;
+    });
+
+    step.update('filesystem from the tree (mke2fs -d)');
+    const bytes = parseSize(profile.disk.size);
+    await run(['truncate', '-s', String(bytes), raw]);
+    await run(['sfdisk', '--quiet', raw], { input: sfdiskScript });
+    const fsKiB = Math.floor((bytes - partitionOffset) / 1024);
+    await run(['mke2fs', '-q', '-t', 'ext4', '-L', 'rootfs', '-d', rootDir, '-E', `offset=${partitionOffset}`, raw, `${fsKiB}k`], {
+      timeoutMs: 10 * 60_000,
+    });
+  } finally {
+    await rm(rootDir, { recursive: true, force: true });
+  }
+  await run(['qemu-img', 'convert', '-O', 'qcow2', raw, output]);
+  await rm(raw, { force: true });
+
+  step.update('GRUB (one guestfish launch)');
+  const session = await GuestSession.open([{ path: output, format: 'qcow2' }], { accel: ctx.accel, smp: 2 });
+  try {
+    await session.call('mount', '/dev/sda1', '/');
+    // The appliance's own name for the disk varies between runs (sda, sdb):
+    // ask the mounted root which disk it is on.
+    await session.call('sh', [
+      'set -e',
+      'disk=/dev/$(lsblk -no PKNAME "$(findmnt -no SOURCE /)")',
+      'grub-install --target=i386-pc "$disk"',
+      'update-grub',
+    ].join('\n'));
+  } finally {
+    await session.close();
+  }
+  const size = (await stat(output)).size;
+  step.update(`${Math.round(size / 1024 / 1024)} MiB`);
+}

@@ -1,0 +1,82 @@
+/**
+ * A build is a list of stages (Packer's steps): each reads the context, adds
+ * what it produces, and can undo itself. The pipeline runs them in the order
+ * the OS driver gives and, on failure or signal, cleans up in reverse.
+ */
+import type { Logger, Step } from '../log.ts';
+import type { OsDriver, StageName } from '../os/types.ts';
+import type { Profile } from '../profile/schema.ts';
+import type { Accel } from '../vm/accel.ts';
+import type { CheckLine } from '../vm/serial.ts';
+import type { VerifyReport } from '../verify/types.ts';
+
+export interface DiskRef {
+  path: string;
+  format: 'qcow2' | 'raw';
+}
+
+export interface BuildOptions {
+  outDir: string;
+  smoke: boolean;
+  junit?: string;
+  keepWork: boolean;
+  verbose: boolean;
+  noCache: boolean;
+}
+
+export interface OutputFile {
+  path: string;
+  format: string;
+  bytes: number;
+  sha256: string;
+}
+
+export interface StageTiming {
+  stage: StageName;
+  ms: number;
+  note?: string;
+}
+
+export interface SmokeReport {
+  ok: boolean;
+  detail: string;
+  checks: CheckLine[];
+  warnings: string[];
+  bootMs?: number;
+  serialLog: string;
+}
+
+export interface BuildContext {
+  readonly profile: Profile;
+  readonly profileFile: string;
+  /** sha256 of the resolved profile, for the manifest. */
+  readonly profileHash: string;
+  readonly driver: OsDriver;
+  readonly accel: Accel;
+  /** Fresh per build: instance-id, result markers, temp names. */
+  readonly nonce: string;
+  readonly workDir: string;
+  readonly logDir: string;
+  readonly cacheDir: string;
+  readonly log: Logger;
+  readonly signal: AbortSignal;
+  readonly options: BuildOptions;
+
+  /** The disk the next stage starts from (each stage's disk backs the next). */
+  disk?: DiskRef;
+  base?: { source: string; sha256?: string; cached: boolean };
+  verify?: VerifyReport;
+  outputs: OutputFile[];
+  smoke?: SmokeReport;
+  timings: StageTiming[];
+}
+
+export interface Stage {
+  readonly name: StageName;
+  readonly title: string;
+  /** One line for `plan`: what this stage will do with this profile. */
+  describe(profile: Profile): string;
+  run(ctx: BuildContext, step: Step): Promise<void>;
+  /** Undo what run left behind when the build fails or is interrupted. */
+  cleanup?(ctx: BuildContext): Promise<void>;
+}
