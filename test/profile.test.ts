@@ -1,0 +1,79 @@
+import { copyFile, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execa } from 'execa';
+import { formatDiagnostic } from '../src/profile/diagnostic.ts';
+import { loadProfile } from '../src/profile/load.ts';
+
+const root = resolve(import.meta.dirname, '..');
+const cli = join(root, 'bin', 'guestforge.js');
+
+async function scratchCopy(edit: (text: string) => string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'gf-profile-'));
+  const file = join(root, 'profiles', `.test-${process.pid}-${Math.random().toString(16).slice(2)}.yaml`);
+  const text = await readFile(join(root, 'profiles', 'debian-12-hpc.yaml'), 'utf8');
+  await writeFile(file, edit(text));
+  void dir;
+  return file;
+}
+
+const shipped = suite('shipped profiles');
+shipped('every shipped profile validates', async () => {
+  for (const name of ['debian-12-hpc', 'debian-12-vrdma', 'rocky-9-hpc', 'osv-hello']) {
+    const result = await loadProfile(join(root, 'profiles', `${name}.yaml`));
+    assert.ok(result.ok, `${name}: ${result.ok ? '' : result.diagnostics.map(formatDiagnostic).join('\n')}`);
+  }
+});
+shipped('extends: lists append, scalars override, paths resolve from the writing file', async () => {
+  const result = await loadProfile(join(root, 'profiles', 'debian-12-vrdma.yaml'));
+  assert.ok(result.ok);
+  if (!result.ok) return;
+  assert.is(result.value.profile.name, 'debian-12-vrdma');
+  assert.is(result.value.profile.vrdma.enabled, true);
+  assert.is(result.value.profile.apps[0]?.src, join(root, 'profiles', 'apps', 'hello-mpi', 'run.sh'));
+  assert.is(result.value.files.length, 2);
+});
+shipped.run();
+
+const errors = suite('profile errors');
+errors('misspelled nested key: file:line:col, path and suggestion, exit 2', async () => {
+  const file = await scratchCopy((t) => t.replace('  size: 4G', '  sise: 4G'));
+  const run = await execa('node', [cli, 'validate', file], { reject: false });
+  assert.is(run.exitCode, 2);
+  assert.match(run.stderr, /:13:3 disk\.sise: unknown key "sise"/);
+  assert.match(run.stderr, /did you mean "size"\?/);
+});
+errors('app under /opt is refused, naming /opt-vm', async () => {
+  const file = await scratchCopy((t) => t.replace('dest: /opt-vm/hello-mpi/README', 'dest: /opt/app'));
+  const run = await execa('node', [cli, 'validate', file], { reject: false });
+  assert.is(run.exitCode, 2);
+  assert.match(run.stderr, /apps\[1\]\.dest: "\/opt\/app" is under \/opt/);
+  assert.match(run.stderr, /\/opt-vm/);
+});
+errors('bad size and bad sha256 are located on their value', async () => {
+  const file = await scratchCopy((t) => t.replace('size: 4G', 'size: lots'));
+  const result = await loadProfile(file);
+  assert.not.ok(result.ok);
+  if (result.ok) return;
+  const text = result.diagnostics.map(formatDiagnostic).join('\n');
+  assert.match(text, /:13:9 disk\.size: expected a size like 8G/);
+});
+errors('bootstrap is refused for redhat', async () => {
+  const file = await scratchCopy((t) => t.replace('family: debian', 'family: redhat').replace('release: "12"', 'release: "9"'));
+  const result = await loadProfile(file);
+  assert.not.ok(result.ok);
+  if (result.ok) return;
+  assert.ok(result.diagnostics.some((d) => d.path.join('.') === 'base.bootstrap' && /only for Debian/.test(d.message)));
+});
+errors('missing file is a located error', async () => {
+  const result = await loadProfile('/nonexistent/profile.yaml');
+  assert.not.ok(result.ok);
+});
+errors.after(async () => {
+  const { readdir, rm } = await import('node:fs/promises');
+  for (const n of await readdir(join(root, 'profiles'))) if (n.startsWith('.test-')) await rm(join(root, 'profiles', n));
+});
+void copyFile;
+errors.run();
