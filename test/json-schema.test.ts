@@ -1,0 +1,19 @@
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { renderJsonSchema } from '../src/profile/json-schema.ts';
+
+const root = resolve(import.meta.dirname, '..');
+const schema = suite('json schema');
+schema('schema/profile.schema.json is what the zod schema generates (npm run schema)', async () => {
+  const committed = await readFile(join(root, 'schema', 'profile.schema.json'), 'utf8');
+  assert.is(committed, renderJsonSchema(), 'schema/profile.schema.json is stale: run npm run schema');
+});
+schema('every shipped profile points editors at the schema', async () => {
+  for (const name of ['debian-12-hpc', 'debian-12-vrdma', 'rocky-9-hpc', 'osv-hello']) {
+    const text = await readFile(join(root, 'profiles', `${name}.yaml`), 'utf8');
+    assert.match(text, /^# yaml-language-server: \$schema=\.\.\/schema\/profile\.schema\.json$/m, name);
+  }
+});
+schema.run();
