@@ -25,6 +25,11 @@ const commands: Record<string, CommandEntry> = {
     usage: 'validate <profile.yaml>...',
     load: () => import('./commands/validate.ts'),
   },
+  plan: {
+    summary: 'show the stages a build will run, the resolved profile and the NoCloud seed',
+    usage: 'plan <profile.yaml> [--json]',
+    load: () => import('./commands/plan.ts'),
+  },
   doctor: {
     summary: 'check host tools and which accelerator works here',
     usage: 'doctor [--json] [--refresh]',
