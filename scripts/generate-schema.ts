@@ -1,8 +1,11 @@
-// Writes schema/profile.schema.json from the zod schema (the one source of truth).
+// Writes schema/profile.schema.json and docs/profile-reference.md from the zod schema.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { renderJsonSchema } from '../src/profile/json-schema.ts';
+import { renderReference } from '../src/profile/reference.ts';
 import { projectRoot } from '../src/util/project.ts';
 
-await writeFile(join(projectRoot, 'schema', 'profile.schema.json'), renderJsonSchema());
-console.log('wrote schema/profile.schema.json');
+const json = renderJsonSchema();
+await writeFile(join(projectRoot, 'schema', 'profile.schema.json'), json);
+await writeFile(join(projectRoot, 'docs', 'profile-reference.md'), `# Profile reference\n\nGenerated from src/profile/schema.ts by \`npm run schema\`; do not edit.\n\n${renderReference(JSON.parse(json))}`);
+console.log('wrote schema/profile.schema.json and docs/profile-reference.md');

@@ -3,12 +3,18 @@ import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { renderJsonSchema } from '../src/profile/json-schema.ts';
+import { renderReference } from '../src/profile/reference.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const schema = suite('json schema');
 schema('schema/profile.schema.json is what the zod schema generates (npm run schema)', async () => {
   const committed = await readFile(join(root, 'schema', 'profile.schema.json'), 'utf8');
   assert.is(committed, renderJsonSchema(), 'schema/profile.schema.json is stale: run npm run schema');
+});
+schema('docs/profile-reference.md is what the schema generates', async () => {
+  const committed = await readFile(join(root, 'docs', 'profile-reference.md'), 'utf8');
+  assert.ok(committed.endsWith(renderReference(JSON.parse(renderJsonSchema()))), 'stale: run npm run schema');
+  assert.match(committed, /\| `disk\.size` \| string \| `"8G"` \|/);
 });
 schema('every shipped profile points editors at the schema', async () => {
   for (const name of ['debian-12-hpc', 'debian-12-vrdma', 'rocky-9-hpc', 'osv-hello']) {
