@@ -1,0 +1,29 @@
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { CommandError, run, shellQuote, ToolMissingError } from '../src/exec/run.ts';
+
+const fixtures = resolve(import.meta.dirname, 'fixtures', 'bin');
+const exec = suite('exec');
+exec('a missing program names the apt package that ships it', async () => {
+  const error = await run(['qemu-img', 'info', 'x'], { env: { PATH: '/nonexistent' } }).catch((e: unknown) => e);
+  assert.instance(error, ToolMissingError);
+  assert.match((error as ToolMissingError).hint ?? '', /apt-get install qemu-utils/);
+});
+exec('a failure shows a pasteable command, the exit code and the end of stderr', async () => {
+  const log = join(await mkdtemp(join(tmpdir(), 'gf-exec-')), 'argv');
+  const env = { PATH: `${fixtures}:${process.env.PATH}`, FAKE_FAIL: '1', FAKE_LOG: log };
+  const error = await run(['qemu-img', 'info', 'my disk.qcow2'], { env }).catch((e: unknown) => e);
+  assert.instance(error, CommandError);
+  const e = error as CommandError;
+  assert.is(e.message, 'qemu-img exited with code 1');
+  assert.match(e.hint ?? '', /command: qemu-img info 'my disk\.qcow2'/);
+  assert.match(e.hint ?? '', /\| qemu-img: Could not open/);
+  assert.is(await readFile(log, 'utf8'), 'info my disk.qcow2\n');
+});
+exec('shellQuote quotes what a shell would split', () => {
+  assert.is(shellQuote(['a', 'b c', "it's"]), `a 'b c' 'it'\\''s'`);
+});
+exec.run();
