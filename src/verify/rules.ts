@@ -46,6 +46,11 @@ const rdmaPackages: Record<Family, string[]> = {
   redhat: ['rdma-core', 'libibverbs'],
 };
 
+/** vRDMA rules are skipped unless the profile or --require vrdma asks for them. */
+function onlyWithVrdma(check: Rule['check']): Rule['check'] {
+  return (facts, options) => (options.requireVrdma ? check(facts, options) : skip('vRDMA not required'));
+}
+
 function mode(m: number | undefined): string {
   return m === undefined ? '?' : (m & 0o7777).toString(8).padStart(4, '0');
 }
@@ -141,37 +146,34 @@ export const rules: Rule[] = [
     title: 'RDMA userspace installed',
     severity: 'error',
     why: 'verbs applications need rdma-core and the verbs providers',
-    check: (f, o) => {
-      if (!o.requireVrdma) return skip('vRDMA not required');
+    check: onlyWithVrdma((f, o) => {
       const family = osFamily(f.osRelease) ?? 'debian';
       const missing = rdmaPackages[family].filter((p) => !f.packages.has(p));
       return missing.length ? fail(`missing: ${missing.join(', ')}`) : pass(rdmaPackages[family].map((p) => `${p} ${f.packages.get(p)}`).join(', '));
-    },
+    }),
   },
   {
     id: 'vrdma.kernel',
     title: 'every kernel has rdma_rxe',
     severity: 'error',
     why: 'soft-RoCE needs the rdma_rxe module (Debian\'s cloud kernel has none)',
-    check: (f, o) => {
-      if (!o.requireVrdma) return skip('vRDMA not required');
+    check: onlyWithVrdma((f, o) => {
       if (f.kernels.length === 0) return fail('no kernel in /boot');
       const without = f.kernels.filter((k) => (f.rxeModules[k] ?? []).length === 0);
       return without.length ? fail(`kernel without rdma_rxe: ${without.join(', ')}`) : pass(`rdma_rxe in ${f.kernels.join(', ')}`);
-    },
+    }),
   },
   {
     id: 'vrdma.boot',
     title: 'soft-RoCE set up at boot',
     severity: 'error',
     why: '`rdma link add` does not persist: something must load rdma_rxe and add the link at boot',
-    check: (f, o) => {
-      if (!o.requireVrdma) return skip('vRDMA not required');
+    check: onlyWithVrdma((f, o) => {
       const load = f.modulesLoad.find((m) => /^\s*rdma_rxe\s*$/m.test(m.text));
       const unit = f.systemdUnits.find((u) => u.startsWith('guestforge-vrdma'));
       if (load && unit) return pass(`${load.path} loads rdma_rxe; ${unit} adds the link`);
       return fail([load ? '' : 'rdma_rxe not in modules-load.d', unit ? '' : 'no guestforge-vrdma unit'].filter(Boolean).join('; '));
-    },
+    }),
   },
   {
     id: 'hygiene.cloud-init-state',
