@@ -20,6 +20,21 @@ interface CommandEntry {
 }
 
 const commands: Record<string, CommandEntry> = {
+  build: {
+    summary: 'build an image from a profile: base, build VM, inject, verify, compress, smoke boot',
+    usage: 'build <profile.yaml> [-o out/] [--no-smoke] [--junit f.xml] [--verbose] [--keep-work] [--no-cache] [--accel auto|kvm|tcg]',
+    load: () => import('./commands/build.ts'),
+  },
+  smoke: {
+    summary: 'boot an image with a fresh NoCloud seed and check it from inside',
+    usage: 'smoke <image> [--profile p.yaml] [--junit f.xml] [--timeout 10m] [--log-dir d] [--verbose]',
+    load: () => import('./commands/smoke.ts'),
+  },
+  verify: {
+    summary: "check any image offline against the cluster's guest requirements",
+    usage: 'verify <image> [--profile p.yaml] [--require vrdma] [--json] [--junit f.xml]',
+    load: () => import('./commands/verify.ts'),
+  },
   validate: {
     summary: 'check profiles; every problem as file:line:col field: message',
     usage: 'validate <profile.yaml>...',

@@ -24,7 +24,7 @@ export function mergeCloudConfig(...configs: CloudConfig[]): CloudConfig {
   );
 }
 
-export function metaData(profile: Profile, nonce: string): string {
+export function metaData(profile: Pick<Profile, 'name'>, nonce: string): string {
   return `instance-id: guestforge-${profile.name}-${nonce}\nlocal-hostname: ${profile.name}\n`;
 }
 

@@ -11,10 +11,10 @@ export const redhat = {
     return {};
   },
   packageQuery: "rpm -qa --qf '%{NAME} %{VERSION}-%{RELEASE}\\n'",
-  offlineFixups(profile: Profile): string[] {
+  offlineFixups(profile: Profile): string[][] {
     if (profile.os.family !== 'redhat' || profile.os.selinux === 'keep') return [];
     // Files written offline have no SELinux labels: relabel at next boot.
-    return ['touch /.autorelabel'];
+    return [['touch', '/.autorelabel']];
   },
   datasourceFile: '/etc/cloud/cloud.cfg.d/90_guestforge_datasource.cfg',
 } as const satisfies OsDriver;

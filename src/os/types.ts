@@ -23,7 +23,7 @@ export interface OsDriver {
   /** Shell (run chrooted by guestfish) that lists installed packages as "name version" lines. */
   readonly packageQuery: string;
   /** guestfish commands appended to the offline inject session (e.g. SELinux relabel). */
-  offlineFixups(profile: Profile): string[];
+  offlineFixups(profile: Profile): string[][];
   /** Where cloud-init's datasource list goes. */
   readonly datasourceFile: string;
 }

@@ -9,6 +9,7 @@ import type { Profile } from '../profile/schema.ts';
 import type { Accel } from '../vm/accel.ts';
 import type { CheckLine } from '../vm/serial.ts';
 import type { VerifyReport } from '../verify/types.ts';
+import type { GuestFacts } from '../verify/facts.ts';
 
 export interface DiskRef {
   path: string;
@@ -65,6 +66,8 @@ export interface BuildContext {
   /** The disk the next stage starts from (each stage's disk backs the next). */
   disk?: DiskRef;
   base?: { source: string; sha256?: string; cached: boolean };
+  /** Read from the finished guest by the inject stage, judged by the verify stage. */
+  facts?: GuestFacts;
   verify?: VerifyReport;
   outputs: OutputFile[];
   smoke?: SmokeReport;

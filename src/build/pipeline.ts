@@ -1,0 +1,121 @@
+/**
+ * Runs a build: the OS driver's stages in order, one progress step each.
+ * On failure or interruption every stage that ran is cleaned up in reverse
+ * (Packer's step cleanup), the work folder goes, and the logs stay.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { UserError } from '../errors.ts';
+import type { Logger, Step } from '../log.ts';
+import { driverFor } from '../os/index.ts';
+import type { LoadedProfile } from '../profile/load.ts';
+import { stages as registry } from '../stages/index.ts';
+import { completeManifest } from '../stages/finalize.ts';
+import type { BuildContext, BuildOptions, Stage } from '../stages/types.ts';
+import { nonce as makeNonce, sha256Text } from '../util/fs.ts';
+import { cacheDir } from '../util/paths.ts';
+import { chooseAccel, probeAccel, type Accel } from '../vm/accel.ts';
+
+export function plannedStages(loaded: Pick<LoadedProfile, 'profile'>, options: Pick<BuildOptions, 'smoke'>): Stage[] {
+  const driver = driverFor(loaded.profile.os.family);
+  const names = driver.stages(loaded.profile).filter((name) => options.smoke || name !== 'smoke');
+  const missing = names.filter((name) => !registry[name]);
+  if (missing.length > 0) {
+    throw new UserError(`${driver.title} builds need the stage(s) ${missing.join(', ')}, which this guestforge does not have yet`, {
+      hint: 'see the README for what each guest family supports today',
+    });
+  }
+  return names.map((name) => registry[name]!);
+}
+
+export async function resolveAccel(wanted: 'auto' | Accel, log: Logger): Promise<Accel> {
+  const verdict = await probeAccel();
+  const accel = chooseAccel(wanted, verdict);
+  log.detail(`accelerator: ${accel} (${verdict.reason})`);
+  return accel;
+}
+
+/** A Step that remembers its last detail, for the stage's summary line. */
+function recording(step: Step): Step & { last: string } {
+  const wrapped = {
+    last: '',
+    update(detail: string) {
+      wrapped.last = detail;
+      step.update(detail);
+    },
+    succeed: (d?: string) => step.succeed(d),
+    fail: (d?: string) => step.fail(d),
+  };
+  return wrapped;
+}
+
+export interface BuildOutcome {
+  ctx: BuildContext;
+  error?: unknown;
+}
+
+export async function runBuild(
+  loaded: LoadedProfile,
+  options: BuildOptions & { accel?: 'auto' | Accel },
+  log: Logger,
+  signal: AbortSignal,
+): Promise<BuildOutcome> {
+  const { profile } = loaded;
+  const stages = plannedStages(loaded, options);
+  const outDir = resolve(options.outDir);
+  const logDir = join(outDir, 'logs', profile.name);
+  await rm(logDir, { recursive: true, force: true });
+  await mkdir(logDir, { recursive: true });
+  log.toFile(join(logDir, 'build.log'));
+  const nonce = makeNonce(6);
+  const workDir = join(cacheDir(), 'work', `${profile.name}-${nonce}`);
+  await mkdir(workDir, { recursive: true });
+  log.info(`building ${profile.name} from ${loaded.files.join(' <- ')} (logs: ${logDir})`);
+
+  const ctx: BuildContext = {
+    profile,
+    profileFile: loaded.files[0] ?? '',
+    profileHash: sha256Text(JSON.stringify(profile)),
+    driver: driverFor(profile.os.family),
+    accel: await resolveAccel(options.accel ?? profile.build.accel, log),
+    nonce,
+    workDir,
+    logDir,
+    cacheDir: cacheDir(),
+    log,
+    signal,
+    options: { ...options, outDir },
+    outputs: [],
+    timings: [],
+  };
+
+  const ran: Stage[] = [];
+  const started = Date.now();
+  try {
+    for (const [index, stage] of stages.entries()) {
+      if (signal.aborted) throw signal.reason;
+      const step = recording(log.step(`[${index + 1}/${stages.length}] ${stage.title}`));
+      const t0 = Date.now();
+      ran.push(stage);
+      try {
+        await stage.run(ctx, step);
+      } catch (error) {
+        step.fail(signal.aborted ? 'interrupted' : undefined);
+        throw error;
+      }
+      ctx.timings.push({ stage: stage.name, ms: Date.now() - t0, ...(step.last ? { note: step.last } : {}) });
+      step.succeed(step.last);
+    }
+    await completeManifest(ctx);
+    log.detail(`build took ${((Date.now() - started) / 1000).toFixed(1)}s`);
+    return { ctx };
+  } catch (error) {
+    for (const stage of ran.reverse()) {
+      await stage.cleanup?.(ctx).catch((e: unknown) => log.warn(`cleanup of ${stage.name} failed: ${(e as Error).message}`));
+    }
+    return { ctx, error };
+  } finally {
+    if (options.keepWork) log.info(`work folder kept: ${workDir}`);
+    else await rm(workDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,66 @@
+import { join } from 'node:path';
+import { smokeTargetOf, type SmokeTarget } from '../cloudinit/userdata.ts';
+import { ExitCode, UsageError } from '../errors.ts';
+import { resolveAccel } from '../build/pipeline.ts';
+import { withSignals } from '../build/signals.ts';
+import { Logger } from '../log.ts';
+import { loadProfileOrThrow } from '../profile/index.ts';
+import { parseDuration } from '../profile/units.ts';
+import { writeJunit } from '../report/junit.ts';
+import { formatSmoke, smokeImage, smokeJunitCases } from '../smoke/run.ts';
+import { nonce as makeNonce } from '../util/fs.ts';
+import { cacheDir } from '../util/paths.ts';
+import { rm } from 'node:fs/promises';
+import { diskFormatOf } from './verify.ts';
+import { parseCommandArgs } from './args.ts';
+
+export async function run(args: string[]): Promise<number> {
+  const { values, positionals } = parseCommandArgs('smoke', args, {
+    profile: { type: 'string' },
+    junit: { type: 'string' },
+    timeout: { type: 'string', default: '10m' },
+    'log-dir': { type: 'string' },
+    verbose: { type: 'boolean', short: 'v' },
+  });
+  const [image] = positionals;
+  if (!image || positionals.length > 1) throw new UsageError('smoke: name one image', { hint: 'guestforge smoke out/debian-12-hpc.qcow2 [--junit smoke.xml]' });
+  let timeoutMs: number;
+  try {
+    timeoutMs = parseDuration(values.timeout);
+  } catch {
+    throw new UsageError(`smoke: --timeout "${values.timeout}" is not a duration`, { hint: 'like 90s or 10m' });
+  }
+  const format = await diskFormatOf(image, 'smoke');
+  let target: SmokeTarget = { workspace: '/workspace', optVm: '/opt-vm', vrdma: false };
+  let name = 'smoke';
+  if (values.profile) {
+    const { profile } = await loadProfileOrThrow(values.profile);
+    target = smokeTargetOf(profile);
+    name = profile.name;
+  }
+  const log = new Logger({ verbose: Boolean(values.verbose) });
+  const nonce = makeNonce(6);
+  const workDir = join(cacheDir(), 'work', `smoke-${nonce}`);
+  const logDir = values['log-dir'] ?? join(cacheDir(), 'logs', `smoke-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  const report = await withSignals(async (signal) => {
+    const step = log.step(`smoke boot ${image}`);
+    try {
+      const r = await smokeImage({ path: image, format }, {
+        name, target, accel: await resolveAccel('auto', log), nonce, workDir, logDir,
+        timeoutMs, stallMs: Math.min(timeoutMs, 5 * 60_000), memoryMiB: 1024, cpus: 2, log, signal, step,
+      });
+      if (r.ok) step.succeed(`result after ${((r.bootMs ?? 0) / 1000).toFixed(1)}s`);
+      else step.fail();
+      return r;
+    } catch (error) {
+      step.fail();
+      throw error;
+    } finally {
+      await rm(workDir, { recursive: true, force: true });
+    }
+  });
+  if (values.junit) await writeJunit(values.junit, `guestforge smoke ${image}`, smokeJunitCases(report));
+  for (const line of formatSmoke(report)) process.stdout.write(`${line}\n`);
+  process.stdout.write(`console log: ${report.serialLog}\n`);
+  return report.ok ? ExitCode.ok : ExitCode.failure;
+}

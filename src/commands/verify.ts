@@ -1,0 +1,64 @@
+import { stat } from 'node:fs/promises';
+import { ExitCode, UsageError } from '../errors.ts';
+import { withSignals } from '../build/signals.ts';
+import { resolveAccel } from '../build/pipeline.ts';
+import { Logger } from '../log.ts';
+import { loadProfileOrThrow } from '../profile/index.ts';
+import { writeJunit } from '../report/junit.ts';
+import { imageInfo } from '../stages/base.ts';
+import { verifyOptionsOf } from '../stages/verify.ts';
+import { failedRules, formatReport, junitCases } from '../verify/print.ts';
+import { defaultVerifyOptions, verifyImage } from '../verify/run.ts';
+import { parseCommandArgs } from './args.ts';
+
+/** The image's format, or a usage error when it is missing or not a disk image. */
+export async function diskFormatOf(image: string, command: string): Promise<'qcow2' | 'raw'> {
+  const info = await stat(image).catch(() => undefined);
+  if (!info) throw new UsageError(`${command}: no such file: ${image}`);
+  if (!info.isFile()) throw new UsageError(`${command}: not a file: ${image}`);
+  const { format } = await imageInfo(image);
+  if (format !== 'qcow2' && format !== 'raw') {
+    throw new UsageError(`${command}: ${image} is a ${format} image`, { hint: `convert it first: qemu-img convert -O qcow2 ${image} image.qcow2` });
+  }
+  // Anything is a "raw image" to qemu-img; a disk has at least a boot sector.
+  if (format === 'raw' && info.size < 1024 * 1024) throw new UsageError(`${command}: ${image} is not a disk image (${info.size} bytes)`);
+  return format;
+}
+
+export async function run(args: string[]): Promise<number> {
+  const { values, positionals } = parseCommandArgs('verify', args, {
+    profile: { type: 'string' },
+    require: { type: 'string', multiple: true },
+    json: { type: 'boolean' },
+    junit: { type: 'string' },
+    verbose: { type: 'boolean', short: 'v' },
+  });
+  const [image] = positionals;
+  if (!image || positionals.length > 1) throw new UsageError('verify: name one image', { hint: 'guestforge verify out/debian-12-hpc.qcow2 [--profile p] [--require vrdma]' });
+  for (const r of values.require ?? []) {
+    if (r !== 'vrdma') throw new UsageError(`verify: unknown --require "${r}"`, { hint: 'known: vrdma' });
+  }
+  const format = await diskFormatOf(image, 'verify');
+  const options = values.profile ? verifyOptionsOf((await loadProfileOrThrow(values.profile)).profile) : { ...defaultVerifyOptions };
+  if (values.require?.includes('vrdma')) options.requireVrdma = true;
+  const log = new Logger({ verbose: Boolean(values.verbose) });
+  const report = await withSignals(async () => {
+    const step = log.step(`verify ${image} (one read-only guestfish launch)`);
+    try {
+      const r = await verifyImage({ path: image, format }, await resolveAccel('auto', log), options);
+      step.succeed();
+      return r;
+    } catch (error) {
+      step.fail();
+      if (error instanceof Error && /no operating system found/.test(error.message)) {
+        throw new UsageError(`verify: no Linux operating system found on ${image}`, { hint: 'is this a guest disk image?' });
+      }
+      throw error;
+    }
+  });
+  if (values.junit) await writeJunit(values.junit, `guestforge verify ${image}`, junitCases(report));
+  if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else for (const line of formatReport(report)) process.stdout.write(`${line}\n`);
+  if (!values.json && failedRules(report).length > 0) process.stderr.write(`${image} does not meet the cluster's guest requirements\n`);
+  return report.ok ? ExitCode.ok : ExitCode.failure;
+}

@@ -1,0 +1,148 @@
+/**
+ * Stage 1: the disk every later stage starts from. Either an existing image
+ * (local or downloaded, always checked against its sha256 before any VM
+ * sees it) or a Debian bootstrap. Both land in the cache and are only ever
+ * used read-only, as the backing file of the next stage's overlay.
+ */
+import { createWriteStream } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { UserError } from '../errors.ts';
+import { run } from '../exec/run.ts';
+import { mirrorLines } from '../host/apt-sources.ts';
+import type { Step } from '../log.ts';
+import type { Profile } from '../profile/schema.ts';
+import { formatSize } from '../profile/units.ts';
+import { sha256File, sha256Text, tempPathFor } from '../util/fs.ts';
+import { bootstrapBase, hookDir, mmdebstrapArgs, sfdiskScript } from './base-bootstrap.ts';
+import type { BuildContext, DiskRef, Stage } from './types.ts';
+
+/** Bump when the way a bootstrapped base is made changes, so old cache entries are not reused. */
+const bootstrapRecipe = 3;
+
+export async function imageInfo(path: string): Promise<{ format: string; virtualSize: number; backing?: string }> {
+  const { stdout } = await run(['qemu-img', 'info', '--output=json', '-U', path]);
+  const info = JSON.parse(stdout) as { format: string; 'virtual-size': number; 'backing-filename'?: string };
+  return { format: info.format, virtualSize: info['virtual-size'], ...(info['backing-filename'] ? { backing: info['backing-filename'] } : {}) };
+}
+
+/** The cache key of a bootstrapped base: everything that changes its bytes, nothing that does not (such as the profile's name). */
+export async function bootstrapKey(profile: Profile, mirrors: string[]): Promise<string> {
+  const hooks = await Promise.all(['essential.sh', 'customize.sh'].map((f) => readFile(join(hookDir, f), 'utf8')));
+  return sha256Text(JSON.stringify({
+    recipe: bootstrapRecipe,
+    argv: mmdebstrapArgs(profile, mirrors, 'TARGET'),
+    hooks,
+    size: profile.disk.size,
+    sfdiskScript,
+  })).slice(0, 16);
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(() => true, () => false);
+}
+
+async function useBootstrap(ctx: BuildContext, step: Step): Promise<DiskRef> {
+  const { profile } = ctx;
+  const bootstrap = profile.base.bootstrap!;
+  const mirrors = await mirrorLines(bootstrap.suite, bootstrap.mirror);
+  const key = await bootstrapKey(profile, mirrors);
+  const dir = join(ctx.cacheDir, 'base');
+  const path = join(dir, `${bootstrap.suite}-${key}.qcow2`);
+  const source = `mmdebstrap ${bootstrap.suite} (${bootstrap.variant}) from ${mirrors[0]?.split(' ')[1] ?? '?'}`;
+  if (!ctx.options.noCache && (await exists(path))) {
+    ctx.base = { source, cached: true, sha256: await sha256File(path) };
+    step.update(`cached ${path}`);
+    return { path, format: 'qcow2' };
+  }
+  await mkdir(dir, { recursive: true });
+  const temp = tempPathFor(path);
+  try {
+    await bootstrapBase(ctx, step, temp);
+    await rename(temp, path);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+  ctx.base = { source, cached: false, sha256: await sha256File(path) };
+  return { path, format: 'qcow2' };
+}
+
+async function download(url: string, target: string, step: Step, signal: AbortSignal): Promise<void> {
+  const temp = tempPathFor(target);
+  try {
+    const response = await fetch(url, { signal });
+    if (!response.ok || !response.body) {
+      throw new UserError(`download failed: ${url}: HTTP ${response.status} ${response.statusText}`, {
+        hint: 'check the URL in base.image.url, or download it yourself and use base.image.path',
+      });
+    }
+    const total = Number(response.headers.get('content-length') ?? 0);
+    let got = 0;
+    const body = Readable.fromWeb(response.body as import('node:stream/web').ReadableStream);
+    body.on('data', (chunk: Buffer) => {
+      got += chunk.length;
+      step.update(`download ${formatSize(got)}${total ? ` of ${formatSize(total)}` : ''}`);
+    });
+    await pipeline(body, createWriteStream(temp));
+    await rename(temp, target);
+  } catch (error) {
+    await rm(temp, { force: true });
+    if (error instanceof UserError) throw error;
+    throw new UserError(`download failed: ${url}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+function checksumError(what: string, expected: string, actual: string): UserError {
+  return new UserError(`sha256 mismatch for ${what}`, {
+    hint: `expected ${expected.toLowerCase()} (base.image.sha256)\nactual   ${actual}\nno VM was started; fix the profile or the file`,
+  });
+}
+
+async function useImage(ctx: BuildContext, step: Step): Promise<DiskRef> {
+  const image = ctx.profile.base.image!;
+  const expected = image.sha256.toLowerCase();
+  let path: string;
+  if (image.path !== undefined) {
+    path = image.path;
+    if (!(await exists(path))) throw new UserError(`base image not found: ${path}`, { hint: 'base.image.path is relative to the profile that names it' });
+    step.update(`sha256 ${path}`);
+    const actual = await sha256File(path);
+    if (actual !== expected) throw checksumError(path, expected, actual);
+  } else {
+    const dir = join(ctx.cacheDir, 'downloads');
+    await mkdir(dir, { recursive: true });
+    path = join(dir, `${expected}.${image.format}`);
+    if (!(await exists(path))) await download(image.url!, path, step, ctx.signal);
+    step.update('sha256');
+    const actual = await sha256File(path);
+    if (actual !== expected) {
+      await rm(path, { force: true });
+      throw checksumError(image.url!, expected, actual);
+    }
+  }
+  const info = await imageInfo(path);
+  if (info.format !== image.format) {
+    throw new UserError(`base image ${path} is ${info.format}, but base.image.format says ${image.format}`, {
+      hint: `set base.image.format: ${info.format}`,
+    });
+  }
+  ctx.base = { source: image.url ?? image.path!, sha256: expected, cached: image.url !== undefined };
+  return { path, format: image.format };
+}
+
+export const baseStage: Stage = {
+  name: 'base',
+  title: 'base disk',
+  describe(profile) {
+    const { image, bootstrap } = profile.base;
+    if (bootstrap) return `mmdebstrap ${bootstrap.suite} (${bootstrap.variant}) → ext4 via mke2fs -d → GRUB in one guestfish launch (cached by inputs)`;
+    return `${image?.url ? `download ${image.url}` : `use ${image?.path}`}, check sha256 ${image?.sha256.slice(0, 12)}…`;
+  },
+  async run(ctx, step) {
+    ctx.disk = ctx.profile.base.image ? await useImage(ctx, step) : await useBootstrap(ctx, step);
+    step.update(ctx.base?.cached ? 'from cache' : ctx.disk.path);
+  },
+};

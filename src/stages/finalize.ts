@@ -1,0 +1,79 @@
+/**
+ * Stage 5: a standalone, compressed image from the overlay chain, its
+ * manifest and SHA256SUMS. Everything through temp names and renames; when
+ * a later stage (smoke) fails, cleanup removes what this stage published.
+ */
+import { rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { convertImage, toolVersions, updateSums } from '../build/outputs.ts';
+import { formatSize } from '../profile/units.ts';
+import { guestforgeVersion } from '../util/project.ts';
+import { writeFileAtomic } from '../util/fs.ts';
+import type { BuildContext, Stage } from './types.ts';
+
+export function outputFormats(ctx: Pick<BuildContext, 'profile'>): ('qcow2' | 'raw')[] {
+  return [...new Set([ctx.profile.disk.format, ...ctx.profile.outputs])];
+}
+
+export function manifestPath(ctx: BuildContext): string {
+  return join(ctx.options.outDir, `${ctx.profile.name}.manifest.json`);
+}
+
+async function writeManifest(ctx: BuildContext): Promise<void> {
+  const tools = await toolVersions([
+    ['qemu-img', '--version'],
+    ['qemu-system-x86_64', '--version'],
+    ['guestfish', '--version'],
+    ['xorriso', '-version'],
+    ...(ctx.profile.base.bootstrap ? [['mmdebstrap', '--version']] : []),
+  ]);
+  const manifest = {
+    name: ctx.profile.name,
+    guestforge: await guestforgeVersion(),
+    builtAt: new Date().toISOString(),
+    profile: { file: ctx.profileFile, sha256: ctx.profileHash },
+    os: ctx.verify?.os,
+    base: ctx.base,
+    accel: ctx.accel,
+    outputs: ctx.outputs.map((o) => ({ file: basename(o.path), format: o.format, bytes: o.bytes, sha256: o.sha256 })),
+    verify: ctx.verify?.results.map((r) => ({ id: r.id, verdict: r.verdict, evidence: r.evidence })),
+    smoke: ctx.smoke ? { ok: ctx.smoke.ok, bootMs: ctx.smoke.bootMs, checks: ctx.smoke.checks } : undefined,
+    timings: ctx.timings,
+    packages: ctx.verify?.packages,
+    tools,
+  };
+  await writeFileAtomic(manifestPath(ctx), `${JSON.stringify(manifest, null, 2)}\n`);
+}
+
+export const finalizeStage: Stage = {
+  name: 'finalize',
+  title: 'compress and write outputs',
+  describe(profile) {
+    const formats = [...new Set([profile.disk.format, ...profile.outputs])];
+    return `qemu-img convert → ${formats.map((f) => `${profile.name}.${f}`).join(', ')}${profile.disk.format === 'qcow2' && profile.disk.compress !== 'none' ? ` (${profile.disk.compress})` : ''}, manifest, SHA256SUMS`;
+  },
+  async run(ctx, step) {
+    for (const format of outputFormats(ctx)) {
+      const target = join(ctx.options.outDir, `${ctx.profile.name}.${format}`);
+      step.update(`${basename(target)}`);
+      const out = await convertImage(ctx.disk!, format, ctx.profile.disk.compress, target, ctx.signal);
+      ctx.outputs.push(out);
+      ctx.log.info(`wrote ${target} (${formatSize(out.bytes)})`);
+    }
+    await updateSums(ctx.options.outDir, ctx.outputs);
+    await writeManifest(ctx);
+    step.update(ctx.outputs.map((o) => `${basename(o.path)} ${formatSize(o.bytes)}`).join(', '));
+  },
+  async cleanup(ctx) {
+    // Reached only when the build failed after this stage: no output may look finished.
+    for (const out of ctx.outputs) await rm(out.path, { force: true });
+    await rm(manifestPath(ctx), { force: true });
+    await updateSums(ctx.options.outDir, [], ctx.outputs.map((o) => basename(o.path)));
+    ctx.outputs = [];
+  },
+};
+
+/** After every stage succeeded: the manifest again, now with smoke results and all timings. */
+export async function completeManifest(ctx: BuildContext): Promise<void> {
+  if (ctx.outputs.length > 0) await writeManifest(ctx);
+}

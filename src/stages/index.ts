@@ -1,0 +1,18 @@
+/** The stage registry. A stage a family lists but nobody has written yet is reported, not skipped. */
+import type { StageName } from '../os/types.ts';
+import { baseStage } from './base.ts';
+import { finalizeStage } from './finalize.ts';
+import { injectStage } from './inject.ts';
+import { provisionStage } from './provision.ts';
+import { smokeStage } from './smoke.ts';
+import type { Stage } from './types.ts';
+import { verifyStage } from './verify.ts';
+
+export const stages: Partial<Record<StageName, Stage>> = {
+  base: baseStage,
+  provision: provisionStage,
+  inject: injectStage,
+  verify: verifyStage,
+  finalize: finalizeStage,
+  smoke: smokeStage,
+};

@@ -1,0 +1,89 @@
+/**
+ * Stage 3: one guestfish launch on a new overlay that copies the apps in,
+ * re-checks the layout, cleans the guest the way virt-sysprep would, trims
+ * it, and reads back the facts the verify stage judges (so verification
+ * costs no second launch).
+ */
+import { rm, stat } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { UserError } from '../errors.ts';
+import { run } from '../exec/run.ts';
+import { GuestSession } from '../guestfs/session.ts';
+import type { App } from '../profile/schema.ts';
+import { readShipped } from '../util/project.ts';
+import { gatherFacts, mountGuest } from '../verify/facts.ts';
+import { createOverlay } from '../vm/overlay.ts';
+import type { Stage } from './types.ts';
+
+async function injectApp(session: GuestSession, app: App, scratch: string): Promise<void> {
+  const [uid, gid] = app.owner.split(':');
+  const isDir = (await stat(app.src)).isDirectory();
+  if (isDir) {
+    await session.call('mkdir-p', app.dest);
+    const tar = join(scratch, `app-${posix.basename(app.dest)}.tar`);
+    await run(['tar', '-C', app.src, '--numeric-owner', '--owner=0', '--group=0', '-cf', tar, '.']);
+    try {
+      await session.call('tar-in', tar, app.dest);
+    } finally {
+      await rm(tar, { force: true });
+    }
+    await session.call('sh', `chown -R ${uid}:${gid} '${app.dest}'`);
+    if (app.mode) await session.call('sh', `find '${app.dest}' -type f -exec chmod ${app.mode} {} +`);
+  } else {
+    await session.call('mkdir-p', posix.dirname(app.dest));
+    await session.call('upload', app.src, app.dest);
+    await session.call('chown', uid!, gid!, app.dest);
+    if (app.mode) await session.call('chmod', `0${app.mode.replace(/^0/, '')}`, app.dest);
+  }
+}
+
+export const injectStage: Stage = {
+  name: 'inject',
+  title: 'apps and clean-up (guestfish)',
+  describe(profile) {
+    return `one guestfish launch: ${profile.apps.length} app(s) into ${profile.layout.optVm}, layout re-check, sysprep (cloud-init state, machine-id, host keys, caches, logs), fstrim`;
+  },
+  async run(ctx, step) {
+    const { profile } = ctx;
+    const disk = await createOverlay(ctx.disk!, join(ctx.workDir, 'inject.qcow2'));
+    step.update('launching the appliance');
+    const session = await GuestSession.open([{ ...disk, discard: true }], { accel: ctx.accel, smp: 2 });
+    try {
+      const root = await mountGuest(session, { readonly: false, inspect: profile.base.image !== undefined });
+      for (const app of profile.apps) {
+        step.update(`app ${app.dest}`);
+        await injectApp(session, app, ctx.workDir);
+      }
+
+      step.update('layout');
+      const { workspace, optVm } = profile.layout;
+      for (const dir of [workspace, optVm]) {
+        if (!(await session.bool('is-dir', dir))) {
+          throw new UserError(`${dir} is missing after provisioning`, { hint: 'the build VM should have made it; see the build console log' });
+        }
+      }
+      if (await session.bool('is-dir', '/opt')) {
+        const inOpt = await session.lines('ls', '/opt');
+        if (inOpt.length > 0) {
+          throw new UserError(`/opt is not empty: ${inOpt.join(', ')}`, {
+            hint: `the cluster mounts its own /opt over it at boot; install to ${optVm} instead`,
+          });
+        }
+      }
+
+      step.update('sysprep');
+      const said = await session.call('sh', await readShipped('src', 'guestfs', 'sysprep.sh'));
+      if (!said.includes('sysprep-done')) throw new UserError(`offline clean-up did not finish: ${said.trim().split('\n').slice(-3).join(' | ')}`);
+      for (const fixup of ctx.driver.offlineFixups(profile)) await session.call(...fixup);
+
+      step.update('reading facts for verify');
+      ctx.facts = await gatherFacts(session, root, profile.layout);
+
+      step.update('fstrim');
+      await session.call('fstrim', '/');
+    } finally {
+      await session.close();
+    }
+    ctx.disk = disk;
+  },
+};

@@ -1,0 +1,86 @@
+/**
+ * Stage 2: boot the build VM on an overlay of the base with a NoCloud seed
+ * made from the profile. The guest provisions itself, prints a nonce'd
+ * result line on the serial console and powers off; only that line counts.
+ */
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { buildUserData, metaData } from '../cloudinit/userdata.ts';
+import { buildSeedIso } from '../cloudinit/seed.ts';
+import { renderCloudConfig } from '../cloudinit/yaml.ts';
+import { parseDuration, parseSize } from '../profile/units.ts';
+import { createOverlay } from '../vm/overlay.ts';
+import { bootError, bootQemu } from '../vm/qemu.ts';
+import { imageInfo } from './base.ts';
+import type { Stage } from './types.ts';
+
+/** Console lines worth showing next to the spinner while the build VM works. */
+export function progressOf(line: string): string | undefined {
+  const running = /guestforge: running (.*)$/.exec(line);
+  if (running) return running[1];
+  const ci = /cloud-init\[\d+\]: .*?(modules:\w+|Cloud-init v\. \S+ (?:running|finished)[^.]*)/.exec(line);
+  if (ci) return `cloud-init ${ci[1]}`;
+  if (/Setting up (\S+)/.test(line)) return line.replace(/^.*Setting up (\S+).*$/, 'apt: setting up $1');
+  if (/\blogin:\s*$/.test(line)) return 'login prompt';
+  return undefined;
+}
+
+export const provisionStage: Stage = {
+  name: 'provision',
+  title: 'build VM (cloud-init)',
+  describe(profile) {
+    const parts = [
+      profile.packages.length ? `${profile.packages.length} packages` : undefined,
+      profile.users.length ? `${profile.users.length} users` : undefined,
+      profile.commands.length ? `${profile.commands.length} commands` : undefined,
+    ].filter(Boolean);
+    return `boot an overlay with a NoCloud seed (${parts.join(', ') || 'layout only'}), wait for the result line, timeout ${profile.build.timeout}`;
+  },
+  async run(ctx, step) {
+    const { profile } = ctx;
+    const base = ctx.disk!;
+    const want = parseSize(profile.disk.size);
+    const have = (await imageInfo(base.path)).virtualSize;
+    const overlay = await createOverlay(base, join(ctx.workDir, 'provision.qcow2'), want > have ? want : undefined);
+
+    const userData = renderCloudConfig(await buildUserData(profile, ctx.driver, ctx.nonce));
+    const meta = metaData(profile, ctx.nonce);
+    await writeFile(join(ctx.logDir, 'build-user-data.yaml'), userData);
+    const iso = join(ctx.workDir, 'seed.iso');
+    await buildSeedIso(join(ctx.workDir, 'seed'), { userData, metaData: meta }, iso);
+
+    step.update('booting');
+    const serialLog = join(ctx.logDir, 'build-console.log');
+    await rm(serialLog, { force: true });
+    const outcome = await bootQemu(
+      {
+        disk: overlay.path,
+        diskFormat: 'qcow2',
+        seedIso: iso,
+        memoryMiB: Math.floor(parseSize(profile.build.memory) / 1024 / 1024),
+        cpus: profile.build.cpus,
+        accel: ctx.accel,
+        serialLog,
+        qmpSocket: join(ctx.workDir, 'qmp.sock'),
+        unsafeCache: true,
+      },
+      {
+        label: 'build VM',
+        nonce: ctx.nonce,
+        timeoutMs: parseDuration(profile.build.timeout),
+        stallMs: parseDuration(profile.build.stallTimeout),
+        log: ctx.log,
+        signal: ctx.signal,
+        onLine: (line) => {
+          ctx.log.detail(`console: ${line}`);
+          const progress = progressOf(line);
+          if (progress) step.update(progress);
+        },
+      },
+    );
+    for (const warning of outcome.warnings) ctx.log.warn(`build VM: ${warning}`);
+    if (!outcome.ok) throw bootError(outcome, 'build VM');
+    ctx.disk = overlay;
+    step.update(`result after ${((outcome.resultMs ?? 0) / 1000).toFixed(0)}s`);
+  },
+};

@@ -1,0 +1,38 @@
+/** Stage 6: boot the finished image as the cluster would and check from inside. */
+import { join } from 'node:path';
+import { smokeTargetOf } from '../cloudinit/userdata.ts';
+import { UserError } from '../errors.ts';
+import { parseDuration, parseSize } from '../profile/units.ts';
+import { formatSmoke, smokeImage } from '../smoke/run.ts';
+import type { Stage } from './types.ts';
+
+export const smokeStage: Stage = {
+  name: 'smoke',
+  title: 'smoke boot',
+  describe(profile) {
+    return `boot ${profile.name}.${profile.disk.format} with a fresh seed; check cloud-init done, NoCloud, ${profile.layout.workspace} writable, /opt empty, ${profile.layout.optVm}; timeout ${profile.build.smokeTimeout}`;
+  },
+  async run(ctx, step) {
+    const image = ctx.outputs[0];
+    if (!image) throw new Error('smoke stage: no output image to boot');
+    const report = await smokeImage({ path: image.path, format: image.format as 'qcow2' | 'raw' }, {
+      name: ctx.profile.name,
+      target: smokeTargetOf(ctx.profile),
+      accel: ctx.accel,
+      nonce: ctx.nonce,
+      workDir: join(ctx.workDir, 'smoke'),
+      logDir: ctx.logDir,
+      timeoutMs: parseDuration(ctx.profile.build.smokeTimeout),
+      stallMs: parseDuration(ctx.profile.build.stallTimeout),
+      memoryMiB: Math.floor(parseSize(ctx.profile.build.memory) / 1024 / 1024),
+      cpus: ctx.profile.build.cpus,
+      log: ctx.log,
+      signal: ctx.signal,
+      step,
+    });
+    ctx.smoke = report;
+    for (const line of formatSmoke(report)) ctx.log.info(`  ${line}`);
+    if (!report.ok) throw new UserError(`smoke test failed: ${report.detail.split('\n')[0]}`, { hint: report.detail.split('\n').slice(1).join('\n') || `console log: ${report.serialLog}` });
+    step.update(`${report.checks.length} checks, result after ${((report.bootMs ?? 0) / 1000).toFixed(0)}s`);
+  },
+};

@@ -1,0 +1,47 @@
+/**
+ * Stage 4: judge the image against the cluster's guest requirements. The
+ * facts were read in the inject stage's guestfish session, after the
+ * clean-up, so this costs no appliance launch; without them (a family with
+ * no inject stage) it does one read-only launch of its own.
+ */
+import { UserError } from '../errors.ts';
+import { evaluate, verifyImage } from '../verify/run.ts';
+import { failedRules, formatReport } from '../verify/print.ts';
+import type { VerifyOptions } from '../verify/types.ts';
+import type { Profile } from '../profile/schema.ts';
+import type { Stage } from './types.ts';
+
+export function verifyOptionsOf(profile: Profile): VerifyOptions {
+  return {
+    requireVrdma: profile.vrdma.enabled,
+    workspace: profile.layout.workspace,
+    workspaceMode: profile.layout.workspaceMode,
+    optVm: profile.layout.optVm,
+    home: profile.layout.home,
+  };
+}
+
+export const verifyStage: Stage = {
+  name: 'verify',
+  title: 'verify guest requirements',
+  describe(profile) {
+    return `cloud-init + NoCloud, /workspace ${profile.layout.workspaceMode}, homes under ${profile.layout.home}, /opt empty, ${profile.layout.optVm}${profile.vrdma.enabled ? ', vRDMA' : ''}, hygiene`;
+  },
+  async run(ctx, step) {
+    const options = verifyOptionsOf(ctx.profile);
+    const report = ctx.facts
+      ? evaluate(ctx.disk!.path, ctx.facts, options)
+      : await verifyImage(ctx.disk!, ctx.accel, options);
+    ctx.verify = report;
+    for (const line of formatReport(report)) ctx.log.detail(`verify: ${line}`);
+    const failed = failedRules(report);
+    if (failed.length > 0) {
+      throw new UserError(`the image does not meet the guest requirements (${failed.length} rule${failed.length > 1 ? 's' : ''} failed)`, {
+        hint: failed.join('\n'),
+      });
+    }
+    const warned = report.results.filter((r) => r.verdict === 'warn');
+    for (const w of warned) ctx.log.warn(`verify ${w.id}: ${w.evidence}`);
+    step.update(`${report.results.filter((r) => r.verdict === 'pass').length} rules passed${warned.length ? `, ${warned.length} warnings` : ''}`);
+  },
+};
