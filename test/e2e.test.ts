@@ -1,0 +1,174 @@
+/**
+ * End to end, with the real tools under TCG: the default profile built from
+ * bootstrap and smoke-booted, then read back by an independent guestfish;
+ * and the ways a build must fail cleanly. The bases are cached in
+ * .test-cache/ (git-ignored), so only the first build bootstraps.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { run } from '../src/exec/run.ts';
+
+const root = resolve(import.meta.dirname, '..');
+const cli = join(root, 'bin', 'guestforge.js');
+const cache = process.env.GUESTFORGE_TEST_CACHE ?? join(root, '.test-cache');
+const env = { XDG_CACHE_HOME: cache, CI: '1' };
+
+function guestforge(args: string[], options: { timeoutMs?: number } = {}): ResultPromise<{ reject: false; all: true }> {
+  return execa('node', [cli, ...args], { env, reject: false, all: true, timeout: options.timeoutMs ?? 40 * 60_000 }) as ResultPromise<{ reject: false; all: true }>;
+}
+
+/** qemu processes whose command line mentions this folder (their serial log lives there). */
+async function qemuUsing(dir: string): Promise<string[]> {
+  const r = await run(['pgrep', '-af', 'qemu-system'], { allowFailure: true });
+  return r.stdout.split('\n').filter((l) => l.includes(dir));
+}
+
+async function workLeft(): Promise<string[]> {
+  return readdir(join(cache, 'guestforge', 'work')).catch(() => []);
+}
+
+const tmp = await mkdtemp(join(tmpdir(), 'gf-e2e-'));
+
+const failures = suite('build fails cleanly');
+
+failures('a wrong sha256 on base.image stops the build before any VM starts', async () => {
+  const dir = join(tmp, 'sha');
+  await mkdir(dir, { recursive: true });
+  await run(['qemu-img', 'create', '-q', '-f', 'qcow2', join(dir, 'base.qcow2'), '64M']);
+  await writeFile(join(dir, 'p.yaml'), [
+    'name: wrong-sha',
+    'os: { family: debian, release: "12" }',
+    `base: { image: { path: base.qcow2, sha256: "${'0'.repeat(64)}" } }`,
+    'disk: { size: 1G }',
+  ].join('\n'));
+  const out = join(dir, 'out');
+  const r = await guestforge(['build', join(dir, 'p.yaml'), '-o', out], { timeoutMs: 120_000 });
+  assert.is(r.exitCode, 1, r.all);
+  assert.match(r.all, /sha256 mismatch/);
+  assert.match(r.all, /no VM was started/);
+  assert.not.ok(existsSync(join(out, 'logs', 'wrong-sha', 'build-console.log')), 'a build VM was started');
+  assert.not.ok(existsSync(join(out, 'wrong-sha.qcow2')));
+  assert.equal(await workLeft(), []);
+});
+
+const e2e = suite('debian-12-hpc end to end (bootstrap, build VM, guestfish, smoke)');
+const out = join(tmp, 'out');
+
+e2e('build exits 0 with the image, manifest, SHA256SUMS and a passing smoke JUnit', async () => {
+  const junit = join(tmp, 'smoke.xml');
+  const r = await guestforge(['build', join(root, 'profiles', 'debian-12-hpc.yaml'), '-o', out, '--junit', junit]);
+  assert.is(r.exitCode, 0, r.all);
+  const image = join(out, 'debian-12-hpc.qcow2');
+  assert.ok(existsSync(image));
+  const manifest = JSON.parse(await readFile(join(out, 'debian-12-hpc.manifest.json'), 'utf8'));
+  assert.equal(manifest.timings.map((t: { stage: string }) => t.stage), ['base', 'provision', 'inject', 'verify', 'finalize', 'smoke']);
+  assert.ok(manifest.packages.some((p: { name: string }) => p.name === 'cloud-init'));
+  assert.ok(manifest.packages.some((p: { name: string }) => p.name === 'less'), 'profile package installed in the build VM');
+  assert.is(manifest.smoke.ok, true);
+  const sums = await readFile(join(out, 'SHA256SUMS'), 'utf8');
+  const check = await run(['sha256sum', '-c', 'SHA256SUMS'], { cwd: out, allowFailure: true });
+  assert.is(check.exitCode, 0, `${sums}\n${check.stdout}${check.stderr}`);
+  const info = JSON.parse((await run(['qemu-img', 'info', '--output=json', image])).stdout);
+  assert.is(info.format, 'qcow2');
+  assert.not.ok(info['backing-filename'], 'the output must be standalone');
+  const xml = await readFile(junit, 'utf8');
+  assert.match(xml, /name="cloud-init.nocloud"/);
+  assert.match(xml, /name="layout.workspace-writable"/);
+  assert.match(xml, /failures="0"/);
+  assert.equal(await qemuUsing(out), []);
+  assert.equal(await workLeft(), []);
+});
+
+e2e('an independent guestfish read of the output shows the cluster layout and a clean guest', async () => {
+  const image = join(out, 'debian-12-hpc.qcow2');
+  const commands = [
+    'is-dir /workspace',
+    'stat /workspace',
+    'ls /opt',
+    'is-file /opt-vm/hello-mpi/bin/run.sh',
+    'stat /opt-vm/hello-mpi/bin/run.sh',
+    'cat /etc/cloud/cloud.cfg.d/90_guestforge_datasource.cfg',
+    'filesize /etc/machine-id',
+    'glob-expand /etc/ssh/ssh_host_*',
+    'exists /var/lib/cloud/instances',
+    'cat /etc/guestforge-release',
+  ];
+  // One launch; each answer framed by a marker line so they can be told apart.
+  const r = await run(['guestfish', '--ro', '-a', image, '-i'], {
+    input: `${commands.map((c) => `${c}\necho ==END==`).join('\n')}\n`,
+    env: { LIBGUESTFS_BACKEND_SETTINGS: 'force_tcg' },
+    timeoutMs: 5 * 60_000,
+  });
+  const answers = r.stdout.split('==END==\n');
+  const answer = (command: string) => answers[commands.indexOf(command)] ?? '';
+  assert.is(answer('is-dir /workspace'), 'true\n');
+  assert.match(answer('stat /workspace'), /^mode: 17407$/m, '/workspace is 1777 (17407 = directory bit + 01777)');
+  assert.is(answer('ls /opt'), '', '/opt must be empty');
+  assert.is(answer('is-file /opt-vm/hello-mpi/bin/run.sh'), 'true\n');
+  assert.match(answer('stat /opt-vm/hello-mpi/bin/run.sh'), /^mode: 33261$/m, 'run.sh is 0755');
+  assert.match(answer('cat /etc/cloud/cloud.cfg.d/90_guestforge_datasource.cfg'), /datasource_list: \[ NoCloud, None \]/);
+  assert.is(answer('filesize /etc/machine-id'), '0\n', 'machine-id is empty');
+  assert.is(answer('glob-expand /etc/ssh/ssh_host_*'), '', 'no SSH host keys');
+  assert.is(answer('exists /var/lib/cloud/instances'), 'false\n', 'no cloud-init instance state');
+  assert.match(answer('cat /etc/guestforge-release'), /built by guestforge/);
+});
+
+e2e('guestforge verify on the built image passes every rule', async () => {
+  const r = await guestforge(['verify', join(out, 'debian-12-hpc.qcow2'), '--json'], { timeoutMs: 5 * 60_000 });
+  assert.is(r.exitCode, 0, r.all);
+  const report = JSON.parse(r.stdout) as { results: { id: string; verdict: string; evidence: string }[] };
+  for (const x of report.results) {
+    assert.is(x.verdict, x.id.startsWith('vrdma.') ? 'skip' : 'pass', `${x.id}: ${x.evidence}`);
+  }
+});
+
+e2e('a failing profile command: exit 1 naming the command, no output file, no qemu left', async () => {
+  const failOut = join(tmp, 'fail-out');
+  const r = await guestforge(['build', join(root, 'test', 'fixtures', 'profiles', 'fail-command.yaml'), '-o', failOut]);
+  assert.is(r.exitCode, 1, r.all);
+  assert.match(r.all, /command 2: false failed \(exit 1\)/);
+  assert.match(r.all, /last console lines/);
+  assert.not.ok(existsSync(join(failOut, 'fail-command.qcow2')));
+  assert.ok(existsSync(join(failOut, 'logs', 'fail-command', 'build-console.log')), 'the console log is kept');
+  assert.equal(await qemuUsing(failOut), []);
+  assert.equal(await workLeft(), []);
+});
+
+e2e('a timeout of a few seconds: exit 1 saying "timed out", no qemu left', async () => {
+  const tOut = join(tmp, 'timeout-out');
+  const r = await guestforge(['build', join(root, 'test', 'fixtures', 'profiles', 'timeout.yaml'), '-o', tOut]);
+  assert.is(r.exitCode, 1, r.all);
+  assert.match(r.all, /timed out/);
+  assert.not.ok(existsSync(join(tOut, 'timeout.qcow2')));
+  assert.equal(await qemuUsing(tOut), []);
+  assert.equal(await workLeft(), []);
+});
+
+e2e('SIGTERM while the build VM runs: exit 143, qemu gone, no output, no work folder', async () => {
+  const sOut = join(tmp, 'signal-out');
+  const child = guestforge(['build', join(root, 'test', 'fixtures', 'profiles', 'fail-command.yaml'), '-o', sOut]);
+  const consoleLog = join(sOut, 'logs', 'fail-command', 'build-console.log');
+  for (let i = 0; i < 600 && !existsSync(consoleLog); i += 1) await new Promise((r) => setTimeout(r, 200));
+  assert.ok(existsSync(consoleLog), 'the build VM never started');
+  await new Promise((r) => setTimeout(r, 2000));
+  assert.ok((await qemuUsing(sOut)).length > 0, 'qemu should be running before the signal');
+  child.kill('SIGTERM');
+  const r = await child;
+  assert.is(r.exitCode, 143, r.all);
+  assert.match(r.all, /interrupted by SIGTERM/);
+  assert.equal(await qemuUsing(sOut), []);
+  assert.not.ok(existsSync(join(sOut, 'fail-command.qcow2')));
+  assert.equal(await workLeft(), []);
+});
+
+e2e.after(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+failures.run();
+e2e.run();
