@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { withRuleTable } from '../src/verify/table.ts';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -21,5 +22,10 @@ schema('every shipped profile points editors at the schema', async () => {
     const text = await readFile(join(root, 'profiles', `${name}.yaml`), 'utf8');
     assert.match(text, /^# yaml-language-server: \$schema=\.\.\/schema\/profile\.schema\.json$/m, name);
   }
+});
+schema('the README rule table matches the verify rule records', async () => {
+  const readme = await readFile(join(root, 'README.md'), 'utf8');
+  assert.is(readme, withRuleTable(readme), 'README rule table is stale: run npm run schema');
+  assert.match(readme, /\| `layout\.opt-empty` \|/);
 });
 schema.run();
