@@ -45,7 +45,7 @@ export async function run(args: string[]): Promise<number> {
   const report = await withSignals(async () => {
     const step = log.step(`verify ${image} (one read-only guestfish launch)`);
     try {
-      const r = await verifyImage({ path: image, format }, await resolveAccel('auto', log), options);
+      const r = await verifyImage({ path: image, format }, await resolveAccel('auto', log), options, (r) => log.warn(`${r}; trying once more`));
       step.succeed();
       return r;
     } catch (error) {

@@ -5,11 +5,12 @@
  * code read answers and decide. Note: a failing remote command ends the
  * session, so callers test with exists/is-dir/is-file before they read.
  */
+import { readFileSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
-import { run } from '../exec/run.ts';
+import { CommandError, run } from '../exec/run.ts';
 import { nonce } from '../util/fs.ts';
 import { guestfsEnv, type Accel } from '../vm/accel.ts';
 
@@ -23,14 +24,27 @@ export interface GuestDisk {
 
 const open = new Set<number>();
 
+/** 20-25 s is normal under TCG here; a hung appliance kernel never answers. */
+export const launchTimeoutMs = 180_000;
+
+export interface OpenOptions {
+  accel: Accel;
+  smp?: number;
+  memoryMiB?: number;
+  network?: boolean;
+  logFile?: string;
+  launchTimeoutMs?: number;
+  /** Told when a launch timed out and is tried once more. */
+  onRetry?: (reason: string) => void;
+}
+
+class LaunchTimeout extends UserError {}
+
 /** Kill every appliance still running (signal handler, failed stage). */
 export function killAllSessions(): void {
   for (const pid of open) {
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {
-      // already gone
-    }
+    for (const child of childrenOf(pid)) killQuietly(child, 'SIGTERM');
+    killQuietly(pid, 'SIGTERM');
   }
   open.clear();
 }
@@ -43,10 +57,22 @@ export class GuestSession {
     private readonly env: Record<string, string>,
   ) {}
 
-  static async open(
-    disks: GuestDisk[],
-    options: { accel: Accel; smp?: number; memoryMiB?: number; network?: boolean; logFile?: string },
-  ): Promise<GuestSession> {
+  /**
+   * Launch an appliance. Under TCG an appliance kernel now and then hangs at
+   * boot (seen here: minutes at full CPU, where 20-25 s is normal), so the
+   * launch has a deadline and one retry.
+   */
+  static async open(disks: GuestDisk[], options: OpenOptions): Promise<GuestSession> {
+    try {
+      return await GuestSession.launch(disks, options);
+    } catch (error) {
+      if (!(error instanceof LaunchTimeout)) throw error;
+      options.onRetry?.(error.message);
+      return GuestSession.launch(disks, options);
+    }
+  }
+
+  private static async launch(disks: GuestDisk[], options: OpenOptions): Promise<GuestSession> {
     const env = guestfsEnv(options.accel);
     const argv = ['guestfish', '--listen'];
     if (options.network) argv.push('--network');
@@ -71,7 +97,15 @@ export class GuestSession {
       }
       if (options.smp) await session.call('set-smp', String(options.smp));
       if (options.memoryMiB) await session.call('set-memsize', String(options.memoryMiB));
-      await session.call('run');
+      const deadline = options.launchTimeoutMs ?? launchTimeoutMs;
+      try {
+        await session.callWithin(deadline, 'run');
+      } catch (error) {
+        if (error instanceof CommandError && error.result.timedOut) {
+          throw new LaunchTimeout(`the libguestfs appliance did not start within ${deadline / 1000}s`);
+        }
+        throw error;
+      }
     } catch (error) {
       await session.close();
       throw error;
@@ -81,8 +115,12 @@ export class GuestSession {
 
   /** Run one guestfish command; returns its stdout. */
   async call(...args: string[]): Promise<string> {
+    return this.callWithin(30 * 60_000, ...args);
+  }
+
+  async callWithin(timeoutMs: number, ...args: string[]): Promise<string> {
     if (this.closed) throw new Error('guestfish session already closed');
-    const result = await run(['guestfish', `--remote=${this.pid}`, '--', ...args], { env: this.env, timeoutMs: 30 * 60_000 });
+    const result = await run(['guestfish', `--remote=${this.pid}`, '--', ...args], { env: this.env, timeoutMs });
     return result.stdout;
   }
 
@@ -100,8 +138,28 @@ export class GuestSession {
     await run(['guestfish', `--remote=${this.pid}`, '--', 'exit'], { env: this.env, allowFailure: true, timeoutMs: 60_000 }).catch(() => undefined);
     // The listener exits once the appliance is shut down; make sure of it.
     for (let i = 0; i < 100 && isAlive(this.pid); i += 1) await new Promise((r) => setTimeout(r, 100));
-    if (isAlive(this.pid)) process.kill(this.pid, 'SIGKILL');
+    if (isAlive(this.pid)) {
+      // A listener killed alone would orphan its qemu: end the children first.
+      for (const child of childrenOf(this.pid)) killQuietly(child, 'SIGKILL');
+      killQuietly(this.pid, 'SIGKILL');
+    }
     open.delete(this.pid);
+  }
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function killQuietly(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
   }
 }
 

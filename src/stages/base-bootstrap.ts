@@ -88,7 +88,7 @@ export async function bootstrapBase(ctx: BuildContext, step: Step, output: strin
   await rm(raw, { force: true });
 
   step.update('GRUB (one guestfish launch)');
-  const session = await GuestSession.open([{ path: output, format: 'qcow2' }], { accel: ctx.accel, smp: 2 });
+  const session = await GuestSession.open([{ path: output, format: 'qcow2' }], { accel: ctx.accel, smp: 2, onRetry: (r) => ctx.log.warn(`${r}; trying once more`) });
   try {
     await session.call('mount', '/dev/sda1', '/');
     // The appliance's own name for the disk varies between runs (sda, sdb):

@@ -47,7 +47,7 @@ export const injectStage: Stage = {
     const { profile } = ctx;
     const disk = await createOverlay(ctx.disk!, join(ctx.workDir, 'inject.qcow2'));
     step.update('launching the appliance');
-    const session = await GuestSession.open([{ ...disk, discard: true }], { accel: ctx.accel, smp: 2 });
+    const session = await GuestSession.open([{ ...disk, discard: true }], { accel: ctx.accel, smp: 2, onRetry: (r) => ctx.log.warn(`${r}; trying once more`) });
     try {
       const root = await mountGuest(session, { readonly: false, inspect: profile.base.image !== undefined });
       for (const app of profile.apps) {

@@ -27,8 +27,13 @@ export function evaluate(image: string, facts: GuestFacts, options: VerifyOption
 }
 
 /** One read-only guestfish launch: mount, read the facts, judge every rule. */
-export async function verifyImage(disk: GuestDisk, accel: Accel, options: VerifyOptions): Promise<VerifyReport> {
-  const session = await GuestSession.open([{ ...disk, readonly: true }], { accel, smp: 2 });
+export async function verifyImage(
+  disk: GuestDisk,
+  accel: Accel,
+  options: VerifyOptions,
+  onRetry?: (reason: string) => void,
+): Promise<VerifyReport> {
+  const session = await GuestSession.open([{ ...disk, readonly: true }], { accel, smp: 2, ...(onRetry ? { onRetry } : {}) });
   try {
     const root = await mountGuest(session, { readonly: true, inspect: true });
     const facts = await gatherFacts(session, root, options);
