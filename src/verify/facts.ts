@@ -93,7 +93,14 @@ export async function mountGuest(session: GuestSession, options: { readonly: boo
   }
   const roots = await session.lines('inspect-os');
   const root = roots[0];
-  if (!root) throw new Error('no operating system found on the image');
+  if (!root) {
+    // Inspection knows the common distributions only; a lone Linux
+    // filesystem is still the root, and the rules judge what is on it.
+    const only = filesystems.length === 1 ? filesystems[0]![0]! : undefined;
+    if (!only) throw new Error('no operating system found on the image');
+    await session.call('mount-options', opts, only, '/');
+    return only;
+  }
   const mounts = (await session.lines('inspect-get-mountpoints', root))
     .map((l) => l.split(': ') as [string, string])
     .sort((a, b) => a[0].length - b[0].length);
