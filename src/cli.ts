@@ -27,7 +27,7 @@ const commands: Record<string, CommandEntry> = {
   },
   smoke: {
     summary: 'boot an image with a fresh NoCloud seed and check it from inside',
-    usage: 'smoke <image> [--profile p.yaml] [--junit f.xml] [--timeout 10m] [--log-dir d] [--verbose]',
+    usage: 'smoke <image> [--profile p.yaml] [--require vrdma] [--junit f.xml] [--timeout 10m] [--log-dir d] [--verbose]',
     load: () => import('./commands/smoke.ts'),
   },
   verify: {

@@ -83,7 +83,7 @@ export async function buildUserData(profile: Profile, driver: OsDriver, nonce: s
       { path: `${guestDir}/run-commands.sh`, permissions: '0755', content: runCommands },
       ...profile.commands.map((command, index) => commandFile(index, command)),
     ],
-    runcmd: [...layoutCommands(profile), ['sh', `${guestDir}/run-commands.sh`]],
+    runcmd: layoutCommands(profile),
     power_state: { mode: 'poweroff', delay: 'now', timeout: 120, condition: ['sh', `${guestDir}/report.sh`, nonce] },
   };
   if (profile.packages.length > 0) {
@@ -95,8 +95,10 @@ export async function buildUserData(profile: Profile, driver: OsDriver, nonce: s
     staticPart,
     generated,
     driver.buildConfig(profile),
-    vrdmaBuildConfig(profile, driver),
+    await vrdmaBuildConfig(profile, driver),
     await extraUserData(profile),
+    // Last: the profile's commands run once everything above is in place.
+    { runcmd: [['sh', `${guestDir}/run-commands.sh`]] },
   );
 }
 

@@ -4,6 +4,7 @@ import { renderCloudConfig } from '../cloudinit/yaml.ts';
 import { driverFor } from '../os/index.ts';
 import { loadProfileOrThrow } from '../profile/index.ts';
 import { parseCommandArgs } from './args.ts';
+import { stages as registry } from '../stages/index.ts';
 
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('plan', args, { json: { type: 'boolean' } });
@@ -22,6 +23,10 @@ export async function run(args: string[]): Promise<number> {
   const out = (s: string) => process.stdout.write(`${s}\n`);
   out(`profile: ${files.join(' <- ')}`);
   out(`stages: ${stages.join(' → ')}`);
+  for (const name of stages) {
+    const stage = registry[name];
+    out(`  ${name.padEnd(10)} ${stage ? stage.describe(profile) : '(not available in this guestforge yet)'}`);
+  }
   out('--- resolved profile');
   out(JSON.stringify(profile, null, 2));
   out('--- meta-data (the instance-id is fresh per build)');

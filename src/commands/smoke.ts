@@ -17,6 +17,7 @@ import { parseCommandArgs } from './args.ts';
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('smoke', args, {
     profile: { type: 'string' },
+    require: { type: 'string', multiple: true },
     junit: { type: 'string' },
     timeout: { type: 'string', default: '10m' },
     'log-dir': { type: 'string' },
@@ -37,6 +38,10 @@ export async function run(args: string[]): Promise<number> {
     const { profile } = await loadProfileOrThrow(values.profile);
     target = smokeTargetOf(profile);
     name = profile.name;
+  }
+  for (const r of values.require ?? []) {
+    if (r !== 'vrdma') throw new UsageError(`smoke: unknown --require "${r}"`, { hint: 'known: vrdma' });
+    target = { ...target, vrdma: true };
   }
   const log = new Logger({ verbose: Boolean(values.verbose) });
   const nonce = makeNonce(6);

@@ -6,17 +6,22 @@ export const debian = {
   title: 'Debian',
   stages: () => ['base', 'provision', 'inject', 'verify', 'finalize', 'smoke'],
   vrdmaPackages: ['rdma-core', 'ibverbs-providers', 'ibverbs-utils', 'rdmacm-utils', 'infiniband-diags', 'perftest'],
-  buildConfig(profile: Profile): CloudConfig {
-    const config: CloudConfig = {};
+  // The cloud kernel has no rdma_rxe; the generic one does. Removing the
+  // running kernel asks a debconf question whose default aborts: answer it.
+  vrdmaKernel: {
+    packages: 'linux-image-amd64',
+    install: 'DEBIAN_FRONTEND=noninteractive apt-get install -y linux-image-amd64',
+    remove: [
+      "echo 'linux-base linux-base/removing-running-kernel boolean false' | debconf-set-selections",
+      'DEBIAN_FRONTEND=noninteractive apt-get purge -y "linux-image-$1" linux-image-cloud-amd64',
+      'update-grub',
+    ].join(' && '),
+  },
+  buildConfig(_profile: Profile): CloudConfig {
     // One network stack: networkd. ifupdown would run a second DHCP client.
-    config.system_info = { network: { renderers: ['networkd'] } };
-    if (profile.os.family === 'debian' && profile.vrdma.enabled && profile.os.kernel === 'cloud' && profile.vrdma.installKernel) {
-      // The cloud kernel has no rdma_rxe; the generic one does.
-      config.packages = ['linux-image-amd64'];
-    }
-    return config;
+    return { system_info: { network: { renderers: ['networkd'] } } };
   },
   packageQuery: "dpkg-query -W -f '${Package} ${Version}\\n'",
-  offlineFixups: () => [],
+  offlineFixups: async () => [],
   datasourceFile: '/etc/cloud/cloud.cfg.d/90_guestforge_datasource.cfg',
 } as const satisfies OsDriver;

@@ -4,6 +4,7 @@
  * typed `satisfies Record<OsFamily, OsDriver>`, so a new family does not
  * compile until it is complete.
  */
+import type { GuestSession } from '../guestfs/session.ts';
 import type { Profile } from '../profile/schema.ts';
 
 export type CloudConfig = Record<string, unknown>;
@@ -18,12 +19,21 @@ export interface OsDriver {
   stages(profile: Profile): StageName[];
   /** Packages that give RDMA verbs over soft-RoCE in this family. */
   readonly vrdmaPackages: readonly string[];
+  /**
+   * Shell run in the build VM when a kernel lacks rdma_rxe: `install` gets
+   * the versions lacking it as arguments, `remove` one version that still
+   * lacks it afterwards (so that every installed kernel has it).
+   */
+  readonly vrdmaKernel?: { readonly install: string; readonly remove: string; readonly packages: string };
   /** cloud-config keys only this family needs in the build VM. */
   buildConfig(profile: Profile): CloudConfig;
   /** Shell (run chrooted by guestfish) that lists installed packages as "name version" lines. */
   readonly packageQuery: string;
-  /** guestfish commands appended to the offline inject session (e.g. SELinux relabel). */
-  offlineFixups(profile: Profile): string[][];
+  /**
+   * Family-specific offline work at the end of the inject stage's guestfish
+   * session (e.g. SELinux relabel). Returns what it did, for the build log.
+   */
+  offlineFixups(profile: Profile, session: GuestSession): Promise<string[]>;
   /** Where cloud-init's datasource list goes. */
   readonly datasourceFile: string;
 }

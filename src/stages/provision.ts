@@ -32,6 +32,7 @@ export const provisionStage: Stage = {
     const parts = [
       profile.packages.length ? `${profile.packages.length} packages` : undefined,
       profile.users.length ? `${profile.users.length} users` : undefined,
+      profile.vrdma.enabled ? 'vRDMA packages, rdma_rxe kernel check, link unit' : undefined,
       profile.commands.length ? `${profile.commands.length} commands` : undefined,
     ].filter(Boolean);
     return `boot an overlay with a NoCloud seed (${parts.join(', ') || 'layout only'}), wait for the result line, timeout ${profile.build.timeout}`;
@@ -51,6 +52,7 @@ export const provisionStage: Stage = {
 
     step.update('booting');
     const serialLog = join(ctx.logDir, 'build-console.log');
+    const said = new Set<string>();
     await rm(serialLog, { force: true });
     const outcome = await bootQemu(
       {
@@ -73,12 +75,21 @@ export const provisionStage: Stage = {
         signal: ctx.signal,
         onLine: (line) => {
           ctx.log.detail(`console: ${line}`);
+          // Notes the guest scripts want the user to see (e.g. vRDMA kernel decisions).
+          const note = /guestforge: (vRDMA: .*)$/.exec(line)?.[1]?.trim();
+          if (note && !said.has(note)) {
+            said.add(note);
+            ctx.log.info(`build VM: ${note}`);
+          }
           const progress = progressOf(line);
           if (progress) step.update(progress);
         },
       },
     );
-    for (const warning of outcome.warnings) ctx.log.warn(`build VM: ${warning}`);
+    for (const warning of outcome.warnings) {
+      ctx.log.warn(`build VM: ${warning}`);
+      ctx.warnings.push(`build VM: ${warning}`);
+    }
     if (!outcome.ok) throw bootError(outcome, 'build VM');
     ctx.disk = overlay;
     step.update(`result after ${((outcome.resultMs ?? 0) / 1000).toFixed(0)}s`);

@@ -10,7 +10,7 @@ export const smokeStage: Stage = {
   name: 'smoke',
   title: 'smoke boot',
   describe(profile) {
-    return `boot ${profile.name}.${profile.disk.format} with a fresh seed; check cloud-init done, NoCloud, ${profile.layout.workspace} writable, /opt empty, ${profile.layout.optVm}; timeout ${profile.build.smokeTimeout}`;
+    return `boot ${profile.name}.${profile.disk.format} with a fresh seed; check cloud-init done, NoCloud, ${profile.layout.workspace} writable, /opt empty, ${profile.layout.optVm}${profile.vrdma.enabled ? ', vRDMA link, verbs device, ib_send_bw loopback' : ''}; timeout ${profile.build.smokeTimeout}`;
   },
   async run(ctx, step) {
     const image = ctx.outputs[0];
