@@ -4,21 +4,19 @@
  * variant per rule with exactly that thing broken. Each image is checked
  * through the CLI with a real read-only guestfish launch, as a user would.
  */
-import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { run } from '../src/exec/run.ts';
 import { rules } from '../src/verify/rules.ts';
+import { makeImage as makeTreeImage, type Tree } from './helpers/tree-image.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const cli = join(root, 'bin', 'guestforge.js');
 const env = { XDG_CACHE_HOME: process.env.GUESTFORGE_TEST_CACHE ?? join(root, '.test-cache'), CI: '1' };
 const tmp = await mkdtemp(join(tmpdir(), 'gf-verify-'));
-
-type Tree = Record<string, string | { dir: true; mode?: number } | { link: string }>;
 
 const kernel = '6.1.0-99-amd64';
 function dpkgEntry(name: string, version: string): string {
@@ -54,23 +52,7 @@ function goodTree(): Tree {
   };
 }
 
-async function makeImage(name: string, tree: Tree): Promise<string> {
-  const dir = join(tmp, `${name}.tree`);
-  for (const [path, what] of Object.entries(tree)) {
-    const target = join(dir, path);
-    await mkdir(dirname(target), { recursive: true });
-    if (typeof what === 'string') await writeFile(target, what);
-    else if ('link' in what) await symlink(what.link, target);
-    else {
-      await mkdir(target, { recursive: true });
-      if (what.mode !== undefined) await chmod(target, what.mode);
-    }
-  }
-  const image = join(tmp, `${name}.raw`);
-  await run(['mke2fs', '-q', '-t', 'ext4', '-L', 'rootfs', '-d', dir, image, '32M']);
-  await rm(dir, { recursive: true, force: true });
-  return image;
-}
+const makeImage = (name: string, tree: Tree) => makeTreeImage(tmp, name, tree);
 
 interface Report {
   ok: boolean;

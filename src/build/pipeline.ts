@@ -87,6 +87,7 @@ export async function runBuild(
     options: { ...options, outDir },
     outputs: [],
     timings: [],
+    warnings: [],
   };
 
   const ran: Stage[] = [];

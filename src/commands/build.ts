@@ -47,6 +47,7 @@ export async function run(args: string[]): Promise<number> {
   }
   if (error) throw error;
   const out = (s: string) => process.stdout.write(`${s}\n`);
+  for (const w of ctx.warnings) out(`warning: ${w}`);
   for (const o of ctx.outputs) out(`${o.path}  ${formatSize(o.bytes)}  sha256 ${o.sha256.slice(0, 16)}…`);
   out(`stages: ${ctx.timings.map((t) => `${t.stage} ${(t.ms / 1000).toFixed(0)}s`).join(' · ')} · total ${((Date.now() - started) / 1000).toFixed(0)}s`);
   out(`manifest: ${ctx.options.outDir}/${loaded.profile.name}.manifest.json · logs: ${ctx.logDir}${ctx.smoke ? '' : ' · smoke skipped'}`);

@@ -8,6 +8,6 @@ export const osv = {
   vrdmaPackages: [],
   buildConfig: () => ({}),
   packageQuery: '',
-  offlineFixups: () => [],
+  offlineFixups: async () => [],
   datasourceFile: '',
 } as const satisfies OsDriver;

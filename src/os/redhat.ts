@@ -1,4 +1,12 @@
+import type { GuestSession } from '../guestfs/session.ts';
 import type { Profile } from '../profile/schema.ts';
+
+/** Pure: SELINUX= and SELINUXTYPE= from /etc/selinux/config. */
+export function selinuxConfig(text: string): { mode?: 'enforcing' | 'permissive' | 'disabled'; type: string } {
+  const mode = /^\s*SELINUX\s*=\s*(enforcing|permissive|disabled)\s*$/m.exec(text)?.[1] as 'enforcing' | 'permissive' | 'disabled' | undefined;
+  const type = /^\s*SELINUXTYPE\s*=\s*(\S+)\s*$/m.exec(text)?.[1] ?? 'targeted';
+  return { ...(mode ? { mode } : {}), type };
+}
 import type { CloudConfig, OsDriver } from './types.ts';
 
 export const redhat = {
@@ -6,15 +14,30 @@ export const redhat = {
   title: 'RedHat family',
   stages: () => ['base', 'provision', 'inject', 'verify', 'finalize', 'smoke'],
   vrdmaPackages: ['rdma-core', 'libibverbs', 'libibverbs-utils', 'librdmacm-utils', 'infiniband-diags', 'perftest'],
+  // rdma_rxe ships in kernel-modules-extra, per kernel version.
+  vrdmaKernel: {
+    packages: 'kernel-modules-extra',
+    install: 'for v; do dnf install -y "kernel-modules-extra-$v" || exit 1; done',
+    remove: 'dnf remove -y "kernel-core-$1"',
+  },
   buildConfig(_profile: Profile): CloudConfig {
     // dnf is cloud-init's package manager here; nothing else differs at build time.
     return {};
   },
   packageQuery: "rpm -qa --qf '%{NAME} %{VERSION}-%{RELEASE}\\n'",
-  offlineFixups(profile: Profile): string[][] {
+  async offlineFixups(profile: Profile, session: GuestSession): Promise<string[]> {
     if (profile.os.family !== 'redhat' || profile.os.selinux === 'keep') return [];
-    // Files written offline have no SELinux labels: relabel at next boot.
-    return [['touch', '/.autorelabel']];
+    const config = (await session.bool('is-file', '/etc/selinux/config')) ? await session.call('cat', '/etc/selinux/config') : '';
+    const { mode, type } = selinuxConfig(config);
+    if (mode === 'disabled' || mode === undefined) return [`SELinux ${mode ?? 'not configured'}: no relabel needed`];
+    // Files written offline carry no SELinux labels: label them now if the
+    // appliance can (setfiles), else at first boot (one extra reboot).
+    if (await session.bool('feature-available', 'selinuxrelabel')) {
+      await session.call('selinux-relabel', `/etc/selinux/${type}/contexts/files/file_contexts`, '/');
+      return [`SELinux ${mode}: relabelled offline (selinux-relabel, ${type} policy)`];
+    }
+    await session.call('touch', '/.autorelabel');
+    return [`SELinux ${mode}: relabel scheduled for first boot (/.autorelabel; this libguestfs has no selinux-relabel)`];
   },
   datasourceFile: '/etc/cloud/cloud.cfg.d/90_guestforge_datasource.cfg',
 } as const satisfies OsDriver;

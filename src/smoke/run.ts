@@ -58,6 +58,8 @@ export async function smokeImage(image: DiskRef, options: SmokeOptions): Promise
         serialLog,
         qmpSocket: join(options.workDir, 'smoke-qmp.sock'),
         unsafeCache: true,
+        // A RedHat image with /.autorelabel reboots once before cloud-init runs.
+        allowReboot: true,
       },
       {
         label: 'smoke VM',

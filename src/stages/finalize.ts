@@ -39,6 +39,7 @@ async function writeManifest(ctx: BuildContext): Promise<void> {
     verify: ctx.verify?.results.map((r) => ({ id: r.id, verdict: r.verdict, evidence: r.evidence })),
     smoke: ctx.smoke ? { ok: ctx.smoke.ok, bootMs: ctx.smoke.bootMs, checks: ctx.smoke.checks } : undefined,
     timings: ctx.timings,
+    warnings: ctx.warnings,
     packages: ctx.verify?.packages,
     tools,
   };

@@ -74,7 +74,7 @@ export const injectStage: Stage = {
       step.update('sysprep');
       const said = await session.call('sh', await readShipped('src', 'guestfs', 'sysprep.sh'));
       if (!said.includes('sysprep-done')) throw new UserError(`offline clean-up did not finish: ${said.trim().split('\n').slice(-3).join(' | ')}`);
-      for (const fixup of ctx.driver.offlineFixups(profile)) await session.call(...fixup);
+      for (const note of await ctx.driver.offlineFixups(profile, session)) ctx.log.info(`inject: ${note}`);
 
       step.update('reading facts for verify');
       ctx.facts = await gatherFacts(session, root, profile.layout);

@@ -72,6 +72,8 @@ export interface BuildContext {
   outputs: OutputFile[];
   smoke?: SmokeReport;
   timings: StageTiming[];
+  /** Things that did not fail the build but the user should see (cloud-init degraded, …). */
+  warnings: string[];
 }
 
 export interface Stage {

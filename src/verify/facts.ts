@@ -3,7 +3,10 @@
  * session, using libguestfs's own calls (not the guest's binaries), so that
  * images from anywhere can be checked.
  */
-import { posix } from 'node:path';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, posix } from 'node:path';
+import { run } from '../exec/run.ts';
 import type { GuestSession } from '../guestfs/session.ts';
 
 export interface PasswdEntry {
@@ -138,9 +141,15 @@ export async function gatherFacts(
   if (dpkg !== undefined) {
     packages = parseDpkgStatus(dpkg);
     packageSource = 'dpkg';
-  } else if ((await session.bool('exists', '/var/lib/rpm')) || (await session.bool('exists', '/usr/lib/sysimage/rpm'))) {
-    packageSource = 'rpm';
-    packages = await rpmPackages(session, root);
+  } else {
+    for (const dbDir of ['/var/lib/rpm', '/usr/lib/sysimage/rpm']) {
+      if (!(await session.bool('is-dir', dbDir, 'followsymlinks:true'))) continue;
+      if ((await session.lines('ls', dbDir)).length === 0) continue;
+      packageSource = 'rpm';
+      // RHEL 9's /var/lib/rpm is a symlink to /usr/lib/sysimage/rpm.
+      packages = await rpmPackages(session, (await session.call('realpath', dbDir)).trim());
+      break;
+    }
   }
 
   const cloudConfigs: GuestFacts['cloudConfigs'] = [];
@@ -189,21 +198,25 @@ export async function gatherFacts(
   };
 }
 
-/** The rpm database through libguestfs inspection (it reads rpmdb without the guest's rpm). */
-async function rpmPackages(session: GuestSession, root: string): Promise<Map<string, string>> {
-  const packages = new Map<string, string>();
-  const text = await session.call('inspect-list-applications2', root);
-  let name: string | undefined;
-  let version = '';
-  for (const line of text.split('\n')) {
-    const m = /^\s*app2_(name|version|release): (.*)$/.exec(line);
-    if (!m) continue;
-    if (m[1] === 'name') name = m[2];
-    else if (m[1] === 'version') version = m[2] ?? '';
-    else if (name) {
-      packages.set(name, m[2] ? `${version}-${m[2]}` : version);
-      name = undefined;
+/**
+ * The rpm database, copied out of the image and read by the host's rpm.
+ * libguestfs's own reader (inspect-list-applications2) fails here on RHEL 9's
+ * sqlite database from a read-only mount (its WAL needs a writable folder),
+ * and the guest's rpm cannot run offline in every image.
+ */
+async function rpmPackages(session: GuestSession, dbDir: string): Promise<Map<string, string>> {
+  const local = await mkdtemp(join(tmpdir(), 'guestforge-rpmdb-'));
+  try {
+    await session.call('copy-out', dbDir, local);
+    const copied = join(local, posix.basename(dbDir));
+    const { stdout } = await run(['rpm', '--dbpath', copied, '-qa', '--qf', '%{NAME} %{VERSION}-%{RELEASE}\\n'], { timeoutMs: 120_000 });
+    const packages = new Map<string, string>();
+    for (const line of stdout.split('\n')) {
+      const [name, version] = line.trim().split(' ');
+      if (name && version && name !== 'gpg-pubkey') packages.set(name, version);
     }
+    return packages;
+  } finally {
+    await rm(local, { recursive: true, force: true });
   }
-  return packages;
 }

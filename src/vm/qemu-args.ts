@@ -16,6 +16,11 @@ export interface VmSpec {
   qmpSocket: string;
   /** A throwaway overlay may skip flushes; a disk we keep may not. */
   unsafeCache: boolean;
+  /**
+   * Let the guest reboot (an SELinux autorelabel reboots once). Off, a
+   * reboot ends qemu, so a guest that panics and reboots cannot loop.
+   */
+  allowReboot?: boolean;
 }
 
 export function driveArgs(spec: VmSpec): string[] {
@@ -35,7 +40,7 @@ export function qemuArgs(spec: VmSpec): string[] {
     '-nodefaults',
     '-display', 'none',
     '-vga', 'none',
-    '-no-reboot',
+    ...(spec.allowReboot ? [] : ['-no-reboot']),
     ...driveArgs(spec),
     '-netdev', 'user,id=net0',
     '-device', 'virtio-net-pci,netdev=net0',
