@@ -22,7 +22,7 @@ interface CommandEntry {
 const commands: Record<string, CommandEntry> = {
   build: {
     summary: 'build an image from a profile: base, build VM, inject, verify, compress, smoke boot',
-    usage: 'build <profile.yaml> [-o out/] [--no-smoke] [--junit f.xml] [--verbose] [--keep-work] [--no-cache] [--accel auto|kvm|tcg]',
+    usage: 'build <profile.yaml> [-o out/] [--no-smoke] [--junit f.xml] [--verbose] [--keep-work] [--no-cache] [--accel auto|kvm|tcg] [--package-only (OSv)]',
     load: () => import('./commands/build.ts'),
   },
   smoke: {
@@ -39,6 +39,11 @@ const commands: Record<string, CommandEntry> = {
     summary: 'check profiles; every problem as file:line:col field: message',
     usage: 'validate <profile.yaml>...',
     load: () => import('./commands/validate.ts'),
+  },
+  seed: {
+    summary: 'write the NoCloud seed ISO a profile\'s VMs boot with (OSv: user-data only)',
+    usage: 'seed <profile.yaml> -o seed.iso',
+    load: () => import('./commands/seed.ts'),
   },
   plan: {
     summary: 'show the stages a build will run, the resolved profile and the NoCloud seed',

@@ -5,7 +5,7 @@
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { UserError } from '../errors.ts';
+import { UsageError, UserError } from '../errors.ts';
 import type { Logger, Step } from '../log.ts';
 import { driverFor } from '../os/index.ts';
 import type { LoadedProfile } from '../profile/load.ts';
@@ -16,9 +16,13 @@ import { nonce as makeNonce, sha256Text } from '../util/fs.ts';
 import { cacheDir } from '../util/paths.ts';
 import { chooseAccel, probeAccel, type Accel } from '../vm/accel.ts';
 
-export function plannedStages(loaded: Pick<LoadedProfile, 'profile'>, options: Pick<BuildOptions, 'smoke'>): Stage[] {
+export function plannedStages(loaded: Pick<LoadedProfile, 'profile'>, options: Pick<BuildOptions, 'smoke' | 'packageOnly'>): Stage[] {
   const driver = driverFor(loaded.profile.os.family);
-  const names = driver.stages(loaded.profile).filter((name) => options.smoke || name !== 'smoke');
+  let names = driver.stages(loaded.profile).filter((name) => options.smoke || name !== 'smoke');
+  if (options.packageOnly) {
+    if (!names.includes('package')) throw new UsageError(`--package-only is for OSv profiles; ${driver.title} builds have no package stage`);
+    names = ['package'];
+  }
   const missing = names.filter((name) => !registry[name]);
   if (missing.length > 0) {
     throw new UserError(`${driver.title} builds need the stage(s) ${missing.join(', ')}, which this guestforge does not have yet`, {

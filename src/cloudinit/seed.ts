@@ -5,15 +5,19 @@ import { run } from '../exec/run.ts';
 
 export interface SeedFiles {
   userData: string;
-  metaData: string;
+  /** Absent for OSv, whose cloud-init reads user-data only. */
+  metaData?: string;
   networkConfig?: string;
 }
 
 export async function buildSeedIso(dir: string, files: SeedFiles, iso: string): Promise<void> {
   await mkdir(dir, { recursive: true });
-  const names = ['user-data', 'meta-data'];
+  const names = ['user-data'];
   await writeFile(join(dir, 'user-data'), files.userData);
-  await writeFile(join(dir, 'meta-data'), files.metaData);
+  if (files.metaData !== undefined) {
+    await writeFile(join(dir, 'meta-data'), files.metaData);
+    names.push('meta-data');
+  }
   if (files.networkConfig !== undefined) {
     await writeFile(join(dir, 'network-config'), files.networkConfig);
     names.push('network-config');

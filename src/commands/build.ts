@@ -18,6 +18,7 @@ export async function run(args: string[]): Promise<number> {
     'no-cache': { type: 'boolean' },
     verbose: { type: 'boolean', short: 'v' },
     accel: { type: 'string' },
+    'package-only': { type: 'boolean' },
   });
   const [file] = positionals;
   if (!file || positionals.length > 1) throw new UsageError('build: name one profile', { hint: 'guestforge build profiles/debian-12-hpc.yaml -o out/' });
@@ -35,6 +36,7 @@ export async function run(args: string[]): Promise<number> {
     keepWork: Boolean(values['keep-work']),
     verbose: Boolean(values.verbose),
     noCache: Boolean(values['no-cache']),
+    packageOnly: Boolean(values['package-only']),
     ...(values.junit ? { junit: values.junit } : {}),
     ...(accel ? { accel } : {}),
   }, log, signal));
@@ -48,8 +50,9 @@ export async function run(args: string[]): Promise<number> {
   if (error) throw error;
   const out = (s: string) => process.stdout.write(`${s}\n`);
   for (const w of ctx.warnings) out(`warning: ${w}`);
+  if (ctx.packageDir) out(`Capstan package: ${ctx.packageDir}`);
   for (const o of ctx.outputs) out(`${o.path}  ${formatSize(o.bytes)}  sha256 ${o.sha256.slice(0, 16)}…`);
   out(`stages: ${ctx.timings.map((t) => `${t.stage} ${(t.ms / 1000).toFixed(0)}s`).join(' · ')} · total ${((Date.now() - started) / 1000).toFixed(0)}s`);
-  out(`manifest: ${ctx.options.outDir}/${loaded.profile.name}.manifest.json · logs: ${ctx.logDir}${ctx.smoke ? '' : ' · smoke skipped'}`);
+  if (ctx.outputs.length > 0) out(`manifest: ${ctx.options.outDir}/${loaded.profile.name}.manifest.json · logs: ${ctx.logDir}${ctx.smoke ? '' : ' · smoke skipped'}`);
   return ExitCode.ok;
 }

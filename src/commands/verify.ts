@@ -10,6 +10,7 @@ import { verifyOptionsOf } from '../stages/verify.ts';
 import { failedRules, formatReport, junitCases } from '../verify/print.ts';
 import { defaultVerifyOptions, verifyImage } from '../verify/run.ts';
 import { parseCommandArgs } from './args.ts';
+import { detectOsv } from '../osv/cmdline.ts';
 
 /** The image's format, or a usage error when it is missing or not a disk image. */
 export async function diskFormatOf(image: string, command: string): Promise<'qcow2' | 'raw'> {
@@ -39,6 +40,14 @@ export async function run(args: string[]): Promise<number> {
     if (r !== 'vrdma') throw new UsageError(`verify: unknown --require "${r}"`, { hint: 'known: vrdma' });
   }
   const format = await diskFormatOf(image, 'verify');
+  // OSv images have no filesystem libguestfs reads: recognise them and report their command line.
+  const osvCmdline = await detectOsv(image, format);
+  if (osvCmdline !== undefined) {
+    const report = { image, os: { family: 'osv' }, cmdline: osvCmdline, results: [] };
+    if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    else process.stdout.write(`OSv image (boot sector + command line at byte 512); command line: ${osvCmdline}\nthe cluster's Linux guest rules do not apply to OSv\n`);
+    return ExitCode.ok;
+  }
   const options = values.profile ? verifyOptionsOf((await loadProfileOrThrow(values.profile)).profile) : { ...defaultVerifyOptions };
   if (values.require?.includes('vrdma')) options.requireVrdma = true;
   const log = new Logger({ verbose: Boolean(values.verbose) });

@@ -4,7 +4,7 @@ import type { OsDriver } from './types.ts';
 export const osv = {
   family: 'osv',
   title: 'OSv unikernel',
-  stages: () => ['package', 'compose', 'finalize'],
+  stages: () => ['base', 'package', 'compose', 'finalize'],
   vrdmaPackages: [],
   buildConfig: () => ({}),
   packageQuery: '',

@@ -7,6 +7,7 @@ import { provisionStage } from './provision.ts';
 import { smokeStage } from './smoke.ts';
 import type { Stage } from './types.ts';
 import { verifyStage } from './verify.ts';
+import { composeStage, packageStage } from './osv.ts';
 
 export const stages: Partial<Record<StageName, Stage>> = {
   base: baseStage,
@@ -15,4 +16,6 @@ export const stages: Partial<Record<StageName, Stage>> = {
   verify: verifyStage,
   finalize: finalizeStage,
   smoke: smokeStage,
+  package: packageStage,
+  compose: composeStage,
 };

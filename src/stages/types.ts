@@ -23,6 +23,8 @@ export interface BuildOptions {
   keepWork: boolean;
   verbose: boolean;
   noCache: boolean;
+  /** OSv: write the Capstan package and stop. */
+  packageOnly?: boolean;
 }
 
 export interface OutputFile {
@@ -66,6 +68,8 @@ export interface BuildContext {
   /** The disk the next stage starts from (each stage's disk backs the next). */
   disk?: DiskRef;
   base?: { source: string; sha256?: string; cached: boolean };
+  /** OSv: the Capstan package folder. */
+  packageDir?: string;
   /** Read from the finished guest by the inject stage, judged by the verify stage. */
   facts?: GuestFacts;
   verify?: VerifyReport;

@@ -21,6 +21,8 @@ export interface VmSpec {
    * reboot ends qemu, so a guest that panics and reboots cannot loop.
    */
   allowReboot?: boolean;
+  /** Forward a loopback host port to a guest port (OSv's upload daemon). */
+  hostForward?: { hostPort: number; guestPort: number };
 }
 
 export function driveArgs(spec: VmSpec): string[] {
@@ -42,7 +44,7 @@ export function qemuArgs(spec: VmSpec): string[] {
     '-vga', 'none',
     ...(spec.allowReboot ? [] : ['-no-reboot']),
     ...driveArgs(spec),
-    '-netdev', 'user,id=net0',
+    '-netdev', spec.hostForward ? `user,id=net0,hostfwd=tcp:127.0.0.1:${spec.hostForward.hostPort}-:${spec.hostForward.guestPort}` : 'user,id=net0',
     '-device', 'virtio-net-pci,netdev=net0',
     '-device', 'virtio-rng-pci',
     '-chardev', `file,id=serial0,path=${spec.serialLog}`,

@@ -1,0 +1,69 @@
+/**
+ * OSv reads its boot command line from the disk image: a NUL-terminated
+ * string at byte offset 512, right after the boot sector, which is where
+ * OSv's own image tools write it.
+ */
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { UserError } from '../errors.ts';
+import { run } from '../exec/run.ts';
+
+export const cmdlineOffset = 512;
+/** guestforge keeps the command line within the sectors before OSv's loader; longer ones are refused. */
+export const cmdlineMaxBytes = 1023;
+
+/** Writes the command line into a raw image file. */
+export async function writeCmdline(rawImage: string, cmdline: string): Promise<void> {
+  const bytes = Buffer.from(`${cmdline}\0`, 'utf8');
+  if (bytes.length > cmdlineMaxBytes + 1) {
+    throw new UserError(`the OSv command line is ${bytes.length - 1} bytes; at most ${cmdlineMaxBytes} fit in the image`, { hint: cmdline.slice(0, 80) });
+  }
+  const handle = await open(rawImage, 'r+');
+  try {
+    await handle.write(bytes, 0, bytes.length, cmdlineOffset);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Pure: the command line from the bytes at offset 512, or undefined when they are not one. */
+export function parseCmdline(region: Buffer): string | undefined {
+  const end = region.indexOf(0);
+  if (end < 0) return undefined;
+  const text = region.subarray(0, end).toString('utf8');
+  // eslint-disable-next-line no-control-regex
+  return /^[\x20-\x7e]*$/.test(text) ? text : undefined;
+}
+
+/** The first sectors of any image qemu-img reads (qcow2, raw), through qemu-img dd. */
+async function headOf(image: string, format: 'qcow2' | 'raw'): Promise<Buffer> {
+  const dir = await mkdtemp(join(tmpdir(), 'guestforge-head-'));
+  const scratch = join(dir, 'head.raw');
+  try {
+    await run(['qemu-img', 'dd', '-f', format, '-O', 'raw', 'bs=512', 'count=3', `if=${image}`, `of=${scratch}`]);
+    return await readFile(scratch);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export async function readCmdline(image: string, format: 'qcow2' | 'raw'): Promise<string | undefined> {
+  return parseCmdline((await headOf(image, format)).subarray(cmdlineOffset));
+}
+
+/**
+ * Pure: does this look like an OSv disk? A boot sector (0x55AA) followed
+ * by a non-empty printable NUL-terminated command line where other disks
+ * have zeros or a GPT header. A heuristic, and said to be one.
+ */
+export function osvCmdlineOf(head: Buffer): string | undefined {
+  if (head.length < 1024 || head[510] !== 0x55 || head[511] !== 0xaa) return undefined;
+  const cmdline = parseCmdline(head.subarray(cmdlineOffset));
+  if (!cmdline || cmdline.startsWith('EFI PART')) return undefined;
+  return cmdline;
+}
+
+export async function detectOsv(image: string, format: 'qcow2' | 'raw'): Promise<string | undefined> {
+  return osvCmdlineOf(await headOf(image, format));
+}
