@@ -7,5 +7,5 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends \
   qemu-system-x86 qemu-utils libguestfs-tools libvirt-daemon-system libvirt-clients \
-  xorriso mmdebstrap cpio fdisk e2fsprogs rpm linux-image-amd64
+  xorriso mmdebstrap cpio fdisk e2fsprogs rpm squashfs-tools linux-image-amd64
 npm ci --no-audit --no-fund

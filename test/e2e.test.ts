@@ -11,7 +11,9 @@ import { join, resolve } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { convertImage, outputName, writeRootfsOutputs } from '../src/build/outputs.ts';
 import { run } from '../src/exec/run.ts';
+import type { DiskRef } from '../src/stages/types.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const cli = join(root, 'bin', 'guestforge.js');
@@ -125,6 +127,29 @@ e2e('guestforge verify on the built image passes every rule', async () => {
   for (const x of report.results) {
     assert.is(x.verdict, x.id.startsWith('vrdma.') ? 'skip' : 'pass', `${x.id}: ${x.evidence}`);
   }
+});
+
+e2e('more outputs from the built image: vmdk streamOptimized, rootfs tar and squashfs, read back by their own tools', async () => {
+  const image: DiskRef = { path: join(out, 'debian-12-hpc.qcow2'), format: 'qcow2' };
+  const dir = join(tmp, 'outputs');
+  await mkdir(dir, { recursive: true });
+  const vmdk = await convertImage(image, 'vmdk', 'none', join(dir, outputName('x', 'vmdk')));
+  const info = JSON.parse((await run(['qemu-img', 'info', '--output=json', vmdk.path])).stdout);
+  assert.is(info.format, 'vmdk');
+  assert.is(info['format-specific']?.data?.['create-type'], 'streamOptimized');
+  const targets = { tar: join(dir, outputName('x', 'tar')), squashfs: join(dir, outputName('x', 'squashfs')) };
+  const written = await writeRootfsOutputs(image, ['tar', 'squashfs'], targets, { accel: 'tcg', inspect: false });
+  assert.equal(written.map((w) => w.format), ['tar', 'squashfs']);
+  const tarList = (await run(['tar', '-tf', targets.tar])).stdout.split('\n');
+  assert.ok(tarList.includes('./opt-vm/hello-mpi/bin/run.sh'), tarList.slice(0, 20).join('\n'));
+  assert.ok(tarList.includes('./etc/cloud/cloud.cfg.d/90_guestforge_datasource.cfg'));
+  const sqList = (await run(['unsquashfs', '-l', targets.squashfs])).stdout;
+  assert.match(sqList, /squashfs-root\/opt-vm\/hello-mpi\/bin\/run\.sh/);
+  assert.match(sqList, /squashfs-root\/workspace\n/);
+  const sqLong = (await run(['unsquashfs', '-lln', targets.squashfs])).stdout;
+  assert.match(sqLong, /^drwxrwxrwt 0\/0 .* squashfs-root\/workspace$/m, 'modes and numeric owners kept');
+  assert.match(sqLong, /^d\S+ 1000\/1000 .* squashfs-root\/home\/hpc$/m);
+  assert.equal(await readdir(dir).then((names) => names.filter((n) => n.includes('.tmp-'))), [], 'no temp files left');
 });
 
 e2e('a failing profile command: exit 1 naming the command, no output file, no qemu left', async () => {

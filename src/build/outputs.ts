@@ -1,17 +1,31 @@
 /** Writing outputs: convert through a temp name, rename, record checksums. */
-import { readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { run } from '../exec/run.ts';
+import { GuestSession } from '../guestfs/session.ts';
+import { mountGuest } from '../verify/facts.ts';
+import type { Accel } from '../vm/accel.ts';
 import type { DiskRef, OutputFile } from '../stages/types.ts';
 import { sha256File, tempPathFor, writeFileAtomic } from '../util/fs.ts';
 
 export type Compression = 'zstd' | 'zlib' | 'none';
 
+export type DiskFormat = 'qcow2' | 'raw' | 'vmdk';
+export type RootfsFormat = 'tar' | 'squashfs';
+
+/** File names of each output, next to each other in the output folder. */
+export function outputName(name: string, format: DiskFormat | RootfsFormat): string {
+  return format === 'tar' ? `${name}.rootfs.tar` : format === 'squashfs' ? `${name}.rootfs.sqsh` : `${name}.${format}`;
+}
+
 /** Pure: the qemu-img command that makes a standalone output from a backing chain. */
-export function convertArgs(source: DiskRef, format: 'qcow2' | 'raw', compress: Compression, target: string): string[] {
+export function convertArgs(source: DiskRef, format: DiskFormat, compress: Compression, target: string): string[] {
   const argv = ['qemu-img', 'convert', '-f', source.format, '-O', format, '-m', '8', '-W'];
   if (format === 'qcow2') {
     if (compress !== 'none') argv.push('-c', '-o', `compression_type=${compress}`);
+  } else if (format === 'vmdk') {
+    // The VMware/OVA flavour: compressed, read sequentially, what importers expect.
+    argv.push('-o', 'subformat=streamOptimized');
   }
   argv.push(source.path, target);
   return argv;
@@ -20,7 +34,7 @@ export function convertArgs(source: DiskRef, format: 'qcow2' | 'raw', compress: 
 /** Convert to `target` via a temp file next to it; a failure leaves nothing at `target`. */
 export async function convertImage(
   source: DiskRef,
-  format: 'qcow2' | 'raw',
+  format: DiskFormat,
   compress: Compression,
   target: string,
   signal?: AbortSignal,
@@ -59,4 +73,49 @@ export async function toolVersions(tools: string[][]): Promise<Record<string, st
 
 export function outputDir(path: string): string {
   return dirname(path);
+}
+
+/**
+ * The root filesystem as a tarball and/or a squashfs image. One read-only
+ * guestfish launch streams the tree out (tar-out, owners numeric, xattrs,
+ * ACLs, SELinux labels); squashfs is then made on the host by mksquashfs
+ * from that tree. Measured here: mksquashfs inside the TCG appliance took
+ * over ten minutes for a 900 MiB tree. Each output goes through a temp name.
+ */
+export async function writeRootfsOutputs(
+  source: DiskRef,
+  formats: RootfsFormat[],
+  targets: Record<RootfsFormat, string>,
+  options: { accel: Accel; inspect: boolean; onRetry?: (reason: string) => void },
+): Promise<OutputFile[]> {
+  if (formats.length === 0) return [];
+  const tarTemp = tempPathFor(targets.tar);
+  const tree = `${tempPathFor(targets.squashfs)}.d`;
+  const sqshTemp = tempPathFor(targets.squashfs);
+  const written: OutputFile[] = [];
+  const done = async (format: RootfsFormat, temp: string) => {
+    await rename(temp, targets[format]);
+    written.push({ path: targets[format], format, bytes: (await stat(targets[format])).size, sha256: await sha256File(targets[format]) });
+  };
+  try {
+    const session = await GuestSession.open([{ ...source, readonly: true }], { accel: options.accel, smp: 2, ...(options.onRetry ? { onRetry: options.onRetry } : {}) });
+    try {
+      await mountGuest(session, { readonly: true, inspect: options.inspect });
+      await session.call('tar-out', '/', tarTemp, 'numericowner:true', 'xattrs:true', 'acls:true', 'selinux:true');
+    } finally {
+      await session.close();
+    }
+    if (formats.includes('squashfs')) {
+      await mkdir(tree, { recursive: true });
+      await run(['tar', '-xpf', tarTemp, '-C', tree, '--numeric-owner', '--xattrs', '--xattrs-include=*', '--acls', '--selinux'], { timeoutMs: 30 * 60_000 });
+      await run(['mksquashfs', tree, sqshTemp, '-comp', 'zstd', '-noappend', '-quiet', '-no-progress'], { timeoutMs: 30 * 60_000 });
+    }
+    if (formats.includes('tar')) await done('tar', tarTemp);
+    if (formats.includes('squashfs')) await done('squashfs', sqshTemp);
+  } finally {
+    await rm(tarTemp, { force: true });
+    await rm(sqshTemp, { force: true });
+    await rm(tree, { recursive: true, force: true });
+  }
+  return formats.map((f) => written.find((w) => w.format === f)!);
 }

@@ -191,9 +191,9 @@ export const profileSchema = z
     commands: z.array(z.string().min(1)).default([]).describe('Shell commands run as root in the build VM, in order'),
     build: build.prefault({}),
     outputs: z
-      .array(z.enum(['qcow2', 'raw']))
+      .array(z.enum(['qcow2', 'raw', 'vmdk', 'tar', 'squashfs']))
       .default([])
-      .describe('Extra output formats besides disk.format'),
+      .describe('Extra outputs besides disk.format: disk images (qcow2, raw, vmdk streamOptimized) or the root filesystem (tar, squashfs)'),
   })
   .describe('A guestforge profile');
 

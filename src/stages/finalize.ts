@@ -5,14 +5,18 @@
  */
 import { rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { convertImage, toolVersions, updateSums } from '../build/outputs.ts';
+import { convertImage, outputName, toolVersions, updateSums, writeRootfsOutputs, type DiskFormat, type RootfsFormat } from '../build/outputs.ts';
 import { formatSize } from '../profile/units.ts';
 import { guestforgeVersion } from '../util/project.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 import type { BuildContext, Stage } from './types.ts';
 
-export function outputFormats(ctx: Pick<BuildContext, 'profile'>): ('qcow2' | 'raw')[] {
-  return [...new Set([ctx.profile.disk.format, ...ctx.profile.outputs])];
+export function outputFormats(ctx: Pick<BuildContext, 'profile'>): { disks: DiskFormat[]; rootfs: RootfsFormat[] } {
+  const all = [...new Set([ctx.profile.disk.format, ...ctx.profile.outputs])];
+  return {
+    disks: all.filter((f): f is DiskFormat => f === 'qcow2' || f === 'raw' || f === 'vmdk'),
+    rootfs: all.filter((f): f is RootfsFormat => f === 'tar' || f === 'squashfs'),
+  };
 }
 
 export function manifestPath(ctx: BuildContext): string {
@@ -51,15 +55,25 @@ export const finalizeStage: Stage = {
   title: 'compress and write outputs',
   describe(profile) {
     const formats = [...new Set([profile.disk.format, ...profile.outputs])];
-    return `qemu-img convert → ${formats.map((f) => `${profile.name}.${f}`).join(', ')}${profile.disk.format === 'qcow2' && profile.disk.compress !== 'none' ? ` (${profile.disk.compress})` : ''}, manifest, SHA256SUMS`;
+    return `qemu-img convert / guestfish → ${formats.map((f) => outputName(profile.name, f)).join(', ')}${profile.disk.format === 'qcow2' && profile.disk.compress !== 'none' ? ` (${profile.disk.compress})` : ''}, manifest, SHA256SUMS`;
   },
   async run(ctx, step) {
-    for (const format of outputFormats(ctx)) {
-      const target = join(ctx.options.outDir, `${ctx.profile.name}.${format}`);
+    const { disks, rootfs } = outputFormats(ctx);
+    for (const format of disks) {
+      const target = join(ctx.options.outDir, outputName(ctx.profile.name, format));
       step.update(`${basename(target)}`);
       const out = await convertImage(ctx.disk!, format, ctx.profile.disk.compress, target, ctx.signal);
       ctx.outputs.push(out);
       ctx.log.info(`wrote ${target} (${formatSize(out.bytes)})`);
+    }
+    if (rootfs.length > 0) {
+      step.update(`root filesystem as ${rootfs.join(', ')} (one guestfish launch)`);
+      const targets = { tar: join(ctx.options.outDir, outputName(ctx.profile.name, 'tar')), squashfs: join(ctx.options.outDir, outputName(ctx.profile.name, 'squashfs')) };
+      const written = await writeRootfsOutputs(ctx.disk!, rootfs, targets, {
+        accel: ctx.accel, inspect: ctx.profile.base.image !== undefined, onRetry: (r) => ctx.log.warn(`${r}; trying once more`),
+      });
+      for (const out of written) ctx.log.info(`wrote ${out.path} (${formatSize(out.bytes)})`);
+      ctx.outputs.push(...written);
     }
     await updateSums(ctx.options.outDir, ctx.outputs);
     await writeManifest(ctx);
