@@ -1,4 +1,4 @@
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
@@ -13,7 +13,8 @@ exec('a missing program names the apt package that ships it', async () => {
   assert.match((error as ToolMissingError).hint ?? '', /apt-get install qemu-utils/);
 });
 exec('a failure shows a pasteable command, the exit code and the end of stderr', async () => {
-  const log = join(await mkdtemp(join(tmpdir(), 'gf-exec-')), 'argv');
+  const dir = await mkdtemp(join(tmpdir(), 'gf-exec-'));
+  const log = join(dir, 'argv');
   const env = { PATH: `${fixtures}:${process.env.PATH}`, FAKE_FAIL: '1', FAKE_LOG: log };
   const error = await run(['qemu-img', 'info', 'my disk.qcow2'], { env }).catch((e: unknown) => e);
   assert.instance(error, CommandError);
@@ -22,6 +23,7 @@ exec('a failure shows a pasteable command, the exit code and the end of stderr',
   assert.match(e.hint ?? '', /command: qemu-img info 'my disk\.qcow2'/);
   assert.match(e.hint ?? '', /\| qemu-img: Could not open/);
   assert.is(await readFile(log, 'utf8'), 'info my disk.qcow2\n');
+  await rm(dir, { recursive: true, force: true });
 });
 exec('shellQuote quotes what a shell would split', () => {
   assert.is(shellQuote(['a', 'b c', "it's"]), `a 'b c' 'it'\\''s'`);

@@ -1,5 +1,4 @@
-import { copyFile, mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -11,11 +10,9 @@ const root = resolve(import.meta.dirname, '..');
 const cli = join(root, 'bin', 'guestforge.js');
 
 async function scratchCopy(edit: (text: string) => string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'gf-profile-'));
   const file = join(root, 'profiles', `.test-${process.pid}-${Math.random().toString(16).slice(2)}.yaml`);
   const text = await readFile(join(root, 'profiles', 'debian-12-hpc.yaml'), 'utf8');
   await writeFile(file, edit(text));
-  void dir;
   return file;
 }
 
