@@ -21,6 +21,7 @@ export const tools = {
   sfdisk: { apt: 'fdisk', versionArgs: ['--version'], usedBy: 'build (bootstrap)' },
   mke2fs: { apt: 'e2fsprogs', versionArgs: ['-V'], usedBy: 'build (bootstrap)' },
   rpm: { apt: 'rpm', versionArgs: ['--version'], usedBy: 'verify (reads RedHat images\' rpm database)' },
+  mksquashfs: { apt: 'squashfs-tools', versionArgs: ['-version'], usedBy: 'build (squashfs output)' },
   cpio: { apt: 'cpio', versionArgs: ['--version'], usedBy: 'build (osv)' },
   capstan: { apt: 'not in Debian: build it from github.com/cloudius-systems/capstan', versionArgs: ['--version'], usedBy: 'build (osv), optional', optional: true },
 } as const satisfies Record<string, ToolInfo>;
