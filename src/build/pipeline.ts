@@ -81,7 +81,8 @@ export async function runBuild(
     profileFile: loaded.files[0] ?? '',
     profileHash: sha256Text(JSON.stringify(profile)),
     driver: driverFor(profile.os.family),
-    accel: await resolveAccel(options.accel ?? profile.build.accel, log),
+    // A package-only build starts no VM: no probe (12 s when KVM hangs).
+    accel: options.packageOnly ? 'tcg' : await resolveAccel(options.accel ?? profile.build.accel, log),
     nonce,
     workDir,
     logDir,
