@@ -33,7 +33,8 @@ export async function bootstrapKey(profile: Profile, mirrors: string[]): Promise
   const hooks = await Promise.all(['essential.sh', 'customize.sh'].map((f) => readFile(join(hookDir, f), 'utf8')));
   return sha256Text(JSON.stringify({
     recipe: bootstrapRecipe,
-    argv: mmdebstrapArgs(profile, mirrors, 'TARGET'),
+    // Where this checkout lives is no input: the hooks' content is.
+    argv: mmdebstrapArgs(profile, mirrors, 'TARGET').map((a) => a.replaceAll(hookDir, 'HOOKS')),
     hooks,
     size: profile.disk.size,
     sfdiskScript,
