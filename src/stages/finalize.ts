@@ -81,7 +81,10 @@ export const finalizeStage: Stage = {
   },
   async cleanup(ctx) {
     // Reached only when the build failed after this stage: no output may look finished.
-    for (const out of ctx.outputs) await rm(out.path, { force: true });
+    for (const out of ctx.outputs) {
+      await rm(out.path, { force: true });
+      ctx.log.info(`removed ${out.path}: the build failed after it was written (rerun with --no-smoke to keep an unsmoked image)`);
+    }
     await rm(manifestPath(ctx), { force: true });
     await updateSums(ctx.options.outDir, [], ctx.outputs.map((o) => basename(o.path)));
     ctx.outputs = [];
