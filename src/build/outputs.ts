@@ -1,6 +1,6 @@
 /** Writing outputs: convert through a temp name, rename, record checksums. */
 import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, join } from 'node:path';
 import { run } from '../exec/run.ts';
 import { GuestSession } from '../guestfs/session.ts';
 import { mountGuest } from '../verify/facts.ts';
@@ -69,10 +69,6 @@ export async function toolVersions(tools: string[][]): Promise<Record<string, st
     versions[argv[0]!] = line?.trim() ?? 'unknown';
   }
   return versions;
-}
-
-export function outputDir(path: string): string {
-  return dirname(path);
 }
 
 /**

@@ -174,6 +174,3 @@ export async function killAll(signal: NodeJS.Signals = 'SIGTERM'): Promise<void>
   await Promise.allSettled(children);
 }
 
-export function liveChildren(): number {
-  return live.size;
-}

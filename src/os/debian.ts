@@ -9,7 +9,6 @@ export const debian = {
   // The cloud kernel has no rdma_rxe; the generic one does. Removing the
   // running kernel asks a debconf question whose default aborts: answer it.
   vrdmaKernel: {
-    packages: 'linux-image-amd64',
     install: 'DEBIAN_FRONTEND=noninteractive apt-get install -y linux-image-amd64',
     remove: [
       "echo 'linux-base linux-base/removing-running-kernel boolean false' | debconf-set-selections",
@@ -21,7 +20,6 @@ export const debian = {
     // One network stack: networkd. ifupdown would run a second DHCP client.
     return { system_info: { network: { renderers: ['networkd'] } } };
   },
-  packageQuery: "dpkg-query -W -f '${Package} ${Version}\\n'",
   offlineFixups: async () => [],
   datasourceFile: '/etc/cloud/cloud.cfg.d/90_guestforge_datasource.cfg',
 } as const satisfies OsDriver;

@@ -7,7 +7,6 @@ export const osv = {
   stages: () => ['base', 'package', 'compose', 'finalize'],
   vrdmaPackages: [],
   buildConfig: () => ({}),
-  packageQuery: '',
   offlineFixups: async () => [],
   datasourceFile: '',
 } as const satisfies OsDriver;

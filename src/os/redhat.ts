@@ -16,7 +16,6 @@ export const redhat = {
   vrdmaPackages: ['rdma-core', 'libibverbs', 'libibverbs-utils', 'librdmacm-utils', 'infiniband-diags', 'perftest'],
   // rdma_rxe ships in kernel-modules-extra, per kernel version.
   vrdmaKernel: {
-    packages: 'kernel-modules-extra',
     install: 'for v; do dnf install -y "kernel-modules-extra-$v" || exit 1; done',
     remove: 'dnf remove -y "kernel-core-$1"',
   },
@@ -24,7 +23,6 @@ export const redhat = {
     // dnf is cloud-init's package manager here; nothing else differs at build time.
     return {};
   },
-  packageQuery: "rpm -qa --qf '%{NAME} %{VERSION}-%{RELEASE}\\n'",
   async offlineFixups(profile: Profile, session: GuestSession): Promise<string[]> {
     if (profile.os.family !== 'redhat' || profile.os.selinux === 'keep') return [];
     const config = (await session.bool('is-file', '/etc/selinux/config')) ? await session.call('cat', '/etc/selinux/config') : '';

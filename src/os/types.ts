@@ -24,11 +24,9 @@ export interface OsDriver {
    * the versions lacking it as arguments, `remove` one version that still
    * lacks it afterwards (so that every installed kernel has it).
    */
-  readonly vrdmaKernel?: { readonly install: string; readonly remove: string; readonly packages: string };
+  readonly vrdmaKernel?: { readonly install: string; readonly remove: string };
   /** cloud-config keys only this family needs in the build VM. */
   buildConfig(profile: Profile): CloudConfig;
-  /** Shell (run chrooted by guestfish) that lists installed packages as "name version" lines. */
-  readonly packageQuery: string;
   /**
    * Family-specific offline work at the end of the inject stage's guestfish
    * session (e.g. SELinux relabel). Returns what it did, for the build log.

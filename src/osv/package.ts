@@ -97,8 +97,3 @@ export async function writePackage(profile: Profile, outDir: string): Promise<st
   }
   return dir;
 }
-
-/** The image paths of the package's files (what goes into the cpio stream). */
-export function contentRoots(profile: Profile): string[] {
-  return profile.apps.map((app) => app.dest);
-}

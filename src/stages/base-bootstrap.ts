@@ -8,7 +8,6 @@ import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../exec/run.ts';
 import { GuestSession } from '../guestfs/session.ts';
-import { mirrorLines } from '../host/apt-sources.ts';
 import type { Step } from '../log.ts';
 import type { Profile } from '../profile/schema.ts';
 import { parseSize } from '../profile/units.ts';
@@ -50,10 +49,10 @@ export const partitionOffset = 1024 * 1024;
 /** Pure: one bootable Linux partition from 1 MiB to the end. */
 export const sfdiskScript = 'label: dos\nstart=2048, type=83, bootable\n';
 
-export async function bootstrapBase(ctx: BuildContext, step: Step, output: string): Promise<void> {
+/** `mirrors`: the apt source lines for the suite (from the host's apt sources or the profile). */
+export async function bootstrapBase(ctx: BuildContext, step: Step, output: string, mirrors: string[]): Promise<void> {
   const { profile } = ctx;
   const suite = profile.base.bootstrap!.suite;
-  const mirrors = await mirrorLines(suite, profile.base.bootstrap!.mirror);
   const rootDir = join(ctx.workDir, 'rootfs');
   const raw = join(ctx.workDir, 'base.raw');
   await rm(rootDir, { recursive: true, force: true });

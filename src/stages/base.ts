@@ -61,7 +61,7 @@ async function useBootstrap(ctx: BuildContext, step: Step): Promise<DiskRef> {
   await mkdir(dir, { recursive: true });
   const temp = tempPathFor(path);
   try {
-    await bootstrapBase(ctx, step, temp);
+    await bootstrapBase(ctx, step, temp, mirrors);
     await rename(temp, path);
   } catch (error) {
     await rm(temp, { force: true });
