@@ -1,12 +1,15 @@
 /**
- * npm run bench [-- profile.yaml] [--runs cold,warm]
+ * npm run bench [-- profile.yaml] [--runs cold,app,packages,same]
  * Builds a profile (default: the default profile) the way a user would,
  * through the CLI, and prints per-stage wall times and the image size from
- * the manifest. "cold" starts from an empty cache (mmdebstrap included),
- * "warm" reuses the bootstrapped base. A benchmark, not a test: it prints
- * figures and fails only when a build fails.
+ * the manifest. All runs share one fresh stage cache, in order:
+ *   cold      empty cache (mmdebstrap included)
+ *   app       only the first app's content changed: inject onward
+ *   packages  one package added: provision onward
+ *   same      nothing changed: every cached stage hits
+ * A benchmark, not a test: it prints figures and fails only when a build fails.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -15,7 +18,7 @@ import { execa } from 'execa';
 const root = resolve(import.meta.dirname, '..');
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { runs: { type: 'string', default: 'cold,warm' } },
+  options: { runs: { type: 'string', default: 'cold,app,packages,same' } },
 });
 const profile = resolve(positionals[0] ?? join(root, 'profiles', 'debian-12-hpc.yaml'));
 const runs = values.runs.split(',').filter(Boolean);
@@ -34,12 +37,34 @@ interface Manifest {
 const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MiB`;
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
+/** The profile this run builds: the given one, or a layer over it with one change. */
+async function variant(kind: string): Promise<string> {
+  if (kind === 'cold' || kind === 'same') return profile;
+  const plan = JSON.parse((await execa('node', [join(root, 'bin', 'guestforge.js'), 'plan', '--json', profile])).stdout) as {
+    profile: { apps: { src: string; dest: string; mode?: string; owner: string }[]; packages: string[] };
+  };
+  const file = join(work, `${kind}.yaml`);
+  if (kind === 'app') {
+    const [first, ...rest] = plan.profile.apps;
+    if (!first) throw new Error('bench: the app run needs a profile with apps');
+    const changed = join(work, 'changed-app');
+    await writeFile(changed, `${await readFile(first.src, 'utf8')}\n# changed by bench ${Date.now()}\n`);
+    await writeFile(file, `extends: ${profile}\napps: ${JSON.stringify([{ ...first, src: changed }, ...rest])}\n`);
+  } else if (kind === 'packages') {
+    await writeFile(file, `extends: ${profile}\npackages: ${JSON.stringify([...plan.profile.packages, 'tree'])}\n`);
+  } else {
+    throw new Error(`bench: unknown run "${kind}" (cold, app, packages, same)`);
+  }
+  return file;
+}
+
 try {
   for (const kind of runs) {
     const out = join(work, `out-${kind}`);
-    process.stderr.write(`bench: ${kind} build of ${profile}\n`);
+    const target = await variant(kind);
+    process.stderr.write(`bench: ${kind} build of ${target}\n`);
     const started = Date.now();
-    const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'build', profile, '-o', out], {
+    const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'build', target, '-o', out], {
       env: { XDG_CACHE_HOME: cache, CI: '1' },
       reject: false,
       all: true,

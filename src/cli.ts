@@ -50,6 +50,11 @@ const commands: Record<string, CommandEntry> = {
     usage: 'plan <profile.yaml> [--json]',
     load: () => import('./commands/plan.ts'),
   },
+  cache: {
+    summary: 'list or prune the stage cache (ls: entries, sizes, last use, profile)',
+    usage: 'cache ls [--json] | cache prune [--older-than 7d] [--keep-bytes 20G] [--dry-run]',
+    load: () => import('./commands/cache.ts'),
+  },
   doctor: {
     summary: 'check host tools and which accelerator works here',
     usage: 'doctor [--json] [--refresh]',

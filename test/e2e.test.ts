@@ -5,7 +5,7 @@
  * .test-cache/ (git-ignored), so only the first build bootstraps.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
@@ -84,6 +84,96 @@ e2e('build exits 0 with the image, manifest, SHA256SUMS and a passing smoke JUni
   assert.match(xml, /failures="0"/);
   assert.equal(await qemuUsing(out), []);
   assert.equal(await workLeft(), []);
+});
+
+/** `plan --json`'s cache lines for a profile: what the next build would take from the stage cache. */
+async function cachePlan(profile: string): Promise<{ stage: string; cache: string; why: string; entry?: string }[]> {
+  const r = await guestforge(['plan', '--json', profile], { timeoutMs: 120_000 });
+  assert.is(r.exitCode, 0, r.all);
+  return JSON.parse(r.stdout).cache;
+}
+
+async function guestCat(image: string, path: string): Promise<string> {
+  return (await run(['guestfish', '--ro', '-a', image, '-i', 'cat', path], { env: { LIBGUESTFS_BACKEND_SETTINGS: 'force_tcg' }, timeoutMs: 5 * 60_000 })).stdout;
+}
+
+e2e('stage cache: after the build, plan shows base, provision and inject as hits', async () => {
+  const lines = await cachePlan(join(root, 'profiles', 'debian-12-hpc.yaml'));
+  assert.equal(lines.map((l) => `${l.stage}:${l.cache}`), ['base:hit', 'provision:hit', 'inject:hit', 'verify:runs', 'finalize:runs', 'smoke:runs']);
+});
+
+e2e('stage cache: changing only an app reruns inject onward; base and provision are hits; the image has the new app', async () => {
+  const dir = join(tmp, 'app-change');
+  await mkdir(dir, { recursive: true });
+  const marker = `changed-app-${Date.now()}`;
+  await writeFile(join(dir, 'run.sh'), `#!/bin/sh\necho ${marker}\n`);
+  await writeFile(join(dir, 'p.yaml'), [
+    `extends: ${join(root, 'profiles', 'debian-12-hpc.yaml')}`,
+    'apps:',
+    '  - { src: run.sh, dest: /opt-vm/hello-mpi/bin/run.sh, mode: "0755" }',
+    `  - { src: ${join(root, 'profiles', 'apps', 'hello-mpi', 'README')}, dest: /opt-vm/hello-mpi/README, mode: "0644" }`,
+  ].join('\n'));
+  const before = await cachePlan(join(dir, 'p.yaml'));
+  assert.equal(before.slice(0, 3).map((l) => `${l.stage}:${l.cache}`), ['base:hit', 'provision:hit', 'inject:miss']);
+  assert.match(before[2]!.why, /changed: apps/);
+  const r = await guestforge(['build', join(dir, 'p.yaml'), '-o', join(dir, 'out'), '--no-smoke']);
+  assert.is(r.exitCode, 0, r.all);
+  assert.match(r.all, /base: cache hit/);
+  assert.match(r.all, /provision: cache hit/);
+  assert.match(r.all, /inject: not cached \(changed: apps\)/);
+  assert.not.ok(existsSync(join(dir, 'out', 'logs', 'debian-12-hpc', 'build-console.log')), 'no build VM ran');
+  assert.match(await guestCat(join(dir, 'out', 'debian-12-hpc.qcow2'), '/opt-vm/hello-mpi/bin/run.sh'), new RegExp(marker));
+});
+
+e2e('stage cache: a truncated entry is detected, removed and rebuilt', async () => {
+  const profile = join(root, 'profiles', 'debian-12-hpc.yaml');
+  const entry = (await cachePlan(profile)).find((l) => l.stage === 'inject')?.entry;
+  assert.ok(entry, 'the inject entry of the default profile should be cached');
+  await truncate(entry!, Math.floor((await stat(entry!)).size / 2));
+  const dir = join(tmp, 'corrupt');
+  const r = await guestforge(['build', profile, '-o', dir, '--no-smoke']);
+  assert.is(r.exitCode, 0, r.all);
+  assert.match(r.all, /provision: cache hit/);
+  assert.match(r.all, /inject: not cached \(the cached entry was broken \(its disk is \d+ bytes, the record says \d+\) and was removed\)/);
+  const after = await cachePlan(profile);
+  assert.is(after.find((l) => l.stage === 'inject')?.cache, 'hit', 'rebuilt and cached again');
+  const check = await run(['qemu-img', 'check', entry!], { allowFailure: true });
+  assert.is(check.exitCode, 0, check.stderr);
+});
+
+e2e('stage cache: two builds needing the same missing entry: one provisions, the other waits for it; both succeed', async () => {
+  const dir = join(tmp, 'race');
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'p.yaml'), [
+    `extends: ${join(root, 'profiles', 'debian-12-hpc.yaml')}`,
+    'name: cache-race',
+    'commands:',
+    `  - echo race-${Date.now()} > /etc/race`,
+  ].join('\n'));
+  const [a, b] = await Promise.all(['a', 'b'].map((x) => guestforge(['build', join(dir, 'p.yaml'), '-o', join(dir, x), '--no-smoke'])));
+  assert.is(a!.exitCode, 0, a!.all);
+  assert.is(b!.exitCode, 0, b!.all);
+  const both = `${a!.all}\n${b!.all}`;
+  assert.is(both.match(/provision: not cached/g)?.length, 1, both);
+  assert.is(both.match(/provision: cache hit/g)?.length, 1, both);
+  assert.match(both, /provision: waiting for pid \d+ \(building cache-race\)/);
+  for (const x of ['a', 'b']) assert.ok(existsSync(join(dir, x, 'cache-race.qcow2')));
+  assert.equal(await workLeft(), []);
+});
+
+e2e('cache ls lists the entries with their profile; prune --dry-run removes nothing', async () => {
+  const ls = await guestforge(['cache', 'ls'], { timeoutMs: 60_000 });
+  assert.is(ls.exitCode, 0, ls.all);
+  assert.match(ls.stdout, /^STAGE\s+KEY\s+SIZE\s+LAST USED\s+PROFILE\s+PARENT$/m);
+  assert.match(ls.stdout, /^provision\s+[0-9a-f]{16}\s+.*debian-12-hpc\s+base-[0-9a-f]{16}$/m);
+  const count = (await guestforge(['cache', 'ls', '--json'], { timeoutMs: 60_000 }).then((r) => JSON.parse(r.stdout) as unknown[])).length;
+  const dry = await guestforge(['cache', 'prune', '--dry-run'], { timeoutMs: 60_000 });
+  assert.is(dry.exitCode, 0, dry.all);
+  assert.match(dry.stdout, new RegExp(`would remove ${count} entries`));
+  const still = (await guestforge(['cache', 'ls', '--json'], { timeoutMs: 60_000 }).then((r) => JSON.parse(r.stdout) as unknown[])).length;
+  assert.is(still, count);
+  const bad = await guestforge(['cache', 'prune', '--older-than', 'soon'], { timeoutMs: 60_000 });
+  assert.is(bad.exitCode, 2, bad.all);
 });
 
 e2e('an independent guestfish read of the output shows the cluster layout and a clean guest', async () => {

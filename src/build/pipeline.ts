@@ -4,7 +4,7 @@
  * (Packer's step cleanup), the work folder goes, and the logs stay.
  */
 import { mkdir, rm } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { UsageError, UserError } from '../errors.ts';
 import type { Logger, Step } from '../log.ts';
 import { driverFor } from '../os/index.ts';
@@ -15,6 +15,9 @@ import type { BuildContext, BuildOptions, Stage } from '../stages/types.ts';
 import { nonce as makeNonce, sha256Text } from '../util/fs.ts';
 import { cacheDir } from '../util/paths.ts';
 import { chooseAccel, probeAccel, type Accel } from '../vm/accel.ts';
+import { decide, type Decision } from '../cache/decide.ts';
+import { StageCache, type Lock } from '../cache/store.ts';
+import { guestforgeVersion } from '../util/project.ts';
 
 export function plannedStages(loaded: Pick<LoadedProfile, 'profile'>, options: Pick<BuildOptions, 'smoke' | 'packageOnly'>): Stage[] {
   const driver = driverFor(loaded.profile.os.family);
@@ -87,6 +90,7 @@ export async function runBuild(
     workDir,
     logDir,
     cacheDir: cacheDir(),
+    ...(options.noCache ? {} : { cache: new StageCache(cacheDir()) }),
     log,
     signal,
     options: { ...options, outDir },
@@ -97,17 +101,43 @@ export async function runBuild(
 
   const ran: Stage[] = [];
   const started = Date.now();
+  const version = await guestforgeVersion();
   try {
     for (const [index, stage] of stages.entries()) {
       if (signal.aborted) throw signal.reason;
       const step = recording(log.step(`[${index + 1}/${stages.length}] ${stage.title}`));
       const t0 = Date.now();
-      ran.push(stage);
+      let lock: Lock | undefined;
       try {
-        await stage.run(ctx, step);
+        const decision = await decideAndLock(ctx, stage, step, version, (l) => (lock = l));
+        if (decision.kind === 'hit') {
+          useEntry(ctx, stage, decision);
+          await ctx.cache!.touch(decision.entry);
+          step.update(`cache hit ${basename(decision.entry.path)}`);
+        } else {
+          if (decision.kind === 'miss') log.info(`${stage.name}: not cached (${decision.why}); running it`);
+          const parent = ctx.disk && ctx.node ? { ...ctx.node, path: resolve(ctx.disk.path) } : undefined;
+          ran.push(stage);
+          await stage.run(ctx, step);
+          if (decision.kind === 'miss') {
+            const entry = await ctx.cache!.store(ctx.disk!.path, {
+              stage: stage.name, key: decision.key, ...(parent ? { parent } : {}), profile: profile.name, guestforge: version, parts: decision.parts, data: stage.cache?.save?.(ctx),
+            });
+            ctx.disk = { path: entry.path, format: 'qcow2' };
+            ctx.node = { key: decision.key, id: entry.id };
+            log.detail(`${stage.name}: cached as ${entry.path}`);
+            step.update(`${step.last ? `${step.last} · ` : ''}cached`);
+          } else if (stage.cache) {
+            const identity = stage.cache.identity?.(ctx);
+            if (identity) ctx.node = identity;
+            else delete ctx.node;
+          }
+        }
       } catch (error) {
         step.fail(signal.aborted ? 'interrupted' : undefined);
         throw error;
+      } finally {
+        await lock?.release();
       }
       ctx.timings.push({ stage: stage.name, ms: Date.now() - t0, ...(step.last ? { note: step.last } : {}) });
       step.succeed(step.last);
@@ -124,4 +154,33 @@ export async function runBuild(
     if (options.keepWork) log.info(`work folder kept: ${workDir}`);
     else await rm(workDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Hit, miss or uncached. On a miss the entry's lock is taken (waiting while
+ * another build makes it) and the cache is looked at again: the other build
+ * may have made it meanwhile.
+ */
+async function decideAndLock(ctx: BuildContext, stage: Stage, step: Step, version: string, locked: (lock: Lock) => void): Promise<Decision> {
+  if (!ctx.cache || !stage.cache) return { kind: 'uncached', why: ctx.cache ? 'not a cached stage' : '--no-cache' };
+  const decision = await decide(ctx.cache, stage, ctx, { ...(ctx.node ? { parent: ctx.node } : {}), startsFromDisk: ctx.disk !== undefined }, version);
+  if (decision.kind !== 'miss') return decision;
+  const lock = await ctx.cache.lock(stage.name, decision.key, { profile: ctx.profile.name }, {
+    signal: ctx.signal,
+    onWait: (by) => {
+      const message = `waiting for pid ${by.pid} (building ${by.profile}), which is making this ${stage.name} entry`;
+      step.update(message);
+      ctx.log.info(`${stage.name}: ${message}`);
+    },
+  });
+  locked(lock);
+  const again = await ctx.cache.lookup(stage.name, decision.key);
+  return again.hit ? { kind: 'hit', key: decision.key, parts: decision.parts, entry: again.entry } : decision;
+}
+
+function useEntry(ctx: BuildContext, stage: Stage, hit: Extract<Decision, { kind: 'hit' }>): void {
+  ctx.disk = { path: hit.entry.path, format: 'qcow2' };
+  ctx.node = { key: hit.key, id: hit.entry.id };
+  stage.cache?.restore?.(ctx, hit.entry.data);
+  ctx.log.info(`${stage.name}: cache hit (${hit.entry.path}, made ${hit.entry.created} for ${hit.entry.profile})`);
 }

@@ -21,8 +21,8 @@ export function formatSize(bytes: number): string {
   return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }
 
-const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-export const durationPattern = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)$/;
+const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+export const durationPattern = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
 
 export function parseDuration(text: string): number {
   const match = durationPattern.exec(text.trim());

@@ -45,29 +45,17 @@ async function exists(path: string): Promise<boolean> {
   return stat(path).then(() => true, () => false);
 }
 
-async function useBootstrap(ctx: BuildContext, step: Step): Promise<DiskRef> {
-  const { profile } = ctx;
+function bootstrapSource(profile: Profile, mirrors: string[]): string {
   const bootstrap = profile.base.bootstrap!;
-  const mirrors = await mirrorLines(bootstrap.suite, bootstrap.mirror);
-  const key = await bootstrapKey(profile, mirrors);
-  const dir = join(ctx.cacheDir, 'base');
-  const path = join(dir, `${bootstrap.suite}-${key}.qcow2`);
-  const source = `mmdebstrap ${bootstrap.suite} (${bootstrap.variant}) from ${mirrors[0]?.split(' ')[1] ?? '?'}`;
-  if (!ctx.options.noCache && (await exists(path))) {
-    ctx.base = { source, cached: true, sha256: await sha256File(path) };
-    step.update(`cached ${path}`);
-    return { path, format: 'qcow2' };
-  }
-  await mkdir(dir, { recursive: true });
-  const temp = tempPathFor(path);
-  try {
-    await bootstrapBase(ctx, step, temp, mirrors);
-    await rename(temp, path);
-  } catch (error) {
-    await rm(temp, { force: true });
-    throw error;
-  }
-  ctx.base = { source, cached: false, sha256: await sha256File(path) };
+  return `mmdebstrap ${bootstrap.suite} (${bootstrap.variant}) from ${mirrors[0]?.split(' ')[1] ?? '?'}`;
+}
+
+/** Bootstraps into the work folder; the pipeline moves the disk into the stage cache. */
+async function useBootstrap(ctx: BuildContext, step: Step): Promise<DiskRef> {
+  const mirrors = await mirrorLines(ctx.profile.base.bootstrap!.suite, ctx.profile.base.bootstrap!.mirror);
+  const path = join(ctx.workDir, 'base.qcow2');
+  await bootstrapBase(ctx, step, path, mirrors);
+  ctx.base = { source: bootstrapSource(ctx.profile, mirrors), cached: false, sha256: await sha256File(path) };
   return { path, format: 'qcow2' };
 }
 
@@ -142,8 +130,24 @@ export const baseStage: Stage = {
     if (bootstrap) return `mmdebstrap ${bootstrap.suite} (${bootstrap.variant}) → ext4 via mke2fs -d → GRUB in one guestfish launch (cached by inputs)`;
     return `${image?.url ? `download ${image.url}` : `use ${image?.path}`}, check sha256 ${image?.sha256.slice(0, 12)}…`;
   },
+  cache: {
+    async inputs({ profile }) {
+      const bootstrap = profile.base.bootstrap;
+      if (!bootstrap) return undefined;
+      return { bootstrap: await bootstrapKey(profile, await mirrorLines(bootstrap.suite, bootstrap.mirror)) };
+    },
+    // An image is named by its checked sha256, so the stages on it are cached too.
+    identity({ profile }) {
+      const sha = profile.base.image?.sha256.toLowerCase();
+      return sha ? { key: sha.slice(0, 16), id: sha } : undefined;
+    },
+    save: (ctx) => ctx.base,
+    restore(ctx, data) {
+      ctx.base = { ...(data as NonNullable<BuildContext['base']>), cached: true };
+    },
+  },
   async run(ctx, step) {
     ctx.disk = ctx.profile.base.image ? await useImage(ctx, step) : await useBootstrap(ctx, step);
-    step.update(ctx.base?.cached ? 'from cache' : ctx.disk.path);
+    step.update(ctx.base?.source ?? ctx.disk.path);
   },
 };

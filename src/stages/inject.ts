@@ -11,9 +11,13 @@ import { run } from '../exec/run.ts';
 import { GuestSession } from '../guestfs/session.ts';
 import type { App } from '../profile/schema.ts';
 import { readShipped } from '../util/project.ts';
-import { gatherFacts, mountGuest } from '../verify/facts.ts';
+import { factsFromJson, factsToJson, gatherFacts, mountGuest } from '../verify/facts.ts';
+import { hashTree, sha256Text } from '../util/fs.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import type { Stage } from './types.ts';
+
+/** Bump when what the inject stage does or reads back changes, so older entries are not reused. */
+const injectRecipe = 1;
 
 async function injectApp(session: GuestSession, app: App, scratch: string): Promise<void> {
   const [uid, gid] = app.owner.split(':');
@@ -42,6 +46,24 @@ export const injectStage: Stage = {
   title: 'apps and clean-up (guestfish)',
   describe(profile) {
     return `one guestfish launch: ${profile.apps.length} app(s) into ${profile.layout.optVm}, layout re-check, sysprep (cloud-init state, machine-id, host keys, caches, logs), fstrim`;
+  },
+  cache: {
+    async inputs({ profile }) {
+      const hash = (value: unknown) => sha256Text(JSON.stringify(value)).slice(0, 16);
+      const apps = await Promise.all(profile.apps.map(async (a) => ({ dest: a.dest, owner: a.owner, mode: a.mode ?? null, content: await hashTree(a.src) })));
+      return {
+        recipe: String(injectRecipe),
+        apps: hash(apps),
+        layout: hash(profile.layout),
+        sysprep: hash(await readShipped('src', 'guestfs', 'sysprep.sh')),
+        os: hash(profile.os),
+        inspect: profile.base.image ? 'inspect' : 'single-fs',
+      };
+    },
+    save: (ctx) => (ctx.facts ? factsToJson(ctx.facts) : undefined),
+    restore(ctx, data) {
+      if (data) ctx.facts = factsFromJson(data);
+    },
   },
   async run(ctx, step) {
     const { profile } = ctx;

@@ -11,6 +11,7 @@ import { renderCloudConfig } from '../cloudinit/yaml.ts';
 import { parseDuration, parseSize } from '../profile/units.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import { bootError, bootQemu } from '../vm/qemu.ts';
+import { sha256Text } from '../util/fs.ts';
 import { imageInfo } from './base.ts';
 import type { Stage } from './types.ts';
 
@@ -36,6 +37,23 @@ export const provisionStage: Stage = {
       profile.commands.length ? `${profile.commands.length} commands` : undefined,
     ].filter(Boolean);
     return `boot an overlay with a NoCloud seed (${parts.join(', ') || 'layout only'}), wait for the result line, timeout ${profile.build.timeout}`;
+  },
+  cache: {
+    // The seed with a fixed nonce is everything the build VM is told (packages,
+    // users, commands, vRDMA, the shipped scripts); the named parts say which changed.
+    async inputs({ profile, driver }) {
+      const hash = (value: unknown) => sha256Text(JSON.stringify(value)).slice(0, 16);
+      const seed = renderCloudConfig(await buildUserData(profile, driver, 'CACHEKEY'));
+      return {
+        seed: hash([seed, metaData(profile, 'CACHEKEY')]),
+        'disk.size': String(parseSize(profile.disk.size)),
+        packages: hash(profile.packages),
+        users: hash(profile.users),
+        commands: hash(profile.commands),
+        vrdma: hash(profile.vrdma),
+        layout: hash(profile.layout),
+      };
+    },
   },
   async run(ctx, step) {
     const { profile } = ctx;

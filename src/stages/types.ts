@@ -10,6 +10,7 @@ import type { Accel } from '../vm/accel.ts';
 import type { CheckLine } from '../vm/serial.ts';
 import type { VerifyReport } from '../verify/types.ts';
 import type { GuestFacts } from '../verify/facts.ts';
+import type { ChainNode, StageCache } from '../cache/store.ts';
 
 export interface DiskRef {
   path: string;
@@ -67,6 +68,10 @@ export interface BuildContext {
 
   /** The disk the next stage starts from (each stage's disk backs the next). */
   disk?: DiskRef;
+  /** Who `disk` is in the stage cache; unset when it cannot be named (then later stages are not cached). */
+  node?: ChainNode;
+  /** The stage cache; unset with --no-cache. */
+  readonly cache?: StageCache;
   base?: { source: string; sha256?: string; cached: boolean };
   /** OSv: the Capstan package folder. */
   packageDir?: string;
@@ -80,12 +85,30 @@ export interface BuildContext {
   warnings: string[];
 }
 
+/** What a stage needs to compute its cache key: no VM, no work folder. */
+export type KeyContext = Pick<BuildContext, 'profile' | 'driver'>;
+
+/**
+ * A stage whose result is a disk can be cached: its key hashes `inputs`
+ * (named, so a miss can say which changed) with the parent's key and id.
+ */
+export interface StageCacheSpec {
+  /** Hashes of everything the stage reads; undefined when this profile's stage is not cached. */
+  inputs(ctx: KeyContext): Promise<Record<string, string> | undefined>;
+  /** A stage that is not cached may still name its disk (an image checked by sha256). */
+  identity?(ctx: KeyContext): ChainNode | undefined;
+  /** Kept with the entry and handed back on a hit (the inject stage's facts). */
+  save?(ctx: BuildContext): unknown;
+  restore?(ctx: BuildContext, data: unknown): void;
+}
+
 export interface Stage {
   readonly name: StageName;
   readonly title: string;
   /** One line for `plan`: what this stage will do with this profile. */
   describe(profile: Profile): string;
   run(ctx: BuildContext, step: Step): Promise<void>;
+  cache?: StageCacheSpec;
   /** Undo what run left behind when the build fails or is interrupted. */
   cleanup?(ctx: BuildContext): Promise<void>;
 }

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readlink, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, basename } from 'node:path';
 
 export async function sha256File(path: string): Promise<string> {
@@ -33,4 +33,23 @@ export async function writeFileAtomic(path: string, data: string | Buffer): Prom
     await rm(temp, { force: true });
     throw error;
   }
+}
+
+/** One hash over a file or a folder tree: names, modes, symlink targets and contents. */
+export async function hashTree(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  const walk = async (p: string, rel: string): Promise<void> => {
+    const st = await lstat(p);
+    hash.update(`${rel}\0${st.mode.toString(8)}\0`);
+    if (st.isDirectory()) {
+      for (const name of (await readdir(p)).sort()) await walk(join(p, name), `${rel}/${name}`);
+    } else if (st.isSymbolicLink()) {
+      hash.update(await readlink(p));
+    } else if (st.isFile()) {
+      hash.update(await sha256File(p));
+    }
+    hash.update('\0');
+  };
+  await walk(path, '.');
+  return hash.digest('hex');
 }

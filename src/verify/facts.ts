@@ -43,6 +43,16 @@ export interface GuestFacts {
   systemdUnits: string[];
 }
 
+/** Facts as JSON (kept with the inject stage's cache entry) and back. */
+export function factsToJson(facts: GuestFacts): unknown {
+  return { ...facts, packages: [...facts.packages.entries()] };
+}
+
+export function factsFromJson(data: unknown): GuestFacts {
+  const raw = data as Omit<GuestFacts, 'packages'> & { packages: [string, string][] };
+  return { ...raw, packages: new Map(raw.packages) };
+}
+
 export function parseOsRelease(text: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const line of text.split('\n')) {

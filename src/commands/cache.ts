@@ -1,0 +1,112 @@
+/**
+ * `guestforge cache ls` and `guestforge cache prune`: the stage cache's
+ * entries, their sizes, last use and the profile that made them.
+ */
+import { readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { choosePrune } from '../cache/prune.ts';
+import { StageCache, type Entry } from '../cache/store.ts';
+import { UsageError } from '../errors.ts';
+import { run as exec } from '../exec/run.ts';
+import { formatSize, parseDuration, parseSize } from '../profile/units.ts';
+import { textTable } from '../report/table.ts';
+import { cacheDir } from '../util/paths.ts';
+import { parseCommandArgs } from './args.ts';
+
+const out = (s: string) => process.stdout.write(`${s}\n`);
+
+function age(iso: string, now = Date.now()): string {
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (s < 120) return `${s}s ago`;
+  if (s < 7200) return `${Math.round(s / 60)}m ago`;
+  if (s < 172_800) return `${Math.round(s / 3600)}h ago`;
+  return `${Math.round(s / 86_400)}d ago`;
+}
+
+function row(e: Entry, all: Entry[]): string[] {
+  const parent = e.parent ? all.find((p) => p.path === e.parent!.path) : undefined;
+  return [e.stage, e.key, formatSize(e.bytes), age(e.lastUsed), e.profile, parent ? `${parent.stage}-${parent.key}` : e.parent ? e.parent.path : '-'];
+}
+
+/** Entries the disks of running builds (their work folders) are backed by. */
+async function busyEntries(root: string): Promise<Set<string>> {
+  const busy = new Set<string>();
+  const work = join(root, 'work');
+  for (const dir of await readdir(work).catch(() => [] as string[])) {
+    for (const name of await readdir(join(work, dir)).catch(() => [] as string[])) {
+      if (!name.endsWith('.qcow2')) continue;
+      const r = await exec(['qemu-img', 'info', '--output=json', '-U', '--backing-chain', join(work, dir, name)], { allowFailure: true });
+      if (r.exitCode !== 0) continue;
+      for (const layer of JSON.parse(r.stdout) as { filename: string }[]) busy.add(layer.filename);
+    }
+  }
+  return busy;
+}
+
+async function ls(args: string[]): Promise<number> {
+  const { values } = parseCommandArgs('cache ls', args, { json: { type: 'boolean' } });
+  const cache = new StageCache(cacheDir());
+  const entries = await cache.list();
+  if (values.json) {
+    out(JSON.stringify(entries, (k, v) => (k === 'data' ? undefined : v), 2));
+    return 0;
+  }
+  if (entries.length === 0) {
+    out(`no entries in ${cache.dir}`);
+    return 0;
+  }
+  for (const line of textTable(['STAGE', 'KEY', 'SIZE', 'LAST USED', 'PROFILE', 'PARENT'], entries.map((e) => row(e, entries)))) out(line);
+  out(`${entries.length} entries, ${formatSize(entries.reduce((s, e) => s + e.bytes, 0))} in ${cache.dir}`);
+  return 0;
+}
+
+async function prune(args: string[]): Promise<number> {
+  const { values } = parseCommandArgs('cache prune', args, {
+    'older-than': { type: 'string' },
+    'keep-bytes': { type: 'string' },
+    'dry-run': { type: 'boolean' },
+  });
+  let olderThanMs: number | undefined;
+  let keepBytes: number | undefined;
+  try {
+    if (values['older-than'] !== undefined) olderThanMs = parseDuration(values['older-than']);
+    if (values['keep-bytes'] !== undefined) keepBytes = parseSize(values['keep-bytes']);
+  } catch (error) {
+    throw new UsageError(`cache prune: ${(error as Error).message}`, { hint: 'durations like 7d, 12h; sizes like 20G, 500M' });
+  }
+  const root = cacheDir();
+  const cache = new StageCache(root);
+  const entries = await cache.list();
+  const chosen = choosePrune(entries, { ...(olderThanMs !== undefined ? { olderThanMs } : {}), ...(keepBytes !== undefined ? { keepBytes } : {}) }, await busyEntries(root));
+  const strays = [];
+  for (const path of await cache.strays()) {
+    // A stray younger than a few minutes may be a record being written right now.
+    if (Date.now() - (await stat(path).then((s) => s.mtimeMs, () => Date.now())) > 10 * 60_000) strays.push(path);
+  }
+  const verb = values['dry-run'] ? 'would remove' : 'removed';
+  let freed = 0;
+  for (const { entry, reason } of chosen) {
+    if (!values['dry-run']) {
+      if (await cache.lockHolder(entry.stage, entry.key)) continue;
+      await cache.remove(entry.stage, entry.key);
+    }
+    freed += entry.bytes;
+    out(`${verb} ${entry.stage}-${entry.key} (${formatSize(entry.bytes)}, ${entry.profile}): ${reason}`);
+  }
+  for (const path of strays) {
+    if (!values['dry-run']) await rm(path, { force: true });
+    out(`${verb} ${path}: belongs to no entry`);
+  }
+  const kept = entries.length - chosen.length;
+  out(`${verb} ${chosen.length} entries (${formatSize(freed)}); ${kept} kept`);
+  return 0;
+}
+
+export async function run(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === 'ls') return ls(rest);
+  if (sub === 'prune') return prune(rest);
+  throw new UsageError(`cache: expected ls or prune${sub ? `, not "${sub}"` : ''}`, {
+    hint: 'guestforge cache ls [--json]\nguestforge cache prune [--older-than 7d] [--keep-bytes 20G] [--dry-run]',
+  });
+}

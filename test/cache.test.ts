@@ -1,0 +1,170 @@
+/**
+ * The stage cache's store, locks and prune rules with real qemu-img disks
+ * (no VM): keys, a truncated entry caught, a waiter that gets the entry
+ * after the holder, a dead builder's lock taken over, and which entries
+ * prune removes together. Whole builds through the cache are in e2e.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { choosePrune } from '../src/cache/prune.ts';
+import { changedParts, stageKey, StageCache, type Entry } from '../src/cache/store.ts';
+import { run } from '../src/exec/run.ts';
+
+const tmp = await mkdtemp(join(tmpdir(), 'gf-cache-'));
+let n = 0;
+
+/** A small qcow2 with some data written, optionally on a backing file. */
+async function disk(backing?: string): Promise<string> {
+  n += 1;
+  const path = join(tmp, `d${n}.qcow2`);
+  await run(['qemu-img', 'create', '-q', '-f', 'qcow2', ...(backing ? ['-b', backing, '-F', 'qcow2'] : []), path, '64M']);
+  await run(['qemu-io', '-c', `write -P ${n} 0 8M`, path]);
+  return path;
+}
+
+const keys = suite('stage keys');
+
+keys('a key changes with any input, the parent key, the parent id and the version', () => {
+  const parts = { packages: 'a', seed: 'b' };
+  const parent = { key: 'k', id: 'i' };
+  const k = stageKey('provision', parts, parent, '1.0.0');
+  assert.is(k.length, 16);
+  assert.is(stageKey('provision', { seed: 'b', packages: 'a' }, parent, '1.0.0'), k, 'order of parts does not matter');
+  assert.is.not(stageKey('provision', { ...parts, packages: 'x' }, parent, '1.0.0'), k);
+  assert.is.not(stageKey('provision', parts, { key: 'k', id: 'other' }, '1.0.0'), k, 'a remade parent changes the key');
+  assert.is.not(stageKey('provision', parts, parent, '1.0.1'), k);
+  assert.is.not(stageKey('inject', parts, parent, '1.0.0'), k);
+  assert.equal(changedParts({ a: '1', b: '2' }, { a: '1', b: '3', c: '4' }), ['b', 'c']);
+});
+
+const store = suite('store and lookup');
+
+store('a stored entry is a hit; a truncated one is a miss and is removed', async () => {
+  const cache = new StageCache(join(tmp, 'c1'));
+  const made = await disk();
+  const entry = await cache.store(made, { stage: 'base', key: '0123456789abcdef', profile: 'p', guestforge: '0', parts: { x: '1' } });
+  assert.is(entry.path, cache.pathOf('base', '0123456789abcdef'));
+  assert.not.ok(await stat(made).then(() => true, () => false), 'the disk was moved, not copied');
+  const hit = await cache.lookup('base', '0123456789abcdef');
+  assert.ok(hit.hit);
+  await truncate(entry.path, Math.floor(entry.bytes / 2));
+  const miss = await cache.lookup('base', '0123456789abcdef');
+  assert.not.ok(miss.hit);
+  assert.match(!miss.hit ? miss.reason : '', /broken .*record says/);
+  assert.not.ok(await stat(entry.path).then(() => true, () => false), 'the broken entry is removed');
+  assert.equal(await cache.list(), []);
+});
+
+store('qemu-img check catches corruption the size does not show; nothing unsound is stored', async () => {
+  const cache = new StageCache(join(tmp, 'c2'));
+  const made = await disk();
+  const entry = await cache.store(made, { stage: 'base', key: '1111111111111111', profile: 'p', guestforge: '0', parts: {} });
+  // Overwrite the first L1/refcount area with garbage, keeping the size.
+  const r = await run(['dd', 'if=/dev/urandom', `of=${entry.path}`, 'bs=64k', 'seek=1', 'count=3', 'conv=notrunc'], { allowFailure: true });
+  assert.is(r.exitCode, 0, r.stderr);
+  const miss = await cache.lookup('base', '1111111111111111');
+  assert.not.ok(miss.hit);
+  assert.match(!miss.hit ? miss.reason : '', /qemu-img check/);
+
+  const bad = join(tmp, 'bad.qcow2');
+  await writeFile(bad, 'not a qcow2');
+  try {
+    await cache.store(bad, { stage: 'base', key: '2222222222222222', profile: 'p', guestforge: '0', parts: {} });
+    assert.unreachable('a disk failing qemu-img check was stored');
+  } catch (error) {
+    assert.match((error as Error).message, /failed qemu-img check/);
+  }
+  assert.not.ok((await cache.lookup('base', '2222222222222222')).hit);
+});
+
+store('an entry whose backing file is gone is a miss', async () => {
+  const cache = new StageCache(join(tmp, 'c3'));
+  const parent = await disk();
+  const child = await disk(parent);
+  await cache.store(child, { stage: 'provision', key: '3333333333333333', parent: { key: 'p', id: 'i', path: parent }, profile: 'p', guestforge: '0', parts: {} });
+  await rm(parent);
+  const miss = await cache.lookup('provision', '3333333333333333');
+  assert.match(!miss.hit ? miss.reason : '', /backing file .* is gone/);
+});
+
+const locks = suite('locks');
+
+locks('a second builder waits for the first, then takes the lock', async () => {
+  const cache = new StageCache(join(tmp, 'c4'));
+  const first = await cache.lock('provision', 'aaaaaaaaaaaaaaaa', { profile: 'one' });
+  let waitedFor: number | undefined;
+  let secondGot = false;
+  const second = cache.lock('provision', 'aaaaaaaaaaaaaaaa', { profile: 'two' }, { onWait: (by) => (waitedFor = by.pid) }).then((l) => {
+    secondGot = true;
+    return l;
+  });
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.not.ok(secondGot, 'the second builder must wait');
+  assert.is(waitedFor, process.pid);
+  assert.is((await cache.lockHolder('provision', 'aaaaaaaaaaaaaaaa'))?.profile, 'one');
+  await first.release();
+  const lock = await second;
+  assert.ok(secondGot);
+  assert.is((await cache.lockHolder('provision', 'aaaaaaaaaaaaaaaa'))?.profile, 'two');
+  await lock.release();
+});
+
+locks('a lock left by a builder that died is taken over', async () => {
+  const cache = new StageCache(join(tmp, 'c5'));
+  const dead = spawnSync('true').pid!;
+  await cache.lock('inject', 'bbbbbbbbbbbbbbbb', { profile: 'x' }).then((l) => l.release());
+  await writeFile(join(cache.dir, 'inject-bbbbbbbbbbbbbbbb.lock'), JSON.stringify({ pid: dead, host: hostname(), started: new Date().toISOString(), profile: 'crashed' }));
+  assert.is(await cache.lockHolder('inject', 'bbbbbbbbbbbbbbbb'), undefined, 'a dead holder does not count');
+  const lock = await Promise.race([
+    cache.lock('inject', 'bbbbbbbbbbbbbbbb', { profile: 'y' }),
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error('waited on a stale lock')), 5000)),
+  ]);
+  assert.is((await cache.lockHolder('inject', 'bbbbbbbbbbbbbbbb'))?.profile, 'y');
+  await lock.release();
+});
+
+const prune = suite('prune rules');
+
+function entry(stage: Entry['stage'], key: string, lastUsed: string, bytes: number, parent?: Entry): Entry {
+  return {
+    stage, key, id: `${key}-id`, profile: 'p', guestforge: '0', parts: {}, bytes, created: lastUsed, lastUsed,
+    path: `/c/stages/${stage}-${key}.qcow2`,
+    ...(parent ? { parent: { key: parent.key, id: parent.id, path: parent.path } } : {}),
+  };
+}
+
+prune('old entries go with everything backed by them; a busy chain stays; orphans always go', () => {
+  const now = Date.parse('2026-11-20T00:00:00Z');
+  const base = entry('base', 'b', '2026-11-01T00:00:00Z', 1000);
+  const prov = entry('provision', 'p', '2026-11-01T00:00:00Z', 500, base);
+  const inj = entry('inject', 'i', '2026-11-19T00:00:00Z', 100, prov);
+  const orphan = { ...entry('inject', 'o', '2026-11-19T00:00:00Z', 100, prov), parent: { key: 'p', id: 'remade', path: prov.path } };
+  const all = [base, prov, inj, orphan];
+
+  const week = choosePrune(all, { olderThanMs: 7 * 86_400_000, now });
+  assert.equal(week.map((c) => c.entry.key).sort(), ['b', 'i', 'o', 'p'], 'inj is recent but backed by an old entry');
+  assert.match(week.find((c) => c.entry.key === 'i')!.reason, /backed by provision-p/);
+  assert.match(week.find((c) => c.entry.key === 'o')!.reason, /parent entry is gone or was remade/);
+
+  const busy = choosePrune(all, { olderThanMs: 7 * 86_400_000, now }, new Set([inj.path]));
+  assert.equal(busy.map((c) => c.entry.key), ['o'], 'a running build uses inj, so inj, prov and base stay');
+
+  const budget = choosePrune([base, prov, inj], { keepBytes: 1200, now });
+  assert.equal(budget.map((c) => c.entry.key).sort(), ['b', 'i', 'p'], 'the least recently used is the base: all go with it');
+  const roomy = choosePrune([base, prov, inj], { keepBytes: 5000, now });
+  assert.equal(roomy, []);
+  assert.equal(choosePrune([base, prov, inj], { now }).length, 3, 'no limits: everything');
+});
+
+prune.after(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+keys.run();
+store.run();
+locks.run();
+prune.run();
