@@ -45,13 +45,14 @@ async function variant(kind: string): Promise<string> {
   };
   const file = join(work, `${kind}.yaml`);
   if (kind === 'app') {
-    const [first, ...rest] = plan.profile.apps;
+    const [first] = plan.profile.apps;
     if (!first) throw new Error('bench: the app run needs a profile with apps');
     const changed = join(work, 'changed-app');
     await writeFile(changed, `${await readFile(first.src, 'utf8')}\n# changed by bench ${Date.now()}\n`);
-    await writeFile(file, `extends: ${profile}\napps: ${JSON.stringify([{ ...first, src: changed }, ...rest])}\n`);
+    // extends appends lists: the same dest again, copied last, wins.
+    await writeFile(file, `extends: ${profile}\napps: ${JSON.stringify([{ ...first, src: changed }])}\n`);
   } else if (kind === 'packages') {
-    await writeFile(file, `extends: ${profile}\npackages: ${JSON.stringify([...plan.profile.packages, 'tree'])}\n`);
+    await writeFile(file, `extends: ${profile}\npackages: [tree]\n`);
   } else {
     throw new Error(`bench: unknown run "${kind}" (cold, app, packages, same)`);
   }

@@ -7,6 +7,7 @@ import { mountGuest } from '../verify/facts.ts';
 import type { Accel } from '../vm/accel.ts';
 import type { DiskRef, OutputFile } from '../stages/types.ts';
 import { sha256File, tempPathFor, writeFileAtomic } from '../util/fs.ts';
+import { acquireLock } from '../util/lock.ts';
 
 export type Compression = 'zstd' | 'zlib' | 'none';
 
@@ -51,7 +52,17 @@ export async function convertImage(
 }
 
 /** Update SHA256SUMS in the output folder: our files' lines replaced, others kept. */
+/** Rewrite this build's lines of SHA256SUMS; a lock keeps parallel builds into one folder from losing lines. */
 export async function updateSums(outDir: string, files: OutputFile[], drop: string[] = []): Promise<void> {
+  const lock = await acquireLock(join(outDir, '.SHA256SUMS.lock'), { profile: 'SHA256SUMS' }, { pollMs: 100 });
+  try {
+    await rewriteSums(outDir, files, drop);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function rewriteSums(outDir: string, files: OutputFile[], drop: string[]): Promise<void> {
   const sums = join(outDir, 'SHA256SUMS');
   const names = new Set([...files.map((f) => basename(f.path)), ...drop]);
   const old = await readFile(sums, 'utf8').catch(() => '');

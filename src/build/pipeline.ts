@@ -18,6 +18,8 @@ import { chooseAccel, probeAccel, type Accel } from '../vm/accel.ts';
 import { decide, type Decision } from '../cache/decide.ts';
 import { StageCache, type Lock } from '../cache/store.ts';
 import { guestforgeVersion } from '../util/project.ts';
+import { backendOf, describeBackend, type Backend } from '../vm/backend.ts';
+import { isRemote, virsh } from '../vm/libvirt.ts';
 
 export function plannedStages(loaded: Pick<LoadedProfile, 'profile'>, options: Pick<BuildOptions, 'smoke' | 'packageOnly'>): Stage[] {
   const driver = driverFor(loaded.profile.os.family);
@@ -35,7 +37,15 @@ export function plannedStages(loaded: Pick<LoadedProfile, 'profile'>, options: P
   return names.map((name) => registry[name]!);
 }
 
-export async function resolveAccel(wanted: 'auto' | Accel, log: Logger): Promise<Accel> {
+export async function resolveAccel(wanted: 'auto' | Accel, log: Logger, backend?: Backend): Promise<Accel> {
+  if (backend?.kind === 'libvirt' && isRemote(backend.target.uri)) {
+    // The local probe says nothing about another host: ask its libvirt.
+    if (wanted !== 'auto') return wanted;
+    const kvm = await virsh(backend.target.uri, ['domcapabilities', '--virttype', 'kvm'], { allowFailure: true });
+    const accel: Accel = kvm.exitCode === 0 ? 'kvm' : 'tcg';
+    log.detail(`accelerator on ${backend.target.uri}: ${accel} (libvirt domcapabilities --virttype kvm ${kvm.exitCode === 0 ? 'works' : 'fails'}; --accel to choose)`);
+    return accel;
+  }
   const verdict = await probeAccel();
   const accel = chooseAccel(wanted, verdict);
   log.detail(`accelerator: ${accel} (${verdict.reason})`);
@@ -69,6 +79,9 @@ export async function runBuild(
 ): Promise<BuildOutcome> {
   const { profile } = loaded;
   const stages = plannedStages(loaded, options);
+  if (options.rebuildFrom && !stages.some((s) => s.name === options.rebuildFrom)) {
+    throw new UsageError(`--rebuild-from ${options.rebuildFrom}: this build has no such stage (it runs ${stages.map((s) => s.name).join(', ')})`);
+  }
   const outDir = resolve(options.outDir);
   const logDir = join(outDir, 'logs', profile.name);
   await rm(logDir, { recursive: true, force: true });
@@ -77,7 +90,7 @@ export async function runBuild(
   const nonce = makeNonce(6);
   const workDir = join(cacheDir(), 'work', `${profile.name}-${nonce}`);
   await mkdir(workDir, { recursive: true });
-  log.info(`building ${profile.name} from ${loaded.files.join(' <- ')} (logs: ${logDir})`);
+  log.info(`building ${profile.name} from ${loaded.files.join(' <- ')} with ${describeBackend(backendOf(profile.build))} (logs: ${logDir})`);
 
   const ctx: BuildContext = {
     profile,
@@ -85,7 +98,8 @@ export async function runBuild(
     profileHash: sha256Text(JSON.stringify(profile)),
     driver: driverFor(profile.os.family),
     // A package-only build starts no VM: no probe (12 s when KVM hangs).
-    accel: options.packageOnly ? 'tcg' : await resolveAccel(options.accel ?? profile.build.accel, log),
+    accel: options.packageOnly ? 'tcg' : await resolveAccel(options.accel ?? profile.build.accel, log, backendOf(profile.build)),
+    backend: backendOf(profile.build),
     nonce,
     workDir,
     logDir,
@@ -109,7 +123,8 @@ export async function runBuild(
       const t0 = Date.now();
       let lock: Lock | undefined;
       try {
-        const decision = await decideAndLock(ctx, stage, step, version, (l) => (lock = l));
+        const forced = options.rebuildFrom !== undefined && stages.findIndex((s) => s.name === options.rebuildFrom) <= index;
+        const decision = await decideAndLock(ctx, stage, step, version, forced, (l) => (lock = l));
         if (decision.kind === 'hit') {
           useEntry(ctx, stage, decision);
           await ctx.cache!.touch(decision.entry);
@@ -161,9 +176,10 @@ export async function runBuild(
  * another build makes it) and the cache is looked at again: the other build
  * may have made it meanwhile.
  */
-async function decideAndLock(ctx: BuildContext, stage: Stage, step: Step, version: string, locked: (lock: Lock) => void): Promise<Decision> {
+async function decideAndLock(ctx: BuildContext, stage: Stage, step: Step, version: string, forced: boolean, locked: (lock: Lock) => void): Promise<Decision> {
   if (!ctx.cache || !stage.cache) return { kind: 'uncached', why: ctx.cache ? 'not a cached stage' : '--no-cache' };
-  const decision = await decide(ctx.cache, stage, ctx, { ...(ctx.node ? { parent: ctx.node } : {}), startsFromDisk: ctx.disk !== undefined }, version);
+  let decision = await decide(ctx.cache, stage, ctx, { ...(ctx.node ? { parent: ctx.node } : {}), startsFromDisk: ctx.disk !== undefined }, version);
+  if (forced && decision.kind === 'hit') decision = { kind: 'miss', key: decision.key, parts: decision.parts, why: `--rebuild-from ${ctx.options.rebuildFrom}` };
   if (decision.kind !== 'miss') return decision;
   const lock = await ctx.cache.lock(stage.name, decision.key, { profile: ctx.profile.name }, {
     signal: ctx.signal,
@@ -174,6 +190,7 @@ async function decideAndLock(ctx: BuildContext, stage: Stage, step: Step, versio
     },
   });
   locked(lock);
+  if (forced) return decision;
   const again = await ctx.cache.lookup(stage.name, decision.key);
   return again.hit ? { kind: 'hit', key: decision.key, parts: decision.parts, entry: again.entry } : decision;
 }

@@ -13,12 +13,12 @@
  * succeeded and `qemu-img check` passed; a record whose size or check does
  * not hold is a miss, and the entry is removed.
  */
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../exec/run.ts';
 import type { StageName } from '../os/types.ts';
-import { nonce, sha256Text, tempPathFor, writeFileAtomic } from '../util/fs.ts';
+import { nonce, sha256Text, writeFileAtomic } from '../util/fs.ts';
+import { acquireLock, lockIsStale, readLock, type Lock, type LockHolder } from '../util/lock.ts';
 
 /** Who a disk in the chain is, for the key of the stage built on it. */
 export interface ChainNode {
@@ -54,27 +54,7 @@ export function stageKey(stage: StageName, parts: Record<string, string>, parent
   return sha256Text(JSON.stringify({ stage, parts: sorted, parent: parent ?? null, guestforge: version })).slice(0, 16);
 }
 
-/** A lock held by a build that is gone (same host, pid not running) is stale. */
-function lockIsStale(holder: LockHolder): boolean {
-  if (holder.host !== hostname()) return Date.now() - Date.parse(holder.started) > 24 * 3_600_000;
-  try {
-    process.kill(holder.pid, 0);
-    return false;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'ESRCH';
-  }
-}
-
-export interface LockHolder {
-  pid: number;
-  host: string;
-  started: string;
-  profile: string;
-}
-
-export interface Lock {
-  release(): Promise<void>;
-}
+export type { Lock, LockHolder } from '../util/lock.ts';
 
 export class StageCache {
   readonly dir: string;
@@ -161,42 +141,13 @@ export class StageCache {
     await rm(this.pathOf(stage, key), { force: true });
   }
 
-  /**
-   * Take the entry's lock, waiting while another live build holds it. A lock
-   * left by a build that died is taken over.
-   */
-  async lock(stage: StageName, key: string, holder: Omit<LockHolder, 'pid' | 'host' | 'started'>, options: { signal?: AbortSignal; onWait?: (by: LockHolder) => void } = {}): Promise<Lock> {
-    const path = this.lockPath(stage, key);
-    const mine: LockHolder = { pid: process.pid, host: hostname(), started: new Date().toISOString(), ...holder };
-    await mkdir(this.dir, { recursive: true });
-    let told = false;
-    for (;;) {
-      if (options.signal?.aborted) throw options.signal.reason;
-      try {
-        const handle = await open(path, 'wx');
-        await handle.writeFile(JSON.stringify(mine));
-        await handle.close();
-        return { release: () => rm(path, { force: true }) };
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      }
-      const other = await readFile(path, 'utf8').then((t) => JSON.parse(t) as LockHolder, () => undefined);
-      if (other && lockIsStale(other)) {
-        // Rename first so two waiters cannot both delete a fresh lock.
-        const grave = tempPathFor(path);
-        await rename(path, grave).then(() => rm(grave, { force: true }), () => undefined);
-        continue;
-      }
-      if (other && !told) {
-        told = true;
-        options.onWait?.(other);
-      }
-      await new Promise((r) => setTimeout(r, 1000));
-    }
+  /** Take the entry's lock, waiting while another live build holds it; a dead build's lock is taken over. */
+  lock(stage: StageName, key: string, holder: Pick<LockHolder, 'profile'>, options: { signal?: AbortSignal; onWait?: (by: LockHolder) => void } = {}): Promise<Lock> {
+    return acquireLock(this.lockPath(stage, key), holder, options);
   }
 
   async lockHolder(stage: StageName, key: string): Promise<LockHolder | undefined> {
-    const other = await readFile(this.lockPath(stage, key), 'utf8').then((t) => JSON.parse(t) as LockHolder, () => undefined);
+    const other = await readLock(this.lockPath(stage, key));
     return other && !lockIsStale(other) ? other : undefined;
   }
 

@@ -8,6 +8,10 @@ import { withSignals } from '../build/signals.ts';
 import { smokeJunitCases } from '../smoke/run.ts';
 import { junitCases } from '../verify/print.ts';
 import { parseCommandArgs } from './args.ts';
+import { runMatrix, summaryTable, type MatrixJob } from '../build/matrix.ts';
+import { isRemote } from '../vm/libvirt.ts';
+
+const stageNames = ['base', 'provision', 'inject', 'verify', 'finalize', 'smoke', 'package', 'compose'] as const;
 
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('build', args, {
@@ -16,17 +20,41 @@ export async function run(args: string[]): Promise<number> {
     junit: { type: 'string' },
     'keep-work': { type: 'boolean' },
     'no-cache': { type: 'boolean' },
+    'rebuild-from': { type: 'string' },
     verbose: { type: 'boolean', short: 'v' },
     accel: { type: 'string' },
     'package-only': { type: 'boolean' },
+    backend: { type: 'string' },
+    connect: { type: 'string' },
+    pool: { type: 'string' },
+    jobs: { type: 'string', short: 'j' },
   });
-  const [file] = positionals;
-  if (!file || positionals.length > 1) throw new UsageError('build: name one profile', { hint: 'guestforge build profiles/debian-12-hpc.yaml -o out/' });
+  if (positionals.length === 0) throw new UsageError('build: name a profile', { hint: 'guestforge build profiles/debian-12-hpc.yaml -o out/' });
   const accel = values.accel;
   if (accel !== undefined && accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg') {
     throw new UsageError(`build: --accel must be auto, kvm or tcg, not "${accel}"`);
   }
+  const backend = values.backend;
+  if (backend !== undefined && backend !== 'qemu' && backend !== 'libvirt') {
+    throw new UsageError(`build: --backend must be qemu or libvirt, not "${backend}"`);
+  }
+  const rebuildFrom = values['rebuild-from'];
+  if (rebuildFrom !== undefined && !(stageNames as readonly string[]).includes(rebuildFrom)) {
+    throw new UsageError(`build: --rebuild-from takes a stage name (${stageNames.join(', ')}), not "${rebuildFrom}"`);
+  }
+  const hosts = values.connect ? values.connect.split(',').map((h) => h.trim()).filter(Boolean) : [];
+  for (const uri of hosts) isRemote(uri); // a malformed URI is a usage error now, not in the middle of a build
+  if (backend === 'qemu' && hosts.length > 0) throw new UsageError('build: --connect is for --backend libvirt');
+
+  if (positionals.length > 1 || values.jobs !== undefined) {
+    return matrix(positionals, values, hosts);
+  }
+  if (hosts.length > 1) throw new UsageError('build: several --connect URIs need several profiles to spread', { hint: 'guestforge build a.yaml b.yaml --jobs 2 --connect URI1,URI2' });
+  const file = positionals[0]!;
   const loaded = await loadProfileOrThrow(file);
+  if (backend || hosts[0]) loaded.profile.build.backend = (backend ?? 'libvirt') as 'qemu' | 'libvirt';
+  if (hosts[0]) loaded.profile.build.connect = hosts[0];
+  if (values.pool) loaded.profile.build.pool = values.pool;
   const log = new Logger({ verbose: Boolean(values.verbose) });
   const started = Date.now();
   // runBuild returns stage failures with the context (for JUnit); withSignals turns an interruption into exit 130/143.
@@ -37,6 +65,7 @@ export async function run(args: string[]): Promise<number> {
     verbose: Boolean(values.verbose),
     noCache: Boolean(values['no-cache']),
     packageOnly: Boolean(values['package-only']),
+    ...(rebuildFrom ? { rebuildFrom: rebuildFrom as (typeof stageNames)[number] } : {}),
     ...(values.junit ? { junit: values.junit } : {}),
     ...(accel ? { accel } : {}),
   }, log, signal));
@@ -55,4 +84,35 @@ export async function run(args: string[]): Promise<number> {
   out(`stages: ${ctx.timings.map((t) => `${t.stage} ${(t.ms / 1000).toFixed(0)}s`).join(' · ')} · total ${((Date.now() - started) / 1000).toFixed(0)}s`);
   if (ctx.outputs.length > 0) out(`manifest: ${ctx.options.outDir}/${loaded.profile.name}.manifest.json · logs: ${ctx.logDir}${ctx.smoke ? '' : ' · smoke skipped'}`);
   return ExitCode.ok;
+}
+
+/**
+ * Several profiles: every one is validated before anything starts, then
+ * each is built by a child guestforge (see src/build/matrix.ts).
+ */
+async function matrix(files: string[], values: Record<string, string | boolean | undefined>, hosts: string[]): Promise<number> {
+  const jobs = values.jobs === undefined ? 1 : Number(values.jobs);
+  if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`build: --jobs must be a whole number of at least 1, not "${values.jobs}"`);
+  const loaded: MatrixJob[] = [];
+  for (const file of files) loaded.push({ file, name: (await loadProfileOrThrow(file)).profile.name });
+  const seen = new Map<string, string>();
+  for (const job of loaded) {
+    const other = seen.get(job.name);
+    if (other) throw new UsageError(`build: ${other} and ${job.file} both build "${job.name}": their outputs would collide`, { hint: 'give each profile its own name' });
+    seen.set(job.name, job.file);
+  }
+  if (values.junit) throw new UsageError('build: --junit is for one profile; each build of several writes its manifest with the results');
+  const passed: string[] = ['-o', String(values.output)];
+  for (const flag of ['no-smoke', 'keep-work', 'no-cache', 'verbose'] as const) if (values[flag]) passed.push(`--${flag}`);
+  for (const flag of ['accel', 'rebuild-from', 'pool'] as const) if (typeof values[flag] === 'string') passed.push(`--${flag}`, values[flag] as string);
+  if (values.backend === 'libvirt' && hosts.length === 0) passed.push('--backend', 'libvirt');
+  if (values.backend === 'qemu') passed.push('--backend', 'qemu');
+  const started = Date.now();
+  const results = await withSignals((signal) => runMatrix(loaded, { jobs, hosts: hosts.length > 0 ? hosts : [undefined], args: passed, signal }));
+  const out = (s: string) => process.stdout.write(`${s}\n`);
+  out('');
+  for (const line of summaryTable(results)) out(line);
+  const failed = results.filter((r) => !r.ok).length;
+  out(`${results.length - failed} of ${results.length} builds succeeded in ${((Date.now() - started) / 1000).toFixed(0)}s (logs: ${values.output}/logs/<profile>/build.log)`);
+  return failed > 0 ? ExitCode.failure : ExitCode.ok;
 }

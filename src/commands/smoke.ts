@@ -13,6 +13,8 @@ import { cacheDir } from '../util/paths.ts';
 import { rm } from 'node:fs/promises';
 import { diskFormatOf } from './verify.ts';
 import { parseCommandArgs } from './args.ts';
+import { starterFor, type Backend } from '../vm/backend.ts';
+import { defaultPool, isRemote } from '../vm/libvirt.ts';
 
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('smoke', args, {
@@ -22,6 +24,10 @@ export async function run(args: string[]): Promise<number> {
     timeout: { type: 'string', default: '10m' },
     'log-dir': { type: 'string' },
     verbose: { type: 'boolean', short: 'v' },
+    accel: { type: 'string', default: 'auto' },
+    backend: { type: 'string', default: 'qemu' },
+    connect: { type: 'string' },
+    pool: { type: 'string', default: defaultPool },
   });
   const [image] = positionals;
   if (!image || positionals.length > 1) throw new UsageError('smoke: name one image', { hint: 'guestforge smoke out/debian-12-hpc.qcow2 [--junit smoke.xml]' });
@@ -31,6 +37,12 @@ export async function run(args: string[]): Promise<number> {
   } catch {
     throw new UsageError(`smoke: --timeout "${values.timeout}" is not a duration`, { hint: 'like 90s or 10m' });
   }
+  const accelWanted = values.accel;
+  if (accelWanted !== 'auto' && accelWanted !== 'kvm' && accelWanted !== 'tcg') throw new UsageError(`smoke: --accel must be auto, kvm or tcg, not "${accelWanted}"`);
+  if (values.connect) values.backend = 'libvirt';
+  if (values.backend !== 'qemu' && values.backend !== 'libvirt') throw new UsageError(`smoke: --backend must be qemu or libvirt, not "${values.backend}"`);
+  isRemote(values.connect);
+  const backend: Backend = values.backend === 'qemu' ? { kind: 'qemu' } : { kind: 'libvirt', target: { ...(values.connect ? { uri: values.connect } : {}), pool: values.pool } };
   const format = await diskFormatOf(image, 'smoke');
   let target: SmokeTarget = { workspace: '/workspace', optVm: '/opt-vm', vrdma: false };
   let name = 'smoke';
@@ -51,8 +63,9 @@ export async function run(args: string[]): Promise<number> {
     const step = log.step(`smoke boot ${image}`);
     try {
       const r = await smokeImage({ path: image, format }, {
-        name, target, accel: await resolveAccel('auto', log), nonce, workDir, logDir,
+        name, target, accel: await resolveAccel(accelWanted, log, backend), nonce, workDir, logDir,
         timeoutMs, stallMs: Math.min(timeoutMs, 5 * 60_000), memoryMiB: 1024, cpus: 2, log, signal, step,
+        starter: starterFor(backend, { namePrefix: `${name}-smoke`, diskIsResult: false }),
       });
       if (r.ok) step.succeed(`result after ${((r.bootMs ?? 0) / 1000).toFixed(1)}s`);
       else step.fail();

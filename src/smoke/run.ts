@@ -14,7 +14,7 @@ import type { JunitCase } from '../report/junit.ts';
 import type { DiskRef, SmokeReport } from '../stages/types.ts';
 import type { Accel } from '../vm/accel.ts';
 import { createOverlay } from '../vm/overlay.ts';
-import { bootQemu } from '../vm/qemu.ts';
+import { bootVm, startQemu, type VmStarter } from '../vm/qemu.ts';
 
 export interface SmokeOptions {
   name: string;
@@ -30,6 +30,8 @@ export interface SmokeOptions {
   log: Logger;
   signal: AbortSignal;
   step?: Step;
+  /** What starts the VM (default: qemu). */
+  starter?: VmStarter;
 }
 
 export async function smokeImage(image: DiskRef, options: SmokeOptions): Promise<SmokeReport> {
@@ -47,7 +49,7 @@ export async function smokeImage(image: DiskRef, options: SmokeOptions): Promise
     const serialLog = join(options.logDir, 'smoke-console.log');
     await rm(serialLog, { force: true });
     options.step?.update('booting');
-    const outcome = await bootQemu(
+    const outcome = await bootVm(
       {
         disk: overlay.path,
         diskFormat: 'qcow2',
@@ -74,6 +76,7 @@ export async function smokeImage(image: DiskRef, options: SmokeOptions): Promise
           else if (/Cloud-init v\. \S+ finished/.test(line)) options.step?.update('cloud-init finished');
         },
       },
+      options.starter ?? startQemu,
     );
     const detail = outcome.ok
       ? 'all checks passed'

@@ -10,7 +10,8 @@ import { buildSeedIso } from '../cloudinit/seed.ts';
 import { renderCloudConfig } from '../cloudinit/yaml.ts';
 import { parseDuration, parseSize } from '../profile/units.ts';
 import { createOverlay } from '../vm/overlay.ts';
-import { bootError, bootQemu } from '../vm/qemu.ts';
+import { starterFor } from '../vm/backend.ts';
+import { bootError, bootVm } from '../vm/qemu.ts';
 import { sha256Text } from '../util/fs.ts';
 import { imageInfo } from './base.ts';
 import type { Stage } from './types.ts';
@@ -72,7 +73,7 @@ export const provisionStage: Stage = {
     const serialLog = join(ctx.logDir, 'build-console.log');
     const said = new Set<string>();
     await rm(serialLog, { force: true });
-    const outcome = await bootQemu(
+    const outcome = await bootVm(
       {
         disk: overlay.path,
         diskFormat: 'qcow2',
@@ -103,6 +104,7 @@ export const provisionStage: Stage = {
           if (progress) step.update(progress);
         },
       },
+      starterFor(ctx.backend, { namePrefix: `${profile.name}-provision`, diskIsResult: true }),
     );
     for (const warning of outcome.warnings) {
       ctx.log.warn(`build VM: ${warning}`);

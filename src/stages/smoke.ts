@@ -4,6 +4,7 @@ import { smokeTargetOf } from '../cloudinit/userdata.ts';
 import { UserError } from '../errors.ts';
 import { parseDuration, parseSize } from '../profile/units.ts';
 import { formatSmoke, smokeImage } from '../smoke/run.ts';
+import { starterFor } from '../vm/backend.ts';
 import type { Stage } from './types.ts';
 
 export const smokeStage: Stage = {
@@ -29,6 +30,7 @@ export const smokeStage: Stage = {
       log: ctx.log,
       signal: ctx.signal,
       step,
+      starter: starterFor(ctx.backend, { namePrefix: `${ctx.profile.name}-smoke`, diskIsResult: false }),
     });
     ctx.smoke = report;
     for (const line of formatSmoke(report)) ctx.log.info(`  ${line}`);

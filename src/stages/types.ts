@@ -11,6 +11,8 @@ import type { CheckLine } from '../vm/serial.ts';
 import type { VerifyReport } from '../verify/types.ts';
 import type { GuestFacts } from '../verify/facts.ts';
 import type { ChainNode, StageCache } from '../cache/store.ts';
+import type { Backend } from '../vm/backend.ts';
+import type { StageName as StageId } from '../os/types.ts';
 
 export interface DiskRef {
   path: string;
@@ -24,6 +26,8 @@ export interface BuildOptions {
   keepWork: boolean;
   verbose: boolean;
   noCache: boolean;
+  /** Run this stage and every later one even when cached (and cache the new results). */
+  rebuildFrom?: StageId;
   /** OSv: write the Capstan package and stop. */
   packageOnly?: boolean;
 }
@@ -57,6 +61,8 @@ export interface BuildContext {
   readonly profileHash: string;
   readonly driver: OsDriver;
   readonly accel: Accel;
+  /** What runs the build and smoke VMs. */
+  readonly backend: Backend;
   /** Fresh per build: instance-id, result markers, temp names. */
   readonly nonce: string;
   readonly workDir: string;

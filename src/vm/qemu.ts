@@ -45,19 +45,86 @@ export interface BootOutcome {
 
 const pollMs = 500;
 
-export async function bootQemu(spec: VmSpec, options: WatchOptions): Promise<BootOutcome> {
+/**
+ * A running VM, whatever runs it: qemu as our child, or a libvirt domain.
+ * The watch loop below only needs these.
+ */
+export interface VmRunner {
+  /** What was started, for the log and the outcome. */
+  readonly argv: string[];
+  /** Wait up to `ms`; returns early when the VM stops. */
+  wait(ms: number): Promise<void>;
+  stopped(): Promise<boolean>;
+  /** Ask the guest to power off (ACPI). */
+  powerdown(): Promise<void>;
+  /** Stop it now; safe to call twice. */
+  stop(): Promise<void>;
+  /** Bring the serial log file up to date (a remote domain's log is copied back). */
+  sync?(): Promise<void>;
+  /** Why it stopped when it did not start or crashed, if it knows. */
+  failure(): Promise<string | undefined>;
+  /** Remove everything it made (libvirt: the domain, the volumes). */
+  dispose?(): Promise<void>;
+}
+
+export type VmStarter = (spec: VmSpec, label: string) => Promise<VmRunner>;
+
+/** qemu-system-x86_64 as a child process, stopped through QMP or signals. */
+export const startQemu: VmStarter = async (spec) => {
   const argv = qemuArgs(spec);
   await rm(spec.qmpSocket, { force: true });
-  options.log.detail(`${options.label}: ${shellQuote(argv)}`);
-  const started = Date.now();
   const child = start(argv);
   let exited = false;
-  let qemuStderr = '';
+  let result: { exitCode?: number; stderr?: unknown } | undefined;
   const exit = child.then((r) => {
     exited = true;
-    qemuStderr = typeof r.stderr === 'string' ? r.stderr : '';
+    result = r;
     return r;
   });
+  const stop = async () => {
+    if (exited) return;
+    child.kill('SIGTERM');
+    await exit;
+  };
+  return {
+    argv,
+    wait: async (ms) => {
+      await Promise.race([exit, new Promise((r) => setTimeout(r, ms))]);
+    },
+    stopped: async () => exited,
+    powerdown: async () => {
+      await qmpCommand(spec.qmpSocket, 'system_powerdown').catch(() => undefined);
+    },
+    stop: async () => {
+      if (exited) return;
+      await qmpCommand(spec.qmpSocket, 'quit').catch(() => undefined);
+      await Promise.race([exit, new Promise((r) => setTimeout(r, 5000))]);
+      await stop();
+    },
+    failure: async () => {
+      await exit;
+      const stderr = typeof result?.stderr === 'string' ? result.stderr.trim() : '';
+      return result?.exitCode !== 0 && stderr ? `qemu failed (exit ${result?.exitCode}): ${stderr.split('\n').slice(-3).join(' | ')}` : undefined;
+    },
+  };
+};
+
+export async function bootQemu(spec: VmSpec, options: WatchOptions): Promise<BootOutcome> {
+  return bootVm(spec, options, startQemu);
+}
+
+export async function bootVm(spec: VmSpec, options: WatchOptions, starter: VmStarter): Promise<BootOutcome> {
+  const started = Date.now();
+  const vm = await starter(spec, options.label);
+  options.log.detail(`${options.label}: ${shellQuote(vm.argv)}`);
+  try {
+    return await watch(vm, spec, options, started);
+  } finally {
+    await vm.dispose?.();
+  }
+}
+
+async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started: number): Promise<BootOutcome> {
   const tail = new SerialTail(spec.serialLog);
   const checks: CheckLine[] = [];
   const warnings: string[] = [];
@@ -67,15 +134,11 @@ export async function bootQemu(spec: VmSpec, options: WatchOptions): Promise<Boo
   let detail = '';
   let poweroffAsked = false;
 
-  const stopQemu = async () => {
-    if (exited) return;
-    child.kill('SIGTERM');
-    await exit;
-  };
-
   try {
     for (;;) {
-      await Promise.race([exit, new Promise((r) => setTimeout(r, pollMs))]);
+      await vm.wait(pollMs);
+      const exited = await vm.stopped();
+      await vm.sync?.();
       for (const line of await tail.poll()) {
         lastOutput = Date.now();
         options.onLine?.(line);
@@ -94,22 +157,15 @@ export async function bootQemu(spec: VmSpec, options: WatchOptions): Promise<Boo
         failure = 'interrupted';
         detail = 'interrupted';
       }
-      if (failure) {
-        await stopQemu();
-        break;
-      }
-      if (exited) break;
+      if (failure || exited) break;
       if (result) {
         const waited = now - result.at;
         const grace = options.powerOffGraceMs ?? 60_000;
         if (waited > grace && !poweroffAsked) {
           poweroffAsked = true;
-          options.log.warn(`${options.label} did not power off ${grace / 1000}s after its result line; asking it through QMP`);
-          await qmpCommand(spec.qmpSocket, 'system_powerdown').catch(() => undefined);
+          options.log.warn(`${options.label} did not power off ${grace / 1000}s after its result line; asking it to`);
+          await vm.powerdown();
         } else if (waited > grace + 30_000) {
-          await qmpCommand(spec.qmpSocket, 'quit').catch(() => undefined);
-          await Promise.race([exit, new Promise((r) => setTimeout(r, 5000))]);
-          await stopQemu();
           break;
         }
         continue;
@@ -123,20 +179,21 @@ export async function bootQemu(spec: VmSpec, options: WatchOptions): Promise<Boo
       }
     }
   } finally {
-    await stopQemu();
+    await vm.stop();
+    await vm.sync?.().catch(() => undefined);
     await tail.poll();
   }
 
-  const r = await exit;
   if (!failure) {
+    const crashed = result ? undefined : await vm.failure();
     if (result) {
       if (!result.ok) {
         failure = 'error-result';
         detail = result.detail || 'the guest reported an error';
       }
-    } else if (r.exitCode !== 0 && qemuStderr.trim()) {
+    } else if (crashed) {
       failure = 'qemu-failed';
-      detail = `qemu failed (exit ${r.exitCode}): ${qemuStderr.trim().split('\n').slice(-3).join(' | ')}`;
+      detail = crashed;
     } else {
       failure = 'no-result';
       detail = `${options.label} stopped without reporting a result`;
@@ -152,7 +209,7 @@ export async function bootQemu(spec: VmSpec, options: WatchOptions): Promise<Boo
     totalMs: Date.now() - started,
     consoleTail: tail.tail(40),
     serialLog: spec.serialLog,
-    argv,
+    argv: vm.argv,
   };
 }
 

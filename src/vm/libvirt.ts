@@ -1,0 +1,321 @@
+/**
+ * The libvirt backend: the build and smoke VMs as libvirt domains, driven
+ * through virsh. define → start → poll domstate until shut off → destroy and
+ * undefine, on every path (the watch loop disposes in a finally).
+ *
+ * A local URI (no host part) uses the files in place; qemu runs as the
+ * invoking user for that domain (a static DAC label), since the disks live
+ * in that user's cache. A remote URI shares no filesystem: the backing disk,
+ * the seed and an empty console file travel as volumes of a storage pool,
+ * the overlay is made there on the uploaded backing disk, the console is
+ * copied back while the VM runs (vol-download --offset), the overlay comes
+ * back when the VM's disk is the result, and every volume is deleted.
+ */
+import { appendFile, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { UserError } from '../errors.ts';
+import { run, type RunResult } from '../exec/run.ts';
+import { nonce } from '../util/fs.ts';
+import { readShipped } from '../util/project.ts';
+import type { Accel } from './accel.ts';
+import type { VmSpec } from './qemu-args.ts';
+import type { VmRunner, VmStarter } from './qemu.ts';
+
+export interface LibvirtTarget {
+  /** undefined: the local system daemon (qemu:///system). */
+  uri?: string;
+  /** The storage pool that carries disks to a remote host. */
+  pool: string;
+}
+
+export const defaultUri = 'qemu:///system';
+export const defaultPool = 'guestforge';
+const defaultPoolPath = '/var/lib/libvirt/images/guestforge';
+
+export function isRemote(uri: string | undefined): boolean {
+  if (!uri) return false;
+  try {
+    return new URL(uri).hostname !== '';
+  } catch {
+    throw new UserError(`not a libvirt URI: ${uri}`, { hint: 'for example qemu:///system, qemu+ssh://host/system, qemu+tcp://host/system' });
+  }
+}
+
+export async function virsh(uri: string | undefined, args: string[], options: { allowFailure?: boolean; timeoutMs?: number } = {}): Promise<RunResult> {
+  return run(['virsh', '-c', uri ?? defaultUri, '-q', ...args], { allowFailure: options.allowFailure ?? false, timeoutMs: options.timeoutMs ?? 120_000 });
+}
+
+function escapeXml(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/'/g, '&apos;').replace(/"/g, '&quot;');
+}
+
+export interface DomainDisk {
+  path: string;
+  format: 'qcow2' | 'raw';
+  cdrom?: boolean;
+}
+
+export interface DomainFields {
+  name: string;
+  label: string;
+  accel: Accel;
+  memoryMiB: number;
+  cpus: number;
+  disks: DomainDisk[];
+  serialPath: string;
+  unsafeCache: boolean;
+  allowReboot: boolean;
+  /** Local runs: qemu runs as this uid:gid (the files are the caller's). */
+  runAs?: { uid: number; gid: number };
+}
+
+function diskXml(disk: DomainDisk, index: number, unsafeCache: boolean): string {
+  const source = `<source file='${escapeXml(disk.path)}'/>`;
+  if (disk.cdrom) {
+    return `    <disk type='file' device='cdrom'>\n      <driver name='qemu' type='raw'/>\n      ${source}\n      <target dev='hdc' bus='ide'/>\n      <readonly/>\n    </disk>`;
+  }
+  const cache = unsafeCache ? 'unsafe' : 'writeback';
+  return `    <disk type='file' device='disk'>\n      <driver name='qemu' type='${disk.format}' cache='${cache}' discard='unmap'/>\n      ${source}\n      <target dev='vd${String.fromCharCode(97 + index)}' bus='virtio'/>\n    </disk>`;
+}
+
+/** The domain XML from the template in qemu/; pure, so it is unit-tested. */
+export async function domainXml(fields: DomainFields): Promise<string> {
+  const template = await readShipped('qemu', 'libvirt-domain.xml');
+  const values: Record<string, string> = {
+    type: fields.accel === 'kvm' ? 'kvm' : 'qemu',
+    name: escapeXml(fields.name),
+    label: escapeXml(fields.label),
+    memoryMiB: String(fields.memoryMiB),
+    cpus: String(fields.cpus),
+    // TCG gets every feature qemu can emulate (-cpu max); KVM the host's CPU.
+    cpu: fields.accel === 'kvm' ? "<cpu mode='host-passthrough'/>" : "<cpu mode='maximum' check='none'/>",
+    onReboot: fields.allowReboot ? 'restart' : 'destroy',
+    disks: fields.disks.filter((d) => !d.cdrom).map((d, i) => diskXml(d, i, fields.unsafeCache))
+      .concat(fields.disks.filter((d) => d.cdrom).map((d, i) => diskXml(d, i, fields.unsafeCache))).join('\n'),
+    serialPath: escapeXml(fields.serialPath),
+    seclabel: fields.runAs
+      ? `<seclabel type='static' model='dac' relabel='no'>\n    <label>+${fields.runAs.uid}:+${fields.runAs.gid}</label>\n  </seclabel>`
+      : '',
+  };
+  const xml = template.replace(/^<!--[\s\S]*?-->\n/, '').replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
+    const value = values[key];
+    if (value === undefined) throw new Error(`qemu/libvirt-domain.xml: unknown field {{${key}}}`);
+    return value;
+  });
+  return xml;
+}
+
+/** The pool exists and runs (a dir pool under /var/lib/libvirt/images is made if missing). */
+export async function ensurePool(target: LibvirtTarget): Promise<void> {
+  const info = await virsh(target.uri, ['pool-info', target.pool], { allowFailure: true });
+  if (info.exitCode !== 0) {
+    const made = await virsh(target.uri, ['pool-define-as', target.pool, 'dir', '--target', target.pool === defaultPool ? defaultPoolPath : `/var/lib/libvirt/images/${target.pool}`], { allowFailure: true });
+    // Another build may have defined it a moment ago.
+    if (made.exitCode !== 0 && (await virsh(target.uri, ['pool-info', target.pool], { allowFailure: true })).exitCode !== 0) {
+      throw new UserError(`cannot create the storage pool ${target.pool} on ${target.uri}: ${made.stderr.trim()}`, {
+        hint: 'create a dir pool yourself (virsh pool-define-as NAME dir --target PATH; pool-build; pool-start) and pass --pool NAME',
+      });
+    }
+    await virsh(target.uri, ['pool-build', target.pool], { allowFailure: true });
+  }
+  if (!/^State:\s+running/m.test((await virsh(target.uri, ['pool-info', target.pool])).stdout)) {
+    await virsh(target.uri, ['pool-start', target.pool], { allowFailure: true });
+  }
+  await virsh(target.uri, ['pool-refresh', target.pool], { allowFailure: true });
+}
+
+async function qemuImgInfo(path: string): Promise<{ virtualSize: number; backing?: string; backingFormat?: string }> {
+  const { stdout } = await run(['qemu-img', 'info', '--output=json', '-U', path]);
+  const info = JSON.parse(stdout) as { 'virtual-size': number; 'full-backing-filename'?: string; 'backing-filename-format'?: string };
+  return {
+    virtualSize: info['virtual-size'],
+    ...(info['full-backing-filename'] ? { backing: info['full-backing-filename'] } : {}),
+    ...(info['backing-filename-format'] ? { backingFormat: info['backing-filename-format'] } : {}),
+  };
+}
+
+/** Volumes made for one domain on a remote host, deleted by `removeAll`. */
+class RemoteVolumes {
+  readonly made: string[] = [];
+  constructor(private readonly target: LibvirtTarget) {}
+
+  async upload(name: string, file: string): Promise<string> {
+    const bytes = (await stat(file)).size;
+    await virsh(this.target.uri, ['vol-create-as', this.target.pool, name, String(Math.max(bytes, 1)), '--format', 'raw']);
+    this.made.push(name);
+    await virsh(this.target.uri, ['vol-upload', '--pool', this.target.pool, name, file], { timeoutMs: 60 * 60_000 });
+    return this.path(name);
+  }
+
+  async overlay(name: string, backing: string, virtualSize: number): Promise<string> {
+    await virsh(this.target.uri, ['vol-create-as', this.target.pool, name, String(virtualSize), '--format', 'qcow2', '--backing-vol', backing, '--backing-vol-format', 'qcow2']);
+    this.made.push(name);
+    return this.path(name);
+  }
+
+  async empty(name: string): Promise<string> {
+    await virsh(this.target.uri, ['vol-create-as', this.target.pool, name, '1', '--format', 'raw']);
+    this.made.push(name);
+    return this.path(name);
+  }
+
+  async path(name: string): Promise<string> {
+    return (await virsh(this.target.uri, ['vol-path', '--pool', this.target.pool, name])).stdout.trim();
+  }
+
+  async download(name: string, file: string, offset = 0): Promise<void> {
+    await virsh(this.target.uri, ['vol-download', '--pool', this.target.pool, name, file, ...(offset ? ['--offset', String(offset)] : [])], { timeoutMs: 60 * 60_000 });
+  }
+
+  async removeAll(): Promise<void> {
+    for (const name of this.made.splice(0)) await virsh(this.target.uri, ['vol-delete', '--pool', this.target.pool, name], { allowFailure: true });
+  }
+}
+
+export interface LibvirtStartOptions {
+  /** guestforge-<profile>-<stage>-<nonce>: the prefix, without the nonce. */
+  namePrefix: string;
+  /** The disk's new content is the result (the build VM): a remote run copies it back. */
+  diskIsResult: boolean;
+}
+
+function domainName(prefix: string): string {
+  return `guestforge-${prefix}`.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 60) + `-${nonce(3)}`;
+}
+
+export function libvirtStarter(target: LibvirtTarget, options: LibvirtStartOptions): VmStarter {
+  return async (spec: VmSpec, label: string): Promise<VmRunner> => {
+    if (spec.hostForward) {
+      throw new UserError(`${label}: the libvirt backend has no host port forwarding here`, { hint: 'use --backend qemu for OSv composes' });
+    }
+    const name = domainName(options.namePrefix);
+    const remote = isRemote(target.uri);
+    const volumes = new RemoteVolumes(target);
+    const workDir = dirname(spec.disk);
+    const scratch: string[] = [];
+    let consoleBytes = 0;
+    const consoleVolume = `${name}-console.log`;
+    const diskVolume = `${name}-disk.qcow2`;
+    const original = await qemuImgInfo(spec.disk);
+
+    let fields: DomainFields;
+    try {
+      if (remote) {
+        await ensurePool(target);
+        let diskPath: string;
+        if (original.backing) {
+          let backing = original.backing;
+          // The pool gets one standalone file: flatten a backing chain first.
+          if ((await qemuImgInfo(backing)).backing) {
+            const flat = join(workDir, `${name}-flat.qcow2`);
+            scratch.push(flat);
+            await run(['qemu-img', 'convert', '-O', 'qcow2', backing, flat], { timeoutMs: 60 * 60_000 });
+            backing = flat;
+          }
+          await volumes.upload(`${name}-base.qcow2`, backing);
+          diskPath = await volumes.overlay(diskVolume, `${name}-base.qcow2`, original.virtualSize);
+        } else {
+          diskPath = await volumes.upload(diskVolume, spec.disk);
+        }
+        const disks: DomainDisk[] = [{ path: diskPath, format: original.backing ? 'qcow2' : spec.diskFormat }];
+        if (spec.seedIso) disks.push({ path: await volumes.upload(`${name}-seed.iso`, spec.seedIso), format: 'raw', cdrom: true });
+        fields = baseFields(spec, name, label, disks, await volumes.empty(consoleVolume));
+      } else {
+        const disks: DomainDisk[] = [{ path: spec.disk, format: spec.diskFormat }];
+        if (spec.seedIso) disks.push({ path: spec.seedIso, format: 'raw', cdrom: true });
+        fields = { ...baseFields(spec, name, label, disks, spec.serialLog), runAs: { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 } };
+      }
+      const xmlFile = join(workDir, `${name}.xml`);
+      scratch.push(xmlFile);
+      await writeFile(xmlFile, await domainXml(fields));
+      await virsh(target.uri, ['define', xmlFile]);
+    } catch (error) {
+      await volumes.removeAll();
+      for (const f of scratch) await rm(f, { force: true });
+      throw error;
+    }
+
+    let disposed = false;
+    const dispose = async () => {
+      if (disposed) return;
+      disposed = true;
+      await virsh(target.uri, ['destroy', name], { allowFailure: true });
+      await virsh(target.uri, ['undefine', name], { allowFailure: true });
+      try {
+        if (remote && options.diskIsResult) {
+          // The overlay made there comes back and is pointed at our backing file again.
+          const back = join(workDir, `${name}-result.qcow2`);
+          scratch.push(back);
+          await volumes.download(diskVolume, back);
+          await run(['qemu-img', 'rebase', '-u', '-f', 'qcow2', '-b', original.backing ?? '', '-F', original.backingFormat ?? 'qcow2', back]);
+          await rename(back, spec.disk);
+        }
+      } finally {
+        await volumes.removeAll();
+        for (const f of scratch) await rm(f, { force: true });
+      }
+    };
+
+    const started = await virsh(target.uri, ['start', name], { allowFailure: true });
+    if (started.exitCode !== 0) {
+      await dispose();
+      throw new UserError(`${label}: virsh start ${name} failed: ${started.stderr.trim().split('\n').slice(-2).join(' | ')}`, {
+        hint: `connection ${target.uri ?? defaultUri}; check the daemon runs (libvirtd -d) and can run qemu domains (virsh domcapabilities)`,
+      });
+    }
+
+    let stoppedAt: string | undefined;
+    const state = async (): Promise<string> => {
+      const r = await virsh(target.uri, ['domstate', '--reason', name], { allowFailure: true });
+      return r.exitCode === 0 ? r.stdout.trim() : 'gone';
+    };
+    return {
+      argv: ['virsh', '-c', target.uri ?? defaultUri, 'start', name],
+      wait: (ms) => new Promise((r) => setTimeout(r, remote ? Math.max(ms, 2000) : ms)),
+      stopped: async () => {
+        const s = await state();
+        if (/^(shut off|crashed|gone)/.test(s)) stoppedAt ??= s;
+        return stoppedAt !== undefined;
+      },
+      powerdown: async () => {
+        await virsh(target.uri, ['shutdown', name], { allowFailure: true });
+      },
+      stop: async () => {
+        if (stoppedAt) return;
+        await virsh(target.uri, ['destroy', name], { allowFailure: true });
+        stoppedAt = 'destroyed';
+      },
+      ...(remote
+        ? {
+            sync: async () => {
+              const chunk = join(workDir, `${name}-console.part`);
+              await volumes.download(consoleVolume, chunk, consoleBytes).catch(() => undefined);
+              const data = await readFile(chunk).catch(() => Buffer.alloc(0));
+              await rm(chunk, { force: true });
+              if (data.length > 0) {
+                await appendFile(spec.serialLog, data);
+                consoleBytes += data.length;
+              }
+            },
+          }
+        : {}),
+      failure: async () => (stoppedAt && /crashed/.test(stoppedAt) ? `the domain ${name} ${stoppedAt}` : undefined),
+      dispose,
+    };
+  };
+}
+
+function baseFields(spec: VmSpec, name: string, label: string, disks: DomainDisk[], serialPath: string): DomainFields {
+  return {
+    name, label, accel: spec.accel, memoryMiB: spec.memoryMiB, cpus: spec.cpus, disks, serialPath,
+    unsafeCache: spec.unsafeCache, allowReboot: spec.allowReboot ?? false,
+  };
+}
+
+/** Domains and volumes whose names start with this prefix (tests and clean-up checks). */
+export async function leftovers(target: LibvirtTarget, prefix = 'guestforge-'): Promise<{ domains: string[]; volumes: string[] }> {
+  const domains = (await virsh(target.uri, ['list', '--all', '--name'], { allowFailure: true })).stdout.split('\n').map((s) => s.trim()).filter((s) => s.startsWith(prefix));
+  const vols = await virsh(target.uri, ['vol-list', '--pool', target.pool], { allowFailure: true });
+  const volumes = vols.exitCode === 0 ? vols.stdout.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((s) => s.startsWith(prefix)) : [];
+  return { domains, volumes };
+}
