@@ -1,4 +1,4 @@
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { smokeTargetOf, type SmokeTarget } from '../cloudinit/userdata.ts';
 import { ExitCode, UsageError } from '../errors.ts';
 import { resolveAccel } from '../build/pipeline.ts';
@@ -45,7 +45,8 @@ export async function run(args: string[]): Promise<number> {
   const backend: Backend = values.backend === 'qemu' ? { kind: 'qemu' } : { kind: 'libvirt', target: { ...(values.connect ? { uri: values.connect } : {}), pool: values.pool } };
   const format = await diskFormatOf(image, 'smoke');
   let target: SmokeTarget = { workspace: '/workspace', optVm: '/opt-vm', vrdma: false };
-  let name = 'smoke';
+  // The image's name (hostname in the seed, part of a libvirt domain's name) unless a profile says.
+  let name = basename(image).replace(/\.(qcow2|raw|img)$/, '').replace(/[^A-Za-z0-9-]/g, '-') || 'smoke';
   if (values.profile) {
     const { profile } = await loadProfileOrThrow(values.profile);
     target = smokeTargetOf(profile);
