@@ -7,8 +7,9 @@
  * any failed.
  */
 import { join } from 'node:path';
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
 import { InterruptedError } from '../errors.ts';
+import { start } from '../exec/run.ts';
 import { textTable } from '../report/table.ts';
 import { projectRoot } from '../util/project.ts';
 
@@ -84,23 +85,24 @@ export async function runMatrix(jobs: MatrixJob[], options: MatrixOptions): Prom
     const host = leastLoaded();
     load.set(host, (load.get(host) ?? 0) + 1);
     const args = ['build', job.file, ...options.args, ...(host ? ['--backend', 'libvirt', '--connect', host] : [])];
-    const child = execa('node', [cli, ...args], { env: { CI: '1' }, reject: false, all: true, buffer: { all: true } });
     const entry: Running = { job, host, status: 'starting', started: Date.now() };
-    running.set(child, entry);
-    say(`${job.name}: started${host ? ` on ${host}` : ''}`);
-    child.all?.on('data', (chunk: Buffer) => {
-      for (const line of chunk.toString().split('\n')) {
-        const status = statusOf(line.trim());
-        if (!status) continue;
+    // Through the exec module: a signal to us reaches every child build (killAll).
+    const child = start([process.execPath, cli, ...args], {
+      env: { CI: '1' },
+      onLine: (line, stream) => {
+        const status = stream === 'stderr' ? statusOf(line.trim()) : undefined;
+        if (!status) return;
         entry.status = status;
         if (!tty) say(`${job.name}: ${status}`);
-      }
+      },
     });
+    running.set(child, entry);
+    say(`${job.name}: started${host ? ` on ${host}` : ''}`);
     return child;
   };
 
+  // withSignals kills the running children; nothing more may start.
   const onAbort = () => {
-    for (const child of running.keys()) child.kill('SIGTERM');
     queue.length = 0;
   };
   options.signal.addEventListener('abort', onAbort);
@@ -111,9 +113,10 @@ export async function runMatrix(jobs: MatrixJob[], options: MatrixOptions): Prom
       const entry = running.get(child)!;
       running.delete(child);
       load.set(entry.host, (load.get(entry.host) ?? 1) - 1);
-      const all = typeof r.all === 'string' ? r.all : '';
-      const error = all.split('\n').find((l) => l.startsWith('error: '))?.slice(7);
-      const outputs = all.split('\n').filter((l) => /^\/\S+ {2}\d/.test(l)).map((l) => l.split('  ')[0]!);
+      const stderr = typeof r.stderr === 'string' ? r.stderr : '';
+      const stdout = typeof r.stdout === 'string' ? r.stdout : '';
+      const error = stderr.split('\n').find((l) => l.startsWith('error: '))?.slice(7);
+      const outputs = stdout.split('\n').filter((l) => /^\/\S+ {2}\d/.test(l)).map((l) => l.split('  ')[0]!);
       const ok = r.exitCode === 0;
       const result: MatrixResult = {
         job: entry.job,

@@ -46,6 +46,10 @@ export async function resolveAccel(wanted: 'auto' | Accel, log: Logger, backend?
     log.detail(`accelerator on ${backend.target.uri}: ${accel} (libvirt domcapabilities --virttype kvm ${kvm.exitCode === 0 ? 'works' : 'fails'}; --accel to choose)`);
     return accel;
   }
+  if (wanted === 'tcg') {
+    log.detail('accelerator: tcg (asked for; no KVM probe)');
+    return 'tcg';
+  }
   const verdict = await probeAccel();
   const accel = chooseAccel(wanted, verdict);
   log.detail(`accelerator: ${accel} (${verdict.reason})`);
