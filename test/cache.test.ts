@@ -160,6 +160,43 @@ prune('old entries go with everything backed by them; a busy chain stays; orphan
   assert.equal(choosePrune([base, prov, inj], { now }).length, 3, 'no limits: everything');
 });
 
+prune('guestforge cache prune: removes entries with their children, keeps the chain a live build uses, clears dead work folders', async () => {
+  const root = join(tmp, 'xdg');
+  const cache = new StageCache(join(root, 'guestforge'));
+  const base = await cache.store(await disk(), { stage: 'base', key: 'aaaa000000000001', profile: 'p', guestforge: '0', parts: {} });
+  const prov = await cache.store(await disk(base.path), { stage: 'provision', key: 'aaaa000000000002', parent: { key: base.key, id: base.id, path: base.path }, profile: 'p', guestforge: '0', parts: {} });
+  const other = await cache.store(await disk(), { stage: 'base', key: 'bbbb000000000001', profile: 'q', guestforge: '0', parts: {} });
+  const otherChild = await cache.store(await disk(other.path), { stage: 'provision', key: 'bbbb000000000002', parent: { key: other.key, id: other.id, path: other.path }, profile: 'q', guestforge: '0', parts: {} });
+  // A live build (this process) with an overlay on prov; a dead one with nothing of use.
+  const live = join(root, 'guestforge', 'work', 'p-live');
+  const dead = join(root, 'guestforge', 'work', 'q-dead');
+  for (const [dir, pid] of [[live, process.pid], [dead, spawnSync('true').pid!]] as const) {
+    await run(['mkdir', '-p', dir]);
+    await writeFile(join(dir, 'owner.json'), JSON.stringify({ pid, host: hostname(), started: new Date().toISOString(), profile: 'x' }));
+  }
+  await run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', prov.path, '-F', 'qcow2', join(live, 'inject.qcow2')]);
+  const cli = (args: string[]) => run([process.execPath, join(import.meta.dirname, '..', 'bin', 'guestforge.js'), ...args], { env: { XDG_CACHE_HOME: root }, allowFailure: true });
+
+  const ls = await cli(['cache', 'ls']);
+  assert.is(ls.exitCode, 0, ls.stderr);
+  assert.match(ls.stdout, /^provision\s+aaaa000000000002\s+.*\s+p\s+base-aaaa000000000001$/m);
+  assert.match(ls.stdout, /4 entries/);
+  const r = await cli(['cache', 'prune']);
+  assert.is(r.exitCode, 0, r.stderr);
+  assert.match(r.stdout, /removed base-bbbb000000000001 /);
+  assert.match(r.stdout, /removed provision-bbbb000000000002 /);
+  assert.match(r.stdout, /q-dead: work folder of a build that is no longer running/);
+  assert.match(r.stdout, /removed 2 entries .* 2 kept/);
+  const left = (await cache.list()).map((e) => e.key).sort();
+  assert.equal(left, ['aaaa000000000001', 'aaaa000000000002'], 'the chain under the live build stays');
+  assert.not.ok(await stat(otherChild.path).then(() => true, () => false));
+  assert.not.ok(await stat(dead).then(() => true, () => false));
+  assert.ok(await stat(live).then(() => true, () => false));
+  const bad = await cli(['cache', 'prune', '--keep-bytes', 'lots']);
+  assert.is(bad.exitCode, 2);
+  assert.match(bad.stderr, /sizes like 20G/);
+});
+
 prune.after(async () => {
   await rm(tmp, { recursive: true, force: true });
 });

@@ -3,7 +3,8 @@
  * On failure or interruption every stage that ran is cleaned up in reverse
  * (Packer's step cleanup), the work folder goes, and the logs stay.
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { UsageError, UserError } from '../errors.ts';
 import type { Logger, Step } from '../log.ts';
@@ -94,6 +95,8 @@ export async function runBuild(
   const nonce = makeNonce(6);
   const workDir = join(cacheDir(), 'work', `${profile.name}-${nonce}`);
   await mkdir(workDir, { recursive: true });
+  // Who owns this work folder: cache prune clears folders of builds that died.
+  await writeFile(join(workDir, 'owner.json'), JSON.stringify({ pid: process.pid, host: hostname(), started: new Date().toISOString(), profile: profile.name }));
   log.info(`building ${profile.name} from ${loaded.files.join(' <- ')} with ${describeBackend(backendOf(profile.build))} (logs: ${logDir})`);
 
   const ctx: BuildContext = {

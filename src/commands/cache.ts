@@ -11,6 +11,7 @@ import { run as exec } from '../exec/run.ts';
 import { formatSize, parseDuration, parseSize } from '../profile/units.ts';
 import { textTable } from '../report/table.ts';
 import { cacheDir } from '../util/paths.ts';
+import { lockIsStale, readLock } from '../util/lock.ts';
 import { parseCommandArgs } from './args.ts';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
@@ -28,11 +29,20 @@ function row(e: Entry, all: Entry[]): string[] {
   return [e.stage, e.key, formatSize(e.bytes), age(e.lastUsed), e.profile, parent ? `${parent.stage}-${parent.key}` : e.parent ? e.parent.path : '-'];
 }
 
-/** Entries the disks of running builds (their work folders) are backed by. */
-async function busyEntries(root: string): Promise<Set<string>> {
+/**
+ * Entries the disks of running builds (their work folders) are backed by,
+ * and the work folders of builds that died (killed hard: no clean-up ran).
+ */
+async function busyEntries(root: string): Promise<{ busy: Set<string>; dead: string[] }> {
   const busy = new Set<string>();
+  const dead: string[] = [];
   const work = join(root, 'work');
   for (const dir of await readdir(work).catch(() => [] as string[])) {
+    const owner = await readLock(join(work, dir, 'owner.json'));
+    if (owner && lockIsStale(owner)) {
+      dead.push(join(work, dir));
+      continue;
+    }
     for (const name of await readdir(join(work, dir)).catch(() => [] as string[])) {
       if (!name.endsWith('.qcow2')) continue;
       const r = await exec(['qemu-img', 'info', '--output=json', '-U', '--backing-chain', join(work, dir, name)], { allowFailure: true });
@@ -40,7 +50,7 @@ async function busyEntries(root: string): Promise<Set<string>> {
       for (const layer of JSON.parse(r.stdout) as { filename: string }[]) busy.add(layer.filename);
     }
   }
-  return busy;
+  return { busy, dead };
 }
 
 async function ls(args: string[]): Promise<number> {
@@ -77,7 +87,8 @@ async function prune(args: string[]): Promise<number> {
   const root = cacheDir();
   const cache = new StageCache(root);
   const entries = await cache.list();
-  const chosen = choosePrune(entries, { ...(olderThanMs !== undefined ? { olderThanMs } : {}), ...(keepBytes !== undefined ? { keepBytes } : {}) }, await busyEntries(root));
+  const { busy, dead } = await busyEntries(root);
+  const chosen = choosePrune(entries, { ...(olderThanMs !== undefined ? { olderThanMs } : {}), ...(keepBytes !== undefined ? { keepBytes } : {}) }, busy);
   const strays = [];
   for (const path of await cache.strays()) {
     // A stray younger than a few minutes may be a record being written right now.
@@ -96,6 +107,10 @@ async function prune(args: string[]): Promise<number> {
   for (const path of strays) {
     if (!values['dry-run']) await rm(path, { force: true });
     out(`${verb} ${path}: belongs to no entry`);
+  }
+  for (const dir of dead) {
+    if (!values['dry-run']) await rm(dir, { recursive: true, force: true });
+    out(`${verb} ${dir}: work folder of a build that is no longer running`);
   }
   const kept = entries.length - chosen.length;
   out(`${verb} ${chosen.length} entries (${formatSize(freed)}); ${kept} kept`);
