@@ -109,6 +109,22 @@ daemon('a build VM that times out, local and remote: exit 1 "timed out", no doma
   }
 });
 
+daemon('SIGTERM while the build VM runs as a remote domain: exit 143, domain and volumes gone', async () => {
+  const out = join(tmp, 'signal');
+  const child = guestforge(['build', join(root, 'test', 'fixtures', 'profiles', 'fail-command.yaml'), '-o', out, '--connect', remote, '--pool', pool, '--accel', 'tcg'], 10 * 60_000);
+  let running: string[] = [];
+  for (let i = 0; i < 300 && running.length === 0; i += 1) {
+    await new Promise((r) => setTimeout(r, 500));
+    running = (await virsh(remote, ['list', '--name'], { allowFailure: true })).stdout.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('guestforge-fail-command-provision-'));
+  }
+  assert.is(running.length, 1, 'the build VM domain never ran');
+  child.kill('SIGTERM');
+  const r = await child;
+  assert.is(r.exitCode, 143, r.all);
+  assert.match(r.all, /interrupted by SIGTERM/);
+  await assertNothingLeft();
+});
+
 daemon('the default profile with --backend libvirt: build VM and smoke VM as domains; the image passes verify and smoke', async () => {
   const out = join(tmp, 'local');
   const junit = join(tmp, 'local-smoke.xml');

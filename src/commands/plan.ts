@@ -11,6 +11,7 @@ import type { StageName } from '../os/types.ts';
 import type { Profile } from '../profile/schema.ts';
 import { cacheDir } from '../util/paths.ts';
 import { guestforgeVersion } from '../util/project.ts';
+import { backendOf, describeBackend } from '../vm/backend.ts';
 
 export interface CacheLine {
   stage: StageName;
@@ -80,6 +81,7 @@ export async function run(args: string[]): Promise<number> {
   const out = (s: string) => process.stdout.write(`${s}\n`);
   out(`profile: ${files.join(' <- ')}`);
   out(`stages: ${stages.join(' → ')}`);
+  if (profile.os.family !== 'osv') out(`VMs run by: ${describeBackend(backendOf(profile.build))}`);
   for (const name of stages) {
     const stage = registry[name];
     out(`  ${name.padEnd(10)} ${stage ? stage.describe(profile) : '(not available in this guestforge yet)'}`);
