@@ -37,18 +37,27 @@ async function hostKernels(): Promise<string[]> {
   return (await readdir('/boot').catch(() => [] as string[])).filter((n) => n.startsWith('vmlinuz-'));
 }
 
+/** Whether the local libvirt daemon answers; not a problem when it does not (the qemu backend needs none). */
+async function libvirtState(): Promise<string> {
+  const r = await run(['virsh', '-c', 'qemu:///system', 'version'], { allowFailure: true, timeoutMs: 15_000 }).catch(() => undefined);
+  if (!r) return 'virsh not found (apt-get install libvirt-clients)';
+  const hypervisor = /Running hypervisor: (.*)/.exec(r.stdout)?.[1];
+  return r.exitCode === 0 ? `qemu:///system answers (${hypervisor ?? 'hypervisor unknown'})` : 'qemu:///system does not answer: start the daemon (libvirtd -d, or systemctl start libvirtd)';
+}
+
 export async function run_(args: string[]): Promise<number> {
   const { values } = parseCommandArgs('doctor', args, { json: { type: 'boolean' }, refresh: { type: 'boolean' } });
-  const [toolReports, accel, kernels] = await Promise.all([checkTools(), probeAccel({ refresh: values.refresh }), hostKernels()]);
+  const [toolReports, accel, kernels, libvirt] = await Promise.all([checkTools(), probeAccel({ refresh: values.refresh }), hostKernels(), libvirtState()]);
   const missing = toolReports.filter((t) => !t.found && !t.optional);
   const problems = [
     ...missing.map((t) => `${t.name} missing: apt-get install ${t.apt}`),
     ...(kernels.length === 0 ? ['no kernel in /boot: libguestfs needs one for its appliance (apt-get install linux-image-amd64)'] : []),
   ];
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({ tools: toolReports, accel, hostKernels: kernels, problems }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ tools: toolReports, accel, hostKernels: kernels, libvirt, problems }, null, 2)}\n`);
   } else {
     printReport(toolReports, accel, kernels, problems);
+    process.stdout.write(`libvirt (only for --backend libvirt): ${libvirt}\n`);
   }
   return problems.length > 0 ? ExitCode.failure : ExitCode.ok;
 }
