@@ -97,7 +97,8 @@ export async function runBuild(
   await mkdir(workDir, { recursive: true });
   // Who owns this work folder: cache prune clears folders of builds that died.
   await writeFile(join(workDir, 'owner.json'), JSON.stringify({ pid: process.pid, host: hostname(), started: new Date().toISOString(), profile: profile.name }));
-  log.info(`building ${profile.name} from ${loaded.files.join(' <- ')} with ${describeBackend(backendOf(profile.build))} (logs: ${logDir})`);
+  const backend = backendOf(profile.build);
+  log.info(`building ${profile.name} from ${loaded.files.join(' <- ')} with ${describeBackend(backend)} (logs: ${logDir})`);
 
   const ctx: BuildContext = {
     profile,
@@ -105,8 +106,8 @@ export async function runBuild(
     profileHash: sha256Text(JSON.stringify(profile)),
     driver: driverFor(profile.os.family),
     // A package-only build starts no VM: no probe (12 s when KVM hangs).
-    accel: options.packageOnly ? 'tcg' : await resolveAccel(options.accel ?? profile.build.accel, log, backendOf(profile.build)),
-    backend: backendOf(profile.build),
+    accel: options.packageOnly ? 'tcg' : await resolveAccel(options.accel ?? profile.build.accel, log, backend),
+    backend,
     nonce,
     workDir,
     logDir,

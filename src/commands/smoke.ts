@@ -41,7 +41,7 @@ export async function run(args: string[]): Promise<number> {
   if (accelWanted !== 'auto' && accelWanted !== 'kvm' && accelWanted !== 'tcg') throw new UsageError(`smoke: --accel must be auto, kvm or tcg, not "${accelWanted}"`);
   if (values.connect) values.backend = 'libvirt';
   if (values.backend !== 'qemu' && values.backend !== 'libvirt') throw new UsageError(`smoke: --backend must be qemu or libvirt, not "${values.backend}"`);
-  isRemote(values.connect);
+  isRemote(values.connect); // a malformed URI is a usage error before anything starts
   const backend: Backend = values.backend === 'qemu' ? { kind: 'qemu' } : { kind: 'libvirt', target: { ...(values.connect ? { uri: values.connect } : {}), pool: values.pool } };
   const format = await diskFormatOf(image, 'smoke');
   let target: SmokeTarget = { workspace: '/workspace', optVm: '/opt-vm', vrdma: false };
