@@ -5,7 +5,8 @@
  * prune removes together. Whole builds through the cache are in e2e.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -13,6 +14,11 @@ import * as assert from 'uvu/assert';
 import { choosePrune } from '../src/cache/prune.ts';
 import { changedParts, stageKey, StageCache, type Entry } from '../src/cache/store.ts';
 import { run } from '../src/exec/run.ts';
+import { StageChain } from '../src/cache/chain.ts';
+import { driverFor } from '../src/os/index.ts';
+import { loadProfileOrThrow } from '../src/profile/index.ts';
+import { stages } from '../src/stages/index.ts';
+import { guestforgeVersion } from '../src/util/project.ts';
 
 const tmp = await mkdtemp(join(tmpdir(), 'gf-cache-'));
 let n = 0;
@@ -42,6 +48,37 @@ keys('a key changes with any input, the parent key, the parent id and the versio
 });
 
 const store = suite('store and lookup');
+
+store('plan on a cache with a corrupted entry reports it and leaves it byte for byte in place', async () => {
+  const root = join(tmp, 'plan-ro');
+  const dir = join(root, 'profile');
+  await mkdir(dir, { recursive: true });
+  await run(['qemu-img', 'create', '-q', '-f', 'qcow2', join(dir, 'base.qcow2'), '64M']);
+  const sha = (await run(['sha256sum', join(dir, 'base.qcow2')])).stdout.split(' ')[0]!;
+  const file = join(dir, 'p.yaml');
+  await writeFile(file, ['name: plan-ro', 'os: { family: debian, release: "12" }', `base: { image: { path: base.qcow2, sha256: "${sha}" } }`, 'disk: { size: 1G }'].join('\n'));
+  // The provision entry this profile's build would use, made as the build makes it, then corrupted.
+  const { profile } = await loadProfileOrThrow(file);
+  const driver = driverFor(profile.os.family);
+  const chain = new StageChain({ cache: new StageCache(join(root, 'guestforge')), version: await guestforgeVersion(), readOnly: true, stageNames: driver.stages(profile) });
+  chain.advanceUncached(stages.base!, { profile, driver });
+  const miss = await chain.decide(stages.provision!, { profile, driver });
+  assert.is(miss.kind, 'miss');
+  const cache = new StageCache(join(root, 'guestforge'));
+  const entry = await cache.store(await disk(), { stage: 'provision', key: miss.kind === 'miss' ? miss.key : '', profile: 'plan-ro', guestforge: '0', parts: {} });
+  await run(['qemu-io', '-c', 'write -P 7 0 64k', entry.path]);
+  await truncate(entry.path, entry.bytes - 4096);
+  const before = await readFile(entry.path);
+  const record = await readFile(entry.path.replace(/\.qcow2$/, '.json'));
+  const r = spawnSync(process.execPath, [join(import.meta.dirname, '..', 'bin', 'guestforge.js'), 'plan', '--json', file], { encoding: 'utf8', env: { ...process.env, XDG_CACHE_HOME: root } });
+  assert.is(r.status, 0, r.stderr);
+  const line = (JSON.parse(r.stdout) as { cache: { stage: string; cache: string; why: string }[] }).cache.find((l) => l.stage === 'provision');
+  assert.is(line?.cache, 'miss');
+  assert.match(line!.why, /broken .*the build will remove and remake it/);
+  assert.ok((await readFile(entry.path)).equals(before), 'the disk is unchanged');
+  assert.ok((await readFile(entry.path.replace(/\.qcow2$/, '.json'))).equals(record), 'the record is unchanged');
+  assert.not.ok(existsSync(entry.path.replace(/\.qcow2$/, '.lock')), 'plan took no lock');
+});
 
 store('a stored entry is a hit; a truncated one is a miss and is removed', async () => {
   const cache = new StageCache(join(tmp, 'c1'));

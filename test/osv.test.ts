@@ -15,10 +15,10 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parse } from 'yaml';
 import { run } from '../src/exec/run.ts';
-import { cmdlineOffset, detectOsv, readCmdline, writeCmdline } from '../src/osv/cmdline.ts';
-import { freePort, readyLine, sendFile, waitForSerial } from '../src/osv/compose.ts';
-import { archiveNames, writeCpioArchive } from '../src/osv/cpio.ts';
-import { bootCommand, writePackage } from '../src/osv/package.ts';
+import { cmdlineOffset, detectOsv, readCmdline, writeCmdline } from '../src/os/osv/cmdline.ts';
+import { freePort, readyLine, sendFile, waitForSerial } from '../src/os/osv/compose.ts';
+import { archiveNames, writeCpioArchive } from '../src/os/osv/cpio.ts';
+import { bootCommand, writePackage } from '../src/os/osv/package.ts';
 import { loadProfileOrThrow } from '../src/profile/index.ts';
 import { SerialTail } from '../src/vm/serial.ts';
 

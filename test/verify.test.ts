@@ -1,16 +1,20 @@
 /**
- * `guestforge verify` on small hand-made disks: a good guest tree turned into
- * an ext4 image by mke2fs -d (no appliance needed to make it), then one
- * variant per rule with exactly that thing broken. Each image is checked
- * through the CLI with a real read-only guestfish launch, as a user would.
+ * verify. Rule logic is proven over GuestFacts literals (no appliance): a
+ * good guest, then one variant per rule with exactly that thing broken. The
+ * reading is proven with real read-only guestfish launches through the CLI
+ * on small hand-made disks (mke2fs -d, no appliance to make them): the good
+ * disk's facts must equal the literal, and a disk with every rule broken
+ * must fail every rule.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { rules } from '../src/verify/rules.ts';
+import { evaluate, defaultVerifyOptions } from '../src/verify/run.ts';
+import type { GuestFacts } from '../src/verify/facts.ts';
 import { makeImage as makeTreeImage, type Tree } from './helpers/tree-image.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -57,6 +61,7 @@ const makeImage = (name: string, tree: Tree) => makeTreeImage(tmp, name, tree);
 interface Report {
   ok: boolean;
   results: { id: string; verdict: string; evidence: string }[];
+  packages: { name: string; version: string }[];
 }
 
 async function verify(image: string, ...args: string[]) {
@@ -64,14 +69,20 @@ async function verify(image: string, ...args: string[]) {
   return { exitCode: r.exitCode, stderr: r.stderr, report: r.stdout ? (JSON.parse(r.stdout) as Report) : undefined };
 }
 
-/** What each rule breaks in the good tree. */
+/** Remove one package's paragraph from the tree's dpkg status (breakers compose). */
+function dropPackage(t: Tree, name: string): void {
+  const status = t['/var/lib/dpkg/status'] as string;
+  t['/var/lib/dpkg/status'] = status.split('\n\n').filter((para) => !para.startsWith(`Package: ${name}\n`)).join('\n\n');
+}
+
+/** What each rule breaks in the good tree (the disk). */
 const breakers: Record<string, (t: Tree) => void> = {
   'os.family': (t) => {
     t['/etc/os-release'] = 'NAME="Plan 9"\nID=plan9\nVERSION_ID="4"\n';
     delete t['/etc/debian_version'];
   },
   'cloud-init.installed': (t) => {
-    t['/var/lib/dpkg/status'] = packages.filter((p) => !p.startsWith('cloud-init')).map((p) => dpkgEntry(p.split(' ')[0]!, p.split(' ')[1]!)).join('\n');
+    dropPackage(t, 'cloud-init');
   },
   'cloud-init.nocloud': (t) => {
     t['/etc/cloud/cloud.cfg.d/95_ec2.cfg'] = 'datasource_list: [ Ec2, None ]\n';
@@ -89,7 +100,7 @@ const breakers: Record<string, (t: Tree) => void> = {
     delete t['/opt-vm/app'];
   },
   'vrdma.packages': (t) => {
-    t['/var/lib/dpkg/status'] = packages.filter((p) => !p.startsWith('ibverbs')).map((p) => dpkgEntry(p.split(' ')[0]!, p.split(' ')[1]!)).join('\n');
+    dropPackage(t, 'ibverbs-providers');
   },
   'vrdma.kernel': (t) => {
     delete t[`/lib/modules/${kernel}/kernel/drivers/infiniband/sw/rxe/rdma_rxe.ko`];
@@ -112,38 +123,121 @@ const breakers: Record<string, (t: Tree) => void> = {
   },
 };
 
-const v = suite('verify (real read-only guestfish on hand-made disks)');
+/** The facts a read of goodTree() gives: the literal the rule logic is tested on. */
+function goodFacts(): GuestFacts {
+  return {
+    osRelease: { PRETTY_NAME: 'Debian GNU/Linux 12 (bookworm)', NAME: 'Debian GNU/Linux', VERSION_ID: '12', ID: 'debian' },
+    packages: new Map(packages.map((p) => p.split(' ') as [string, string])),
+    packageSource: 'dpkg',
+    cloudConfigs: [
+      { path: '/etc/cloud/cloud.cfg', text: 'users: [default]\ncloud_init_modules: [write_files]\n' },
+      { path: '/etc/cloud/cloud.cfg.d/90_guestforge_datasource.cfg', text: 'datasource_list: [ NoCloud, None ]\n' },
+    ],
+    paths: {
+      '/workspace': { exists: true, isDir: true, mode: 0o41777 },
+      '/home': { exists: true, isDir: true, mode: 0o40755, entries: ['hpc'] },
+      '/opt': { exists: true, isDir: true, mode: 0o40755, entries: [] },
+      '/opt-vm': { exists: true, isDir: true, mode: 0o40755, entries: ['app'] },
+    },
+    passwd: [
+      { name: 'root', uid: 0, home: '/root', shell: '/bin/bash' },
+      { name: 'nobody', uid: 65534, home: '/nonexistent', shell: '/usr/sbin/nologin' },
+      { name: 'hpc', uid: 1000, home: '/home/hpc', shell: '/bin/bash' },
+    ],
+    rootPasswordHash: '*',
+    machineIdBytes: 0,
+    sshHostKeys: [],
+    cloudInstances: [],
+    kernels: [kernel],
+    rxeModules: { [kernel]: [`/lib/modules/${kernel}/kernel/drivers/infiniband/sw/rxe/rdma_rxe.ko`] },
+    modulesLoad: [{ path: '/etc/modules-load.d/guestforge-vrdma.conf', text: 'rdma_rxe\n' }],
+    systemdUnits: ['guestforge-vrdma.service'],
+  };
+}
 
-v('every rule has a breaker in this test', () => {
+/** The same breakage as `breakers`, on the facts. */
+const factBreakers: Record<string, (f: GuestFacts) => void> = {
+  'os.family': (f) => (f.osRelease = { NAME: 'Plan 9', ID: 'plan9', VERSION_ID: '4' }),
+  'cloud-init.installed': (f) => f.packages.delete('cloud-init'),
+  'cloud-init.nocloud': (f) => f.cloudConfigs.push({ path: '/etc/cloud/cloud.cfg.d/95_ec2.cfg', text: 'datasource_list: [ Ec2, None ]\n' }),
+  'layout.workspace': (f) => (f.paths['/workspace']!.mode = 0o40755),
+  'layout.home': (f) => (f.passwd[2]!.home = '/srv/hpc'),
+  'layout.opt-empty': (f) => (f.paths['/opt']!.entries = ['intel']),
+  'layout.opt-vm': (f) => (f.paths['/opt-vm'] = { exists: false, isDir: false }),
+  'vrdma.packages': (f) => f.packages.delete('ibverbs-providers'),
+  'vrdma.kernel': (f) => (f.rxeModules[kernel] = []),
+  'vrdma.boot': (f) => (f.modulesLoad = []),
+  'hygiene.cloud-init-state': (f) => (f.cloudInstances = ['iid-local01']),
+  'hygiene.machine-id': (f) => (f.machineIdBytes = 33),
+  'hygiene.ssh-host-keys': (f) => (f.sshHostKeys = ['/etc/ssh/ssh_host_ed25519_key']),
+  'hygiene.root-password': (f) => (f.rootPasswordHash = '$6$salt$hash'),
+};
+
+const withVrdma = { ...defaultVerifyOptions, requireVrdma: true };
+const verdicts = (f: GuestFacts, o = withVrdma) => evaluate('literal', f, o).results.map((r) => `${r.id}=${r.verdict}`);
+
+const logic = suite('verify rules over facts (no appliance)');
+
+logic('every rule has a breaker, on the disk and on the facts', () => {
   assert.equal(Object.keys(breakers).sort(), rules.map((r) => r.id).sort());
+  assert.equal(Object.keys(factBreakers).sort(), rules.map((r) => r.id).sort());
 });
 
-v('a good guest passes every rule, vRDMA included (exit 0)', async () => {
-  const r = await verify(await makeImage('good', goodTree()), '--require', 'vrdma');
-  assert.is(r.exitCode, 0, r.stderr);
-  for (const result of r.report!.results) assert.is(result.verdict, 'pass', `${result.id}: ${result.evidence}`);
+logic('a good guest passes every rule, vRDMA included', () => {
+  const report = evaluate('literal', goodFacts(), withVrdma);
+  assert.ok(report.ok);
+  for (const r of report.results) assert.is(r.verdict, 'pass', `${r.id}: ${r.evidence}`);
 });
 
-v('without --require vrdma the vRDMA rules are skipped, not passed', async () => {
-  const tree = goodTree();
-  breakers['vrdma.kernel']!(tree);
-  const r = await verify(await makeImage('novrdma', tree));
-  assert.is(r.exitCode, 0, r.stderr);
-  for (const result of r.report!.results) {
-    assert.is(result.verdict, result.id.startsWith('vrdma.') ? 'skip' : 'pass', `${result.id}: ${result.evidence}`);
-  }
+logic('without vRDMA required the vRDMA rules are skipped, not passed', () => {
+  const facts = goodFacts();
+  factBreakers['vrdma.kernel']!(facts);
+  assert.equal(verdicts(facts, defaultVerifyOptions), rules.map((r) => `${r.id}=${r.id.startsWith('vrdma.') ? 'skip' : 'pass'}`));
 });
 
-for (const [id, breakIt] of Object.entries(breakers)) {
-  v(`${id}: only that rule fails (exit 1)`, async () => {
-    const tree = goodTree();
-    breakIt(tree);
-    const r = await verify(await makeImage(id, tree), '--require', 'vrdma');
-    assert.is(r.exitCode, 1, r.stderr);
-    const failed = r.report!.results.filter((x) => x.verdict !== 'pass');
-    assert.equal(failed.map((x) => `${x.id}=${x.verdict}`), [`${id}=fail`], JSON.stringify(failed));
+for (const [id, breakIt] of Object.entries(factBreakers)) {
+  logic(`${id}: only that rule fails`, () => {
+    const facts = goodFacts();
+    breakIt(facts);
+    const report = evaluate('literal', facts, withVrdma);
+    assert.not.ok(report.ok);
+    assert.equal(report.results.filter((r) => r.verdict !== 'pass').map((r) => `${r.id}=${r.verdict}`), [`${id}=fail`]);
   });
 }
+
+logic('the evidence names what was wrong', () => {
+  const facts = goodFacts();
+  factBreakers['layout.opt-empty']!(facts);
+  factBreakers['vrdma.kernel']!(facts);
+  const byId = new Map(evaluate('literal', facts, withVrdma).results.map((r) => [r.id, r.evidence]));
+  assert.match(byId.get('layout.opt-empty')!, /\/opt holds intel: install apps to \/opt-vm/);
+  assert.match(byId.get('vrdma.kernel')!, new RegExp(`kernel without rdma_rxe: ${kernel}`));
+});
+
+logic.run();
+
+const v = suite('verify (real read-only guestfish on hand-made disks)');
+
+v('the good disk: exit 0, every rule passes, one JUnit case per rule, and the facts read are the literal', async () => {
+  const image = await makeImage('good', goodTree());
+  const junit = join(tmp, 'verify.xml');
+  const r = await verify(image, '--require', 'vrdma', '--junit', junit);
+  assert.is(r.exitCode, 0, r.stderr);
+  for (const result of r.report!.results) assert.is(result.verdict, 'pass', `${result.id}: ${result.evidence}`);
+  const expected = evaluate(image, goodFacts(), withVrdma);
+  assert.equal(r.report!.results, expected.results, 'the disk reads as the facts literal');
+  assert.equal(r.report!.packages, expected.packages);
+  const xml = await readFile(junit, 'utf8');
+  assert.is((xml.match(/<testcase /g) ?? []).length, rules.length);
+});
+
+v('a disk with every rule broken: exit 1 and every rule fails', async () => {
+  const tree = goodTree();
+  for (const breakIt of Object.values(breakers)) breakIt(tree);
+  const r = await verify(await makeImage('all-broken', tree), '--require', 'vrdma');
+  assert.is(r.exitCode, 1, r.stderr);
+  assert.equal(r.report!.results.map((x) => `${x.id}=${x.verdict}`), rules.map((x) => `${x.id}=fail`));
+});
 
 v('usage errors exit 2: a missing file, a file that is no disk image', async () => {
   const missing = await verify(join(tmp, 'nope.qcow2'));
@@ -154,16 +248,6 @@ v('usage errors exit 2: a missing file, a file that is no disk image', async () 
   const notDisk = await verify(text);
   assert.is(notDisk.exitCode, 2);
   assert.match(notDisk.stderr, /not a disk image/);
-});
-
-v('--junit writes one test case per rule', async () => {
-  const junit = join(tmp, 'verify.xml');
-  const image = await makeImage('junit', goodTree());
-  const r = await execa('node', [cli, 'verify', image, '--junit', junit], { env, reject: false });
-  assert.is(r.exitCode, 0, r.stderr);
-  const xml = await (await import('node:fs/promises')).readFile(junit, 'utf8');
-  assert.is((xml.match(/<testcase /g) ?? []).length, rules.length);
-  assert.match(r.stdout, /PASS {2}layout\.opt-empty/);
 });
 
 v.after(async () => {

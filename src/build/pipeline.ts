@@ -15,12 +15,12 @@ import { completeManifest } from '../stages/finalize.ts';
 import type { BuildContext, BuildOptions, Stage } from '../stages/types.ts';
 import { nonce as makeNonce, sha256Text } from '../util/fs.ts';
 import { cacheDir } from '../util/paths.ts';
-import { chooseAccel, probeAccel, type Accel } from '../vm/accel.ts';
-import { decide, type Decision } from '../cache/decide.ts';
+import type { Accel } from '../vm/accel.ts';
+import type { Decision } from '../cache/decide.ts';
+import { StageChain } from '../cache/chain.ts';
 import { StageCache, type Lock } from '../cache/store.ts';
 import { guestforgeVersion } from '../util/project.ts';
-import { backendOf, describeBackend, type Backend } from '../vm/backend.ts';
-import { isRemote, virsh } from '../vm/libvirt.ts';
+import { backendOf, describeBackend, resolveAccel } from '../vm/backend.ts';
 
 export function plannedStages(loaded: Pick<LoadedProfile, 'profile'>, options: Pick<BuildOptions, 'smoke' | 'packageOnly'>): Stage[] {
   const driver = driverFor(loaded.profile.os.family);
@@ -36,25 +36,6 @@ export function plannedStages(loaded: Pick<LoadedProfile, 'profile'>, options: P
     });
   }
   return names.map((name) => registry[name]!);
-}
-
-export async function resolveAccel(wanted: 'auto' | Accel, log: Logger, backend?: Backend): Promise<Accel> {
-  if (backend?.kind === 'libvirt' && isRemote(backend.target.uri)) {
-    // The local probe says nothing about another host: ask its libvirt.
-    if (wanted !== 'auto') return wanted;
-    const kvm = await virsh(backend.target.uri, ['domcapabilities', '--virttype', 'kvm'], { allowFailure: true });
-    const accel: Accel = kvm.exitCode === 0 ? 'kvm' : 'tcg';
-    log.detail(`accelerator on ${backend.target.uri}: ${accel} (libvirt domcapabilities --virttype kvm ${kvm.exitCode === 0 ? 'works' : 'fails'}; --accel to choose)`);
-    return accel;
-  }
-  if (wanted === 'tcg') {
-    log.detail('accelerator: tcg (asked for; no KVM probe)');
-    return 'tcg';
-  }
-  const verdict = await probeAccel();
-  const accel = chooseAccel(wanted, verdict);
-  log.detail(`accelerator: ${accel} (${verdict.reason})`);
-  return accel;
 }
 
 /** A Step that remembers its last detail, for the stage's summary line. */
@@ -123,7 +104,13 @@ export async function runBuild(
 
   const ran: Stage[] = [];
   const started = Date.now();
-  const version = await guestforgeVersion();
+  const chain = new StageChain({
+    ...(ctx.cache ? { cache: ctx.cache } : {}),
+    version: await guestforgeVersion(),
+    readOnly: false,
+    ...(options.rebuildFrom ? { rebuildFrom: options.rebuildFrom } : {}),
+    stageNames: stages.map((s) => s.name),
+  });
   try {
     for (const [index, stage] of stages.entries()) {
       if (signal.aborted) throw signal.reason;
@@ -131,29 +118,26 @@ export async function runBuild(
       const t0 = Date.now();
       let lock: Lock | undefined;
       try {
-        const forced = options.rebuildFrom !== undefined && stages.findIndex((s) => s.name === options.rebuildFrom) <= index;
-        const decision = await decideAndLock(ctx, stage, step, version, forced, (l) => (lock = l));
+        const decision = await decideAndLock(ctx, chain, stage, step, (l) => (lock = l));
         if (decision.kind === 'hit') {
-          useEntry(ctx, stage, decision);
+          useEntry(ctx, chain, stage, decision);
           await ctx.cache!.touch(decision.entry);
           step.update(`cache hit ${basename(decision.entry.path)}`);
         } else {
           if (decision.kind === 'miss') log.info(`${stage.name}: not cached (${decision.why}); running it`);
-          const parent = ctx.disk && ctx.node ? { ...ctx.node, path: resolve(ctx.disk.path) } : undefined;
+          const parent = ctx.disk && chain.node ? { ...chain.node, path: resolve(ctx.disk.path) } : undefined;
           ran.push(stage);
           await stage.run(ctx, step);
-          if (decision.kind === 'miss') {
-            const entry = await ctx.cache!.store(ctx.disk!.path, {
-              stage: stage.name, key: decision.key, ...(parent ? { parent } : {}), profile: profile.name, guestforge: version, parts: decision.parts, data: stage.cache?.save?.(ctx),
+          if (decision.kind === 'miss' && ctx.cache) {
+            const entry = await ctx.cache.store(ctx.disk!.path, {
+              stage: stage.name, key: decision.key, ...(parent ? { parent } : {}), profile: profile.name, guestforge: chain.version, parts: decision.parts, data: stage.cache?.save?.(ctx),
             });
             ctx.disk = { path: entry.path, format: 'qcow2' };
-            ctx.node = { key: decision.key, id: entry.id };
+            chain.advanceTo(decision.key, entry);
             log.detail(`${stage.name}: cached as ${entry.path}`);
             step.update(`${step.last ? `${step.last} · ` : ''}cached`);
-          } else if (stage.cache) {
-            const identity = stage.cache.identity?.(ctx);
-            if (identity) ctx.node = identity;
-            else delete ctx.node;
+          } else {
+            chain.advanceUncached(stage, ctx);
           }
         }
       } catch (error) {
@@ -184,11 +168,9 @@ export async function runBuild(
  * another build makes it) and the cache is looked at again: the other build
  * may have made it meanwhile.
  */
-async function decideAndLock(ctx: BuildContext, stage: Stage, step: Step, version: string, forced: boolean, locked: (lock: Lock) => void): Promise<Decision> {
-  if (!ctx.cache || !stage.cache) return { kind: 'uncached', why: ctx.cache ? 'not a cached stage' : '--no-cache' };
-  let decision = await decide(ctx.cache, stage, ctx, { ...(ctx.node ? { parent: ctx.node } : {}), startsFromDisk: ctx.disk !== undefined }, version);
-  if (forced && decision.kind === 'hit') decision = { kind: 'miss', key: decision.key, parts: decision.parts, why: `--rebuild-from ${ctx.options.rebuildFrom}` };
-  if (decision.kind !== 'miss') return decision;
+async function decideAndLock(ctx: BuildContext, chain: StageChain, stage: Stage, step: Step, locked: (lock: Lock) => void): Promise<Decision> {
+  const decision = await chain.decide(stage, ctx);
+  if (decision.kind !== 'miss' || !ctx.cache) return decision;
   const lock = await ctx.cache.lock(stage.name, decision.key, { profile: ctx.profile.name }, {
     signal: ctx.signal,
     onWait: (by) => {
@@ -198,14 +180,14 @@ async function decideAndLock(ctx: BuildContext, stage: Stage, step: Step, versio
     },
   });
   locked(lock);
-  if (forced) return decision;
+  if (chain.forced(stage)) return decision;
   const again = await ctx.cache.lookup(stage.name, decision.key);
   return again.hit ? { kind: 'hit', key: decision.key, parts: decision.parts, entry: again.entry } : decision;
 }
 
-function useEntry(ctx: BuildContext, stage: Stage, hit: Extract<Decision, { kind: 'hit' }>): void {
+function useEntry(ctx: BuildContext, chain: StageChain, stage: Stage, hit: Extract<Decision, { kind: 'hit' }>): void {
   ctx.disk = { path: hit.entry.path, format: 'qcow2' };
-  ctx.node = { key: hit.key, id: hit.entry.id };
+  chain.advanceTo(hit.key, hit.entry);
   stage.cache?.restore?.(ctx, hit.entry.data);
   ctx.log.info(`${stage.name}: cache hit (${hit.entry.path}, made ${hit.entry.created} for ${hit.entry.profile})`);
 }

@@ -16,7 +16,7 @@ export async function decide(
   ctx: KeyContext,
   chain: { parent?: ChainNode; startsFromDisk: boolean },
   version: string,
-  options: { check?: boolean } = {},
+  options: { readOnly?: boolean } = {},
 ): Promise<Decision> {
   if (!stage.cache) return { kind: 'uncached', why: 'not a cached stage' };
   const parts = await stage.cache.inputs(ctx);

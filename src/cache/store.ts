@@ -86,10 +86,11 @@ export class StageCache {
   }
 
   /**
-   * A usable entry, or why not. `check` runs `qemu-img check` (plan may skip
-   * it); a broken entry is removed so the build makes it anew.
+   * A usable entry, or why not, after `qemu-img check`. A broken entry is
+   * removed so the build makes it anew, unless `readOnly` (plan): then it is
+   * only reported.
    */
-  async lookup(stage: StageName, key: string, options: { check?: boolean } = {}): Promise<Lookup> {
+  async lookup(stage: StageName, key: string, options: { readOnly?: boolean } = {}): Promise<Lookup> {
     const entry = await this.read(stage, key);
     if (!entry) return { hit: false, reason: 'no entry' };
     const size = await stat(entry.path).then((s) => s.size, () => -1);
@@ -97,7 +98,8 @@ export class StageCache {
     if (size < 0) broken = 'its disk is missing';
     else if (size !== entry.bytes) broken = `its disk is ${size} bytes, the record says ${entry.bytes}`;
     else if (entry.parent && !(await stat(entry.parent.path).then(() => true, () => false))) broken = `its backing file ${entry.parent.path} is gone`;
-    else if (options.check !== false) broken = await qemuImgCheck(entry.path);
+    else broken = await qemuImgCheck(entry.path);
+    if (broken && options.readOnly) return { hit: false, reason: `the cached entry is broken (${broken}); the build will remove and remake it` };
     if (broken) {
       await this.remove(stage, key);
       return { hit: false, reason: `the cached entry was broken (${broken}) and was removed` };

@@ -13,6 +13,7 @@ import { Locations } from '../profile/source.ts';
 import { readShipped } from '../util/project.ts';
 import { parseCloudConfig } from './yaml.ts';
 import { vrdmaBuildConfig } from '../os/vrdma.ts';
+import { inGuestLayoutChecks, provisionLayoutScript, type Layout } from '../policy/layout.ts';
 
 export const guestDir = '/var/lib/guestforge';
 
@@ -59,14 +60,19 @@ async function extraUserData(profile: Profile): Promise<CloudConfig> {
   return extra;
 }
 
+/** Before the profile's commands: the layout's folders. */
 export function layoutCommands(profile: Profile): string[][] {
   const { workspace, workspaceMode, optVm } = profile.layout;
   return [
-    ['mkdir', '-p', workspace, optVm, `${guestDir}`],
+    ['mkdir', '-p', workspace, optVm, guestDir],
     ['chmod', workspaceMode, workspace],
-    // /opt is the cluster's: anything installed there would be hidden at job time.
-    ['sh', '-c', `[ -z "$(ls -A /opt 2>/dev/null)" ] || { mkdir -p /run/guestforge; echo "/opt is not empty after provisioning: $(ls -A /opt | tr '\\n' ' ') (install to ${optVm})" > /run/guestforge/failed; }`],
   ];
+}
+
+/** After the profile's commands: every layout rule's build-VM check; a failure fails the build with its message. */
+export function layoutCheckCommand(profile: Profile): string[] {
+  const script = provisionLayoutScript(profile.layout);
+  return ['sh', '-c', `out=$( (\n${script}\n) 2>&1 ) || { mkdir -p /run/guestforge; echo "$out" | tail -n 3 > /run/guestforge/failed; }`];
 }
 
 /** The build VM's cloud-config. */
@@ -97,8 +103,9 @@ export async function buildUserData(profile: Profile, driver: OsDriver, nonce: s
     driver.buildConfig(profile),
     await vrdmaBuildConfig(profile, driver),
     await extraUserData(profile),
-    // Last: the profile's commands run once everything above is in place.
-    { runcmd: [['sh', `${guestDir}/run-commands.sh`]] },
+    // Last: the profile's commands run once everything above is in place,
+    // then the layout is checked (a command must not fill /opt either).
+    { runcmd: [['sh', `${guestDir}/run-commands.sh`], layoutCheckCommand(profile)] },
   );
 }
 
@@ -109,11 +116,11 @@ export async function smokeUserData(profile: SmokeTarget, nonce: string): Promis
     readShipped('cloud-init', 'report.sh'),
     readShipped('cloud-init', 'smoke-checks.sh'),
   ]);
-  const vars = `WORKSPACE='${profile.workspace}'\nOPTVM='${profile.optVm}'\nVRDMA='${profile.vrdma ? 1 : 0}'\n`;
+  const vars = `VRDMA='${profile.vrdma ? 1 : 0}'\n`;
   return mergeCloudConfig(staticPart, {
     write_files: [
       { path: `${guestDir}/report.sh`, permissions: '0755', content: report },
-      { path: `${guestDir}/smoke-checks.sh`, permissions: '0755', content: `${vars}${checks}` },
+      { path: `${guestDir}/smoke-checks.sh`, permissions: '0755', content: `${vars}${checks.replace('# @LAYOUT_CHECKS@', inGuestLayoutChecks(profile))}` },
     ],
     power_state: {
       mode: 'poweroff', delay: 'now', timeout: 120,
@@ -123,12 +130,10 @@ export async function smokeUserData(profile: SmokeTarget, nonce: string): Promis
 }
 
 /** What the smoke checks need to know; from a profile, or defaults for any image. */
-export interface SmokeTarget {
-  workspace: string;
-  optVm: string;
+export interface SmokeTarget extends Layout {
   vrdma: boolean;
 }
 
 export function smokeTargetOf(profile: Profile): SmokeTarget {
-  return { workspace: profile.layout.workspace, optVm: profile.layout.optVm, vrdma: profile.vrdma.enabled };
+  return { ...profile.layout, vrdma: profile.vrdma.enabled };
 }

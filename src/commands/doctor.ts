@@ -1,7 +1,8 @@
+import { libvirtDaemonState } from '../vm/libvirt.ts';
 import { readdir } from 'node:fs/promises';
 import { ExitCode } from '../errors.ts';
 import { run } from '../exec/run.ts';
-import { tools, type ToolInfo } from '../exec/tools.ts';
+import { tools, type ToolInfo } from '../host/tools.ts';
 import { probeAccel, type AccelVerdict } from '../vm/accel.ts';
 import { parseCommandArgs } from './args.ts';
 
@@ -37,17 +38,9 @@ async function hostKernels(): Promise<string[]> {
   return (await readdir('/boot').catch(() => [] as string[])).filter((n) => n.startsWith('vmlinuz-'));
 }
 
-/** Whether the local libvirt daemon answers; not a problem when it does not (the qemu backend needs none). */
-async function libvirtState(): Promise<string> {
-  const r = await run(['virsh', '-c', 'qemu:///system', 'version'], { allowFailure: true, timeoutMs: 15_000 }).catch(() => undefined);
-  if (!r) return 'virsh not found (apt-get install libvirt-clients)';
-  const hypervisor = /Running hypervisor: (.*)/.exec(r.stdout)?.[1];
-  return r.exitCode === 0 ? `qemu:///system answers (${hypervisor ?? 'hypervisor unknown'})` : 'qemu:///system does not answer: start the daemon (libvirtd -d, or systemctl start libvirtd)';
-}
-
 export async function run_(args: string[]): Promise<number> {
   const { values } = parseCommandArgs('doctor', args, { json: { type: 'boolean' }, refresh: { type: 'boolean' } });
-  const [toolReports, accel, kernels, libvirt] = await Promise.all([checkTools(), probeAccel({ refresh: values.refresh }), hostKernels(), libvirtState()]);
+  const [toolReports, accel, kernels, libvirt] = await Promise.all([checkTools(), probeAccel({ refresh: values.refresh }), hostKernels(), libvirtDaemonState()]);
   const missing = toolReports.filter((t) => !t.found && !t.optional);
   const problems = [
     ...missing.map((t) => `${t.name} missing: apt-get install ${t.apt}`),

@@ -1,12 +1,11 @@
 import { UsageError } from '../errors.ts';
-import { buildUserData, metaData } from '../cloudinit/userdata.ts';
-import { renderCloudConfig } from '../cloudinit/yaml.ts';
+import { metaData } from '../cloudinit/userdata.ts';
 import { driverFor } from '../os/index.ts';
 import { loadProfileOrThrow } from '../profile/index.ts';
 import { parseCommandArgs } from './args.ts';
 import { stages as registry } from '../stages/index.ts';
-import { decide } from '../cache/decide.ts';
-import { StageCache, type ChainNode } from '../cache/store.ts';
+import { StageChain } from '../cache/chain.ts';
+import { StageCache } from '../cache/store.ts';
 import type { StageName } from '../os/types.ts';
 import type { Profile } from '../profile/schema.ts';
 import { cacheDir } from '../util/paths.ts';
@@ -21,43 +20,34 @@ export interface CacheLine {
 }
 
 /**
- * What a build would take from the stage cache, decided exactly as the build
- * decides: a miss makes every cached stage after it a miss too.
+ * What a build would take from the stage cache, decided by the build's own
+ * chain walk in read-only mode: a broken entry is reported, never removed.
  */
 export async function cachePlan(profile: Profile, stages: StageName[], noCache = false): Promise<CacheLine[]> {
-  const cache = new StageCache(cacheDir());
   const driver = driverFor(profile.os.family);
-  const version = await guestforgeVersion();
+  const chain = new StageChain({
+    ...(noCache ? {} : { cache: new StageCache(cacheDir()) }),
+    version: await guestforgeVersion(),
+    readOnly: true,
+    stageNames: stages,
+  });
   const lines: CacheLine[] = [];
-  let parent: ChainNode | undefined;
-  let startsFromDisk = false;
-  let rebuilt = false;
   for (const name of stages) {
     const stage = registry[name];
-    if (!stage?.cache) {
-      lines.push({ stage: name, cache: 'runs', why: 'runs on every build' });
+    if (!stage) {
+      lines.push({ stage: name, cache: 'runs', why: 'not available in this guestforge yet' });
       continue;
     }
-    if (noCache) {
-      lines.push({ stage: name, cache: 'miss', why: '--no-cache' });
-      continue;
-    }
-    if (rebuilt) {
-      lines.push({ stage: name, cache: 'miss', why: 'the stage before it will run' });
-      continue;
-    }
-    const d = await decide(cache, stage, { profile, driver }, { ...(parent ? { parent } : {}), startsFromDisk }, version);
-    startsFromDisk = true;
+    const d = await chain.decide(stage, { profile, driver });
     if (d.kind === 'hit') {
-      parent = { key: d.key, id: d.entry.id };
+      chain.advanceTo(d.key, d.entry);
       lines.push({ stage: name, cache: 'hit', why: `made ${d.entry.created} for ${d.entry.profile}`, entry: d.entry.path });
     } else if (d.kind === 'miss') {
-      rebuilt = true;
+      chain.markWillRun();
       lines.push({ stage: name, cache: 'miss', why: d.why });
     } else {
-      parent = stage.cache.identity?.({ profile, driver });
-      if (!parent) rebuilt = true;
-      lines.push({ stage: name, cache: 'runs', why: d.why });
+      chain.advanceUncached(stage, { profile, driver });
+      lines.push({ stage: name, cache: noCache && stage.cache ? 'miss' : 'runs', why: d.why });
     }
   }
   return lines;
@@ -71,8 +61,9 @@ export async function run(args: string[]): Promise<number> {
   const driver = driverFor(profile.os.family);
   const stages = driver.stages(profile);
   const nonce = 'PLAN';
-  const userData = profile.os.family === 'osv' ? undefined : renderCloudConfig(await buildUserData(profile, driver, nonce));
-  const meta = metaData(profile, nonce);
+  const seed = await driver.buildSeed(profile, nonce);
+  const userData = seed?.userData;
+  const meta = seed?.metaData ?? metaData(profile, nonce);
   const cache = await cachePlan(profile, stages, Boolean(values['no-cache']));
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ files, stages, cache, profile, seed: { userData, metaData: meta } }, null, 2)}\n`);
@@ -81,7 +72,7 @@ export async function run(args: string[]): Promise<number> {
   const out = (s: string) => process.stdout.write(`${s}\n`);
   out(`profile: ${files.join(' <- ')}`);
   out(`stages: ${stages.join(' → ')}`);
-  if (profile.os.family !== 'osv') out(`VMs run by: ${describeBackend(backendOf(profile.build))}`);
+  if (seed) out(`VMs run by: ${describeBackend(backendOf(profile.build))}`);
   for (const name of stages) {
     const stage = registry[name];
     out(`  ${name.padEnd(10)} ${stage ? stage.describe(profile) : '(not available in this guestforge yet)'}`);

@@ -1,7 +1,8 @@
+import { defaultLayout } from '../profile/schema.ts';
 import { basename, join } from 'node:path';
 import { smokeTargetOf, type SmokeTarget } from '../cloudinit/userdata.ts';
 import { ExitCode, UsageError } from '../errors.ts';
-import { resolveAccel } from '../build/pipeline.ts';
+import { resolveAccel } from '../vm/backend.ts';
 import { withSignals } from '../build/signals.ts';
 import { Logger } from '../log.ts';
 import { loadProfileOrThrow } from '../profile/index.ts';
@@ -44,7 +45,7 @@ export async function run(args: string[]): Promise<number> {
   isRemote(values.connect); // a malformed URI is a usage error before anything starts
   const backend: Backend = values.backend === 'qemu' ? { kind: 'qemu' } : { kind: 'libvirt', target: { ...(values.connect ? { uri: values.connect } : {}), pool: values.pool } };
   const format = await diskFormatOf(image, 'smoke');
-  let target: SmokeTarget = { workspace: '/workspace', optVm: '/opt-vm', vrdma: false };
+  let target: SmokeTarget = { ...defaultLayout, vrdma: false };
   // The image's name (hostname in the seed, part of a libvirt domain's name) unless a profile says.
   let name = basename(image).replace(/\.(qcow2|raw|img)$/, '').replace(/[^A-Za-z0-9-]/g, '-') || 'smoke';
   if (values.profile) {

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { ExitCode, UsageError } from '../errors.ts';
 import { withSignals } from '../build/signals.ts';
-import { resolveAccel } from '../build/pipeline.ts';
+import { resolveAccel } from '../vm/backend.ts';
 import { Logger } from '../log.ts';
 import { loadProfileOrThrow } from '../profile/index.ts';
 import { writeJunit } from '../report/junit.ts';
@@ -10,7 +10,7 @@ import { verifyOptionsOf } from '../stages/verify.ts';
 import { failedRules, formatReport, junitCases } from '../verify/print.ts';
 import { defaultVerifyOptions, verifyImage } from '../verify/run.ts';
 import { parseCommandArgs } from './args.ts';
-import { detectOsv } from '../osv/cmdline.ts';
+import { detectOsv } from '../os/osv/cmdline.ts';
 
 /** The image's format, or a usage error when it is missing or not a disk image. */
 export async function diskFormatOf(image: string, command: string): Promise<'qcow2' | 'raw'> {

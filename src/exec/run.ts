@@ -7,7 +7,7 @@
 import { closeSync, openSync } from 'node:fs';
 import { execa, type Options, type ResultPromise } from 'execa';
 import { UserError } from '../errors.ts';
-import { aptPackageFor } from './tools.ts';
+import { aptPackageFor } from '../host/tools.ts';
 
 export interface RunOptions {
   env?: Record<string, string | undefined>;

@@ -1,7 +1,7 @@
 import type { OsFamily } from '../profile/schema.ts';
-import { debian } from './debian.ts';
-import { osv } from './osv.ts';
-import { redhat } from './redhat.ts';
+import { debian } from './debian/index.ts';
+import { osv } from './osv/index.ts';
+import { redhat } from './redhat/index.ts';
 import type { OsDriver } from './types.ts';
 
 export const drivers = { debian, redhat, osv } satisfies Record<OsFamily, OsDriver>;

@@ -4,8 +4,12 @@
  * typed `satisfies Record<OsFamily, OsDriver>`, so a new family does not
  * compile until it is complete.
  */
+import type { SeedFiles } from '../cloudinit/seed.ts';
 import type { GuestSession } from '../guestfs/session.ts';
+import type { Step } from '../log.ts';
+import type { Problem } from '../profile/problem.ts';
 import type { Profile } from '../profile/schema.ts';
+import type { BuildContext } from '../stages/types.ts';
 
 export type CloudConfig = Record<string, unknown>;
 
@@ -34,4 +38,16 @@ export interface OsDriver {
   offlineFixups(profile: Profile, session: GuestSession): Promise<string[]>;
   /** Where cloud-init's datasource list goes. */
   readonly datasourceFile: string;
+  /** The cluster's layout rules (/opt, workspace, apps folder) apply to this family's guests. */
+  readonly clusterLayout: boolean;
+  /** Family-specific profile problems (the rules pass runs them after parsing). */
+  checkProfile(profile: Profile): Problem[];
+  /** Make a base from scratch (`base.bootstrap`); families without it need `base.image`. */
+  bootstrap?(ctx: BuildContext, step: Step, output: string): Promise<{ source: string }>;
+  /** The cache inputs of a bootstrapped base (undefined when the profile does not bootstrap). */
+  bootstrapKey?(profile: Profile): Promise<string>;
+  /** The build VM's NoCloud seed; undefined for a family that provisions without a VM. */
+  buildSeed(profile: Profile, nonce: string): Promise<SeedFiles | undefined>;
+  /** The seed `guestforge seed` writes: what the cluster hands each VM of this family. */
+  clusterSeed(profile: Profile, nonce: string): Promise<SeedFiles>;
 }

@@ -6,21 +6,15 @@ import { stat } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { run } from '../exec/run.ts';
 import type { Profile } from './schema.ts';
+import type { Problem } from './problem.ts';
+import { layoutProblems } from '../policy/layout.ts';
+import { driverFor } from '../os/index.ts';
 import { formatSize, parseSize } from './units.ts';
 
-export interface Problem {
-  path: (string | number)[];
-  message: string;
-  hint?: string;
-}
+export type { Problem } from './problem.ts';
 
 /** Smallest disk a bootstrapped Debian guest fits in, with room for packages. */
 export const minBootstrapDisk = 2 * 1024 ** 3;
-
-function isUnder(path: string, dir: string): boolean {
-  const p = posix.normalize(path);
-  return p === dir || p.startsWith(`${dir.replace(/\/$/, '')}/`);
-}
 
 function checkGuestPath(path: string, where: (string | number)[], problems: Problem[]): boolean {
   if (!posix.isAbsolute(path)) {
@@ -45,50 +39,30 @@ export async function checkRules(profile: Profile): Promise<Problem[]> {
   const family = profile.os.family;
   const { layout } = profile;
 
-  if (profile.base.bootstrap && family !== 'debian') {
+  const driver = driverFor(family);
+  if (profile.base.bootstrap && !driver.bootstrap) {
     problems.push({
       path: ['base', 'bootstrap'],
       message: `bootstrap is only for Debian guests, not ${family}`,
       hint: 'use base.image with a vendor cloud image and its sha256',
     });
   }
-  if (family === 'osv') {
-    if (profile.vrdma.enabled) problems.push({ path: ['vrdma', 'enabled'], message: 'vRDMA is not available for OSv guests' });
-    for (const field of ['packages', 'users', 'commands'] as const) {
-      if (profile[field].length > 0) {
-        problems.push({ path: [field], message: `OSv guests have no ${field}: an OSv image holds one app`, hint: 'put the app\'s files under apps' });
-      }
-    }
-    if (!profile.os.cmdline && !profile.os.bootcmd) {
-      problems.push({ path: ['os'], message: 'an OSv guest needs os.cmdline or os.bootcmd', hint: 'e.g. cmdline: /hello' });
-    }
-  }
+  problems.push(...driver.checkProfile(profile));
 
   for (const [key, value] of [['workspace', layout.workspace], ['optVm', layout.optVm], ['home', layout.home]] as const) {
     checkGuestPath(value, ['layout', key], problems);
   }
-  if (isUnder(layout.optVm, '/opt')) {
-    problems.push({ path: ['layout', 'optVm'], message: 'must not be under /opt: the cluster mounts its own /opt over it', hint: 'use /opt-vm' });
-  }
-  if (isUnder(layout.workspace, '/opt')) {
-    problems.push({ path: ['layout', 'workspace'], message: 'must not be under /opt: the cluster mounts its own /opt' });
-  }
-
+  const dests: string[] = [];
   for (const [index, app] of profile.apps.entries()) {
-    const where = ['apps', index, 'dest'];
-    if (checkGuestPath(app.dest, where, problems) && family !== 'osv' && isUnder(app.dest, '/opt')) {
-      problems.push({
-        path: where,
-        message: `"${app.dest}" is under /opt, which the cluster mounts over at boot`,
-        hint: `install apps under ${layout.optVm} (e.g. ${posix.join(layout.optVm, posix.basename(app.dest))})`,
-      });
-    }
+    if (checkGuestPath(app.dest, ['apps', index, 'dest'], problems)) dests.push(app.dest);
+    else dests.push('');
     try {
       await stat(app.src);
     } catch {
       problems.push({ path: ['apps', index, 'src'], message: `no such file or directory: ${app.src}` });
     }
   }
+  for (const problem of driver.clusterLayout ? layoutProblems(layout, dests) : []) problems.push(problem);
 
   const seenUsers = new Map<string, number>();
   for (const [index, user] of profile.users.entries()) {

@@ -157,7 +157,7 @@ const build = z
     timeout: duration('30m').default('30m').describe('Give up on the build VM after this long'),
     stallTimeout: duration('10m').default('10m').describe('Give up when the console is silent this long'),
     smokeTimeout: duration('10m').default('10m').describe('Give up on the smoke VM after this long'),
-    backend: z.enum(['qemu', 'libvirt']).default('qemu').describe('What runs the build and smoke VMs: qemu directly, or libvirt domains through virsh'),
+    backend: z.enum(['qemu', 'libvirt']).default('qemu').describe('What runs the build and smoke VMs: qemu directly, or libvirt domains'),
     connect: z.string().regex(/^[a-z0-9+]+:\/\//, { error: 'expected a libvirt URI like qemu:///system or qemu+ssh://host/system' }).optional()
       .describe('libvirt: the connection URI (default qemu:///system); a remote one moves disks through a storage pool'),
     pool: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('guestforge').describe('libvirt, remote URIs: the storage pool disks travel through (a dir pool is created if missing)'),
@@ -199,6 +199,9 @@ export const profileSchema = z
       .describe('Extra outputs besides disk.format: disk images (qcow2, raw, vmdk streamOptimized) or the root filesystem (tar, squashfs)'),
   })
   .describe('A guestforge profile');
+
+/** The layout a profile gets when it says nothing: for images checked without a profile. */
+export const defaultLayout = layout.parse({});
 
 export type ProfileInput = z.input<typeof profileSchema>;
 export type Profile = z.output<typeof profileSchema>;

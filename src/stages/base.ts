@@ -5,22 +5,16 @@
  * used read-only, as the backing file of the next stage's overlay.
  */
 import { createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { UserError } from '../errors.ts';
 import { run } from '../exec/run.ts';
-import { mirrorLines } from '../host/apt-sources.ts';
 import type { Step } from '../log.ts';
-import type { Profile } from '../profile/schema.ts';
 import { formatSize } from '../profile/units.ts';
-import { sha256File, sha256Text, tempPathFor } from '../util/fs.ts';
-import { bootstrapBase, hookDir, mmdebstrapArgs, sfdiskScript } from './base-bootstrap.ts';
+import { sha256File, tempPathFor } from '../util/fs.ts';
 import type { BuildContext, DiskRef, Stage } from './types.ts';
-
-/** Bump when the way a bootstrapped base is made changes, so old cache entries are not reused. */
-const bootstrapRecipe = 3;
 
 export async function imageInfo(path: string): Promise<{ format: string; virtualSize: number; backing?: string }> {
   const { stdout } = await run(['qemu-img', 'info', '--output=json', '-U', path]);
@@ -28,34 +22,16 @@ export async function imageInfo(path: string): Promise<{ format: string; virtual
   return { format: info.format, virtualSize: info['virtual-size'], ...(info['backing-filename'] ? { backing: info['backing-filename'] } : {}) };
 }
 
-/** The cache key of a bootstrapped base: everything that changes its bytes, nothing that does not (such as the profile's name). */
-export async function bootstrapKey(profile: Profile, mirrors: string[]): Promise<string> {
-  const hooks = await Promise.all(['essential.sh', 'customize.sh'].map((f) => readFile(join(hookDir, f), 'utf8')));
-  return sha256Text(JSON.stringify({
-    recipe: bootstrapRecipe,
-    // Where this checkout lives is no input: the hooks' content is.
-    argv: mmdebstrapArgs(profile, mirrors, 'TARGET').map((a) => a.replaceAll(hookDir, 'HOOKS')),
-    hooks,
-    size: profile.disk.size,
-    sfdiskScript,
-  })).slice(0, 16);
-}
-
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(() => true, () => false);
 }
 
-function bootstrapSource(profile: Profile, mirrors: string[]): string {
-  const bootstrap = profile.base.bootstrap!;
-  return `mmdebstrap ${bootstrap.suite} (${bootstrap.variant}) from ${mirrors[0]?.split(' ')[1] ?? '?'}`;
-}
-
 /** Bootstraps into the work folder; the pipeline moves the disk into the stage cache. */
 async function useBootstrap(ctx: BuildContext, step: Step): Promise<DiskRef> {
-  const mirrors = await mirrorLines(ctx.profile.base.bootstrap!.suite, ctx.profile.base.bootstrap!.mirror);
+  if (!ctx.driver.bootstrap) throw new UserError(`${ctx.driver.title} guests cannot be bootstrapped`, { hint: 'use base.image' });
   const path = join(ctx.workDir, 'base.qcow2');
-  await bootstrapBase(ctx, step, path, mirrors);
-  ctx.base = { source: bootstrapSource(ctx.profile, mirrors), cached: false, sha256: await sha256File(path) };
+  const { source } = await ctx.driver.bootstrap(ctx, step, path);
+  ctx.base = { source, cached: false, sha256: await sha256File(path) };
   return { path, format: 'qcow2' };
 }
 
@@ -131,10 +107,9 @@ export const baseStage: Stage = {
     return `${image?.url ? `download ${image.url}` : `use ${image?.path}`}, check sha256 ${image?.sha256.slice(0, 12)}…`;
   },
   cache: {
-    async inputs({ profile }) {
-      const bootstrap = profile.base.bootstrap;
-      if (!bootstrap) return undefined;
-      return { bootstrap: await bootstrapKey(profile, await mirrorLines(bootstrap.suite, bootstrap.mirror)) };
+    async inputs({ profile, driver }) {
+      if (!profile.base.bootstrap || !driver.bootstrapKey) return undefined;
+      return { bootstrap: await driver.bootstrapKey(profile) };
     },
     // An image is named by its checked sha256, so the stages on it are cached too.
     identity({ profile }) {

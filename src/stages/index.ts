@@ -7,7 +7,7 @@ import { provisionStage } from './provision.ts';
 import { smokeStage } from './smoke.ts';
 import type { Stage } from './types.ts';
 import { verifyStage } from './verify.ts';
-import { composeStage, packageStage } from './osv.ts';
+import { composeStage, packageStage } from '../os/osv/stages.ts';
 
 export const stages: Partial<Record<StageName, Stage>> = {
   base: baseStage,

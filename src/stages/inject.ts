@@ -77,22 +77,6 @@ export const injectStage: Stage = {
         await injectApp(session, app, ctx.workDir);
       }
 
-      step.update('layout');
-      const { workspace, optVm } = profile.layout;
-      for (const dir of [workspace, optVm]) {
-        if (!(await session.bool('is-dir', dir))) {
-          throw new UserError(`${dir} is missing after provisioning`, { hint: 'the build VM should have made it; see the build console log' });
-        }
-      }
-      if (await session.bool('is-dir', '/opt')) {
-        const inOpt = await session.lines('ls', '/opt');
-        if (inOpt.length > 0) {
-          throw new UserError(`/opt is not empty: ${inOpt.join(', ')}`, {
-            hint: `the cluster mounts its own /opt over it at boot; install to ${optVm} instead`,
-          });
-        }
-      }
-
       step.update('sysprep');
       const said = await session.call('sh', await readShipped('src', 'guestfs', 'sysprep.sh'));
       if (!said.includes('sysprep-done')) throw new UserError(`offline clean-up did not finish: ${said.trim().split('\n').slice(-3).join(' | ')}`);

@@ -5,9 +5,7 @@
  */
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildUserData, metaData } from '../cloudinit/userdata.ts';
 import { buildSeedIso } from '../cloudinit/seed.ts';
-import { renderCloudConfig } from '../cloudinit/yaml.ts';
 import { parseDuration, parseSize } from '../profile/units.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import { starterFor } from '../vm/backend.ts';
@@ -44,9 +42,9 @@ export const provisionStage: Stage = {
     // users, commands, vRDMA, the shipped scripts); the named parts say which changed.
     async inputs({ profile, driver }) {
       const hash = (value: unknown) => sha256Text(JSON.stringify(value)).slice(0, 16);
-      const seed = renderCloudConfig(await buildUserData(profile, driver, 'CACHEKEY'));
+      const seed = await driver.buildSeed(profile, 'CACHEKEY');
       return {
-        seed: hash([seed, metaData(profile, 'CACHEKEY')]),
+        seed: hash([seed?.userData, seed?.metaData]),
         'disk.size': String(parseSize(profile.disk.size)),
         packages: hash(profile.packages),
         users: hash(profile.users),
@@ -63,11 +61,11 @@ export const provisionStage: Stage = {
     const have = (await imageInfo(base.path)).virtualSize;
     const overlay = await createOverlay(base, join(ctx.workDir, 'provision.qcow2'), want > have ? want : undefined);
 
-    const userData = renderCloudConfig(await buildUserData(profile, ctx.driver, ctx.nonce));
-    const meta = metaData(profile, ctx.nonce);
-    await writeFile(join(ctx.logDir, 'build-user-data.yaml'), userData);
+    const seed = await ctx.driver.buildSeed(profile, ctx.nonce);
+    if (!seed) throw new Error(`${ctx.driver.title} has no build VM seed`);
+    await writeFile(join(ctx.logDir, 'build-user-data.yaml'), seed.userData);
     const iso = join(ctx.workDir, 'seed.iso');
-    await buildSeedIso(join(ctx.workDir, 'seed'), { userData, metaData: meta }, iso);
+    await buildSeedIso(join(ctx.workDir, 'seed'), seed, iso);
 
     step.update('booting');
     const serialLog = join(ctx.logDir, 'build-console.log');

@@ -1,4 +1,5 @@
 /** Stage 6: boot the finished image as the cluster would and check from inside. */
+import { inGuestLayoutIds } from '../policy/layout.ts';
 import { join } from 'node:path';
 import { smokeTargetOf } from '../cloudinit/userdata.ts';
 import { UserError } from '../errors.ts';
@@ -11,7 +12,7 @@ export const smokeStage: Stage = {
   name: 'smoke',
   title: 'smoke boot',
   describe(profile) {
-    return `boot ${profile.name}.${profile.disk.format} with a fresh seed; check cloud-init done, NoCloud, ${profile.layout.workspace} writable, /opt empty, ${profile.layout.optVm}${profile.vrdma.enabled ? ', vRDMA link, verbs device, ib_send_bw loopback' : ''}; timeout ${profile.build.smokeTimeout}`;
+    return `boot ${profile.name}.${profile.disk.format} with a fresh seed; check cloud-init done, NoCloud, ${inGuestLayoutIds(profile.layout).join(', ')}${profile.vrdma.enabled ? ', vRDMA link, verbs device, ib_send_bw loopback' : ''}; timeout ${profile.build.smokeTimeout}`;
   },
   async run(ctx, step) {
     const image = ctx.outputs[0];

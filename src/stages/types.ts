@@ -74,8 +74,6 @@ export interface BuildContext {
 
   /** The disk the next stage starts from (each stage's disk backs the next). */
   disk?: DiskRef;
-  /** Who `disk` is in the stage cache; unset when it cannot be named (then later stages are not cached). */
-  node?: ChainNode;
   /** The stage cache; unset with --no-cache. */
   readonly cache?: StageCache;
   base?: { source: string; sha256?: string; cached: boolean };

@@ -4,6 +4,7 @@
  * clean-up, so this costs no appliance launch; without them (a family with
  * no inject stage) it does one read-only launch of its own.
  */
+import { layoutRules } from '../policy/layout.ts';
 import { UserError } from '../errors.ts';
 import { evaluate, verifyImage } from '../verify/run.ts';
 import { failedRules, formatReport } from '../verify/print.ts';
@@ -25,7 +26,7 @@ export const verifyStage: Stage = {
   name: 'verify',
   title: 'verify guest requirements',
   describe(profile) {
-    return `cloud-init + NoCloud, /workspace ${profile.layout.workspaceMode}, homes under ${profile.layout.home}, /opt empty, ${profile.layout.optVm}${profile.vrdma.enabled ? ', vRDMA' : ''}, hygiene`;
+    return `cloud-init + NoCloud, ${layoutRules.map((r) => r.title).join(', ')}${profile.vrdma.enabled ? ', vRDMA' : ''}, hygiene`;
   },
   async run(ctx, step) {
     const options = verifyOptionsOf(ctx.profile);

@@ -3,6 +3,7 @@
  * session, using libguestfs's own calls (not the guest's binaries), so that
  * images from anywhere can be checked.
  */
+import { layoutPaths } from '../policy/layout.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
@@ -171,7 +172,7 @@ export async function gatherFacts(
   }
 
   const paths: Record<string, PathFacts> = {};
-  for (const [path, list] of [[layout.workspace, false], [layout.home, true], ['/opt', true], [layout.optVm, true]] as const) {
+  for (const [path, list] of layoutPaths(layout)) {
     paths[path] = await pathFacts(session, path, list);
   }
   const passwd = parsePasswd((await readIf(session, '/etc/passwd')) ?? '');

@@ -4,6 +4,7 @@
  * generated from this list.
  */
 import { parse } from 'yaml';
+import { layoutRules } from '../policy/layout.ts';
 import type { GuestFacts } from './facts.ts';
 import type { Rule, RuleResult } from './types.ts';
 
@@ -51,10 +52,6 @@ function onlyWithVrdma(check: Rule['check']): Rule['check'] {
   return (facts, options) => (options.requireVrdma ? check(facts, options) : skip('vRDMA not required'));
 }
 
-function mode(m: number | undefined): string {
-  return m === undefined ? '?' : (m & 0o7777).toString(8).padStart(4, '0');
-}
-
 export const rules: Rule[] = [
   {
     id: 'os.family',
@@ -91,56 +88,7 @@ export const rules: Rule[] = [
       return list.includes('NoCloud') ? pass(shown) : fail(`NoCloud missing: ${shown}`);
     },
   },
-  {
-    id: 'layout.workspace',
-    title: 'workspace folder for job data',
-    severity: 'error',
-    why: 'jobs write intermediate data to the workspace',
-    check: (f, o) => {
-      const p = f.paths[o.workspace];
-      if (!p?.exists) return fail(`${o.workspace} does not exist`);
-      if (!p.isDir) return fail(`${o.workspace} is not a directory`);
-      const want = parseInt(o.workspaceMode, 8);
-      const have = (p.mode ?? 0) & 0o7777;
-      return have === want ? pass(`${o.workspace} mode ${mode(p.mode)}`) : fail(`${o.workspace} mode ${mode(p.mode)}, want ${mode(want)}`);
-    },
-  },
-  {
-    id: 'layout.home',
-    title: 'homes under /home',
-    severity: 'error',
-    why: 'the cluster mounts users\' homes over NFS at /home',
-    check: (f, o) => {
-      const home = f.paths[o.home];
-      if (!home?.isDir) return fail(`${o.home} is missing`);
-      const users = f.passwd.filter((u) => u.uid >= 1000 && u.uid < 60000);
-      const outside = users.filter((u) => !u.home.startsWith(`${o.home}/`));
-      if (outside.length) return fail(`homes outside ${o.home}: ${outside.map((u) => `${u.name}:${u.home}`).join(', ')}`);
-      return pass(`${o.home} present; ${users.length} regular user(s): ${users.map((u) => u.name).join(', ') || 'none'}`);
-    },
-  },
-  {
-    id: 'layout.opt-empty',
-    title: '/opt empty',
-    severity: 'error',
-    why: 'the cluster mounts its own /opt, hiding anything installed there',
-    check: (f, o) => {
-      const opt = f.paths['/opt'];
-      if (!opt?.exists) return pass('/opt absent');
-      const entries = opt.entries ?? [];
-      return entries.length === 0 ? pass('/opt is empty') : fail(`/opt holds ${entries.join(', ')}: install apps to ${o.optVm}`);
-    },
-  },
-  {
-    id: 'layout.opt-vm',
-    title: 'apps folder present',
-    severity: 'error',
-    why: 'apps live in /opt-vm because /opt belongs to the cluster',
-    check: (f, o) => {
-      const p = f.paths[o.optVm];
-      return p?.isDir ? pass(`${o.optVm}: ${(p.entries ?? []).join(', ') || 'empty'}`) : fail(`${o.optVm} does not exist`);
-    },
-  },
+  ...layoutRules.map((r): Rule => ({ id: r.id, title: r.title, severity: 'error', why: r.why, check: r.verify })),
   {
     id: 'vrdma.packages',
     title: 'RDMA userspace installed',

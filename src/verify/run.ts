@@ -1,16 +1,11 @@
+import { defaultLayout } from '../profile/schema.ts';
 import { GuestSession, type GuestDisk } from '../guestfs/session.ts';
 import type { Accel } from '../vm/accel.ts';
 import { gatherFacts, mountGuest, type GuestFacts } from './facts.ts';
 import { osFamily, rules } from './rules.ts';
 import type { VerifyOptions, VerifyReport } from './types.ts';
 
-export const defaultVerifyOptions: VerifyOptions = {
-  requireVrdma: false,
-  workspace: '/workspace',
-  workspaceMode: '1777',
-  optVm: '/opt-vm',
-  home: '/home',
-};
+export const defaultVerifyOptions: VerifyOptions = { requireVrdma: false, ...defaultLayout };
 
 export function evaluate(image: string, facts: GuestFacts, options: VerifyOptions): VerifyReport {
   const results = rules.map((rule) => ({ id: rule.id, title: rule.title, severity: rule.severity, ...rule.check(facts, options) }));

@@ -319,3 +319,11 @@ export async function leftovers(target: LibvirtTarget, prefix = 'guestforge-'): 
   const volumes = vols.exitCode === 0 ? vols.stdout.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((s) => s.startsWith(prefix)) : [];
   return { domains, volumes };
 }
+
+/** Whether the local libvirt daemon answers, for doctor; not a problem when it does not (the qemu backend needs none). */
+export async function libvirtDaemonState(): Promise<string> {
+  const r = await virsh(defaultUri, ['version'], { allowFailure: true, timeoutMs: 15_000 }).catch(() => undefined);
+  if (!r) return 'virsh not found (apt-get install libvirt-clients)';
+  const hypervisor = /Running hypervisor: (.*)/.exec(r.stdout)?.[1];
+  return r.exitCode === 0 ? `${defaultUri} answers (${hypervisor ?? 'hypervisor unknown'})` : `${defaultUri} does not answer: start the daemons (virtlogd -d; libvirtd -d, or systemctl start libvirtd)`;
+}

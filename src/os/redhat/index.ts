@@ -1,5 +1,7 @@
-import type { GuestSession } from '../guestfs/session.ts';
-import type { Profile } from '../profile/schema.ts';
+import type { GuestSession } from '../../guestfs/session.ts';
+import type { Profile } from '../../profile/schema.ts';
+import { linuxBuildSeed, linuxClusterSeed } from '../linux-seed.ts';
+import type { CloudConfig, OsDriver } from '../types.ts';
 
 /** Pure: SELINUX= and SELINUXTYPE= from /etc/selinux/config. */
 export function selinuxConfig(text: string): { mode?: 'enforcing' | 'permissive' | 'disabled'; type: string } {
@@ -7,9 +9,8 @@ export function selinuxConfig(text: string): { mode?: 'enforcing' | 'permissive'
   const type = /^\s*SELINUXTYPE\s*=\s*(\S+)\s*$/m.exec(text)?.[1] ?? 'targeted';
   return { ...(mode ? { mode } : {}), type };
 }
-import type { CloudConfig, OsDriver } from './types.ts';
 
-export const redhat = {
+export const redhat: OsDriver = {
   family: 'redhat',
   title: 'RedHat family',
   stages: () => ['base', 'provision', 'inject', 'verify', 'finalize', 'smoke'],
@@ -38,4 +39,10 @@ export const redhat = {
     return [`SELinux ${mode}: relabel scheduled for first boot (/.autorelabel; this libguestfs has no selinux-relabel)`];
   },
   datasourceFile: '/etc/cloud/cloud.cfg.d/90_guestforge_datasource.cfg',
-} as const satisfies OsDriver;
+  clusterLayout: true,
+  checkProfile: () => [],
+  buildSeed(profile: Profile, nonce: string) {
+    return linuxBuildSeed(profile, redhat, nonce);
+  },
+  clusterSeed: linuxClusterSeed,
+};

@@ -1,11 +1,12 @@
 /** OSv stages: write the Capstan package, then compose the image (capstan, or natively). */
 import { join } from 'node:path';
-import { run } from '../exec/run.ts';
-import { writeCpioArchive } from '../osv/cpio.ts';
-import { composeNative, composeWithCapstan, hasCapstan } from '../osv/compose.ts';
-import { bootCommand, writePackage } from '../osv/package.ts';
-import { parseDuration } from '../profile/units.ts';
-import type { Stage } from './types.ts';
+import { run } from '../../exec/run.ts';
+import { writeCpioArchive } from './cpio.ts';
+import { composeNative, composeWithCapstan, hasCapstan } from './compose.ts';
+import { bootCommand, writePackage } from './package.ts';
+import { parseDuration } from '../../profile/units.ts';
+import type { Stage } from '../../stages/types.ts';
+import { osvOs } from './index.ts';
 
 export const packageStage: Stage = {
   name: 'package',
@@ -28,7 +29,7 @@ export const composeStage: Stage = {
   },
   async run(ctx, step) {
     const { profile } = ctx;
-    const fs = profile.os.family === 'osv' ? profile.os.fs : 'zfs';
+    const { fs } = osvOs(profile);
     if (await hasCapstan()) {
       step.update('capstan package compose');
       const target = join(ctx.workDir, `${profile.name}.qemu`);
@@ -37,7 +38,7 @@ export const composeStage: Stage = {
       return;
     }
     if (fs !== 'zfs') {
-      const { UserError } = await import('../errors.ts');
+      const { UserError } = await import('../../errors.ts');
       throw new UserError('composing a ROFS image needs capstan on PATH (guestforge composes ZFS images natively)', {
         hint: 'install capstan, or set os.fs: zfs',
       });

@@ -4,15 +4,17 @@
  * mounts, no root-only kernel features), then one guestfish launch that only
  * installs GRUB. About twice as fast here as tar-in through guestfish.
  */
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run } from '../exec/run.ts';
-import { GuestSession } from '../guestfs/session.ts';
-import type { Step } from '../log.ts';
-import type { Profile } from '../profile/schema.ts';
-import { parseSize } from '../profile/units.ts';
-import { projectRoot } from '../util/project.ts';
-import type { BuildContext } from './types.ts';
+import { run } from '../../exec/run.ts';
+import { GuestSession } from '../../guestfs/session.ts';
+import type { Step } from '../../log.ts';
+import type { Profile } from '../../profile/schema.ts';
+import { parseSize } from '../../profile/units.ts';
+import { projectRoot } from '../../util/project.ts';
+import { sha256Text } from '../../util/fs.ts';
+import { mirrorLines } from '../../host/apt-sources.ts';
+import type { BuildContext } from '../../stages/types.ts';
 
 /** What every guestforge Debian base has, besides the profile's extra packages. */
 export function bootstrapPackages(profile: Profile): string[] {
@@ -24,7 +26,7 @@ export function bootstrapPackages(profile: Profile): string[] {
   ];
 }
 
-export const hookDir = join(projectRoot, 'src', 'os', 'debian-hooks');
+export const hookDir = join(projectRoot, 'src', 'os', 'debian', 'hooks');
 
 /** Pure: the mmdebstrap command line. */
 export function mmdebstrapArgs(profile: Profile, mirrors: string[], target: string): string[] {
@@ -103,4 +105,33 @@ export async function bootstrapBase(ctx: BuildContext, step: Step, output: strin
   }
   const size = (await stat(output)).size;
   step.update(`${Math.round(size / 1024 / 1024)} MiB`);
+}
+
+/** Bump when the way a bootstrapped base is made changes, so old cache entries are not reused. */
+const bootstrapRecipe = 3;
+
+async function mirrorsOf(profile: Profile): Promise<string[]> {
+  const bootstrap = profile.base.bootstrap!;
+  return mirrorLines(bootstrap.suite, bootstrap.mirror);
+}
+
+/** The cache key of a bootstrapped base: everything that changes its bytes, nothing that does not (such as the profile's name). */
+export async function bootstrapKey(profile: Profile, mirrors?: string[]): Promise<string> {
+  const hooks = await Promise.all(['essential.sh', 'customize.sh'].map((f) => readFile(join(hookDir, f), 'utf8')));
+  return sha256Text(JSON.stringify({
+    recipe: bootstrapRecipe,
+    // Where this checkout lives is no input: the hooks' content is.
+    argv: mmdebstrapArgs(profile, mirrors ?? (await mirrorsOf(profile)), 'TARGET').map((a) => a.replaceAll(hookDir, 'HOOKS')),
+    hooks,
+    size: profile.disk.size,
+    sfdiskScript,
+  })).slice(0, 16);
+}
+
+/** The driver's bootstrap: mirrors from the host's apt sources (or the profile), then the base disk. */
+export async function bootstrapDebian(ctx: BuildContext, step: Step, output: string): Promise<{ source: string }> {
+  const mirrors = await mirrorsOf(ctx.profile);
+  await bootstrapBase(ctx, step, output, mirrors);
+  const bootstrap = ctx.profile.base.bootstrap!;
+  return { source: `mmdebstrap ${bootstrap.suite} (${bootstrap.variant}) from ${mirrors[0]?.split(' ')[1] ?? '?'}` };
 }

@@ -1,7 +1,9 @@
-import type { Profile } from '../profile/schema.ts';
-import type { CloudConfig, OsDriver } from './types.ts';
+import type { Profile } from '../../profile/schema.ts';
+import { linuxBuildSeed, linuxClusterSeed } from '../linux-seed.ts';
+import type { CloudConfig, OsDriver } from '../types.ts';
+import { bootstrapDebian, bootstrapKey } from './bootstrap.ts';
 
-export const debian = {
+export const debian: OsDriver = {
   family: 'debian',
   title: 'Debian',
   stages: () => ['base', 'provision', 'inject', 'verify', 'finalize', 'smoke'],
@@ -22,4 +24,12 @@ export const debian = {
   },
   offlineFixups: async () => [],
   datasourceFile: '/etc/cloud/cloud.cfg.d/90_guestforge_datasource.cfg',
-} as const satisfies OsDriver;
+  clusterLayout: true,
+  checkProfile: () => [],
+  bootstrap: bootstrapDebian,
+  bootstrapKey: (profile: Profile) => bootstrapKey(profile),
+  buildSeed(profile: Profile, nonce: string) {
+    return linuxBuildSeed(profile, debian, nonce);
+  },
+  clusterSeed: linuxClusterSeed,
+};

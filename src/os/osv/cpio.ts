@@ -6,8 +6,8 @@
  */
 import { lstat, readdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { UserError } from '../errors.ts';
-import { run } from '../exec/run.ts';
+import { UserError } from '../../errors.ts';
+import { run } from '../../exec/run.ts';
 
 /** newc stores sizes in 8 hex digits. */
 export const newcMaxFileBytes = 0xffffffff;

@@ -6,9 +6,9 @@
  */
 import { cp, mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { renderYaml11 } from '../cloudinit/yaml.ts';
-import type { OsOf, Profile } from '../profile/schema.ts';
-import { writeFileAtomic } from '../util/fs.ts';
+import { renderYaml11 } from '../../cloudinit/yaml.ts';
+import type { OsOf, Profile } from '../../profile/schema.ts';
+import { writeFileAtomic } from '../../util/fs.ts';
 
 type OsvOs = OsOf<'osv'>;
 

@@ -3,19 +3,15 @@
  * it and how to ask its version. `doctor` prints this table; the exec module
  * uses it to turn "not found" into an install hint.
  */
-export interface ToolInfo {
-  readonly apt: string;
-  readonly versionArgs: readonly string[];
-  /** Which commands need it, for doctor's report. */
-  readonly usedBy: string;
-  readonly optional?: boolean;
-}
+import type { ToolInfo } from './tool-info.ts';
+import { vmTools } from '../vm/tools.ts';
+
+export type { ToolInfo } from './tool-info.ts';
 
 export const tools = {
-  'qemu-system-x86_64': { apt: 'qemu-system-x86', versionArgs: ['--version'], usedBy: 'build, smoke' },
+  ...vmTools,
   'qemu-img': { apt: 'qemu-utils', versionArgs: ['--version'], usedBy: 'build, verify' },
   guestfish: { apt: 'libguestfs-tools', versionArgs: ['--version'], usedBy: 'build, verify' },
-  virsh: { apt: 'libvirt-clients', versionArgs: ['--version'], usedBy: 'build --backend libvirt' },
   xorriso: { apt: 'xorriso', versionArgs: ['-version'], usedBy: 'build, smoke, seed' },
   mmdebstrap: { apt: 'mmdebstrap', versionArgs: ['--version'], usedBy: 'build (bootstrap)' },
   sfdisk: { apt: 'fdisk', versionArgs: ['--version'], usedBy: 'build (bootstrap)' },

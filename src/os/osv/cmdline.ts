@@ -6,8 +6,8 @@
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { UserError } from '../errors.ts';
-import { run } from '../exec/run.ts';
+import { UserError } from '../../errors.ts';
+import { run } from '../../exec/run.ts';
 
 export const cmdlineOffset = 512;
 /** guestforge keeps the command line within the sectors before OSv's loader; longer ones are refused. */

@@ -12,12 +12,12 @@ import { connect, createServer } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { UserError } from '../errors.ts';
-import { run, shellQuote, start } from '../exec/run.ts';
-import type { Logger } from '../log.ts';
-import type { Accel } from '../vm/accel.ts';
-import { qemuArgs } from '../vm/qemu-args.ts';
-import { SerialTail } from '../vm/serial.ts';
+import { UserError } from '../../errors.ts';
+import { run, shellQuote, start } from '../../exec/run.ts';
+import type { Logger } from '../../log.ts';
+import type { Accel } from '../../vm/accel.ts';
+import { qemuArgs } from '../../vm/qemu-args.ts';
+import { SerialTail } from '../../vm/serial.ts';
 import { writeCmdline } from './cmdline.ts';
 
 /** What Capstan sets for a new ZFS image: make the filesystem, receive files, turn compression off. */

@@ -1,0 +1,41 @@
+import { profileUserData } from '../linux-seed.ts';
+import type { OsOf, Profile } from '../../profile/schema.ts';
+import type { Problem } from '../../profile/problem.ts';
+import type { OsDriver } from '../types.ts';
+
+/** The OSv part of a profile; the OSv stages call this, so a wrong family fails loudly. */
+export function osvOs(profile: Profile): OsOf<'osv'> {
+  if (profile.os.family !== 'osv') throw new Error(`not an OSv profile: ${profile.os.family}`);
+  return profile.os;
+}
+
+function checkProfile(profile: Profile): Problem[] {
+  const problems: Problem[] = [];
+  const os = osvOs(profile);
+  if (profile.vrdma.enabled) problems.push({ path: ['vrdma', 'enabled'], message: 'vRDMA is not available for OSv guests' });
+  for (const field of ['packages', 'users', 'commands'] as const) {
+    if (profile[field].length > 0) {
+      problems.push({ path: [field], message: `OSv guests have no ${field}: an OSv image holds one app`, hint: "put the app's files under apps" });
+    }
+  }
+  if (!os.cmdline && !os.bootcmd) problems.push({ path: ['os'], message: 'an OSv guest needs os.cmdline or os.bootcmd', hint: 'e.g. cmdline: /hello' });
+  return problems;
+}
+
+/** OSv has no package manager and no guestfish-readable filesystem: it is packaged, then composed. */
+export const osv: OsDriver = {
+  family: 'osv',
+  title: 'OSv unikernel',
+  stages: () => ['base', 'package', 'compose', 'finalize'],
+  vrdmaPackages: [],
+  buildConfig: () => ({}),
+  offlineFixups: async () => [],
+  datasourceFile: '',
+  // An OSv image holds one app wherever its command line says; no /opt mount applies.
+  clusterLayout: false,
+  checkProfile,
+  // Composed from the app files, with no build VM.
+  buildSeed: async () => undefined,
+  // OSv's cloud-init reads user-data only, from a second disk.
+  clusterSeed: async (profile) => ({ userData: await profileUserData(profile) }),
+};
