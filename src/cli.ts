@@ -30,6 +30,11 @@ const commands: Record<string, CommandEntry> = {
     usage: 'smoke <image> [--profile p.yaml] [--require vrdma] [--junit f.xml] [--timeout 10m] [--log-dir d] [--verbose]',
     load: () => import('./commands/smoke.ts'),
   },
+  rehearse: {
+    summary: 'boot an image as a cluster node does (cloud-localds seed, NFS mounts) and run a job in it as its owner over SSH',
+    usage: 'rehearse <image> [--cluster clusters/vtorque.yaml] [--profile p.yaml] [--junit f.xml] [--json] [--accel auto|kvm|tcg] [--log-dir d] [--verbose]',
+    load: () => import('./commands/rehearse.ts'),
+  },
   verify: {
     summary: "check any image offline against the cluster's guest requirements",
     usage: 'verify <image> [--profile p.yaml] [--require vrdma] [--json] [--junit f.xml]',

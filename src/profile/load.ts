@@ -59,10 +59,10 @@ async function readLayer(file: string, chain: string[], diagnostics: Diagnostic[
   return { ...merged, files: [file, ...parent.files] };
 }
 
-function hintFor(issue: z.core.$ZodIssue, data: unknown): { message: string; hint?: string; preferKey: boolean; path: FieldPath } {
+function hintFor(schema: z.ZodType, issue: z.core.$ZodIssue, data: unknown): { message: string; hint?: string; preferKey: boolean; path: FieldPath } {
   const path = issue.path as FieldPath;
   if (issue.code === 'unrecognized_keys') {
-    const known = allowedKeys(profileSchema, path, data);
+    const known = allowedKeys(schema as Parameters<typeof allowedKeys>[0], path, data);
     const key = issue.keys[0] ?? '';
     const guess = closest(key, known);
     return {
@@ -81,6 +81,17 @@ function hintFor(issue: z.core.$ZodIssue, data: unknown): { message: string; hin
   return { path, message: issue.message, preferKey: false };
 }
 
+/** Validate data with a schema; every issue becomes a Diagnostic located where the field was written. */
+export function parseLocated<S extends z.ZodType>(schema: S, data: unknown, locations: Locations): { ok: true; data: z.output<S> } | { ok: false; diagnostics: Diagnostic[] } {
+  const parsed = schema.safeParse(data, { reportInput: true });
+  if (parsed.success) return { ok: true, data: parsed.data };
+  const diagnostics = parsed.error.issues.map((issue): Diagnostic => {
+    const { path, message, hint, preferKey } = hintFor(schema, issue, data);
+    return { location: locations.find(path, preferKey)!, path, message, ...(hint ? { hint } : {}) };
+  });
+  return { ok: false, diagnostics };
+}
+
 export async function loadProfile(file: string): Promise<LoadResult> {
   const absolute = resolve(file);
   const diagnostics: Diagnostic[] = [];
@@ -92,14 +103,8 @@ export async function loadProfile(file: string): Promise<LoadResult> {
     throw error;
   }
   if (diagnostics.length > 0) return { ok: false, diagnostics };
-  const parsed = profileSchema.safeParse(layer.data, { reportInput: true });
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      const { path, message, hint, preferKey } = hintFor(issue, layer.data);
-      diagnostics.push({ location: layer.locations.find(path, preferKey)!, path, message, ...(hint ? { hint } : {}) });
-    }
-    return { ok: false, diagnostics };
-  }
+  const parsed = parseLocated(profileSchema, layer.data, layer.locations);
+  if (!parsed.ok) return parsed;
   for (const problem of await checkRules(parsed.data)) {
     diagnostics.push({ location: layer.locations.find(problem.path)!, ...problem });
   }

@@ -29,8 +29,8 @@ export interface AccelVerdict {
 export const probeDeadlineMs = 12_000;
 
 /** Pure: the qemu arguments for an accelerator. */
-export function qemuAccelArgs(accel: Accel): string[] {
-  return accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg', '-cpu', 'max'];
+export function qemuAccelArgs(accel: Accel, cpuModel?: string): string[] {
+  return accel === 'kvm' ? ['-accel', 'kvm', '-cpu', cpuModel ?? 'host'] : ['-accel', 'tcg', '-cpu', cpuModel ?? 'max'];
 }
 
 /** Pure: the environment every libguestfs child gets. */

@@ -21,22 +21,28 @@ export interface VmSpec {
    * reboot ends qemu, so a guest that panics and reboots cannot loop.
    */
   allowReboot?: boolean;
-  /** Forward a loopback host port to a guest port (OSv's upload daemon). */
+  /** Forward a loopback host port to a guest port (OSv's upload daemon, SSH). */
   hostForward?: { hostPort: number; guestPort: number };
+  /** Attach the seed as a raw virtio disk instead of a cdrom (vTorque). */
+  seedAsDisk?: boolean;
+  /** Machine type (default pc, the newest i440fx) and CPU model (default: the accelerator's). */
+  machine?: string;
+  cpuModel?: string;
 }
 
 export function driveArgs(spec: VmSpec): string[] {
   const cache = spec.unsafeCache ? 'unsafe' : 'writeback';
   const args = ['-drive', `file=${spec.disk},format=${spec.diskFormat},if=virtio,cache=${cache},discard=unmap`];
-  if (spec.seedIso) args.push('-drive', `file=${spec.seedIso},format=raw,media=cdrom,readonly=on`);
+  if (spec.seedIso && spec.seedAsDisk) args.push('-drive', `file=${spec.seedIso},format=raw,if=virtio,readonly=on`);
+  else if (spec.seedIso) args.push('-drive', `file=${spec.seedIso},format=raw,media=cdrom,readonly=on`);
   return args;
 }
 
 export function qemuArgs(spec: VmSpec): string[] {
   return [
     'qemu-system-x86_64',
-    '-machine', 'pc',
-    ...qemuAccelArgs(spec.accel),
+    '-machine', spec.machine ?? 'pc',
+    ...qemuAccelArgs(spec.accel, spec.cpuModel),
     '-smp', String(spec.cpus),
     '-m', String(spec.memoryMiB),
     '-nodefaults',

@@ -8,7 +8,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -19,23 +19,14 @@ import type { Accel } from '../../vm/accel.ts';
 import { qemuArgs } from '../../vm/qemu-args.ts';
 import { SerialTail } from '../../vm/serial.ts';
 import { writeCmdline } from './cmdline.ts';
+import { freePort } from '../../util/net.ts';
+
+export { freePort } from '../../util/net.ts';
 
 /** What Capstan sets for a new ZFS image: make the filesystem, receive files, turn compression off. */
 export const uploadCmdline = '--norandom --nomount --noinit /tools/mkfs.so; /tools/cpiod.so --prefix /zfs/zfs/; /zfs.so set compression=off osv';
 export const cpiodPort = 10000;
 export const readyLine = 'Waiting for connection from host';
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Streams a file to a TCP port on loopback and half-closes, as cpiod expects the archive to end. */
 export async function sendFile(file: string, port: number, timeoutMs: number): Promise<void> {

@@ -1,0 +1,62 @@
+/** guestforge rehearse <image>: boot it as a cluster node would, and run a job in it as its owner. */
+import { mkdir, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { defaultClusterFile, loadClusterOrThrow } from '../cluster/load.ts';
+import { ExitCode, UsageError } from '../errors.ts';
+import { Logger } from '../log.ts';
+import { withSignals } from '../build/signals.ts';
+import { loadProfileOrThrow } from '../profile/index.ts';
+import { defaultLayout } from '../profile/schema.ts';
+import { writeJunit } from '../report/junit.ts';
+import { formatRehearsal, rehearsalJunitCases } from '../rehearse/report.ts';
+import { rehearseImage } from '../rehearse/run.ts';
+import { nonce as makeNonce } from '../util/fs.ts';
+import { cacheDir } from '../util/paths.ts';
+import { resolveAccel } from '../vm/backend.ts';
+import { parseCommandArgs } from './args.ts';
+import { diskFormatOf } from './verify.ts';
+
+export async function run(args: string[]): Promise<number> {
+  const { values, positionals } = parseCommandArgs('rehearse', args, {
+    cluster: { type: 'string' },
+    profile: { type: 'string' },
+    junit: { type: 'string' },
+    json: { type: 'boolean' },
+    accel: { type: 'string', default: 'auto' },
+    'log-dir': { type: 'string' },
+    verbose: { type: 'boolean' },
+  });
+  const [image] = positionals;
+  if (!image || positionals.length > 1) throw new UsageError('rehearse: name one image', { hint: 'guestforge rehearse out/debian-12-hpc.qcow2 [--cluster clusters/vtorque.yaml] [--junit rehearse.xml]' });
+  const accelWanted = values.accel;
+  if (accelWanted !== 'auto' && accelWanted !== 'kvm' && accelWanted !== 'tcg') throw new UsageError(`rehearse: --accel must be auto, kvm or tcg, not "${accelWanted}"`);
+  const cluster = await loadClusterOrThrow(values.cluster ?? defaultClusterFile);
+  const layout = values.profile ? (await loadProfileOrThrow(values.profile)).profile.layout : defaultLayout;
+  const format = await diskFormatOf(image, 'rehearse');
+  const log = new Logger({ verbose: Boolean(values.verbose) });
+  const nonce = makeNonce(6);
+  const workDir = join(cacheDir(), 'work', `rehearse-${nonce}`);
+  const logDir = resolve(values['log-dir'] ?? join(cacheDir(), 'logs', `rehearse-${new Date().toISOString().replace(/[:.]/g, '-')}`));
+  await mkdir(logDir, { recursive: true });
+  log.toFile(join(logDir, 'rehearse.log'));
+  const report = await withSignals(async (signal) => {
+    const step = log.step(`rehearse ${image} as a ${cluster.name} node`);
+    try {
+      const r = await rehearseImage({ path: resolve(image), format }, {
+        cluster, layout, accel: await resolveAccel(accelWanted, log), nonce, workDir, logDir, log, signal, step,
+      });
+      if (r.ok) step.succeed(`job-ready after ${((r.jobReadyMs ?? 0) / 1000).toFixed(1)} s`);
+      else step.fail();
+      return r;
+    } catch (error) {
+      step.fail(signal.aborted ? 'interrupted' : undefined);
+      throw error;
+    } finally {
+      await rm(workDir, { recursive: true, force: true });
+    }
+  });
+  if (values.junit) await writeJunit(values.junit, `guestforge rehearse ${image}`, rehearsalJunitCases(report));
+  if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else for (const line of formatRehearsal(report)) process.stdout.write(`${line}\n`);
+  return report.ok ? ExitCode.ok : ExitCode.failure;
+}

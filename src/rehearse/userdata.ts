@@ -1,0 +1,60 @@
+/**
+ * The runtime user-data a cluster node hands each job VM, written by our own
+ * template after the structure vTorque's prologue uses: bootcmd makes the job
+ * owner with the cluster's ids and the job folders, `packages` installs what
+ * the cluster wants at every boot, `mounts` puts the NFS exports in place,
+ * runcmd makes SSH host keys and restarts sshd; then our checks report.
+ */
+import { posix } from 'node:path';
+import type { Cluster, NfsExportName } from '../cluster/schema.ts';
+import type { CloudConfig } from '../os/types.ts';
+import { inGuestLayoutChecks, type Layout } from '../policy/layout.ts';
+
+/** The host as a slirp guest sees it. */
+export const hostFromGuest = '10.0.2.2';
+export const checksPath = '/var/lib/guestforge/rehearse-checks.sh';
+
+export const exportNames: NfsExportName[] = ['home', 'workspace', 'software'];
+
+export function mountPointOf(cluster: Cluster, name: NfsExportName): string {
+  return posix.normalize(cluster.nfs[name].mount.replaceAll('{owner}', cluster.owner.name));
+}
+
+/** NFSv4 pseudo path of an export on the rehearsal's server. */
+export function pseudoOf(name: NfsExportName): string {
+  return `/${name}`;
+}
+
+export function rehearsalUserData(cluster: Cluster, options: { nfsPort: number; nonce: string; checks: string; layout: Layout }): CloudConfig {
+  const { owner } = cluster;
+  const home = mountPointOf(cluster, 'home');
+  const workspace = mountPointOf(cluster, 'workspace');
+  const vars = [
+    `NONCE=${options.nonce}`,
+    `OWNER=${owner.name}`,
+    `OWNER_UID=${owner.uid}`,
+    `OWNER_GID=${owner.gid}`,
+    `MOUNTS="${exportNames.map((n) => `${n}:${mountPointOf(cluster, n)}`).join(' ')}"`,
+  ].join('\n');
+  const layout = { ...options.layout, workspace };
+  const script = options.checks.replace(/^(#!.*\n)/, `$1${vars}\n`) + `${inGuestLayoutChecks(layout)}\n` +
+    `echo "GUESTFORGE-RESULT:$NONCE:$([ $failed = 0 ] && echo ok || echo error)" > "$console"\n`;
+  const config: CloudConfig = {
+    bootcmd: [
+      ['sh', '-c', `getent group ${owner.gid} > /dev/null || groupadd -g ${owner.gid} ${owner.name}`],
+      ['sh', '-c', `id -u ${owner.name} > /dev/null 2>&1 || useradd -u ${owner.uid} -g ${owner.gid} -s /bin/bash -M -d ${home} ${owner.name}`],
+      ['mkdir', '-p', workspace, '/var/spool/torque', home],
+    ],
+    mounts: exportNames.map((n) => [
+      `${hostFromGuest}:${pseudoOf(n)}`, mountPointOf(cluster, n), 'nfs4', `vers=4.1,port=${options.nfsPort},_netdev`, '0', '0',
+    ]),
+    write_files: [{ path: checksPath, permissions: '0755', content: script }],
+    runcmd: [
+      ['sh', '-c', 'dpkg-reconfigure -f noninteractive openssh-server > /dev/null 2>&1 || ssh-keygen -A'],
+      ['sh', '-c', 'systemctl restart ssh || systemctl restart sshd'],
+      ['sh', checksPath],
+    ],
+  };
+  if (cluster.bootPackages.length > 0) config.packages = [...cluster.bootPackages];
+  return config;
+}
