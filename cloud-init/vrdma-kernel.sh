@@ -4,11 +4,13 @@
 #   INSTALL_KERNEL (1/0)
 #   KERNEL_INSTALL  command; its arguments are the versions lacking rdma_rxe
 #   KERNEL_REMOVE   command; "$1" is a version that still lacks it afterwards
-console=/dev/ttyS0
+# GF_ROOT and GF_CONSOLE only for guestforge's own tests on the host.
+root=${GF_ROOT:-}
+console=${GF_CONSOLE:-/dev/ttyS0}
 [ -w "$console" ] || console=/dev/console
 say() { echo "guestforge: vRDMA: $*"; echo "guestforge: vRDMA: $*" > "$console"; }
-has_rxe() { find "/lib/modules/$1" -name 'rdma_rxe.ko*' 2>/dev/null | grep -q .; }
-kernels() { for k in /boot/vmlinuz-*; do [ -e "$k" ] && echo "${k#/boot/vmlinuz-}"; done; }
+has_rxe() { find "$root/lib/modules/$1" -name 'rdma_rxe.ko*' 2>/dev/null | grep -q .; }
+kernels() { for k in "$root"/boot/vmlinuz-*; do [ -e "$k" ] && echo "${k#"$root"/boot/vmlinuz-}"; done; }
 
 missing=""
 for v in $(kernels); do has_rxe "$v" || missing="$missing $v"; done

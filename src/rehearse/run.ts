@@ -96,7 +96,7 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
   try {
     o.step?.update('NFS server');
     nfs = await startNfsServer(join(o.workDir, 'nfs'), exportNames.map((n) => ({ pseudo: pseudoOf(n), path: exportPaths[n]! })), o.signal);
-    log.detail(`rehearse: nfs-ganesha on 127.0.0.1:${nfs.port} (the guest mounts ${exportNames.map((n) => `${pseudoOf(n)} at ${mountPointOf(cluster, n)}`).join(', ')})`);
+    log.info(`rehearse: nfs-ganesha on 127.0.0.1:${nfs.port} (the guest mounts ${exportNames.map((n) => `${pseudoOf(n)} at ${mountPointOf(cluster, n)}`).join(', ')})`);
 
     const userData = renderCloudConfig(rehearsalUserData(cluster, { nfsPort: nfs.port, nonce, checks: await readShipped('cloud-init', 'rehearse-checks.sh'), layout: o.layout }));
     const seedDir = join(o.workDir, 'seed');
@@ -122,6 +122,7 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
       machine: cluster.vm.machine, cpuModel: cluster.vm.cpu, serialLog, qmpSocket: join(o.workDir, 'qmp.sock'),
       unsafeCache: true, hostForward: { hostPort: sshPort, guestPort: 22 },
     }, 'rehearsal VM');
+    log.info(`rehearse: booting the VM (${cluster.vm.machine}, cpu ${cluster.vm.cpu}, seed on ${cluster.seed.transport}, instance-id ${cluster.seed.instanceId === 'fixed' ? 'iid-local01' : 'fresh'}); SSH on 127.0.0.1:${sshPort}`);
     log.detail(`rehearsal VM: ${shellQuote(vm.argv)}`);
 
     const tail = new SerialTail(serialLog);

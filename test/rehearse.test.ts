@@ -1,0 +1,128 @@
+/**
+ * guestforge rehearse for real under TCG: the default profile's image (built
+ * from .test-cache/, where e2e.test.ts left its stages) booted as a vTorque
+ * node boots it, with a real nfs-ganesha on 127.0.0.1 and SSH as the job
+ * owner; an image without nfs-common failing the NFS checks with the cause;
+ * SIGINT mid-rehearsal leaving nothing; a bad cluster file located.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { execa } from 'execa';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { run } from '../src/exec/run.ts';
+
+const root = resolve(import.meta.dirname, '..');
+const cli = join(root, 'bin', 'guestforge.js');
+const cache = process.env.GUESTFORGE_TEST_CACHE ?? join(root, '.test-cache');
+const env = { XDG_CACHE_HOME: cache, CI: '1' };
+const tmp = await mkdtemp(join(tmpdir(), 'gf-rehearse-'));
+
+const guestforge = (args: string[], timeoutMs = 40 * 60_000) => execa('node', [cli, ...args], { env, reject: false, all: true, timeout: timeoutMs });
+
+/** qemu and ganesha processes started for this test's images or work folders. */
+async function leftovers(): Promise<string[]> {
+  const r = await run(['pgrep', '-af', 'qemu-system|ganesha.nfsd'], { allowFailure: true });
+  return r.stdout.split('\n').filter((l) => l.includes('rehearse') || l.includes(tmp));
+}
+
+async function rehearseWork(): Promise<string[]> {
+  return (await readdir(join(cache, 'guestforge', 'work')).catch(() => [] as string[])).filter((n) => n.startsWith('rehearse-'));
+}
+
+interface Report {
+  ok: boolean;
+  checks: { id: string; status: string; detail: string }[];
+  jobReadyMs?: number;
+  jobOutput?: string;
+}
+
+const r = suite('rehearse');
+
+r('a bad cluster file: exit 2 naming file, line, column and field', async () => {
+  const file = join(tmp, 'bad-cluster.yaml');
+  await writeFile(file, 'name: bad\nvm:\n  cpu: "Penryn,+vmx"\n');
+  const image = join(tmp, 'x.qcow2');
+  await run(['qemu-img', 'create', '-q', '-f', 'qcow2', image, '64M']);
+  const res = await guestforge(['rehearse', image, '--cluster', file], 60_000);
+  assert.is(res.exitCode, 2, res.all);
+  assert.match(res.all, /bad-cluster\.yaml:3:8 vm\.cpu: expected letters, digits/);
+});
+
+r('the default profile\'s image passes a vTorque rehearsal: NFS home and workspace, SSH as the owner, the job\'s output on the export', async () => {
+  const out = join(tmp, 'out');
+  const build = await guestforge(['build', join(root, 'profiles', 'debian-12-hpc.yaml'), '-o', out, '--no-smoke']);
+  assert.is(build.exitCode, 0, build.all);
+  const junit = join(tmp, 'rehearse.xml');
+  const res = await guestforge(['rehearse', join(out, 'debian-12-hpc.qcow2'), '--json', '--junit', junit, '--log-dir', join(tmp, 'logs')]);
+  assert.is(res.exitCode, 0, res.all);
+  const report = JSON.parse(res.stdout) as Report;
+  const byId = new Map(report.checks.map((c) => [c.id, c]));
+  for (const id of ['vm.job-ready', 'cloud-init.done', 'rehearse.runcmd', 'owner.ids', 'nfs.home', 'nfs.workspace', 'nfs.software', 'ssh.host-keys', 'layout.workspace-writable', 'layout.opt-empty', 'layout.opt-vm', 'job.run', 'nfs.job-output']) {
+    assert.is(byId.get(id)?.status, 'pass', `${id}: ${byId.get(id)?.detail}`);
+  }
+  assert.match(byId.get('rehearse.runcmd')!.detail, /instance-id iid-local01/);
+  assert.match(byId.get('owner.ids')!.detail, /jobuser is 2001:2001/);
+  assert.match(byId.get('nfs.workspace')!.detail, /nfs4 +10\.0\.2\.2:\/workspace/);
+  assert.match(byId.get('layout.opt-empty')!.detail, /\/opt is a mount point/);
+  assert.match(byId.get('nfs.job-output')!.detail, /2001:2001, workspace\/job-\S+ 2001:2001/);
+  assert.match(report.jobOutput ?? '', /workspace \/workspace is writable/);
+  assert.ok((report.jobReadyMs ?? 0) > 0);
+  const xml = await readFile(junit, 'utf8');
+  assert.is((xml.match(/<testcase /g) ?? []).length, report.checks.length);
+  assert.match(xml, /failures="0"/);
+  assert.match(await readFile(join(tmp, 'logs', 'rehearse-console.log'), 'latin1'), /GUESTFORGE-RESULT:\S+:ok/);
+  assert.equal(await leftovers(), []);
+  assert.equal(await rehearseWork(), []);
+});
+
+r('an image without nfs-common fails the NFS checks and says why', async () => {
+  const dir = join(tmp, 'no-nfs');
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'p.yaml'), [
+    `extends: ${join(root, 'profiles', 'debian-12-hpc.yaml')}`,
+    'name: no-nfs',
+    'commands:',
+    '  - DEBIAN_FRONTEND=noninteractive apt-get purge -y nfs-common',
+  ].join('\n'));
+  const build = await guestforge(['build', join(dir, 'p.yaml'), '-o', join(dir, 'out'), '--no-smoke']);
+  assert.is(build.exitCode, 0, build.all);
+  // The cluster's boot-time install is left out: it needs the mirror and comes after the mounts anyway.
+  await writeFile(join(dir, 'cluster.yaml'), 'name: no-boot-install\nbootPackages: []\ntimeouts: { jobReady: 8m }\n');
+  const res = await guestforge(['rehearse', join(dir, 'out', 'no-nfs.qcow2'), '--cluster', join(dir, 'cluster.yaml'), '--json']);
+  assert.is(res.exitCode, 1, res.all);
+  const report = JSON.parse(res.stdout) as Report;
+  const byId = new Map(report.checks.map((c) => [c.id, c]));
+  for (const [id, dir] of [['nfs.home', '/home/jobuser'], ['nfs.workspace', '/workspace']] as const) {
+    assert.is(byId.get(id)?.status, 'fail', `${id}: ${byId.get(id)?.detail}`);
+    assert.match(byId.get(id)!.detail, new RegExp(`mount of ${dir}: nfs-common not installed \\(the cluster's boot-time install is slow and needs a mirror\\)`));
+  }
+  assert.is(byId.get('vm.job-ready')?.status, 'fail');
+  assert.match(byId.get('vm.job-ready')!.detail, /nfs\.workspace: mount of \/workspace: nfs-common not installed/);
+  assert.equal(await leftovers(), []);
+});
+
+r('SIGINT mid-rehearsal: exit 130, no qemu, no NFS server, no work folder', async () => {
+  const image = join(tmp, 'out', 'debian-12-hpc.qcow2');
+  assert.ok(existsSync(image), 'the earlier test built the image');
+  const child = execa('node', [cli, 'rehearse', image], { env, reject: false, all: true, timeout: 5 * 60_000 });
+  let seen = '';
+  child.all?.on('data', (chunk: Buffer) => (seen += chunk.toString()));
+  for (let i = 0; i < 120 && !/booting/.test(seen); i += 1) await new Promise((res) => setTimeout(res, 500));
+  assert.match(seen, /booting/, 'the VM was started');
+  await new Promise((res) => setTimeout(res, 3000));
+  assert.ok((await leftovers()).length > 0, 'qemu and ganesha run before the signal');
+  child.kill('SIGINT');
+  const res = await child;
+  assert.is(res.exitCode, 130, res.all);
+  assert.equal(await leftovers(), []);
+  assert.equal(await rehearseWork(), []);
+});
+
+r.after(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+r.run();
