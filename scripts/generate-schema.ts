@@ -10,7 +10,10 @@ import { withRuleTable } from '../src/verify/table.ts';
 const json = renderJsonSchema();
 await writeFile(join(projectRoot, 'schema', 'profile.schema.json'), json);
 await writeFile(join(projectRoot, 'docs', 'profile-reference.md'), `# Profile reference\n\nGenerated from src/profile/schema.ts by \`npm run schema\`; do not edit.\n\n${renderReference(JSON.parse(json))}`);
-console.log('wrote schema/profile.schema.json and docs/profile-reference.md');
+const cluster = renderJsonSchema('cluster');
+await writeFile(join(projectRoot, 'schema', 'cluster.schema.json'), cluster);
+await writeFile(join(projectRoot, 'docs', 'cluster-reference.md'), `# Cluster description reference\n\nGenerated from src/cluster/schema.ts by \`npm run schema\`; do not edit.\n\n${renderReference(JSON.parse(cluster))}`);
+console.log('wrote schema/{profile,cluster}.schema.json and docs/{profile,cluster}-reference.md');
 
 const readmePath = join(projectRoot, 'README.md');
 await writeFile(readmePath, withRuleTable(await readFile(readmePath, 'utf8')));

@@ -17,6 +17,13 @@ schema('docs/profile-reference.md is what the schema generates', async () => {
   assert.ok(committed.endsWith(renderReference(JSON.parse(renderJsonSchema()))), 'stale: run npm run schema');
   assert.match(committed, /\| `disk\.size` \| string \| `"8G"` \|/);
 });
+schema('schema/cluster.schema.json and docs/cluster-reference.md are what the cluster schema generates', async () => {
+  assert.is(await readFile(join(root, 'schema', 'cluster.schema.json'), 'utf8'), renderJsonSchema('cluster'), 'stale: run npm run schema');
+  const reference = await readFile(join(root, 'docs', 'cluster-reference.md'), 'utf8');
+  assert.ok(reference.endsWith(renderReference(JSON.parse(renderJsonSchema('cluster')))), 'stale: run npm run schema');
+  assert.match(reference, /\| `vm\.cpu` \| string \| `"Penryn"` \|/);
+  assert.match(await readFile(join(root, 'clusters', 'vtorque.yaml'), 'utf8'), /^# yaml-language-server: \$schema=\.\.\/schema\/cluster\.schema\.json$/m);
+});
 schema('every shipped profile points editors at the schema', async () => {
   for (const name of ['debian-12-hpc', 'debian-12-vrdma', 'rocky-9-hpc', 'osv-hello']) {
     const text = await readFile(join(root, 'profiles', `${name}.yaml`), 'utf8');

@@ -1,7 +1,9 @@
 import { z } from 'zod';
+import { clusterSchema } from '../cluster/schema.ts';
 import { profileSchema } from './schema.ts';
 
-/** The committed JSON Schema, for editors (yaml-language-server) and docs. */
-export function renderJsonSchema(): string {
-  return `${JSON.stringify(z.toJSONSchema(profileSchema, { io: 'input', unrepresentable: 'any' }), null, 2)}\n`;
+/** The committed JSON Schemas, for editors (yaml-language-server) and docs: profiles, or cluster descriptions. */
+export function renderJsonSchema(which: 'profile' | 'cluster' = 'profile'): string {
+  const schema = which === 'profile' ? profileSchema : clusterSchema;
+  return `${JSON.stringify(z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }), null, 2)}\n`;
 }
