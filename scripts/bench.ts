@@ -7,6 +7,8 @@
  *   app       only the first app's content changed: inject onward
  *   packages  one package added: provision onward
  *   same      nothing changed: every cached stage hits
+ *   rehearse  the last image booted as a vTorque node (clusters/vtorque.yaml):
+ *             job-ready latency, cloud-init done, job time
  * A benchmark, not a test: it prints figures and fails only when a build fails.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -18,7 +20,7 @@ import { execa } from 'execa';
 const root = resolve(import.meta.dirname, '..');
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { runs: { type: 'string', default: 'cold,app,packages,same' } },
+  options: { runs: { type: 'string', default: 'cold,app,packages,same,rehearse' } },
 });
 const profile = resolve(positionals[0] ?? join(root, 'profiles', 'debian-12-hpc.yaml'));
 const runs = values.runs.split(',').filter(Boolean);
@@ -59,8 +61,26 @@ async function variant(kind: string): Promise<string> {
   return file;
 }
 
+/** The rehearsal figures of an image: what every job pays before it can start. */
+async function rehearse(image: string): Promise<void> {
+  process.stderr.write(`bench: rehearse ${image}\n`);
+  const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'rehearse', image, '--json'], { env: { XDG_CACHE_HOME: cache, CI: '1' }, reject: false, all: false });
+  const report = JSON.parse(r.stdout || '{}') as { ok?: boolean; jobReadyMs?: number; cloudInitDoneMs?: number; jobMs?: number };
+  console.log(`\nrehearse ${image} (${report.ok ? 'passed' : `FAILED, exit ${r.exitCode}`})`);
+  console.log(`  job-ready  ${report.jobReadyMs !== undefined ? secs(report.jobReadyMs) : '—'}  VM start → SSH as the job owner works`);
+  console.log(`  cloud-init ${report.cloudInitDoneMs !== undefined ? secs(report.cloudInitDoneMs) : '—'}  VM start → cloud-init status --wait returned`);
+  console.log(`  job        ${report.jobMs !== undefined ? secs(report.jobMs) : '—'}`);
+  if (!report.ok) process.exitCode = 1;
+}
+
+let lastImage: string | undefined;
 try {
   for (const kind of runs) {
+    if (kind === 'rehearse') {
+      if (lastImage) await rehearse(lastImage);
+      else process.stderr.write('bench: rehearse needs a build run before it\n');
+      continue;
+    }
     const out = join(work, `out-${kind}`);
     const target = await variant(kind);
     process.stderr.write(`bench: ${kind} build of ${target}\n`);
@@ -83,6 +103,7 @@ try {
     for (const t of m.timings) console.log(`  ${t.stage.padEnd(10)} ${secs(t.ms).padStart(8)}  ${t.note ?? ''}`);
     console.log(`  ${'total'.padEnd(10)} ${secs(wall).padStart(8)}  (wall clock, CLI start to exit)`);
     for (const o of m.outputs) console.log(`  image      ${mib(o.bytes).padStart(8)}  ${o.file}`);
+    lastImage = join(out, m.outputs[0]!.file);
     if (m.smoke?.bootMs !== undefined) console.log(`  smoke boot ${secs(m.smoke.bootMs).padStart(8)}  to the result line`);
   }
 } finally {
