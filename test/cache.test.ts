@@ -1,7 +1,7 @@
 /**
  * The stage cache's store, locks and prune rules with real qemu-img disks
  * (no VM): keys, a truncated entry caught, a waiter that gets the entry
- * after the holder, a dead builder's lock taken over, and which entries
+ * after the holder, a dead builder's lock file no obstacle, and which entries
  * prune removes together. Whole builds through the cache are in e2e.
  */
 import { spawnSync } from 'node:child_process';
@@ -78,6 +78,24 @@ store('plan on a cache with a corrupted entry reports it and leaves it byte for 
   assert.ok((await readFile(entry.path)).equals(before), 'the disk is unchanged');
   assert.ok((await readFile(entry.path.replace(/\.qcow2$/, '.json'))).equals(record), 'the record is unchanged');
   assert.not.ok(existsSync(entry.path.replace(/\.qcow2$/, '.lock')), 'plan took no lock');
+
+  // The build's own walk looks without the lock, so it must not remove either: that waits for the lock.
+  const buildChain = new StageChain({ cache, version: await guestforgeVersion(), readOnly: false, stageNames: driver.stages(profile) });
+  buildChain.advanceUncached(stages.base!, { profile, driver });
+  const seen = await buildChain.decide(stages.provision!, { profile, driver });
+  assert.is(seen.kind, 'miss');
+  assert.ok((await readFile(entry.path)).equals(before), 'the build\'s unlocked look removed nothing');
+  assert.ok(existsSync(entry.path.replace(/\.qcow2$/, '.json')));
+});
+
+store('after a stage that will run, a stage with nothing to cache is uncached, as the build says', async () => {
+  const { profile } = await loadProfileOrThrow(join(import.meta.dirname, '..', 'profiles', 'debian-12-hpc.yaml'));
+  const driver = driverFor(profile.os.family);
+  const chain = new StageChain({ cache: new StageCache(join(tmp, 'c-willrun')), version: '0', readOnly: true, stageNames: driver.stages(profile) });
+  chain.markWillRun();
+  const nothing = { ...stages.inject!, cache: { ...stages.inject!.cache!, inputs: async () => undefined } };
+  assert.is((await chain.decide(nothing, { profile, driver })).kind, 'uncached');
+  assert.is((await chain.decide(stages.inject!, { profile, driver })).kind, 'miss');
 });
 
 store('a stored entry is a hit; a truncated one is a miss and is removed', async () => {
@@ -150,7 +168,7 @@ locks('a second builder waits for the first, then takes the lock', async () => {
   await lock.release();
 });
 
-locks('a lock left by a builder that died is taken over', async () => {
+locks('a lock file left behind by a builder that died is no obstacle', async () => {
   const cache = new StageCache(join(tmp, 'c5'));
   const dead = spawnSync('true').pid!;
   await cache.lock('inject', 'bbbbbbbbbbbbbbbb', { profile: 'x' }).then((l) => l.release());

@@ -54,7 +54,7 @@ export async function convertImage(
 /** Update SHA256SUMS in the output folder: our files' lines replaced, others kept. */
 /** Rewrite this build's lines of SHA256SUMS; a lock keeps parallel builds into one folder from losing lines. */
 export async function updateSums(outDir: string, files: OutputFile[], drop: string[] = []): Promise<void> {
-  const lock = await acquireLock(join(outDir, '.SHA256SUMS.lock'), { profile: 'SHA256SUMS' }, { pollMs: 100 });
+  const lock = await acquireLock(join(outDir, '.SHA256SUMS.lock'), { profile: 'SHA256SUMS' }, { removeOnRelease: true });
   try {
     await rewriteSums(outDir, files, drop);
   } finally {

@@ -181,6 +181,7 @@ async function decideAndLock(ctx: BuildContext, chain: StageChain, stage: Stage,
   });
   locked(lock);
   if (chain.forced(stage)) return decision;
+  // Under the lock: look again (another build may have made it) and remove a broken entry.
   const again = await ctx.cache.lookup(stage.name, decision.key);
   return again.hit ? { kind: 'hit', key: decision.key, parts: decision.parts, entry: again.entry } : decision;
 }

@@ -2,8 +2,9 @@
  * The one walk over a build's stage chain: for each stage, hit, miss or
  * uncached, and who the disk is once the stage is done (the parent of the
  * next key). The build drives it with locks and stores; `plan` drives it
- * read-only, so what plan says is what the build does, and plan never
- * removes, locks or touches anything.
+ * read-only, so what plan says is what the build does. The walk only looks:
+ * a broken entry is removed by the build after it holds the entry's lock
+ * (pipeline.ts decideAndLock), never here.
  */
 import type { KeyContext, Stage } from '../stages/types.ts';
 import { decide, type Decision } from './decide.ts';
@@ -13,7 +14,7 @@ export interface ChainOptions {
   /** undefined with --no-cache: every cached stage is a miss that is not stored. */
   cache?: StageCache;
   version: string;
-  /** plan: look, never change (no removal of broken entries). */
+  /** plan (true) or build (false); the walk itself never changes the cache either way. */
   readOnly: boolean;
   /** --rebuild-from: this stage and the ones after it run whatever the cache holds. */
   rebuildFrom?: string;
@@ -42,9 +43,13 @@ export class StageChain {
     const { cache } = this.options;
     if (!stage.cache) return { kind: 'uncached', why: 'runs on every build' };
     if (!cache) return { kind: 'uncached', why: '--no-cache' };
-    if (this.willRun) return { kind: 'miss', key: '', parts: {}, why: 'the stage before it will run' };
+    if (this.willRun) {
+      // What the build would say without a cache entry to find: uncached when the stage has nothing to keep.
+      if (!(await stage.cache.inputs(ctx))) return { kind: 'uncached', why: 'nothing to cache for this profile' };
+      return { kind: 'miss', key: '', parts: {}, why: 'the stage before it will run' };
+    }
     const decision = await decide(cache, stage, ctx, { ...(this.node ? { parent: this.node } : {}), startsFromDisk: this.startsFromDisk }, this.options.version, {
-      readOnly: this.options.readOnly,
+      readOnly: true,
     });
     if (this.forced(stage) && decision.kind === 'hit') {
       return { kind: 'miss', key: decision.key, parts: decision.parts, why: `--rebuild-from ${this.options.rebuildFrom}` };

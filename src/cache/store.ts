@@ -4,7 +4,7 @@
  *
  *   <cache>/stages/<stage>-<key>.qcow2   the disk (an overlay, or the base)
  *   <cache>/stages/<stage>-<key>.json    its record: inputs, parent, size, last use
- *   <cache>/stages/<stage>-<key>.lock    held while one build makes the entry
+ *   <cache>/stages/<stage>-<key>.lock    flock(2)ed while one build makes the entry
  *
  * A key hashes the stage's inputs, the parent's key *and* the parent's
  * entry id (fresh each time an entry is made), and guestforge's version: a
@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { run } from '../exec/run.ts';
 import type { StageName } from '../os/types.ts';
 import { nonce, sha256Text, writeFileAtomic } from '../util/fs.ts';
-import { acquireLock, lockIsStale, readLock, type Lock, type LockHolder } from '../util/lock.ts';
+import { acquireLock, lockHolder, type Lock, type LockHolder } from '../util/lock.ts';
 
 /** Who a disk in the chain is, for the key of the stage built on it. */
 export interface ChainNode {
@@ -143,14 +143,13 @@ export class StageCache {
     await rm(this.pathOf(stage, key), { force: true });
   }
 
-  /** Take the entry's lock, waiting while another live build holds it; a dead build's lock is taken over. */
+  /** Take the entry's lock, waiting while another live build holds it; a dead build's lock is free (the kernel dropped it). */
   lock(stage: StageName, key: string, holder: Pick<LockHolder, 'profile'>, options: { signal?: AbortSignal; onWait?: (by: LockHolder) => void } = {}): Promise<Lock> {
     return acquireLock(this.lockPath(stage, key), holder, options);
   }
 
   async lockHolder(stage: StageName, key: string): Promise<LockHolder | undefined> {
-    const other = await readLock(this.lockPath(stage, key));
-    return other && !lockIsStale(other) ? other : undefined;
+    return lockHolder(this.lockPath(stage, key));
   }
 
   /** Every entry with a record, newest use first. */

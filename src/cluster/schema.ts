@@ -5,11 +5,30 @@
  * truth for types, defaults, docs and schema/cluster.schema.json.
  */
 import { z } from 'zod';
-import { durationPattern, sizePattern } from '../profile/units.ts';
+import { durationPattern, parseSize, sizePattern } from '../profile/units.ts';
 
 /** Words that reach qemu's argv or a shell line: no spaces, commas, quotes. */
 const word = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { error: 'expected letters, digits, ".", "_" and "-"' });
-const guestPath = z.string().regex(/^\/[A-Za-z0-9._/{}-]*$/, { error: 'expected an absolute guest path of letters, digits, ".", "_", "-", "/" ({owner} is replaced)' });
+/** Where a mount may not go: the guest's own system folders (the cluster's software share over /opt is fine). */
+export const systemDirs = ['/bin', '/boot', '/dev', '/etc', '/lib', '/lib32', '/lib64', '/libx32', '/proc', '/root', '/run', '/sbin', '/sys', '/usr', '/var/cache', '/var/lib', '/var/log'];
+
+/** Pure: what is wrong with a mount point as written (before {owner} is replaced), or undefined. */
+export function mountPathProblem(path: string): string | undefined {
+  if (!/^\/[A-Za-z0-9._/{}-]*$/.test(path)) return 'expected an absolute guest path of letters, digits, ".", "_", "-", "/" ({owner} is replaced)';
+  const placeholders = path.match(/\{[^}]*\}?/g) ?? [];
+  const unknown = placeholders.find((p) => p !== '{owner}');
+  if (unknown) return `unknown placeholder ${unknown}: only {owner} is replaced`;
+  const segments = path.split('/').slice(1);
+  if (segments.some((x) => x === '' || x === '.' || x === '..')) return 'expected a plain path: no "//", "." or ".." segments, no trailing "/"';
+  const system = systemDirs.find((d) => path === d || path.startsWith(`${d}/`));
+  if (system) return `${path} is inside the guest's system folder ${system}`;
+  return undefined;
+}
+
+const guestPath = z.string().superRefine((v, ctx) => {
+  const problem = mountPathProblem(v);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
 
 const mount = z.strictObject({
   mount: guestPath.describe('Where the export is mounted in the VM ({owner} is the job owner\'s name)'),
@@ -34,7 +53,11 @@ export const clusterSchema = z
       .strictObject({
         machine: word.default('pc').describe('qemu machine type; pc is the newest pc-i440fx'),
         cpu: word.default('Penryn').describe('CPU model of the node\'s VMs (vTorque: Penryn, no x86-64-v2)'),
-        memory: z.string().regex(sizePattern, { error: 'expected a size like 1G' }).default('1G'),
+        memory: z
+          .string()
+          .regex(sizePattern, { error: 'expected a size like 1G' })
+          .refine((v) => !sizePattern.test(v) || parseSize(v) >= 256 * 1024 ** 2, { error: 'at least 256M: a Debian guest does not boot in less (a bare number is bytes)' })
+          .default('1G'),
         cpus: z.int().min(1).max(64).default(1),
       })
       .prefault({})
@@ -58,11 +81,32 @@ export const clusterSchema = z
         software: mount.prefault({ mount: '/opt' }),
       })
       .prefault({})
+      .superRefine((nfs, ctx) => {
+        const points = Object.entries(nfs).map(([name, m]) => [name, m.mount] as const);
+        for (const [i, [name, point]] of points.entries()) {
+          for (const [other, otherPoint] of points.slice(0, i)) {
+            if (point === otherPoint || point.startsWith(`${otherPoint}/`) || otherPoint.startsWith(`${point}/`)) {
+              ctx.addIssue({ code: 'custom', path: [name, 'mount'], message: `${point} ${point === otherPoint ? 'is also' : 'nests with'} the mount point of ${other} (${otherPoint}): each export needs its own folder` });
+            }
+          }
+        }
+      })
       .describe('NFS exports and where they mount: the owner\'s home, the job workspace, the cluster\'s software share'),
     job: z
       .strictObject({
         command: z.string().min(1).default('/opt-vm/hello-mpi/bin/run.sh').describe('Run over SSH as the owner, in the home folder, with WORKSPACE set'),
-        expect: z.string().optional().describe('A regular expression the job\'s output must match'),
+        expect: z
+          .string()
+          .refine((v) => {
+            try {
+              new RegExp(v);
+              return true;
+            } catch {
+              return false;
+            }
+          }, { error: 'not a valid JavaScript regular expression' })
+          .optional()
+          .describe('A regular expression the job\'s output must match'),
       })
       .prefault({})
       .describe('The job script the batch system runs'),

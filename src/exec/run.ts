@@ -28,6 +28,8 @@ export interface RunOptions {
   /** A non-zero exit is returned, not thrown. */
   allowFailure?: boolean;
   cancelSignal?: AbortSignal;
+  /** Open descriptors the child gets as fd 3, 4, … (flock(1) locks the one it is given). */
+  passFds?: number[];
 }
 
 export interface RunResult {
@@ -98,15 +100,18 @@ export function start(argv: readonly string[], options: RunOptions = {}): Result
   };
   const stdoutFd = fdFor(options.stdoutFile, 'w');
   const stderrFd = fdFor(options.stderrFile, 'a');
+  if (options.passFds?.length && options.input !== undefined) throw new Error('start: passFds cannot be combined with input');
+  const streams = options.passFds?.length
+    ? { stdio: ['ignore', stdoutFd ?? 'pipe', stderrFd ?? 'pipe', ...options.passFds] }
+    : { ...(options.input === undefined ? { stdin: 'ignore' } : {}), stdout: stdoutFd ?? 'pipe', stderr: stderrFd ?? 'pipe' };
   const execaOptions = {
     env: options.env,
     extendEnv: true,
     cwd: options.cwd,
     timeout: options.timeoutMs,
     forceKillAfterDelay: 5000,
-    ...(options.input === undefined ? { stdin: 'ignore' } : { input: options.input }),
-    stdout: stdoutFd ?? 'pipe',
-    stderr: stderrFd ?? 'pipe',
+    ...streams,
+    ...(options.input === undefined ? {} : { input: options.input }),
     reject: false,
     encoding: 'utf8',
     stripFinalNewline: false,

@@ -5,7 +5,7 @@
  * SSH in as the job owner with the key in the NFS home, run the job, read its
  * output back from the export. Everything it starts is stopped in `finally`.
  */
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Cluster } from '../cluster/schema.ts';
 import { renderCloudConfig } from '../cloudinit/yaml.ts';
@@ -14,6 +14,7 @@ import type { Logger, Step } from '../log.ts';
 import type { Layout } from '../policy/layout.ts';
 import { parseDuration, parseSize } from '../profile/units.ts';
 import type { DiskRef } from '../stages/types.ts';
+import { readUntrusted } from '../util/fs.ts';
 import { readShipped } from '../util/project.ts';
 import { freePort } from '../util/net.ts';
 import type { Accel } from '../vm/accel.ts';
@@ -194,7 +195,7 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
     const job = await ssh(target, jobLine, parseDuration(cluster.timeouts.job));
     report.jobMs = Date.now() - t0;
     const outFile = join(exportPaths.home!, outName);
-    report.jobOutput = await readFile(outFile, 'utf8').catch(() => undefined);
+    report.jobOutput = await readUntrusted(outFile); // the guest wrote it: no symlink, no FIFO, capped
     const expectOk = cluster.job.expect === undefined || new RegExp(cluster.job.expect).test(report.jobOutput ?? '');
     add('job.run', job.exitCode === 0 && expectOk,
       job.exitCode !== 0 ? `exit ${job.exitCode}: ${(report.jobOutput ?? job.stderr).trim().split('\n').slice(-3).join(' | ')}`
@@ -202,7 +203,8 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
           : `output does not match /${cluster.job.expect}/: ${(report.jobOutput ?? '').trim()}`, report.jobMs);
 
     // What the job wrote is on the cluster's storage, owned by the owner's uid.
-    const owned = async (path: string) => stat(path).then((s) => `${s.uid}:${s.gid}`, () => undefined);
+    // lstat: a symlink the guest left there says nothing about the job (and is not followed).
+    const owned = async (path: string) => lstat(path).then((s) => (s.isFile() ? `${s.uid}:${s.gid}` : undefined), () => undefined);
     const want = `${cluster.owner.uid}:${cluster.owner.gid}`;
     const outOwner = await owned(outFile);
     const doneOwner = await owned(join(exportPaths.workspace!, `job-${nonce}.done`));

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { lstat, mkdir, readdir, readlink, rename, rm, writeFile } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { lstat, mkdir, open, readdir, readlink, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, basename } from 'node:path';
 
 export async function sha256File(path: string): Promise<string> {
@@ -52,4 +52,24 @@ export async function hashTree(path: string): Promise<string> {
   };
   await walk(path, '.');
   return hash.digest('hex');
+}
+
+/**
+ * Read a file someone else controls (a guest wrote it on an export): no
+ * symlink followed, only a regular file, at most `maxBytes` (the rest is cut
+ * and said so). Undefined when missing or not a regular file.
+ */
+export async function readUntrusted(path: string, maxBytes = 1024 * 1024): Promise<string | undefined> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => undefined);
+  if (!handle) return undefined;
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) return undefined;
+    const buffer = Buffer.alloc(Math.min(st.size, maxBytes));
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    const text = buffer.subarray(0, bytesRead).toString('utf8');
+    return st.size > maxBytes ? `${text}\n[… cut at ${maxBytes} of ${st.size} bytes]` : text;
+  } finally {
+    await handle.close();
+  }
 }

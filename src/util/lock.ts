@@ -1,12 +1,24 @@
 /**
- * A lock file made with O_EXCL, holding who took it. A waiter polls; a lock
- * whose holder died (same host, pid gone) is taken over. Used for stage
- * cache entries and for an output folder's SHA256SUMS.
+ * An exclusive lock on a file, held by the kernel: flock(2) on an open file
+ * description, taken by util-linux's flock(1) on a descriptor we pass it (a
+ * lock belongs to the open file description, so it stays ours after flock(1)
+ * exits, and the kernel drops it when we close the file or die). No pid
+ * guessing, no takeover race: a dead holder's lock is simply free.
+ *
+ * The file's content (who holds it) is only for the waiter's message; a
+ * half-written or empty file reads as "unknown holder". The file stays after
+ * release (waiters blocked on it then get it without a retry) unless
+ * `removeOnRelease`: then it is unlinked while still held, and a waiter that
+ * gets the lock on the unlinked file sees that its inode is no longer the
+ * path's and retries; anyone may delete a lock file the same way.
+ *
+ * Used for stage cache entries and an output folder's SHA256SUMS.
  */
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdir, open, readFile, rm, stat, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
-import { tempPathFor } from './fs.ts';
+import { run } from '../exec/run.ts';
 
 export interface LockHolder {
   pid: number;
@@ -20,7 +32,10 @@ export interface Lock {
   release(): Promise<void>;
 }
 
-/** Same host and pid not running: stale. Another host: stale after a day (no way to ask it). */
+/**
+ * For owner.json of work folders (not a lock, a note): same host and pid not
+ * running is stale; another host: stale after a day (no way to ask it).
+ */
 export function lockIsStale(holder: LockHolder): boolean {
   if (holder.host !== hostname()) return Date.now() - Date.parse(holder.started) > 24 * 3_600_000;
   try {
@@ -31,39 +46,94 @@ export function lockIsStale(holder: LockHolder): boolean {
   }
 }
 
+/** Pure: a holder record from a file's text, or undefined for empty, half-written or foreign text. */
+export function parseHolder(text: string): LockHolder | undefined {
+  try {
+    const v = JSON.parse(text) as Partial<LockHolder> | null;
+    if (!v || typeof v !== 'object' || !Number.isInteger(v.pid) || typeof v.host !== 'string' || typeof v.started !== 'string') return undefined;
+    return { pid: v.pid!, host: v.host, started: v.started, profile: typeof v.profile === 'string' ? v.profile : '?' };
+  } catch {
+    return undefined;
+  }
+}
+
 export async function readLock(path: string): Promise<LockHolder | undefined> {
-  return readFile(path, 'utf8').then((t) => JSON.parse(t) as LockHolder, () => undefined);
+  const text = await readFile(path, 'utf8').catch(() => undefined);
+  return text === undefined ? undefined : parseHolder(text);
+}
+
+const openFlags = constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW;
+
+/**
+ * flock(1) on our descriptor: true when taken. `waitSeconds` undefined blocks
+ * until it is (or the signal aborts); a number gives up after that long.
+ */
+async function flockFd(handle: FileHandle, waitSeconds: number | undefined, signal?: AbortSignal): Promise<boolean> {
+  const r = await run(['flock', ...(waitSeconds === undefined ? [] : ['-w', String(waitSeconds)]), '-x', '3'], { passFds: [handle.fd], allowFailure: true, cancelSignal: signal });
+  if (signal?.aborted) throw signal.reason;
+  if (r.exitCode === 0) return true;
+  if (r.exitCode === 1 && waitSeconds !== undefined) return false;
+  throw new Error(`flock(1) failed (exit ${r.exitCode}): ${r.stderr.trim()}`);
+}
+
+async function samePath(handle: FileHandle, path: string): Promise<boolean> {
+  const [mine, now] = [await handle.stat(), await stat(path).catch(() => undefined)];
+  return now !== undefined && now.ino === mine.ino && now.dev === mine.dev;
 }
 
 export async function acquireLock(
   path: string,
   holder: Pick<LockHolder, 'profile'>,
-  options: { signal?: AbortSignal; onWait?: (by: LockHolder) => void; pollMs?: number } = {},
+  options: { signal?: AbortSignal; onWait?: (by: LockHolder) => void; removeOnRelease?: boolean } = {},
 ): Promise<Lock> {
   const mine: LockHolder = { pid: process.pid, host: hostname(), started: new Date().toISOString(), ...holder };
   await mkdir(dirname(path), { recursive: true });
   let told = false;
   for (;;) {
     if (options.signal?.aborted) throw options.signal.reason;
+    const handle = await open(path, openFlags, 0o600);
     try {
-      const handle = await open(path, 'wx');
-      await handle.writeFile(JSON.stringify(mine));
-      await handle.close();
-      return { release: () => rm(path, { force: true }) };
+      // One spawn when the lock is free or soon free; the waiter's message after a second.
+      if (!(await flockFd(handle, 1, options.signal))) {
+        const other = await readLock(path);
+        if (!told) {
+          told = true;
+          options.onWait?.(other ?? { pid: 0, host: '?', started: '?', profile: '?' });
+        }
+        await flockFd(handle, undefined, options.signal);
+      }
+      if (!(await samePath(handle, path))) {
+        await handle.close();
+        continue; // the holder released (unlinked) it while we waited: lock the path's new file
+      }
+      await handle.truncate(0);
+      await handle.write(JSON.stringify(mine), 0);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      await handle.close().catch(() => undefined);
+      throw error;
     }
-    const other = await readLock(path);
-    if (other && lockIsStale(other)) {
-      // Rename first so two waiters cannot both delete a fresh lock.
-      const grave = tempPathFor(path);
-      await rename(path, grave).then(() => rm(grave, { force: true }), () => undefined);
-      continue;
-    }
-    if (other && !told) {
-      told = true;
-      options.onWait?.(other);
-    }
-    await new Promise((r) => setTimeout(r, options.pollMs ?? 1000));
+    let released = false;
+    return {
+      release: async () => {
+        if (released) return;
+        released = true;
+        if (options.removeOnRelease && (await samePath(handle, path))) await rm(path, { force: true });
+        else await handle.truncate(0);
+        await handle.close();
+      },
+    };
+  }
+}
+
+/** Who holds the lock at `path` now, or undefined when nobody does (a free lock file is just a file). */
+export async function lockHolder(path: string): Promise<LockHolder | undefined> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => undefined);
+  if (!handle) return undefined;
+  try {
+    const r = await run(['flock', '-n', '-s', '3'], { passFds: [handle.fd], allowFailure: true });
+    if (r.exitCode === 0) return undefined; // we could take it: nobody holds it
+    return (await readLock(path)) ?? { pid: 0, host: '?', started: '?', profile: '?' };
+  } finally {
+    await handle.close();
   }
 }
