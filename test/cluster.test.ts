@@ -36,7 +36,7 @@ test('the shipped description and an empty one load, with vTorque defaults', asy
 test('mount points: system folders, "..", unknown placeholders, nesting and duplicates are refused', async () => {
   for (const [path, want] of [
     ['/', /plain path/], ['/etc/cron.d', /system folder \/etc/], ['/home/../etc', /"\.\."/], ['/home/{user}', /unknown placeholder \{user\}/],
-    ['/work space', /absolute guest path/], ['/usr', /system folder \/usr/], ['/home/{owner', /unknown placeholder/],
+    ['/work space', /absolute guest path/], ['/usr', /the guest's system folder/], ['/home/{owner', /unknown placeholder/],
   ] as const) assert.match(mountPathProblem(path) ?? 'accepted', want, path);
   for (const ok of ['/opt', '/home/{owner}', '/workspace', '/srv/soft-1.2']) assert.is(mountPathProblem(ok), undefined, ok);
 

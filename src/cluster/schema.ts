@@ -5,23 +5,17 @@
  * truth for types, defaults, docs and schema/cluster.schema.json.
  */
 import { z } from 'zod';
+import { guestPathProblem, systemPlace } from '../policy/paths.ts';
 import { durationPattern, parseSize, sizePattern } from '../profile/units.ts';
 
 /** Words that reach qemu's argv or a shell line: no spaces, commas, quotes. */
 const word = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { error: 'expected letters, digits, ".", "_" and "-"' });
-/** Where a mount may not go: the guest's own system folders (the cluster's software share over /opt is fine). */
-export const systemDirs = ['/bin', '/boot', '/dev', '/etc', '/lib', '/lib32', '/lib64', '/libx32', '/proc', '/root', '/run', '/sbin', '/sys', '/usr', '/var/cache', '/var/lib', '/var/log'];
-
 /** Pure: what is wrong with a mount point as written (before {owner} is replaced), or undefined. */
 export function mountPathProblem(path: string): string | undefined {
-  if (!/^\/[A-Za-z0-9._/{}-]*$/.test(path)) return 'expected an absolute guest path of letters, digits, ".", "_", "-", "/" ({owner} is replaced)';
-  const placeholders = path.match(/\{[^}]*\}?/g) ?? [];
-  const unknown = placeholders.find((p) => p !== '{owner}');
-  if (unknown) return `unknown placeholder ${unknown}: only {owner} is replaced`;
-  const segments = path.split('/').slice(1);
-  if (segments.some((x) => x === '' || x === '.' || x === '..')) return 'expected a plain path: no "//", "." or ".." segments, no trailing "/"';
-  const system = systemDirs.find((d) => path === d || path.startsWith(`${d}/`));
-  if (system) return `${path} is inside the guest's system folder ${system}`;
+  const problem = guestPathProblem(path, { placeholders: ['{owner}'] });
+  if (problem) return problem;
+  const system = systemPlace(path);
+  if (system) return `${path} is ${system === path ? 'the guest\'s system folder' : `inside the guest's system folder ${system}`}: mount the cluster's exports on folders of their own`;
   return undefined;
 }
 

@@ -8,6 +8,7 @@ import { closeSync, openSync } from 'node:fs';
 import { execa, type Options, type ResultPromise } from 'execa';
 import { UserError } from '../errors.ts';
 import { aptPackageFor } from '../host/tools.ts';
+import { shellQuote } from '../util/quote.ts';
 
 export interface RunOptions {
   env?: Record<string, string | undefined>;
@@ -42,10 +43,7 @@ export interface RunResult {
 
 const live = new Set<ResultPromise>();
 
-/** Quote argv so that it can be pasted into a POSIX shell. */
-export function shellQuote(argv: readonly string[]): string {
-  return argv.map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`)).join(' ');
-}
+export { shellQuote } from '../util/quote.ts';
 
 function lastLines(text: string, count: number): string {
   const lines = text.trimEnd().split('\n');

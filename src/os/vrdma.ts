@@ -4,6 +4,7 @@
  * rdma_rxe and adds the link at each boot (`rdma link add` does not persist).
  * Hardware RDMA (mlx5 VFs) is left to rdma-core's own udev rules.
  */
+import { shellWord } from '../util/quote.ts';
 import type { Profile } from '../profile/schema.ts';
 import { readShipped } from '../util/project.ts';
 import type { CloudConfig, OsDriver } from './types.ts';
@@ -13,9 +14,6 @@ export const vrdmaLinkScript = '/usr/local/sbin/guestforge-vrdma-link';
 export const vrdmaModulesLoad = '/etc/modules-load.d/guestforge-vrdma.conf';
 const kernelScript = '/var/lib/guestforge/vrdma-kernel.sh';
 
-function shellWord(value: string): string {
-  return `'${value.replaceAll("'", `'\\''`)}'`;
-}
 
 export async function vrdmaBuildConfig(profile: Profile, driver: OsDriver): Promise<CloudConfig> {
   if (!profile.vrdma.enabled) return {};

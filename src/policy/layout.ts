@@ -6,7 +6,9 @@
  * says where /opt, the workspace, the homes and the apps folder stand.
  */
 import { posix } from 'node:path';
+import { shellWord as sq } from '../util/quote.ts';
 import type { GuestFacts } from '../verify/facts.ts';
+import { isUnder } from './paths.ts';
 import type { RuleResult, VerifyOptions } from '../verify/types.ts';
 
 /** The cluster mounts its own software folder here at job start. */
@@ -43,15 +45,8 @@ export interface LayoutRule {
 const pass = (evidence: string): RuleResult => ({ verdict: 'pass', evidence });
 const fail = (evidence: string): RuleResult => ({ verdict: 'fail', evidence });
 
-export function isUnder(path: string, dir: string): boolean {
-  const p = posix.normalize(path);
-  return p === dir || p.startsWith(`${dir.replace(/\/$/, '')}/`);
-}
+export { isUnder };
 
-/** A single-quoted shell word. */
-function sq(value: string): string {
-  return `'${value.replaceAll("'", `'\\''`)}'`;
-}
 
 function octal(m: number | undefined): string {
   return m === undefined ? '?' : (m & 0o7777).toString(8).padStart(4, '0');
@@ -79,7 +74,7 @@ export const layoutRules: LayoutRule[] = [
     },
     inGuest: (l) => ({
       id: 'layout.workspace-writable',
-      shell: `runuser -u nobody -- sh -c 'f=$(mktemp -p "$1") && rm -f "$f"' sh ${sq(l.workspace)} && echo "nobody can write ${l.workspace}"`,
+      shell: `runuser -u nobody -- sh -c 'f=$(mktemp -p "$1") && rm -f "$f"' sh ${sq(l.workspace)} && echo ${sq(`nobody can write ${l.workspace}`)}`,
     }),
   },
   {
@@ -104,7 +99,7 @@ export const layoutRules: LayoutRule[] = [
         isUnder(dest, clusterOpt)
           ? [{ path: ['apps', index, 'dest'], message: `"${dest}" is under ${clusterOpt}, which the cluster mounts over at boot`, hint: `install apps under ${l.optVm} (e.g. ${posix.join(l.optVm, posix.basename(dest))})` }]
           : []),
-    provisionCheck: (l) => `[ -z "$(ls -A ${clusterOpt} 2>/dev/null)" ] || { echo "${clusterOpt} is not empty after provisioning: $(ls -A ${clusterOpt} | tr '\\n' ' ') (install to ${l.optVm})"; exit 1; }`,
+    provisionCheck: (l) => `[ -z "$(ls -A ${clusterOpt} 2>/dev/null)" ] || { echo "${clusterOpt} is not empty after provisioning: $(ls -A ${clusterOpt} | tr '\\n' ' ')" ${sq(`(install to ${l.optVm})`)}; exit 1; }`,
     verify: (f, o) => {
       const opt = f.paths[clusterOpt];
       if (!opt?.exists) return pass(`${clusterOpt} absent`);
@@ -114,7 +109,7 @@ export const layoutRules: LayoutRule[] = [
     inGuest: (l) => ({
       id: 'layout.opt-empty',
       // A mount over /opt (the cluster's own) is not the image's content.
-      shell: `if mountpoint -q ${clusterOpt}; then echo "${clusterOpt} is a mount point (the cluster's)"; elif [ -z "$(ls -A ${clusterOpt} 2>/dev/null)" ]; then echo "${clusterOpt} is empty"; else echo "${clusterOpt} holds: $(ls -A ${clusterOpt} | head -5 | tr '\\n' ' ') (apps belong in ${l.optVm})"; false; fi`,
+      shell: `if mountpoint -q ${clusterOpt}; then echo "${clusterOpt} is a mount point (the cluster's)"; elif [ -z "$(ls -A ${clusterOpt} 2>/dev/null)" ]; then echo "${clusterOpt} is empty"; else echo "${clusterOpt} holds: $(ls -A ${clusterOpt} | head -5 | tr '\\n' ' ')" ${sq(`(apps belong in ${l.optVm})`)}; false; fi`,
     }),
   },
   {
@@ -126,7 +121,7 @@ export const layoutRules: LayoutRule[] = [
       const p = f.paths[o.optVm];
       return p?.isDir ? pass(`${o.optVm}: ${(p.entries ?? []).join(', ') || 'empty'}`) : fail(`${o.optVm} does not exist`);
     },
-    inGuest: (l) => ({ id: 'layout.opt-vm', shell: `[ -d ${sq(l.optVm)} ] && echo "${l.optVm}: $(ls ${sq(l.optVm)} | tr '\\n' ' ')"` }),
+    inGuest: (l) => ({ id: 'layout.opt-vm', shell: `[ -d ${sq(l.optVm)} ] && echo ${sq(`${l.optVm}:`)} "$(ls ${sq(l.optVm)} | tr '\\n' ' ')"` }),
   },
 ];
 
@@ -144,7 +139,7 @@ export function layoutPaths(layout: Pick<Layout, 'workspace' | 'home' | 'optVm'>
 export function provisionLayoutScript(layout: Layout): string {
   return [
     `mkdir -p ${sq(layout.workspace)} ${sq(layout.optVm)}`,
-    `chmod ${layout.workspaceMode} ${sq(layout.workspace)}`,
+    `chmod ${sq(layout.workspaceMode)} ${sq(layout.workspace)}`,
     ...layoutRules.flatMap((r) => (r.provisionCheck ? [r.provisionCheck(layout)] : [])),
   ].join('\n');
 }

@@ -7,7 +7,8 @@ import { posix } from 'node:path';
 import { run } from '../exec/run.ts';
 import type { Profile } from './schema.ts';
 import type { Problem } from './problem.ts';
-import { layoutProblems } from '../policy/layout.ts';
+import { clusterOpt, layoutProblems } from '../policy/layout.ts';
+import { guestPathProblem, isUnder } from '../policy/paths.ts';
 import { driverFor } from '../os/index.ts';
 import { formatSize, parseSize } from './units.ts';
 
@@ -16,16 +17,17 @@ export type { Problem } from './problem.ts';
 /** Smallest disk a bootstrapped Debian guest fits in, with room for packages. */
 export const minBootstrapDisk = 2 * 1024 ** 3;
 
-function checkGuestPath(path: string, where: (string | number)[], problems: Problem[]): boolean {
-  if (!posix.isAbsolute(path)) {
-    problems.push({ path: where, message: `must be an absolute path in the guest, got "${path}"` });
-    return false;
-  }
-  if (path.split('/').includes('..')) {
-    problems.push({ path: where, message: `must not contain "..": "${path}"` });
-    return false;
-  }
-  return true;
+/**
+ * An app gets a path of its own strictly inside the apps folder or a root the
+ * profile allows: never a system folder, never the folder itself (its owner
+ * and modes are set on what the app brings, so it must not be a shared tree).
+ */
+function appDestProblem(dest: string, layout: Profile['layout']): Problem['message'] | undefined {
+  if (guestPathProblem(dest)) return undefined; // the schema said so already
+  const roots = [layout.optVm, ...layout.appRoots];
+  if (roots.includes(dest)) return `"${dest}" is the apps folder itself: give the app a folder or file of its own inside it (e.g. ${posix.join(dest, 'myapp')})`;
+  if (roots.some((r) => isUnder(dest, r))) return undefined;
+  return `"${dest}" is outside the apps folder ${layout.optVm}${layout.appRoots.length ? ` and layout.appRoots (${layout.appRoots.join(', ')})` : ''}`;
 }
 
 async function imageVirtualSize(path: string): Promise<number | undefined> {
@@ -49,13 +51,13 @@ export async function checkRules(profile: Profile): Promise<Problem[]> {
   }
   problems.push(...driver.checkProfile(profile));
 
-  for (const [key, value] of [['workspace', layout.workspace], ['optVm', layout.optVm], ['home', layout.home]] as const) {
-    checkGuestPath(value, ['layout', key], problems);
-  }
   const dests: string[] = [];
   for (const [index, app] of profile.apps.entries()) {
-    if (checkGuestPath(app.dest, ['apps', index, 'dest'], problems)) dests.push(app.dest);
-    else dests.push('');
+    // OSv images have no cluster layout: an app goes where its command line expects it.
+    const problem = driver.clusterLayout ? appDestProblem(app.dest, layout) : undefined;
+    // Under /opt is the layout rule's to say (with its own hint).
+    if (problem && !isUnder(app.dest, clusterOpt)) problems.push({ path: ['apps', index, 'dest'], message: problem, hint: `put it under ${layout.optVm}, or list its root in layout.appRoots` });
+    dests.push(guestPathProblem(app.dest) || (problem && !isUnder(app.dest, clusterOpt)) ? '' : app.dest);
     try {
       await stat(app.src);
     } catch {

@@ -4,6 +4,7 @@
  * profile reference are generated from it.
  */
 import { z } from 'zod';
+import { guestPathProblem, systemPlace } from '../policy/paths.ts';
 import { durationPattern, sizePattern } from './units.ts';
 
 const size = (example: string) =>
@@ -110,9 +111,24 @@ const user = z.strictObject({
     .describe('Hashed password; plaintext passwords are not accepted'),
 });
 
+/** A guest path that reaches shell lines and guestfish: plain characters, no "..". */
+const guestPath = z.string().superRefine((v, ctx) => {
+  const problem = guestPathProblem(v);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
+/** A layout folder: a guest path that is not a system or shared folder (its mode and owner get set). */
+function layoutDir(options: { shared: boolean }) {
+  return z.string().superRefine((v, ctx) => {
+    const problem = guestPathProblem(v);
+    const system = problem ? undefined : systemPlace(v, { shared: options.shared });
+    if (problem || system) ctx.addIssue({ code: 'custom', message: problem ?? `${v} is ${system === v ? 'a system or shared folder' : `inside the system folder ${system}`}: use a folder of its own` });
+  });
+}
+
 const app = z.strictObject({
   src: z.string().min(1).describe('File or directory on the host, relative to the profile'),
-  dest: z.string().min(1).describe('Absolute path in the guest, under the layout.optVm folder'),
+  dest: guestPath.describe('Absolute path in the guest, inside layout.optVm (or a layout.appRoots folder)'),
   mode: mode.optional().describe('Octal mode for files (directories keep theirs)'),
   owner: z
     .string()
@@ -123,10 +139,14 @@ const app = z.strictObject({
 
 const layout = z
   .strictObject({
-    workspace: z.string().default('/workspace').describe('Folder for jobs\' intermediate data'),
+    workspace: layoutDir({ shared: true }).default('/workspace').describe('Folder for jobs\' intermediate data'),
     workspaceMode: mode.default('1777').describe('Mode of the workspace folder'),
-    optVm: z.string().default('/opt-vm').describe('Where apps go; /opt is mounted by the cluster'),
-    home: z.string().default('/home').describe('Parent of users\' homes'),
+    optVm: layoutDir({ shared: true }).default('/opt-vm').describe('Where apps go; /opt is mounted by the cluster'),
+    home: layoutDir({ shared: false }).default('/home').describe('Parent of users\' homes'),
+    appRoots: z
+      .array(layoutDir({ shared: true }))
+      .default([])
+      .describe('More folders apps may go into besides optVm (each app still gets a path of its own inside one); say so here, or apps outside optVm are refused'),
   })
   .describe('Guest layout the cluster expects');
 

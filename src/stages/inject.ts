@@ -4,7 +4,7 @@
  * it, and reads back the facts the verify stage judges (so verification
  * costs no second launch).
  */
-import { rm, stat } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { UserError } from '../errors.ts';
 import { run } from '../exec/run.ts';
@@ -12,31 +12,51 @@ import { GuestSession } from '../guestfs/session.ts';
 import type { App } from '../profile/schema.ts';
 import { readShipped } from '../util/project.ts';
 import { factsFromJson, factsToJson, gatherFacts, mountGuest } from '../verify/facts.ts';
-import { hashTree, sha256Text } from '../util/fs.ts';
+import { hashTree, nonce, sha256Text } from '../util/fs.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import type { Stage } from './types.ts';
 
 /** Bump when what the inject stage does or reads back changes, so older entries are not reused. */
-const injectRecipe = 1;
+const injectRecipe = 2;
 
-async function injectApp(session: GuestSession, app: App, scratch: string): Promise<void> {
-  const [uid, gid] = app.owner.split(':');
+/**
+ * One app into the guest. Its path must be new (an image from elsewhere may
+ * hold a symlink there, or on the way there, pointing at /etc): nothing that
+ * exists is written through or re-owned. Owner and mode then go to exactly
+ * what the app brought, without following its symlinks.
+ */
+export async function injectApp(session: GuestSession, app: App, scratch: string): Promise<void> {
+  const [uid, gid] = app.owner.split(':') as [string, string];
+  const parts = app.dest.split('/').slice(1);
+  for (let i = 1; i <= parts.length; i += 1) {
+    const path = `/${parts.slice(0, i).join('/')}`;
+    // is-symlink is false when nothing is there; exists follows links, so it is asked second.
+    if (await session.bool('is-symlink', path)) throw new UserError(`app ${app.dest}: ${path} is a symlink in the image`, { hint: 'an app is never written through a link; fix the base image or choose another dest' });
+    if (!(await session.bool('exists', path))) break; // nothing further down exists either
+    if (i === parts.length) throw new UserError(`app ${app.dest} already exists in the image`, { hint: 'each app gets a path of its own: the image (or another app) has something there' });
+    if (!(await session.bool('is-dir', path))) throw new UserError(`app ${app.dest}: ${path} exists in the image and is not a folder`);
+  }
   const isDir = (await stat(app.src)).isDirectory();
   if (isDir) {
-    await session.call('mkdir-p', app.dest);
-    const tar = join(scratch, `app-${posix.basename(app.dest)}.tar`);
-    await run(['tar', '-C', app.src, '--numeric-owner', '--owner=0', '--group=0', '-cf', tar, '.']);
+    // Owner and modes are set in a host-side copy and carried by the tar (tar-in
+    // restores them as root): no guest program runs, nothing outside the app is touched.
+    const staged = join(scratch, `app-${posix.basename(app.dest)}-${nonce(3)}`);
+    const tar = `${staged}.tar`;
+    await mkdir(staged, { mode: 0o700 });
     try {
+      await run(['cp', '-a', '--no-dereference', '--', `${app.src}/.`, staged]);
+      if (app.mode) await run(['find', staged, '-type', 'f', '-exec', 'chmod', app.mode, '{}', '+']);
+      await run(['tar', '-C', staged, '--numeric-owner', `--owner=${uid}`, `--group=${gid}`, '-cf', tar, '.']);
+      await session.call('mkdir-p', app.dest);
       await session.call('tar-in', tar, app.dest);
     } finally {
+      await rm(staged, { recursive: true, force: true });
       await rm(tar, { force: true });
     }
-    await session.call('sh', `chown -R ${uid}:${gid} '${app.dest}'`);
-    if (app.mode) await session.call('sh', `find '${app.dest}' -type f -exec chmod ${app.mode} {} +`);
   } else {
     await session.call('mkdir-p', posix.dirname(app.dest));
     await session.call('upload', app.src, app.dest);
-    await session.call('chown', uid!, gid!, app.dest);
+    await session.call('chown', uid, gid, app.dest);
     if (app.mode) await session.call('chmod', `0${app.mode.replace(/^0/, '')}`, app.dest);
   }
 }

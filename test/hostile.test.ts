@@ -1,0 +1,127 @@
+/**
+ * Hostile profiles and images (issue 16): each case is refused at validate
+ * with file:line:col and the field, or ends in a safe result proven by
+ * reading the disk afterwards. One guestfish launch, on a small ext4 image.
+ */
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { execa } from 'execa';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { GuestSession } from '../src/guestfs/session.ts';
+import { injectApp } from '../src/stages/inject.ts';
+import { mountGuest } from '../src/verify/facts.ts';
+import { makeImage } from './helpers/tree-image.ts';
+
+const root = resolve(import.meta.dirname, '..');
+const cli = join(root, 'bin', 'guestforge.js');
+const tmp = await mkdtemp(join(tmpdir(), 'gf-hostile-'));
+const base = await readFile(join(root, 'profiles', 'debian-12-hpc.yaml'), 'utf8');
+
+/** The default profile with `edit` applied, in the profiles folder (its apps resolve from there). */
+async function profileWith(edit: (text: string) => string): Promise<string> {
+  const file = join(root, 'profiles', `.test-hostile-${process.pid}-${Math.random().toString(16).slice(2)}.yaml`);
+  await writeFile(file, edit(base));
+  return file;
+}
+
+async function validate(file: string) {
+  try {
+    return await execa('node', [cli, 'validate', file], { reject: false });
+  } finally {
+    await rm(file, { force: true });
+  }
+}
+
+/** The 1-based line of the first line of `text` that contains `needle`. */
+function lineOf(text: string, needle: string): number {
+  return text.split('\n').findIndex((l) => l.includes(needle)) + 1;
+}
+
+const profiles = suite('hostile profiles: exit 2 at validate, located');
+
+/** Add lines to the profile's layout mapping. */
+const layoutWith = (lines: string) => (t: string) => t.replace('layout:\n', `layout:\n${lines}`);
+const appDest = (dest: string) => (t: string) => t.replace('dest: /opt-vm/hello-mpi/README', `dest: ${JSON.stringify(dest)}`);
+for (const [name, edit, field, message] of [
+  ['app dest /etc (with a mode)', appDest('/etc'), 'apps[1].dest', /outside the apps folder \/opt-vm/],
+  ['app dest with a quote and a command', appDest("/opt-vm/x'; touch /INJECTED; echo '"), 'apps[1].dest', /expected an absolute guest path/],
+  ['app dest through ..', appDest('/opt-vm/../etc/cron.d/x'), 'apps[1].dest', /no "\/\/", "\." or "\.\." segments/],
+  ['app dest the apps folder itself', appDest('/opt-vm'), 'apps[1].dest', /the apps folder itself/],
+  ['layout.optVm /etc', (t: string) => layoutWith('  appRoots: []\n')(t).replace('optVm: /opt-vm', 'optVm: /etc'), 'layout.optVm', /\/etc is a system or shared folder/],
+  ['layout.workspace /tmp (its mode is set)', (t: string) => t.replace('workspace: /workspace', 'workspace: /tmp'), 'layout.workspace', /system or shared folder/],
+  ['layout.workspace with $(...)', (t: string) => t.replace('workspace: /workspace', 'workspace: "/w$(reboot)"'), 'layout.workspace', /expected an absolute guest path/],
+  ['layout.appRoots /usr', layoutWith('  appRoots: [/usr]\n'), 'layout.appRoots[0]', /system or shared folder/],
+] as const) {
+  profiles(name, async () => {
+    const file = await profileWith(edit);
+    const text = await readFile(file, 'utf8');
+    const r = await validate(file);
+    assert.is(r.exitCode, 2, r.stderr);
+    const needle = field.startsWith('apps') ? 'dest:' : field.split('.')[1]!.replace(/\[0\]$/, '');
+    const line = field.startsWith('apps') ? lineOf(text, 'dest: "') : lineOf(text, `${needle}:`);
+    assert.match(r.stderr, new RegExp(`:${line}:\\d+ ${field.replace(/[.[\]]/g, '\\$&')}: `), `${r.stderr}\nwant line ${line}`);
+    assert.match(r.stderr, message);
+  });
+}
+
+profiles('an app outside /opt-vm is fine when its root is listed in layout.appRoots', async () => {
+  const file = await profileWith((t) => layoutWith('  appRoots: [/srv/tools]\n')(appDest('/srv/tools')(t)));
+  const strict = await validate(file);
+  assert.is(strict.exitCode, 2, 'the root itself is not a path of its own');
+  const ok = await profileWith((t) => layoutWith('  appRoots: [/srv/tools]\n')(appDest('/srv/tools/readme/README')(t)));
+  const r = await validate(ok);
+  assert.is(r.exitCode, 0, r.stderr);
+});
+profiles.run();
+
+const images = suite('hostile images: inject writes only what the app brought');
+
+images('a symlink in the image on the way to dest is refused; modes and owners stay inside the app', async () => {
+  const image = await makeImage(tmp, 'hostile', {
+    'etc/shadow': 'root:*:1::::::\n',
+    'etc/passwd': 'root:x:0:0:root:/root:/bin/bash\n',
+    'opt-vm/evil': { link: '/etc' },
+    'opt-vm/taken/file': 'the image\'s own\n',
+  });
+  const app = join(tmp, 'app');
+  await mkdir(join(app, 'bin'), { recursive: true });
+  await writeFile(join(app, 'bin', 'run.sh'), '#!/bin/sh\necho hi\n');
+  await symlink('/etc', join(app, 'esc')); // a link in the app itself: re-owned as a link, never followed
+  const session = await GuestSession.open([{ path: image, format: 'raw' }], { accel: 'tcg' });
+  try {
+    await mountGuest(session, { readonly: false, inspect: false });
+    const refused = async (dest: string, want: RegExp) => {
+      try {
+        await injectApp(session, { src: app, dest, owner: '1234:1234', mode: '0666' }, tmp);
+      } catch (error) {
+        assert.match((error as Error).message, want, `${(error as Error).message}\n${(error as { hint?: string }).hint ?? ''}`);
+        return;
+      }
+      assert.unreachable(`${dest} was written`);
+    };
+    await refused('/opt-vm/evil/cron.d', /\/opt-vm\/evil is a symlink in the image/);
+    await refused('/opt-vm/taken', /already exists in the image/);
+    await refused('/opt-vm/taken/file/x', /not a folder/);
+
+    await injectApp(session, { src: app, dest: '/opt-vm/good', owner: '1234:1234', mode: '0666' }, tmp);
+    const stat = async (p: string) => (await session.call('lstatns', p)).split('\n');
+    const field = (lines: string[], name: string) => Number(lines.find((l) => l.startsWith(`${name}:`))?.split(':')[1]?.trim());
+    const shadow = await stat('/etc/shadow');
+    assert.is(field(shadow, 'st_uid'), 0, '/etc/shadow keeps its owner');
+    assert.is(field(shadow, 'st_mode') & 0o777, 0o644, '/etc/shadow keeps its mode (makeImage wrote 0644)');
+    assert.is(field(await stat('/etc'), 'st_uid'), 0, '/etc keeps its owner');
+    assert.is(field(await stat('/opt-vm/good/esc'), 'st_uid'), 1234, 'the app\'s link is re-owned itself');
+    assert.is(field(await stat('/opt-vm/good/bin/run.sh'), 'st_mode') & 0o777, 0o666);
+    assert.is(field(await stat('/opt-vm/taken/file'), 'st_uid'), 0, 'the image\'s own tree is untouched');
+    assert.is((await session.call('cat', '/opt-vm/taken/file')).trim(), 'the image\'s own');
+  } catch (error) {
+    const hint = (error as { hint?: string }).hint;
+    throw hint ? new Error(`${(error as Error).message}\n${hint}`) : error;
+  } finally {
+    await session.close();
+  }
+});
+images.after(() => rm(tmp, { recursive: true, force: true }));
+images.run();
