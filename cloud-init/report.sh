@@ -39,5 +39,11 @@ if [ -n "$checks" ] && [ -f "$checks" ]; then
     result=error; detail="${detail:+$detail; }a smoke check failed"
   fi
 fi
+# cloud-init has finished: what the seed said (users' keys and hashes, the
+# profile's commands) must not stay on the disk the stage cache keeps.
+for d in /var/lib/cloud/instances/*/; do
+  rm -rf "$d"user-data.txt* "$d"vendor-data*.txt* "$d"cloud-config.txt "$d"vendor-cloud-config.txt "$d"obj.pkl "$d"scripts
+done
+rm -rf /var/lib/guestforge/commands
 say "$tag-RESULT:$nonce:$result${detail:+:$detail}"
 exit 0

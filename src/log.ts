@@ -34,7 +34,7 @@ export class Logger {
   }
 
   private record(line: string): void {
-    if (this.file) appendFileSync(this.file, `${new Date().toISOString()} ${line}\n`);
+    if (this.file) appendFileSync(this.file, `${new Date().toISOString()} ${line}\n`, { mode: 0o600 });
   }
 
   private print(line: string): void {

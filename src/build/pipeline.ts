@@ -3,8 +3,8 @@
  * On failure or interruption every stage that ran is cleaned up in reverse
  * (Packer's step cleanup), the work folder goes, and the logs stay.
  */
-import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { makeWorkDir } from '../util/workdir.ts';
+import { mkdir, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { UsageError, UserError } from '../errors.ts';
 import type { Logger, Step } from '../log.ts';
@@ -71,13 +71,10 @@ export async function runBuild(
   const outDir = resolve(options.outDir);
   const logDir = join(outDir, 'logs', profile.name);
   await rm(logDir, { recursive: true, force: true });
-  await mkdir(logDir, { recursive: true });
+  await mkdir(logDir, { recursive: true, mode: 0o700 });
   log.toFile(join(logDir, 'build.log'));
   const nonce = makeNonce(6);
-  const workDir = join(cacheDir(), 'work', `${profile.name}-${nonce}`);
-  await mkdir(workDir, { recursive: true });
-  // Who owns this work folder: cache prune clears folders of builds that died.
-  await writeFile(join(workDir, 'owner.json'), JSON.stringify({ pid: process.pid, host: hostname(), started: new Date().toISOString(), profile: profile.name }));
+  const workDir = await makeWorkDir(`${profile.name}-${nonce}`, profile.name);
   const backend = backendOf(profile.build);
   log.info(`building ${profile.name} from ${loaded.files.join(' <- ')} with ${describeBackend(backend)} (logs: ${logDir})`);
 

@@ -13,7 +13,7 @@
  * succeeded and `qemu-img check` passed; a record whose size or check does
  * not hold is a miss, and the entry is removed.
  */
-import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../exec/run.ts';
 import type { StageName } from '../os/types.ts';
@@ -115,10 +115,11 @@ export class StageCache {
     const now = new Date().toISOString();
     const full: EntryRecord = { ...record, id: nonce(8), bytes: (await stat(disk)).size, created: now, lastUsed: now };
     // The record goes last: a disk without its record is never a hit.
-    await mkdir(this.dir, { recursive: true });
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
     await rm(this.recordPath(record.stage, record.key), { force: true });
+    await chmod(disk, 0o600); // a guest disk: users' hashes, keys, whatever the commands left
     await rename(disk, path);
-    await writeFileAtomic(this.recordPath(record.stage, record.key), `${JSON.stringify(full, null, 2)}\n`);
+    await writeFileAtomic(this.recordPath(record.stage, record.key), `${JSON.stringify(full, null, 2)}\n`, 0o600);
     return { ...full, path };
   }
 

@@ -1,5 +1,5 @@
 /** NoCloud seed ISO: volume label cidata, user-data and meta-data at its root. */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../exec/run.ts';
 
@@ -11,16 +11,18 @@ export interface SeedFiles {
 }
 
 export async function buildSeedIso(dir: string, files: SeedFiles, iso: string): Promise<void> {
-  await mkdir(dir, { recursive: true });
+  // user-data holds keys, hashes and commands: owner-only files, folder and ISO.
+  await mkdir(dir, { recursive: true, mode: 0o700 });
   const names = ['user-data'];
-  await writeFile(join(dir, 'user-data'), files.userData);
+  await writeFile(join(dir, 'user-data'), files.userData, { mode: 0o600 });
   if (files.metaData !== undefined) {
-    await writeFile(join(dir, 'meta-data'), files.metaData);
+    await writeFile(join(dir, 'meta-data'), files.metaData, { mode: 0o600 });
     names.push('meta-data');
   }
   if (files.networkConfig !== undefined) {
-    await writeFile(join(dir, 'network-config'), files.networkConfig);
+    await writeFile(join(dir, 'network-config'), files.networkConfig, { mode: 0o600 });
     names.push('network-config');
   }
   await run(['xorriso', '-as', 'mkisofs', '-quiet', '-output', iso, '-volid', 'cidata', '-joliet', '-rock', ...names], { cwd: dir, timeoutMs: 60_000 });
+  await chmod(iso, 0o600);
 }

@@ -18,3 +18,25 @@ export function parseCloudConfig(text: string): CloudConfig {
   const value = parse(text, { version: '1.1' }) as unknown;
   return typeof value === 'object' && value !== null ? (value as CloudConfig) : {};
 }
+
+/** cloud-config keys whose values are secrets wherever they appear. */
+const secretKeys = new Set(['hashed_passwd', 'passwd', 'password', 'plain_text_passwd', 'chpasswd', 'ssh_authorized_keys', 'ssh_keys', 'ssh_private_key', 'ca_certs', 'secret']);
+
+/** Pure: the config with every secret value (and any mapping marked `secret: true`) as `<redacted>`. */
+export function redactCloudConfig(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(redactCloudConfig);
+  if (typeof value !== 'object' || value === null) return value;
+  const entries = Object.entries(value as Record<string, unknown>);
+  const marked = (value as Record<string, unknown>).secret === true;
+  return Object.fromEntries(entries.map(([k, v]) => {
+    if (k === 'secret') return [k, v];
+    if (secretKeys.has(k) || (marked && (k === 'content' || k === 'source'))) return [k, '<redacted>'];
+    return [k, redactCloudConfig(v)];
+  }));
+}
+
+/** A user-data text fit for logs and `plan`: secrets replaced; text that is not a cloud-config is withheld whole. */
+export function redactUserData(text: string): string {
+  if (!text.startsWith('#cloud-config')) return '# <redacted: not a cloud-config>\n';
+  return renderCloudConfig(redactCloudConfig(parseCloudConfig(text)) as CloudConfig);
+}

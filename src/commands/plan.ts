@@ -1,3 +1,4 @@
+import { redactUserData } from '../cloudinit/yaml.ts';
 import { UsageError } from '../errors.ts';
 import { metaData } from '../cloudinit/userdata.ts';
 import { driverFor } from '../os/index.ts';
@@ -62,11 +63,13 @@ export async function run(args: string[]): Promise<number> {
   const stages = driver.stages(profile);
   const nonce = 'PLAN';
   const seed = await driver.buildSeed(profile, nonce);
-  const userData = seed?.userData;
+  const userData = seed?.userData === undefined ? undefined : redactUserData(seed.userData);
   const meta = seed?.metaData ?? metaData(profile, nonce);
   const cache = await cachePlan(profile, stages, Boolean(values['no-cache']));
+  // Shown, not used: hashes and keys as <redacted> (plan output lands in CI logs).
+  const shown = { ...profile, users: profile.users.map((u) => ({ ...u, ...(u.passwordHash ? { passwordHash: '<redacted>' } : {}), sshKeys: u.sshKeys.map(() => '<redacted>') })) };
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({ files, stages, cache, profile, seed: { userData, metaData: meta } }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ files, stages, cache, profile: shown, seed: { userData, metaData: meta } }, null, 2)}\n`);
     return 0;
   }
   const out = (s: string) => process.stdout.write(`${s}\n`);
@@ -80,7 +83,7 @@ export async function run(args: string[]): Promise<number> {
   out(`stage cache (${cacheDir()}/stages):`);
   for (const c of cache) out(`  ${c.stage.padEnd(10)} ${c.cache.padEnd(5)} ${c.entry ? `${c.entry} (${c.why})` : c.why}`);
   out('--- resolved profile');
-  out(JSON.stringify(profile, null, 2));
+  out(JSON.stringify(shown, null, 2));
   out('--- meta-data (the instance-id is fresh per build)');
   process.stdout.write(meta);
   if (userData) {

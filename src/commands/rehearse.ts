@@ -1,4 +1,5 @@
 /** guestforge rehearse <image>: boot it as a cluster node would, and run a job in it as its owner. */
+import { makeWorkDir } from '../util/workdir.ts';
 import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { defaultClusterFile, loadClusterOrThrow } from '../cluster/load.ts';
@@ -35,9 +36,9 @@ export async function run(args: string[]): Promise<number> {
   const format = await diskFormatOf(image, 'rehearse');
   const log = new Logger({ verbose: Boolean(values.verbose) });
   const nonce = makeNonce(6);
-  const workDir = join(cacheDir(), 'work', `rehearse-${nonce}`);
+  const workDir = await makeWorkDir(`rehearse-${nonce}`, `rehearse ${image}`);
   const logDir = resolve(values['log-dir'] ?? join(cacheDir(), 'logs', `rehearse-${new Date().toISOString().replace(/[:.]/g, '-')}`));
-  await mkdir(logDir, { recursive: true });
+  await mkdir(logDir, { recursive: true, mode: 0o700 });
   log.toFile(join(logDir, 'rehearse.log'));
   const report = await withSignals(async (signal) => {
     const step = log.step(`rehearse ${image} as a ${cluster.name} node`);

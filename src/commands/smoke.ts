@@ -1,3 +1,4 @@
+import { makeWorkDir } from '../util/workdir.ts';
 import { defaultLayout } from '../profile/schema.ts';
 import { basename, join } from 'node:path';
 import { smokeTargetOf, type SmokeTarget } from '../cloudinit/userdata.ts';
@@ -59,7 +60,7 @@ export async function run(args: string[]): Promise<number> {
   }
   const log = new Logger({ verbose: Boolean(values.verbose) });
   const nonce = makeNonce(6);
-  const workDir = join(cacheDir(), 'work', `smoke-${nonce}`);
+  const workDir = await makeWorkDir(`smoke-${nonce}`, `smoke ${image}`);
   const logDir = values['log-dir'] ?? join(cacheDir(), 'logs', `smoke-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   const report = await withSignals(async (signal) => {
     const step = log.step(`smoke boot ${image}`);

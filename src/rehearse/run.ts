@@ -5,10 +5,10 @@
  * SSH in as the job owner with the key in the NFS home, run the job, read its
  * output back from the export. Everything it starts is stopped in `finally`.
  */
-import { lstat, mkdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Cluster } from '../cluster/schema.ts';
-import { renderCloudConfig } from '../cloudinit/yaml.ts';
+import { redactUserData, renderCloudConfig } from '../cloudinit/yaml.ts';
 import { run, shellQuote } from '../exec/run.ts';
 import type { Logger, Step } from '../log.ts';
 import type { Layout } from '../policy/layout.ts';
@@ -79,7 +79,7 @@ function seconds(ms: number): string {
 export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise<RehearsalReport> {
   const { cluster, nonce, log } = o;
   await mkdir(o.workDir, { recursive: true, mode: 0o700 });
-  await mkdir(o.logDir, { recursive: true });
+  await mkdir(o.logDir, { recursive: true, mode: 0o700 });
   const serialLog = join(o.logDir, 'rehearse-console.log');
   await rm(serialLog, { force: true });
   const checks: RehearsalCheck[] = [];
@@ -103,7 +103,7 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
     const seedDir = join(o.workDir, 'seed');
     await mkdir(seedDir, { recursive: true, mode: 0o700 });
     await writeFile(join(seedDir, 'user-data'), userData, { mode: 0o600 });
-    await writeFile(join(o.logDir, 'rehearse-user-data.yaml'), userData, { mode: 0o600 });
+    await writeFile(join(o.logDir, 'rehearse-user-data.yaml'), redactUserData(userData), { mode: 0o600 });
     let metaFile: string | undefined;
     if (cluster.seed.instanceId === 'fresh') {
       metaFile = join(seedDir, 'meta-data');
@@ -111,6 +111,7 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
     }
     const seed = join(o.workDir, 'seed.img');
     await run(cloudLocaldsArgs(seed, join(seedDir, 'user-data'), metaFile), { timeoutMs: 60_000 });
+    await chmod(seed, 0o600);
 
     const overlay = await createOverlay(image, join(o.workDir, 'rehearse.qcow2'));
     const sshPort = await freePort();

@@ -36,7 +36,7 @@ export interface SmokeOptions {
 
 export async function smokeImage(image: DiskRef, options: SmokeOptions): Promise<SmokeReport> {
   await mkdir(options.workDir, { recursive: true });
-  await mkdir(options.logDir, { recursive: true });
+  await mkdir(options.logDir, { recursive: true, mode: 0o700 });
   const overlay = await createOverlay(image, join(options.workDir, 'smoke.qcow2'));
   const iso = join(options.workDir, 'smoke-seed.iso');
   try {

@@ -23,11 +23,11 @@ export function tempPathFor(path: string): string {
 }
 
 /** Write through a temp name and rename: readers never see a partial file. */
-export async function writeFileAtomic(path: string, data: string | Buffer): Promise<void> {
+export async function writeFileAtomic(path: string, data: string | Buffer, mode?: number): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const temp = tempPathFor(path);
   try {
-    await writeFile(temp, data);
+    await writeFile(temp, data, mode === undefined ? {} : { mode });
     await rename(temp, path);
   } catch (error) {
     await rm(temp, { force: true });

@@ -1,0 +1,88 @@
+/**
+ * Secrets on disk (issue 16): seeds, work folders, cache entries and logs
+ * that hold user-data are owner-only, and what logs and `plan` show has
+ * hashes, keys and marked values replaced by <redacted>.
+ */
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { execa } from 'execa';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { StageCache } from '../src/cache/store.ts';
+import { buildSeedIso } from '../src/cloudinit/seed.ts';
+import { redactUserData, renderCloudConfig } from '../src/cloudinit/yaml.ts';
+import { run } from '../src/exec/run.ts';
+import { makeWorkDir } from '../src/util/workdir.ts';
+
+const root = resolve(import.meta.dirname, '..');
+const tmp = await mkdtemp(join(tmpdir(), 'gf-secrets-'));
+const modeOf = async (p: string) => (await stat(p)).mode & 0o777;
+const hash = '$6$saltsalt$0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghijklmn';
+const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE7jXW2xg7l2secretsecretsecretsecretsecret me@host';
+
+test('redaction: hashes, keys, chpasswd and secret-marked files; the rest is kept', () => {
+  const text = renderCloudConfig({
+    users: [{ name: 'hpc', hashed_passwd: hash, ssh_authorized_keys: [key], shell: '/bin/bash' }],
+    chpasswd: { users: [{ name: 'root', password: 'hunter2' }] },
+    write_files: [{ path: '/etc/token', content: 'TOKEN-123', secret: true }, { path: '/etc/motd', content: 'hello' }],
+    runcmd: [['echo', 'hi']],
+  });
+  const shown = redactUserData(text);
+  for (const secret of [hash, 'secretsecret', 'hunter2', 'TOKEN-123']) assert.not.ok(shown.includes(secret), `${secret} leaked:\n${shown}`);
+  assert.match(shown, /hashed_passwd: <redacted>/);
+  assert.match(shown, /chpasswd: <redacted>/);
+  for (const kept of ['/bin/bash', 'hello', '/etc/token', 'echo']) assert.ok(shown.includes(kept), kept);
+  assert.match(redactUserData('#!/bin/sh\necho $SECRET\n'), /redacted: not a cloud-config/);
+});
+
+test('seed folder, user-data and ISO are owner-only (real xorriso)', async () => {
+  const dir = join(tmp, 'seed');
+  const iso = join(tmp, 'seed.iso');
+  await buildSeedIso(dir, { userData: '#cloud-config\n', metaData: 'instance-id: x\n' }, iso);
+  assert.is(await modeOf(dir), 0o700);
+  assert.is(await modeOf(join(dir, 'user-data')), 0o600);
+  assert.is(await modeOf(iso), 0o600);
+});
+
+test('work folders, their owner note and cache entries are owner-only', async () => {
+  const env = process.env.XDG_CACHE_HOME;
+  process.env.XDG_CACHE_HOME = join(tmp, 'xdg');
+  try {
+    const work = await makeWorkDir('w-1', 'test');
+    assert.is(await modeOf(work), 0o700);
+    assert.is(await modeOf(join(tmp, 'xdg', 'guestforge')), 0o700);
+    assert.is(await modeOf(join(work, 'owner.json')), 0o600);
+    assert.is(JSON.parse(await readFile(join(work, 'owner.json'), 'utf8')).pid, process.pid);
+  } finally {
+    process.env.XDG_CACHE_HOME = env;
+  }
+  const cache = new StageCache(join(tmp, 'stages'));
+  const disk = join(tmp, 'd.qcow2');
+  await run(['qemu-img', 'create', '-q', '-f', 'qcow2', disk, '16M']);
+  const entry = await cache.store(disk, { stage: 'provision', key: '0123456789abcdef', profile: 'p', guestforge: '0', parts: {} });
+  assert.is(await modeOf(entry.path), 0o600);
+  assert.is(await modeOf(entry.path.replace(/\.qcow2$/, '.json')), 0o600);
+});
+
+test('plan shows the seed with <redacted> for a password hash and SSH keys', async () => {
+  const dir = join(root, 'profiles');
+  const file = join(dir, `.test-secrets-${process.pid}.yaml`);
+  const text = (await readFile(join(dir, 'debian-12-hpc.yaml'), 'utf8')).replace('    sudo: true\n', `    sudo: true\n    passwordHash: "${hash}"\n    sshKeys: ["${key}"]\n`);
+  await writeFile(file, text);
+  try {
+    const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'plan', file], { reject: false, env: { XDG_CACHE_HOME: join(tmp, 'plan-cache') } });
+    assert.is(r.exitCode, 0, r.stderr);
+    assert.match(r.stdout, /hashed_passwd: <redacted>/);
+    assert.not.ok(r.stdout.includes(hash));
+    assert.not.ok(r.stdout.includes('secretsecret'));
+  } finally {
+    await rm(file, { force: true });
+  }
+});
+
+test.after(async () => {
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(tmp).then(() => rm(tmp, { recursive: true }));
+});
+test.run();
