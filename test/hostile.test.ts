@@ -53,18 +53,29 @@ for (const [name, edit, field, message] of [
   ['layout.workspace /tmp (its mode is set)', (t: string) => t.replace('workspace: /workspace', 'workspace: /tmp'), 'layout.workspace', /system or shared folder/],
   ['layout.workspace with $(...)', (t: string) => t.replace('workspace: /workspace', 'workspace: "/w$(reboot)"'), 'layout.workspace', /expected an absolute guest path/],
   ['layout.appRoots /usr', layoutWith('  appRoots: [/usr]\n'), 'layout.appRoots[0]', /system or shared folder/],
+  ['libvirt URI that runs a program', (t: string) => `${t}build:\n  backend: libvirt\n  connect: "qemu+ext:///system?command=/tmp/evil.sh"\n`, 'build.connect', /transport qemu\+ext is not one guestforge uses/],
+  ['libvirt URI with command=', (t: string) => `${t}build:\n  backend: libvirt\n  connect: "qemu+ssh://h/system?command=/tmp/evil.sh"\n`, 'build.connect', /URI parameter command runs a program/],
+  ['root with a password hash', (t: string) => t.replace('  - name: hpc\n', '  - name: root\n    passwordHash: "$6$salt$abc"\n  - name: hpc\n'), 'users[0].passwordHash', /root gets no password/],
+  ['plaintext chpasswd in extra user-data', (t: string) => `${t}cloudInit:\n  userData:\n    chpasswd:\n      list: "root:hunter2"\n`, 'cloudInit.userData', /plaintext or root passwords in the extra user-data: chpasswd\.list/],
 ] as const) {
   profiles(name, async () => {
     const file = await profileWith(edit);
     const text = await readFile(file, 'utf8');
     const r = await validate(file);
     assert.is(r.exitCode, 2, r.stderr);
-    const needle = field.startsWith('apps') ? 'dest:' : field.split('.')[1]!.replace(/\[0\]$/, '');
-    const line = field.startsWith('apps') ? lineOf(text, 'dest: "') : lineOf(text, `${needle}:`);
+    // The line of the value: a mapping value starts on its first key.
+    const needle = field.startsWith('apps') ? 'dest: "' : field.startsWith('users') ? 'passwordHash:' : field === 'cloudInit.userData' ? 'chpasswd:' : `${field.split('.')[1]!.replace(/\[0\]$/, '')}:`;
+    const line = lineOf(text, needle);
     assert.match(r.stderr, new RegExp(`:${line}:\\d+ ${field.replace(/[.[\]]/g, '\\$&')}: `), `${r.stderr}\nwant line ${line}`);
     assert.match(r.stderr, message);
   });
 }
+
+profiles('--connect with a program-running URI stops before virsh runs', async () => {
+  const r = await execa('node', [cli, 'build', join(root, 'profiles', 'debian-12-hpc.yaml'), '--backend', 'libvirt', '--connect', 'qemu+ext://x/system?command=/tmp/evil.sh', '-o', join(tmp, 'never')], { reject: false });
+  assert.is(r.exitCode, 2, r.stderr);
+  assert.match(r.stderr, /libvirt URI refused: transport qemu\+ext/);
+});
 
 profiles('an app outside /opt-vm is fine when its root is listed in layout.appRoots', async () => {
   const file = await profileWith((t) => layoutWith('  appRoots: [/srv/tools]\n')(appDest('/srv/tools')(t)));

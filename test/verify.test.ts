@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { rules } from '../src/verify/rules.ts';
+import { rules, sshdSetting } from '../src/verify/rules.ts';
 import { evaluate, defaultVerifyOptions } from '../src/verify/run.ts';
 import type { GuestFacts } from '../src/verify/facts.ts';
 import { makeImage as makeTreeImage, type Tree } from './helpers/tree-image.ts';
@@ -52,7 +52,8 @@ function goodTree(): Tree {
     '/opt': { dir: true },
     '/opt-vm/app': { dir: true },
     '/var/lib/cloud': { dir: true },
-    '/etc/ssh': { dir: true },
+    '/etc/ssh/sshd_config': 'Include /etc/ssh/sshd_config.d/*.conf\nKbdInteractiveAuthentication no\n',
+    '/etc/ssh/sshd_config.d/50-cloud-init.conf': 'PasswordAuthentication no\n',
   };
 }
 
@@ -121,6 +122,10 @@ const breakers: Record<string, (t: Tree) => void> = {
   'hygiene.root-password': (t) => {
     t['/etc/shadow'] = (t['/etc/shadow'] as string).replace('root:*:', 'root:$6$salt$hash:');
   },
+  'hygiene.ssh-passwords': (t) => {
+    t['/etc/shadow'] = (t['/etc/shadow'] as string).replace('hpc:!:', 'hpc:$6$salt$hash:');
+    delete t['/etc/ssh/sshd_config.d/50-cloud-init.conf'];
+  },
 };
 
 /** The facts a read of goodTree() gives: the literal the rule logic is tested on. */
@@ -144,8 +149,12 @@ function goodFacts(): GuestFacts {
       { name: 'nobody', uid: 65534, home: '/nonexistent', shell: '/usr/sbin/nologin' },
       { name: 'hpc', uid: 1000, home: '/home/hpc', shell: '/bin/bash' },
     ],
-    rootPasswordHash: '*',
+    passwords: { root: 'locked', hpc: 'locked' },
     machineIdBytes: 0,
+    sshdConfigs: [
+      { path: '/etc/ssh/sshd_config', text: 'Include /etc/ssh/sshd_config.d/*.conf\nKbdInteractiveAuthentication no\n' },
+      { path: '/etc/ssh/sshd_config.d/50-cloud-init.conf', text: 'PasswordAuthentication no\n' },
+    ],
     sshHostKeys: [],
     cloudInstances: [],
     kernels: [kernel],
@@ -170,7 +179,11 @@ const factBreakers: Record<string, (f: GuestFacts) => void> = {
   'hygiene.cloud-init-state': (f) => (f.cloudInstances = ['iid-local01']),
   'hygiene.machine-id': (f) => (f.machineIdBytes = 33),
   'hygiene.ssh-host-keys': (f) => (f.sshHostKeys = ['/etc/ssh/ssh_host_ed25519_key']),
-  'hygiene.root-password': (f) => (f.rootPasswordHash = '$6$salt$hash'),
+  'hygiene.root-password': (f) => (f.passwords.root = 'usable'),
+  'hygiene.ssh-passwords': (f) => {
+    f.passwords.hpc = 'usable';
+    f.sshdConfigs.pop();
+  },
 };
 
 const withVrdma = { ...defaultVerifyOptions, requireVrdma: true };
@@ -212,6 +225,36 @@ logic('the evidence names what was wrong', () => {
   const byId = new Map(evaluate('literal', facts, withVrdma).results.map((r) => [r.id, r.evidence]));
   assert.match(byId.get('layout.opt-empty')!, /\/opt holds intel: install apps to \/opt-vm/);
   assert.match(byId.get('vrdma.kernel')!, new RegExp(`kernel without rdma_rxe: ${kernel}`));
+});
+
+logic('every uid-0 account counts, not only the one named root', () => {
+  const facts = goodFacts();
+  facts.passwd.push({ name: 'toor', uid: 0, home: '/root', shell: '/bin/sh' });
+  facts.passwords.toor = 'usable';
+  const byId = new Map(evaluate('literal', facts, withVrdma).results.map((r) => [r.id, r]));
+  assert.is(byId.get('hygiene.root-password')!.verdict, 'fail');
+  assert.match(byId.get('hygiene.root-password')!.evidence, /toor: usable/);
+});
+
+logic('sshd settings: first value wins, Include where it stands, Match blocks are not global', () => {
+  const cfg = (main: string, ...d: string[]) => [{ path: '/etc/ssh/sshd_config', text: main }, ...d.map((text, i) => ({ path: `/etc/ssh/sshd_config.d/${i}0-x.conf`, text }))];
+  assert.equal(sshdSetting(cfg('PasswordAuthentication no\nPasswordAuthentication yes\n'), 'passwordauthentication'), { value: 'no', from: '/etc/ssh/sshd_config' });
+  assert.equal(sshdSetting(cfg('Include sshd_config.d/*.conf\nPasswordAuthentication no\n', 'PasswordAuthentication yes'), 'PasswordAuthentication')?.value, 'yes');
+  assert.equal(sshdSetting(cfg('Match User x\n  PasswordAuthentication yes\n'), 'PasswordAuthentication'), undefined);
+  assert.equal(sshdSetting(cfg('PasswordAuthentication=No # comment\n'), 'PasswordAuthentication')?.value, 'no');
+  const facts = goodFacts();
+  facts.sshdConfigs = cfg('PermitEmptyPasswords yes\nPasswordAuthentication no\n');
+  const result = evaluate('literal', facts, withVrdma).results.find((r) => r.id === 'hygiene.ssh-passwords')!;
+  assert.is(result.verdict, 'fail');
+  assert.match(result.evidence, /PermitEmptyPasswords yes/);
+});
+
+logic('a /var/lib/dbus/machine-id of its own is a shared id too', () => {
+  const facts = goodFacts();
+  facts.dbusMachineIdBytes = 33;
+  const result = evaluate('literal', facts, withVrdma).results.find((r) => r.id === 'hygiene.machine-id')!;
+  assert.is(result.verdict, 'fail');
+  assert.match(result.evidence, /dbus/);
 });
 
 logic.run();

@@ -10,6 +10,8 @@ import type { Problem } from './problem.ts';
 import { clusterOpt, layoutProblems } from '../policy/layout.ts';
 import { guestPathProblem, isUnder } from '../policy/paths.ts';
 import { driverFor } from '../os/index.ts';
+import { parseCloudConfig } from '../cloudinit/yaml.ts';
+import { readUntrusted } from '../util/fs.ts';
 import { formatSize, parseSize } from './units.ts';
 
 export type { Problem } from './problem.ts';
@@ -28,6 +30,52 @@ function appDestProblem(dest: string, layout: Profile['layout']): Problem['messa
   if (roots.includes(dest)) return `"${dest}" is the apps folder itself: give the app a folder or file of its own inside it (e.g. ${posix.join(dest, 'myapp')})`;
   if (roots.some((r) => isUnder(dest, r))) return undefined;
   return `"${dest}" is outside the apps folder ${layout.optVm}${layout.appRoots.length ? ` and layout.appRoots (${layout.appRoots.join(', ')})` : ''}`;
+}
+
+const cryptHash = /^\$(1|5|6|y|2[aby])\$/;
+
+/** Pure: plaintext passwords in extra cloud-config (chpasswd, password, plain_text_passwd, passwd), by where they sit. */
+export function plaintextPasswords(config: unknown): string[] {
+  if (typeof config !== 'object' || config === null) return [];
+  const c = config as Record<string, unknown>;
+  const found: string[] = [];
+  if (typeof c.password === 'string') found.push('password');
+  const chpasswd = c.chpasswd as Record<string, unknown> | undefined;
+  if (chpasswd && typeof chpasswd === 'object') {
+    if (chpasswd.list !== undefined) found.push('chpasswd.list');
+    for (const [i, u] of (Array.isArray(chpasswd.users) ? chpasswd.users : []).entries()) {
+      const e = u as Record<string, unknown>;
+      if (typeof e.password === 'string' && !(e.type === 'hash' && cryptHash.test(e.password))) found.push(`chpasswd.users[${i}].password`);
+    }
+  }
+  for (const [i, u] of (Array.isArray(c.users) ? c.users : []).entries()) {
+    const e = (typeof u === 'object' && u !== null ? u : {}) as Record<string, unknown>;
+    if (typeof e.plain_text_passwd === 'string') found.push(`users[${i}].plain_text_passwd`);
+    if (typeof e.passwd === 'string' && !cryptHash.test(e.passwd)) found.push(`users[${i}].passwd`);
+    if (typeof e.hashed_passwd === 'string' && e.name === 'root') found.push(`users[${i}].hashed_passwd (root)`);
+  }
+  return found;
+}
+
+/** The extra user-data is read at validate (a file: size-capped, a regular file), not first at build. */
+async function userDataProblems(profile: Profile): Promise<Problem[]> {
+  const extra = profile.cloudInit.userData;
+  if (extra === undefined) return [];
+  let config: unknown = extra;
+  if (typeof extra === 'string') {
+    const text = await readUntrusted(extra, 1024 * 1024);
+    if (text === undefined) return [{ path: ['cloudInit', 'userData'], message: `cannot read ${extra}: not a regular file, or missing` }];
+    if (!text.startsWith('#cloud-config')) return [{ path: ['cloudInit', 'userData'], message: `${extra} does not start with #cloud-config`, hint: 'guestforge merges cloud-config documents only' }];
+    try {
+      config = parseCloudConfig(text);
+    } catch (error) {
+      return [{ path: ['cloudInit', 'userData'], message: `${extra}: ${(error as Error).message.split('\n')[0]}` }];
+    }
+  }
+  const plain = plaintextPasswords(config);
+  return plain.length
+    ? [{ path: ['cloudInit', 'userData'], message: `plaintext or root passwords in the extra user-data: ${plain.join(', ')}`, hint: 'users[].passwordHash takes a crypt(3) hash (mkpasswd -m sha-512) for regular users; root logs in with keys' }]
+    : [];
 }
 
 async function imageVirtualSize(path: string): Promise<number | undefined> {
@@ -66,12 +114,17 @@ export async function checkRules(profile: Profile): Promise<Problem[]> {
   }
   for (const problem of driver.clusterLayout ? layoutProblems(layout, dests) : []) problems.push(problem);
 
+  problems.push(...(await userDataProblems(profile)));
+
   const seenUsers = new Map<string, number>();
   for (const [index, user] of profile.users.entries()) {
     if (seenUsers.has(user.name)) {
       problems.push({ path: ['users', index, 'name'], message: `user "${user.name}" is listed twice` });
     }
     seenUsers.set(user.name, index);
+    if (user.name === 'root' && user.passwordHash) {
+      problems.push({ path: ['users', index, 'passwordHash'], message: 'root gets no password: every VM of the image would share it', hint: 'log in with sshKeys; give a regular user sudo if needed' });
+    }
   }
 
   const diskBytes = parseSize(profile.disk.size);

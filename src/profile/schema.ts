@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { guestPathProblem, systemPlace } from '../policy/paths.ts';
+import { libvirtUriProblem } from '../vm/uri.ts';
 import { durationPattern, sizePattern } from './units.ts';
 
 const size = (example: string) =>
@@ -178,7 +179,13 @@ const build = z
     stallTimeout: duration('10m').default('10m').describe('Give up when the console is silent this long'),
     smokeTimeout: duration('10m').default('10m').describe('Give up on the smoke VM after this long'),
     backend: z.enum(['qemu', 'libvirt']).default('qemu').describe('What runs the build and smoke VMs: qemu directly, or libvirt domains'),
-    connect: z.string().regex(/^[a-z0-9+]+:\/\//, { error: 'expected a libvirt URI like qemu:///system or qemu+ssh://host/system' }).optional()
+    connect: z
+      .string()
+      .superRefine((v, ctx) => {
+        const problem = libvirtUriProblem(v);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .optional()
       .describe('libvirt: the connection URI (default qemu:///system); a remote one moves disks through a storage pool'),
     pool: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('guestforge').describe('libvirt, remote URIs: the storage pool disks travel through (a dir pool is created if missing)'),
     accel: z.enum(['auto', 'kvm', 'tcg']).default('auto').describe('auto: KVM if a probe proves it works'),

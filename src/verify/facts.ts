@@ -33,8 +33,13 @@ export interface GuestFacts {
   cloudConfigs: { path: string; text: string }[];
   paths: Record<string, PathFacts>;
   passwd: PasswdEntry[];
-  rootPasswordHash?: string;
+  /** How each account's password stands, from /etc/shadow (never the hash itself). */
+  passwords: Record<string, PasswordState>;
   machineIdBytes?: number;
+  /** /var/lib/dbus/machine-id when it is a regular file (not the usual link to /etc/machine-id). */
+  dbusMachineIdBytes?: number;
+  /** /etc/ssh/sshd_config, then sshd_config.d/*.conf (sorted). */
+  sshdConfigs: { path: string; text: string }[];
   sshHostKeys: string[];
   cloudInstances: string[];
   kernels: string[];
@@ -72,6 +77,19 @@ export function parseDpkgStatus(text: string): Map<string, string> {
     if (name && version && status?.endsWith(' installed')) packages.set(name.trim(), version.trim());
   }
   return packages;
+}
+
+export type PasswordState = 'empty' | 'locked' | 'usable';
+
+/** Pure: name → empty | locked | usable, from /etc/shadow's text. */
+export function passwordStates(shadow: string): Record<string, PasswordState> {
+  const out: Record<string, PasswordState> = {};
+  for (const line of shadow.split('\n')) {
+    const [name, hash] = line.split(':');
+    if (!name || hash === undefined) continue;
+    out[name] = hash === '' ? 'empty' : /^[!*]/.test(hash) ? 'locked' : 'usable';
+  }
+  return out;
 }
 
 export function parsePasswd(text: string): PasswdEntry[] {
@@ -177,10 +195,19 @@ export async function gatherFacts(
   }
   const passwd = parsePasswd((await readIf(session, '/etc/passwd')) ?? '');
   const shadow = (await readIf(session, '/etc/shadow')) ?? '';
-  const rootPasswordHash = /^root:([^:]*):/m.exec(shadow)?.[1];
+  const passwords = passwordStates(shadow);
   const machineIdBytes = (await session.bool('is-file', '/etc/machine-id'))
     ? Number((await session.call('filesize', '/etc/machine-id')).trim())
     : undefined;
+  const dbusId = '/var/lib/dbus/machine-id';
+  const dbusMachineIdBytes = !(await session.bool('is-symlink', dbusId)) && (await session.bool('is-file', dbusId))
+    ? Number((await session.call('filesize', dbusId)).trim())
+    : undefined;
+  const sshdConfigs: GuestFacts['sshdConfigs'] = [];
+  for (const path of ['/etc/ssh/sshd_config', ...(await glob(session, '/etc/ssh/sshd_config.d/*.conf')).sort()]) {
+    const text = await readIf(session, path);
+    if (text !== undefined) sshdConfigs.push({ path, text });
+  }
   const kernels = (await glob(session, '/boot/vmlinuz-*')).map((p) => posix.basename(p).replace(/^vmlinuz-/, ''));
   const rxeModules: Record<string, string[]> = {};
   for (const version of kernels) {
@@ -198,8 +225,10 @@ export async function gatherFacts(
     cloudConfigs,
     paths,
     passwd,
-    ...(rootPasswordHash !== undefined ? { rootPasswordHash } : {}),
+    passwords,
     ...(machineIdBytes !== undefined ? { machineIdBytes } : {}),
+    ...(dbusMachineIdBytes !== undefined ? { dbusMachineIdBytes } : {}),
+    sshdConfigs,
     sshHostKeys: await glob(session, '/etc/ssh/ssh_host_*'),
     cloudInstances: (await session.bool('is-dir', '/var/lib/cloud/instances')) ? await session.lines('ls', '/var/lib/cloud/instances') : [],
     kernels,

@@ -135,7 +135,13 @@ export const rules: Rule[] = [
     title: 'machine-id empty',
     severity: 'error',
     why: 'VMs cloned from one image must not share a machine-id (DHCP client ids, journald)',
-    check: (f) => (f.machineIdBytes === undefined ? pass('absent') : f.machineIdBytes === 0 ? pass('empty') : fail(`/etc/machine-id has ${f.machineIdBytes} bytes`)),
+    check: (f) => {
+      const bad = [
+        ...(f.machineIdBytes ? [`/etc/machine-id has ${f.machineIdBytes} bytes`] : []),
+        ...(f.dbusMachineIdBytes ? [`/var/lib/dbus/machine-id is a file of its own with ${f.dbusMachineIdBytes} bytes`] : []),
+      ];
+      return bad.length ? fail(bad.join('; ')) : pass(f.machineIdBytes === undefined ? 'absent' : 'empty');
+    },
   },
   {
     id: 'hygiene.ssh-host-keys',
@@ -146,13 +152,67 @@ export const rules: Rule[] = [
   },
   {
     id: 'hygiene.root-password',
-    title: 'no usable root password',
+    title: 'no usable password for any uid-0 account',
     severity: 'error',
-    why: 'a password baked into an image is shared by every VM',
+    why: 'a password baked into an image is shared by every VM; root by another name (uid 0) is still root',
     check: (f) => {
-      const hash = f.rootPasswordHash;
-      if (hash === undefined) return warn('no root entry in /etc/shadow');
-      return hash === '' ? fail('root has an empty password') : /^[!*]/.test(hash) ? pass('locked') : fail('root has a usable password hash');
+      const zeros = f.passwd.filter((u) => u.uid === 0).map((u) => u.name);
+      if (zeros.length === 0) return warn('no uid-0 account in /etc/passwd');
+      const said = zeros.map((n) => `${n}: ${f.passwords[n] ?? 'no shadow entry'}`);
+      const bad = zeros.filter((n) => f.passwords[n] === 'empty' || f.passwords[n] === 'usable');
+      return bad.length ? fail(`uid-0 account(s) with a password: ${said.join(', ')}`) : pass(said.join(', '));
+    },
+  },
+  {
+    id: 'hygiene.ssh-passwords',
+    title: 'sshd takes no passwords when accounts have them',
+    severity: 'error',
+    why: 'every VM of the image is reachable with the same password; the batch system logs in with keys',
+    check: (f) => {
+      if (f.sshdConfigs.length === 0) return pass('no sshd configuration');
+      const empty = sshdSetting(f.sshdConfigs, 'PermitEmptyPasswords');
+      if (empty?.value === 'yes') return fail(`PermitEmptyPasswords yes (${empty.from})`);
+      const auth = sshdSetting(f.sshdConfigs, 'PasswordAuthentication');
+      const allowed = (auth?.value ?? 'yes') === 'yes';
+      const withPassword = Object.entries(f.passwords).filter(([, s]) => s !== 'locked').map(([n, s]) => `${n} (${s})`);
+      const how = `PasswordAuthentication ${auth ? `${auth.value} (${auth.from})` : 'yes (the default)'}`;
+      if (allowed && withPassword.length) return fail(`${how}, and ${withPassword.join(', ')} have passwords`);
+      return pass(`${how}; accounts with a password: ${withPassword.join(', ') || 'none'}`);
     },
   },
 ];
+
+/**
+ * Pure: sshd's effective global value of `key` (lower-cased), the way sshd
+ * reads its files: first value wins, `Include` is read where it stands
+ * (relative to /etc/ssh), `Match` blocks are not global. Undefined when unset.
+ */
+export function sshdSetting(configs: GuestFacts['sshdConfigs'], key: string): { value: string; from: string } | undefined {
+  const byPath = new Map(configs.map((c) => [c.path, c.text]));
+  const globToRegex = (g: string) => new RegExp(`^${g.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]')}$`);
+  const read = (path: string, depth: number): { value: string; from: string } | undefined => {
+    const text = byPath.get(path);
+    if (text === undefined || depth > 8) return undefined;
+    for (const raw of text.split('\n')) {
+      const line = raw.replace(/#.*/, '').trim();
+      const m = /^(\S+)\s*(?:=\s*|\s+)(.*)$/.exec(line);
+      if (!m) continue;
+      const [, word, rest] = m;
+      if (word!.toLowerCase() === 'match') return undefined; // the rest of this file is conditional
+      if (word!.toLowerCase() === 'include') {
+        for (const pattern of rest!.split(/\s+/)) {
+          const full = pattern.startsWith('/') ? pattern : `/etc/ssh/${pattern}`;
+          const re = globToRegex(full);
+          for (const p of [...byPath.keys()].filter((k) => re.test(k)).sort()) {
+            const found = read(p, depth + 1);
+            if (found) return found;
+          }
+        }
+        continue;
+      }
+      if (word!.toLowerCase() === key.toLowerCase()) return { value: rest!.trim().toLowerCase(), from: path };
+    }
+    return undefined;
+  };
+  return read('/etc/ssh/sshd_config', 0);
+}

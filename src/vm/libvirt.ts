@@ -11,9 +11,10 @@
  * copied back while the VM runs (vol-download --offset), the overlay comes
  * back when the VM's disk is the result, and every volume is deleted.
  */
+import { libvirtUriProblem } from './uri.ts';
 import { appendFile, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { UserError } from '../errors.ts';
+import { UsageError, UserError } from '../errors.ts';
 import { run, type RunResult } from '../exec/run.ts';
 import { nonce } from '../util/fs.ts';
 import { readShipped } from '../util/project.ts';
@@ -34,11 +35,9 @@ const defaultPoolPath = '/var/lib/libvirt/images/guestforge';
 
 export function isRemote(uri: string | undefined): boolean {
   if (!uri) return false;
-  try {
-    return new URL(uri).hostname !== '';
-  } catch {
-    throw new UserError(`not a libvirt URI: ${uri}`, { hint: 'for example qemu:///system, qemu+ssh://host/system, qemu+tcp://host/system' });
-  }
+  const problem = libvirtUriProblem(uri);
+  if (problem) throw new UsageError(`libvirt URI refused: ${problem}`, { hint: 'for example qemu:///system, qemu+ssh://host/system, qemu+tcp://host/system' });
+  return new URL(uri).hostname !== '';
 }
 
 export async function virsh(uri: string | undefined, args: string[], options: { allowFailure?: boolean; timeoutMs?: number } = {}): Promise<RunResult> {
