@@ -27,17 +27,17 @@ const commands: Record<string, CommandEntry> = {
   },
   smoke: {
     summary: 'boot an image with a fresh NoCloud seed and check it from inside',
-    usage: 'smoke <image> [--profile p.yaml] [--require vrdma] [--junit f.xml] [--timeout 10m] [--log-dir d] [--verbose]',
+    usage: 'smoke <image> [--profile p.yaml] [--require vrdma] [--junit f.xml] [--timeout 10m] [--log-dir d] [--allow-backing] [--verbose]',
     load: () => import('./commands/smoke.ts'),
   },
   rehearse: {
     summary: 'boot an image as a cluster node does (cloud-localds seed, NFS mounts) and run a job in it as its owner over SSH',
-    usage: 'rehearse <image> [--cluster clusters/vtorque.yaml] [--profile p.yaml] [--junit f.xml] [--json] [--accel auto|kvm|tcg] [--log-dir d] [--verbose]',
+    usage: 'rehearse <image> [--cluster clusters/vtorque.yaml] [--profile p.yaml] [--junit f.xml] [--json] [--accel auto|kvm|tcg] [--log-dir d] [--allow-backing] [--verbose]',
     load: () => import('./commands/rehearse.ts'),
   },
   verify: {
     summary: "check any image offline against the cluster's guest requirements",
-    usage: 'verify <image> [--profile p.yaml] [--require vrdma] [--json] [--junit f.xml]',
+    usage: 'verify <image> [--profile p.yaml] [--require vrdma] [--json] [--junit f.xml] [--allow-backing]',
     load: () => import('./commands/verify.ts'),
   },
   validate: {

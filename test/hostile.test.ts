@@ -134,5 +134,30 @@ images('a symlink in the image on the way to dest is refused; modes and owners s
     await session.close();
   }
 });
+images('verify refuses a backing file outside the image\'s folder, and a backing loop within 10 s', async () => {
+  const run = (...argv: string[]) => execa(argv[0]!, argv.slice(1));
+  const elsewhere = join(tmp, 'host-disk.raw');
+  await run('truncate', '-s', '64M', elsewhere);
+  const mine = join(tmp, 'foreign');
+  await mkdir(mine);
+  const backed = join(mine, 'backed.qcow2');
+  await run('qemu-img', 'create', '-q', '-f', 'qcow2', '-b', elsewhere, '-F', 'raw', backed);
+  const r = await execa('node', [cli, 'verify', backed], { reject: false, timeout: 60_000 });
+  assert.is(r.exitCode, 2, r.stderr);
+  assert.match(r.stderr, /is backed by .*host-disk\.raw, outside its own folder/);
+  assert.match(r.stderr, /--allow-backing/);
+
+  const a = join(mine, 'a.qcow2');
+  const b = join(mine, 'b.qcow2');
+  await run('qemu-img', 'create', '-q', '-f', 'qcow2', a, '64M');
+  await run('qemu-img', 'create', '-q', '-f', 'qcow2', '-b', a, '-F', 'qcow2', b);
+  await run('qemu-img', 'rebase', '-u', '-b', b, '-F', 'qcow2', a);
+  const t0 = Date.now();
+  const loop = await execa('node', [cli, 'verify', a], { reject: false, timeout: 30_000 });
+  assert.is(loop.exitCode, 2, loop.stderr);
+  assert.match(loop.stderr, /backing loop/);
+  assert.ok(Date.now() - t0 < 10_000, `took ${Date.now() - t0} ms`);
+});
+
 images.after(() => rm(tmp, { recursive: true, force: true }));
 images.run();

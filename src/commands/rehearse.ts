@@ -19,6 +19,7 @@ import { diskFormatOf } from './verify.ts';
 
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('rehearse', args, {
+    'allow-backing': { type: 'boolean' },
     cluster: { type: 'string' },
     profile: { type: 'string' },
     junit: { type: 'string' },
@@ -33,7 +34,7 @@ export async function run(args: string[]): Promise<number> {
   if (accelWanted !== 'auto' && accelWanted !== 'kvm' && accelWanted !== 'tcg') throw new UsageError(`rehearse: --accel must be auto, kvm or tcg, not "${accelWanted}"`);
   const cluster = await loadClusterOrThrow(values.cluster ?? defaultClusterFile);
   const layout = values.profile ? (await loadProfileOrThrow(values.profile)).profile.layout : defaultLayout;
-  const format = await diskFormatOf(image, 'rehearse');
+  const format = await diskFormatOf(image, 'rehearse', { allowBacking: Boolean(values['allow-backing']) });
   const log = new Logger({ verbose: Boolean(values.verbose) });
   const nonce = makeNonce(6);
   const workDir = await makeWorkDir(`rehearse-${nonce}`, `rehearse ${image}`);

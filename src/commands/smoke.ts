@@ -20,6 +20,7 @@ import { defaultPool, isRemote } from '../vm/libvirt.ts';
 
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('smoke', args, {
+    'allow-backing': { type: 'boolean' },
     profile: { type: 'string' },
     require: { type: 'string', multiple: true },
     junit: { type: 'string' },
@@ -45,7 +46,7 @@ export async function run(args: string[]): Promise<number> {
   if (values.backend !== 'qemu' && values.backend !== 'libvirt') throw new UsageError(`smoke: --backend must be qemu or libvirt, not "${values.backend}"`);
   isRemote(values.connect); // a malformed URI is a usage error before anything starts
   const backend: Backend = values.backend === 'qemu' ? { kind: 'qemu' } : { kind: 'libvirt', target: { ...(values.connect ? { uri: values.connect } : {}), pool: values.pool } };
-  const format = await diskFormatOf(image, 'smoke');
+  const format = await diskFormatOf(image, 'smoke', { allowBacking: Boolean(values['allow-backing']) });
   let target: SmokeTarget = { ...defaultLayout, vrdma: false };
   // The image's name (hostname in the seed, part of a libvirt domain's name) unless a profile says.
   let name = basename(image).replace(/\.(qcow2|raw|img)$/, '').replace(/[^A-Za-z0-9-]/g, '-') || 'smoke';

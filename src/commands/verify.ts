@@ -5,7 +5,7 @@ import { resolveAccel } from '../vm/backend.ts';
 import { Logger } from '../log.ts';
 import { loadProfileOrThrow } from '../profile/index.ts';
 import { writeJunit } from '../report/junit.ts';
-import { imageInfo } from '../stages/base.ts';
+import { checkedBackingChain } from '../vm/image.ts';
 import { verifyOptionsOf } from '../stages/verify.ts';
 import { failedRules, formatReport, junitCases } from '../verify/print.ts';
 import { defaultVerifyOptions, verifyImage } from '../verify/run.ts';
@@ -13,11 +13,11 @@ import { parseCommandArgs } from './args.ts';
 import { detectOsv } from '../os/osv/cmdline.ts';
 
 /** The image's format, or a usage error when it is missing or not a disk image. */
-export async function diskFormatOf(image: string, command: string): Promise<'qcow2' | 'raw'> {
+export async function diskFormatOf(image: string, command: string, options: { allowBacking?: boolean } = {}): Promise<'qcow2' | 'raw'> {
   const info = await stat(image).catch(() => undefined);
   if (!info) throw new UsageError(`${command}: no such file: ${image}`);
   if (!info.isFile()) throw new UsageError(`${command}: not a file: ${image}`);
-  const { format } = await imageInfo(image);
+  const { format } = (await checkedBackingChain(image, command, options))[0]!;
   if (format !== 'qcow2' && format !== 'raw') {
     throw new UsageError(`${command}: ${image} is a ${format} image`, { hint: `convert it first: qemu-img convert -O qcow2 ${image} image.qcow2` });
   }
@@ -28,6 +28,7 @@ export async function diskFormatOf(image: string, command: string): Promise<'qco
 
 export async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('verify', args, {
+    'allow-backing': { type: 'boolean' },
     profile: { type: 'string' },
     require: { type: 'string', multiple: true },
     json: { type: 'boolean' },
@@ -39,7 +40,7 @@ export async function run(args: string[]): Promise<number> {
   for (const r of values.require ?? []) {
     if (r !== 'vrdma') throw new UsageError(`verify: unknown --require "${r}"`, { hint: 'known: vrdma' });
   }
-  const format = await diskFormatOf(image, 'verify');
+  const format = await diskFormatOf(image, 'verify', { allowBacking: Boolean(values['allow-backing']) });
   // OSv images have no filesystem libguestfs reads: recognise them and report their command line.
   const osvCmdline = await detectOsv(image, format);
   if (osvCmdline !== undefined) {

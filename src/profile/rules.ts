@@ -4,7 +4,7 @@
  */
 import { stat } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { run } from '../exec/run.ts';
+import { imageInfo } from '../vm/image.ts';
 import type { Profile } from './schema.ts';
 import type { Problem } from './problem.ts';
 import { clusterOpt, layoutProblems } from '../policy/layout.ts';
@@ -79,9 +79,7 @@ async function userDataProblems(profile: Profile): Promise<Problem[]> {
 }
 
 async function imageVirtualSize(path: string): Promise<number | undefined> {
-  const result = await run(['qemu-img', 'info', '--output=json', path], { allowFailure: true, timeoutMs: 30_000 });
-  if (result.exitCode !== 0) return undefined;
-  return (JSON.parse(result.stdout) as { 'virtual-size'?: number })['virtual-size'];
+  return imageInfo(path).then((i) => i.virtualSize, () => undefined);
 }
 
 export async function checkRules(profile: Profile): Promise<Problem[]> {

@@ -4,23 +4,19 @@
  * sees it) or a Debian bootstrap. Both land in the cache and are only ever
  * used read-only, as the backing file of the next stage's overlay.
  */
+import { imageInfo } from '../vm/image.ts';
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { UserError } from '../errors.ts';
-import { run } from '../exec/run.ts';
 import type { Step } from '../log.ts';
 import { formatSize } from '../profile/units.ts';
 import { sha256File, tempPathFor } from '../util/fs.ts';
 import type { BuildContext, DiskRef, Stage } from './types.ts';
 
-export async function imageInfo(path: string): Promise<{ format: string; virtualSize: number; backing?: string }> {
-  const { stdout } = await run(['qemu-img', 'info', '--output=json', '-U', path]);
-  const info = JSON.parse(stdout) as { format: string; 'virtual-size': number; 'backing-filename'?: string };
-  return { format: info.format, virtualSize: info['virtual-size'], ...(info['backing-filename'] ? { backing: info['backing-filename'] } : {}) };
-}
+export { imageInfo } from '../vm/image.ts';
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(() => true, () => false);
@@ -89,6 +85,8 @@ async function useImage(ctx: BuildContext, step: Step): Promise<DiskRef> {
     }
   }
   const info = await imageInfo(path);
+  // The sha256 pins this one file: a backing file would bring content it does not cover.
+  if (info.backing) throw new UserError(`base image ${path} has a backing file (${info.backing})`, { hint: 'use a standalone image: qemu-img convert -O qcow2 in out' });
   if (info.format !== image.format) {
     throw new UserError(`base image ${path} is ${info.format}, but base.image.format says ${image.format}`, {
       hint: `set base.image.format: ${info.format}`,

@@ -11,6 +11,7 @@
  * copied back while the VM runs (vol-download --offset), the overlay comes
  * back when the VM's disk is the result, and every volume is deleted.
  */
+import { imageInfo } from './image.ts';
 import { libvirtUriProblem } from './uri.ts';
 import { appendFile, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -123,15 +124,6 @@ export async function ensurePool(target: LibvirtTarget): Promise<void> {
   await virsh(target.uri, ['pool-refresh', target.pool], { allowFailure: true });
 }
 
-async function qemuImgInfo(path: string): Promise<{ virtualSize: number; backing?: string; backingFormat?: string }> {
-  const { stdout } = await run(['qemu-img', 'info', '--output=json', '-U', path]);
-  const info = JSON.parse(stdout) as { 'virtual-size': number; 'full-backing-filename'?: string; 'backing-filename-format'?: string };
-  return {
-    virtualSize: info['virtual-size'],
-    ...(info['full-backing-filename'] ? { backing: info['full-backing-filename'] } : {}),
-    ...(info['backing-filename-format'] ? { backingFormat: info['backing-filename-format'] } : {}),
-  };
-}
 
 /** Volumes made for one domain on a remote host, deleted by `removeAll`. */
 class RemoteVolumes {
@@ -195,7 +187,7 @@ export function libvirtStarter(target: LibvirtTarget, options: LibvirtStartOptio
     let consoleBytes = 0;
     const consoleVolume = `${name}-console.log`;
     const diskVolume = `${name}-disk.qcow2`;
-    const original = await qemuImgInfo(spec.disk);
+    const original = await imageInfo(spec.disk);
 
     let fields: DomainFields;
     try {
@@ -205,7 +197,7 @@ export function libvirtStarter(target: LibvirtTarget, options: LibvirtStartOptio
         if (original.backing) {
           let backing = original.backing;
           // The pool gets one standalone file: flatten a backing chain first.
-          if ((await qemuImgInfo(backing)).backing) {
+          if ((await imageInfo(backing)).backing) {
             const flat = join(workDir, `${name}-flat.qcow2`);
             scratch.push(flat);
             await run(['qemu-img', 'convert', '-O', 'qcow2', backing, flat], { timeoutMs: 60 * 60_000 });

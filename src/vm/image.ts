@@ -1,0 +1,63 @@
+/**
+ * What qemu-img says of a disk image, one level at a time (`qemu-img info`
+ * without --backing-chain opens no backing file), and the backing chain of
+ * an image from elsewhere walked with limits: a qcow2 can name any host file
+ * as its backing file (verify would then read that host disk) or loop.
+ */
+import { realpath } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { UsageError } from '../errors.ts';
+import { run } from '../exec/run.ts';
+import { isUnder } from '../policy/paths.ts';
+
+export interface ImageInfo {
+  format: string;
+  virtualSize: number;
+  /** The backing file as qemu resolves it (absolute), when there is one. */
+  backing?: string;
+  backingFormat?: string;
+}
+
+export async function imageInfo(path: string, options: { timeoutMs?: number } = {}): Promise<ImageInfo> {
+  const { stdout } = await run(['qemu-img', 'info', '--output=json', '-U', path], { timeoutMs: options.timeoutMs ?? 30_000 });
+  const info = JSON.parse(stdout) as { format: string; 'virtual-size': number; 'backing-filename'?: string; 'full-backing-filename'?: string; 'backing-filename-format'?: string };
+  const backing = info['full-backing-filename'] ?? info['backing-filename'];
+  return {
+    format: info.format,
+    virtualSize: info['virtual-size'],
+    ...(backing ? { backing: resolve(dirname(path), backing) } : {}),
+    ...(info['backing-filename-format'] ? { backingFormat: info['backing-filename-format'] } : {}),
+  };
+}
+
+export const maxBackingDepth = 8;
+
+/**
+ * The image and its backing files, top first. Refused (a usage error naming
+ * the file): a backing file outside the image's own folder unless
+ * `allowBacking`, a protocol (nbd:, http:) instead of a file, a loop, a
+ * chain deeper than `maxBackingDepth`. Every qemu-img call has a timeout.
+ */
+export async function checkedBackingChain(image: string, command: string, options: { allowBacking?: boolean } = {}): Promise<ImageInfo[]> {
+  const folder = await realpath(dirname(resolve(image)));
+  const chain: ImageInfo[] = [];
+  const seen = new Set<string>();
+  let path = resolve(image);
+  for (;;) {
+    const real = await realpath(path).catch(() => undefined);
+    if (!real) throw new UsageError(`${command}: ${image} names a backing file that does not exist: ${path}`);
+    if (seen.has(real)) throw new UsageError(`${command}: ${image} has a backing loop (${real} comes back)`);
+    seen.add(real);
+    if (chain.length > 0 && !options.allowBacking && !isUnder(real, folder)) {
+      throw new UsageError(`${command}: ${image} is backed by ${real}, outside its own folder`, {
+        hint: 'an image from elsewhere could read any host file this way; flatten it (qemu-img convert -O qcow2 in out) or pass --allow-backing if you trust it',
+      });
+    }
+    const info = await imageInfo(real);
+    chain.push(info);
+    if (!info.backing) return chain;
+    if (/^[a-z+]+:/.test(info.backing)) throw new UsageError(`${command}: ${image} is backed by ${info.backing}, not a file`);
+    if (chain.length >= maxBackingDepth) throw new UsageError(`${command}: ${image}'s backing chain is deeper than ${maxBackingDepth}`, { hint: 'flatten it: qemu-img convert -O qcow2' });
+    path = info.backing;
+  }
+}
