@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { parseDuration, parseSize } from '../src/profile/units.ts';
 import { closest } from '../src/profile/suggest.ts';
 import { linesForSuite, parseDeb822, parseOneLine } from '../src/host/apt-sources.ts';
+import { netdevArg, qemuArgs } from '../src/vm/qemu-args.ts';
 
 const units = suite('units');
 units('sizes and durations', () => {
@@ -30,3 +31,19 @@ apt('deb822 and one-line sources give the suite lines', () => {
   ]);
 });
 apt.run();
+
+const qemu = suite('qemu argv');
+qemu('a comma in a path is doubled, not the start of an option; smoke VMs are isolated', () => {
+  const spec = {
+    disk: '/imgs/a,format=raw,file=/etc/shadow.qcow2', diskFormat: 'qcow2' as const, seedIso: '/w/seed,1.iso', memoryMiB: 512, cpus: 1,
+    accel: 'tcg' as const, serialLog: '/w/con,sole.log', qmpSocket: '/w/q,mp.sock', unsafeCache: true,
+  };
+  const argv = qemuArgs(spec);
+  assert.ok(argv.includes('file=/imgs/a,,format=raw,,file=/etc/shadow.qcow2,format=qcow2,if=virtio,cache=unsafe,discard=unmap'), argv.join(' '));
+  assert.ok(argv.includes('file=/w/seed,,1.iso,format=raw,media=cdrom,readonly=on'));
+  assert.ok(argv.includes('file,id=serial0,path=/w/con,,sole.log'));
+  assert.ok(argv.includes('unix:/w/q,,mp.sock,server=on,wait=off'));
+  assert.is(netdevArg({}), 'user,id=net0');
+  assert.is(netdevArg({ isolated: true, hostForward: { hostPort: 2222, guestPort: 22 } }), 'user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22');
+});
+qemu.run();

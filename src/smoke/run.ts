@@ -62,6 +62,8 @@ export async function smokeImage(image: DiskRef, options: SmokeOptions): Promise
         unsafeCache: true,
         // A RedHat image with /.autorelabel reboots once before cloud-init runs.
         allowReboot: true,
+        // The checks need no network: the image under test reaches neither the host nor beyond.
+        isolated: true,
       },
       {
         label: 'smoke VM',

@@ -23,6 +23,12 @@ export interface VmSpec {
   allowReboot?: boolean;
   /** Forward a loopback host port to a guest port (OSv's upload daemon, SSH). */
   hostForward?: { hostPort: number; guestPort: number };
+  /**
+   * The guest reaches nothing outside: no mirror, and not the host's loopback
+   * services at 10.0.2.2 (slirp `restrict=on`; the host forward still works).
+   * For VMs that check an image (smoke), not ones that install (build).
+   */
+  isolated?: boolean;
   /** Attach the seed as a raw virtio disk instead of a cdrom (vTorque). */
   seedAsDisk?: boolean;
   /** Machine type (default pc, the newest i440fx) and CPU model (default: the accelerator's). */
@@ -30,12 +36,25 @@ export interface VmSpec {
   cpuModel?: string;
 }
 
+/** A value inside a qemu -opt list: a comma is written twice, or it would start the next option. */
+export function qemuOptValue(value: string): string {
+  return value.replaceAll(',', ',,');
+}
+
 export function driveArgs(spec: VmSpec): string[] {
   const cache = spec.unsafeCache ? 'unsafe' : 'writeback';
-  const args = ['-drive', `file=${spec.disk},format=${spec.diskFormat},if=virtio,cache=${cache},discard=unmap`];
-  if (spec.seedIso && spec.seedAsDisk) args.push('-drive', `file=${spec.seedIso},format=raw,if=virtio,readonly=on`);
-  else if (spec.seedIso) args.push('-drive', `file=${spec.seedIso},format=raw,media=cdrom,readonly=on`);
+  const args = ['-drive', `file=${qemuOptValue(spec.disk)},format=${spec.diskFormat},if=virtio,cache=${cache},discard=unmap`];
+  if (spec.seedIso && spec.seedAsDisk) args.push('-drive', `file=${qemuOptValue(spec.seedIso)},format=raw,if=virtio,readonly=on`);
+  else if (spec.seedIso) args.push('-drive', `file=${qemuOptValue(spec.seedIso)},format=raw,media=cdrom,readonly=on`);
   return args;
+}
+
+export function netdevArg(spec: Pick<VmSpec, 'hostForward' | 'isolated'>): string {
+  return [
+    'user,id=net0',
+    ...(spec.isolated ? ['restrict=on'] : []),
+    ...(spec.hostForward ? [`hostfwd=tcp:127.0.0.1:${spec.hostForward.hostPort}-:${spec.hostForward.guestPort}`] : []),
+  ].join(',');
 }
 
 export function qemuArgs(spec: VmSpec): string[] {
@@ -50,11 +69,11 @@ export function qemuArgs(spec: VmSpec): string[] {
     '-vga', 'none',
     ...(spec.allowReboot ? [] : ['-no-reboot']),
     ...driveArgs(spec),
-    '-netdev', spec.hostForward ? `user,id=net0,hostfwd=tcp:127.0.0.1:${spec.hostForward.hostPort}-:${spec.hostForward.guestPort}` : 'user,id=net0',
+    '-netdev', netdevArg(spec),
     '-device', 'virtio-net-pci,netdev=net0',
     '-device', 'virtio-rng-pci',
-    '-chardev', `file,id=serial0,path=${spec.serialLog}`,
+    '-chardev', `file,id=serial0,path=${qemuOptValue(spec.serialLog)}`,
     '-serial', 'chardev:serial0',
-    '-qmp', `unix:${spec.qmpSocket},server=on,wait=off`,
+    '-qmp', `unix:${qemuOptValue(spec.qmpSocket)},server=on,wait=off`,
   ];
 }
