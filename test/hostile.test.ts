@@ -3,7 +3,7 @@
  * with file:line:col and the field, or ends in a safe result proven by
  * reading the disk afterwards. One guestfish launch, on a small ext4 image.
  */
-import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
@@ -159,5 +159,38 @@ images('verify refuses a backing file outside the image\'s folder, and a backing
   assert.ok(Date.now() - t0 < 10_000, `took ${Date.now() - t0} ms`);
 });
 
+images('OSv package: no write through an app\'s symlink, no name that replaces out/logs', async () => {
+  const victim = join(tmp, 'victim');
+  await mkdir(victim);
+  const appDir = join(tmp, 'osv-app');
+  await mkdir(appDir);
+  await writeFile(join(appDir, 'hello.js'), 'console.log(1)\n');
+  await symlink(victim, join(appDir, 'esc'));
+  const osv = await readFile(join(root, 'profiles', 'osv-hello.yaml'), 'utf8');
+  const file = join(root, 'profiles', `.test-hostile-osv-${process.pid}.yaml`);
+  await writeFile(file, osv.replace(/apps:[\s\S]*$/, `apps:\n  - src: ${appDir}\n    dest: /app\n  - src: ${join(appDir, 'hello.js')}\n    dest: /app/esc/x\n`));
+  const out = join(tmp, 'osv-out');
+  try {
+    const r = await execa('node', [cli, 'build', file, '-o', out, '--package-only'], { reject: false });
+    assert.is(r.exitCode, 1, r.stderr); // the build failed safely (a stage error, not a usage error)
+    assert.match(r.stderr, /app \/app\/esc\/x: app\/esc is a symlink another app brought/);
+    assert.equal(await readdir(victim), [], 'nothing written through the link');
+
+    await writeFile(file, osv.replace('name: osv-hello', 'name: logs'));
+    await mkdir(join(out, 'logs'), { recursive: true });
+    await writeFile(join(out, 'logs', 'keep.log'), 'an earlier build\'s log\n');
+    const logs = await execa('node', [cli, 'build', file, '-o', out, '--package-only'], { reject: false });
+    assert.is(logs.exitCode, 1, logs.stderr);
+    assert.match(logs.stderr, /is not a Capstan package guestforge wrote: not replacing it/);
+    assert.is(await readFile(join(out, 'logs', 'keep.log'), 'utf8'), 'an earlier build\'s log\n');
+
+    await writeFile(file, osv.replace('dest: /hello.js', 'dest: /Capstanfile'));
+    const own = await validate(file);
+    assert.is(own.exitCode, 2);
+    assert.match(own.stderr, /apps\[0\]\.dest: \/Capstanfile is the Capstan package's own/);
+  } finally {
+    await rm(file, { force: true });
+  }
+});
 images.after(() => rm(tmp, { recursive: true, force: true }));
 images.run();

@@ -18,6 +18,11 @@ function checkProfile(profile: Profile): Problem[] {
       problems.push({ path: [field], message: `OSv guests have no ${field}: an OSv image holds one app`, hint: "put the app's files under apps" });
     }
   }
+  for (const [index, app] of profile.apps.entries()) {
+    if (app.dest === '/Capstanfile' || app.dest === '/meta' || app.dest.startsWith('/meta/')) {
+      problems.push({ path: ['apps', index, 'dest'], message: `${app.dest} is the Capstan package's own (meta/, Capstanfile)`, hint: 'put the app at another path, e.g. /app' });
+    }
+  }
   if (!os.cmdline && !os.bootcmd) problems.push({ path: ['os'], message: 'an OSv guest needs os.cmdline or os.bootcmd', hint: 'e.g. cmdline: /hello' });
   return problems;
 }
