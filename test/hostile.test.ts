@@ -11,6 +11,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GuestSession } from '../src/guestfs/session.ts';
 import { injectApp } from '../src/stages/inject.ts';
+import { startFailureHint } from '../src/vm/libvirt.ts';
 import { mountGuest } from '../src/verify/facts.ts';
 import { makeImage } from './helpers/tree-image.ts';
 
@@ -70,6 +71,63 @@ for (const [name, edit, field, message] of [
     assert.match(r.stderr, message);
   });
 }
+
+profiles('files that are not profiles: alias bomb, huge, FIFO, device, not UTF-8 → exit 2 naming the file, quickly', async () => {
+  const bomb = ['a: &a ["x","x","x","x","x","x","x","x","x"]', ...Array.from({ length: 8 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)}]`)].join('\n');
+  const cases: [string, () => Promise<string>, RegExp][] = [
+    ['alias bomb', async () => { const f = join(tmp, 'bomb.yaml'); await writeFile(f, `${bomb}\n`); return f; }, /bomb\.yaml:1:1 .*YAML: .*alias/i],
+    ['2 MB', async () => { const f = join(tmp, 'huge.yaml'); await writeFile(f, `name: x\n#${'y'.repeat(2 * 1024 * 1024)}\n`); return f; }, /huge\.yaml:1:1 .*larger than 1024 KiB/],
+    ['FIFO', async () => { const f = join(tmp, 'fifo.yaml'); await execa('mkfifo', [f]); return f; }, /fifo\.yaml:1:1 .*not a regular file \(a FIFO\)/],
+    ['/dev/zero', async () => '/dev/zero', /not a regular file \(a device or socket\)/],
+    ['Latin-1', async () => { const f = join(tmp, 'latin1.yaml'); await writeFile(f, Buffer.from('name: caf\xe9\n', 'latin1')); return f; }, /latin1\.yaml:1:1 .*not UTF-8 text/],
+  ];
+  for (const [name, make, want] of cases) {
+    const t0 = Date.now();
+    const r = await execa('node', [cli, 'validate', await make()], { reject: false, timeout: 30_000 });
+    assert.is(r.exitCode, 2, `${name}: ${r.stderr}`);
+    assert.match(r.stderr, want, name);
+    assert.ok(Date.now() - t0 < 10_000, `${name} took ${Date.now() - t0} ms`);
+  }
+});
+
+profiles('extends: 42, a suite that is an option, a 200-character name, an app src that is a device', async () => {
+  const cases: [(t: string) => string, RegExp][] = [
+    [(t) => `extends: 42\n${t}`, /:1:\d+ extends: extends takes a profile file path, not 42/],
+    [(t) => t.replace('suite: bookworm', 'suite: "--setup-hook=touch /tmp/pwned"'), /base\.bootstrap\.suite: expected a suite name/],
+    [(t) => t.replace('name: debian-12-hpc', `name: ${'a'.repeat(200)}`), /name: expected a name .*at most 64 characters/],
+    [(t) => t.replace('name: debian-12-hpc', 'name: logs'), /would clash with the output folder/],
+    [(t) => t.replace('src: apps/hello-mpi/run.sh', 'src: /dev/zero'), /apps\[0\]\.src: \/dev\/zero is not a file or folder/],
+  ];
+  for (const [edit, want] of cases) {
+    const r = await validate(await profileWith(edit));
+    assert.is(r.exitCode, 2, r.stderr);
+    assert.match(r.stderr, want);
+  }
+});
+
+profiles('-o naming a file, and a password in base.image.url: a clear error, no secret shown', async () => {
+  const file = join(tmp, 'a-file');
+  await writeFile(file, 'not a folder\n');
+  const r = await execa('node', [cli, 'build', join(root, 'profiles', 'debian-12-hpc.yaml'), '-o', file], { reject: false, env: { XDG_CACHE_HOME: join(tmp, 'xdg') } });
+  assert.is(r.exitCode, 2, r.stderr);
+  assert.match(r.stderr, /-o .*a-file: exists and is not a folder/);
+  const rocky = await readFile(join(root, 'profiles', 'rocky-9-hpc.yaml'), 'utf8');
+  const withCreds = join(root, 'profiles', `.test-hostile-url-${process.pid}.yaml`);
+  await writeFile(withCreds, rocky.replace(/url: https:\/\/([^\s]+)/, 'url: https://me:hunter2@$1?token=s3cr3t'));
+  try {
+    const plan = await execa('node', [cli, 'plan', withCreds], { reject: false, env: { XDG_CACHE_HOME: join(tmp, 'xdg') } });
+    assert.is(plan.exitCode, 0, plan.stderr);
+    assert.match(plan.stdout, /https:\/\/<redacted>@/);
+    assert.not.ok(/hunter2|s3cr3t/.test(plan.stdout + plan.stderr));
+  } finally {
+    await rm(withCreds, { force: true });
+  }
+});
+
+profiles('a libvirt start failing on the virtlogd socket names virtlogd', () => {
+  assert.match(startFailureHint("error: Failed to connect socket to '/run/libvirt/virtlogd-sock': No such file or directory", 'qemu:///system'), /virtlogd is not running/);
+  assert.match(startFailureHint('error: something else', 'qemu:///system'), /libvirtd -d/);
+});
 
 profiles('--connect with a program-running URI stops before virsh runs', async () => {
   const r = await execa('node', [cli, 'build', join(root, 'profiles', 'debian-12-hpc.yaml'), '--backend', 'libvirt', '--connect', 'qemu+ext://x/system?command=/tmp/evil.sh', '-o', join(tmp, 'never')], { reject: false });
@@ -159,7 +217,7 @@ images('verify refuses a backing file outside the image\'s folder, and a backing
   assert.ok(Date.now() - t0 < 10_000, `took ${Date.now() - t0} ms`);
 });
 
-images('OSv package: no write through an app\'s symlink, no name that replaces out/logs', async () => {
+images('OSv package: no write through an app\'s symlink, no replacing a folder that is not a package', async () => {
   const victim = join(tmp, 'victim');
   await mkdir(victim);
   const appDir = join(tmp, 'osv-app');
@@ -176,13 +234,14 @@ images('OSv package: no write through an app\'s symlink, no name that replaces o
     assert.match(r.stderr, /app \/app\/esc\/x: app\/esc is a symlink another app brought/);
     assert.equal(await readdir(victim), [], 'nothing written through the link');
 
-    await writeFile(file, osv.replace('name: osv-hello', 'name: logs'));
-    await mkdir(join(out, 'logs'), { recursive: true });
-    await writeFile(join(out, 'logs', 'keep.log'), 'an earlier build\'s log\n');
+    // 'logs' itself is refused at validate; any folder that is not an earlier package is kept too.
+    await writeFile(file, osv.replace('name: osv-hello', 'name: results'));
+    await mkdir(join(out, 'results'), { recursive: true });
+    await writeFile(join(out, 'results', 'keep.log'), 'an earlier build\'s log\n');
     const logs = await execa('node', [cli, 'build', file, '-o', out, '--package-only'], { reject: false });
     assert.is(logs.exitCode, 1, logs.stderr);
     assert.match(logs.stderr, /is not a Capstan package guestforge wrote: not replacing it/);
-    assert.is(await readFile(join(out, 'logs', 'keep.log'), 'utf8'), 'an earlier build\'s log\n');
+    assert.is(await readFile(join(out, 'results', 'keep.log'), 'utf8'), 'an earlier build\'s log\n');
 
     await writeFile(file, osv.replace('dest: /hello.js', 'dest: /Capstanfile'));
     const own = await validate(file);

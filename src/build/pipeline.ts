@@ -4,7 +4,7 @@
  * (Packer's step cleanup), the work folder goes, and the logs stay.
  */
 import { makeWorkDir } from '../util/workdir.ts';
-import { mkdir, rm } from 'node:fs/promises';
+import { lstat, mkdir, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { UsageError, UserError } from '../errors.ts';
 import type { Logger, Step } from '../log.ts';
@@ -69,6 +69,8 @@ export async function runBuild(
     throw new UsageError(`--rebuild-from ${options.rebuildFrom}: this build has no such stage (it runs ${stages.map((s) => s.name).join(', ')})`);
   }
   const outDir = resolve(options.outDir);
+  const outStat = await lstat(outDir).catch(() => undefined);
+  if (outStat && !outStat.isDirectory()) throw new UsageError(`-o ${options.outDir}: exists and is not a folder`, { hint: 'name a folder for the image, its manifest and logs (made if missing)' });
   const logDir = join(outDir, 'logs', profile.name);
   await rm(logDir, { recursive: true, force: true });
   await mkdir(logDir, { recursive: true, mode: 0o700 });

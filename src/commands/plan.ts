@@ -1,4 +1,5 @@
 import { redactUserData } from '../cloudinit/yaml.ts';
+import { redactUrl } from '../util/url.ts';
 import { UsageError } from '../errors.ts';
 import { metaData } from '../cloudinit/userdata.ts';
 import { driverFor } from '../os/index.ts';
@@ -67,7 +68,8 @@ export async function run(args: string[]): Promise<number> {
   const meta = seed?.metaData ?? metaData(profile, nonce);
   const cache = await cachePlan(profile, stages, Boolean(values['no-cache']));
   // Shown, not used: hashes and keys as <redacted> (plan output lands in CI logs).
-  const shown = { ...profile, users: profile.users.map((u) => ({ ...u, ...(u.passwordHash ? { passwordHash: '<redacted>' } : {}), sshKeys: u.sshKeys.map(() => '<redacted>') })) };
+  const image = profile.base.image;
+  const shown = { ...profile, base: { ...profile.base, ...(image?.url ? { image: { ...image, url: redactUrl(image.url) } } : {}) }, users: profile.users.map((u) => ({ ...u, ...(u.passwordHash ? { passwordHash: '<redacted>' } : {}), sshKeys: u.sshKeys.map(() => '<redacted>') })) };
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ files, stages, cache, profile: shown, seed: { userData, metaData: meta } }, null, 2)}\n`);
     return 0;

@@ -44,6 +44,10 @@ async function readLayer(file: string, chain: string[], diagnostics: Diagnostic[
   const parentRef = data.extends;
   delete data.extends;
   const layer = { data, locations: source.locations, files: [file] };
+  if (parentRef !== undefined && (typeof parentRef !== 'string' || parentRef === '')) {
+    diagnostics.push({ location: source.locations.find(['extends'])!, path: ['extends'], message: `extends takes a profile file path, not ${JSON.stringify(parentRef)}` });
+    return layer;
+  }
   if (typeof parentRef !== 'string') return layer;
   const parentFile = resolve(dirname(file), parentRef);
   if (chain.includes(parentFile)) {

@@ -2,7 +2,8 @@
  * Cross-field checks that the schema cannot express, run after parsing.
  * Each returns problems with the field path they concern.
  */
-import { stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { imageInfo } from '../vm/image.ts';
 import type { Profile } from './schema.ts';
@@ -104,10 +105,13 @@ export async function checkRules(profile: Profile): Promise<Problem[]> {
     // Under /opt is the layout rule's to say (with its own hint).
     if (problem && !isUnder(app.dest, clusterOpt)) problems.push({ path: ['apps', index, 'dest'], message: problem, hint: `put it under ${layout.optVm}, or list its root in layout.appRoots` });
     dests.push(guestPathProblem(app.dest) || (problem && !isUnder(app.dest, clusterOpt)) ? '' : app.dest);
-    try {
-      await stat(app.src);
-    } catch {
-      problems.push({ path: ['apps', index, 'src'], message: `no such file or directory: ${app.src}` });
+    const st = await stat(app.src).catch((error: NodeJS.ErrnoException) => error.code ?? 'error');
+    if (typeof st === 'string') {
+      problems.push({ path: ['apps', index, 'src'], message: st === 'ENOENT' ? `no such file or directory: ${app.src}` : `cannot read ${app.src}: ${st}` });
+    } else if (!st.isFile() && !st.isDirectory()) {
+      problems.push({ path: ['apps', index, 'src'], message: `${app.src} is not a file or folder (a device, FIFO or socket would be read forever)` });
+    } else if (!(await access(app.src, constants.R_OK).then(() => true, () => false))) {
+      problems.push({ path: ['apps', index, 'src'], message: `${app.src} is not readable` });
     }
   }
   for (const problem of driver.clusterLayout ? layoutProblems(layout, dests) : []) problems.push(problem);

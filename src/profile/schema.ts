@@ -40,7 +40,10 @@ const imageBase = z
 
 const bootstrapBase = z
   .strictObject({
-    suite: z.string().min(1).describe('Debian suite to bootstrap, e.g. bookworm'),
+    suite: z
+      .string()
+      .regex(/^[a-z][a-z0-9-]{0,31}$/, { error: 'expected a suite name like bookworm (it becomes an mmdebstrap argument)' })
+      .describe('Debian suite to bootstrap, e.g. bookworm'),
     mirror: z
       .union([z.literal('auto'), z.url({ protocol: /^https?$/ })])
       .default('auto')
@@ -206,7 +209,8 @@ export const profileSchema = z
     extends: z.string().optional().describe('Profile this one builds on: maps deep-merge, lists append, scalars override'),
     name: z
       .string()
-      .regex(/^[a-z0-9][a-z0-9._-]*$/, { error: 'expected a name of lower-case letters, digits, ".", "_" and "-"' })
+      .regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, { error: 'expected a name of lower-case letters, digits, ".", "_" and "-", at most 64 characters' })
+      .refine((v) => v !== 'logs' && !/\.(qcow2|raw|img|vmdk|tar|squashfs|json|sha256)$/.test(v), { error: 'this name would clash with the output folder\'s own files (logs/, <name>.qcow2 …)' })
       .describe('Image name; output is <name>.qcow2'),
     description: z.string().optional(),
     os: osSchema,

@@ -3,7 +3,8 @@
  * where it was written, so errors found after merging still point at the
  * right file, line and column.
  */
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { relative } from 'node:path';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
 import type { Diagnostic, Location } from './diagnostic.ts';
@@ -65,20 +66,35 @@ export class SourceError extends Error {
   }
 }
 
+/** Profiles and cluster descriptions are small: anything bigger is a mistake or an attack. */
+export const maxSourceBytes = 1024 * 1024;
+
 export async function readSource(file: string): Promise<Source> {
   const shown = relative(process.cwd(), file) || file;
+  const refuse = (message: string): never => {
+    throw new SourceError([{ location: { file: shown, line: 1, col: 1 }, path: [], message }]);
+  };
+  let bytes: Buffer;
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
+  const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK).catch((error: NodeJS.ErrnoException) =>
+    refuse(error.code === 'ENOENT' ? 'file not found' : error.code === 'ENAMETOOLONG' ? 'file name too long' : `cannot read: ${error.code ?? String(error)}`));
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) refuse(`not a regular file (${st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO' : 'a device or socket'})`);
+    if (st.size > maxSourceBytes) refuse(`${st.size} bytes: larger than ${maxSourceBytes / 1024} KiB, not a profile`);
+    bytes = Buffer.alloc(st.size);
+    await handle.read(bytes, 0, st.size, 0);
+  } catch (error) {
+    if (error instanceof SourceError) throw error;
+    return refuse(`cannot read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  } finally {
+    await handle.close();
+  }
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new SourceError([
-      {
-        location: { file: shown, line: 1, col: 1 },
-        path: [],
-        message: code === 'ENOENT' ? 'file not found' : `cannot read: ${code ?? String(error)}`,
-      },
-    ]);
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return refuse('not UTF-8 text');
   }
   return parseSource(text, file, shown);
 }
@@ -114,5 +130,12 @@ export function parseSource(text: string, file: string, shown = file): Source {
   };
   walk(doc.contents, []);
   if (!locations.find([])) locations.set([], { file: shown, line: 1, col: 1 });
-  return { file, shown, data: doc.toJS({ maxAliasCount: 100 }) ?? {}, locations };
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch (error) {
+    // An alias bomb ("billion laughs") and the like: a located error, not a crash.
+    throw new SourceError([{ location: { file: shown, line: 1, col: 1 }, path: [], message: `YAML: ${(error as Error).message.split('\n')[0]}` }]);
+  }
+  return { file, shown, data, locations };
 }

@@ -5,6 +5,7 @@
  * used read-only, as the backing file of the next stage's overlay.
  */
 import { imageInfo } from '../vm/image.ts';
+import { redactUrl } from '../util/url.ts';
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -36,7 +37,7 @@ async function download(url: string, target: string, step: Step, signal: AbortSi
   try {
     const response = await fetch(url, { signal });
     if (!response.ok || !response.body) {
-      throw new UserError(`download failed: ${url}: HTTP ${response.status} ${response.statusText}`, {
+      throw new UserError(`download failed: ${redactUrl(url)}: HTTP ${response.status} ${response.statusText}`, {
         hint: 'check the URL in base.image.url, or download it yourself and use base.image.path',
       });
     }
@@ -81,7 +82,7 @@ async function useImage(ctx: BuildContext, step: Step): Promise<DiskRef> {
     const actual = await sha256File(path);
     if (actual !== expected) {
       await rm(path, { force: true });
-      throw checksumError(image.url!, expected, actual);
+      throw checksumError(redactUrl(image.url!), expected, actual);
     }
   }
   const info = await imageInfo(path);
@@ -92,7 +93,7 @@ async function useImage(ctx: BuildContext, step: Step): Promise<DiskRef> {
       hint: `set base.image.format: ${info.format}`,
     });
   }
-  ctx.base = { source: image.url ?? image.path!, sha256: expected, cached: image.url !== undefined };
+  ctx.base = { source: image.url ? redactUrl(image.url) : image.path!, sha256: expected, cached: image.url !== undefined };
   return { path, format: image.format };
 }
 
@@ -102,7 +103,7 @@ export const baseStage: Stage = {
   describe(profile) {
     const { image, bootstrap } = profile.base;
     if (bootstrap) return `mmdebstrap ${bootstrap.suite} (${bootstrap.variant}) → ext4 via mke2fs -d → GRUB in one guestfish launch (cached by inputs)`;
-    return `${image?.url ? `download ${image.url}` : `use ${image?.path}`}, check sha256 ${image?.sha256.slice(0, 12)}…`;
+    return `${image?.url ? `download ${redactUrl(image.url)}` : `use ${image?.path}`}, check sha256 ${image?.sha256.slice(0, 12)}…`;
   },
   cache: {
     async inputs({ profile, driver }) {

@@ -251,7 +251,7 @@ export function libvirtStarter(target: LibvirtTarget, options: LibvirtStartOptio
     if (started.exitCode !== 0) {
       await dispose();
       throw new UserError(`${label}: virsh start ${name} failed: ${started.stderr.trim().split('\n').slice(-2).join(' | ')}`, {
-        hint: `connection ${target.uri ?? defaultUri}; check the daemon runs (libvirtd -d) and can run qemu domains (virsh domcapabilities)`,
+        hint: startFailureHint(started.stderr, target.uri ?? defaultUri),
       });
     }
 
@@ -311,10 +311,19 @@ export async function leftovers(target: LibvirtTarget, prefix = 'guestforge-'): 
   return { domains, volumes };
 }
 
+/** Pure: the hint for a failed `virsh start`, naming the daemon that is missing when libvirt says which. */
+export function startFailureHint(stderr: string, uri: string): string {
+  if (/virtlogd-sock|virtlogd/.test(stderr)) return `virtlogd is not running on ${uri}'s host (libvirtd needs it for the console log): start it with virtlogd -d (or systemctl start virtlogd)`;
+  if (/virtlockd/.test(stderr)) return `virtlockd is not running on ${uri}'s host: start it with virtlockd -d`;
+  return `connection ${uri}; check the daemon runs (libvirtd -d) and can run qemu domains (virsh domcapabilities)`;
+}
+
 /** Whether the local libvirt daemon answers, for doctor; not a problem when it does not (the qemu backend needs none). */
 export async function libvirtDaemonState(): Promise<string> {
   const r = await virsh(defaultUri, ['version'], { allowFailure: true, timeoutMs: 15_000 }).catch(() => undefined);
   if (!r) return 'virsh not found (apt-get install libvirt-clients)';
   const hypervisor = /Running hypervisor: (.*)/.exec(r.stdout)?.[1];
-  return r.exitCode === 0 ? `${defaultUri} answers (${hypervisor ?? 'hypervisor unknown'})` : `${defaultUri} does not answer: start the daemons (virtlogd -d; libvirtd -d, or systemctl start libvirtd)`;
+  if (r.exitCode !== 0) return `${defaultUri} does not answer: start the daemons (virtlogd -d; libvirtd -d, or systemctl start libvirtd)`;
+  const virtlogd = await stat('/run/libvirt/virtlogd-sock').then(() => true, () => false);
+  return `${defaultUri} answers (${hypervisor ?? 'hypervisor unknown'})${virtlogd ? '; virtlogd runs' : '; but virtlogd does not run, so no domain can start: virtlogd -d'}`;
 }
