@@ -141,22 +141,24 @@ e2e('stage cache: a truncated entry is detected, removed and rebuilt', async () 
   assert.is(check.exitCode, 0, check.stderr);
 });
 
-e2e('stage cache: two builds needing the same missing entry: one provisions, the other waits for it; both succeed', async () => {
+e2e('stage cache: two builds needing the same missing entry: one makes it, the other waits for it; both succeed', async () => {
+  // The contended entry is inject (a new app): a guestfish launch, not a build VM boot, proves the same lock.
   const dir = join(tmp, 'race');
   await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'race.txt'), `race-${Date.now()}\n`);
   await writeFile(join(dir, 'p.yaml'), [
     `extends: ${join(root, 'profiles', 'debian-12-hpc.yaml')}`,
     'name: cache-race',
-    'commands:',
-    `  - echo race-${Date.now()} > /etc/race`,
+    'apps:',
+    '  - { src: race.txt, dest: /opt-vm/race/race.txt }',
   ].join('\n'));
   const [a, b] = await Promise.all(['a', 'b'].map((x) => guestforge(['build', join(dir, 'p.yaml'), '-o', join(dir, x), '--no-smoke'])));
   assert.is(a!.exitCode, 0, a!.all);
   assert.is(b!.exitCode, 0, b!.all);
   const both = `${a!.all}\n${b!.all}`;
-  assert.is(both.match(/provision: not cached/g)?.length, 1, both);
-  assert.is(both.match(/provision: cache hit/g)?.length, 1, both);
-  assert.match(both, /provision: waiting for pid \d+ \(building cache-race\)/);
+  assert.is(both.match(/inject: not cached/g)?.length, 1, both);
+  assert.is(both.match(/inject: cache hit/g)?.length, 1, both);
+  assert.match(both, /inject: waiting for pid \d+ \(building cache-race\)/);
   for (const x of ['a', 'b']) assert.ok(existsSync(join(dir, x, 'cache-race.qcow2')));
   assert.equal(await workLeft(), []);
 });
