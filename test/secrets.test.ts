@@ -13,6 +13,9 @@ import { StageCache } from '../src/cache/store.ts';
 import { buildSeedIso } from '../src/cloudinit/seed.ts';
 import { redactUserData, renderCloudConfig } from '../src/cloudinit/yaml.ts';
 import { run } from '../src/exec/run.ts';
+import { buildUserData } from '../src/cloudinit/userdata.ts';
+import { driverFor } from '../src/os/index.ts';
+import { loadProfileOrThrow } from '../src/profile/index.ts';
 import { makeWorkDir } from '../src/util/workdir.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -68,7 +71,7 @@ test('work folders, their owner note and cache entries are owner-only', async ()
 test('plan shows the seed with <redacted> for a password hash and SSH keys', async () => {
   const dir = join(root, 'profiles');
   const file = join(dir, `.test-secrets-${process.pid}.yaml`);
-  const text = (await readFile(join(dir, 'debian-12-hpc.yaml'), 'utf8')).replace('    sudo: true\n', `    sudo: true\n    passwordHash: "${hash}"\n    sshKeys: ["${key}"]\n`);
+  const text = `${(await readFile(join(dir, 'debian-12-hpc.yaml'), 'utf8')).replace('    sudo: true\n', `    sudo: true\n    passwordHash: "${hash}"\n    sshKeys: ["${key}"]\n`)}cloudInit:\n  userData:\n    write_files:\n      - { path: /etc/site-token, content: TOKEN-XYZ, secret: true }\n`;
   await writeFile(file, text);
   try {
     const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'plan', file], { reject: false, env: { XDG_CACHE_HOME: join(tmp, 'plan-cache') } });
@@ -76,6 +79,13 @@ test('plan shows the seed with <redacted> for a password hash and SSH keys', asy
     assert.match(r.stdout, /hashed_passwd: <redacted>/);
     assert.not.ok(r.stdout.includes(hash));
     assert.not.ok(r.stdout.includes('secretsecret'));
+    assert.not.ok(r.stdout.includes('TOKEN-XYZ'), 'a write_files entry marked secret: true');
+    // cloud-init gets the content, without our mark.
+    const { profile } = await loadProfileOrThrow(file);
+    const config = await buildUserData(profile, driverFor(profile.os.family), 'N') as { write_files: Record<string, unknown>[] };
+    const token = config.write_files.find((f) => f.path === '/etc/site-token')!;
+    assert.is(token.content, 'TOKEN-XYZ');
+    assert.not.ok('secret' in token);
   } finally {
     await rm(file, { force: true });
   }

@@ -53,11 +53,29 @@ function commandFile(index: number, command: string): CloudConfig {
   };
 }
 
-async function extraUserData(profile: Profile): Promise<CloudConfig> {
+async function extraUserDataAsWritten(profile: Profile): Promise<CloudConfig> {
   const extra = profile.cloudInit.userData;
   if (extra === undefined) return {};
   if (typeof extra === 'string') return parseCloudConfig(await readFile(extra, 'utf8'));
   return extra;
+}
+
+function writeFilesOf(config: CloudConfig): Record<string, unknown>[] {
+  const files = (config as { write_files?: unknown }).write_files;
+  return Array.isArray(files) ? files.filter((f): f is Record<string, unknown> => typeof f === 'object' && f !== null) : [];
+}
+
+/** The extra user-data as cloud-init gets it: `secret: true` is ours (for redaction), not cloud-init's. */
+async function extraUserData(profile: Profile): Promise<CloudConfig> {
+  const config = await extraUserDataAsWritten(profile);
+  const files = writeFilesOf(config);
+  if (!files.some((f) => 'secret' in f)) return config;
+  return { ...config, write_files: files.map(({ secret: _secret, ...rest }) => rest) };
+}
+
+/** Paths of the extra user-data's write_files entries marked `secret: true`: shown as <redacted> in logs and plan. */
+export async function secretFilePaths(profile: Profile): Promise<string[]> {
+  return writeFilesOf(await extraUserDataAsWritten(profile)).filter((f) => f.secret === true && typeof f.path === 'string').map((f) => f.path as string);
 }
 
 /** Before the profile's commands: the layout's folders. */

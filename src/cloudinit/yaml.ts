@@ -20,23 +20,26 @@ export function parseCloudConfig(text: string): CloudConfig {
 }
 
 /** cloud-config keys whose values are secrets wherever they appear. */
-const secretKeys = new Set(['hashed_passwd', 'passwd', 'password', 'plain_text_passwd', 'chpasswd', 'ssh_authorized_keys', 'ssh_keys', 'ssh_private_key', 'ca_certs', 'secret']);
+const secretKeys = new Set(['hashed_passwd', 'passwd', 'password', 'plain_text_passwd', 'chpasswd', 'ssh_authorized_keys', 'ssh_keys', 'ssh_private_key', 'ca_certs']);
 
-/** Pure: the config with every secret value (and any mapping marked `secret: true`) as `<redacted>`. */
-export function redactCloudConfig(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(redactCloudConfig);
+/**
+ * Pure: the config with every secret value as `<redacted>`: the keys above
+ * anywhere, and the content of write_files entries whose path is in
+ * `secretPaths` (the profile marked them `secret: true`) or that carry the mark.
+ */
+export function redactCloudConfig(value: unknown, secretPaths: readonly string[] = []): unknown {
+  if (Array.isArray(value)) return value.map((v) => redactCloudConfig(v, secretPaths));
   if (typeof value !== 'object' || value === null) return value;
-  const entries = Object.entries(value as Record<string, unknown>);
-  const marked = (value as Record<string, unknown>).secret === true;
-  return Object.fromEntries(entries.map(([k, v]) => {
-    if (k === 'secret') return [k, v];
+  const record = value as Record<string, unknown>;
+  const marked = record.secret === true || (typeof record.path === 'string' && secretPaths.includes(record.path) && 'content' in record);
+  return Object.fromEntries(Object.entries(record).map(([k, v]) => {
     if (secretKeys.has(k) || (marked && (k === 'content' || k === 'source'))) return [k, '<redacted>'];
-    return [k, redactCloudConfig(v)];
+    return [k, redactCloudConfig(v, secretPaths)];
   }));
 }
 
 /** A user-data text fit for logs and `plan`: secrets replaced; text that is not a cloud-config is withheld whole. */
-export function redactUserData(text: string): string {
+export function redactUserData(text: string, secretPaths: readonly string[] = []): string {
   if (!text.startsWith('#cloud-config')) return '# <redacted: not a cloud-config>\n';
-  return renderCloudConfig(redactCloudConfig(parseCloudConfig(text)) as CloudConfig);
+  return renderCloudConfig(redactCloudConfig(parseCloudConfig(text), secretPaths) as CloudConfig);
 }

@@ -1,7 +1,7 @@
-import { redactUserData } from '../cloudinit/yaml.ts';
+import { redactCloudConfig, redactUserData } from '../cloudinit/yaml.ts';
 import { redactUrl } from '../util/url.ts';
 import { UsageError } from '../errors.ts';
-import { metaData } from '../cloudinit/userdata.ts';
+import { metaData, secretFilePaths } from '../cloudinit/userdata.ts';
 import { driverFor } from '../os/index.ts';
 import { loadProfileOrThrow } from '../profile/index.ts';
 import { parseCommandArgs } from './args.ts';
@@ -64,12 +64,13 @@ export async function run(args: string[]): Promise<number> {
   const stages = driver.stages(profile);
   const nonce = 'PLAN';
   const seed = await driver.buildSeed(profile, nonce);
-  const userData = seed?.userData === undefined ? undefined : redactUserData(seed.userData);
+  const userData = seed?.userData === undefined ? undefined : redactUserData(seed.userData, await secretFilePaths(profile).catch(() => []));
   const meta = seed?.metaData ?? metaData(profile, nonce);
   const cache = await cachePlan(profile, stages, Boolean(values['no-cache']));
   // Shown, not used: hashes and keys as <redacted> (plan output lands in CI logs).
   const image = profile.base.image;
-  const shown = { ...profile, base: { ...profile.base, ...(image?.url ? { image: { ...image, url: redactUrl(image.url) } } : {}) }, users: profile.users.map((u) => ({ ...u, ...(u.passwordHash ? { passwordHash: '<redacted>' } : {}), sshKeys: u.sshKeys.map(() => '<redacted>') })) };
+  const extra = profile.cloudInit.userData;
+  const shown = { ...profile, cloudInit: { ...profile.cloudInit, ...(typeof extra === 'object' ? { userData: redactCloudConfig(extra) } : {}) }, base: { ...profile.base, ...(image?.url ? { image: { ...image, url: redactUrl(image.url) } } : {}) }, users: profile.users.map((u) => ({ ...u, ...(u.passwordHash ? { passwordHash: '<redacted>' } : {}), sshKeys: u.sshKeys.map(() => '<redacted>') })) };
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ files, stages, cache, profile: shown, seed: { userData, metaData: meta } }, null, 2)}\n`);
     return 0;

@@ -4,6 +4,7 @@
  * result line on the serial console and powers off; only that line counts.
  */
 import { redactUserData } from '../cloudinit/yaml.ts';
+import { secretFilePaths } from '../cloudinit/userdata.ts';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildSeedIso } from '../cloudinit/seed.ts';
@@ -64,7 +65,7 @@ export const provisionStage: Stage = {
 
     const seed = await ctx.driver.buildSeed(profile, ctx.nonce);
     if (!seed) throw new Error(`${ctx.driver.title} has no build VM seed`);
-    await writeFile(join(ctx.logDir, 'build-user-data.yaml'), redactUserData(seed.userData), { mode: 0o600 });
+    await writeFile(join(ctx.logDir, 'build-user-data.yaml'), redactUserData(seed.userData, await secretFilePaths(profile)), { mode: 0o600 });
     const iso = join(ctx.workDir, 'seed.iso');
     await buildSeedIso(join(ctx.workDir, 'seed'), seed, iso);
 
