@@ -84,6 +84,12 @@ e2e('build exits 0 with the image, manifest, SHA256SUMS and a passing smoke JUni
   assert.match(xml, /failures="0"/);
   assert.equal(await qemuUsing(out), []);
   assert.equal(await workLeft(), []);
+  // Logs (user-data, console) and cache entries are the owner's only; the image and its manifest are meant to be shared.
+  const stagesDir = join(cache, 'guestforge', 'stages');
+  const readable = (await run(['find', join(out, 'logs'), stagesDir, '-type', 'f', '-perm', '/o+r'])).stdout.split('\n').filter(Boolean);
+  assert.equal(readable, [], 'readable by others');
+  const userData = await readFile(join(out, 'logs', 'debian-12-hpc', 'build-user-data.yaml'), 'utf8');
+  assert.match(userData, /^#cloud-config/);
 });
 
 /** `plan --json`'s cache lines for a profile: what the next build would take from the stage cache. */
@@ -97,9 +103,15 @@ async function guestCat(image: string, path: string): Promise<string> {
   return (await run(['guestfish', '--ro', '-a', image, '-i', 'cat', path], { env: { LIBGUESTFS_BACKEND_SETTINGS: 'force_tcg' }, timeoutMs: 5 * 60_000 })).stdout;
 }
 
-e2e('stage cache: after the build, plan shows base, provision and inject as hits', async () => {
+e2e('stage cache: after the build, plan shows base, provision and inject as hits; the provision entry keeps no user-data', async () => {
   const lines = await cachePlan(join(root, 'profiles', 'debian-12-hpc.yaml'));
   assert.equal(lines.map((l) => `${l.stage}:${l.cache}`), ['base:hit', 'provision:hit', 'inject:hit', 'verify:runs', 'finalize:runs', 'smoke:runs']);
+  // The build VM dropped its instance data before powering off: the cache holds the disk, not what the seed said.
+  const provision = lines.find((l) => l.stage === 'provision')!.entry!;
+  const r = await run(['guestfish', '--ro', '-a', provision, '-i', 'glob-expand', '/var/lib/cloud/instances/*/*'], { env: { LIBGUESTFS_BACKEND_SETTINGS: 'force_tcg' }, timeoutMs: 5 * 60_000 });
+  const left = r.stdout.split('\n').filter(Boolean);
+  assert.ok(left.length > 0, 'the instance folder itself stays (boot-finished, sem/)');
+  assert.equal(left.filter((p) => /\/(user-data\.txt|cloud-config\.txt|vendor-data\.txt|obj\.pkl|scripts)/.test(p)), [], left.join('\n'));
 });
 
 e2e('stage cache: changing only an app reruns inject onward; base and provision are hits; the image has the new app', async () => {

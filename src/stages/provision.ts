@@ -73,6 +73,7 @@ export const provisionStage: Stage = {
     const serialLog = join(ctx.logDir, 'build-console.log');
     const said = new Set<string>();
     await rm(serialLog, { force: true });
+    await writeFile(serialLog, '', { mode: 0o600 }); // qemu keeps the mode of a file it opens
     const outcome = await bootVm(
       {
         disk: overlay.path,
