@@ -55,7 +55,7 @@ for (const [name, edit, field, message] of [
   ['layout.workspace with $(...)', (t: string) => t.replace('workspace: /workspace', 'workspace: "/w$(reboot)"'), 'layout.workspace', /expected an absolute guest path/],
   ['layout.appRoots /usr', layoutWith('  appRoots: [/usr]\n'), 'layout.appRoots[0]', /system or shared folder/],
   ['libvirt URI that runs a program', (t: string) => `${t}build:\n  backend: libvirt\n  connect: "qemu+ext:///system?command=/tmp/evil.sh"\n`, 'build.connect', /transport qemu\+ext is not one guestforge uses/],
-  ['libvirt URI with command=', (t: string) => `${t}build:\n  backend: libvirt\n  connect: "qemu+ssh://h/system?command=/tmp/evil.sh"\n`, 'build.connect', /URI parameter command runs a program/],
+  ['libvirt URI with command=', (t: string) => `${t}build:\n  backend: libvirt\n  connect: "qemu+ssh://h/system?command=/tmp/evil.sh"\n`, 'build.connect', /URI parameter command is not accepted/],
   ['root with a password hash', (t: string) => t.replace('  - name: hpc\n', '  - name: root\n    passwordHash: "$6$salt$abc"\n  - name: hpc\n'), 'users[0].passwordHash', /root gets no password/],
   ['plaintext chpasswd in extra user-data', (t: string) => `${t}cloudInit:\n  userData:\n    chpasswd:\n      list: "root:hunter2"\n`, 'cloudInit.userData', /plaintext or root passwords in the extra user-data: chpasswd\.list/],
 ] as const) {

@@ -14,7 +14,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { rules, sshdSetting } from '../src/verify/rules.ts';
 import { evaluate, defaultVerifyOptions } from '../src/verify/run.ts';
-import type { GuestFacts } from '../src/verify/facts.ts';
+import { passwordStates, type GuestFacts } from '../src/verify/facts.ts';
 import { makeImage as makeTreeImage, type Tree } from './helpers/tree-image.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -227,6 +227,10 @@ logic('the evidence names what was wrong', () => {
   assert.match(byId.get('vrdma.kernel')!, new RegExp(`kernel without rdma_rxe: ${kernel}`));
 });
 
+logic('a hash right in /etc/passwd counts (no shadow entry needed)', () => {
+  assert.equal(passwordStates('toor:$6$x$y:0:0::/root:/bin/sh\n'), { toor: 'usable' });
+});
+
 logic('every uid-0 account counts, not only the one named root', () => {
   const facts = goodFacts();
   facts.passwd.push({ name: 'toor', uid: 0, home: '/root', shell: '/bin/sh' });
@@ -242,6 +246,13 @@ logic('sshd settings: first value wins, Include where it stands, Match blocks ar
   assert.equal(sshdSetting(cfg('Include sshd_config.d/*.conf\nPasswordAuthentication no\n', 'PasswordAuthentication yes'), 'PasswordAuthentication')?.value, 'yes');
   assert.equal(sshdSetting(cfg('Match User x\n  PasswordAuthentication yes\n'), 'PasswordAuthentication'), undefined);
   assert.equal(sshdSetting(cfg('PasswordAuthentication=No # comment\n'), 'PasswordAuthentication')?.value, 'no');
+  assert.equal(sshdSetting(cfg('PasswordAuthentication "yes"\n'), 'PasswordAuthentication')?.value, 'yes');
+  const kbd = goodFacts();
+  kbd.passwords.hpc = 'usable';
+  kbd.sshdConfigs = cfg('PasswordAuthentication no\nUsePAM yes\n');
+  const viaPam = evaluate('literal', kbd, withVrdma).results.find((r) => r.id === 'hygiene.ssh-passwords')!;
+  assert.is(viaPam.verdict, 'fail', viaPam.evidence);
+  assert.match(viaPam.evidence, /KbdInteractiveAuthentication yes \(the default\) with UsePAM yes/);
   const facts = goodFacts();
   facts.sshdConfigs = cfg('PermitEmptyPasswords yes\nPasswordAuthentication no\n');
   const result = evaluate('literal', facts, withVrdma).results.find((r) => r.id === 'hygiene.ssh-passwords')!;

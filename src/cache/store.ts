@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { run } from '../exec/run.ts';
 import type { StageName } from '../os/types.ts';
 import { nonce, sha256Text, writeFileAtomic } from '../util/fs.ts';
-import { acquireLock, lockHolder, type Lock, type LockHolder } from '../util/lock.ts';
+import { acquireLock, lockHolder, tryLock, type Lock, type LockHolder } from '../util/lock.ts';
 
 /** Who a disk in the chain is, for the key of the stage built on it. */
 export interface ChainNode {
@@ -129,7 +129,7 @@ export class StageCache {
     for (let depth = 0; current && depth < 16; depth += 1) {
       const updated = { ...current, lastUsed: new Date().toISOString() } as Partial<Entry>;
       delete updated.path;
-      await writeFileAtomic(this.recordPath(current.stage, current.key), `${JSON.stringify(updated, null, 2)}\n`).catch(() => undefined);
+      await writeFileAtomic(this.recordPath(current.stage, current.key), `${JSON.stringify(updated, null, 2)}\n`, 0o600).catch(() => undefined);
       current = current.parent ? await this.byPath(current.parent.path) : undefined;
     }
   }
@@ -147,6 +147,11 @@ export class StageCache {
   /** Take the entry's lock, waiting while another live build holds it; a dead build's lock is free (the kernel dropped it). */
   lock(stage: StageName, key: string, holder: Pick<LockHolder, 'profile'>, options: { signal?: AbortSignal; onWait?: (by: LockHolder) => void } = {}): Promise<Lock> {
     return acquireLock(this.lockPath(stage, key), holder, options);
+  }
+
+  /** The entry's lock if nobody holds it now (prune removes the entry while holding it). */
+  tryLock(stage: StageName, key: string): Promise<Lock | undefined> {
+    return tryLock(this.lockPath(stage, key), { profile: 'cache prune' });
   }
 
   async lockHolder(stage: StageName, key: string): Promise<LockHolder | undefined> {

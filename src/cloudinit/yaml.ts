@@ -20,7 +20,10 @@ export function parseCloudConfig(text: string): CloudConfig {
 }
 
 /** cloud-config keys whose values are secrets wherever they appear. */
-const secretKeys = new Set(['hashed_passwd', 'passwd', 'password', 'plain_text_passwd', 'chpasswd', 'ssh_authorized_keys', 'ssh_keys', 'ssh_private_key', 'ca_certs']);
+const secretKeys = new Set([
+  'hashed_passwd', 'passwd', 'password', 'plain_text_passwd', 'chpasswd', 'ssh_authorized_keys', 'ssh_keys', 'ssh_private_key', 'ca_certs',
+  'private_key', 'token', 'activation-key', 'activation_key', 'registration_key', 'validation_key', 'validation_cert', 'client_key',
+]);
 
 /**
  * Pure: the config with every secret value as `<redacted>`: the keys above

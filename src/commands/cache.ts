@@ -98,8 +98,14 @@ async function prune(args: string[]): Promise<number> {
   let freed = 0;
   for (const { entry, reason } of chosen) {
     if (!values['dry-run']) {
-      if (await cache.lockHolder(entry.stage, entry.key)) continue;
-      await cache.remove(entry.stage, entry.key);
+      // Removed under its lock: a build that wants it waits, then finds it gone and makes it anew.
+      const lock = await cache.tryLock(entry.stage, entry.key);
+      if (!lock) continue;
+      try {
+        await cache.remove(entry.stage, entry.key);
+      } finally {
+        await lock.release();
+      }
     }
     freed += entry.bytes;
     out(`${verb} ${entry.stage}-${entry.key} (${formatSize(entry.bytes)}, ${entry.profile}): ${reason}`);

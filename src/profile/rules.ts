@@ -64,7 +64,7 @@ async function userDataProblems(profile: Profile): Promise<Problem[]> {
   if (extra === undefined) return [];
   let config: unknown = extra;
   if (typeof extra === 'string') {
-    const text = await readUntrusted(extra, 1024 * 1024);
+    const text = await readUntrusted(extra, 1024 * 1024, { followLinks: true }); // the profile's author named it
     if (text === undefined) return [{ path: ['cloudInit', 'userData'], message: `cannot read ${extra}: not a regular file, or missing` }];
     if (!text.startsWith('#cloud-config')) return [{ path: ['cloudInit', 'userData'], message: `${extra} does not start with #cloud-config`, hint: 'guestforge merges cloud-config documents only' }];
     try {

@@ -87,7 +87,7 @@ async function useImage(ctx: BuildContext, step: Step): Promise<DiskRef> {
   }
   const info = await imageInfo(path);
   // The sha256 pins this one file: a backing file would bring content it does not cover.
-  if (info.backing) throw new UserError(`base image ${path} has a backing file (${info.backing})`, { hint: 'use a standalone image: qemu-img convert -O qcow2 in out' });
+  if (info.backing || info.dataFile) throw new UserError(`base image ${path} has a ${info.backing ? `backing file (${info.backingRaw})` : `data file (${info.dataFile})`}`, { hint: 'use a standalone image: qemu-img convert -O qcow2 in out' });
   if (info.format !== image.format) {
     throw new UserError(`base image ${path} is ${info.format}, but base.image.format says ${image.format}`, {
       hint: `set base.image.format: ${info.format}`,

@@ -20,23 +20,26 @@ import type { Stage } from './types.ts';
 const injectRecipe = 2;
 
 /**
- * One app into the guest. Its path must be new (an image from elsewhere may
- * hold a symlink there, or on the way there, pointing at /etc): nothing that
- * exists is written through or re-owned. Owner and mode then go to exactly
- * what the app brought, without following its symlinks.
+ * One app into the guest. Its path must be new, or (a folder app) an empty
+ * folder the profile's commands made; never a symlink or reached through one (an
+ * image from elsewhere may point it at /etc). Owner and mode go to exactly
+ * what the app brought (and its own folder), without following its links.
  */
 export async function injectApp(session: GuestSession, app: App, scratch: string): Promise<void> {
   const [uid, gid] = app.owner.split(':') as [string, string];
+  const isDir = (await stat(app.src)).isDirectory();
   const parts = app.dest.split('/').slice(1);
   for (let i = 1; i <= parts.length; i += 1) {
     const path = `/${parts.slice(0, i).join('/')}`;
     // is-symlink is false when nothing is there; exists follows links, so it is asked second.
     if (await session.bool('is-symlink', path)) throw new UserError(`app ${app.dest}: ${path} is a symlink in the image`, { hint: 'an app is never written through a link; fix the base image or choose another dest' });
     if (!(await session.bool('exists', path))) break; // nothing further down exists either
-    if (i === parts.length) throw new UserError(`app ${app.dest} already exists in the image`, { hint: 'each app gets a path of its own: the image (or another app) has something there' });
-    if (!(await session.bool('is-dir', path))) throw new UserError(`app ${app.dest}: ${path} exists in the image and is not a folder`);
+    const dir = await session.bool('is-dir', path);
+    // A folder app may go into an empty folder the profile's commands made (not a link: checked
+    // above; empty, so tar meets no link of the image's inside it).
+    if (i === parts.length && !(dir && isDir && (await session.lines('ls', path)).length === 0)) throw new UserError(`app ${app.dest} already exists in the image`, { hint: 'each app gets a path of its own: the image (or another app) has something there' });
+    if (!dir) throw new UserError(`app ${app.dest}: ${path} exists in the image and is not a folder`);
   }
-  const isDir = (await stat(app.src)).isDirectory();
   if (isDir) {
     // Owner and modes are set in a host-side copy and carried by the tar (tar-in
     // restores them as root): no guest program runs, nothing outside the app is touched.

@@ -59,8 +59,9 @@ export async function hashTree(path: string): Promise<string> {
  * symlink followed, only a regular file, at most `maxBytes` (the rest is cut
  * and said so). Undefined when missing or not a regular file.
  */
-export async function readUntrusted(path: string, maxBytes = 1024 * 1024): Promise<string | undefined> {
-  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => undefined);
+export async function readUntrusted(path: string, maxBytes = 1024 * 1024, options: { followLinks?: boolean } = {}): Promise<string | undefined> {
+  const flags = constants.O_RDONLY | constants.O_NONBLOCK | (options.followLinks ? 0 : constants.O_NOFOLLOW);
+  const handle = await open(path, flags).catch(() => undefined);
   if (!handle) return undefined;
   try {
     const st = await handle.stat();

@@ -112,17 +112,42 @@ export async function acquireLock(
       await handle.close().catch(() => undefined);
       throw error;
     }
-    let released = false;
-    return {
-      release: async () => {
-        if (released) return;
-        released = true;
-        if (options.removeOnRelease && (await samePath(handle, path))) await rm(path, { force: true });
-        else await handle.truncate(0);
-        await handle.close();
-      },
-    };
+    return heldLock(handle, path, options.removeOnRelease ?? false);
   }
+}
+
+function heldLock(handle: FileHandle, path: string, removeOnRelease: boolean): Lock {
+  let released = false;
+  return {
+    release: async () => {
+      if (released) return;
+      released = true;
+      try {
+        if (removeOnRelease && (await samePath(handle, path))) await rm(path, { force: true });
+        else await handle.truncate(0);
+      } finally {
+        await handle.close(); // closing is what lets go of the lock
+      }
+    },
+  };
+}
+
+/**
+ * Take the lock only if it is free right now (cache prune: an entry someone
+ * holds is in use). The file is removed on release: whoever waits on it
+ * re-checks the inode and retries.
+ */
+export async function tryLock(path: string, holder: Pick<LockHolder, 'profile'>): Promise<Lock | undefined> {
+  const handle = await open(path, openFlags, 0o600).catch(() => undefined);
+  if (!handle) return undefined;
+  const r = await run(['flock', '-n', '-x', '3'], { passFds: [handle.fd], allowFailure: true });
+  if (r.exitCode !== 0 || !(await samePath(handle, path))) {
+    await handle.close();
+    return undefined;
+  }
+  await handle.truncate(0);
+  await handle.write(JSON.stringify({ pid: process.pid, host: hostname(), started: new Date().toISOString(), ...holder }), 0);
+  return heldLock(handle, path, true);
 }
 
 /** Who holds the lock at `path` now, or undefined when nobody does (a free lock file is just a file). */

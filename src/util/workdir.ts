@@ -3,17 +3,16 @@
  * pass through them), each with an owner.json naming the process, so
  * `cache prune` can clear the folders of runs that died without clean-up.
  */
-import { chmod, mkdir } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomic } from './fs.ts';
 import { cacheDir } from './paths.ts';
 
-/** The cache root and its work/ and logs/ folders, made private once. */
+/** The cache root, made private when guestforge creates it (a cache a team shares by group keeps its mode). */
 export async function privateCacheDir(): Promise<string> {
   const root = cacheDir();
   await mkdir(root, { recursive: true, mode: 0o700 });
-  await chmod(root, 0o700);
   return root;
 }
 

@@ -193,9 +193,11 @@ export async function gatherFacts(
   for (const [path, list] of layoutPaths(layout)) {
     paths[path] = await pathFacts(session, path, list);
   }
-  const passwd = parsePasswd((await readIf(session, '/etc/passwd')) ?? '');
+  const passwdText = (await readIf(session, '/etc/passwd')) ?? '';
+  const passwd = parsePasswd(passwdText);
   const shadow = (await readIf(session, '/etc/shadow')) ?? '';
-  const passwords = passwordStates(shadow);
+  // A hash (or nothing) right in /etc/passwd counts as much as one in /etc/shadow.
+  const passwords = { ...passwordStates(passwdText.split('\n').filter((l) => l.split(':')[1] !== 'x').join('\n')), ...passwordStates(shadow) };
   const machineIdBytes = (await session.bool('is-file', '/etc/machine-id'))
     ? Number((await session.call('filesize', '/etc/machine-id')).trim())
     : undefined;

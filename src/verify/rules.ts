@@ -173,9 +173,15 @@ export const rules: Rule[] = [
       const empty = sshdSetting(f.sshdConfigs, 'PermitEmptyPasswords');
       if (empty?.value === 'yes') return fail(`PermitEmptyPasswords yes (${empty.from})`);
       const auth = sshdSetting(f.sshdConfigs, 'PasswordAuthentication');
-      const allowed = (auth?.value ?? 'yes') === 'yes';
+      // Keyboard-interactive through PAM asks for the same password (OpenSSH's defaults: yes and no).
+      const kbd = sshdSetting(f.sshdConfigs, 'KbdInteractiveAuthentication') ?? sshdSetting(f.sshdConfigs, 'ChallengeResponseAuthentication');
+      const pam = sshdSetting(f.sshdConfigs, 'UsePAM');
+      const viaKbd = (kbd?.value ?? 'yes') === 'yes' && pam?.value === 'yes';
+      const allowed = (auth?.value ?? 'yes') === 'yes' || viaKbd;
       const withPassword = Object.entries(f.passwords).filter(([, s]) => s !== 'locked').map(([n, s]) => `${n} (${s})`);
-      const how = `PasswordAuthentication ${auth ? `${auth.value} (${auth.from})` : 'yes (the default)'}`;
+      const how = viaKbd && (auth?.value ?? 'yes') !== 'yes'
+        ? `KbdInteractiveAuthentication ${kbd ? `${kbd.value} (${kbd.from})` : 'yes (the default)'} with UsePAM yes (${pam!.from})`
+        : `PasswordAuthentication ${auth ? `${auth.value} (${auth.from})` : 'yes (the default)'}`;
       if (allowed && withPassword.length) return fail(`${how}, and ${withPassword.join(', ')} have passwords`);
       return pass(`${how}; accounts with a password: ${withPassword.join(', ') || 'none'}`);
     },
@@ -210,7 +216,7 @@ export function sshdSetting(configs: GuestFacts['sshdConfigs'], key: string): { 
         }
         continue;
       }
-      if (word!.toLowerCase() === key.toLowerCase()) return { value: rest!.trim().toLowerCase(), from: path };
+      if (word!.toLowerCase() === key.toLowerCase()) return { value: rest!.trim().replace(/^"(.*)"$/, '$1').toLowerCase(), from: path };
     }
     return undefined;
   };

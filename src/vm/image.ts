@@ -4,7 +4,7 @@
  * an image from elsewhere walked with limits: a qcow2 can name any host file
  * as its backing file (verify would then read that host disk) or loop.
  */
-import { realpath } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { UsageError } from '../errors.ts';
 import { run } from '../exec/run.ts';
@@ -15,22 +15,40 @@ export interface ImageInfo {
   virtualSize: number;
   /** The backing file as qemu resolves it (absolute), when there is one. */
   backing?: string;
+  /** The backing name as written in the image (a protocol or json: shows here). */
+  backingRaw?: string;
   backingFormat?: string;
+  /** qcow2's external data file, when it has one. */
+  dataFile?: string;
 }
 
 export async function imageInfo(path: string, options: { timeoutMs?: number } = {}): Promise<ImageInfo> {
   const { stdout } = await run(['qemu-img', 'info', '--output=json', '-U', path], { timeoutMs: options.timeoutMs ?? 30_000 });
-  const info = JSON.parse(stdout) as { format: string; 'virtual-size': number; 'backing-filename'?: string; 'full-backing-filename'?: string; 'backing-filename-format'?: string };
-  const backing = info['full-backing-filename'] ?? info['backing-filename'];
+  const info = JSON.parse(stdout) as {
+    format: string; 'virtual-size': number; 'backing-filename'?: string; 'full-backing-filename'?: string; 'backing-filename-format'?: string;
+    'format-specific'?: { data?: { 'data-file'?: string } };
+  };
+  const raw = info['backing-filename'];
+  const backing = info['full-backing-filename'] ?? raw;
+  const dataFile = info['format-specific']?.data?.['data-file'];
   return {
     format: info.format,
     virtualSize: info['virtual-size'],
     ...(backing ? { backing: resolve(dirname(path), backing) } : {}),
+    ...(raw ? { backingRaw: raw } : {}),
     ...(info['backing-filename-format'] ? { backingFormat: info['backing-filename-format'] } : {}),
+    ...(dataFile ? { dataFile } : {}),
   };
 }
 
 export const maxBackingDepth = 8;
+
+/** Pure: qemu reads `name` as a protocol (`nbd:`, `file:`, `json:{…}`) when a ':' comes before any '/'. */
+export function isProtocolName(name: string): boolean {
+  const colon = name.indexOf(':');
+  const slash = name.indexOf('/');
+  return colon > 0 && (slash < 0 || colon < slash);
+}
 
 /**
  * The image and its backing files, top first. Refused (a usage error naming
@@ -53,10 +71,13 @@ export async function checkedBackingChain(image: string, command: string, option
         hint: 'an image from elsewhere could read any host file this way; flatten it (qemu-img convert -O qcow2 in out) or pass --allow-backing if you trust it',
       });
     }
-    const info = await imageInfo(real);
+    const st = await stat(real);
+    if (!st.isFile()) throw new UsageError(`${command}: ${real} in ${image}'s chain is not a regular file`);
+    const info = await imageInfo(path);
+    if (info.dataFile) throw new UsageError(`${command}: ${image} keeps its data in an external file (${info.dataFile})`, { hint: 'an image from elsewhere could name any host file this way; convert it: qemu-img convert -O qcow2 in out' });
     chain.push(info);
     if (!info.backing) return chain;
-    if (/^[a-z+]+:/.test(info.backing)) throw new UsageError(`${command}: ${image} is backed by ${info.backing}, not a file`);
+    if (info.backingRaw && isProtocolName(info.backingRaw)) throw new UsageError(`${command}: ${image} is backed by ${info.backingRaw}, not a plain file`);
     if (chain.length >= maxBackingDepth) throw new UsageError(`${command}: ${image}'s backing chain is deeper than ${maxBackingDepth}`, { hint: 'flatten it: qemu-img convert -O qcow2' });
     path = info.backing;
   }

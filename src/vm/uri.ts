@@ -6,7 +6,8 @@
  */
 
 export const allowedTransports = ['qemu', 'qemu+ssh', 'qemu+tcp', 'qemu+tls', 'qemu+unix', 'qemu+libssh2'];
-const refusedParams = ['command', 'netcat', 'socket', 'proxy', 'keyfile', 'known_hosts', 'known_hosts_verify', 'sshauth'];
+/** The URI parameters accepted; anything else (command=, netcat=, socket=, keyfile=…) is refused. */
+const allowedParams = ['no_verify', 'no_tty', 'pkipath', 'mode', 'tls_priority', 'name'];
 
 /** Pure: what is wrong with a libvirt URI, or undefined. */
 export function libvirtUriProblem(uri: string): string | undefined {
@@ -14,10 +15,11 @@ export function libvirtUriProblem(uri: string): string | undefined {
   if (!m) return `not a libvirt URI: ${JSON.stringify(uri)} (for example qemu:///system or qemu+ssh://host/system)`;
   const [, transport, host, path, query] = m;
   if (!allowedTransports.includes(transport!)) return `transport ${transport} is not one guestforge uses (${allowedTransports.join(', ')})`;
-  if (!/^([A-Za-z0-9._-]+@)?([A-Za-z0-9.-]*|\[[0-9a-fA-F:]+\])(:\d{1,5})?$/.test(host!)) return `host part ${JSON.stringify(host)} is not user@host:port`;
+  if (!/^([A-Za-z0-9][A-Za-z0-9._-]*@)?([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9a-fA-F:]+\])?(:\d{1,5})?$/.test(host!)) return `host part ${JSON.stringify(host)} is not user@host:port`;
   if (path !== '/system' && path !== '/session') return `path ${JSON.stringify(path ?? '')} must be /system or /session`;
-  const params = new URLSearchParams(query?.slice(1) ?? '');
-  const bad = [...params.keys()].filter((k) => refusedParams.includes(k.toLowerCase()));
-  if (bad.length) return `URI parameter ${bad.join(', ')} runs a program or picks a socket: not accepted (use an ~/.ssh/config entry for the host instead)`;
+  // libvirt also splits parameters on ';': read them as it does.
+  const names = (query?.slice(1) ?? '').split(/[&;]/).filter(Boolean).map((p) => decodeURIComponent(p.split('=')[0] ?? '').toLowerCase());
+  const bad = names.filter((k) => !allowedParams.includes(k));
+  if (bad.length) return `URI parameter ${bad.join(', ')} is not accepted (command=, netcat=, socket= and the like run programs or pick sockets; use an ~/.ssh/config entry for the host instead)`;
   return undefined;
 }
