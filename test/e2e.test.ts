@@ -121,9 +121,8 @@ e2e('stage cache: changing only an app reruns inject onward; base and provision 
   await writeFile(join(dir, 'run.sh'), `#!/bin/sh\necho ${marker}\n`);
   await writeFile(join(dir, 'p.yaml'), [
     `extends: ${join(root, 'profiles', 'debian-12-hpc.yaml')}`,
-    'apps:',
-    '  - { src: run.sh, dest: /opt-vm/hello-mpi/bin/run.sh, mode: "0755" }',
-    `  - { src: ${join(root, 'profiles', 'apps', 'hello-mpi', 'README')}, dest: /opt-vm/hello-mpi/README, mode: "0644" }`,
+    'apps:', // appended to the parent's apps (lists append)
+    '  - { src: run.sh, dest: /opt-vm/changed/run.sh, mode: "0755" }',
   ].join('\n'));
   const before = await cachePlan(join(dir, 'p.yaml'));
   assert.equal(before.slice(0, 3).map((l) => `${l.stage}:${l.cache}`), ['base:hit', 'provision:hit', 'inject:miss']);
@@ -134,7 +133,7 @@ e2e('stage cache: changing only an app reruns inject onward; base and provision 
   assert.match(r.all, /provision: cache hit/);
   assert.match(r.all, /inject: not cached \(changed: apps\)/);
   assert.not.ok(existsSync(join(dir, 'out', 'logs', 'debian-12-hpc', 'build-console.log')), 'no build VM ran');
-  assert.match(await guestCat(join(dir, 'out', 'debian-12-hpc.qcow2'), '/opt-vm/hello-mpi/bin/run.sh'), new RegExp(marker));
+  assert.match(await guestCat(join(dir, 'out', 'debian-12-hpc.qcow2'), '/opt-vm/changed/run.sh'), new RegExp(marker));
 });
 
 e2e('stage cache: a truncated entry is detected, removed and rebuilt', async () => {

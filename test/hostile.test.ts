@@ -50,6 +50,7 @@ for (const [name, edit, field, message] of [
   ['app dest with a quote and a command', appDest("/opt-vm/x'; touch /INJECTED; echo '"), 'apps[1].dest', /expected an absolute guest path/],
   ['app dest through ..', appDest('/opt-vm/../etc/cron.d/x'), 'apps[1].dest', /no "\/\/", "\." or "\.\." segments/],
   ['app dest the apps folder itself', appDest('/opt-vm'), 'apps[1].dest', /the apps folder itself/],
+  ['two apps at one dest', appDest('/opt-vm/hello-mpi/bin/run.sh'), 'apps[1].dest', /is also the dest of apps\[0\]/],
   ['layout.optVm /etc', (t: string) => layoutWith('  appRoots: []\n')(t).replace('optVm: /opt-vm', 'optVm: /etc'), 'layout.optVm', /\/etc is a system or shared folder/],
   ['layout.workspace /tmp (its mode is set)', (t: string) => t.replace('workspace: /workspace', 'workspace: /tmp'), 'layout.workspace', /system or shared folder/],
   ['layout.workspace with $(...)', (t: string) => t.replace('workspace: /workspace', 'workspace: "/w$(reboot)"'), 'layout.workspace', /expected an absolute guest path/],

@@ -182,7 +182,9 @@ async function decideAndLock(ctx: BuildContext, chain: StageChain, stage: Stage,
   if (chain.forced(stage)) return decision;
   // Under the lock: look again (another build may have made it) and remove a broken entry.
   const again = await ctx.cache.lookup(stage.name, decision.key);
-  return again.hit ? { kind: 'hit', key: decision.key, parts: decision.parts, entry: again.entry } : decision;
+  if (again.hit) return { kind: 'hit', key: decision.key, parts: decision.parts, entry: again.entry };
+  // A broken entry was removed just now, under the lock: say so rather than what the first look guessed.
+  return again.reason === 'no entry' ? decision : { ...decision, why: again.reason };
 }
 
 function useEntry(ctx: BuildContext, chain: StageChain, stage: Stage, hit: Extract<Decision, { kind: 'hit' }>): void {

@@ -115,6 +115,17 @@ export async function checkRules(profile: Profile): Promise<Problem[]> {
     }
   }
   for (const problem of driver.clusterLayout ? layoutProblems(layout, dests) : []) problems.push(problem);
+  // Two apps at one path, or one inside another: the second would land in (or over) the first.
+  for (const [index, app] of profile.apps.entries()) {
+    const earlier = profile.apps.findIndex((other, j) => j < index && (isUnder(app.dest, other.dest) || isUnder(other.dest, app.dest)));
+    if (earlier >= 0) {
+      problems.push({
+        path: ['apps', index, 'dest'],
+        message: `${app.dest} ${app.dest === profile.apps[earlier]!.dest ? 'is also' : 'overlaps'} the dest of apps[${earlier}] (${profile.apps[earlier]!.dest})`,
+        hint: 'each app gets a path of its own; with extends, apps lists append (a profile adds apps, it cannot replace its parent\'s)',
+      });
+    }
+  }
 
   problems.push(...(await userDataProblems(profile)));
 
