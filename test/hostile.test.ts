@@ -11,6 +11,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GuestSession } from '../src/guestfs/session.ts';
 import { injectApp } from '../src/stages/inject.ts';
+import { writePackage } from '../src/os/osv/package.ts';
+import { loadProfileOrThrow } from '../src/profile/index.ts';
+import { existsSync } from 'node:fs';
 import { startFailureHint } from '../src/vm/libvirt.ts';
 import { mountGuest } from '../src/verify/facts.ts';
 import { makeImage } from './helpers/tree-image.ts';
@@ -231,9 +234,22 @@ images('OSv package: no write through an app\'s symlink, no replacing a folder t
   const out = join(tmp, 'osv-out');
   try {
     const r = await execa('node', [cli, 'build', file, '-o', out, '--package-only'], { reject: false });
-    assert.is(r.exitCode, 1, r.stderr); // the build failed safely (a stage error, not a usage error)
-    assert.match(r.stderr, /app \/app\/esc\/x: app\/esc is a symlink another app brought/);
+    assert.is(r.exitCode, 2, r.stderr); // refused at validate: the second app is inside the first
+    assert.match(r.stderr, /apps\[1\]\.dest: \/app\/esc\/x overlaps the dest of apps\[0\]/);
+    // Past validate (a profile object made in code), the package writer still refuses the link.
+    const { profile } = await loadProfileOrThrow(join(root, 'profiles', 'osv-hello.yaml'));
+    profile.apps = [
+      { src: appDir, dest: '/app', owner: '0:0' },
+      { src: join(appDir, 'hello.js'), dest: '/app/esc/x', owner: '0:0' },
+    ];
+    try {
+      await writePackage(profile, out);
+      assert.unreachable('written through the link');
+    } catch (error) {
+      assert.match((error as Error).message, /app \/app\/esc\/x: app\/esc is a symlink another app brought/);
+    }
     assert.equal(await readdir(victim), [], 'nothing written through the link');
+    assert.not.ok(existsSync(join(out, 'osv-hello')), 'no half-written package');
 
     // 'logs' itself is refused at validate; any folder that is not an earlier package is kept too.
     await writeFile(file, osv.replace('name: osv-hello', 'name: results'));
