@@ -92,7 +92,7 @@ export function start(argv: readonly string[], options: RunOptions = {}): Result
   const fds: number[] = [];
   const fdFor = (path: string | undefined, flags: string) => {
     if (!path) return undefined;
-    const fd = openSync(path, flags);
+    const fd = openSync(path, flags, 0o600);
     fds.push(fd);
     return fd;
   };
