@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { suite } from 'uvu';
+import { writeWrongShaProfile } from './helpers/wrong-sha.ts';
 import * as assert from 'uvu/assert';
 import { convertImage, outputName, writeRootfsOutputs } from '../src/build/outputs.ts';
 import { run } from '../src/exec/run.ts';
@@ -40,16 +41,9 @@ const failures = suite('build fails cleanly');
 
 failures('a wrong sha256 on base.image stops the build before any VM starts', async () => {
   const dir = join(tmp, 'sha');
-  await mkdir(dir, { recursive: true });
-  await run(['qemu-img', 'create', '-q', '-f', 'qcow2', join(dir, 'base.qcow2'), '64M']);
-  await writeFile(join(dir, 'p.yaml'), [
-    'name: wrong-sha',
-    'os: { family: debian, release: "12" }',
-    `base: { image: { path: base.qcow2, sha256: "${'0'.repeat(64)}" } }`,
-    'disk: { size: 1G }',
-  ].join('\n'));
+  const profile = await writeWrongShaProfile(dir);
   const out = join(dir, 'out');
-  const r = await guestforge(['build', join(dir, 'p.yaml'), '-o', out], { timeoutMs: 120_000 });
+  const r = await guestforge(['build', profile, '-o', out], { timeoutMs: 120_000 });
   assert.is(r.exitCode, 1, r.all);
   assert.match(r.all, /sha256 mismatch/);
   assert.match(r.all, /no VM was started/);

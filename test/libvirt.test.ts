@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { suite } from 'uvu';
+import { writeWrongShaProfile } from './helpers/wrong-sha.ts';
 import * as assert from 'uvu/assert';
 import { statusOf } from '../src/build/matrix.ts';
 import { run } from '../src/exec/run.ts';
@@ -191,16 +192,8 @@ daemon('smoke over a remote URI: the image and seed are uploaded, the console re
 daemon('several profiles where one fails: the other is still built, exit 1, the table says which', async () => {
   // The failing one stops at its base image's checksum (no VM boot needed to prove the matrix goes on).
   const out = join(tmp, 'mixed');
-  const bad = join(tmp, 'mixed-bad');
-  await mkdir(bad, { recursive: true });
-  await run(['qemu-img', 'create', '-q', '-f', 'qcow2', join(bad, 'base.qcow2'), '64M']);
-  await writeFile(join(bad, 'wrong-sha.yaml'), [
-    'name: wrong-sha',
-    'os: { family: debian, release: "12" }',
-    `base: { image: { path: base.qcow2, sha256: "${'0'.repeat(64)}" } }`,
-    'disk: { size: 1G }',
-  ].join('\n'));
-  const r = await guestforge(['build', join(root, 'profiles', 'debian-12-hpc.yaml'), join(bad, 'wrong-sha.yaml'),
+  const bad = await writeWrongShaProfile(join(tmp, 'mixed-bad'));
+  const r = await guestforge(['build', join(root, 'profiles', 'debian-12-hpc.yaml'), bad,
     '--jobs', '2', '--connect', remote, '--pool', pool, '--accel', 'tcg', '--no-smoke', '-o', out], 20 * 60_000);
   assert.is(r.exitCode, 1, r.all);
   assert.match(r.stdout, /^debian-12-hpc\s+\S+\s+ok\s+/m);
