@@ -81,8 +81,6 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
   await mkdir(o.workDir, { recursive: true, mode: 0o700 });
   await mkdir(o.logDir, { recursive: true, mode: 0o700 });
   const serialLog = join(o.logDir, 'rehearse-console.log');
-  await rm(serialLog, { force: true });
-  await writeFile(serialLog, '', { mode: 0o600 }); // qemu keeps the mode of a file it opens
   const checks: RehearsalCheck[] = [];
   const report: RehearsalReport = { ok: false, checks, serialLog };
   const add = (id: string, ok: boolean, detail: string, ms?: number) => checks.push({ id, status: ok ? 'pass' : 'fail', detail, ...(ms !== undefined ? { seconds: ms / 1000 } : {}) });

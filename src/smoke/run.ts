@@ -4,7 +4,7 @@
  * from the serial console. The image itself is never written: the VM runs
  * on a throwaway overlay.
  */
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { metaData, smokeUserData, type SmokeTarget } from '../cloudinit/userdata.ts';
 import { buildSeedIso } from '../cloudinit/seed.ts';
@@ -47,8 +47,6 @@ export async function smokeImage(image: DiskRef, options: SmokeOptions): Promise
       iso,
     );
     const serialLog = join(options.logDir, 'smoke-console.log');
-    await rm(serialLog, { force: true });
-    await writeFile(serialLog, '', { mode: 0o600 }); // qemu keeps the mode of a file it opens
     options.step?.update('booting');
     const outcome = await bootVm(
       {

@@ -5,7 +5,7 @@
  */
 import { redactUserData } from '../cloudinit/yaml.ts';
 import { secretFilePaths } from '../cloudinit/userdata.ts';
-import { rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildSeedIso } from '../cloudinit/seed.ts';
 import { parseDuration, parseSize } from '../profile/units.ts';
@@ -72,8 +72,6 @@ export const provisionStage: Stage = {
     step.update('booting');
     const serialLog = join(ctx.logDir, 'build-console.log');
     const said = new Set<string>();
-    await rm(serialLog, { force: true });
-    await writeFile(serialLog, '', { mode: 0o600 }); // qemu keeps the mode of a file it opens
     const outcome = await bootVm(
       {
         disk: overlay.path,

@@ -13,6 +13,7 @@
  */
 import { imageInfo } from './image.ts';
 import { libvirtUriProblem } from './uri.ts';
+import { freshConsoleLog } from './serial.ts';
 import { appendFile, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { UsageError, UserError } from '../errors.ts';
@@ -176,6 +177,7 @@ function domainName(prefix: string): string {
 
 export function libvirtStarter(target: LibvirtTarget, options: LibvirtStartOptions): VmStarter {
   return async (spec: VmSpec, label: string): Promise<VmRunner> => {
+    await freshConsoleLog(spec.serialLog);
     if (spec.hostForward) {
       throw new UserError(`${label}: the libvirt backend has no host port forwarding here`, { hint: 'use --backend qemu for OSv composes' });
     }

@@ -4,14 +4,14 @@
  * provisioning (it exits 0 on any guest power-off): only the nonce'd result
  * line counts, and its absence is a failure.
  */
-import { chmod, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { UserError } from '../errors.ts';
 import { start } from '../exec/run.ts';
 import { shellQuote } from '../exec/run.ts';
 import type { Logger } from '../log.ts';
 import { qemuArgs, type VmSpec } from './qemu-args.ts';
 import { qmpCommand } from './qmp.ts';
-import { parseSerialLine, SerialTail, type CheckLine } from './serial.ts';
+import { freshConsoleLog, parseSerialLine, SerialTail, type CheckLine } from './serial.ts';
 
 export interface WatchOptions {
   /** What this VM is, for messages: "build VM", "smoke VM". */
@@ -72,9 +72,7 @@ export type VmStarter = (spec: VmSpec, label: string) => Promise<VmRunner>;
 /** qemu-system-x86_64 as a child process, stopped through QMP or signals. */
 export const startQemu: VmStarter = async (spec) => {
   const argv = qemuArgs(spec);
-  // The console may show what cloud-init and the commands print: owner-only, whoever made the file.
-  await writeFile(spec.serialLog, '', { mode: 0o600, flag: 'a' });
-  await chmod(spec.serialLog, 0o600);
+  await freshConsoleLog(spec.serialLog);
   await rm(spec.qmpSocket, { force: true });
   const child = start(argv);
   let exited = false;

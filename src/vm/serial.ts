@@ -7,7 +7,17 @@
  *   GUESTFORGE-WARN:<nonce>:<message>
  * where the nonce is fresh per boot, so stale text cannot pass for a result.
  */
-import { open } from 'node:fs/promises';
+import { chmod, open, writeFile } from 'node:fs/promises';
+
+/**
+ * An empty console log, owner-only (the console shows what cloud-init and the
+ * commands print; qemu and libvirt keep the mode of a file that exists).
+ * Both VM starters call it, so no caller has to.
+ */
+export async function freshConsoleLog(path: string): Promise<void> {
+  await writeFile(path, '', { mode: 0o600 });
+  await chmod(path, 0o600);
+}
 
 export interface CheckLine {
   id: string;
