@@ -13,7 +13,7 @@ import { createOverlay } from '../vm/overlay.ts';
 import { starterFor } from '../vm/backend.ts';
 import { bootError, bootVm } from '../vm/qemu.ts';
 import { sha256Text } from '../util/fs.ts';
-import { imageInfo } from './base.ts';
+import { imageInfo } from '../vm/image.ts';
 import type { Stage } from './types.ts';
 
 /** Console lines worth showing next to the spinner while the build VM works. */
