@@ -17,7 +17,6 @@ import { formatSize } from '../profile/units.ts';
 import { sha256File, tempPathFor } from '../util/fs.ts';
 import type { BuildContext, DiskRef, Stage } from './types.ts';
 
-
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(() => true, () => false);
 }
