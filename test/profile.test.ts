@@ -5,6 +5,7 @@ import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { formatDiagnostic } from '../src/profile/diagnostic.ts';
 import { loadProfile } from '../src/profile/load.ts';
+import { bootstrapKey } from '../src/os/debian/bootstrap.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const cli = join(root, 'bin', 'guestforge.js');
@@ -34,6 +35,17 @@ shipped('extends: lists append, scalars override, paths resolve from the writing
   assert.is(result.value.profile.vrdma.enabled, true);
   assert.is(result.value.profile.apps[0]?.src, join(root, 'profiles', 'apps', 'hello-mpi', 'run.sh'));
   assert.is(result.value.files.length, 2);
+});
+shipped('the e2e and libvirt fixtures share the default profile\'s base, so tests bootstrap one base, not two', async () => {
+  const keyOf = async (file: string) => {
+    const result = await loadProfile(file);
+    assert.ok(result.ok, file);
+    return result.ok ? bootstrapKey(result.value.profile, ['deb http://mirror.invalid/debian bookworm main']) : '';
+  };
+  const expected = await keyOf(join(root, 'profiles', 'debian-12-hpc.yaml'));
+  for (const name of ['fail-command', 'timeout']) {
+    assert.is(await keyOf(join(root, 'test', 'fixtures', 'profiles', `${name}.yaml`)), expected, `${name}.yaml: base.bootstrap differs from debian-12-hpc.yaml`);
+  }
 });
 shipped.run();
 
