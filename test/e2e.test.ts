@@ -12,6 +12,7 @@ import { execa, type ResultPromise } from 'execa';
 import { suite } from 'uvu';
 import { writeWrongShaProfile } from './helpers/wrong-sha.ts';
 import * as assert from 'uvu/assert';
+import { timed } from './helpers/timing.ts';
 import { convertImage, outputName, writeRootfsOutputs } from '../src/build/outputs.ts';
 import { run } from '../src/exec/run.ts';
 import type { DiskRef } from '../src/stages/types.ts';
@@ -37,7 +38,7 @@ async function workLeft(): Promise<string[]> {
 
 const tmp = await mkdtemp(join(tmpdir(), 'gf-e2e-'));
 
-const failures = suite('build fails cleanly');
+const failures = timed(suite('build fails cleanly'));
 
 failures('a wrong sha256 on base.image stops the build before any VM starts', async () => {
   const dir = join(tmp, 'sha');
@@ -52,7 +53,7 @@ failures('a wrong sha256 on base.image stops the build before any VM starts', as
   assert.equal(await workLeft(), []);
 });
 
-const e2e = suite('debian-12-hpc end to end (bootstrap, build VM, guestfish, smoke)');
+const e2e = timed(suite('debian-12-hpc end to end (bootstrap, build VM, guestfish, smoke)'));
 const out = join(tmp, 'out');
 
 e2e('build exits 0 with the image, manifest, SHA256SUMS and a passing smoke JUnit', async () => {

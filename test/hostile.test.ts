@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { timed } from './helpers/timing.ts';
 import { GuestSession } from '../src/guestfs/session.ts';
 import { injectApp } from '../src/stages/inject.ts';
 import { writePackage } from '../src/os/osv/package.ts';
@@ -149,7 +150,7 @@ profiles('an app outside /opt-vm is fine when its root is listed in layout.appRo
 });
 profiles.run();
 
-const images = suite('hostile images: inject writes only what the app brought');
+const images = timed(suite('hostile images: inject writes only what the app brought'));
 
 images('a symlink in the image on the way to dest is refused; modes and owners stay inside the app', async () => {
   const image = await makeImage(tmp, 'hostile', {

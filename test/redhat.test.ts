@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { timed } from './helpers/timing.ts';
 import { buildUserData, smokeUserData, smokeTargetOf } from '../src/cloudinit/userdata.ts';
 import { run } from '../src/exec/run.ts';
 import { GuestSession } from '../src/guestfs/session.ts';
@@ -107,7 +108,7 @@ const rockyTree: Tree = {
   '/opt-vm': { dir: true },
 };
 
-const offline = suite('redhat offline: a Rocky 9 disk with SELinux enforcing (real libguestfs)');
+const offline = timed(suite('redhat offline: a Rocky 9 disk with SELinux enforcing (real libguestfs)'));
 let image = '';
 
 offline.before(async () => {

@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { timed } from './helpers/timing.ts';
 import { run } from '../src/exec/run.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -39,7 +40,7 @@ interface Report {
   jobOutput?: string;
 }
 
-const r = suite('rehearse');
+const r = timed(suite('rehearse'));
 
 r('a bad cluster file: exit 2 naming file, line, column and field', async () => {
   const file = join(tmp, 'bad-cluster.yaml');

@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { timed } from './helpers/timing.ts';
 import { rules, sshdSetting } from '../src/verify/rules.ts';
 import { evaluate, defaultVerifyOptions } from '../src/verify/run.ts';
 import { passwordStates, type GuestFacts } from '../src/verify/facts.ts';
@@ -270,7 +271,7 @@ logic('a /var/lib/dbus/machine-id of its own is a shared id too', () => {
 
 logic.run();
 
-const v = suite('verify (real read-only guestfish on hand-made disks)');
+const v = timed(suite('verify (real read-only guestfish on hand-made disks)'));
 
 v('the good disk: exit 0, every rule passes, one JUnit case per rule, and the facts read are the literal', async () => {
   const image = await makeImage('good', goodTree());

@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { timed } from './helpers/timing.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const cli = join(root, 'bin', 'guestforge.js');
@@ -21,7 +22,7 @@ const tmp = await mkdtemp(join(tmpdir(), 'gf-vrdma-'));
 const build = (profile: string, out: string, ...args: string[]) =>
   execa('node', [cli, 'build', profile, '-o', out, ...args], { env, reject: false, all: true, timeout: 40 * 60_000 });
 
-const v = suite('vRDMA (soft-RoCE) end to end');
+const v = timed(suite('vRDMA (soft-RoCE) end to end'));
 
 v('debian-12-vrdma builds, verify passes the vrdma rules, and RDMA works inside the smoke VM', async () => {
   const out = join(tmp, 'out');
