@@ -22,7 +22,7 @@ interface CommandEntry {
 const commands: Record<string, CommandEntry> = {
   build: {
     summary: 'build an image from a profile: base, build VM, inject, verify, compress, smoke boot',
-    usage: 'build <profile.yaml> [-o out/] [--no-smoke] [--junit f.xml] [--verbose] [--keep-work] [--no-cache] [--accel auto|kvm|tcg] [--package-only (OSv)]',
+    usage: 'build <profile.yaml> [-o out/] [--no-smoke] [--junit f.xml] [--verbose] [--keep-work] [--no-cache] [--accel auto|kvm|tcg] [--backend qemu|libvirt] [--connect URI] [--json-events] [--package-only (OSv)]',
     load: () => import('./commands/build.ts'),
   },
   smoke: {

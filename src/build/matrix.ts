@@ -4,12 +4,14 @@
  * signals, logs and exit code), spread over the given libvirt hosts, at most
  * N at a time. One status line per build while they run; a summary table at
  * the end. A failing build does not stop the others; the exit code is 1 if
- * any failed.
+ * any failed. Children report through `--json-events` (JSON lines on their
+ * stdout), never through their log text.
  */
 import { join } from 'node:path';
 import type { ResultPromise } from 'execa';
 import { InterruptedError } from '../errors.ts';
 import { start } from '../exec/run.ts';
+import { parseEvent, type BuildEvent } from '../log.ts';
 import { textTable } from '../report/table.ts';
 import { projectRoot } from '../util/project.ts';
 
@@ -40,18 +42,18 @@ interface Running {
   host: string | undefined;
   status: string;
   started: number;
+  /** From the child's events: its output files, and its last word. */
+  outputs: string[];
+  result?: Extract<BuildEvent, { type: 'result' }>;
 }
 
 const cli = join(projectRoot, 'bin', 'guestforge.js');
 
-/** The step lines a child prints (plain, CI mode): "▶ [2/6] build VM (cloud-init)". */
-export function statusOf(line: string): string | undefined {
-  const m = /^([▶✔✖]) (\[\d+\/\d+\] .*)$/.exec(line);
-  if (!m) return undefined;
-  const state = m[1] === '▶' ? 'running' : m[1] === '✔' ? 'done' : 'failed';
-  const timed = / \(\d+\.\ds\)(?: (.*))?$/.exec(m[2]!);
-  const title = timed ? m[2]!.slice(0, timed.index) : m[2]!;
-  return `${title} ${state}${timed?.[1] ? `: ${timed[1]}` : ''}`;
+/** A child's step event as one status line: "[2/6] build VM (cloud-init) done: result after 107s". */
+export function statusOf(event: BuildEvent): string | undefined {
+  if (event.type !== 'step') return undefined;
+  const state = event.state === 'running' ? 'running' : event.state;
+  return `${event.title} ${state}${event.detail ? `: ${event.detail}` : ''}`;
 }
 
 export async function runMatrix(jobs: MatrixJob[], options: MatrixOptions): Promise<MatrixResult[]> {
@@ -84,13 +86,17 @@ export async function runMatrix(jobs: MatrixJob[], options: MatrixOptions): Prom
   const launch = (job: MatrixJob) => {
     const host = leastLoaded();
     load.set(host, (load.get(host) ?? 0) + 1);
-    const args = ['build', job.file, ...options.args, ...(host ? ['--backend', 'libvirt', '--connect', host] : [])];
-    const entry: Running = { job, host, status: 'starting', started: Date.now() };
+    const args = ['build', job.file, '--json-events', ...options.args, ...(host ? ['--backend', 'libvirt', '--connect', host] : [])];
+    const entry: Running = { job, host, status: 'starting', started: Date.now(), outputs: [] };
     // Through the exec module: a signal to us reaches every child build (killAll).
     const child = start([process.execPath, cli, ...args], {
       env: { CI: '1' },
       onLine: (line, stream) => {
-        const status = stream === 'stderr' ? statusOf(line.trim()) : undefined;
+        const event = stream === 'stdout' ? parseEvent(line) : undefined;
+        if (!event) return;
+        if (event.type === 'output') entry.outputs.push(event.path);
+        if (event.type === 'result') entry.result = event;
+        const status = statusOf(event);
         if (!status) return;
         entry.status = status;
         if (!tty) say(`${job.name}: ${status}`);
@@ -113,11 +119,9 @@ export async function runMatrix(jobs: MatrixJob[], options: MatrixOptions): Prom
       const entry = running.get(child)!;
       running.delete(child);
       load.set(entry.host, (load.get(entry.host) ?? 1) - 1);
-      const stderr = typeof r.stderr === 'string' ? r.stderr : '';
-      const stdout = typeof r.stdout === 'string' ? r.stdout : '';
-      const error = stderr.split('\n').find((l) => l.startsWith('error: '))?.slice(7);
-      const outputs = stdout.split('\n').filter((l) => /^\/\S+ {2}\d/.test(l)).map((l) => l.split('  ')[0]!);
-      const ok = r.exitCode === 0;
+      const error = entry.result?.ok === false ? entry.result.error : undefined;
+      const outputs = entry.outputs;
+      const ok = r.exitCode === 0 && entry.result?.ok === true;
       const result: MatrixResult = {
         job: entry.job,
         ...(entry.host ? { host: entry.host } : {}),

@@ -1,5 +1,5 @@
-import { ExitCode, UsageError } from '../errors.ts';
-import { Logger } from '../log.ts';
+import { errorMessage, ExitCode, UsageError, UserError } from '../errors.ts';
+import { Logger, type BuildEvent } from '../log.ts';
 import { loadProfileOrThrow } from '../profile/index.ts';
 import { formatSize } from '../profile/units.ts';
 import { writeJunit } from '../report/junit.ts';
@@ -28,6 +28,7 @@ export async function run(args: string[]): Promise<number> {
     connect: { type: 'string' },
     pool: { type: 'string' },
     jobs: { type: 'string', short: 'j' },
+    'json-events': { type: 'boolean' },
   });
   if (positionals.length === 0) throw new UsageError('build: name a profile', { hint: 'guestforge build profiles/debian-12-hpc.yaml -o out/' });
   const accel = values.accel;
@@ -50,37 +51,60 @@ export async function run(args: string[]): Promise<number> {
     return matrix(positionals, values, hosts);
   }
   if (hosts.length > 1) throw new UsageError('build: several --connect URIs need several profiles to spread', { hint: 'guestforge build a.yaml b.yaml --jobs 2 --connect URI1,URI2' });
-  const file = positionals[0]!;
+  if (!values['json-events']) return single(positionals[0]!, values, backend, hosts, accel, rebuildFrom);
+  // stdout is the event channel: one JSON object per line, the last one the result.
+  const emit = (event: BuildEvent) => process.stdout.write(`${JSON.stringify(event)}\n`);
+  try {
+    const code = await single(positionals[0]!, values, backend, hosts, accel, rebuildFrom, emit);
+    emit({ type: 'result', ok: true, exitCode: code });
+    return code;
+  } catch (error) {
+    const user = error instanceof UserError;
+    emit({ type: 'result', ok: false, error: errorMessage(error), ...(user && error.hint ? { hint: error.hint } : {}), exitCode: user ? error.exitCode : ExitCode.failure });
+    throw error;
+  }
+}
+
+type Values = Record<string, string | boolean | undefined>;
+
+async function single(file: string, values: Values, backend: string | undefined, hosts: string[], accel: string | undefined, rebuildFrom: string | undefined, emit?: (event: BuildEvent) => void): Promise<number> {
+  const text = (name: string) => (typeof values[name] === 'string' ? (values[name] as string) : undefined);
+  const junit = text('junit');
+  const pool = text('pool');
   const loaded = await loadProfileOrThrow(file);
   if (backend || hosts[0]) loaded.profile.build.backend = (backend ?? 'libvirt') as 'qemu' | 'libvirt';
   if (hosts[0]) loaded.profile.build.connect = hosts[0];
-  if (values.pool) loaded.profile.build.pool = values.pool;
-  const log = new Logger({ verbose: Boolean(values.verbose) });
+  if (pool) loaded.profile.build.pool = pool;
+  const log = new Logger({ verbose: Boolean(values.verbose), ...(emit ? { events: emit } : {}) });
   const started = Date.now();
   // runBuild returns stage failures with the context (for JUnit); withSignals turns an interruption into exit 130/143.
   const { ctx, error } = await withSignals((signal) => runBuild(loaded, {
-    outDir: values.output,
+    outDir: text('output') ?? 'out',
     smoke: !values['no-smoke'],
     keepWork: Boolean(values['keep-work']),
     verbose: Boolean(values.verbose),
     noCache: Boolean(values['no-cache']),
     packageOnly: Boolean(values['package-only']),
     ...(rebuildFrom ? { rebuildFrom: rebuildFrom as (typeof stageNames)[number] } : {}),
-    ...(values.junit ? { junit: values.junit } : {}),
-    ...(accel ? { accel } : {}),
+    ...(junit ? { junit } : {}),
+    ...(accel ? { accel: accel as 'auto' | 'kvm' | 'tcg' } : {}),
   }, log, signal));
 
-  if (values.junit && (ctx.verify || ctx.smoke)) {
-    await writeJunit(values.junit, `guestforge build ${loaded.profile.name}`, [
+  if (junit && (ctx.verify || ctx.smoke)) {
+    await writeJunit(junit, `guestforge build ${loaded.profile.name}`, [
       ...(ctx.verify ? junitCases(ctx.verify) : []),
       ...(ctx.smoke ? smokeJunitCases(ctx.smoke) : []),
     ]);
   }
   if (error) throw error;
-  const out = (s: string) => process.stdout.write(`${s}\n`);
+  // With --json-events, stdout carries only events: the summary goes to stderr.
+  const out = (s: string) => (emit ? process.stderr : process.stdout).write(`${s}\n`);
   for (const w of ctx.warnings) out(`warning: ${w}`);
   if (ctx.packageDir) out(`Capstan package: ${ctx.packageDir}`);
-  for (const o of ctx.outputs) out(`${o.path}  ${formatSize(o.bytes)}  sha256 ${o.sha256.slice(0, 16)}…`);
+  for (const o of ctx.outputs) {
+    out(`${o.path}  ${formatSize(o.bytes)}  sha256 ${o.sha256.slice(0, 16)}…`);
+    emit?.({ type: 'output', path: o.path, bytes: o.bytes, sha256: o.sha256 });
+  }
   out(`stages: ${ctx.timings.map((t) => `${t.stage} ${(t.ms / 1000).toFixed(0)}s`).join(' · ')} · total ${((Date.now() - started) / 1000).toFixed(0)}s`);
   if (ctx.outputs.length > 0) out(`manifest: ${ctx.options.outDir}/${loaded.profile.name}.manifest.json · logs: ${ctx.logDir}${ctx.smoke ? '' : ' · smoke skipped'}`);
   return ExitCode.ok;
@@ -90,7 +114,7 @@ export async function run(args: string[]): Promise<number> {
  * Several profiles: every one is validated before anything starts, then
  * each is built by a child guestforge (see src/build/matrix.ts).
  */
-async function matrix(files: string[], values: Record<string, string | boolean | undefined>, hosts: string[]): Promise<number> {
+async function matrix(files: string[], values: Values, hosts: string[]): Promise<number> {
   const jobs = values.jobs === undefined ? 1 : Number(values.jobs);
   if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`build: --jobs must be a whole number of at least 1, not "${values.jobs}"`);
   const loaded: MatrixJob[] = [];
