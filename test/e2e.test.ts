@@ -13,7 +13,7 @@ import { suite } from 'uvu';
 import { writeWrongShaProfile } from './helpers/wrong-sha.ts';
 import * as assert from 'uvu/assert';
 import { timed } from './helpers/timing.ts';
-import { convertImage, outputName, writeRootfsOutputs } from '../src/build/outputs.ts';
+import { convertImage, outputName, writeRootfsOutputs } from '../src/pipeline/outputs.ts';
 import { run } from '../src/exec/run.ts';
 import type { DiskRef } from '../src/stages/types.ts';
 

@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { statusOf } from '../src/build/matrix.ts';
+import { statusOf } from '../src/pipeline/matrix.ts';
 import { parseEvent, type BuildEvent } from '../src/log.ts';
 import { writeWrongShaProfile } from './helpers/wrong-sha.ts';
 

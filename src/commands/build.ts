@@ -3,12 +3,12 @@ import { Logger, type BuildEvent } from '../log.ts';
 import { loadProfileOrThrow } from '../profile/index.ts';
 import { formatSize } from '../profile/units.ts';
 import { writeJunit } from '../report/junit.ts';
-import { runBuild } from '../build/pipeline.ts';
-import { withSignals } from '../build/signals.ts';
+import { runBuild } from '../pipeline/pipeline.ts';
+import { withSignals } from '../pipeline/signals.ts';
 import { smokeJunitCases } from '../smoke/run.ts';
 import { junitCases } from '../verify/print.ts';
 import { parseCommandArgs } from './args.ts';
-import { runMatrix, summaryTable, type MatrixJob } from '../build/matrix.ts';
+import { runMatrix, summaryTable, type MatrixJob } from '../pipeline/matrix.ts';
 import { isRemote } from '../vm/libvirt.ts';
 
 const stageNames = ['base', 'provision', 'inject', 'verify', 'finalize', 'smoke', 'package', 'compose'] as const;
@@ -112,7 +112,7 @@ async function single(file: string, values: Values, backend: string | undefined,
 
 /**
  * Several profiles: every one is validated before anything starts, then
- * each is built by a child guestforge (see src/build/matrix.ts).
+ * each is built by a child guestforge (see src/pipeline/matrix.ts).
  */
 async function matrix(files: string[], values: Values, hosts: string[]): Promise<number> {
   const jobs = values.jobs === undefined ? 1 : Number(values.jobs);

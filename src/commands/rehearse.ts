@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { defaultClusterFile, loadClusterOrThrow } from '../cluster/load.ts';
 import { ExitCode, UsageError } from '../errors.ts';
 import { Logger } from '../log.ts';
-import { withSignals } from '../build/signals.ts';
+import { withSignals } from '../pipeline/signals.ts';
 import { loadProfileOrThrow } from '../profile/index.ts';
 import { defaultLayout } from '../profile/schema.ts';
 import { writeJunit } from '../report/junit.ts';

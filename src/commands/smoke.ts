@@ -4,7 +4,7 @@ import { basename, join } from 'node:path';
 import { smokeTargetOf, type SmokeTarget } from '../cloudinit/userdata.ts';
 import { ExitCode, UsageError } from '../errors.ts';
 import { resolveAccel } from '../vm/backend.ts';
-import { withSignals } from '../build/signals.ts';
+import { withSignals } from '../pipeline/signals.ts';
 import { Logger } from '../log.ts';
 import { loadProfileOrThrow } from '../profile/index.ts';
 import { parseDuration } from '../profile/units.ts';

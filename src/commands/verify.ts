@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { ExitCode, UsageError } from '../errors.ts';
-import { withSignals } from '../build/signals.ts';
+import { withSignals } from '../pipeline/signals.ts';
 import { resolveAccel } from '../vm/backend.ts';
 import { Logger } from '../log.ts';
 import { loadProfileOrThrow } from '../profile/index.ts';
