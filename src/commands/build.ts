@@ -82,11 +82,9 @@ async function single(file: string, values: Values, backend: string | undefined,
     outDir: text('output') ?? 'out',
     smoke: !values['no-smoke'],
     keepWork: Boolean(values['keep-work']),
-    verbose: Boolean(values.verbose),
     noCache: Boolean(values['no-cache']),
     packageOnly: Boolean(values['package-only']),
     ...(rebuildFrom ? { rebuildFrom: rebuildFrom as (typeof stageNames)[number] } : {}),
-    ...(junit ? { junit } : {}),
     ...(accel ? { accel: accel as 'auto' | 'kvm' | 'tcg' } : {}),
   }, log, signal));
 

@@ -22,9 +22,7 @@ export interface DiskRef {
 export interface BuildOptions {
   outDir: string;
   smoke: boolean;
-  junit?: string;
   keepWork: boolean;
-  verbose: boolean;
   noCache: boolean;
   /** Run this stage and every later one even when cached (and cache the new results). */
   rebuildFrom?: StageId;

@@ -13,7 +13,7 @@ export function formatReport(report: VerifyReport): string[] {
 }
 
 export function failedRules(report: VerifyReport): string[] {
-  return report.results.filter((r) => r.verdict === 'fail' && r.severity === 'error').map((r) => `${r.id}: ${r.evidence}`);
+  return report.results.filter((r) => r.verdict === 'fail').map((r) => `${r.id}: ${r.evidence}`);
 }
 
 export function junitCases(report: VerifyReport): JunitCase[] {

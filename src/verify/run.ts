@@ -12,7 +12,7 @@ export function evaluate(image: string, facts: GuestFacts, options: VerifyOption
   const os = facts.osRelease;
   return {
     image,
-    ok: !results.some((r) => r.verdict === 'fail' && r.severity === 'error'),
+    ok: !results.some((r) => r.verdict === 'fail'),
     ...(os.ID
       ? { os: { id: os.ID, family: osFamily(os) ?? 'unknown', version: os.VERSION_ID ?? '', pretty: os.PRETTY_NAME ?? os.ID } }
       : {}),

@@ -21,7 +21,8 @@ export interface VerifyOptions {
 export interface Rule {
   id: string;
   title: string;
-  severity: 'error' | 'warning';
+  /** Every rule's failure fails the image; reports keep the field for their readers. */
+  severity: 'error';
   /** Why the cluster needs this. */
   why: string;
   check(facts: GuestFacts, options: VerifyOptions): RuleResult;

@@ -110,10 +110,6 @@ export const startQemu: VmStarter = async (spec) => {
   };
 };
 
-export async function bootQemu(spec: VmSpec, options: WatchOptions): Promise<BootOutcome> {
-  return bootVm(spec, options, startQemu);
-}
-
 export async function bootVm(spec: VmSpec, options: WatchOptions, starter: VmStarter): Promise<BootOutcome> {
   const started = Date.now();
   const vm = await starter(spec, options.label);
