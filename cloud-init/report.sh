@@ -12,9 +12,12 @@ mkdir -p /run/guestforge
 say() { printf '%s\n' "$*" > "$console"; }
 
 detail=""
-cloud-init status --wait > /dev/null 2>&1
+# Each python start costs seconds under TCG: cloud-init status runs once, and
+# what the checks need from it and from result.json is kept in /run/guestforge.
+cloud-init status --wait > /run/guestforge/status.out 2>/dev/null
 rc=$?
-status=$(cloud-init status 2>/dev/null | sed -n 's/^status: //p')
+status=$(sed -n 's/^[.]*status: //p' /run/guestforge/status.out)
+echo "status: ${status:-unknown}" > /run/guestforge/cloud-init-status
 # cloud-init 23.4+ says 2 for "degraded": recoverable errors, reported as a warning.
 case "$rc" in
   0) result=ok ;;
@@ -22,7 +25,7 @@ case "$rc" in
   *) result=error; detail="cloud-init status: ${status:-unknown} (exit $rc)" ;;
 esac
 if [ -f /run/cloud-init/result.json ]; then
-  errors=$(python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["v1"]["errors"]; print("; ".join(e))' /run/cloud-init/result.json 2>/dev/null)
+  errors=$(python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))["v1"]; open(sys.argv[2], "w").write("%s\n" % v.get("datasource")); print("; ".join(v["errors"]))' /run/cloud-init/result.json /run/guestforge/datasource 2>/dev/null)
   if [ -n "$errors" ]; then result=error; detail="${detail:+$detail; }$errors"; fi
 fi
 if [ -s /run/guestforge/failed ]; then

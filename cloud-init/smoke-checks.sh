@@ -5,8 +5,9 @@
 # generated from the layout rule table (src/policy/layout.ts).
 check() { id=$1; shift; if "$@" > /tmp/gf-check.out 2>&1; then echo "CHECK $id pass $(tail -n1 /tmp/gf-check.out)"; else echo "CHECK $id fail $(tail -n1 /tmp/gf-check.out | tr -d '\r')"; fi; }
 
-cloud_init_done() { s=$(cloud-init status 2>&1); echo "$s" | tr '\n' ' '; echo "$s" | grep -q 'status: done'; }
-nocloud_used() { ds=$(python3 -c 'import json; print(json.load(open("/run/cloud-init/result.json"))["v1"]["datasource"])' 2>&1); echo "$ds"; echo "$ds" | grep -q NoCloud; }
+# report.sh (which runs these checks) kept cloud-init's status and datasource in /run/guestforge.
+cloud_init_done() { s=$(cat /run/guestforge/cloud-init-status 2>/dev/null || cloud-init status 2>&1); echo "$s" | tr '\n' ' '; echo "$s" | grep -q 'status: done'; }
+nocloud_used() { ds=$(cat /run/guestforge/datasource 2>/dev/null) || ds="no datasource recorded in /run/cloud-init/result.json"; echo "$ds"; echo "$ds" | grep -q NoCloud; }
 
 check cloud-init.done cloud_init_done
 check cloud-init.nocloud nocloud_used
