@@ -4,6 +4,7 @@
  * profile reference are generated from it.
  */
 import { z } from 'zod';
+import { bootTrimIds } from '../policy/boot.ts';
 import { guestPathProblem, systemPlace } from '../policy/paths.ts';
 import { libvirtUriProblem } from '../vm/uri.ts';
 import { durationPattern, sizePattern } from './units.ts';
@@ -165,6 +166,15 @@ const vrdma = z
   })
   .describe('Soft-RoCE (rdma_rxe) support');
 
+const boot = z
+  .strictObject({
+    keep: z
+      .array(z.enum(bootTrimIds))
+      .default([])
+      .describe('Boot trims to leave out (each is listed with its reason in the README, "Boot time")'),
+  })
+  .describe('What the image\'s boot skips: every job pays the boot');
+
 const cloudInit = z
   .strictObject({
     userData: z
@@ -220,6 +230,7 @@ export const profileSchema = z
     users: z.array(user).default([]).describe('Users created in the image'),
     layout: layout.prefault({}),
     vrdma: vrdma.prefault({}),
+    boot: boot.prefault({}),
     apps: z.array(app).default([]).describe('Files copied in offline'),
     cloudInit: cloudInit.prefault({}),
     commands: z.array(z.string().min(1)).default([]).describe('Shell commands run as root in the build VM, in order'),

@@ -1,0 +1,61 @@
+/**
+ * What a batch VM's boot does not need, one record per cut, each with its
+ * reason: every job on the cluster pays the boot, per node. The build VM
+ * applies them as its last step, after its own first boot has run everything
+ * once (so the image is set up exactly as without them), and every later boot
+ * (smoke, rehearsal, the cluster's jobs) skips them. A profile keeps any of
+ * them with `boot.keep: [id]`. The README's table is generated from these.
+ * Measured under TCG on 2 cores with `systemd-analyze blame` and
+ * `cloud-init analyze blame` inside the smoke VM.
+ */
+export interface BootTrim {
+  id: string;
+  /** What changes in the guest. */
+  what: string;
+  why: string;
+  /** Files written in the guest (cloud-init and apt read them at their next run). */
+  files?: { path: string; content: string }[];
+  /** systemd units masked. */
+  mask?: string[];
+  /** Applied before the build VM's packages are installed, so the build VM profits too (changes nothing else it does). */
+  early?: boolean;
+  /** Only for these families (default: every Linux family). */
+  families?: readonly ('debian' | 'redhat')[];
+}
+
+export const bootTrims: readonly BootTrim[] = [
+  {
+    id: 'cloud-init-grub-dpkg',
+    what: 'cloud-init module grub_dpkg off (`grub_dpkg: {enabled: false}`)',
+    why: 'it probes the boot disk to record GRUB\'s install device in debconf; the build VM has recorded it, and the disk the cluster boots is the same (~3 s per boot)',
+    families: ['debian'],
+    files: [{ path: '/etc/cloud/cloud.cfg.d/92_guestforge_grub_dpkg.cfg', content: '# guestforge boot trim cloud-init-grub-dpkg (boot.keep to undo)\ngrub_dpkg:\n  enabled: false\n' }],
+  },
+  {
+    id: 'cloud-init-keys-to-console',
+    what: 'SSH host key fingerprints no longer printed on the console (`ssh: {emit_keys_to_console: false}`)',
+    why: 'nobody reads a batch VM\'s console; the keys are made fresh at every job start anyway (~1.5 s per boot)',
+    files: [{ path: '/etc/cloud/cloud.cfg.d/92_guestforge_keys_to_console.cfg', content: '# guestforge boot trim cloud-init-keys-to-console (boot.keep to undo)\nssh:\n  emit_keys_to_console: false\n' }],
+  },
+  {
+    id: 'apt-no-translations',
+    what: 'apt fetches no translated package descriptions (`Acquire::Languages "none"`)',
+    why: 'the cluster\'s boot-time `packages` run does an apt update at every job start; the Translation index is a third of what it downloads and parses',
+    families: ['debian'],
+    files: [{ path: '/etc/apt/apt.conf.d/90guestforge-no-translations', content: '// guestforge boot trim apt-no-translations (boot.keep to undo)\nAcquire::Languages "none";\n' }],
+    early: true,
+  },
+  {
+    id: 'e2scrub-reap',
+    what: 'e2scrub_reap.service masked',
+    why: 'it removes leftover e2scrub LVM snapshots; a batch VM has no LVM (~2 s per boot)',
+    mask: ['e2scrub_reap.service'],
+  },
+];
+
+export const bootTrimIds = bootTrims.map((t) => t.id) as [string, ...string[]];
+
+/** The trims a profile of this family gets: all of the family's but the ones it keeps. */
+export function activeTrims(family: string, keep: readonly string[]): BootTrim[] {
+  return bootTrims.filter((t) => !keep.includes(t.id) && (!t.families || (t.families as readonly string[]).includes(family)));
+}
