@@ -60,6 +60,16 @@ cliSuite('a build failing at its checksum: stdout is JSON lines only, ending in 
   assert.match(r.stderr, /^error: sha256 mismatch/m);
 });
 
+cliSuite('usage errors end the stream with a failed result too; several profiles are refused', async () => {
+  const r = await execa('node', [cli, 'build', '--json-events', '--accel', 'fast', 'x.yaml'], { reject: false, timeout: 60_000 });
+  assert.is(r.exitCode, 2);
+  assert.equal(r.stdout.split('\n').filter(Boolean).map((l) => parseEvent(l)?.type), ['result']);
+  assert.match(parseEvent(r.stdout.trim())?.type === 'result' ? (parseEvent(r.stdout.trim()) as { error: string }).error : '', /--accel must be auto, kvm or tcg/);
+  const several = await execa('node', [cli, 'build', '--json-events', 'a.yaml', 'b.yaml'], { reject: false, timeout: 60_000 });
+  assert.is(several.exitCode, 2);
+  assert.match(several.stdout, /"error":"build: --json-events is for one profile/);
+});
+
 cliSuite.after(async () => {
   await rm(tmp, { recursive: true, force: true });
 });

@@ -14,6 +14,21 @@ import { isRemote } from '../vm/libvirt.ts';
 const stageNames = ['base', 'provision', 'inject', 'verify', 'finalize', 'smoke', 'package', 'compose'] as const;
 
 export async function run(args: string[]): Promise<number> {
+  if (!args.includes('--json-events')) return command(args);
+  // stdout is the event channel: one JSON object per line, the last one the result (usage errors included).
+  const emit = (event: BuildEvent) => process.stdout.write(`${JSON.stringify(event)}\n`);
+  try {
+    const code = await command(args, emit);
+    emit({ type: 'result', ok: true, exitCode: code });
+    return code;
+  } catch (error) {
+    const user = error instanceof UserError;
+    emit({ type: 'result', ok: false, error: errorMessage(error), ...(user && error.hint ? { hint: error.hint } : {}), exitCode: user ? error.exitCode : ExitCode.failure });
+    throw error;
+  }
+}
+
+async function command(args: string[], emit?: (event: BuildEvent) => void): Promise<number> {
   const { values, positionals } = parseCommandArgs('build', args, {
     output: { type: 'string', short: 'o', default: 'out' },
     'no-smoke': { type: 'boolean' },
@@ -48,21 +63,11 @@ export async function run(args: string[]): Promise<number> {
   if (backend === 'qemu' && hosts.length > 0) throw new UsageError('build: --connect is for --backend libvirt');
 
   if (positionals.length > 1 || values.jobs !== undefined) {
+    if (emit) throw new UsageError('build: --json-events is for one profile (a build of several reads its children\'s events and prints a table)');
     return matrix(positionals, values, hosts);
   }
   if (hosts.length > 1) throw new UsageError('build: several --connect URIs need several profiles to spread', { hint: 'guestforge build a.yaml b.yaml --jobs 2 --connect URI1,URI2' });
-  if (!values['json-events']) return single(positionals[0]!, values, backend, hosts, accel, rebuildFrom);
-  // stdout is the event channel: one JSON object per line, the last one the result.
-  const emit = (event: BuildEvent) => process.stdout.write(`${JSON.stringify(event)}\n`);
-  try {
-    const code = await single(positionals[0]!, values, backend, hosts, accel, rebuildFrom, emit);
-    emit({ type: 'result', ok: true, exitCode: code });
-    return code;
-  } catch (error) {
-    const user = error instanceof UserError;
-    emit({ type: 'result', ok: false, error: errorMessage(error), ...(user && error.hint ? { hint: error.hint } : {}), exitCode: user ? error.exitCode : ExitCode.failure });
-    throw error;
-  }
+  return single(positionals[0]!, values, backend, hosts, accel, rebuildFrom, emit);
 }
 
 type Values = Record<string, string | boolean | undefined>;
