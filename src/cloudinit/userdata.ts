@@ -14,6 +14,7 @@ import { readShipped } from '../util/project.ts';
 import { parseCloudConfig } from './yaml.ts';
 import { vrdmaBuildConfig } from '../os/vrdma.ts';
 import { inGuestLayoutChecks, provisionLayoutScript, type Layout } from '../policy/layout.ts';
+import { shellWord } from '../util/quote.ts';
 import { activeTrims } from '../policy/boot.ts';
 
 export const guestDir = '/var/lib/guestforge';
@@ -102,7 +103,12 @@ export async function buildUserData(profile: Profile, driver: OsDriver, nonce: s
     readShipped('cloud-init', 'run-commands.sh'),
   ]);
   const trims = activeTrims(profile.os.family, profile.boot.keep);
-  const masks = trims.flatMap((t) => t.mask ?? []).map((unit) => ['systemctl', 'mask', '--quiet', unit]);
+  // The other trims once the build VM's own first boot has run everything: its last runcmd
+  // (not write_files' defer, which some RHEL-family cloud-init builds leave out).
+  const late = [
+    ...trims.filter((t) => !t.early).flatMap((t) => t.files ?? []).map((f) => ['sh', '-c', `mkdir -p ${shellWord(posix.dirname(f.path))} && printf '%s' ${shellWord(f.content)} > ${shellWord(f.path)}`]),
+    ...trims.flatMap((t) => t.mask ?? []).map((unit) => ['systemctl', 'mask', '--quiet', unit]),
+  ];
   const generated: CloudConfig = {
     write_files: [
       { path: driver.datasourceFile, permissions: '0644', content: 'datasource_list: [ NoCloud, None ]\n' },
@@ -110,8 +116,6 @@ export async function buildUserData(profile: Profile, driver: OsDriver, nonce: s
       { path: `${guestDir}/run-commands.sh`, permissions: '0755', content: runCommands },
       ...profile.commands.map((command, index) => commandFile(index, command)),
       ...trims.filter((t) => t.early).flatMap((t) => t.files ?? []).map((f) => ({ ...f, permissions: '0644' })),
-      // The others once the build VM's own first boot has run everything: written in the final stage.
-      ...trims.filter((t) => !t.early).flatMap((t) => t.files ?? []).map((f) => ({ ...f, permissions: '0644', defer: true })),
     ],
     runcmd: layoutCommands(profile),
     power_state: { mode: 'poweroff', delay: 'now', timeout: 120, condition: ['sh', `${guestDir}/report.sh`, nonce] },
@@ -129,7 +133,7 @@ export async function buildUserData(profile: Profile, driver: OsDriver, nonce: s
     await extraUserData(profile),
     // Last: the profile's commands run once everything above is in place,
     // then the layout is checked (a command must not fill /opt either).
-    { runcmd: [['sh', `${guestDir}/run-commands.sh`], layoutCheckCommand(profile), ...masks] },
+    { runcmd: [['sh', `${guestDir}/run-commands.sh`], layoutCheckCommand(profile), ...late] },
   );
 }
 
