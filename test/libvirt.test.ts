@@ -95,7 +95,8 @@ daemon('a build VM that times out, local and remote: exit 1 "timed out", no doma
   // The local one is chosen by --backend alone (qemu:///system is its default URI).
   for (const [where, args] of [['local', ['--backend', 'libvirt']], ['remote', ['--connect', remote, '--pool', pool]]] as const) {
     const out = join(tmp, `timeout-${where}`);
-    const r = await guestforge(['build', join(root, 'test', 'fixtures', 'profiles', 'timeout.yaml'), '-o', out, ...args, '--accel', 'tcg'], 10 * 60_000);
+    // 30 min: in the full suite this may first wait for the other lane's bootstrap of the shared base.
+    const r = await guestforge(['build', join(root, 'test', 'fixtures', 'profiles', 'timeout.yaml'), '-o', out, ...args, '--accel', 'tcg'], 30 * 60_000);
     assert.is(r.exitCode, 1, r.all);
     assert.match(r.all, where === 'local' ? /with libvirt qemu:\/\/\/system/ : /with libvirt qemu\+tcp:/);
     assert.match(r.all, /timed out/);

@@ -6,7 +6,7 @@
  * doctor answers.
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
@@ -18,9 +18,18 @@ const tmp = await mkdtemp(join(tmpdir(), 'gf-pack-'));
 const p = suite('npm pack, install into a prefix, run');
 
 p('the packed guestforge installs and runs compiled JavaScript', async () => {
-  const pack = await execa('npm', ['pack', '--pack-destination', tmp], { cwd: root, reject: false, all: true });
+  // Packed from a copy: prepack writes lib/, which the checkout's bin/ would run while other test files use it.
+  const copy = join(tmp, 'checkout');
+  await mkdir(copy);
+  const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { files: string[] };
+  for (const entry of [...pkg.files, 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'LICENSE']) {
+    if (existsSync(join(root, entry)) && entry !== 'lib') await cp(join(root, entry), join(copy, entry), { recursive: true });
+  }
+  await symlink(join(root, 'node_modules'), join(copy, 'node_modules'));
+  const pack = await execa('npm', ['pack', '--pack-destination', tmp], { cwd: copy, reject: false, all: true });
   assert.is(pack.exitCode, 0, pack.all);
-  assert.not.ok(existsSync(join(root, 'lib')), 'postpack removes lib/ so a checkout keeps running its sources');
+  assert.not.ok(existsSync(join(copy, 'lib')), 'postpack removes lib/ so a checkout keeps running its sources');
+  assert.not.ok(existsSync(join(root, 'lib')), 'the checkout itself never gets a lib/');
   const [tarball] = (await readdir(tmp)).filter((f) => f.endsWith('.tgz'));
   assert.ok(tarball, 'a tarball was written');
   const prefix = join(tmp, 'prefix');
