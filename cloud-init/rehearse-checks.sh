@@ -47,7 +47,41 @@ host_keys_fresh() {
   echo "made at this boot: $(echo "$keys" | sed 's,/etc/ssh/ssh_host_,,; s,_key,,' | tr '\n' ' ')"
 }
 
+# Multi-node: the NIC on the private segment (found by its MAC), and soft-RoCE on it when the image has vRDMA.
+private_dev() {
+  for d in /sys/class/net/*; do
+    [ "$(cat "$d/address" 2>/dev/null)" = "$PRIVATE_MAC" ] && { basename "$d"; return 0; }
+  done
+  return 1
+}
+private_net() {
+  pdev=$(private_dev) || { echo "no NIC with MAC $PRIVATE_MAC"; return 1; }
+  for _ in $(seq 20); do ip -4 -o addr show dev "$pdev" | grep -q " $PRIVATE_ADDR/" && break; sleep 1; done
+  have=$(ip -4 -o addr show dev "$pdev" | awk '{print $4}' | tr '\n' ' ')
+  echo "$pdev: ${have:-no IPv4 address}"
+  ip -4 -o addr show dev "$pdev" | grep -q " $PRIVATE_ADDR/"
+}
+# Functions share the script's variables: no name here may be one check() uses (out, line, status, id).
+vrdma_private() {
+  vdev=$(private_dev) || { echo "no NIC with MAC $PRIVATE_MAC"; return 1; }
+  if ! rdma link show 2>/dev/null | grep -q "netdev $vdev\( \|\$\)"; then
+    modprobe rdma_rxe && rdma link add rxe_cluster type rxe netdev "$vdev" || { echo "rdma link add rxe_cluster on $vdev failed"; return 1; }
+  fi
+  vlink=""
+  for _ in $(seq 30); do
+    vlink=$(rdma link show 2>&1 | grep "netdev $vdev\( \|\$\)")
+    echo "$vlink" | grep -q 'state ACTIVE' && break
+    sleep 1
+  done
+  echo "${vlink:-no RDMA link on $vdev}"
+  echo "$vlink" | grep -q 'state ACTIVE'
+}
+
 check rehearse.runcmd runcmd_ran
 check owner.ids owner_ids
 for m in $MOUNTS; do check "nfs.${m%%:*}" nfs_mounted "${m#*:}"; done
 check ssh.host-keys host_keys_fresh
+if [ -n "${PRIVATE_MAC:-}" ]; then
+  check net.private private_net
+  if command -v rdma > /dev/null && command -v ib_send_bw > /dev/null; then check vrdma.rxe-private vrdma_private; fi
+fi

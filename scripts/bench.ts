@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- profile.yaml] [--runs cold,app,packages,same]
+ * npm run bench [-- profile.yaml] [--runs cold,app,packages,same,rehearse,rehearse2]
  * Builds a profile (default: the default profile) the way a user would,
  * through the CLI, and prints per-stage wall times and the image size from
  * the manifest. All runs share one fresh stage cache, in order:
@@ -9,6 +9,9 @@
  *   same      nothing changed: every cached stage hits
  *   rehearse  the last image booted as a vTorque node (clusters/vtorque.yaml):
  *             job-ready latency, cloud-init done, job time
+ *   rehearse2 the same with two nodes booted side by side: job-ready of the
+ *             slower, the MPI job's wall time, ib_send_bw between the VMs
+ *             (with a vrdma profile: npm run bench -- profiles/debian-12-vrdma.yaml)
  * A benchmark, not a test: it prints figures and fails only when a build fails.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -20,7 +23,7 @@ import { execa } from 'execa';
 const root = resolve(import.meta.dirname, '..');
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { runs: { type: 'string', default: 'cold,app,packages,same,rehearse' } },
+  options: { runs: { type: 'string', default: 'cold,app,packages,same,rehearse,rehearse2' } },
 });
 const profile = resolve(positionals[0] ?? join(root, 'profiles', 'debian-12-hpc.yaml'));
 const runs = values.runs.split(',').filter(Boolean);
@@ -62,22 +65,27 @@ async function variant(kind: string): Promise<string> {
 }
 
 /** The rehearsal figures of an image: what every job pays before it can start. */
-async function rehearse(image: string): Promise<void> {
-  process.stderr.write(`bench: rehearse ${image}\n`);
-  const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'rehearse', image, '--json'], { env: { XDG_CACHE_HOME: cache, CI: '1' }, reject: false, all: false });
-  const report = JSON.parse(r.stdout || '{}') as { ok?: boolean; jobReadyMs?: number; cloudInitDoneMs?: number; jobMs?: number };
-  console.log(`\nrehearse ${image} (${report.ok ? 'passed' : `FAILED, exit ${r.exitCode}`})`);
-  console.log(`  job-ready  ${report.jobReadyMs !== undefined ? secs(report.jobReadyMs) : '—'}  VM start → SSH as the job owner works`);
-  console.log(`  cloud-init ${report.cloudInitDoneMs !== undefined ? secs(report.cloudInitDoneMs) : '—'}  VM start → cloud-init status --wait returned`);
-  console.log(`  job        ${report.jobMs !== undefined ? secs(report.jobMs) : '—'}`);
+async function rehearse(image: string, nodes: number): Promise<void> {
+  process.stderr.write(`bench: rehearse ${image} --nodes ${nodes}\n`);
+  const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'rehearse', image, '--json', '--nodes', String(nodes)], { env: { XDG_CACHE_HOME: cache, CI: '1' }, reject: false, all: false });
+  const report = JSON.parse(r.stdout || '{}') as { ok?: boolean; jobReadyMs?: number; cloudInitDoneMs?: number; jobMs?: number; mpiMs?: number; rdmaBetweenVms?: string };
+  const or = (ms?: number) => (ms !== undefined ? secs(ms) : '—');
+  console.log(`\nrehearse ${image}, ${nodes} node(s) (${report.ok ? 'passed' : `FAILED, exit ${r.exitCode}`})`);
+  console.log(`  job-ready  ${or(report.jobReadyMs)}  VM start → SSH as the job owner works${nodes > 1 ? ' (the slower VM; they boot side by side)' : ''}`);
+  console.log(`  cloud-init ${or(report.cloudInitDoneMs)}  VM start → cloud-init status --wait returned`);
+  console.log(`  job        ${or(report.jobMs)}`);
+  if (nodes > 1) {
+    console.log(`  MPI job    ${or(report.mpiMs)}  mpirun -np ${nodes} --hostfile $PBS_NODEFILE (compile included)`);
+    console.log(`  RDMA       ${report.rdmaBetweenVms ?? '—'}  ib_send_bw vnode01 → vnode02: #bytes #iters BWpeak BWavg[MB/s] MsgRate`);
+  }
   if (!report.ok) process.exitCode = 1;
 }
 
 let lastImage: string | undefined;
 try {
   for (const kind of runs) {
-    if (kind === 'rehearse') {
-      if (lastImage) await rehearse(lastImage);
+    if (kind === 'rehearse' || kind === 'rehearse2') {
+      if (lastImage) await rehearse(lastImage, kind === 'rehearse2' ? 2 : 1);
       else process.stderr.write('bench: rehearse needs a build run before it\n');
       continue;
     }

@@ -32,7 +32,7 @@ const commands: Record<string, CommandEntry> = {
   },
   rehearse: {
     summary: 'boot an image as a cluster node does (cloud-localds seed, NFS mounts) and run a job in it as its owner over SSH',
-    usage: 'rehearse <image> [--cluster clusters/vtorque.yaml] [--profile p.yaml] [--junit f.xml] [--json] [--accel auto|kvm|tcg] [--log-dir d] [--allow-backing] [--verbose]',
+    usage: 'rehearse <image> [--cluster clusters/vtorque.yaml] [--nodes N] [--require vrdma] [--profile p.yaml] [--junit f.xml] [--json] [--accel auto|kvm|tcg] [--log-dir d] [--allow-backing] [--verbose]',
     load: () => import('./commands/rehearse.ts'),
   },
   verify: {

@@ -6,7 +6,7 @@
  * SIGINT mid-rehearsal leaving nothing; a bad cluster file located.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
@@ -21,16 +21,23 @@ const cache = process.env.GUESTFORGE_TEST_CACHE ?? join(root, '.test-cache');
 const env = { XDG_CACHE_HOME: cache, CI: '1' };
 const tmp = await mkdtemp(join(tmpdir(), 'gf-rehearse-'));
 
-const guestforge = (args: string[], timeoutMs = 40 * 60_000) => execa('node', [cli, ...args], { env, reject: false, all: true, timeout: timeoutMs });
+// Rehearsals keep their work folders, seeds and consoles in a cache of this file's own (the
+// image comes from the shared stage cache): what is left running or lying around is this file's.
+const own = join(tmp, 'xdg');
+await mkdir(join(own, 'guestforge'), { recursive: true });
+await copyFile(join(cache, 'guestforge', 'accel.json'), join(own, 'guestforge', 'accel.json')).catch(() => undefined);
+const rehearseEnv = { XDG_CACHE_HOME: own, CI: '1' };
+const guestforge = (args: string[], timeoutMs = 40 * 60_000) =>
+  execa('node', [cli, ...args], { env: args[0] === 'rehearse' ? rehearseEnv : env, reject: false, all: true, timeout: timeoutMs });
 
-/** qemu and ganesha processes started for this test's images or work folders. */
+/** qemu and ganesha processes of this file's rehearsals (their disks, seeds and configs are under tmp). */
 async function leftovers(): Promise<string[]> {
   const r = await run(['pgrep', '-af', 'qemu-system|ganesha.nfsd'], { allowFailure: true });
-  return r.stdout.split('\n').filter((l) => l.includes('rehearse') || l.includes(tmp));
+  return r.stdout.split('\n').filter((l) => l.includes(tmp));
 }
 
 async function rehearseWork(): Promise<string[]> {
-  return (await readdir(join(cache, 'guestforge', 'work')).catch(() => [] as string[])).filter((n) => n.startsWith('rehearse-'));
+  return (await readdir(join(own, 'guestforge', 'work')).catch(() => [] as string[])).filter((n) => n.startsWith('rehearse-'));
 }
 
 interface Report {
@@ -105,7 +112,7 @@ r('an image without the NFS client fails the NFS checks and says why', async () 
 r('SIGINT mid-rehearsal: exit 130, no qemu, no NFS server, no work folder', async () => {
   const image = join(tmp, 'out', 'debian-12-hpc.qcow2');
   assert.ok(existsSync(image), 'the earlier test built the image');
-  const child = execa('node', [cli, 'rehearse', image], { env, reject: false, all: true, timeout: 5 * 60_000 });
+  const child = execa('node', [cli, 'rehearse', image], { env: rehearseEnv, reject: false, all: true, timeout: 5 * 60_000 });
   let seen = '';
   child.all?.on('data', (chunk: Buffer) => (seen += chunk.toString()));
   for (let i = 0; i < 120 && !/booting/.test(seen); i += 1) await new Promise((res) => setTimeout(res, 500));

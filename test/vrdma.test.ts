@@ -1,7 +1,8 @@
 /**
  * vRDMA for real under TCG: profiles/debian-12-vrdma.yaml built and
  * smoke-booted, with the soft-RoCE link, the verbs device and an ib_send_bw
- * loopback checked inside the VM (its base is the default profile's, shared
+ * loopback checked inside the VM, then rehearsed as two cluster nodes (MPI
+ * across them, ib_send_bw between them) (its base is the default profile's, shared
  * through .test-cache/). The build VM's kernel check runs on the host against
  * fake roots; verify's vrdma.kernel verdict on a cloud kernel is proven over
  * facts in verify.test.ts, so no second base is bootstrapped here.
@@ -43,6 +44,33 @@ v('debian-12-vrdma builds, verify passes the vrdma rules, and RDMA works inside 
   const xml = await readFile(junit, 'utf8');
   for (const id of ['vrdma.link', 'vrdma.ibv-devices', 'vrdma.loopback', 'vrdma.kernel']) assert.match(xml, new RegExp(`name="${id.replace('.', '\\.')}"`));
   assert.match(xml, /failures="0"/);
+});
+
+v('rehearse --nodes 2: two VMs on a private segment, an MPI job across them, RDMA verbs between them, nothing left running', async () => {
+  const image = join(tmp, 'out', 'debian-12-vrdma.qcow2');
+  const junit = join(tmp, 'rehearse2.xml');
+  // Its work folder (disks, seeds, NFS config) in a cache of its own, so what is left running is told apart from other files' VMs.
+  const own = { XDG_CACHE_HOME: join(tmp, 'xdg'), CI: '1' };
+  // The vTorque cluster minus its boot-time apt run (rehearse.test.ts proves that one): two VMs
+  // running apt side by side under TCG would add minutes and prove nothing about the multi-node job.
+  const cluster = join(tmp, 'two-nodes.yaml');
+  await writeFile(cluster, 'name: vtorque-no-boot-install\nbootPackages: []\n');
+  const r = await execa('node', [cli, 'rehearse', image, '--cluster', cluster, '--nodes', '2', '--require', 'vrdma', '--json', '--junit', junit, '--log-dir', join(tmp, 'rehearse2')], { env: own, reject: false, all: false, timeout: 30 * 60_000 });
+  const report = JSON.parse(r.stdout || '{}') as { ok: boolean; checks: { id: string; status: string; detail: string }[]; nodes?: { name: string }[]; mpiMs?: number; rdmaBetweenVms?: string };
+  const byId = new Map(report.checks?.map((c) => [c.id, c]));
+  const failed = report.checks?.filter((c) => c.status === 'fail').map((c) => `${c.id}: ${c.detail}`).join('\n');
+  assert.is(r.exitCode, 0, failed || r.stderr);
+  for (const id of ['vnode01/vm.job-ready', 'vnode02/vm.job-ready', 'vnode01/net.private', 'vnode02/net.private', 'vnode01/nfs.home', 'vnode02/nfs.home',
+    'net.vnode01-vnode02', 'net.vnode02-vnode01', 'mpi.ranks', 'vnode01/vrdma.rxe-private', 'vnode02/vrdma.rxe-private', 'vrdma.between-vms', 'job.run']) {
+    assert.is(byId.get(id)?.status, 'pass', `${id}: ${byId.get(id)?.detail}`);
+  }
+  assert.match(byId.get('mpi.ranks')!.detail, /rank 0 of 2 on vnode0[12].*rank 1 of 2 on vnode0[12]/);
+  assert.match(byId.get('vnode02/vrdma.rxe-private')!.detail, /state ACTIVE/);
+  assert.match(byId.get('vrdma.between-vms')!.detail, /192\.168\.77\.12\): #bytes .* = \d+ \d+ /);
+  assert.equal(report.nodes?.map((n) => n.name), ['vnode01', 'vnode02']);
+  assert.match(await readFile(junit, 'utf8'), /name="vrdma\.between-vms"/);
+  const left = await execa('pgrep', ['-af', 'qemu-system|ganesha.nfsd'], { reject: false });
+  assert.equal(left.stdout.split('\n').filter((l) => l.includes(tmp)), [], 'nothing may be left running');
 });
 
 /** Runs cloud-init/vrdma-kernel.sh on the host against a fake root (its kernels and modules), as the build VM runs it. */

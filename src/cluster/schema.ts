@@ -19,6 +19,18 @@ export function mountPathProblem(path: string): string | undefined {
   return undefined;
 }
 
+/** Pure: what is wrong with the private subnet, or undefined. */
+export function subnetProblem(v: string): string | undefined {
+  const m = /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.0\/24$/.exec(v);
+  if (!m || m.slice(1).some((o) => Number(o) > 255)) return 'expected an IPv4 /24 written like 192.168.77.0/24 (no leading zeros)';
+  // slirp's own network inside every VM: 10.0.2.0/24 (the host is 10.0.2.2).
+  if (v === '10.0.2.0/24') return '10.0.2.0/24 is the user network every VM already has (the host is 10.0.2.2 there)';
+  const [a, b] = [Number(m[1]), Number(m[2])];
+  const private1918 = a === 10 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168);
+  if (!private1918) return `${v} is not a private network (RFC 1918: 10.x, 172.16-31.x, 192.168.x)`;
+  return undefined;
+}
+
 const guestPath = z.string().superRefine((v, ctx) => {
   const problem = mountPathProblem(v);
   if (problem) ctx.addIssue({ code: 'custom', message: problem });
@@ -104,6 +116,25 @@ export const clusterSchema = z
       })
       .prefault({})
       .describe('The job script the batch system runs'),
+    nodes: z
+      .strictObject({
+        count: z.int().min(1).max(8).default(1).describe('VMs per rehearsal (`rehearse --nodes N` overrides); from 2 on they share a private segment and run the MPI job across it'),
+        subnet: z
+          .string()
+          .superRefine((v, ctx) => {
+            const problem = subnetProblem(v);
+            if (problem) ctx.addIssue({ code: 'custom', message: problem });
+          })
+          .default('192.168.77.0/24')
+          .describe('The private segment between the VMs (a /24; vnode01 gets .11, vnode02 .12, …); qemu joins it over 127.0.0.1, no host bridge'),
+        mpiCommand: z
+          .string()
+          .min(1)
+          .default('/opt-vm/hello-mpi/bin/mpi-job.sh')
+          .describe('The multi-node job: run on vnode01 as the owner with PBS_NODEFILE set; it must print "rank R of N on HOST" once per rank'),
+      })
+      .prefault({})
+      .describe('A job across several VMs, as vTorque runs one per node: hostnames vnode01…, a node file, the owner\'s SSH key in the NFS home'),
     timeouts: z
       .strictObject({
         jobReady: z.string().regex(durationPattern, { error: 'expected a duration like 10m' }).default('10m').describe('Give up when SSH as the owner does not work after this long'),

@@ -27,12 +27,19 @@ export async function run(args: string[]): Promise<number> {
     accel: { type: 'string', default: 'auto' },
     'log-dir': { type: 'string' },
     verbose: { type: 'boolean' },
+    nodes: { type: 'string' },
+    require: { type: 'string' },
   });
   const [image] = positionals;
   if (!image || positionals.length > 1) throw new UsageError('rehearse: name one image', { hint: 'guestforge rehearse out/debian-12-hpc.qcow2 [--cluster clusters/vtorque.yaml] [--junit rehearse.xml]' });
   const accelWanted = values.accel;
   if (accelWanted !== 'auto' && accelWanted !== 'kvm' && accelWanted !== 'tcg') throw new UsageError(`rehearse: --accel must be auto, kvm or tcg, not "${accelWanted}"`);
+  const nodes = values.nodes === undefined ? undefined : Number(values.nodes);
+  if (nodes !== undefined && (!Number.isInteger(nodes) || nodes < 1 || nodes > 8)) throw new UsageError(`rehearse: --nodes must be a whole number from 1 to 8, not "${values.nodes}"`);
+  if (values.require !== undefined && values.require !== 'vrdma') throw new UsageError(`rehearse: --require takes vrdma, not "${values.require}"`);
   const cluster = await loadClusterOrThrow(values.cluster ?? defaultClusterFile);
+  const count = nodes ?? cluster.nodes.count;
+  if (values.require === 'vrdma' && count < 2) throw new UsageError('rehearse: --require vrdma checks RDMA between VMs: give --nodes 2 or more', { hint: 'one VM\'s vRDMA is proven by the smoke boot of a vrdma profile (its loopback check)' });
   const layout = values.profile ? (await loadProfileOrThrow(values.profile)).profile.layout : defaultLayout;
   const format = await diskFormatOf(image, 'rehearse', { allowBacking: Boolean(values['allow-backing']) });
   const log = new Logger({ verbose: Boolean(values.verbose) });
@@ -42,12 +49,13 @@ export async function run(args: string[]): Promise<number> {
   await mkdir(logDir, { recursive: true, mode: 0o700 });
   log.toFile(join(logDir, 'rehearse.log'));
   const report = await withSignals(async (signal) => {
-    const step = log.step(`rehearse ${image} as a ${cluster.name} node`);
+    const step = log.step(`rehearse ${image} as ${count > 1 ? `${count} ${cluster.name} nodes` : `a ${cluster.name} node`}`);
     try {
       const r = await rehearseImage({ path: resolve(image), format }, {
         cluster, layout, accel: await resolveAccel(accelWanted, log), nonce, workDir, logDir, log, signal, step,
+        nodes: count, requireVrdma: values.require === 'vrdma',
       });
-      if (r.ok) step.succeed(`job-ready after ${((r.jobReadyMs ?? 0) / 1000).toFixed(1)} s`);
+      if (r.ok) step.succeed(`job-ready after ${((r.jobReadyMs ?? 0) / 1000).toFixed(1)} s${count > 1 ? ` (all ${count} VMs)` : ''}`);
       else step.fail();
       return r;
     } catch (error) {

@@ -3,13 +3,17 @@
  * cluster description: cloud-localds seed, machine, CPU, owner, boot-time
  * packages, NFS mounts), then the batch system's part played from the host:
  * SSH in as the job owner with the key in the NFS home, run the job, read its
- * output back from the export. Everything it starts is stopped in `finally`.
+ * output back from the export. With several nodes, the VMs boot side by
+ * side on a private segment (qemu's own sockets over 127.0.0.1), the owner's
+ * key in the NFS home lets them reach each other, and an MPI job runs across
+ * them from vnode01 with PBS_NODEFILE, plus RDMA verbs between them when the
+ * image has vRDMA. Everything it starts is stopped in `finally`.
  */
 import { chmod, lstat, mkdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import type { Cluster } from '../cluster/schema.ts';
 import { redactUserData, renderCloudConfig } from '../cloudinit/yaml.ts';
-import { run, shellQuote } from '../exec/run.ts';
+import { run, shellQuote, type RunResult } from '../exec/run.ts';
 import type { Logger, Step } from '../log.ts';
 import type { Layout } from '../policy/layout.ts';
 import { parseDuration, parseSize } from '../profile/units.ts';
@@ -22,6 +26,7 @@ import { createOverlay } from '../vm/overlay.ts';
 import { startQemu, type VmRunner } from '../vm/qemu.ts';
 import { parseSerialLine, SerialTail, type CheckLine } from '../vm/serial.ts';
 import { makeExportDir, startNfsServer, type NfsServer } from './nfs.ts';
+import { networkConfig, nodeFile, nodeSpecs, parseRanks, privateNetdev, rankProblem, userMac, type NodeSpec } from './nodes.ts';
 import { makeKeyPair, ssh, type SshTarget } from './ssh.ts';
 import { exportNames, mountPointOf, pseudoOf, rehearsalUserData } from './userdata.ts';
 
@@ -35,6 +40,10 @@ export interface RehearseOptions {
   log: Logger;
   signal: AbortSignal;
   step?: Step;
+  /** VMs in this rehearsal (default 1; from 2 on: private segment, MPI across them). */
+  nodes?: number;
+  /** Fail when the image cannot do RDMA between the VMs (multi-node). */
+  requireVrdma?: boolean;
 }
 
 export interface RehearsalCheck extends CheckLine {
@@ -52,11 +61,17 @@ export interface RehearsalReport {
   jobMs?: number;
   jobOutput?: string;
   serialLog: string;
+  /** Multi-node: each VM's own figures (jobReadyMs above is the slowest one's: the job waits for all). */
+  nodes?: { name: string; address: string; jobReadyMs?: number; cloudInitDoneMs?: number; serialLog: string }[];
+  mpiMs?: number;
+  mpiOutput?: string;
+  /** ib_send_bw between vnode01 and vnode02: "#bytes #iterations BW peak BW average MsgRate". */
+  rdmaBetweenVms?: string;
 }
 
 /** Pure: the cloud-localds argv; without meta-data it writes instance-id iid-local01 (vTorque). */
-export function cloudLocaldsArgs(output: string, userData: string, metaData?: string): string[] {
-  return ['cloud-localds', '--disk-format', 'raw', '--filesystem', 'iso9660', output, userData, ...(metaData ? [metaData] : [])];
+export function cloudLocaldsArgs(output: string, userData: string, metaData?: string, networkConfigFile?: string): string[] {
+  return ['cloud-localds', '--disk-format', 'raw', '--filesystem', 'iso9660', ...(networkConfigFile ? [`--network-config=${networkConfigFile}`] : []), output, userData, ...(metaData ? [metaData] : [])];
 }
 
 async function prepareExports(dir: string, cluster: Cluster, publicKey: string): Promise<Record<string, string>> {
@@ -76,13 +91,40 @@ function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
 }
 
+/** One VM of the rehearsal. */
+interface NodeVm {
+  spec: NodeSpec | undefined;
+  /** Prefix of its check ids: '' for a single VM, 'vnode01/' with several. */
+  prefix: string;
+  label: string;
+  serialLog: string;
+  overlay: string;
+  seed: string;
+  target: SshTarget;
+  vm?: VmRunner;
+  tail?: SerialTail;
+  started: number;
+  result?: { ok: boolean; at: number };
+  jobReadyMs?: number;
+  cloudInitDoneMs?: number;
+  /** The guest's own check lines, as it reported them. */
+  guest: RehearsalCheck[];
+}
+
+/** The result line of ib_send_bw's client ("65536 200 33.21 31.02 0.000496"), or undefined. */
+export function ibSendBwLine(output: string): string | undefined {
+  return output.split('\n').filter((l) => /^ *\d+ +\d+ +[\d.]+ +[\d.]+/.test(l)).pop()?.trim().replace(/\s+/g, ' ');
+}
+
 export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise<RehearsalReport> {
   const { cluster, nonce, log } = o;
+  const count = o.nodes ?? cluster.nodes.count;
+  const multi = count > 1;
   await mkdir(o.workDir, { recursive: true, mode: 0o700 });
   await mkdir(o.logDir, { recursive: true, mode: 0o700 });
-  const serialLog = join(o.logDir, 'rehearse-console.log');
+  const specs: (NodeSpec | undefined)[] = multi ? nodeSpecs(count, cluster.nodes.subnet) : [undefined];
   const checks: RehearsalCheck[] = [];
-  const report: RehearsalReport = { ok: false, checks, serialLog };
+  const report: RehearsalReport = { ok: false, checks, serialLog: join(o.logDir, multi ? 'rehearse-vnode01-console.log' : 'rehearse-console.log') };
   const add = (id: string, ok: boolean, detail: string, ms?: number) => checks.push({ id, status: ok ? 'pass' : 'fail', detail, ...(ms !== undefined ? { seconds: ms / 1000 } : {}) });
 
   const keyDir = join(o.workDir, 'ssh');
@@ -90,109 +132,137 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
   const { key, publicKey } = await makeKeyPair(keyDir, `guestforge-rehearse-${nonce}`);
   const exportsDir = join(o.workDir, 'exports');
   const exportPaths = await prepareExports(exportsDir, cluster, publicKey);
+  const home = mountPointOf(cluster, 'home');
+  const nodeFileName = `pbs_nodefile.${nonce}`;
+  if (multi) await prepareMultiNode(exportPaths.home!, cluster, nonce, specs as NodeSpec[], nodeFileName);
 
   let nfs: NfsServer | undefined;
-  let vm: VmRunner | undefined;
+  const nodes: NodeVm[] = [];
   try {
     o.step?.update('NFS server');
     nfs = await startNfsServer(join(o.workDir, 'nfs'), exportNames.map((n) => ({ pseudo: pseudoOf(n), path: exportPaths[n]! })), o.signal);
     log.info(`rehearse: nfs-ganesha on 127.0.0.1:${nfs.port} (the guest mounts ${exportNames.map((n) => `${pseudoOf(n)} at ${mountPointOf(cluster, n)}`).join(', ')})`);
+    const checksScript = await readShipped('cloud-init', 'rehearse-checks.sh');
+    const linkPorts = multi ? await twoPorts() : [];
 
-    const userData = renderCloudConfig(rehearsalUserData(cluster, { nfsPort: nfs.port, nonce, checks: await readShipped('cloud-init', 'rehearse-checks.sh'), layout: o.layout }));
-    const seedDir = join(o.workDir, 'seed');
-    await mkdir(seedDir, { recursive: true, mode: 0o700 });
-    await writeFile(join(seedDir, 'user-data'), userData, { mode: 0o600 });
-    await writeFile(join(o.logDir, 'rehearse-user-data.yaml'), redactUserData(userData), { mode: 0o600 });
-    let metaFile: string | undefined;
-    if (cluster.seed.instanceId === 'fresh') {
-      metaFile = join(seedDir, 'meta-data');
-      await writeFile(metaFile, `instance-id: guestforge-rehearse-${nonce}\n`);
+    for (const spec of specs) {
+      const tag = spec ? `-${spec.name}` : '';
+      const userData = renderCloudConfig(rehearsalUserData(cluster, {
+        nfsPort: nfs.port, nonce, checks: checksScript, layout: o.layout,
+        ...(spec ? { role: { node: spec, all: specs as NodeSpec[], subnet: cluster.nodes.subnet } } : {}),
+      }));
+      const seedDir = join(o.workDir, `seed${tag}`);
+      await mkdir(seedDir, { recursive: true, mode: 0o700 });
+      await writeFile(join(seedDir, 'user-data'), userData, { mode: 0o600 });
+      await writeFile(join(o.logDir, `rehearse${tag}-user-data.yaml`), redactUserData(userData), { mode: 0o600 });
+      let metaFile: string | undefined;
+      if (cluster.seed.instanceId === 'fresh') {
+        metaFile = join(seedDir, 'meta-data');
+        await writeFile(metaFile, `instance-id: guestforge-rehearse-${nonce}${tag}\n`);
+      }
+      let networkFile: string | undefined;
+      if (spec) {
+        networkFile = join(seedDir, 'network-config');
+        await writeFile(networkFile, renderCloudConfig(networkConfig(spec)).replace(/^#cloud-config\n/, ''), { mode: 0o600 });
+      }
+      const seed = join(o.workDir, `seed${tag}.img`);
+      await run(cloudLocaldsArgs(seed, join(seedDir, 'user-data'), metaFile, networkFile), { timeoutMs: 60_000 });
+      await chmod(seed, 0o600);
+      const overlay = (await createOverlay(image, join(o.workDir, `rehearse${tag}.qcow2`))).path;
+      nodes.push({
+        spec, prefix: spec ? `${spec.name}/` : '', label: spec ? `rehearsal VM ${spec.name}` : 'rehearsal VM',
+        serialLog: join(o.logDir, `rehearse${tag}-console.log`), overlay, seed,
+        target: { port: await freePort(), user: cluster.owner.name, key }, started: 0, guest: [],
+      });
     }
-    const seed = join(o.workDir, 'seed.img');
-    await run(cloudLocaldsArgs(seed, join(seedDir, 'user-data'), metaFile), { timeoutMs: 60_000 });
-    await chmod(seed, 0o600);
 
-    const overlay = await createOverlay(image, join(o.workDir, 'rehearse.qcow2'));
-    const sshPort = await freePort();
-    const target: SshTarget = { port: sshPort, user: cluster.owner.name, key };
-    o.step?.update(`booting (${cluster.vm.machine}, ${cluster.vm.cpu}, seed on ${cluster.seed.transport})`);
-    const started = Date.now();
-    vm = await startQemu({
-      disk: overlay.path, diskFormat: 'qcow2', seedIso: seed, seedAsDisk: cluster.seed.transport === 'virtio-disk',
-      memoryMiB: Math.floor(parseSize(cluster.vm.memory) / 1024 / 1024), cpus: cluster.vm.cpus, accel: o.accel,
-      machine: cluster.vm.machine, cpuModel: cluster.vm.cpu, serialLog, qmpSocket: join(o.workDir, 'qmp.sock'),
-      unsafeCache: true, hostForward: { hostPort: sshPort, guestPort: 22 },
-    }, 'rehearsal VM');
-    log.info(`rehearse: booting the VM (${cluster.vm.machine}, cpu ${cluster.vm.cpu}, seed on ${cluster.seed.transport}, instance-id ${cluster.seed.instanceId === 'fixed' ? 'iid-local01' : 'fresh'}); SSH on 127.0.0.1:${sshPort}`);
-    log.detail(`rehearsal VM: ${shellQuote(vm.argv)}`);
+    o.step?.update(`booting ${multi ? `${count} VMs ` : ''}(${cluster.vm.machine}, ${cluster.vm.cpu}, seed on ${cluster.seed.transport})`);
+    for (const n of nodes) {
+      n.started = Date.now();
+      n.vm = await startQemu({
+        disk: n.overlay, diskFormat: 'qcow2', seedIso: n.seed, seedAsDisk: cluster.seed.transport === 'virtio-disk',
+        memoryMiB: Math.floor(parseSize(cluster.vm.memory) / 1024 / 1024), cpus: cluster.vm.cpus, accel: o.accel,
+        machine: cluster.vm.machine, cpuModel: cluster.vm.cpu, serialLog: n.serialLog, qmpSocket: join(o.workDir, `qmp${n.spec ? `-${n.spec.name}` : ''}.sock`),
+        unsafeCache: true, hostForward: { hostPort: n.target.port, guestPort: 22 },
+        ...(n.spec ? { privateNic: { netdev: privateNetdev(n.spec, count, linkPorts), mac: n.spec.mac, userMac } } : {}),
+      }, n.label);
+      n.tail = new SerialTail(n.serialLog);
+      log.info(`rehearse: booting ${n.spec ? `${n.spec.name} (${n.spec.address} on ${cluster.nodes.subnet}) ` : 'the VM '}(${cluster.vm.machine}, cpu ${cluster.vm.cpu}, seed on ${cluster.seed.transport}, instance-id ${cluster.seed.instanceId === 'fixed' ? 'iid-local01' : 'fresh'}); SSH on 127.0.0.1:${n.target.port}`);
+      log.detail(`${n.label}: ${shellQuote(n.vm.argv)}`);
+    }
 
-    const tail = new SerialTail(serialLog);
-    let result: { ok: boolean; at: number } | undefined;
-    const readConsole = async () => {
-      for (const line of await tail.poll()) {
-        log.detail(`console: ${line}`);
+    const readConsole = async (n: NodeVm) => {
+      for (const line of await n.tail!.poll()) {
+        log.detail(`console${n.spec ? ` ${n.spec.name}` : ''}: ${line}`);
         const event = parseSerialLine(line, nonce);
-        if (event?.kind === 'check') checks.push(event.check);
-        else if (event?.kind === 'result' && !result) result = { ok: event.ok, at: Date.now() };
-        else if (/\blogin:\s*$/.test(line)) o.step?.update('login prompt');
+        if (event?.kind === 'check') n.guest.push(event.check);
+        else if (event?.kind === 'result' && !n.result) n.result = { ok: event.ok, at: Date.now() };
+        else if (!multi && /\blogin:\s*$/.test(line)) o.step?.update('login prompt');
       }
     };
 
-    // Job-ready: SSH as the owner works (which needs the NFS home: the key is there).
-    const deadline = started + parseDuration(cluster.timeouts.jobReady);
-    let why = '';
-    while (report.jobReadyMs === undefined) {
-      if (o.signal.aborted) throw o.signal.reason;
-      await vm.wait(3000);
-      await readConsole();
-      if (await vm.stopped()) {
-        why = `the VM stopped ${(await vm.failure()) ?? 'by itself'}`;
-        break;
+    // Job-ready: SSH as the owner works on every VM (which needs the NFS home: the key is there).
+    const waitReady = async (n: NodeVm): Promise<string | undefined> => {
+      const deadline = n.started + parseDuration(cluster.timeouts.jobReady);
+      for (;;) {
+        if (o.signal.aborted) throw o.signal.reason;
+        await n.vm!.wait(3000);
+        await readConsole(n);
+        if (await n.vm!.stopped()) return `the VM stopped ${(await n.vm!.failure()) ?? 'by itself'}`;
+        const probe = await ssh(n.target, 'id -un', 15_000);
+        if (probe.exitCode === 0 && probe.stdout.trim() === cluster.owner.name) {
+          n.jobReadyMs = Date.now() - n.started;
+          return undefined;
+        }
+        // The in-guest checks have reported and SSH still fails: they say why; waiting longer changes nothing.
+        if (n.result && Date.now() - n.result.at > 30_000) return 'the guest finished booting, but SSH as the owner does not work';
+        if (Date.now() > deadline) return `timed out after ${cluster.timeouts.jobReady}`;
+        const waiting = nodes.filter((x) => x.jobReadyMs === undefined).map((x) => x.spec?.name).filter(Boolean);
+        o.step?.update(`waiting for SSH as ${cluster.owner.name}${multi ? ` on ${waiting.join(', ')}` : ''} (${seconds(Date.now() - n.started)})`);
       }
-      const probe = await ssh(target, 'id -un', 15_000);
-      if (probe.exitCode === 0 && probe.stdout.trim() === cluster.owner.name) {
-        report.jobReadyMs = Date.now() - started;
-        break;
+    };
+    const why = await Promise.all(nodes.map(waitReady));
+    let allReady = true;
+    for (const [i, n] of nodes.entries()) {
+      if (n.jobReadyMs !== undefined) {
+        add(`${n.prefix}vm.job-ready`, true, `ssh ${cluster.owner.name}@ works ${seconds(n.jobReadyMs)} after VM start`, n.jobReadyMs);
+        continue;
       }
-      // The in-guest checks have reported and SSH still fails: they say why; waiting longer changes nothing.
-      if (result && Date.now() - result.at > 30_000) {
-        why = 'the guest finished booting, but SSH as the owner does not work';
-        break;
-      }
-      if (Date.now() > deadline) {
-        why = `timed out after ${cluster.timeouts.jobReady}`;
-        break;
-      }
-      o.step?.update(`waiting for SSH as ${cluster.owner.name} (${seconds(Date.now() - started)})`);
+      allReady = false;
+      const guestSaid = n.guest.filter((c) => c.status === 'fail').map((c) => `${c.id}: ${c.detail}`);
+      add(`${n.prefix}vm.job-ready`, false, [`${n.spec ? `${n.spec.name}: ` : ''}${why[i]}`, ...guestSaid, ...(guestSaid.length ? [] : [`last console lines (${n.serialLog}):`, ...n.tail!.tail(15)])].join('\n'));
     }
-    if (report.jobReadyMs !== undefined) {
-      add('vm.job-ready', true, `ssh ${cluster.owner.name}@ works ${seconds(report.jobReadyMs)} after VM start`, report.jobReadyMs);
-    } else {
-      const guestSaid = checks.filter((c) => c.status === 'fail').map((c) => `${c.id}: ${c.detail}`);
-      add('vm.job-ready', false, [why, ...guestSaid, ...(guestSaid.length ? [] : ['last console lines:', ...tail.tail(15)])].join('\n'));
-      return report;
+    const readyTimes = nodes.map((n) => n.jobReadyMs).filter((ms): ms is number => ms !== undefined);
+    if (readyTimes.length === nodes.length) report.jobReadyMs = Math.max(...readyTimes);
+    if (!allReady) {
+      for (const n of nodes) checks.push(...n.guest.map((c) => ({ ...c, id: `${n.prefix}${c.id}` })));
+      return finish();
     }
 
     o.step?.update('cloud-init status --wait');
-    const status = await ssh(target, 'cloud-init status --wait --long', 15 * 60_000);
-    report.cloudInitDoneMs = Date.now() - started;
-    // 0 done; 2 degraded (23.4+): recoverable, reported as a warning.
-    const statusLine = status.stdout.split('\n').filter((l) => /^(status|errors|recoverable_errors|detail):/.test(l)).join('; ') || status.stderr.trim();
-    checks.push({ id: 'cloud-init.done', status: status.exitCode === 0 ? 'pass' : status.exitCode === 2 ? 'warn' : 'fail', detail: `${statusLine} (${seconds(report.cloudInitDoneMs)} after VM start)`, seconds: report.cloudInitDoneMs / 1000 });
+    await Promise.all(nodes.map(async (n) => {
+      const status = await ssh(n.target, 'cloud-init status --wait --long', 15 * 60_000);
+      n.cloudInitDoneMs = Date.now() - n.started;
+      // 0 done; 2 degraded (23.4+): recoverable, reported as a warning.
+      const statusLine = status.stdout.split('\n').filter((l) => /^(status|errors|recoverable_errors|detail):/.test(l)).join('; ') || status.stderr.trim();
+      checks.push({ id: `${n.prefix}cloud-init.done`, status: status.exitCode === 0 ? 'pass' : status.exitCode === 2 ? 'warn' : 'fail', detail: `${statusLine} (${seconds(n.cloudInitDoneMs)} after VM start)`, seconds: n.cloudInitDoneMs / 1000 });
+      // The in-guest checks run last in runcmd: their result line follows cloud-init's end.
+      for (let i = 0; i < 20 && !n.result; i += 1) {
+        await n.vm!.wait(1000);
+        await readConsole(n);
+      }
+      if (!n.result) add(`${n.prefix}rehearse.in-guest-checks`, false, 'the checks in runcmd never reported (see the console log)');
+    }));
+    report.cloudInitDoneMs = Math.max(...nodes.map((n) => n.cloudInitDoneMs ?? 0));
+    for (const n of nodes) checks.push(...n.guest.map((c) => ({ ...c, id: `${n.prefix}${c.id}` })));
 
-    // The in-guest checks run last in runcmd: their result line follows cloud-init's end.
-    for (let i = 0; i < 20 && !result; i += 1) {
-      await vm.wait(1000);
-      await readConsole();
-    }
-    if (!result) add('rehearse.in-guest-checks', false, 'the checks in runcmd never reported (see the console log)');
-
+    const first = nodes[0]!;
     o.step?.update(`job: ${cluster.job.command}`);
     const ws = mountPointOf(cluster, 'workspace');
     const outName = `job-${nonce}.out`;
     const jobLine = `cd && WORKSPACE=${shellQuote([ws])} sh -c ${shellQuote([cluster.job.command])} > ${outName} 2>&1; rc=$?; touch ${shellQuote([ws])}/job-${nonce}.done; exit $rc`;
     const t0 = Date.now();
-    const job = await ssh(target, jobLine, parseDuration(cluster.timeouts.job));
+    const job = await ssh(first.target, jobLine, parseDuration(cluster.timeouts.job));
     report.jobMs = Date.now() - t0;
     const outFile = join(exportPaths.home!, outName);
     report.jobOutput = await readUntrusted(outFile); // the guest wrote it: no symlink, no FIFO, capped
@@ -210,12 +280,126 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
     const doneOwner = await owned(join(exportPaths.workspace!, `job-${nonce}.done`));
     add('nfs.job-output', outOwner === want && doneOwner === want,
       `on the host's exports: home/${outName} ${outOwner ?? 'missing'}, workspace/job-${nonce}.done ${doneOwner ?? 'missing'} (want ${want})`);
+
+    if (multi) await acrossNodes(nodes, { home, ws, nodeFileName, exportHome: exportPaths.home! });
+    return finish();
+  } finally {
+    // Every VM and the NFS server are stopped even when one stop fails.
+    await Promise.allSettled(nodes.map((n) => n.vm?.stop()));
+    await nfs?.stop();
+    for (const n of nodes) {
+      await rm(n.overlay, { force: true });
+      await rm(n.seed, { force: true });
+    }
+  }
+
+  function finish(): RehearsalReport {
+    if (multi) {
+      report.nodes = nodes.map((n) => ({
+        name: n.spec!.name, address: n.spec!.address, serialLog: n.serialLog,
+        ...(n.jobReadyMs !== undefined ? { jobReadyMs: n.jobReadyMs } : {}),
+        ...(n.cloudInitDoneMs !== undefined ? { cloudInitDoneMs: n.cloudInitDoneMs } : {}),
+      }));
+    }
     report.ok = checks.every((c) => c.status !== 'fail') && checks.length > 0;
     return report;
-  } finally {
-    await vm?.stop();
-    await nfs?.stop();
-    await rm(join(o.workDir, 'rehearse.qcow2'), { force: true });
-    await rm(join(o.workDir, 'seed.img'), { force: true });
+  }
+
+  /** The multi-node part: every pair reachable over SSH by name, the MPI job across all VMs, RDMA verbs between two. */
+  async function acrossNodes(nodes: NodeVm[], p: { home: string; ws: string; nodeFileName: string; exportHome: string }): Promise<void> {
+    let reachable = true;
+    for (const a of nodes) {
+      for (const b of nodes) {
+        if (a === b) continue;
+        const r = await ssh(a.target, `ssh -o BatchMode=yes -o ConnectTimeout=10 ${b.spec!.name} hostname`, 60_000);
+        const ok = r.exitCode === 0 && r.stdout.trim() === b.spec!.name;
+        if (!ok) reachable = false;
+        add(`net.${a.spec!.name}-${b.spec!.name}`, ok, ok
+          ? `${a.spec!.name} reaches ${b.spec!.name} (${b.spec!.address}) over SSH as ${cluster.owner.name}`
+          : `${a.spec!.name} cannot reach ${b.spec!.name} at ${b.spec!.address} over SSH as ${cluster.owner.name}: ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' | ') || `exit ${r.exitCode}`}`);
+      }
+    }
+
+    o.step?.update(`MPI job across ${nodes.length} VMs`);
+    const mpiOut = `mpi-${nonce}.out`;
+    const mpiLine = `cd && PBS_NODEFILE=${shellQuote([posix.join(p.home, p.nodeFileName)])} WORKSPACE=${shellQuote([p.ws])} sh -c ${shellQuote([cluster.nodes.mpiCommand])} > ${mpiOut} 2>&1`;
+    const t0 = Date.now();
+    const ranks = nodes.length * cluster.vm.cpus; // the node file has one line per slot
+    const mpi = reachable ? await ssh(nodes[0]!.target, mpiLine, parseDuration(cluster.timeouts.job)) : undefined;
+    report.mpiMs = Date.now() - t0;
+    report.mpiOutput = mpi ? await readUntrusted(join(p.exportHome, mpiOut)) : undefined;
+    const problem = !mpi ? 'not run: the VMs cannot reach each other (see the net.* checks)'
+      : mpi.exitCode !== 0 ? `exit ${mpi.exitCode}: ${(report.mpiOutput ?? mpi.stderr).trim().split('\n').slice(-4).join(' | ')}`
+        : rankProblem(parseRanks(report.mpiOutput ?? ''), ranks, nodes.map((n) => n.spec!.name));
+    add('mpi.ranks', problem === undefined, problem === undefined
+      ? `mpirun -np ${ranks} --hostfile $PBS_NODEFILE in ${seconds(report.mpiMs)}: ${(report.mpiOutput ?? '').trim().split('\n').filter((l) => l.startsWith('rank ')).join(' | ')}`
+      : `${cluster.nodes.mpiCommand}: ${problem}`, report.mpiMs);
+
+    // RDMA verbs between the first two VMs, over the rxe devices the guests put on the private NIC.
+    const rxe = nodes.slice(0, 2).map((n) => checks.find((c) => c.id === `${n.prefix}vrdma.rxe-private`));
+    if (rxe.every((c) => c === undefined)) {
+      if (o.requireVrdma) add('vrdma.between-vms', false, 'the image has no vRDMA userspace (rdma, ib_send_bw): build it with vrdma.enabled');
+      return;
+    }
+    // The guest names its device: only a plain name goes into the command line.
+    const device = (c: RehearsalCheck | undefined) => /link ([\w.-]+)\/\d+ /.exec(c?.detail ?? '')?.[1];
+    const [dev1, dev2] = rxe.map(device);
+    if (rxe.some((c) => c?.status !== 'pass') || !dev1 || !dev2) {
+      add('vrdma.between-vms', false, `not run: rxe on the private NIC is not ACTIVE on ${nodes.slice(0, 2).filter((_, i) => rxe[i]?.status !== 'pass').map((n) => n.spec!.name).join(' and ') || 'both'}`);
+      return;
+    }
+    o.step?.update(`ib_send_bw ${nodes[0]!.spec!.name} → ${nodes[1]!.spec!.name}`);
+    const server = ssh(nodes[1]!.target, `timeout 120 ib_send_bw -d ${dev2} -F -n 1000`, 150_000);
+    let serverDone = false;
+    void server.then(() => (serverDone = true));
+    // The server starts over SSH under TCG: the client retries until it listens (or is gone).
+    let client: RunResult;
+    let attempt = 0;
+    do {
+      await new Promise((r) => setTimeout(r, 3000));
+      client = await ssh(nodes[0]!.target, `timeout 60 ib_send_bw -d ${dev1} -F -n 1000 ${nodes[1]!.spec!.address}`, 90_000);
+      attempt += 1;
+    } while (attempt < 8 && !serverDone && /Couldn't connect|Unable to open file descriptor for socket connection/.test(`${client.stdout}${client.stderr}`));
+    const served = await server;
+    const line = ibSendBwLine(client.stdout);
+    report.rdmaBetweenVms = line;
+    const ok = client.exitCode === 0 && served.exitCode === 0 && line !== undefined;
+    add('vrdma.between-vms', ok, ok
+      ? `ib_send_bw ${nodes[0]!.spec!.name} (${dev1}) → ${nodes[1]!.spec!.name} (${dev2}, ${nodes[1]!.spec!.address}): #bytes #iters BWpeak BWavg[MB/s] MsgRate = ${line}`
+      : `ib_send_bw failed (client exit ${client.exitCode}, server exit ${served.exitCode}): ${`${client.stdout}\n${client.stderr}\n${served.stderr}`.trim().split('\n').slice(-3).join(' | ')}`);
+
+    // Open MPI over UCX on the rxe devices: reported, never failing the rehearsal (TCP is what jobs get).
+    o.step?.update('MPI over UCX on rxe');
+    const ucxOut = `mpi-ucx-${nonce}.out`;
+    const ucxArgs = `--mca pml ucx --mca btl ^tcp,openib,uct -x UCX_NET_DEVICES=${dev1}:1 -x UCX_TLS=rc,self,sm`;
+    const ucx = await ssh(nodes[0]!.target, `cd && MPIRUN_ARGS=${shellQuote([ucxArgs])} PBS_NODEFILE=${shellQuote([posix.join(p.home, p.nodeFileName)])} WORKSPACE=${shellQuote([p.ws])} timeout 180 sh -c ${shellQuote([cluster.nodes.mpiCommand])} > ${ucxOut} 2>&1`, 240_000);
+    const ucxText = (await readUntrusted(join(p.exportHome, ucxOut))) ?? '';
+    const ucxProblem = ucx.exitCode !== 0 ? `exit ${ucx.exitCode}: ${ucxText.trim().split('\n').slice(-3).join(' | ')}` : rankProblem(parseRanks(ucxText), ranks, nodes.map((n) => n.spec!.name));
+    checks.push({ id: 'mpi.ucx-rxe', status: ucxProblem === undefined ? 'pass' : 'warn', detail: ucxProblem === undefined
+      ? `Open MPI over UCX on ${dev1}/${dev2} (${ucxArgs}): ${ucxText.trim().split('\n').filter((l) => l.startsWith('rank ')).join(' | ')}`
+      : `Open MPI over UCX on rxe did not work (jobs use TCP): ${ucxProblem}` });
+  }
+}
+
+/** Two distinct free loopback ports for the VMs' link. */
+async function twoPorts(): Promise<number[]> {
+  const a = await freePort();
+  for (;;) {
+    const b = await freePort();
+    if (b !== a) return [a, b];
+  }
+}
+
+/** The owner's own key pair in the NFS home (ranks reach each other with it, as on the cluster), and the node file. */
+async function prepareMultiNode(homeDir: string, cluster: Cluster, nonce: string, specs: NodeSpec[], nodeFileName: string): Promise<void> {
+  const { uid, gid } = cluster.owner;
+  const sshDir = join(homeDir, '.ssh');
+  const own = await makeKeyPair(sshDir, `${cluster.owner.name}@cluster-${nonce}`);
+  await writeFile(join(sshDir, 'authorized_keys'), `${own.publicKey}\n`, { flag: 'a', mode: 0o600 });
+  // Host keys are made at every job start: nothing to pin them to (the cluster does the same).
+  await writeFile(join(sshDir, 'config'), `Host ${specs.map((s) => s.name).join(' ')}\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n`, { mode: 0o600 });
+  await writeFile(join(homeDir, nodeFileName), nodeFile(specs, cluster.vm.cpus), { mode: 0o644 });
+  for (const f of [sshDir, join(sshDir, 'id_ed25519'), join(sshDir, 'id_ed25519.pub'), join(sshDir, 'authorized_keys'), join(sshDir, 'config'), join(homeDir, nodeFileName)]) {
+    await run(['chown', `${uid}:${gid}`, f]);
   }
 }

@@ -9,6 +9,14 @@ import { posix } from 'node:path';
 import type { Cluster, NfsExportName } from '../cluster/schema.ts';
 import type { CloudConfig } from '../os/types.ts';
 import { inGuestLayoutChecks, type Layout } from '../policy/layout.ts';
+import { hostsLines, mpiParams, type NodeSpec } from './nodes.ts';
+
+/** A node of a multi-node rehearsal: its name and address, and every node (for /etc/hosts). */
+export interface NodeRole {
+  node: NodeSpec;
+  all: NodeSpec[];
+  subnet: string;
+}
 
 /** The host as a slirp guest sees it. */
 export const hostFromGuest = '10.0.2.2';
@@ -25,7 +33,7 @@ export function pseudoOf(name: NfsExportName): string {
   return `/${name}`;
 }
 
-export function rehearsalUserData(cluster: Cluster, options: { nfsPort: number; nonce: string; checks: string; layout: Layout }): CloudConfig {
+export function rehearsalUserData(cluster: Cluster, options: { nfsPort: number; nonce: string; checks: string; layout: Layout; role?: NodeRole }): CloudConfig {
   const { owner } = cluster;
   const home = mountPointOf(cluster, 'home');
   const workspace = mountPointOf(cluster, 'workspace');
@@ -35,6 +43,7 @@ export function rehearsalUserData(cluster: Cluster, options: { nfsPort: number; 
     `OWNER_UID=${owner.uid}`,
     `OWNER_GID=${owner.gid}`,
     `MOUNTS="${exportNames.map((n) => `${n}:${mountPointOf(cluster, n)}`).join(' ')}"`,
+    ...(options.role ? [`PRIVATE_MAC=${options.role.node.mac}`, `PRIVATE_ADDR=${options.role.node.address}`] : []),
   ].join('\n');
   const layout = { ...options.layout, workspace };
   const script = options.checks.replace(/^(#!.*\n)/, `$1${vars}\n`) + `${inGuestLayoutChecks(layout)}\n` +
@@ -48,7 +57,14 @@ export function rehearsalUserData(cluster: Cluster, options: { nfsPort: number; 
     mounts: exportNames.map((n) => [
       `${hostFromGuest}:${pseudoOf(n)}`, mountPointOf(cluster, n), 'nfs4', `vers=4.1,port=${options.nfsPort},_netdev`, '0', '0',
     ]),
-    write_files: [{ path: checksPath, permissions: '0755', content: script }],
+    write_files: [
+      { path: checksPath, permissions: '0755', content: script },
+      // What the cluster's own nodes have: every node by name, and Open MPI told which network is the cluster's.
+      ...(options.role ? [
+        { path: '/etc/hosts', append: true, content: hostsLines(options.role.all) },
+        { path: '/etc/openmpi/openmpi-mca-params.conf', append: true, content: mpiParams(options.role.subnet) },
+      ] : []),
+    ],
     runcmd: [
       ['sh', '-c', 'dpkg-reconfigure -f noninteractive openssh-server > /dev/null 2>&1 || ssh-keygen -A'],
       ['sh', '-c', 'systemctl restart ssh || systemctl restart sshd'],
@@ -56,5 +72,6 @@ export function rehearsalUserData(cluster: Cluster, options: { nfsPort: number; 
     ],
   };
   if (cluster.bootPackages.length > 0) config.packages = [...cluster.bootPackages];
+  if (options.role) config.hostname = options.role.node.name;
   return config;
 }

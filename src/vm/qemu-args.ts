@@ -34,6 +34,12 @@ export interface VmSpec {
   /** Machine type (default pc, the newest i440fx) and CPU model (default: the accelerator's). */
   machine?: string;
   cpuModel?: string;
+  /**
+   * A second NIC on a segment shared with other VMs (a multi-node rehearsal):
+   * its -netdev (id net1; qemu's own dgram/socket over 127.0.0.1) and MAC.
+   * The user NIC then gets a fixed MAC too, so the guest can tell them apart.
+   */
+  privateNic?: { netdev: string; mac: string; userMac: string };
 }
 
 /** A value inside a qemu -opt list: a comma is written twice, or it would start the next option. */
@@ -70,7 +76,8 @@ export function qemuArgs(spec: VmSpec): string[] {
     ...(spec.allowReboot ? [] : ['-no-reboot']),
     ...driveArgs(spec),
     '-netdev', netdevArg(spec),
-    '-device', 'virtio-net-pci,netdev=net0',
+    '-device', `virtio-net-pci,netdev=net0${spec.privateNic ? `,mac=${spec.privateNic.userMac}` : ''}`,
+    ...(spec.privateNic ? ['-netdev', spec.privateNic.netdev, '-device', `virtio-net-pci,netdev=net1,mac=${spec.privateNic.mac}`] : []),
     '-device', 'virtio-rng-pci',
     '-chardev', `file,id=serial0,path=${qemuOptValue(spec.serialLog)}`,
     '-serial', 'chardev:serial0',

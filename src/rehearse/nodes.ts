@@ -1,0 +1,99 @@
+/**
+ * The nodes of a multi-node rehearsal and the private segment between them,
+ * as pure functions: names (vnode01…), addresses on the cluster's /24, MACs,
+ * the NoCloud network-config each VM gets, the node file, and the qemu netdev
+ * that joins the VMs over 127.0.0.1 (no bridge, no tap, nothing on the host
+ * but loopback sockets).
+ */
+import type { CloudConfig } from '../os/types.ts';
+
+/** The user (slirp) NIC of every rehearsal VM; each VM has its own slirp, so they may share it. */
+export const userMac = '52:54:00:12:34:56';
+
+export interface NodeSpec {
+  /** 1-based. */
+  index: number;
+  name: string;
+  address: string;
+  mac: string;
+}
+
+export function nodeSpecs(count: number, subnet: string): NodeSpec[] {
+  const prefix = subnet.replace(/\.0\/24$/, '');
+  return Array.from({ length: count }, (_, i) => ({
+    index: i + 1,
+    name: `vnode${String(i + 1).padStart(2, '0')}`,
+    address: `${prefix}.${11 + i}`,
+    mac: `52:54:00:77:00:${(i + 1).toString(16).padStart(2, '0')}`,
+  }));
+}
+
+/**
+ * The qemu -netdev of node `i` on the private segment. Two nodes: a
+ * point-to-point UDP link (`dgram`, each end bound to its own loopback port).
+ * More: qemu's multicast socket hub, bound to the loopback interface.
+ */
+export function privateNetdev(node: NodeSpec, count: number, ports: number[]): string {
+  if (count === 2) {
+    const [mine, theirs] = node.index === 1 ? [ports[0], ports[1]] : [ports[1], ports[0]];
+    return `dgram,id=net1,local.type=inet,local.host=127.0.0.1,local.port=${mine},remote.type=inet,remote.host=127.0.0.1,remote.port=${theirs}`;
+  }
+  return `socket,id=net1,mcast=230.0.0.1:${ports[0]},localaddr=127.0.0.1`;
+}
+
+/** NoCloud network-config (v2): DHCP on the user NIC, the node's static address on the private one. */
+export function networkConfig(node: NodeSpec): CloudConfig {
+  return {
+    version: 2,
+    ethernets: {
+      user: { match: { macaddress: userMac }, dhcp4: true },
+      cluster: { match: { macaddress: node.mac }, addresses: [`${node.address}/24`] },
+    },
+  };
+}
+
+/** /etc/hosts lines every node gets, so ranks reach each other by name. */
+export function hostsLines(nodes: NodeSpec[]): string {
+  return nodes.map((n) => `${n.address} ${n.name}`).join('\n') + '\n';
+}
+
+/** PBS_NODEFILE: one line per slot, as Torque writes it (here one slot per node). */
+export function nodeFile(nodes: NodeSpec[], slotsPerNode: number): string {
+  return nodes.flatMap((n) => Array.from({ length: slotsPerNode }, () => n.name)).join('\n') + '\n';
+}
+
+/** Open MPI's site settings the cluster would ship: use the private segment only (every VM has the same slirp address). */
+export function mpiParams(subnet: string): string {
+  return [
+    '# guestforge rehearse: the cluster network is the private segment',
+    `btl_tcp_if_include = ${subnet}`,
+    `oob_tcp_if_include = ${subnet}`,
+    'pml = ob1',
+    'btl = tcp,self,vader',
+    '',
+  ].join('\n');
+}
+
+export interface RankLine {
+  rank: number;
+  size: number;
+  host: string;
+}
+
+/** The sample MPI job's output: one "rank R of N on HOST" line per rank. */
+export function parseRanks(output: string): RankLine[] {
+  const ranks: RankLine[] = [];
+  for (const m of output.matchAll(/^rank (\d+) of (\d+) on (\S+)/gm)) ranks.push({ rank: Number(m[1]), size: Number(m[2]), host: m[3]! });
+  return ranks;
+}
+
+/** Pure: the verdict on the MPI job's ranks: every rank once, from `count` different hosts. */
+export function rankProblem(ranks: RankLine[], count: number, expectedHosts: string[]): string | undefined {
+  if (ranks.length !== count) return `${ranks.length} rank line(s), want ${count}`;
+  const seen = new Set(ranks.map((r) => r.rank));
+  if (seen.size !== count || ranks.some((r) => r.size !== count || r.rank >= count)) return `ranks ${ranks.map((r) => `${r.rank}/${r.size}`).join(', ')}, want 0..${count - 1} of ${count}`;
+  const hosts = new Set(ranks.map((r) => r.host));
+  const missing = expectedHosts.filter((h) => !hosts.has(h));
+  if (missing.length > 0) return `no rank ran on ${missing.join(', ')} (hosts: ${[...hosts].join(', ')})`;
+  return undefined;
+}

@@ -1,0 +1,100 @@
+/**
+ * The multi-node rehearsal's pure parts: node names, addresses and MACs, the
+ * qemu link between the VMs, the network-config and user-data each VM gets,
+ * the node file, and the verdicts on the MPI job and ib_send_bw. The real
+ * two-VM run is in vrdma.test.ts.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { loadClusterOrThrow } from '../src/cluster/load.ts';
+import { subnetProblem } from '../src/cluster/schema.ts';
+import { defaultLayout } from '../src/profile/schema.ts';
+import { mpiParams, networkConfig, nodeFile, nodeSpecs, parseRanks, privateNetdev, rankProblem, userMac } from '../src/rehearse/nodes.ts';
+import { cloudLocaldsArgs, ibSendBwLine } from '../src/rehearse/run.ts';
+import { rehearsalUserData } from '../src/rehearse/userdata.ts';
+import { qemuArgs } from '../src/vm/qemu-args.ts';
+
+const tmp = await mkdtemp(join(tmpdir(), 'gf-multinode-'));
+const t = suite('multi-node rehearsal (pure)');
+
+t('nodes are vnode01.. with .11.. on the subnet and distinct MACs', () => {
+  const nodes = nodeSpecs(3, '192.168.77.0/24');
+  assert.equal(nodes.map((n) => `${n.name} ${n.address} ${n.mac}`), [
+    'vnode01 192.168.77.11 52:54:00:77:00:01', 'vnode02 192.168.77.12 52:54:00:77:00:02', 'vnode03 192.168.77.13 52:54:00:77:00:03',
+  ]);
+  assert.is(nodeFile(nodes.slice(0, 2), 1), 'vnode01\nvnode02\n');
+  assert.is(nodeFile(nodes.slice(0, 2), 2), 'vnode01\nvnode01\nvnode02\nvnode02\n', 'one line per slot, as Torque writes it');
+});
+
+t('two VMs are joined by a dgram link over 127.0.0.1, each end the mirror of the other; more by a loopback multicast hub', () => {
+  const [a, b, c] = nodeSpecs(3, '10.9.8.0/24');
+  assert.is(privateNetdev(a!, 2, [4001, 4002]), 'dgram,id=net1,local.type=inet,local.host=127.0.0.1,local.port=4001,remote.type=inet,remote.host=127.0.0.1,remote.port=4002');
+  assert.is(privateNetdev(b!, 2, [4001, 4002]), 'dgram,id=net1,local.type=inet,local.host=127.0.0.1,local.port=4002,remote.type=inet,remote.host=127.0.0.1,remote.port=4001');
+  assert.match(privateNetdev(c!, 3, [4001, 4002]), /^socket,id=net1,mcast=230\.0\.0\.1:4001,localaddr=127\.0\.0\.1$/);
+  const argv = qemuArgs({
+    disk: '/w/d.qcow2', diskFormat: 'qcow2', memoryMiB: 1024, cpus: 1, accel: 'tcg', serialLog: '/w/s', qmpSocket: '/w/q', unsafeCache: true,
+    privateNic: { netdev: privateNetdev(a!, 2, [4001, 4002]), mac: a!.mac, userMac },
+  });
+  const devices = argv.filter((_, i) => argv[i - 1] === '-device');
+  assert.ok(devices.includes('virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56'), devices.join(' '));
+  assert.ok(devices.includes('virtio-net-pci,netdev=net1,mac=52:54:00:77:00:01'), devices.join(' '));
+  assert.is(argv.filter((a) => a === '-netdev').length, 2);
+});
+
+t('each VM: network-config by MAC, its hostname, every node in /etc/hosts, Open MPI on the private subnet, the checks told its NIC', async () => {
+  const cluster = await loadClusterOrThrow();
+  const nodes = nodeSpecs(2, cluster.nodes.subnet);
+  assert.equal(networkConfig(nodes[1]!), {
+    version: 2,
+    ethernets: {
+      user: { match: { macaddress: userMac }, dhcp4: true },
+      cluster: { match: { macaddress: '52:54:00:77:00:02' }, addresses: ['192.168.77.12/24'] },
+    },
+  });
+  const ud = rehearsalUserData(cluster, { nfsPort: 2049, nonce: 'N', checks: '#!/bin/sh\n', layout: defaultLayout, role: { node: nodes[1]!, all: nodes, subnet: cluster.nodes.subnet } }) as Record<string, any>;
+  assert.is(ud.hostname, 'vnode02');
+  const files = ud.write_files as { path: string; content: string; append?: boolean }[];
+  assert.equal(files.find((f) => f.path === '/etc/hosts'), { path: '/etc/hosts', append: true, content: '192.168.77.11 vnode01\n192.168.77.12 vnode02\n' });
+  assert.match(files.find((f) => f.path === '/etc/openmpi/openmpi-mca-params.conf')!.content, /^btl_tcp_if_include = 192\.168\.77\.0\/24$/m);
+  assert.match(mpiParams('192.168.77.0/24'), /^oob_tcp_if_include = 192\.168\.77\.0\/24$/m);
+  assert.match(files.find((f) => f.path.endsWith('rehearse-checks.sh'))!.content, /^PRIVATE_MAC=52:54:00:77:00:02\nPRIVATE_ADDR=192\.168\.77\.12$/m);
+  const single = rehearsalUserData(cluster, { nfsPort: 2049, nonce: 'N', checks: '#!/bin/sh\n', layout: defaultLayout }) as Record<string, any>;
+  assert.is(single.hostname, undefined, 'one VM keeps the image\'s hostname, as before');
+  assert.not.ok((single.write_files as { path: string }[]).some((f) => f.path === '/etc/hosts'));
+  assert.equal(cloudLocaldsArgs('/w/seed.img', '/w/ud', undefined, '/w/nc'), ['cloud-localds', '--disk-format', 'raw', '--filesystem', 'iso9660', '--network-config=/w/nc', '/w/seed.img', '/w/ud']);
+});
+
+t('the MPI verdict: every rank once, from every node', () => {
+  const out = 'compiling\nrank 1 of 2 on vnode02 (allreduce of the ranks: 1)\nrank 0 of 2 on vnode01 (allreduce of the ranks: 1)\n';
+  assert.is(rankProblem(parseRanks(out), 2, ['vnode01', 'vnode02']), undefined);
+  assert.match(rankProblem(parseRanks('rank 0 of 2 on vnode01\nrank 1 of 2 on vnode01\n'), 2, ['vnode01', 'vnode02']) ?? '', /no rank ran on vnode02/);
+  assert.match(rankProblem(parseRanks('rank 0 of 1 on vnode01\n'), 2, ['vnode01', 'vnode02']) ?? '', /1 rank line\(s\), want 2/);
+  assert.match(rankProblem(parseRanks('rank 0 of 2 on a\nrank 0 of 2 on b\n'), 2, ['a', 'b']) ?? '', /want 0\.\.1 of 2/);
+});
+
+t('ib_send_bw: the result line is found among its banner', () => {
+  const out = [' #bytes     #iterations    BW peak[MB/sec]    BW average[MB/sec]   MsgRate[Mpps]', ' 65536      1000             33.21              31.02  \t\t   0.000496', '---'].join('\n');
+  assert.is(ibSendBwLine(out), '65536 1000 33.21 31.02 0.000496');
+  assert.is(ibSendBwLine('Couldn\'t connect to 192.168.77.12:18515'), undefined);
+});
+
+t('the private subnet: a /24 that is not slirp\'s, loopback or multicast; located when wrong', async () => {
+  for (const ok of ['192.168.77.0/24', '10.77.0.0/24', '172.16.5.0/24']) assert.is(subnetProblem(ok), undefined, ok);
+  assert.match(subnetProblem('10.0.2.0/24') ?? '', /user network every VM already has/);
+  assert.match(subnetProblem('192.168.77.0/16') ?? '', /IPv4 \/24/);
+  assert.match(subnetProblem('127.1.2.0/24') ?? '', /not a private network/);
+  assert.match(subnetProblem('8.8.8.0/24') ?? '', /not a private network/);
+  assert.match(subnetProblem('192.168.077.0/24') ?? '', /no leading zeros/);
+  assert.match(subnetProblem('300.1.2.0/24') ?? '', /IPv4 \/24/);
+  const file = join(tmp, 'c.yaml');
+  await writeFile(file, 'name: c\nnodes:\n  subnet: 10.0.2.0/24\n');
+  const error = await loadClusterOrThrow(file).then(() => '', (e: Error & { hint?: string }) => `${e.message}\n${e.hint ?? ''}`);
+  assert.match(error, /c\.yaml:3:\d+/);
+  assert.match(error, /nodes\.subnet/);
+});
+
+t.after(() => rm(tmp, { recursive: true, force: true }));
+t.run();
