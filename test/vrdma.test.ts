@@ -56,7 +56,7 @@ v('rehearse --nodes 2: two VMs on a private segment, an MPI job across them, RDM
   const cluster = join(tmp, 'two-nodes.yaml');
   await writeFile(cluster, 'name: vtorque-no-boot-install\nbootPackages: []\n');
   const r = await execa('node', [cli, 'rehearse', image, '--cluster', cluster, '--nodes', '2', '--require', 'vrdma', '--json', '--junit', junit, '--log-dir', join(tmp, 'rehearse2')], { env: own, reject: false, all: false, timeout: 30 * 60_000 });
-  const report = JSON.parse(r.stdout || '{}') as { ok: boolean; checks: { id: string; status: string; detail: string }[]; nodes?: { name: string }[]; mpiMs?: number; rdmaBetweenVms?: string };
+  const report = JSON.parse(r.stdout || '{}') as { ok: boolean; checks: { id: string; status: string; detail: string }[]; nodes?: { name: string }[]; jobReadyMs?: number; mpiMs?: number; rdmaBetweenVms?: string };
   const byId = new Map(report.checks?.map((c) => [c.id, c]));
   const failed = report.checks?.filter((c) => c.status === 'fail').map((c) => `${c.id}: ${c.detail}`).join('\n');
   assert.is(r.exitCode, 0, failed || r.stderr);
@@ -68,6 +68,9 @@ v('rehearse --nodes 2: two VMs on a private segment, an MPI job across them, RDM
   assert.match(byId.get('vnode02/vrdma.rxe-private')!.detail, /state ACTIVE/);
   assert.match(byId.get('vrdma.between-vms')!.detail, /192\.168\.77\.12\): #bytes .* = \d+ \d+ /);
   assert.equal(report.nodes?.map((n) => n.name), ['vnode01', 'vnode02']);
+  // Figures for the log (the benchmark owns the targets): what a two-node job waits for and gets.
+  const ucx = byId.get('mpi.ucx-rxe');
+  process.stderr.write(`\n  two nodes: job-ready ${report.jobReadyMs} ms, MPI ${report.mpiMs} ms, ib_send_bw ${report.rdmaBetweenVms}; mpi.ucx-rxe ${ucx?.status}: ${ucx?.detail}\n`);
   assert.match(await readFile(junit, 'utf8'), /name="vrdma\.between-vms"/);
   const left = await execa('pgrep', ['-af', 'qemu-system|ganesha.nfsd'], { reject: false });
   assert.equal(left.stdout.split('\n').filter((l) => l.includes(tmp)), [], 'nothing may be left running');

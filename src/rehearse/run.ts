@@ -372,7 +372,7 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
     o.step?.update('MPI over UCX on rxe');
     const ucxOut = `mpi-ucx-${nonce}.out`;
     const ucxArgs = `--mca pml ucx --mca btl ^tcp,openib,uct -x UCX_NET_DEVICES=${dev1}:1 -x UCX_TLS=rc,self,sm`;
-    const ucx = await ssh(nodes[0]!.target, `cd && MPIRUN_ARGS=${shellQuote([ucxArgs])} PBS_NODEFILE=${shellQuote([posix.join(p.home, p.nodeFileName)])} WORKSPACE=${shellQuote([p.ws])} timeout 180 sh -c ${shellQuote([cluster.nodes.mpiCommand])} > ${ucxOut} 2>&1`, 240_000);
+    const ucx = await ssh(nodes[0]!.target, `cd && MPIRUN_ARGS=${shellQuote([ucxArgs])} PBS_NODEFILE=${shellQuote([posix.join(p.home, p.nodeFileName)])} WORKSPACE=${shellQuote([p.ws])} timeout 90 sh -c ${shellQuote([cluster.nodes.mpiCommand])} > ${ucxOut} 2>&1`, 120_000);
     const ucxText = (await readUntrusted(join(p.exportHome, ucxOut))) ?? '';
     const ucxProblem = ucx.exitCode !== 0 ? `exit ${ucx.exitCode}: ${ucxText.trim().split('\n').slice(-3).join(' | ')}` : rankProblem(parseRanks(ucxText), ranks, nodes.map((n) => n.spec!.name));
     checks.push({ id: 'mpi.ucx-rxe', status: ucxProblem === undefined ? 'pass' : 'warn', detail: ucxProblem === undefined
