@@ -109,16 +109,18 @@ r('an image without the NFS client fails the NFS checks and says why', async () 
   assert.equal(await leftovers(), []);
 });
 
-r('SIGINT mid-rehearsal: exit 130, no qemu, no NFS server, no work folder', async () => {
+r('SIGINT mid-rehearsal of two nodes: exit 130, neither VM nor the NFS server left, no work folder', async () => {
   const image = join(tmp, 'out', 'debian-12-hpc.qcow2');
   assert.ok(existsSync(image), 'the earlier test built the image');
-  const child = execa('node', [cli, 'rehearse', image], { env: rehearseEnv, reject: false, all: true, timeout: 5 * 60_000 });
+  const child = execa('node', [cli, 'rehearse', image, '--nodes', '2'], { env: rehearseEnv, reject: false, all: true, timeout: 5 * 60_000 });
   let seen = '';
   child.all?.on('data', (chunk: Buffer) => (seen += chunk.toString()));
-  for (let i = 0; i < 120 && !/booting/.test(seen); i += 1) await new Promise((res) => setTimeout(res, 500));
-  assert.match(seen, /booting/, 'the VM was started');
+  for (let i = 0; i < 120 && !/booting vnode02/.test(seen); i += 1) await new Promise((res) => setTimeout(res, 500));
+  assert.match(seen, /booting vnode02/, 'both VMs were started');
   await new Promise((res) => setTimeout(res, 3000));
-  assert.ok((await leftovers()).length > 0, 'qemu and ganesha run before the signal');
+  const running = await leftovers();
+  assert.is(running.filter((l) => l.includes('qemu-system')).length, 2, running.join('\n'));
+  assert.ok(running.some((l) => l.includes('ganesha')), 'ganesha runs before the signal');
   child.kill('SIGINT');
   const res = await child;
   assert.is(res.exitCode, 130, res.all);

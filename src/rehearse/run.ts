@@ -215,7 +215,8 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
           return undefined;
         }
         // The in-guest checks have reported and SSH still fails: they say why; waiting longer changes nothing.
-        if (n.result && Date.now() - n.result.at > 30_000) return 'the guest finished booting, but SSH as the owner does not work';
+        // (runcmd restarted sshd before the checks ran, so 15 s is plenty.)
+        if (n.result && Date.now() - n.result.at > 15_000) return 'the guest finished booting, but SSH as the owner does not work';
         if (Date.now() > deadline) return `timed out after ${cluster.timeouts.jobReady}`;
         const waiting = nodes.filter((x) => x.jobReadyMs === undefined).map((x) => x.spec?.name).filter(Boolean);
         o.step?.update(`waiting for SSH as ${cluster.owner.name}${multi ? ` on ${waiting.join(', ')}` : ''} (${seconds(Date.now() - n.started)})`);
