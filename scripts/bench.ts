@@ -12,6 +12,8 @@
  *   rehearse2 the same with two nodes booted side by side: job-ready of the
  *             slower, the MPI job's wall time, ib_send_bw between the VMs
  *             (with a vrdma profile: npm run bench -- profiles/debian-12-vrdma.yaml)
+ * --image FILE: the rehearse runs use this image instead of the last build's
+ * (e.g. --image out/debian-12-vrdma.qcow2 --runs rehearse,rehearse2).
  * A benchmark, not a test: it prints figures and fails only when a build fails.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -23,7 +25,7 @@ import { execa } from 'execa';
 const root = resolve(import.meta.dirname, '..');
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { runs: { type: 'string', default: 'cold,app,packages,same,rehearse,rehearse2' } },
+  options: { runs: { type: 'string', default: 'cold,app,packages,same,rehearse,rehearse2' }, image: { type: 'string' } },
 });
 const profile = resolve(positionals[0] ?? join(root, 'profiles', 'debian-12-hpc.yaml'));
 const runs = values.runs.split(',').filter(Boolean);
@@ -81,7 +83,7 @@ async function rehearse(image: string, nodes: number): Promise<void> {
   if (!report.ok) process.exitCode = 1;
 }
 
-let lastImage: string | undefined;
+let lastImage: string | undefined = values.image ? resolve(values.image) : undefined;
 try {
   for (const kind of runs) {
     if (kind === 'rehearse' || kind === 'rehearse2') {
