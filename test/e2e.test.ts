@@ -153,12 +153,13 @@ e2e('stage cache: a truncated entry is detected, removed and rebuilt', async () 
 
 e2e('stage cache: two builds needing the same missing entry: one makes it, the other waits for it; both succeed', async () => {
   // The contended entry is inject (a new app): a guestfish launch, not a build VM boot, proves the same lock.
+  // The name stays the default profile's: it is in the build VM's seed (the hostname), so another name
+  // would make its own provision entry with a build VM.
   const dir = join(tmp, 'race');
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'race.txt'), `race-${Date.now()}\n`);
   await writeFile(join(dir, 'p.yaml'), [
     `extends: ${join(root, 'profiles', 'debian-12-hpc.yaml')}`,
-    'name: cache-race',
     'disk: { compress: none }',
     'apps:',
     '  - { src: race.txt, dest: /opt-vm/race/race.txt }',
@@ -169,8 +170,9 @@ e2e('stage cache: two builds needing the same missing entry: one makes it, the o
   const both = `${a!.all}\n${b!.all}`;
   assert.is(both.match(/inject: not cached/g)?.length, 1, both);
   assert.is(both.match(/inject: cache hit/g)?.length, 1, both);
-  assert.match(both, /inject: waiting for pid \d+ \(building cache-race\)/);
-  for (const x of ['a', 'b']) assert.ok(existsSync(join(dir, x, 'cache-race.qcow2')));
+  assert.match(both, /inject: waiting for pid \d+ \(building debian-12-hpc\)/);
+  assert.match(both, /provision: cache hit/);
+  for (const x of ['a', 'b']) assert.ok(existsSync(join(dir, x, 'debian-12-hpc.qcow2')));
   assert.equal(await workLeft(), []);
 });
 
