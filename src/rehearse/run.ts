@@ -322,16 +322,24 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
     }
 
     o.step?.update(`MPI job across ${nodes.length} VMs`);
-    const mpiOut = `mpi-${nonce}.out`;
-    const mpiLine = `cd && PBS_NODEFILE=${shellQuote([posix.join(p.home, p.nodeFileName)])} WORKSPACE=${shellQuote([p.ws])} sh -c ${shellQuote([cluster.nodes.mpiCommand])} > ${mpiOut} 2>&1`;
-    const t0 = Date.now();
     const ranks = nodes.length * cluster.vm.cpus; // the node file has one line per slot
-    const mpi = reachable ? await ssh(nodes[0]!.target, mpiLine, parseDuration(cluster.timeouts.job)) : undefined;
-    report.mpiMs = Date.now() - t0;
-    report.mpiOutput = mpi ? await readUntrusted(join(p.exportHome, mpiOut)) : undefined;
-    const problem = !mpi ? 'not run: the VMs cannot reach each other (see the net.* checks)'
-      : mpi.exitCode !== 0 ? `exit ${mpi.exitCode}: ${(report.mpiOutput ?? mpi.stderr).trim().split('\n').slice(-4).join(' | ')}`
-        : rankProblem(parseRanks(report.mpiOutput ?? ''), ranks, nodes.map((n) => n.spec!.name));
+    const hosts = nodes.map((n) => n.spec!.name);
+    /** The cluster's MPI job from vnode01 (optionally with more mpirun options), its output read back from the export and judged. */
+    const runMpi = async (name: string, extra?: { mpirunArgs: string; limitS: number }) => {
+      const outName = `${name}-${nonce}.out`;
+      const env = `${extra ? `MPIRUN_ARGS=${shellQuote([extra.mpirunArgs])} ` : ''}PBS_NODEFILE=${shellQuote([posix.join(p.home, p.nodeFileName)])} WORKSPACE=${shellQuote([p.ws])}`;
+      const t0 = Date.now();
+      const r = await ssh(nodes[0]!.target, `cd && ${env} ${extra ? `timeout ${extra.limitS} ` : ''}sh -c ${shellQuote([cluster.nodes.mpiCommand])} > ${outName} 2>&1`,
+        extra ? (extra.limitS + 30) * 1000 : parseDuration(cluster.timeouts.job));
+      const ms = Date.now() - t0;
+      const output = await readUntrusted(join(p.exportHome, outName)); // the guest wrote it
+      const problem = r.exitCode !== 0 ? `exit ${r.exitCode}: ${(output ?? r.stderr).trim().split('\n').slice(extra ? -3 : -4).join(' | ')}` : rankProblem(parseRanks(output ?? ''), ranks, hosts);
+      return { ms, output, problem };
+    };
+    const mpi = reachable ? await runMpi('mpi') : undefined;
+    report.mpiMs = mpi?.ms ?? 0;
+    report.mpiOutput = mpi?.output;
+    const problem = mpi ? mpi.problem : 'not run: the VMs cannot reach each other (see the net.* checks)';
     add('mpi.ranks', problem === undefined, problem === undefined
       ? `mpirun -np ${ranks} --hostfile $PBS_NODEFILE in ${seconds(report.mpiMs)}: ${(report.mpiOutput ?? '').trim().split('\n').filter((l) => l.startsWith('rank ')).join(' | ')}`
       : `${cluster.nodes.mpiCommand}: ${problem}`, report.mpiMs);
@@ -371,11 +379,10 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
 
     // Open MPI over UCX on the rxe devices: reported, never failing the rehearsal (TCP is what jobs get).
     o.step?.update('MPI over UCX on rxe');
-    const ucxOut = `mpi-ucx-${nonce}.out`;
     const ucxArgs = `--mca pml ucx --mca btl ^tcp,openib,uct -x UCX_NET_DEVICES=${dev1}:1 -x UCX_TLS=rc,self,sm`;
-    const ucx = await ssh(nodes[0]!.target, `cd && MPIRUN_ARGS=${shellQuote([ucxArgs])} PBS_NODEFILE=${shellQuote([posix.join(p.home, p.nodeFileName)])} WORKSPACE=${shellQuote([p.ws])} timeout 90 sh -c ${shellQuote([cluster.nodes.mpiCommand])} > ${ucxOut} 2>&1`, 120_000);
-    const ucxText = (await readUntrusted(join(p.exportHome, ucxOut))) ?? '';
-    const ucxProblem = ucx.exitCode !== 0 ? `exit ${ucx.exitCode}: ${ucxText.trim().split('\n').slice(-3).join(' | ')}` : rankProblem(parseRanks(ucxText), ranks, nodes.map((n) => n.spec!.name));
+    const ucx = await runMpi('mpi-ucx', { mpirunArgs: ucxArgs, limitS: 90 });
+    const ucxText = ucx.output ?? '';
+    const ucxProblem = ucx.problem;
     checks.push({ id: 'mpi.ucx-rxe', status: ucxProblem === undefined ? 'pass' : 'warn', detail: ucxProblem === undefined
       ? `Open MPI over UCX on ${dev1}/${dev2} (${ucxArgs}): ${ucxText.trim().split('\n').filter((l) => l.startsWith('rank ')).join(' | ')}`
       : `Open MPI over UCX on rxe did not work (jobs use TCP): ${ucxProblem}` });
