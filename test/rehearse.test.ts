@@ -2,8 +2,9 @@
  * guestforge rehearse for real under TCG: the default profile's image (built
  * from .test-cache/, where e2e.test.ts left its stages) booted as a vTorque
  * node boots it, with a real nfs-ganesha on 127.0.0.1 and SSH as the job
- * owner; an image without mount.nfs failing the NFS checks with the cause;
- * SIGINT mid-rehearsal leaving nothing; a bad cluster file located.
+ * owner; SIGINT mid-rehearsal leaving nothing; a bad cluster file located.
+ * The failure paths of the in-guest checks (an image without the NFS client)
+ * run without a kernel in rehearse-fake.test.ts.
  */
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -84,29 +85,6 @@ r('the default profile\'s image passes a vTorque rehearsal: NFS home and workspa
   assert.match(await readFile(join(tmp, 'logs', 'rehearse-console.log'), 'latin1'), /GUESTFORGE-RESULT:\S+:ok/);
   assert.equal(await leftovers(), []);
   assert.equal(await rehearseWork(), []);
-});
-
-r('an image without the NFS client fails the NFS checks and says why', async () => {
-  // The default image with mount.nfs removed offline (one guestfish call, no build VM),
-  // as an overlay next to it (a backing file in the image's own folder is accepted).
-  const dir = join(tmp, 'no-nfs');
-  await mkdir(dir, { recursive: true });
-  const image = join(tmp, 'out', 'no-nfs.qcow2');
-  await run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', join(tmp, 'out', 'debian-12-hpc.qcow2'), '-F', 'qcow2', image]);
-  await run(['guestfish', '-a', image, '-i', 'rm', '/usr/sbin/mount.nfs'], { env: { LIBGUESTFS_BACKEND_SETTINGS: 'force_tcg' }, timeoutMs: 5 * 60_000 });
-  // The cluster's boot-time install is left out: it needs the mirror and comes after the mounts anyway.
-  await writeFile(join(dir, 'cluster.yaml'), 'name: no-boot-install\nbootPackages: []\ntimeouts: { jobReady: 8m }\n');
-  const res = await guestforge(['rehearse', image, '--cluster', join(dir, 'cluster.yaml'), '--json']);
-  assert.is(res.exitCode, 1, res.all);
-  const report = JSON.parse(res.stdout) as Report;
-  const byId = new Map(report.checks.map((c) => [c.id, c]));
-  for (const [id, dir] of [['nfs.home', '/home/jobuser'], ['nfs.workspace', '/workspace']] as const) {
-    assert.is(byId.get(id)?.status, 'fail', `${id}: ${byId.get(id)?.detail}`);
-    assert.match(byId.get(id)!.detail, new RegExp(`mount of ${dir}: nfs-common not installed \\(the cluster's boot-time install is slow and needs a mirror\\)`));
-  }
-  assert.is(byId.get('vm.job-ready')?.status, 'fail');
-  assert.match(byId.get('vm.job-ready')!.detail, /nfs\.workspace: mount of \/workspace: nfs-common not installed/);
-  assert.equal(await leftovers(), []);
 });
 
 r('SIGINT mid-rehearsal of two nodes: exit 130, neither VM nor the NFS server left, no work folder', async () => {
