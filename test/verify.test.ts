@@ -151,7 +151,7 @@ function goodFacts(): GuestFacts {
       { name: 'hpc', uid: 1000, home: '/home/hpc', shell: '/bin/bash' },
     ],
     passwords: { root: 'locked', hpc: 'locked' },
-    machineIdBytes: 0,
+    machineId: { bytes: 0, head: '' },
     sshdConfigs: [
       { path: '/etc/ssh/sshd_config', text: 'Include /etc/ssh/sshd_config.d/*.conf\nKbdInteractiveAuthentication no\n' },
       { path: '/etc/ssh/sshd_config.d/50-cloud-init.conf', text: 'PasswordAuthentication no\n' },
@@ -178,7 +178,7 @@ const factBreakers: Record<string, (f: GuestFacts) => void> = {
   'vrdma.kernel': (f) => (f.rxeModules[kernel] = []),
   'vrdma.boot': (f) => (f.modulesLoad = []),
   'hygiene.cloud-init-state': (f) => (f.cloudInstances = ['iid-local01']),
-  'hygiene.machine-id': (f) => (f.machineIdBytes = 33),
+  'hygiene.machine-id': (f) => (f.machineId = { bytes: 33, head: '0123456789abcdef0123456789abcdef\n' }),
   'hygiene.ssh-host-keys': (f) => (f.sshHostKeys = ['/etc/ssh/ssh_host_ed25519_key']),
   'hygiene.root-password': (f) => (f.passwords.root = 'usable'),
   'hygiene.ssh-passwords': (f) => {
@@ -263,10 +263,26 @@ logic('sshd settings: first value wins, Include where it stands, Match blocks ar
 
 logic('a /var/lib/dbus/machine-id of its own is a shared id too', () => {
   const facts = goodFacts();
-  facts.dbusMachineIdBytes = 33;
+  facts.dbusMachineId = { bytes: 33, head: '0123456789abcdef0123456789abcdef\n' };
   const result = evaluate('literal', facts, withVrdma).results.find((r) => r.id === 'hygiene.machine-id')!;
   assert.is(result.verdict, 'fail');
-  assert.match(result.evidence, /dbus/);
+  assert.match(result.evidence, /\/var\/lib\/dbus\/machine-id is a file of its own holding an id \(33 bytes\)/);
+});
+
+logic('machine-id: empty, missing and systemd\'s `uninitialized` pass (a fresh id at first boot); a real id fails naming the file', () => {
+  const verdict = (machineId: { bytes: number; head: string } | undefined) => {
+    const facts = goodFacts();
+    if (machineId) facts.machineId = machineId;
+    else delete facts.machineId;
+    return evaluate('literal', facts, withVrdma).results.find((r) => r.id === 'hygiene.machine-id')!;
+  };
+  assert.is(verdict({ bytes: 14, head: 'uninitialized\n' }).verdict, 'pass');
+  assert.match(verdict({ bytes: 14, head: 'uninitialized\n' }).evidence, /uninitialized \(systemd's first-boot marker\)/);
+  assert.is(verdict({ bytes: 0, head: '' }).evidence, '/etc/machine-id empty');
+  assert.is(verdict(undefined).evidence, '/etc/machine-id absent');
+  const real = verdict({ bytes: 33, head: '4f1c2a0d9e8b7c6a5f4e3d2c1b0a9f8e\n' });
+  assert.is(real.verdict, 'fail');
+  assert.match(real.evidence, /^\/etc\/machine-id holds an id \(33 bytes\)/);
 });
 
 logic.run();

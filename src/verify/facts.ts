@@ -24,6 +24,12 @@ export interface PathFacts {
   entries?: string[];
 }
 
+/** A small file's size and its first bytes (never more: images are hostile). */
+export interface FileHead {
+  bytes: number;
+  head: string;
+}
+
 export interface GuestFacts {
   osRelease: Record<string, string>;
   /** name → version, from dpkg's status file or the rpm database. */
@@ -35,9 +41,10 @@ export interface GuestFacts {
   passwd: PasswdEntry[];
   /** How each account's password stands, from /etc/shadow (never the hash itself). */
   passwords: Record<string, PasswordState>;
-  machineIdBytes?: number;
+  /** /etc/machine-id when it is a file: its size and its first 64 bytes. */
+  machineId?: FileHead;
   /** /var/lib/dbus/machine-id when it is a regular file (not the usual link to /etc/machine-id). */
-  dbusMachineIdBytes?: number;
+  dbusMachineId?: FileHead;
   /** /etc/ssh/sshd_config, then sshd_config.d/*.conf (sorted). */
   sshdConfigs: { path: string; text: string }[];
   sshHostKeys: string[];
@@ -198,13 +205,9 @@ export async function gatherFacts(
   const shadow = (await readIf(session, '/etc/shadow')) ?? '';
   // A hash (or nothing) right in /etc/passwd counts as much as one in /etc/shadow.
   const passwords = { ...passwordStates(passwdText.split('\n').filter((l) => l.split(':')[1] !== 'x').join('\n')), ...passwordStates(shadow) };
-  const machineIdBytes = (await session.bool('is-file', '/etc/machine-id'))
-    ? Number((await session.call('filesize', '/etc/machine-id')).trim())
-    : undefined;
+  const machineId = (await session.bool('is-file', '/etc/machine-id')) ? await fileHead(session, '/etc/machine-id') : undefined;
   const dbusId = '/var/lib/dbus/machine-id';
-  const dbusMachineIdBytes = !(await session.bool('is-symlink', dbusId)) && (await session.bool('is-file', dbusId))
-    ? Number((await session.call('filesize', dbusId)).trim())
-    : undefined;
+  const dbusMachineId = !(await session.bool('is-symlink', dbusId)) && (await session.bool('is-file', dbusId)) ? await fileHead(session, dbusId) : undefined;
   const sshdConfigs: GuestFacts['sshdConfigs'] = [];
   for (const path of ['/etc/ssh/sshd_config', ...(await glob(session, '/etc/ssh/sshd_config.d/*.conf')).sort()]) {
     const text = await readIf(session, path);
@@ -228,8 +231,8 @@ export async function gatherFacts(
     paths,
     passwd,
     passwords,
-    ...(machineIdBytes !== undefined ? { machineIdBytes } : {}),
-    ...(dbusMachineIdBytes !== undefined ? { dbusMachineIdBytes } : {}),
+    ...(machineId ? { machineId } : {}),
+    ...(dbusMachineId ? { dbusMachineId } : {}),
     sshdConfigs,
     sshHostKeys: await glob(session, '/etc/ssh/ssh_host_*'),
     cloudInstances: (await session.bool('is-dir', '/var/lib/cloud/instances')) ? await session.lines('ls', '/var/lib/cloud/instances') : [],
@@ -261,4 +264,9 @@ async function rpmPackages(session: GuestSession, dbDir: string): Promise<Map<st
   } finally {
     await rm(local, { recursive: true, force: true });
   }
+}
+
+async function fileHead(session: GuestSession, path: string): Promise<FileHead> {
+  const bytes = Number((await session.call('filesize', path)).trim());
+  return { bytes, head: bytes > 0 ? await session.call('pread', path, '64', '0') : '' };
 }

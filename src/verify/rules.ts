@@ -5,7 +5,7 @@
  */
 import { parse } from 'yaml';
 import { layoutRules } from '../policy/layout.ts';
-import type { GuestFacts } from './facts.ts';
+import type { FileHead, GuestFacts } from './facts.ts';
 import type { Rule, RuleResult } from './types.ts';
 
 const pass = (evidence: string): RuleResult => ({ verdict: 'pass', evidence });
@@ -132,15 +132,15 @@ export const rules: Rule[] = [
   },
   {
     id: 'hygiene.machine-id',
-    title: 'machine-id empty',
+    title: 'no machine-id of its own',
     severity: 'error',
-    why: 'VMs cloned from one image must not share a machine-id (DHCP client ids, journald)',
+    why: 'VMs cloned from one image must not share a machine-id (DHCP client ids, journald); an empty or missing /etc/machine-id, or `uninitialized` (systemd\'s first-boot marker, machine-id(5)), makes systemd generate one at first boot',
     check: (f) => {
       const bad = [
-        ...(f.machineIdBytes ? [`/etc/machine-id has ${f.machineIdBytes} bytes`] : []),
-        ...(f.dbusMachineIdBytes ? [`/var/lib/dbus/machine-id is a file of its own with ${f.dbusMachineIdBytes} bytes`] : []),
+        ...(machineIdState(f.machineId) === 'an id' ? [`/etc/machine-id holds an id (${f.machineId!.bytes} bytes): every VM of the image would share it`] : []),
+        ...(machineIdState(f.dbusMachineId) === 'an id' ? [`/var/lib/dbus/machine-id is a file of its own holding an id (${f.dbusMachineId!.bytes} bytes)`] : []),
       ];
-      return bad.length ? fail(bad.join('; ')) : pass(f.machineIdBytes === undefined ? 'absent' : 'empty');
+      return bad.length ? fail(bad.join('; ')) : pass(`/etc/machine-id ${machineIdState(f.machineId)}`);
     },
   },
   {
@@ -221,4 +221,12 @@ export function sshdSetting(configs: GuestFacts['sshdConfigs'], key: string): { 
     return undefined;
   };
   return read('/etc/ssh/sshd_config', 0);
+}
+
+/** What systemd makes of a machine-id file at first boot (machine-id(5)): absent, empty and `uninitialized` all get a fresh id. */
+export function machineIdState(file: FileHead | undefined): 'absent' | 'empty' | 'uninitialized (systemd\'s first-boot marker)' | 'an id' {
+  if (!file) return 'absent';
+  if (file.bytes === 0 || file.head.trim() === '') return 'empty';
+  if (file.head.trim() === 'uninitialized') return 'uninitialized (systemd\'s first-boot marker)';
+  return 'an id';
 }
