@@ -1,6 +1,12 @@
+import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cleanLine, parseSerialLine } from '../src/vm/serial.ts';
+import { Logger } from '../src/log.ts';
+import { bootVm, type VmRunner, type VmStarter } from '../src/vm/qemu.ts';
+import type { VmSpec } from '../src/vm/qemu-args.ts';
+import { cleanLine, parseSerialLine, startedBootcmd } from '../src/vm/serial.ts';
 
 const serial = suite('serial console');
 serial('result lines need the right nonce', () => {
@@ -16,4 +22,52 @@ serial('checks and panics', () => {
   assert.is(parseSerialLine('[  1.0] Kernel panic - not syncing: VFS', 'n1')?.kind, 'panic');
   assert.is(cleanLine('a\x1b[31mb\r'), 'ab');
 });
+serial('the seed\'s started line and the login prompt', () => {
+  assert.equal(parseSerialLine('GUESTFORGE-STARTED:n1\r', 'n1'), { kind: 'started' });
+  assert.is(parseSerialLine('GUESTFORGE-STARTED:old', 'n1'), undefined);
+  assert.equal(parseSerialLine('vm login: \r', 'n1'), { kind: 'login' });
+  assert.is(parseSerialLine('debian-12-hpc login: [   53.2] cloud-init[486]: Cloud-init v. 22.4.2 running', 'n1'), undefined);
+  assert.match(startedBootcmd('n1')[2]!, /echo GUESTFORGE-STARTED:n1 > "\$c"/);
+});
 serial.run();
+
+/** A VM that only writes the given console lines, then powers off (or idles until stopped). */
+function scriptedVm(lines: string[], powerOff: boolean): VmStarter {
+  return async (spec) => {
+    await writeFile(spec.serialLog, '');
+    let stopped = false;
+    setTimeout(() => void appendFile(spec.serialLog, lines.map((l) => `${l}\r\n`).join('')), 50);
+    if (powerOff) setTimeout(() => (stopped = true), 1500);
+    const vm: VmRunner = {
+      argv: ['scripted'],
+      wait: (ms) => new Promise((r) => setTimeout(r, Math.min(ms, 100))),
+      stopped: async () => stopped,
+      powerdown: async () => undefined,
+      stop: async () => {
+        stopped = true;
+      },
+      failure: async () => undefined,
+    };
+    return vm;
+  };
+}
+
+const watch = suite('the VM watch loop');
+watch('a login prompt and no started line from the seed: fails as no-cloud-init, long before the build timeout', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'gf-serial-'));
+  try {
+    const spec = { serialLog: join(dir, 'console.log') } as VmSpec;
+    const options = { label: 'build VM', nonce: 'n1', timeoutMs: 60_000, stallMs: 60_000, startedWithinMs: 300, log: new Logger({ tty: false }) };
+    const t0 = Date.now();
+    const outcome = await bootVm(spec, options, scriptedVm(['[  20.8] sr 0:0:0:0: [sr0] scsi3-mmc drive', 'vm login: '], false));
+    assert.is(outcome.failure, 'no-cloud-init');
+    assert.match(outcome.detail, /build VM reached its login prompt, but cloud-init never ran the seed's bootcmd/);
+    assert.ok(Date.now() - t0 < 10_000);
+    const fine = await bootVm(spec, options, scriptedVm(['GUESTFORGE-STARTED:n1', 'vm login: ', 'GUESTFORGE-RESULT:n1:ok'], true));
+    assert.is(fine.failure, undefined, fine.detail);
+    assert.ok(fine.ok);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+watch.run();

@@ -16,6 +16,7 @@ import { vrdmaBuildConfig } from '../os/vrdma.ts';
 import { inGuestLayoutChecks, provisionLayoutScript, type Layout } from '../policy/layout.ts';
 import { shellWord } from '../util/quote.ts';
 import { activeTrims } from '../policy/boot.ts';
+import { startedBootcmd } from '../vm/serial.ts';
 
 export const guestDir = '/var/lib/guestforge';
 
@@ -110,6 +111,7 @@ export async function buildUserData(profile: Profile, driver: OsDriver, nonce: s
     ...trims.flatMap((t) => t.mask ?? []).map((unit) => ['systemctl', 'mask', '--quiet', unit]),
   ];
   const generated: CloudConfig = {
+    bootcmd: [startedBootcmd(nonce)],
     write_files: [
       { path: driver.datasourceFile, permissions: '0644', content: 'datasource_list: [ NoCloud, None ]\n' },
       { path: `${guestDir}/report.sh`, permissions: '0755', content: report },
@@ -146,6 +148,7 @@ export async function smokeUserData(profile: SmokeTarget, nonce: string): Promis
   ]);
   const vars = `VRDMA='${profile.vrdma ? 1 : 0}'\n`;
   return mergeCloudConfig(staticPart, {
+    bootcmd: [startedBootcmd(nonce)],
     write_files: [
       { path: `${guestDir}/report.sh`, permissions: '0755', content: report },
       { path: `${guestDir}/smoke-checks.sh`, permissions: '0755', content: `${vars}${checks.replace('# @LAYOUT_CHECKS@', inGuestLayoutChecks(profile))}` },

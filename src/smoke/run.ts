@@ -66,6 +66,8 @@ export async function smokeImage(image: DiskRef, options: SmokeOptions): Promise
       },
       {
         label: 'smoke VM',
+        // The seed's bootcmd says so on the console; a login prompt without it for a minute: cloud-init never ran.
+        startedWithinMs: 60_000,
         nonce: options.nonce,
         timeoutMs: options.timeoutMs,
         stallMs: options.stallMs,

@@ -86,6 +86,8 @@ export const provisionStage: Stage = {
       },
       {
         label: 'build VM',
+        // The seed's bootcmd says so on the console; a login prompt without it for a minute: cloud-init never ran.
+        startedWithinMs: 60_000,
         nonce: ctx.nonce,
         timeoutMs: parseDuration(profile.build.timeout),
         stallMs: parseDuration(profile.build.stallTimeout),

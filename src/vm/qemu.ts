@@ -25,9 +25,11 @@ export interface WatchOptions {
   log: Logger;
   signal?: AbortSignal;
   onLine?: (line: string) => void;
+  /** The seed prints GUESTFORGE-STARTED (startedBootcmd): a login prompt without it for this long means cloud-init never ran. */
+  startedWithinMs?: number;
 }
 
-export type BootFailure = 'timeout' | 'stall' | 'panic' | 'no-result' | 'error-result' | 'qemu-failed' | 'interrupted';
+export type BootFailure = 'timeout' | 'stall' | 'panic' | 'no-result' | 'error-result' | 'qemu-failed' | 'interrupted' | 'no-cloud-init';
 
 export interface BootOutcome {
   ok: boolean;
@@ -130,6 +132,8 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
   let failure: BootFailure | undefined;
   let detail = '';
   let poweroffAsked = false;
+  let seedRead = false;
+  let loginAt: number | undefined;
 
   try {
     for (;;) {
@@ -144,6 +148,8 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
         if (event.kind === 'check') checks.push(event.check);
         else if (event.kind === 'warn') warnings.push(event.message);
         else if (event.kind === 'result' && !result) result = { ...event, at: Date.now() };
+        else if (event.kind === 'started') seedRead = true;
+        else if (event.kind === 'login') loginAt ??= Date.now();
         else if (event.kind === 'panic' && !result) {
           failure = 'panic';
           detail = event.line;
@@ -167,7 +173,11 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
         }
         continue;
       }
-      if (now - started > options.timeoutMs) {
+      if (options.startedWithinMs !== undefined && loginAt !== undefined && !seedRead && now - loginAt > options.startedWithinMs) {
+        failure = 'no-cloud-init';
+        detail = `${options.label} reached its login prompt, but cloud-init never ran the seed's bootcmd: it found no NoCloud seed at boot ` +
+          '(its generator looks before slow devices appear: the seed\'s disk or CD driver must be in the initramfs) or it is disabled (/etc/cloud/cloud-init.disabled, cloud-init=disabled on the kernel command line)';
+      } else if (now - started > options.timeoutMs) {
         failure = 'timeout';
         detail = `${options.label} timed out after ${Math.round(options.timeoutMs / 1000)}s without a result line`;
       } else if (now - lastOutput > options.stallMs) {

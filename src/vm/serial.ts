@@ -29,7 +29,10 @@ export type SerialEvent =
   | { kind: 'result'; ok: boolean; detail: string }
   | { kind: 'check'; check: CheckLine }
   | { kind: 'warn'; message: string }
-  | { kind: 'panic'; line: string };
+  | { kind: 'panic'; line: string }
+  /** The seed's bootcmd ran: cloud-init found the NoCloud seed. */
+  | { kind: 'started' }
+  | { kind: 'login' };
 
 // eslint-disable-next-line no-control-regex
 const escapes = /\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1b[=>]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/g;
@@ -49,8 +52,10 @@ export function parseSerialLine(line: string, nonce: string): SerialEvent | unde
     if (check) return { kind: 'check', check: { id: check[1]!, status: check[2] as CheckLine['status'], detail: check[3] ?? '' } };
     const warn = new RegExp(`^GUESTFORGE-WARN:${nonce}:(.*)$`).exec(text);
     if (warn) return { kind: 'warn', message: warn[1] ?? '' };
+    if (text === `GUESTFORGE-STARTED:${nonce}`) return { kind: 'started' };
   }
   if (/Kernel panic - not syncing/.test(clean)) return { kind: 'panic', line: clean };
+  if (/\blogin:$/.test(clean)) return { kind: 'login' };
   return undefined;
 }
 
@@ -88,4 +93,9 @@ export class SerialTail {
     const all = this.partial ? [...this.lines, cleanLine(this.partial)] : this.lines;
     return all.filter((l) => l.trim() !== '').slice(-n);
   }
+}
+
+/** The seed's first bootcmd: one line on the console as soon as cloud-init has read the seed. */
+export function startedBootcmd(nonce: string): string[] {
+  return ['sh', '-c', `c=/dev/ttyS0; [ -w "$c" ] || c=/dev/console; echo GUESTFORGE-STARTED:${nonce} > "$c"`];
 }
