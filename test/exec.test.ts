@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CommandError, run, shellQuote, ToolMissingError } from '../src/exec/run.ts';
+import { CommandError, findOnPath, run, shellQuote, ToolMissingError } from '../src/exec/run.ts';
 
 const fixtures = resolve(import.meta.dirname, 'fixtures', 'bin');
 const exec = suite('exec');
@@ -24,6 +24,14 @@ exec('a failure shows a pasteable command, the exit code and the end of stderr',
   assert.match(e.hint ?? '', /\| qemu-img: Could not open/);
   assert.is(await readFile(log, 'utf8'), 'info my disk.qcow2\n');
   await rm(dir, { recursive: true, force: true });
+});
+exec('a shell\'s own 127 (command -v of something absent) is an answer, not a missing sh; findOnPath looks like the shell does', async () => {
+  const r = await run(['sh', '-c', 'command -v no-such-tool-guestforge'], { allowFailure: true });
+  assert.is(r.exitCode, 127);
+  assert.is(findOnPath('no-such-tool-guestforge'), undefined);
+  assert.is(findOnPath('qemu-img', `/nonexistent:${fixtures}`), join(fixtures, 'qemu-img'));
+  assert.is(findOnPath('exec.test.ts', resolve(import.meta.dirname)), undefined, 'not executable');
+  assert.ok(findOnPath('sh'));
 });
 exec('shellQuote quotes what a shell would split', () => {
   assert.is(shellQuote(['a', 'b c', "it's"]), `a 'b c' 'it'\\''s'`);

@@ -4,7 +4,8 @@
  * turns failures into errors that show a pasteable command line, the exit code
  * and the end of stderr.
  */
-import { closeSync, openSync } from 'node:fs';
+import { accessSync, closeSync, constants, openSync, statSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { execa, type Options, type ResultPromise } from 'execa';
 import { UserError } from '../errors.ts';
 import { aptPackageFor } from '../host/tools.ts';
@@ -157,7 +158,8 @@ export async function run(argv: readonly string[], options: RunOptions = {}): Pr
     stderr: typeof done.stderr === 'string' ? done.stderr : '',
     timedOut: Boolean(done.timedOut),
   };
-  if (result.exitCode === 127 && !result.stderr.trim()) throw new ToolMissingError(argv[0] ?? '?');
+  // 127 is also what a shell's own lookup returns (`sh -c 'command -v x'`): the program is missing only when it is not on PATH.
+  if (result.exitCode === 127 && !result.stderr.trim() && !findOnPath(argv[0] ?? '', options.env?.PATH ?? process.env.PATH)) throw new ToolMissingError(argv[0] ?? '?');
   if ((done.failed || result.exitCode !== 0) && !options.allowFailure) {
     throw new CommandError(result, pickShownEnv(options.env));
   }
@@ -171,6 +173,21 @@ function pickShownEnv(env: RunOptions['env']): Record<string, string | undefined
 }
 
 /** Kill every child still running (signal handler, failed build). */
+/** Where `name` would be run from: an executable file on PATH (or the path itself when it has a slash), else undefined. */
+export function findOnPath(name: string, path = process.env.PATH ?? ''): string | undefined {
+  const candidates = name.includes('/') ? [name] : path.split(delimiter).filter(Boolean).map((dir) => join(dir, name));
+  for (const file of candidates) {
+    try {
+      if (!statSync(file).isFile()) continue;
+      accessSync(file, constants.X_OK);
+      return file;
+    } catch {
+      // not this one
+    }
+  }
+  return undefined;
+}
+
 export async function killAll(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   const children = [...live];
   for (const child of children) child.kill(signal);

@@ -13,7 +13,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { UserError } from '../../errors.ts';
-import { run, shellQuote, start } from '../../exec/run.ts';
+import { findOnPath, run, shellQuote, start } from '../../exec/run.ts';
 import type { Logger } from '../../log.ts';
 import type { Accel } from '../../vm/accel.ts';
 import { qemuArgs } from '../../vm/qemu-args.ts';
@@ -101,6 +101,5 @@ export async function composeWithCapstan(packageDir: string, name: string, fs: '
 }
 
 export async function hasCapstan(): Promise<boolean> {
-  const r = await run(['sh', '-c', 'command -v capstan'], { allowFailure: true });
-  return r.exitCode === 0;
+  return findOnPath('capstan') !== undefined;
 }
