@@ -1,11 +1,13 @@
-import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { formatDiagnostic } from '../src/profile/diagnostic.ts';
 import { loadProfile } from '../src/profile/load.ts';
-import { bootstrapKey } from '../src/os/debian/bootstrap.ts';
+import { bootstrapKey, hookDir, mmdebstrapArgs } from '../src/os/debian/bootstrap.ts';
+import { initramfsModules } from '../src/policy/boot.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const cli = join(root, 'bin', 'guestforge.js');
@@ -43,8 +45,36 @@ shipped('the e2e and libvirt fixtures share the default profile\'s base, so test
     return result.ok ? bootstrapKey(result.value.profile, ['deb http://mirror.invalid/debian bookworm main']) : '';
   };
   const expected = await keyOf(join(root, 'profiles', 'debian-12-hpc.yaml'));
-  for (const name of ['fail-command', 'timeout']) {
+  for (const name of ['fail-command', 'timeout', 'lean']) {
     assert.is(await keyOf(join(root, 'test', 'fixtures', 'profiles', `${name}.yaml`)), expected, `${name}.yaml: base.bootstrap differs from debian-12-hpc.yaml`);
+  }
+});
+shipped('bootstrap trims: dpkg path-excludes and the initramfs module list in the mmdebstrap argv; boot.keep leaves each out; the hook writes them', async () => {
+  const result = await loadProfile(join(root, 'profiles', 'debian-12-hpc.yaml'));
+  assert.ok(result.ok);
+  if (!result.ok) return;
+  const mirrors = ['deb http://mirror.invalid/debian bookworm main'];
+  const argv = mmdebstrapArgs(result.value.profile, mirrors, '/t');
+  assert.ok(argv.includes('--dpkgopt=path-exclude=/usr/share/doc/*'), argv.join(' '));
+  assert.ok(argv.includes('--dpkgopt=path-include=/usr/share/doc/*/copyright'));
+  const hook = argv.find((a) => a.startsWith('--essential-hook='));
+  assert.is(hook, `--essential-hook=sh ${join(hookDir, 'essential.sh')} "$1" initramfs-modules=${initramfsModules.join(',')}`);
+  const kept = mmdebstrapArgs({ ...result.value.profile, boot: { keep: ['initramfs-disk-modules', 'dpkg-no-docs'] } }, mirrors, '/t');
+  assert.not.ok(kept.some((a) => a.startsWith('--dpkgopt=')), kept.join(' '));
+  assert.is(kept.find((a) => a.startsWith('--essential-hook=')), `--essential-hook=sh ${join(hookDir, 'essential.sh')} "$1"`);
+  assert.is.not(await bootstrapKey({ ...result.value.profile, boot: { keep: ['dpkg-no-docs'] } }, mirrors), await bootstrapKey(result.value.profile, mirrors));
+
+  const chroot = await mkdtemp(join(tmpdir(), 'gf-hook-'));
+  try {
+    await mkdir(join(chroot, 'etc'));
+    await execa('sh', [join(hookDir, 'essential.sh'), chroot, 'initramfs-modules=virtio_blk,ext4']);
+    assert.is(await readFile(join(chroot, 'etc/initramfs-tools/conf.d/guestforge-modules'), 'utf8'), 'MODULES=list\n');
+    assert.is(await readFile(join(chroot, 'usr/share/initramfs-tools/modules.d/guestforge'), 'utf8'), 'virtio_blk\next4\n');
+    const bad = await execa('sh', [join(hookDir, 'essential.sh'), chroot, 'no-such-trim'], { reject: false });
+    assert.is(bad.exitCode, 1);
+    assert.match(bad.stderr, /unknown trim no-such-trim/);
+  } finally {
+    await rm(chroot, { recursive: true, force: true });
   }
 });
 shipped.run();

@@ -21,7 +21,21 @@ export interface BootTrim {
   early?: boolean;
   /** Only for these families (default: every Linux family). */
   families?: readonly ('debian' | 'redhat')[];
+  /**
+   * Made when guestforge bootstraps the base (mmdebstrap), not by the build VM: dpkg options in
+   * force from the first package on, and words given to the essential hook. An imported base
+   * image keeps what it has.
+   */
+  bootstrap?: { dpkgopt?: string[]; hookArg?: string };
 }
+
+/**
+ * Kernel modules a batch VM's initramfs needs: its root disk on virtio (blk, scsi), IDE (i440fx),
+ * AHCI (q35) or NVMe, ext4, and the CD driver, because cloud-init looks for a NoCloud seed
+ * on a CD before udev has loaded the drivers of the root filesystem (without sr_mod it finds
+ * none and does not run at all).
+ */
+export const initramfsModules = ['virtio_pci', 'virtio_blk', 'virtio_scsi', 'sd_mod', 'sr_mod', 'ata_piix', 'ahci', 'nvme', 'ext4'];
 
 export const bootTrims: readonly BootTrim[] = [
   {
@@ -50,6 +64,25 @@ export const bootTrims: readonly BootTrim[] = [
     what: 'e2scrub_reap.service masked',
     why: 'it removes leftover e2scrub LVM snapshots; a batch VM has no LVM (~2 s per boot)',
     mask: ['e2scrub_reap.service'],
+  },
+  {
+    id: 'initramfs-disk-modules',
+    what: `an initramfs with only the modules that find the root disk and a seed CD (\`MODULES=list\`: ${initramfsModules.join(', ')}) instead of \`MODULES=most\``,
+    why: 'a fifth of the size (7.6 MB, was 37 MB) for the kernel to unpack at every boot, and 8 s instead of 70 s each time it is made (twice per bootstrap, again at every kernel update); a disk on another controller needs `boot.keep`',
+    families: ['debian'],
+    bootstrap: { hookArg: `initramfs-modules=${initramfsModules.join(',')}` },
+  },
+  {
+    id: 'dpkg-no-docs',
+    what: 'dpkg leaves out documentation, man and info pages and translations (`path-exclude`; copyright files stay), in the image and in every later install',
+    why: 'nobody reads them in a batch VM; fewer files to unpack at bootstrap, to copy to every node and to install at job start',
+    families: ['debian'],
+    bootstrap: {
+      dpkgopt: [
+        'path-exclude=/usr/share/doc/*', 'path-include=/usr/share/doc/*/copyright',
+        'path-exclude=/usr/share/man/*', 'path-exclude=/usr/share/info/*', 'path-exclude=/usr/share/locale/*', 'path-include=/usr/share/locale/locale.alias',
+      ],
+    },
   },
 ];
 

@@ -14,6 +14,7 @@ import { parseSize } from '../../profile/units.ts';
 import { projectRoot } from '../../util/project.ts';
 import { sha256Text } from '../../util/fs.ts';
 import { mirrorLines } from '../../host/apt-sources.ts';
+import { activeTrims } from '../../policy/boot.ts';
 import type { BuildContext } from '../../stages/types.ts';
 
 /** What every guestforge Debian base has, besides the profile's extra packages. */
@@ -32,13 +33,16 @@ export const hookDir = join(projectRoot, 'src', 'os', 'debian', 'hooks');
 export function mmdebstrapArgs(profile: Profile, mirrors: string[], target: string): string[] {
   const bootstrap = profile.base.bootstrap;
   if (!bootstrap) throw new Error('mmdebstrapArgs: profile has no base.bootstrap');
+  const trims = activeTrims('debian', profile.boot.keep).flatMap((t) => (t.bootstrap ? [t.bootstrap] : []));
+  const hookArgs = trims.flatMap((t) => (t.hookArg ? [` ${t.hookArg}`] : [])).join('');
   return [
     'mmdebstrap',
     `--variant=${bootstrap.variant}`,
     '--format=directory',
     `--include=${bootstrapPackages(profile).join(',')}`,
     '--aptopt=Acquire::Retries "3"',
-    `--essential-hook=sh ${join(hookDir, 'essential.sh')} "$1"`,
+    ...trims.flatMap((t) => t.dpkgopt ?? []).map((o) => `--dpkgopt=${o}`),
+    `--essential-hook=sh ${join(hookDir, 'essential.sh')} "$1"${hookArgs}`,
     `--customize-hook=sh ${join(hookDir, 'customize.sh')} "$1"`,
     bootstrap.suite,
     target,
@@ -108,7 +112,7 @@ export async function bootstrapBase(ctx: BuildContext, step: Step, output: strin
 }
 
 /** Bump when the way a bootstrapped base is made changes, so old cache entries are not reused. */
-const bootstrapRecipe = 3;
+const bootstrapRecipe = 4;
 
 async function mirrorsOf(profile: Profile): Promise<string[]> {
   const bootstrap = profile.base.bootstrap!;

@@ -3,9 +3,24 @@
 # initramfs is built knowing the root filesystem and without floppy probing.
 set -eu
 root=$1
+shift
 echo 'LABEL=rootfs / ext4 defaults,errors=remount-ro 0 1' > "$root/etc/fstab"
 mkdir -p "$root/etc/initramfs-tools/conf.d" "$root/etc/modprobe.d"
 # Without it the initramfs has no fsck.ext4.
 echo 'FSTYPE=ext4' > "$root/etc/initramfs-tools/conf.d/guestforge-fstype"
 # The pc machine has a floppy controller; probing it costs ~20 s under TCG.
 echo 'blacklist floppy' > "$root/etc/modprobe.d/guestforge-floppy.conf"
+
+# Boot trims made at bootstrap (src/policy/boot.ts), one word each after the root.
+for trim in "$@"; do
+  case $trim in
+    initramfs-modules=*)
+      # Only what finds the root disk, set before the kernel's postinst makes the first initramfs.
+      # (Not /etc/initramfs-tools/modules: that is a conffile of initramfs-tools, not yet installed.)
+      echo 'MODULES=list' > "$root/etc/initramfs-tools/conf.d/guestforge-modules"
+      mkdir -p "$root/usr/share/initramfs-tools/modules.d"
+      echo "${trim#initramfs-modules=}" | tr ',' '\n' > "$root/usr/share/initramfs-tools/modules.d/guestforge"
+      ;;
+    *) echo "essential.sh: unknown trim $trim" >&2; exit 1 ;;
+  esac
+done
