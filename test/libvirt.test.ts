@@ -130,7 +130,8 @@ daemon('two profiles with --jobs 2 over a local and a remote URI: both images, a
   const stamp = Date.now();
   for (const name of ['matrix-a', 'matrix-b']) {
     await writeFile(join(dir, `${name}.yaml`), [
-      `extends: ${join(root, 'profiles', 'debian-12-hpc.yaml')}`,
+      // The default base with no packages (its build VM runs no apt) and no apps.
+      `extends: ${join(root, 'test', 'fixtures', 'profiles', 'lean.yaml')}`,
       `name: ${name}`,
       'commands:',
       `  - echo "${name} ${stamp}" > /etc/matrix-build`,
