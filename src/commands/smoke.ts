@@ -14,6 +14,8 @@ import { nonce as makeNonce } from '../util/fs.ts';
 import { cacheDir } from '../util/paths.ts';
 import { rm } from 'node:fs/promises';
 import { diskFormatOf } from './verify.ts';
+import { inspectOsv } from '../os/osv/cmdline.ts';
+import { smokeOsv } from '../os/osv/smoke.ts';
 import { parseCommandArgs } from './args.ts';
 import { starterFor, type Backend } from '../vm/backend.ts';
 import { defaultPool, isRemote } from '../vm/libvirt.ts';
@@ -31,6 +33,8 @@ export async function run(args: string[]): Promise<number> {
     backend: { type: 'string', default: 'qemu' },
     connect: { type: 'string' },
     pool: { type: 'string', default: defaultPool },
+    expect: { type: 'string' },
+    'stays-up': { type: 'boolean' },
   });
   const [image] = positionals;
   if (!image || positionals.length > 1) throw new UsageError('smoke: name one image', { hint: 'guestforge smoke out/debian-12-hpc.qcow2 [--junit smoke.xml]' });
@@ -47,6 +51,17 @@ export async function run(args: string[]): Promise<number> {
   isRemote(values.connect); // a malformed URI is a usage error before anything starts
   const backend: Backend = values.backend === 'qemu' ? { kind: 'qemu' } : { kind: 'libvirt', target: { ...(values.connect ? { uri: values.connect } : {}), pool: values.pool } };
   const format = await diskFormatOf(image, 'smoke', { allowBacking: Boolean(values['allow-backing']) });
+  // OSv images are judged by their console (the app's output, the power state), not with a seed.
+  const osv = await inspectOsv(image, format);
+  let expect = values.expect;
+  let powerOff = !values['stays-up'];
+  if (expect !== undefined) {
+    try {
+      new RegExp(expect);
+    } catch (error) {
+      throw new UsageError(`smoke: --expect is not a regular expression: ${(error as Error).message}`);
+    }
+  }
   let target: SmokeTarget = { ...defaultLayout, vrdma: false };
   // The image's name (hostname in the seed, part of a libvirt domain's name) unless a profile says.
   let name = basename(image).replace(/\.(qcow2|raw|img)$/, '').replace(/[^A-Za-z0-9-]/g, '-') || 'smoke';
@@ -54,7 +69,11 @@ export async function run(args: string[]): Promise<number> {
     const { profile } = await loadProfileOrThrow(values.profile);
     target = smokeTargetOf(profile);
     name = profile.name;
+    expect ??= profile.smoke.expect;
+    if (!values['stays-up']) powerOff = profile.smoke.powerOff;
   }
+  if (!osv && (expect !== undefined || values['stays-up'])) throw new UsageError('smoke: --expect and --stays-up are for OSv images', { hint: 'a Linux image is checked from inside, through its seed' });
+  if (osv && values.backend !== 'qemu') throw new UsageError('smoke: OSv images boot with --backend qemu only');
   for (const r of values.require ?? []) {
     if (r !== 'vrdma') throw new UsageError(`smoke: unknown --require "${r}"`, { hint: 'known: vrdma' });
     target = { ...target, vrdma: true };
@@ -66,12 +85,16 @@ export async function run(args: string[]): Promise<number> {
   const report = await withSignals(async (signal) => {
     const step = log.step(`smoke boot ${image}`);
     try {
-      const r = await smokeImage({ path: image, format }, {
-        name, target, accel: await resolveAccel(accelWanted, log, backend), nonce, workDir, logDir,
-        timeoutMs, stallMs: Math.min(timeoutMs, 5 * 60_000), memoryMiB: 1024, cpus: 2, log, signal, step,
-        starter: starterFor(backend, { namePrefix: `${name}-smoke`, diskIsResult: false }),
-      });
-      if (r.ok) step.succeed(`result after ${((r.bootMs ?? 0) / 1000).toFixed(1)}s`);
+      const r = osv
+        ? await smokeOsv({ path: image, format }, {
+          ...(expect !== undefined ? { expect } : {}), powerOff, accel: await resolveAccel(accelWanted, log), workDir, logDir, timeoutMs, log, signal, step,
+        })
+        : await smokeImage({ path: image, format }, {
+          name, target, accel: await resolveAccel(accelWanted, log, backend), nonce, workDir, logDir,
+          timeoutMs, stallMs: Math.min(timeoutMs, 5 * 60_000), memoryMiB: 1024, cpus: 2, log, signal, step,
+          starter: starterFor(backend, { namePrefix: `${name}-smoke`, diskIsResult: false }),
+        });
+      if (r.ok) step.succeed(`${osv ? 'done' : 'result'} after ${((r.bootMs ?? 0) / 1000).toFixed(1)}s`);
       else step.fail();
       return r;
     } catch (error) {

@@ -10,7 +10,7 @@ import { verifyOptionsOf } from '../stages/verify.ts';
 import { failedRules, formatReport, junitCases } from '../verify/print.ts';
 import { defaultVerifyOptions, verifyImage } from '../verify/run.ts';
 import { parseCommandArgs } from './args.ts';
-import { detectOsv } from '../os/osv/cmdline.ts';
+import { inspectOsv } from '../os/osv/cmdline.ts';
 
 /** The image's format, or a usage error when it is missing or not a disk image. */
 export async function diskFormatOf(image: string, command: string, options: { allowBacking?: boolean } = {}): Promise<'qcow2' | 'raw'> {
@@ -42,11 +42,19 @@ export async function run(args: string[]): Promise<number> {
   }
   const format = await diskFormatOf(image, 'verify', { allowBacking: Boolean(values['allow-backing']) });
   // OSv images have no filesystem libguestfs reads: recognise them and report their command line.
-  const osvCmdline = await detectOsv(image, format);
-  if (osvCmdline !== undefined) {
-    const report = { image, os: { family: 'osv' }, cmdline: osvCmdline, results: [] };
+  const osv = await inspectOsv(image, format);
+  if (osv !== undefined) {
+    const report = { image, os: { family: 'osv', ...(osv.version ? { version: osv.version } : {}) }, cmdline: osv.cmdline, ...(osv.zfs ? { zfs: osv.zfs } : {}), results: [] };
     if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-    else process.stdout.write(`OSv image (boot sector + command line at byte 512); command line: ${osvCmdline}\nthe cluster's Linux guest rules do not apply to OSv\n`);
+    else {
+      process.stdout.write([
+        `OSv image: ${osv.version ?? 'version banner not found in the loader'}`,
+        `command line (byte 512): ${osv.cmdline || '(empty: a base, no app to run)'}`,
+        osv.zfs ? `ZFS partition: MBR entry 2 at ${osv.zfs.start} bytes, ${Math.round(osv.zfs.bytes / 1024 / 1024)} MiB` : 'no ZFS partition (a kernel-only loader)',
+        'the cluster\'s Linux guest rules do not apply to OSv',
+        '',
+      ].join('\n'));
+    }
     return ExitCode.ok;
   }
   const options = values.profile ? verifyOptionsOf((await loadProfileOrThrow(values.profile)).profile) : { ...defaultVerifyOptions };

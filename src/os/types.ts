@@ -9,7 +9,7 @@ import type { GuestSession } from '../guestfs/session.ts';
 import type { Step } from '../log.ts';
 import type { Problem } from '../profile/problem.ts';
 import type { Profile } from '../profile/schema.ts';
-import type { BuildContext } from '../stages/types.ts';
+import type { BuildContext, DiskRef, SmokeReport } from '../stages/types.ts';
 
 export type CloudConfig = Record<string, unknown>;
 
@@ -40,6 +40,14 @@ export interface OsDriver {
   readonly datasourceFile: string;
   /** The cluster's layout rules (/opt, workspace, apps folder) apply to this family's guests. */
   readonly clusterLayout: boolean;
+  /** The image keeps the base's disk (and so needs disk.size ≥ its size); false when only a part of it is reused (OSv's loader). */
+  readonly keepsBaseDisk?: boolean;
+  /** base.builder means something for this family (OSv's ZFS builder kernel). */
+  readonly usesBuilder?: boolean;
+  /** This family's own smoke boot (OSv: the app's console output); without it, the Linux smoke with a seed runs. */
+  smoke?(ctx: BuildContext, step: Step, image: DiskRef): Promise<SmokeReport>;
+  /** What that smoke checks, for plan. */
+  describeSmoke?(profile: Profile): string;
   /** Family-specific profile problems (the rules pass runs them after parsing). */
   checkProfile(profile: Profile): Problem[];
   /** Make a base from scratch (`base.bootstrap`); families without it need `base.image`. */

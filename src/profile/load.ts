@@ -30,6 +30,7 @@ function resolvePaths(data: unknown, dir: string): void {
   if (d.base?.image && typeof d.base.image === 'object' && 'path' in d.base.image) {
     d.base.image.path = fix(d.base.image.path);
   }
+  if (d.base?.builder && typeof d.base.builder === 'object' && 'path' in d.base.builder) d.base.builder.path = fix(d.base.builder.path);
   if (Array.isArray(d.apps)) for (const app of d.apps) if (app && typeof app === 'object') app.src = fix(app.src);
   if (d.cloudInit && typeof d.cloudInit.userData === 'string') d.cloudInit.userData = fix(d.cloudInit.userData);
 }

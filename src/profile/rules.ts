@@ -97,6 +97,8 @@ export async function checkRules(profile: Profile): Promise<Problem[]> {
     });
   }
   problems.push(...driver.checkProfile(profile));
+  if (profile.smoke.expect !== undefined && !driver.smoke) problems.push({ path: ['smoke', 'expect'], message: `${driver.title} images are smoke-checked from inside, not by their console output`, hint: 'smoke.expect is for OSv apps' });
+  if (profile.base.builder && !driver.usesBuilder) problems.push({ path: ['base', 'builder'], message: `${driver.title} guests have no builder kernel`, hint: 'base.builder is for OSv: its ZFS builder kernel' });
 
   const dests: string[] = [];
   for (const [index, app] of profile.apps.entries()) {
@@ -150,7 +152,8 @@ export async function checkRules(profile: Profile): Promise<Problem[]> {
     const needed = exists ? await imageVirtualSize(image.path).catch(() => undefined) : undefined;
     if (!exists) {
       problems.push({ path: ['base', 'image', 'path'], message: `no such file: ${image.path}` });
-    } else if (needed !== undefined && needed > diskBytes) {
+    } else if (needed !== undefined && needed > diskBytes && driverFor(profile.os.family).keepsBaseDisk !== false) {
+      // (An OSv compose keeps only the base's loader: os/osv/disk.ts checks the size it needs.)
         problems.push({
           path: ['disk', 'size'],
           message: `${profile.disk.size} is smaller than the base image (${formatSize(needed)})`,

@@ -60,8 +60,19 @@ const bootstrapBase = z
   })
   .describe('Make the base from scratch with mmdebstrap (Debian only)');
 
+const builderKernel = z
+  .strictObject({
+    path: z.string().optional().describe('Local file, relative to the profile that names it'),
+    url: z.url({ protocol: /^https?$/ }).optional().describe('http(s) URL; downloaded to the cache and checked'),
+    sha256,
+  })
+  .refine((v) => (v.path === undefined) !== (v.url === undefined), {
+    error: 'give exactly one of path or url',
+  })
+  .describe('OSv only: the ZFS builder kernel (osv-zfs-builder.elf) a native compose boots; default: osv-zfs-builder.elf beside base.image.path, checked against the SHA256SUMS there');
+
 const base = z
-  .strictObject({ image: imageBase.optional(), bootstrap: bootstrapBase.optional() })
+  .strictObject({ image: imageBase.optional(), bootstrap: bootstrapBase.optional(), builder: builderKernel.optional() })
   .refine((v) => (v.image === undefined) !== (v.bootstrap === undefined), {
     error: 'give exactly one of base.image or base.bootstrap',
   })
@@ -205,6 +216,24 @@ const build = z
   })
   .describe('Build VM settings');
 
+const smoke = z
+  .strictObject({
+    expect: z
+      .string()
+      .min(1)
+      .superRefine((v, ctx) => {
+        try {
+          new RegExp(v);
+        } catch (error) {
+          ctx.addIssue({ code: 'custom', message: `not a regular expression: ${(error as Error).message}` });
+        }
+      })
+      .optional()
+      .describe('OSv: a regular expression the app\'s console output must match'),
+    powerOff: z.boolean().default(true).describe('OSv: the app ends and the VM powers off by itself (false: it keeps running, like a server)'),
+  })
+  .describe('What the smoke boot expects (OSv apps; Linux images are checked from inside)');
+
 const disk = z
   .strictObject({
     size: size('8G').default('8G').describe('Virtual size of the guest disk'),
@@ -235,6 +264,7 @@ export const profileSchema = z
     cloudInit: cloudInit.prefault({}),
     commands: z.array(z.string().min(1)).default([]).describe('Shell commands run as root in the build VM, in order'),
     build: build.prefault({}),
+    smoke: smoke.prefault({}),
     outputs: z
       .array(z.enum(['qcow2', 'raw', 'vmdk', 'tar', 'squashfs']))
       .default([])

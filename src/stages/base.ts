@@ -30,7 +30,7 @@ async function useBootstrap(ctx: BuildContext, step: Step): Promise<DiskRef> {
   return { path, format: 'qcow2' };
 }
 
-async function download(url: string, target: string, step: Step, signal: AbortSignal): Promise<void> {
+export async function download(url: string, target: string, step: Step, signal: AbortSignal): Promise<void> {
   const temp = tempPathFor(target);
   try {
     const response = await fetch(url, { signal });

@@ -7,17 +7,21 @@ import { parseDuration, parseSize } from '../profile/units.ts';
 import { formatSmoke, smokeImage } from '../smoke/run.ts';
 import { starterFor } from '../vm/backend.ts';
 import type { Stage } from './types.ts';
+import { driverFor } from '../os/index.ts';
 
 export const smokeStage: Stage = {
   name: 'smoke',
   title: 'smoke boot',
   describe(profile) {
+    const own = driverFor(profile.os.family).describeSmoke?.(profile);
+    if (own) return own;
     return `boot ${profile.name}.${profile.disk.format} with a fresh seed; check cloud-init done, NoCloud, ${inGuestLayoutIds(profile.layout).join(', ')}${profile.vrdma.enabled ? ', vRDMA link, verbs device, ib_send_bw loopback' : ''}; timeout ${profile.build.smokeTimeout}`;
   },
   async run(ctx, step) {
     const image = ctx.outputs[0];
     if (!image) throw new Error('smoke stage: no output image to boot');
-    const report = await smokeImage({ path: image.path, format: image.format as 'qcow2' | 'raw' }, {
+    const ref = { path: image.path, format: image.format as 'qcow2' | 'raw' };
+    const report = ctx.driver.smoke ? await ctx.driver.smoke(ctx, step, ref) : await smokeImage(ref, {
       name: ctx.profile.name,
       target: smokeTargetOf(ctx.profile),
       accel: ctx.accel,
@@ -36,6 +40,6 @@ export const smokeStage: Stage = {
     ctx.smoke = report;
     for (const line of formatSmoke(report)) ctx.log.info(`  ${line}`);
     if (!report.ok) throw new UserError(`smoke test failed: ${report.detail.split('\n')[0]}`, { hint: report.detail.split('\n').slice(1).join('\n') || `console log: ${report.serialLog}` });
-    step.update(`${report.checks.length} checks, result after ${((report.bootMs ?? 0) / 1000).toFixed(0)}s`);
+    step.update(`${report.checks.length} checks, ${ctx.driver.smoke ? 'done' : 'result'} after ${((report.bootMs ?? 0) / 1000).toFixed(0)}s`);
   },
 };

@@ -40,6 +40,8 @@ export interface VmSpec {
    * The user NIC then gets a fixed MAC too, so the guest can tell them apart.
    */
   privateNic?: { netdev: string; mac: string; userMac: string };
+  /** Boot this kernel with this command line instead of the disk's boot sector (OSv's ZFS builder). */
+  kernel?: { path: string; append: string };
 }
 
 /** A value inside a qemu -opt list: a comma is written twice, or it would start the next option. */
@@ -74,6 +76,7 @@ export function qemuArgs(spec: VmSpec): string[] {
     '-display', 'none',
     '-vga', 'none',
     ...(spec.allowReboot ? [] : ['-no-reboot']),
+    ...(spec.kernel ? ['-kernel', spec.kernel.path, '-append', spec.kernel.append] : []),
     ...driveArgs(spec),
     '-netdev', netdevArg(spec),
     '-device', `virtio-net-pci,netdev=net0${spec.privateNic ? `,mac=${spec.privateNic.userMac}` : ''}`,

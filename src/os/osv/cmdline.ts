@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../../errors.ts';
 import { run } from '../../exec/run.ts';
+import { mbrEntry2, zfsPartitionType } from './disk.ts';
 
 export const cmdlineOffset = 512;
 /** guestforge keeps the command line within the sectors before OSv's loader; longer ones are refused. */
@@ -36,12 +37,12 @@ export function parseCmdline(region: Buffer): string | undefined {
   return /^[\x20-\x7e]*$/.test(text) ? text : undefined;
 }
 
-/** The first sectors of any image qemu-img reads (qcow2, raw), through qemu-img dd. */
-async function headOf(image: string, format: 'qcow2' | 'raw'): Promise<Buffer> {
+/** The first `sectors` sectors of any image qemu-img reads (qcow2, raw), through qemu-img dd. */
+async function headOf(image: string, format: 'qcow2' | 'raw', sectors = 3): Promise<Buffer> {
   const dir = await mkdtemp(join(tmpdir(), 'guestforge-head-'));
   const scratch = join(dir, 'head.raw');
   try {
-    await run(['qemu-img', 'dd', '-f', format, '-O', 'raw', 'bs=512', 'count=3', `if=${image}`, `of=${scratch}`]);
+    await run(['qemu-img', 'dd', '-f', format, '-O', 'raw', 'bs=512', `count=${sectors}`, `if=${image}`, `of=${scratch}`]);
     return await readFile(scratch);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -66,4 +67,36 @@ export function osvCmdlineOf(head: Buffer): string | undefined {
 
 export async function detectOsv(image: string, format: 'qcow2' | 'raw'): Promise<string | undefined> {
   return osvCmdlineOf(await headOf(image, format));
+}
+
+/** Pure: OSv's version banner inside the loader ("OSv v0.57.0-397-g70446eb4"), which it keeps uncompressed. */
+export function osvVersionIn(loader: Buffer): string | undefined {
+  return /OSv v[0-9][0-9A-Za-z.+-]{0,60}/.exec(loader.toString('latin1'))?.[0];
+}
+
+export interface OsvImageFacts {
+  cmdline: string;
+  version?: string;
+  /** The ZFS partition (MBR entry 2), when the image has one; none: a kernel-only loader. */
+  zfs?: { start: number; bytes: number };
+}
+
+/** What verify says of an OSv image: its command line, OSv's version, the ZFS partition. Undefined: no OSv image. */
+export async function inspectOsv(image: string, format: 'qcow2' | 'raw'): Promise<OsvImageFacts | undefined> {
+  const head = await headOf(image, format);
+  if (head.length < 1024 || head[510] !== 0x55 || head[511] !== 0xaa) return undefined;
+  const cmdline = parseCmdline(head.subarray(cmdlineOffset));
+  if (cmdline === undefined || cmdline.startsWith('EFI PART')) return undefined;
+  const start = head.readUInt32LE(mbrEntry2 + 8) * 512;
+  const hasZfs = head[mbrEntry2 + 4] === zfsPartitionType && start > 0;
+  // The loader is a few MiB and keeps its banner uncompressed; read at most 16 MiB. An empty
+  // command line (a base or a bare loader) counts only with the banner.
+  const loader = await headOf(image, format, Math.min(hasZfs ? start : 16 * 1024 * 1024, 16 * 1024 * 1024) / 512);
+  const version = osvVersionIn(loader);
+  if (!cmdline && !version) return undefined;
+  return {
+    cmdline,
+    ...(version ? { version } : {}),
+    ...(hasZfs ? { zfs: { start, bytes: head.readUInt32LE(mbrEntry2 + 12) * 512 } } : {}),
+  };
 }

@@ -1,4 +1,7 @@
+import { join } from 'node:path';
 import { profileUserData } from '../linux-seed.ts';
+import { parseDuration } from '../../profile/units.ts';
+import { smokeOsv } from './smoke.ts';
 import type { OsOf, Profile } from '../../profile/schema.ts';
 import type { Problem } from '../../profile/problem.ts';
 import type { OsDriver } from '../types.ts';
@@ -31,13 +34,21 @@ function checkProfile(profile: Profile): Problem[] {
 export const osv: OsDriver = {
   family: 'osv',
   title: 'OSv unikernel',
-  stages: () => ['base', 'package', 'compose', 'finalize'],
+  stages: () => ['base', 'package', 'compose', 'finalize', 'smoke'],
   vrdmaPackages: [],
   buildConfig: () => ({}),
   offlineFixups: async () => [],
   datasourceFile: '',
   // An OSv image holds one app wherever its command line says; no /opt mount applies.
   clusterLayout: false,
+  keepsBaseDisk: false,
+  smoke: (ctx, step, image) => smokeOsv(image, {
+    ...(ctx.profile.smoke.expect !== undefined ? { expect: ctx.profile.smoke.expect } : {}),
+    powerOff: ctx.profile.smoke.powerOff, accel: ctx.accel, workDir: join(ctx.workDir, 'smoke'), logDir: ctx.logDir,
+    timeoutMs: parseDuration(ctx.profile.build.smokeTimeout), log: ctx.log, signal: ctx.signal, step,
+  }),
+  describeSmoke: (profile) => `boot ${profile.name}.${profile.disk.format}; check the OSv banner${profile.smoke.expect ? `, a console line matching /${profile.smoke.expect}/` : ''} and that it ${profile.smoke.powerOff ? 'powers off by itself' : 'keeps running'}; timeout ${profile.build.smokeTimeout}`,
+  usesBuilder: true,
   checkProfile,
   // Composed from the app files, with no build VM.
   buildSeed: async () => undefined,

@@ -1,10 +1,10 @@
 /** OSv stages: write the Capstan package, then compose the image (capstan, or natively). */
 import { join } from 'node:path';
-import { run } from '../../exec/run.ts';
 import { writeCpioArchive } from './cpio.ts';
 import { composeNative, composeWithCapstan, hasCapstan } from './compose.ts';
 import { bootCommand, writePackage } from './package.ts';
-import { parseDuration } from '../../profile/units.ts';
+import { parseDuration, parseSize } from '../../profile/units.ts';
+import { resolveBuilder } from './builder.ts';
 import type { Stage } from '../../stages/types.ts';
 import { osvOs } from './index.ts';
 
@@ -25,7 +25,7 @@ export const composeStage: Stage = {
   name: 'compose',
   title: 'compose the OSv image',
   describe(profile) {
-    return `capstan package compose when capstan is installed, else boot the base with cpiod and upload a cpio archive; command line "${bootCommand(profile)}"`;
+    return `capstan package compose when capstan is installed, else the base's loader plus a fresh ZFS partition, OSv's ZFS builder kernel booted on it to receive a cpio archive; command line "${bootCommand(profile)}"`;
   },
   async run(ctx, step) {
     const { profile } = ctx;
@@ -43,18 +43,17 @@ export const composeStage: Stage = {
         hint: 'install capstan, or set os.fs: zfs',
       });
     }
-    step.update('raw work disk from the base');
+    const builder = await resolveBuilder(ctx, step);
     const disk = join(ctx.workDir, 'osv.raw');
-    await run(['qemu-img', 'convert', '-f', ctx.disk!.format, '-O', 'raw', ctx.disk!.path, disk]);
-    await run(['qemu-img', 'resize', '-f', 'raw', disk, profile.disk.size]);
     const archive = join(ctx.workDir, 'upload.cpio');
     const names = await writeCpioArchive(ctx.packageDir!, archive, ['meta', 'Capstanfile']);
-    step.update(`uploading ${names.length} paths through cpiod`);
-    await composeNative({
-      disk, archive, cmdline: bootCommand(profile), accel: ctx.accel, workDir: ctx.workDir,
-      serialLog: join(ctx.logDir, 'osv-upload-console.log'), timeoutMs: parseDuration(profile.build.timeout),
-      log: ctx.log, signal: ctx.signal,
+    step.update(`ZFS builder kernel: mkfs, then ${names.length} paths through cpiod`);
+    const layout = await composeNative({
+      base: ctx.disk!, builder, disk, diskBytes: parseSize(profile.disk.size), archive, cmdline: bootCommand(profile),
+      accel: ctx.accel, workDir: ctx.workDir, serialLog: join(ctx.logDir, 'osv-builder-console.log'),
+      timeoutMs: parseDuration(profile.build.timeout), log: ctx.log, signal: ctx.signal,
     });
+    step.update(`loader ${Math.round(layout.loaderBytes / 1024)} KiB + ZFS ${Math.round(layout.partitionBytes / 1024 / 1024)} MiB; ${names.length} paths`);
     ctx.disk = { path: disk, format: 'raw' };
   },
 };

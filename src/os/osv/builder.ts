@@ -1,0 +1,71 @@
+/**
+ * The ZFS builder kernel a native OSv compose boots (osv-zfs-builder.elf):
+ * base.builder (a path or URL with its sha256), else the file of that name
+ * beside the base image, as Capstan keeps them side by side, checked against
+ * a SHA256SUMS there when one lists it. It is a kernel we boot: never unchecked
+ * without saying so.
+ */
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { UserError } from '../../errors.ts';
+import type { Step } from '../../log.ts';
+import { download } from '../../stages/base.ts';
+import type { BuildContext } from '../../stages/types.ts';
+import { redactUrl } from '../../util/url.ts';
+import { sha256File } from '../../util/fs.ts';
+
+export const builderName = 'osv-zfs-builder.elf';
+
+/** Pure: the sha256 a SHA256SUMS text gives for `name` (either `HASH  name` or `HASH *name`), if any. */
+export function sumFor(sums: string, name: string): string | undefined {
+  for (const line of sums.split('\n')) {
+    const m = /^([0-9a-fA-F]{64}) [ *](.+)$/.exec(line.trim());
+    if (m && (m[2] === name || m[2] === `./${name}`)) return m[1]!.toLowerCase();
+  }
+  return undefined;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then((s) => s.isFile(), () => false);
+}
+
+function mismatch(what: string, field: string, expected: string, actual: string): UserError {
+  return new UserError(`sha256 mismatch for ${what}`, { hint: `expected ${expected} (${field})\nactual   ${actual}\nno VM was started` });
+}
+
+export async function resolveBuilder(ctx: BuildContext, step: Step): Promise<string> {
+  const { builder, image } = ctx.profile.base;
+  if (builder?.path !== undefined) {
+    if (!(await exists(builder.path))) throw new UserError(`OSv builder kernel not found: ${builder.path}`, { hint: 'base.builder.path is relative to the profile that names it' });
+    const actual = await sha256File(builder.path);
+    if (actual !== builder.sha256.toLowerCase()) throw mismatch(builder.path, 'base.builder.sha256', builder.sha256.toLowerCase(), actual);
+    return builder.path;
+  }
+  if (builder?.url !== undefined) {
+    const dir = join(ctx.cacheDir, 'downloads');
+    await mkdir(dir, { recursive: true });
+    const path = join(dir, `${builder.sha256.toLowerCase()}.elf`);
+    if (!(await exists(path))) await download(builder.url, path, step, ctx.signal);
+    const actual = await sha256File(path);
+    if (actual !== builder.sha256.toLowerCase()) {
+      await rm(path, { force: true });
+      throw mismatch(redactUrl(builder.url), 'base.builder.sha256', builder.sha256.toLowerCase(), actual);
+    }
+    return path;
+  }
+  const beside = image?.path ? join(dirname(image.path), builderName) : undefined;
+  if (!beside || !(await exists(beside))) {
+    throw new UserError(`a native OSv compose needs OSv's ZFS builder kernel, and ${beside ? `${beside} does not exist` : 'base.image is a URL'}`, {
+      hint: `set base.builder: { path: .../${builderName}, sha256: ... } (a release loader cannot make a ZFS filesystem), or install capstan`,
+    });
+  }
+  const sumsFile = join(dirname(beside), 'SHA256SUMS');
+  const expected = (await exists(sumsFile)) ? sumFor(await readFile(sumsFile, 'utf8'), basename(beside)) : undefined;
+  const actual = await sha256File(beside);
+  if (expected === undefined) {
+    ctx.log.warn(`OSv builder kernel ${beside} is not checked: no SHA256SUMS beside it lists it (set base.builder with its sha256 to pin it)`);
+  } else if (actual !== expected) {
+    throw mismatch(beside, sumsFile, expected, actual);
+  }
+  return beside;
+}
