@@ -156,6 +156,14 @@ real('a builder kernel that is no kernel (pinned by its sha256): exit 1 saying t
   assert.match(w.all, /sha256 mismatch for .*not-a-builder\.elf/);
 });
 
+real('a smoke VM past build.smokeTimeout: exit 1, osv.power-off says it was still running, no qemu left', async () => {
+  const profile = await nativeProfile('osv-timeout', ['build:', '  smokeTimeout: 1s']);
+  const r = await guestforge(['build', profile, '-o', join(tmp, 'timeout'), '--accel', 'tcg']);
+  assert.is(r.exitCode, 1, r.all);
+  assert.match(r.all, /FAIL {2}osv\.power-off {2}still running after \d+ s/);
+  assert.equal(await leftovers(), []);
+});
+
 real('SIGINT while the builder VM runs: exit 130, qemu gone, no output', async () => {
   const profile = await nativeProfile('osv-sigint');
   const out = join(tmp, 'sigint');
