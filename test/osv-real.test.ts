@@ -24,7 +24,15 @@ import { sha256File } from '../src/util/fs.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const cli = join(root, 'bin', 'guestforge.js');
-const osvDir = process.env.GUESTFORGE_OSV_DIR ?? resolve(root, '..', 'shared', 'osv');
+/** GUESTFORGE_OSV_DIR, else the nearest shared/osv beside this checkout or one of its parents. */
+function findOsvDir(): string {
+  if (process.env.GUESTFORGE_OSV_DIR) return process.env.GUESTFORGE_OSV_DIR;
+  for (let dir = resolve(root, '..'); ; dir = resolve(dir, '..')) {
+    if (existsSync(join(dir, 'shared', 'osv', 'osv-zfs-builder.elf'))) return join(dir, 'shared', 'osv');
+    if (dir === resolve(dir, '..')) return resolve(root, '..', 'shared', 'osv');
+  }
+}
+const osvDir = findOsvDir();
 const tmp = await mkdtemp(join(tmpdir(), 'gf-osv-real-'));
 const env = { XDG_CACHE_HOME: join(tmp, 'xdg'), CI: '1' };
 const guestforge = (args: string[], timeoutMs = 5 * 60_000) => execa('node', [cli, ...args], { env, reject: false, all: true, timeout: timeoutMs });
