@@ -57,6 +57,9 @@ unit('boot trims: the family\'s own, apt\'s early and the rest by the last runcm
   assert.match(last(d), /92_guestforge_grub_dpkg\.cfg/, 'grub_dpkg runs once in the build VM, then never');
   assert.not.ok(writeFilePaths(d).some((p) => p.includes('grub_dpkg')));
   assert.ok(runcmd(d).includes('["systemctl","mask","--quiet","e2scrub_reap.service"]'));
+  assert.match(runcmd(d), /systemd-networkd-wait-online\.service\.d\/90-guestforge-any\.conf/);
+  assert.match(runcmd(d), /systemd-networkd-wait-online --any/);
+  assert.not.match(runcmd(r), /wait-online/, 'RedHat keeps NetworkManager');
   assert.not.ok(writeFilePaths(r).some((p) => p.startsWith('/etc/apt/')) || runcmd(r).includes('grub_dpkg'), 'no Debian trims on RedHat');
   assert.match(runcmd(r), /keys_to_console/);
   const kept = (await buildUserData({ ...deb, boot: { keep: ['cloud-init-grub-dpkg', 'e2scrub-reap'] } }, debian, 'N')) as Config;

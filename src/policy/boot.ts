@@ -60,6 +60,16 @@ export const bootTrims: readonly BootTrim[] = [
     early: true,
   },
   {
+    id: 'networkd-wait-online-any',
+    what: 'systemd-networkd-wait-online waits for one link to be online, not all (`--any`)',
+    why: 'a node with a second NIC on the cluster\'s private network waits for it too; until cloud-init has written its static address, the image\'s DHCP default keeps it configuring, and cloud-init\'s network stage waited ~25-55 s per two-NIC boot here',
+    families: ['debian'],
+    files: [{
+      path: '/etc/systemd/system/systemd-networkd-wait-online.service.d/90-guestforge-any.conf',
+      content: '# guestforge boot trim networkd-wait-online-any (boot.keep to undo)\n[Service]\nExecStart=\nExecStart=/lib/systemd/systemd-networkd-wait-online --any\n',
+    }],
+  },
+  {
     id: 'e2scrub-reap',
     what: 'e2scrub_reap.service masked',
     why: 'it removes leftover e2scrub LVM snapshots; a batch VM has no LVM (~2 s per boot)',
