@@ -26,8 +26,8 @@ const commands: Record<string, CommandEntry> = {
     load: () => import('./commands/build.ts'),
   },
   smoke: {
-    summary: 'boot an image with a fresh NoCloud seed and check it from inside',
-    usage: 'smoke <image> [--profile p.yaml] [--require vrdma] [--junit f.xml] [--timeout 10m] [--log-dir d] [--allow-backing] [--verbose]',
+    summary: 'boot an image with a fresh NoCloud seed and check it from inside (an OSv image: judge its console)',
+    usage: 'smoke <image> [--profile p.yaml] [--require vrdma] [--junit f.xml] [--timeout 10m] [--log-dir d] [--allow-backing] [--verbose] [--expect REGEX] [--stays-up] (the last two: OSv)',
     load: () => import('./commands/smoke.ts'),
   },
   rehearse: {

@@ -25,6 +25,8 @@ serial('checks and panics', () => {
 serial('the seed\'s started line and the login prompt', () => {
   assert.equal(parseSerialLine('GUESTFORGE-STARTED:n1\r', 'n1'), { kind: 'started' });
   assert.is(parseSerialLine('GUESTFORGE-STARTED:old', 'n1'), undefined);
+  assert.equal(parseSerialLine('GUESTFORGE-STARTED:n1[   12.3] virtio_net virtio0 ens3: renamed', 'n1'), { kind: 'started' }, 'a kernel message on the same line');
+  assert.is(parseSerialLine('GUESTFORGE-STARTED:n1ab', 'n1'), undefined, 'a longer nonce is another VM\'s');
   assert.equal(parseSerialLine('vm login: \r', 'n1'), { kind: 'login' });
   assert.is(parseSerialLine('debian-12-hpc login: [   53.2] cloud-init[486]: Cloud-init v. 22.4.2 running', 'n1'), undefined);
   assert.match(startedBootcmd('n1')[2]!, /echo GUESTFORGE-STARTED:n1 > "\$c"/);

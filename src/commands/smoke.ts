@@ -1,5 +1,5 @@
 import { makeWorkDir } from '../util/workdir.ts';
-import { defaultLayout } from '../profile/schema.ts';
+import { defaultLayout, expectProblem } from '../profile/schema.ts';
 import { basename, join } from 'node:path';
 import { smokeTargetOf, type SmokeTarget } from '../cloudinit/userdata.ts';
 import { ExitCode, UsageError } from '../errors.ts';
@@ -55,23 +55,21 @@ export async function run(args: string[]): Promise<number> {
   const osv = await inspectOsv(image, format);
   let expect = values.expect;
   let powerOff = !values['stays-up'];
-  if (expect !== undefined) {
-    try {
-      new RegExp(expect);
-    } catch (error) {
-      throw new UsageError(`smoke: --expect is not a regular expression: ${(error as Error).message}`);
-    }
-  }
+  const expectWrong = expect !== undefined ? expectProblem(expect) : undefined;
+  if (expectWrong) throw new UsageError(`smoke: --expect: ${expectWrong}`);
   let target: SmokeTarget = { ...defaultLayout, vrdma: false };
+  let profileFamily = '';
   // The image's name (hostname in the seed, part of a libvirt domain's name) unless a profile says.
   let name = basename(image).replace(/\.(qcow2|raw|img)$/, '').replace(/[^A-Za-z0-9-]/g, '-') || 'smoke';
   if (values.profile) {
     const { profile } = await loadProfileOrThrow(values.profile);
     target = smokeTargetOf(profile);
     name = profile.name;
+    profileFamily = profile.os.family;
     expect ??= profile.smoke.expect;
     if (!values['stays-up']) powerOff = profile.smoke.powerOff;
   }
+  if (values.profile && osv && profileFamily !== 'osv') throw new UsageError(`smoke: ${image} looks like an OSv image, but the profile is a ${profileFamily} one`, { hint: 'check the image and the profile belong together' });
   if (!osv && (expect !== undefined || values['stays-up'])) throw new UsageError('smoke: --expect and --stays-up are for OSv images', { hint: 'a Linux image is checked from inside, through its seed' });
   if (osv && values.backend !== 'qemu') throw new UsageError('smoke: OSv images boot with --backend qemu only');
   for (const r of values.require ?? []) {

@@ -43,6 +43,12 @@ export async function run(args: string[]): Promise<number> {
   const format = await diskFormatOf(image, 'verify', { allowBacking: Boolean(values['allow-backing']) });
   // OSv images have no filesystem libguestfs reads: recognise them and report their command line.
   const osv = await inspectOsv(image, format);
+  const profileFamily = values.profile ? (await loadProfileOrThrow(values.profile)).profile.os.family : undefined;
+  // With a profile, its family decides: an image that only looks like OSv does not skip the Linux rules.
+  if (osv !== undefined && profileFamily !== undefined && profileFamily !== 'osv') {
+    process.stderr.write(`error: ${image} looks like an OSv image (${osv.version ?? 'command line at byte 512'}), but the profile is a ${profileFamily} one\n`);
+    return ExitCode.failure;
+  }
   if (osv !== undefined) {
     const report = { image, os: { family: 'osv', ...(osv.version ? { version: osv.version } : {}) }, cmdline: osv.cmdline, ...(osv.zfs ? { zfs: osv.zfs } : {}), results: [] };
     if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

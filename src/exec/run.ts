@@ -172,7 +172,6 @@ function pickShownEnv(env: RunOptions['env']): Record<string, string | undefined
   return Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith('LIBGUESTFS_')));
 }
 
-/** Kill every child still running (signal handler, failed build). */
 /** Where `name` would be run from: an executable file on PATH (or the path itself when it has a slash), else undefined. */
 export function findOnPath(name: string, path = process.env.PATH ?? ''): string | undefined {
   const candidates = name.includes('/') ? [name] : path.split(delimiter).filter(Boolean).map((dir) => join(dir, name));
@@ -188,6 +187,7 @@ export function findOnPath(name: string, path = process.env.PATH ?? ''): string 
   return undefined;
 }
 
+/** Kill every child still running (signal handler, failed build). */
 export async function killAll(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   const children = [...live];
   for (const child of children) child.kill(signal);

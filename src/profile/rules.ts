@@ -98,6 +98,10 @@ export async function checkRules(profile: Profile): Promise<Problem[]> {
   }
   problems.push(...driver.checkProfile(profile));
   if (profile.smoke.expect !== undefined && !driver.smoke) problems.push({ path: ['smoke', 'expect'], message: `${driver.title} images are smoke-checked from inside, not by their console output`, hint: 'smoke.expect is for OSv apps' });
+  const builderPath = profile.base.builder?.path;
+  if (builderPath !== undefined && !(await stat(builderPath).then((st) => st.isFile(), () => false))) {
+    problems.push({ path: ['base', 'builder', 'path'], message: `no such file: ${builderPath}` });
+  }
   if (profile.base.builder && !driver.usesBuilder) problems.push({ path: ['base', 'builder'], message: `${driver.title} guests have no builder kernel`, hint: 'base.builder is for OSv: its ZFS builder kernel' });
 
   const dests: string[] = [];

@@ -216,20 +216,34 @@ const build = z
   })
   .describe('Build VM settings');
 
+/**
+ * Why a smoke.expect pattern is refused, if it is: it must compile, and it runs against console
+ * lines a hostile app controls, so nothing that can backtrack exponentially (a quantified group
+ * that holds a quantifier, back-references).
+ */
+export function expectProblem(pattern: string): string | undefined {
+  try {
+    new RegExp(pattern);
+  } catch (error) {
+    return `not a regular expression: ${(error as Error).message}`;
+  }
+  if (/\\[1-9]|\\k</.test(pattern)) return 'back-references are not allowed (they can take exponential time on a hostile console)';
+  if (/\([^()]*[*+}][^()]*\)\s*[*+{?]/.test(pattern)) return 'a quantified group holding a quantifier (like (a+)+) is not allowed: it can take exponential time on a hostile console';
+  return undefined;
+}
+
 const smoke = z
   .strictObject({
     expect: z
       .string()
       .min(1)
+      .max(200)
       .superRefine((v, ctx) => {
-        try {
-          new RegExp(v);
-        } catch (error) {
-          ctx.addIssue({ code: 'custom', message: `not a regular expression: ${(error as Error).message}` });
-        }
+        const problem = expectProblem(v);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
       })
       .optional()
-      .describe('OSv: a regular expression the app\'s console output must match'),
+      .describe('OSv: a regular expression the app\'s console output must match (at most 200 characters; no back-references or nested quantifiers)'),
     powerOff: z.boolean().default(true).describe('OSv: the app ends and the VM powers off by itself (false: it keeps running, like a server)'),
   })
   .describe('What the smoke boot expects (OSv apps; Linux images are checked from inside)');

@@ -22,7 +22,7 @@ export function renderBootTrimTable(): string {
   return [
     '| trim | what changes | why |',
     '| --- | --- | --- |',
-    ...bootTrims.map((t) => `| \`${t.id}\` | ${cell(t.what)}${t.families ? ` (${t.families.join(', ')})` : ''}${t.bootstrap ? ', made at bootstrap (imported bases keep theirs)' : ''} | ${cell(t.why)} |`),
+    ...bootTrims.map((t) => `| \`${t.id}\` | ${cell(t.what)}${t.families ? ` (${t.families.join(', ')})` : ''}${t.bootstrap ? '; made at bootstrap (a `base.image` keeps its own)' : ''} | ${cell(t.why)} |`),
   ].join('\n');
 }
 

@@ -52,7 +52,8 @@ export function parseSerialLine(line: string, nonce: string): SerialEvent | unde
     if (check) return { kind: 'check', check: { id: check[1]!, status: check[2] as CheckLine['status'], detail: check[3] ?? '' } };
     const warn = new RegExp(`^GUESTFORGE-WARN:${nonce}:(.*)$`).exec(text);
     if (warn) return { kind: 'warn', message: warn[1] ?? '' };
-    if (text === `GUESTFORGE-STARTED:${nonce}`) return { kind: 'started' };
+    // A kernel message may share the console line: the tag, then anything but more of a nonce.
+    if (new RegExp(`^GUESTFORGE-STARTED:${nonce}(?![0-9a-zA-Z])`).test(text)) return { kind: 'started' };
   }
   if (/Kernel panic - not syncing/.test(clean)) return { kind: 'panic', line: clean };
   if (/\blogin:$/.test(clean)) return { kind: 'login' };

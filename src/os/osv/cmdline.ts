@@ -87,6 +87,8 @@ export async function inspectOsv(image: string, format: 'qcow2' | 'raw'): Promis
   if (head.length < 1024 || head[510] !== 0x55 || head[511] !== 0xaa) return undefined;
   const cmdline = parseCmdline(head.subarray(cmdlineOffset));
   if (cmdline === undefined || cmdline.startsWith('EFI PART')) return undefined;
+  // OSv's images never use MBR entry 1; a Linux disk's first partition is there.
+  if (head.subarray(0x1be, 0x1ce).some((b) => b !== 0)) return undefined;
   const start = head.readUInt32LE(mbrEntry2 + 8) * 512;
   const hasZfs = head[mbrEntry2 + 4] === zfsPartitionType && start > 0;
   // The loader is a few MiB and keeps its banner uncompressed; read at most 16 MiB. An empty

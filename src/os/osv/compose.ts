@@ -18,7 +18,7 @@ import { findOnPath, run, shellQuote, start } from '../../exec/run.ts';
 import type { Logger } from '../../log.ts';
 import type { Accel } from '../../vm/accel.ts';
 import { qemuArgs } from '../../vm/qemu-args.ts';
-import { SerialTail } from '../../vm/serial.ts';
+import { freshConsoleLog, SerialTail } from '../../vm/serial.ts';
 import { writeCmdline } from './cmdline.ts';
 import { loaderBytes, mbrEntry2, osvLayout, zfsPartitionEntry, type OsvLayout } from './disk.ts';
 import { freePort } from '../../util/net.ts';
@@ -110,8 +110,11 @@ export async function composeNative(c: NativeCompose): Promise<OsvLayout> {
     disk: c.disk, diskFormat: 'raw', memoryMiB: 1024, cpus: 1, accel: c.accel,
     serialLog: c.serialLog, qmpSocket: join(c.workDir, 'osv-qmp.sock'), unsafeCache: false,
     hostForward: { hostPort: port, guestPort: cpiodPort },
+    // It needs nothing from the network but the upload it is sent.
+    isolated: true,
     kernel: { path: c.builder, append: builderCmdline },
   });
+  await freshConsoleLog(c.serialLog);
   c.log.detail(`OSv builder VM: ${shellQuote(argv)}`);
   const child = start(argv, { cancelSignal: c.signal, timeoutMs: c.timeoutMs });
   let alive = true;
@@ -122,7 +125,11 @@ export async function composeNative(c: NativeCompose): Promise<OsvLayout> {
   try {
     const tail = new SerialTail(c.serialLog);
     // OSv prints its banner within seconds; a file that is no OSv kernel may hang silently instead.
-    await waitForSerial(tail, 'OSv v', Math.min(c.timeoutMs, 60_000), () => alive, builderFailures).catch((error: unknown) => {
+    await waitForSerial(tail, 'OSv v', Math.min(c.timeoutMs, 60_000), () => alive && !c.signal.aborted, builderFailures).catch(async (error: unknown) => {
+      if (c.signal.aborted) throw c.signal.reason;
+      // qemu itself may have failed (bad arguments, the port taken): its own words first.
+      const stderr = alive ? '' : String((await exit).stderr ?? '').trim();
+      if (stderr) throw new UserError(`the OSv builder VM failed to start: ${stderr.split('\n').slice(-2).join(' | ')}`, { hint: `command: ${shellQuote(argv)}` });
       throw new UserError(`the OSv builder VM printed no OSv banner: is ${c.builder} OSv's ZFS builder kernel (osv-zfs-builder.elf)?`, { hint: (error as UserError).hint ?? (error as Error).message });
     });
     await waitForSerial(tail, readyLine, c.timeoutMs, () => alive, builderFailures);

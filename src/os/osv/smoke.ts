@@ -16,6 +16,9 @@ import { startQemu } from '../../vm/qemu.ts';
 import { cleanLine, SerialTail } from '../../vm/serial.ts';
 import { shellQuote } from '../../exec/run.ts';
 
+/** Console lines longer than this are cut before they are kept or matched. */
+export const maxLineChars = 1000;
+
 export interface OsvSmokeOptions {
   expect?: string;
   powerOff: boolean;
@@ -65,20 +68,32 @@ export async function smokeOsv(image: DiskRef, o: OsvSmokeOptions): Promise<Smok
   const re = o.expect !== undefined ? new RegExp(o.expect) : undefined;
   let stoppedBySelf = false;
   let timedOut = false;
+  let matched = false;
+  let firstMatch: string | undefined;
+  let failure: string | undefined;
   try {
     for (;;) {
       await vm.wait(300);
       for (const line of await tail.poll()) {
-        lines.push(line);
-        o.log.detail(`console: ${line}`);
+        // The app writes these lines: kept and matched only up to a length, each once.
+        const kept = line.slice(0, maxLineChars);
+        lines.push(kept);
+        o.log.detail(`console: ${kept}`);
+        if (re && !matched && re.test(cleanLine(kept))) {
+          matched = true;
+          firstMatch = kept;
+        }
       }
+      // A chatty app: keep the first lines (banner, command line) and the latest ones.
+      if (lines.length > 5000) lines.splice(200, lines.length - 4000);
       if (await vm.stopped()) {
-        stoppedBySelf = true;
+        failure = await vm.failure();
+        stoppedBySelf = failure === undefined;
         break;
       }
       if (o.signal.aborted) throw o.signal.reason;
       // A server is judged once its output is there (and has had a moment to crash).
-      if (!o.powerOff && re && lines.some((l) => re.test(cleanLine(l))) && Date.now() - started > 3000) break;
+      if (!o.powerOff && matched && Date.now() - started > 3000) break;
       if (Date.now() - started > o.timeoutMs) {
         timedOut = true;
         break;
@@ -87,11 +102,14 @@ export async function smokeOsv(image: DiskRef, o: OsvSmokeOptions): Promise<Smok
     }
   } finally {
     await vm.stop();
-    for (const line of await tail.poll()) lines.push(line);
+    for (const line of await tail.poll()) lines.push(line.slice(0, maxLineChars));
     await rm(overlay.path, { force: true });
   }
+  if (failure) {
+    return { ok: false, detail: `${failure}\nconsole: ${serialLog}`, checks: [{ id: 'osv.boot', status: 'fail', detail: failure }], warnings: [], serialLog };
+  }
   const seconds = (Date.now() - started) / 1000;
-  const checks = judgeOsvConsole(lines, { ...(o.expect !== undefined ? { expect: o.expect } : {}), powerOff: o.powerOff, stoppedBySelf, timedOut, seconds });
+  const checks = judgeOsvConsole(firstMatch !== undefined && !lines.includes(firstMatch) ? [...lines, firstMatch] : lines, { ...(o.expect !== undefined ? { expect: o.expect } : {}), powerOff: o.powerOff, stoppedBySelf, timedOut, seconds });
   const failed = checks.filter((c) => c.status === 'fail');
   return {
     ok: failed.length === 0,
