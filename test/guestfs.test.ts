@@ -29,3 +29,28 @@ guestfs('one appliance serves many calls, and closing it leaves no process', asy
   await rm(dir, { recursive: true, force: true });
 });
 guestfs.run();
+
+const retry = suite('guestfish session: a listener gone before its first command');
+retry('is tried once more, then reported (a fake guestfish on PATH whose server never answers)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'gf-session-fake-'));
+  const fake = join(dir, 'guestfish');
+  const { writeFile, chmod, readFile } = await import('node:fs/promises');
+  // --listen: a PID that is no server; --remote: what guestfish says when that server is gone.
+  await writeFile(fake, `#!/bin/sh\necho "$*" >> ${join(dir, 'calls')}\ncase "$1" in --listen) echo "GUESTFISH_PID=999999; export GUESTFISH_PID" ;; *) echo "guestfish: remote: looks like the server is not running" >&2; exit 1 ;; esac\n`);
+  await chmod(fake, 0o755);
+  const path = process.env.PATH;
+  process.env.PATH = `${dir}:${path}`;
+  const retries: string[] = [];
+  try {
+    const error = await GuestSession.open([{ path: '/x.qcow2', format: 'qcow2' }], { accel: 'tcg', onRetry: (r) => retries.push(r) }).catch((e: unknown) => e);
+    assert.instance(error, Error);
+    assert.match((error as Error).message, /the guestfish server 999999 ended before its first command/);
+    assert.equal(retries, ['the guestfish server 999999 ended before its first command']);
+    const calls = (await readFile(join(dir, 'calls'), 'utf8')).split('\n').filter((l) => l.startsWith('--listen'));
+    assert.is(calls.length, 2, 'launched twice');
+  } finally {
+    process.env.PATH = path;
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+retry.run();

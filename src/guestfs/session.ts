@@ -108,6 +108,11 @@ export class GuestSession {
       }
     } catch (error) {
       await session.close();
+      // The server forked by `guestfish --listen` was gone before its first command (seen once under
+      // heavy load): like a hung launch, worth one more try.
+      if (error instanceof CommandError && /server is not running/.test(error.result.stderr)) {
+        throw new LaunchTimeout(`the guestfish server ${pid} ended before its first command`);
+      }
       throw error;
     }
     return session;
