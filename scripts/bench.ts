@@ -56,8 +56,8 @@ async function variant(kind: string): Promise<string> {
     if (!first) throw new Error('bench: the app run needs a profile with apps');
     const changed = join(work, 'changed-app');
     await writeFile(changed, `${await readFile(first.src, 'utf8')}\n# changed by bench ${Date.now()}\n`);
-    // extends appends lists: the same dest again, copied last, wins.
-    await writeFile(file, `extends: ${profile}\napps: ${JSON.stringify([{ ...first, src: changed }])}\n`);
+    // extends appends lists and an app's dest may appear once: the resolved profile itself, its first app's content changed.
+    await writeFile(file, `${JSON.stringify({ ...plan.profile, apps: [{ ...first, src: changed }, ...plan.profile.apps.slice(1)] }, null, 2)}\n`);
   } else if (kind === 'packages') {
     await writeFile(file, `extends: ${profile}\npackages: [tree]\n`);
   } else {
