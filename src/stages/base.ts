@@ -55,34 +55,43 @@ export async function download(url: string, target: string, step: Step, signal: 
   }
 }
 
-function checksumError(what: string, expected: string, actual: string): UserError {
+function checksumError(what: string, field: string, expected: string, actual: string): UserError {
   return new UserError(`sha256 mismatch for ${what}`, {
-    hint: `expected ${expected.toLowerCase()} (base.image.sha256)\nactual   ${actual}\nno VM was started; fix the profile or the file`,
+    hint: `expected ${expected.toLowerCase()} (${field})\nactual   ${actual}\nno VM was started; fix the profile or the file`,
   });
+}
+
+/**
+ * A pinned input file (`path` or `url`, plus `sha256`): the local file, or the download kept in
+ * the cache under its sha256, checked before anything uses it. `field` names the profile field
+ * (base.image, base.builder) and `what` the file in errors; `ext` is the cached download's extension.
+ */
+export async function fetchChecked(pin: { path?: string; url?: string; sha256: string }, what: string, field: string, ext: string, ctx: BuildContext, step: Step): Promise<string> {
+  const expected = pin.sha256.toLowerCase();
+  if (pin.path !== undefined) {
+    if (!(await exists(pin.path))) throw new UserError(`${what} not found: ${pin.path}`, { hint: `${field}.path is relative to the profile that names it` });
+    step.update(`sha256 ${pin.path}`);
+    const actual = await sha256File(pin.path);
+    if (actual !== expected) throw checksumError(pin.path, `${field}.sha256`, expected, actual);
+    return pin.path;
+  }
+  const dir = join(ctx.cacheDir, 'downloads');
+  await mkdir(dir, { recursive: true });
+  const path = join(dir, `${expected}.${ext}`);
+  if (!(await exists(path))) await download(pin.url!, path, step, ctx.signal);
+  step.update('sha256');
+  const actual = await sha256File(path);
+  if (actual !== expected) {
+    await rm(path, { force: true });
+    throw checksumError(redactUrl(pin.url!), `${field}.sha256`, expected, actual);
+  }
+  return path;
 }
 
 async function useImage(ctx: BuildContext, step: Step): Promise<DiskRef> {
   const image = ctx.profile.base.image!;
   const expected = image.sha256.toLowerCase();
-  let path: string;
-  if (image.path !== undefined) {
-    path = image.path;
-    if (!(await exists(path))) throw new UserError(`base image not found: ${path}`, { hint: 'base.image.path is relative to the profile that names it' });
-    step.update(`sha256 ${path}`);
-    const actual = await sha256File(path);
-    if (actual !== expected) throw checksumError(path, expected, actual);
-  } else {
-    const dir = join(ctx.cacheDir, 'downloads');
-    await mkdir(dir, { recursive: true });
-    path = join(dir, `${expected}.${image.format}`);
-    if (!(await exists(path))) await download(image.url!, path, step, ctx.signal);
-    step.update('sha256');
-    const actual = await sha256File(path);
-    if (actual !== expected) {
-      await rm(path, { force: true });
-      throw checksumError(redactUrl(image.url!), expected, actual);
-    }
-  }
+  const path = await fetchChecked(image, 'base image', 'base.image', image.format, ctx, step);
   const info = await imageInfo(path);
   // The sha256 pins this one file: a backing file would bring content it does not cover.
   if (info.backing || info.dataFile) throw new UserError(`base image ${path} has a ${info.backing ? `backing file (${info.backingRaw})` : `data file (${info.dataFile})`}`, { hint: 'use a standalone image: qemu-img convert -O qcow2 in out' });

@@ -5,13 +5,12 @@
  * a SHA256SUMS there when one lists it. It is a kernel we boot: never unchecked
  * without saying so.
  */
-import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { UserError } from '../../errors.ts';
 import type { Step } from '../../log.ts';
-import { download } from '../../stages/base.ts';
+import { fetchChecked } from '../../stages/base.ts';
 import type { BuildContext } from '../../stages/types.ts';
-import { redactUrl } from '../../util/url.ts';
 import { sha256File } from '../../util/fs.ts';
 
 export const builderName = 'osv-zfs-builder.elf';
@@ -29,30 +28,9 @@ async function exists(path: string): Promise<boolean> {
   return stat(path).then((s) => s.isFile(), () => false);
 }
 
-function mismatch(what: string, field: string, expected: string, actual: string): UserError {
-  return new UserError(`sha256 mismatch for ${what}`, { hint: `expected ${expected} (${field})\nactual   ${actual}\nno VM was started` });
-}
-
 export async function resolveBuilder(ctx: BuildContext, step: Step): Promise<string> {
   const { builder, image } = ctx.profile.base;
-  if (builder?.path !== undefined) {
-    if (!(await exists(builder.path))) throw new UserError(`OSv builder kernel not found: ${builder.path}`, { hint: 'base.builder.path is relative to the profile that names it' });
-    const actual = await sha256File(builder.path);
-    if (actual !== builder.sha256.toLowerCase()) throw mismatch(builder.path, 'base.builder.sha256', builder.sha256.toLowerCase(), actual);
-    return builder.path;
-  }
-  if (builder?.url !== undefined) {
-    const dir = join(ctx.cacheDir, 'downloads');
-    await mkdir(dir, { recursive: true });
-    const path = join(dir, `${builder.sha256.toLowerCase()}.elf`);
-    if (!(await exists(path))) await download(builder.url, path, step, ctx.signal);
-    const actual = await sha256File(path);
-    if (actual !== builder.sha256.toLowerCase()) {
-      await rm(path, { force: true });
-      throw mismatch(redactUrl(builder.url), 'base.builder.sha256', builder.sha256.toLowerCase(), actual);
-    }
-    return path;
-  }
+  if (builder) return fetchChecked(builder, 'OSv builder kernel', 'base.builder', 'elf', ctx, step);
   const beside = image?.path ? join(dirname(image.path), builderName) : undefined;
   if (!beside || !(await exists(beside))) {
     throw new UserError(`a native OSv compose needs OSv's ZFS builder kernel, and ${beside ? `${beside} does not exist` : 'base.image is a URL'}`, {
@@ -65,7 +43,7 @@ export async function resolveBuilder(ctx: BuildContext, step: Step): Promise<str
   if (expected === undefined) {
     ctx.log.warn(`OSv builder kernel ${beside} is not checked: no SHA256SUMS beside it lists it (set base.builder with its sha256 to pin it)`);
   } else if (actual !== expected) {
-    throw mismatch(beside, sumsFile, expected, actual);
+    throw new UserError(`sha256 mismatch for ${beside}`, { hint: `expected ${expected} (${sumsFile})\nactual   ${actual}\nno VM was started` });
   }
   return beside;
 }

@@ -34,8 +34,8 @@ export const builderCmdline = '--console=serial --norandom --nomount --noinit --
 export const cpiodPort = 10000;
 export const readyLine = 'Waiting for connection from host';
 export const doneLine = 'cpiod finished';
-/** What the builder prints when it will hang or stop instead of finishing. */
-export const builderFailures = ['Assertion failed', 'Failed to load object', 'Aborted', 'page fault outside application'];
+/** What OSv prints when it will hang or stop instead of finishing (the builder, or an app). */
+export const osvFailureLines = ['Assertion failed', 'Failed to load object', 'Aborted', 'page fault outside application'];
 
 /** Streams a file to a TCP port on loopback and half-closes, as cpiod expects the archive to end. */
 export async function sendFile(file: string, port: number, timeoutMs: number): Promise<void> {
@@ -125,16 +125,16 @@ export async function composeNative(c: NativeCompose): Promise<OsvLayout> {
   try {
     const tail = new SerialTail(c.serialLog);
     // OSv prints its banner within seconds; a file that is no OSv kernel may hang silently instead.
-    await waitForSerial(tail, 'OSv v', Math.min(c.timeoutMs, 60_000), () => alive && !c.signal.aborted, builderFailures).catch(async (error: unknown) => {
+    await waitForSerial(tail, 'OSv v', Math.min(c.timeoutMs, 60_000), () => alive && !c.signal.aborted, osvFailureLines).catch(async (error: unknown) => {
       if (c.signal.aborted) throw c.signal.reason;
       // qemu itself may have failed (bad arguments, the port taken): its own words first.
       const stderr = alive ? '' : String((await exit).stderr ?? '').trim();
       if (stderr) throw new UserError(`the OSv builder VM failed to start: ${stderr.split('\n').slice(-2).join(' | ')}`, { hint: `command: ${shellQuote(argv)}` });
       throw new UserError(`the OSv builder VM printed no OSv banner: is ${c.builder} OSv's ZFS builder kernel (osv-zfs-builder.elf)?`, { hint: (error as UserError).hint ?? (error as Error).message });
     });
-    await waitForSerial(tail, readyLine, c.timeoutMs, () => alive, builderFailures);
+    await waitForSerial(tail, readyLine, c.timeoutMs, () => alive, osvFailureLines);
     await sendFile(c.archive, port, 120_000);
-    await waitForSerial(tail, doneLine, 5 * 60_000, () => alive, builderFailures);
+    await waitForSerial(tail, doneLine, 5 * 60_000, () => alive, osvFailureLines);
     // It sets compression off and powers off by itself.
     // (The timer is cancelled once the VM exits: a pending one would keep guestforge alive for 2 minutes.)
     const cancel = new AbortController();

@@ -15,6 +15,7 @@ import { createOverlay } from '../../vm/overlay.ts';
 import { startQemu } from '../../vm/qemu.ts';
 import { cleanLine, SerialTail } from '../../vm/serial.ts';
 import { shellQuote } from '../../exec/run.ts';
+import { osvFailureLines } from './compose.ts';
 
 /** Console lines longer than this are cut before they are kept or matched. */
 export const maxLineChars = 1000;
@@ -36,7 +37,7 @@ export function judgeOsvConsole(lines: string[], o: { expect?: string; powerOff:
   const clean = lines.map(cleanLine);
   const banner = clean.find((l) => /^OSv v\S+/.test(l.trim()));
   const checks: CheckLine[] = [{ id: 'osv.boot', status: banner ? 'pass' : 'fail', detail: banner ? `${banner.trim()}${clean.find((l) => l.startsWith('Cmdline: ')) ? `; ${clean.find((l) => l.startsWith('Cmdline: '))}` : ''}` : 'no OSv banner on the console' }];
-  const failure = clean.find((l) => /Failed to load object|Assertion failed|Aborted|page fault outside application/.test(l));
+  const failure = clean.find((l) => osvFailureLines.some((f) => l.includes(f)));
   if (o.expect !== undefined) {
     const re = new RegExp(o.expect);
     const hit = clean.find((l) => re.test(l));
