@@ -25,7 +25,22 @@ case "$rc" in
   *) result=error; detail="cloud-init status: ${status:-unknown} (exit $rc)" ;;
 esac
 if [ -f /run/cloud-init/result.json ]; then
-  errors=$(python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))["v1"]; open(sys.argv[2], "w").write("%s\n" % v.get("datasource")); print("; ".join(v["errors"]))' /run/cloud-init/result.json /run/guestforge/datasource 2>/dev/null)
+  # One python start: the errors, the datasource, and how long each cloud-init stage took (the last
+  # one, modules-final, is still running: until now).
+  errors=$(python3 -c '
+import json, sys, time
+v = json.load(open(sys.argv[1]))["v1"]
+open(sys.argv[2], "w").write("%s\n" % v.get("datasource"))
+try:
+    st = json.load(open(sys.argv[3]))["v1"]
+    with open(sys.argv[4], "w") as f:
+        for name in ("init-local", "init", "modules-config", "modules-final"):
+            s = (st.get(name) or {}).get("start")
+            if s:
+                f.write("%s %d\n" % (name, 1000 * ((st[name].get("finished") or time.time()) - s)))
+except Exception:
+    pass
+print("; ".join(v["errors"]))' /run/cloud-init/result.json /run/guestforge/datasource /run/cloud-init/status.json /run/guestforge/cloud-init-stages 2>/dev/null)
   if [ -n "$errors" ]; then result=error; detail="${detail:+$detail; }$errors"; fi
 fi
 if [ -s /run/guestforge/failed ]; then
@@ -41,6 +56,15 @@ if [ -n "$checks" ] && [ -f "$checks" ]; then
   if grep -q '^CHECK [^ ]* fail' /run/guestforge/checks.out; then
     result=error; detail="${detail:+$detail; }a smoke check failed"
   fi
+fi
+if [ -n "$checks" ]; then
+  # Where the boot's time went (smoke only): systemd's phase timestamps (systemd-analyze time
+  # refuses while cloud-final still runs), its slowest units, cloud-init's stages.
+  up=$(cut -d' ' -f1 /proc/uptime)
+  phases=$(systemctl show -p InitRDTimestampMonotonic -p UserspaceTimestampMonotonic 2>/dev/null | tr '\n' ' ')
+  say "$tag-TIMING:$nonce:phases uptime=$up $phases"
+  systemd-analyze blame --no-pager 2>/dev/null | head -n 15 | while IFS= read -r line; do say "$tag-TIMING:$nonce:unit $line"; done
+  [ -f /run/guestforge/cloud-init-stages ] && while IFS= read -r line; do say "$tag-TIMING:$nonce:cloud-init $line"; done < /run/guestforge/cloud-init-stages
 fi
 # cloud-init has finished: what the seed said (users' keys and hashes, the
 # profile's commands) must not stay on the disk the stage cache keeps.

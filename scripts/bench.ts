@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
+import { formatBootTiming, type BootTiming } from '../src/smoke/boot-timing.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const { values, positionals } = parseArgs({
@@ -37,7 +38,7 @@ interface Manifest {
   accel: string;
   outputs: { file: string; bytes: number }[];
   timings: { stage: string; ms: number; note?: string }[];
-  smoke?: { bootMs?: number };
+  smoke?: { bootMs?: number; boot?: BootTiming };
   base?: { cached: boolean };
 }
 
@@ -115,6 +116,7 @@ try {
     for (const o of m.outputs) console.log(`  image      ${mib(o.bytes).padStart(8)}  ${o.file}`);
     lastImage = join(out, m.outputs[0]!.file);
     if (m.smoke?.bootMs !== undefined) console.log(`  smoke boot ${secs(m.smoke.bootMs).padStart(8)}  to the result line`);
+    if (m.smoke?.boot) for (const line of formatBootTiming(m.smoke.boot)) console.log(`    ${line}`);
   }
 } finally {
   await rm(work, { recursive: true, force: true });

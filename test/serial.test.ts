@@ -7,6 +7,7 @@ import { Logger } from '../src/log.ts';
 import { bootVm, type VmRunner, type VmStarter } from '../src/vm/qemu.ts';
 import type { VmSpec } from '../src/vm/qemu-args.ts';
 import { cleanLine, parseSerialLine, startedBootcmd } from '../src/vm/serial.ts';
+import { formatBootTiming, parseBootTiming, parseSystemdSpan } from '../src/smoke/boot-timing.ts';
 
 const serial = suite('serial console');
 serial('result lines need the right nonce', () => {
@@ -21,6 +22,34 @@ serial('checks and panics', () => {
   });
   assert.is(parseSerialLine('[  1.0] Kernel panic - not syncing: VFS', 'n1')?.kind, 'panic');
   assert.is(cleanLine('a\x1b[31mb\r'), 'ab');
+});
+serial('boot timing: the guest\'s TIMING lines become phases, slowest units and cloud-init stages', () => {
+  assert.equal(parseSerialLine('GUESTFORGE-TIMING:n1:unit 20.072s cloud-init-local.service\r', 'n1'), { kind: 'timing', text: 'unit 20.072s cloud-init-local.service' });
+  assert.is(parseSerialLine('GUESTFORGE-TIMING:other:unit 1s a.service', 'n1'), undefined);
+  assert.is(parseSystemdSpan('1min 2.5s'), 62_500);
+  assert.is(parseSystemdSpan('345ms'), 345);
+  assert.is(parseSystemdSpan('1h 1min'), 3_660_000);
+  assert.is(parseSystemdSpan('12 s'), undefined);
+  assert.is(parseSystemdSpan(''), undefined);
+  // As printed by a smoke VM of the default image (initramfs-tools runs no systemd in the initramfs: InitRD is 0).
+  const t = parseBootTiming([
+    'phases uptime=72.46 InitRDTimestampMonotonic=0 UserspaceTimestampMonotonic=8704989 ',
+    'unit 20.072s cloud-init-local.service',
+    'unit  1min 1.5s slow.service',
+    'unit 7ms dev-mqueue.mount',
+    'unit garbage',
+    'cloud-init init-local 1815',
+    'cloud-init init 5291',
+    'cloud-init ../etc 1',
+  ], 88_000);
+  assert.equal(t, {
+    units: [{ unit: 'cloud-init-local.service', ms: 20_072 }, { unit: 'slow.service', ms: 61_500 }, { unit: 'dev-mqueue.mount', ms: 7 }],
+    cloudInit: [{ stage: 'init-local', ms: 1815 }, { stage: 'init', ms: 5291 }],
+    kernelMs: 8705, userspaceMs: 63_755, beforeKernelMs: 15_540,
+  });
+  const withInitrd = parseBootTiming(['phases uptime=30.0 InitRDTimestampMonotonic=2000000 UserspaceTimestampMonotonic=9000000']);
+  assert.equal([withInitrd.kernelMs, withInitrd.initrdMs, withInitrd.userspaceMs, withInitrd.beforeKernelMs], [2000, 7000, 21_000, undefined]);
+  assert.match(formatBootTiming(t).join('\n'), /^phases: before kernel 15\.5s, kernel 8\.7s, initramfs \?, userspace to report 63\.8s\nslowest units: cloud-init-local\.service 20\.1s/);
 });
 serial('the seed\'s started line and the login prompt', () => {
   assert.equal(parseSerialLine('GUESTFORGE-STARTED:n1\r', 'n1'), { kind: 'started' });

@@ -13,6 +13,7 @@ import type { Logger, Step } from '../log.ts';
 import type { JunitCase } from '../report/junit.ts';
 import type { DiskRef, SmokeReport } from '../stages/types.ts';
 import type { Accel } from '../vm/accel.ts';
+import { parseBootTiming } from './boot-timing.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import { bootVm, startQemu, type VmStarter } from '../vm/qemu.ts';
 
@@ -92,6 +93,7 @@ export async function smokeImage(image: DiskRef, options: SmokeOptions): Promise
       checks: outcome.checks,
       warnings: outcome.warnings,
       ...(outcome.resultMs !== undefined ? { bootMs: outcome.resultMs } : {}),
+      ...(outcome.timing.length > 0 ? { boot: parseBootTiming(outcome.timing, outcome.resultMs) } : {}),
       serialLog,
     };
   } finally {

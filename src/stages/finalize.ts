@@ -41,7 +41,7 @@ async function writeManifest(ctx: BuildContext): Promise<void> {
     accel: ctx.accel,
     outputs: ctx.outputs.map((o) => ({ file: basename(o.path), format: o.format, bytes: o.bytes, sha256: o.sha256 })),
     verify: ctx.verify?.results.map((r) => ({ id: r.id, verdict: r.verdict, evidence: r.evidence })),
-    smoke: ctx.smoke ? { ok: ctx.smoke.ok, bootMs: ctx.smoke.bootMs, checks: ctx.smoke.checks } : undefined,
+    smoke: ctx.smoke ? { ok: ctx.smoke.ok, bootMs: ctx.smoke.bootMs, checks: ctx.smoke.checks, ...(ctx.smoke.boot ? { boot: ctx.smoke.boot } : {}) } : undefined,
     timings: ctx.timings,
     warnings: ctx.warnings,
     packages: ctx.verify?.packages,

@@ -5,6 +5,7 @@ import { smokeTargetOf } from '../cloudinit/userdata.ts';
 import { UserError } from '../errors.ts';
 import { parseDuration, parseSize } from '../profile/units.ts';
 import { formatSmoke, smokeImage } from '../smoke/run.ts';
+import { formatBootTiming } from '../smoke/boot-timing.ts';
 import { starterFor } from '../vm/backend.ts';
 import type { Stage } from './types.ts';
 import { driverFor } from '../os/index.ts';
@@ -39,6 +40,7 @@ export const smokeStage: Stage = {
     });
     ctx.smoke = report;
     for (const line of formatSmoke(report)) ctx.log.info(`  ${line}`);
+    if (report.boot) for (const line of formatBootTiming(report.boot)) ctx.log.detail(`  boot ${line}`);
     if (!report.ok) throw new UserError(`smoke test failed: ${report.detail.split('\n')[0]}`, { hint: report.detail.split('\n').slice(1).join('\n') || `console log: ${report.serialLog}` });
     step.update(`${report.checks.length} checks, ${ctx.driver.smoke ? 'done' : 'result'} after ${((report.bootMs ?? 0) / 1000).toFixed(0)}s`);
   },

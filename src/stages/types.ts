@@ -8,6 +8,7 @@ import type { OsDriver, StageName } from '../os/types.ts';
 import type { Profile } from '../profile/schema.ts';
 import type { Accel } from '../vm/accel.ts';
 import type { CheckLine } from '../vm/serial.ts';
+import type { BootTiming } from '../smoke/boot-timing.ts';
 import type { VerifyReport } from '../verify/types.ts';
 import type { GuestFacts } from '../verify/facts.ts';
 import type { ChainNode, StageCache } from '../cache/store.ts';
@@ -49,6 +50,8 @@ export interface SmokeReport {
   checks: CheckLine[];
   warnings: string[];
   bootMs?: number;
+  /** Where the boot's time went (Linux smoke only). */
+  boot?: BootTiming;
   serialLog: string;
 }
 

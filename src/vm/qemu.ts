@@ -37,6 +37,8 @@ export interface BootOutcome {
   detail: string;
   checks: CheckLine[];
   warnings: string[];
+  /** The guest's GUESTFORGE-TIMING lines, as it printed them (parseBootTiming reads them). */
+  timing: string[];
   /** From start to the result line. */
   resultMs?: number;
   totalMs: number;
@@ -127,6 +129,7 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
   const tail = new SerialTail(spec.serialLog);
   const checks: CheckLine[] = [];
   const warnings: string[] = [];
+  const timing: string[] = [];
   let lastOutput = Date.now();
   let result: { ok: boolean; detail: string; at: number } | undefined;
   let failure: BootFailure | undefined;
@@ -147,6 +150,7 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
         if (!event) continue;
         if (event.kind === 'check') checks.push(event.check);
         else if (event.kind === 'warn') warnings.push(event.message);
+        else if (event.kind === 'timing' && timing.length < 40) timing.push(event.text);
         else if (event.kind === 'result' && !result) result = { ...event, at: Date.now() };
         else if (event.kind === 'started') seedRead = true;
         else if (event.kind === 'login') loginAt ??= Date.now();
@@ -212,6 +216,7 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
     detail: failure ? detail : (result?.detail ?? ''),
     checks,
     warnings,
+    timing,
     ...(result ? { resultMs: result.at - started } : {}),
     totalMs: Date.now() - started,
     consoleTail: tail.tail(40),

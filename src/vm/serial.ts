@@ -5,6 +5,7 @@
  *   GUESTFORGE-RESULT:<nonce>:ok|error[:detail]
  *   GUESTFORGE-CHECK:<nonce>:<id> pass|fail|warn <detail>
  *   GUESTFORGE-WARN:<nonce>:<message>
+ *   GUESTFORGE-TIMING:<nonce>:<kind> <figures>   (smoke: where the boot's time went)
  * where the nonce is fresh per boot, so stale text cannot pass for a result.
  */
 import { chmod, open, writeFile } from 'node:fs/promises';
@@ -29,6 +30,7 @@ export type SerialEvent =
   | { kind: 'result'; ok: boolean; detail: string }
   | { kind: 'check'; check: CheckLine }
   | { kind: 'warn'; message: string }
+  | { kind: 'timing'; text: string }
   | { kind: 'panic'; line: string }
   /** The seed's bootcmd ran: cloud-init found the NoCloud seed. */
   | { kind: 'started' }
@@ -52,6 +54,8 @@ export function parseSerialLine(line: string, nonce: string): SerialEvent | unde
     if (check) return { kind: 'check', check: { id: check[1]!, status: check[2] as CheckLine['status'], detail: check[3] ?? '' } };
     const warn = new RegExp(`^GUESTFORGE-WARN:${nonce}:(.*)$`).exec(text);
     if (warn) return { kind: 'warn', message: warn[1] ?? '' };
+    const timing = new RegExp(`^GUESTFORGE-TIMING:${nonce}:(.*)$`).exec(text);
+    if (timing) return { kind: 'timing', text: timing[1] ?? '' };
     // A kernel message may share the console line: the tag, then anything but more of a nonce.
     if (new RegExp(`^GUESTFORGE-STARTED:${nonce}(?![0-9a-zA-Z])`).test(text)) return { kind: 'started' };
   }

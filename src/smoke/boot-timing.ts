@@ -1,0 +1,82 @@
+/**
+ * Where a smoke boot's time went, from the guest's GUESTFORGE-TIMING lines
+ * (cloud-init/report.sh prints them just before its result):
+ *   phases uptime=<s> InitRDTimestampMonotonic=<µs> UserspaceTimestampMonotonic=<µs>
+ *   unit <span> <unit>          systemd-analyze blame, slowest first
+ *   cloud-init <stage> <ms>     from /run/cloud-init/status.json
+ * Pure: the smoke runner adds the host's view (time to the result line).
+ */
+
+export interface BootTiming {
+  /** Host: from qemu's start to the kernel's (firmware, boot loader), i.e. time to result minus the guest's uptime. */
+  beforeKernelMs?: number;
+  /** Kernel start to the initramfs's start, or to userspace when there is none. */
+  kernelMs?: number;
+  initrdMs?: number;
+  /** Userspace start (systemd in the root file system) to the guest's report. */
+  userspaceMs?: number;
+  /** The slowest units as systemd-analyze blame lists them. */
+  units: { unit: string; ms: number }[];
+  /** cloud-init's stages (the last one up to the report). */
+  cloudInit: { stage: string; ms: number }[];
+}
+
+const spanUnits: Record<string, number> = { h: 3_600_000, min: 60_000, s: 1000, ms: 1, us: 0.001, 'µs': 0.001 };
+
+/** systemd's time spans: "1min 2.345s", "12.3s", "345ms", "1h 2min". */
+export function parseSystemdSpan(text: string): number | undefined {
+  const parts = text.trim().split(/\s+/);
+  if (parts.length === 0 || parts[0] === '') return undefined;
+  let ms = 0;
+  for (const part of parts) {
+    const m = /^(\d+(?:\.\d+)?)(h|min|s|ms|us|µs)$/.exec(part);
+    if (!m) return undefined;
+    ms += Number(m[1]) * spanUnits[m[2]!]!;
+  }
+  return Math.round(ms);
+}
+
+export function parseBootTiming(lines: readonly string[], resultMs?: number): BootTiming {
+  const timing: BootTiming = { units: [], cloudInit: [] };
+  for (const line of lines) {
+    const [kind, ...rest] = line.trim().split(/\s+/);
+    if (kind === 'phases') {
+      const field = (name: string) => {
+        const v = rest.find((r) => r.startsWith(`${name}=`))?.slice(name.length + 1);
+        return v !== undefined && /^\d+(\.\d+)?$/.test(v) ? Number(v) : undefined;
+      };
+      const uptimeMs = field('uptime') !== undefined ? Math.round(field('uptime')! * 1000) : undefined;
+      const initrdAt = field('InitRDTimestampMonotonic');
+      const userspaceAt = field('UserspaceTimestampMonotonic');
+      if (userspaceAt !== undefined && userspaceAt > 0) {
+        const userspaceStart = Math.round(userspaceAt / 1000);
+        if (initrdAt !== undefined && initrdAt > 0) {
+          timing.kernelMs = Math.round(initrdAt / 1000);
+          timing.initrdMs = userspaceStart - timing.kernelMs;
+        } else {
+          timing.kernelMs = userspaceStart;
+        }
+        if (uptimeMs !== undefined && uptimeMs >= userspaceStart) timing.userspaceMs = uptimeMs - userspaceStart;
+      }
+      if (uptimeMs !== undefined && resultMs !== undefined && resultMs >= uptimeMs) timing.beforeKernelMs = resultMs - uptimeMs;
+    } else if (kind === 'unit') {
+      // "<span> <unit>": the span may have several words; the unit is the last one.
+      const unit = rest.at(-1);
+      const ms = parseSystemdSpan(rest.slice(0, -1).join(' '));
+      if (unit && ms !== undefined && timing.units.length < 15) timing.units.push({ unit, ms });
+    } else if (kind === 'cloud-init') {
+      const [stage, ms] = rest;
+      if (stage && /^[a-z-]+$/.test(stage) && ms && /^\d+$/.test(ms)) timing.cloudInit.push({ stage, ms: Number(ms) });
+    }
+  }
+  return timing;
+}
+
+/** A few lines for logs and the bench: phases, then the slowest units and cloud-init stages. */
+export function formatBootTiming(t: BootTiming, top = 5): string[] {
+  const s = (ms?: number) => (ms === undefined ? '?' : `${(ms / 1000).toFixed(1)}s`);
+  const lines = [`phases: before kernel ${s(t.beforeKernelMs)}, kernel ${s(t.kernelMs)}, initramfs ${s(t.initrdMs)}, userspace to report ${s(t.userspaceMs)}`];
+  if (t.units.length > 0) lines.push(`slowest units: ${t.units.slice(0, top).map((u) => `${u.unit} ${s(u.ms)}`).join(', ')}`);
+  if (t.cloudInit.length > 0) lines.push(`cloud-init stages: ${t.cloudInit.map((c) => `${c.stage} ${s(c.ms)}`).join(', ')}`);
+  return lines;
+}
