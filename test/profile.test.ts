@@ -49,7 +49,7 @@ shipped('the e2e and libvirt fixtures share the default profile\'s base, so test
     assert.is(await keyOf(join(root, 'test', 'fixtures', 'profiles', `${name}.yaml`)), expected, `${name}.yaml: base.bootstrap differs from debian-12-hpc.yaml`);
   }
 });
-shipped('bootstrap trims: dpkg path-excludes and the initramfs module list in the mmdebstrap argv; boot.keep leaves each out; the hook writes them', async () => {
+shipped('bootstrap trims: dpkg path-excludes, the initramfs module list and the GRUB timeout in the mmdebstrap argv; boot.keep leaves each out; the hook writes them', async () => {
   const result = await loadProfile(join(root, 'profiles', 'debian-12-hpc.yaml'));
   assert.ok(result.ok);
   if (!result.ok) return;
@@ -58,8 +58,8 @@ shipped('bootstrap trims: dpkg path-excludes and the initramfs module list in th
   assert.ok(argv.includes('--dpkgopt=path-exclude=/usr/share/doc/*'), argv.join(' '));
   assert.ok(argv.includes('--dpkgopt=path-include=/usr/share/doc/*/copyright'));
   const hook = argv.find((a) => a.startsWith('--essential-hook='));
-  assert.is(hook, `--essential-hook=sh ${join(hookDir, 'essential.sh')} "$1" initramfs-modules=${initramfsModules.join(',')}`);
-  const kept = mmdebstrapArgs({ ...result.value.profile, boot: { keep: ['initramfs-disk-modules', 'dpkg-no-docs'] } }, mirrors, '/t');
+  assert.is(hook, `--essential-hook=sh ${join(hookDir, 'essential.sh')} "$1" initramfs-modules=${initramfsModules.join(',')} grub-timeout=0`);
+  const kept = mmdebstrapArgs({ ...result.value.profile, boot: { keep: ['initramfs-disk-modules', 'dpkg-no-docs', 'grub-no-wait'] } }, mirrors, '/t');
   assert.not.ok(kept.some((a) => a.startsWith('--dpkgopt=')), kept.join(' '));
   assert.is(kept.find((a) => a.startsWith('--essential-hook=')), `--essential-hook=sh ${join(hookDir, 'essential.sh')} "$1"`);
   assert.is.not(await bootstrapKey({ ...result.value.profile, boot: { keep: ['dpkg-no-docs'] } }, mirrors), await bootstrapKey(result.value.profile, mirrors));
@@ -67,7 +67,8 @@ shipped('bootstrap trims: dpkg path-excludes and the initramfs module list in th
   const chroot = await mkdtemp(join(tmpdir(), 'gf-hook-'));
   try {
     await mkdir(join(chroot, 'etc'));
-    await execa('sh', [join(hookDir, 'essential.sh'), chroot, 'initramfs-modules=virtio_blk,ext4']);
+    await execa('sh', [join(hookDir, 'essential.sh'), chroot, 'initramfs-modules=virtio_blk,ext4', 'grub-timeout=0']);
+    assert.is(await readFile(join(chroot, 'etc/default/grub.d/91-guestforge-timeout.cfg'), 'utf8'), 'GRUB_TIMEOUT=0\n');
     assert.is(await readFile(join(chroot, 'etc/initramfs-tools/conf.d/guestforge-modules'), 'utf8'), 'MODULES=list\n');
     assert.is(await readFile(join(chroot, 'usr/share/initramfs-tools/modules.d/guestforge'), 'utf8'), 'virtio_blk\next4\n');
     const bad = await execa('sh', [join(hookDir, 'essential.sh'), chroot, 'no-such-trim'], { reject: false });

@@ -112,7 +112,7 @@ export async function bootstrapBase(ctx: BuildContext, step: Step, output: strin
 }
 
 /** Bump when the way a bootstrapped base is made changes, so old cache entries are not reused. */
-const bootstrapRecipe = 4;
+const bootstrapRecipe = 5;
 
 async function mirrorsOf(profile: Profile): Promise<string[]> {
   const bootstrap = profile.base.bootstrap!;

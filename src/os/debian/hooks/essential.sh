@@ -21,6 +21,11 @@ for trim in "$@"; do
       mkdir -p "$root/usr/share/initramfs-tools/modules.d"
       echo "${trim#initramfs-modules=}" | tr ',' '\n' > "$root/usr/share/initramfs-tools/modules.d/guestforge"
       ;;
+    grub-timeout=*)
+      # After customize.sh's 90-guestforge.cfg (GRUB_TIMEOUT=1), so it wins; update-grub reads both.
+      mkdir -p "$root/etc/default/grub.d"
+      echo "GRUB_TIMEOUT=${trim#grub-timeout=}" > "$root/etc/default/grub.d/91-guestforge-timeout.cfg"
+      ;;
     *) echo "essential.sh: unknown trim $trim" >&2; exit 1 ;;
   esac
 done
