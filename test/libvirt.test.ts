@@ -19,6 +19,7 @@ import * as assert from 'uvu/assert';
 import { timed } from './helpers/timing.ts';
 import { run } from '../src/exec/run.ts';
 import { domainXml, leftovers, virsh } from '../src/vm/libvirt.ts';
+import { StageCache } from '../src/cache/store.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const cli = join(root, 'bin', 'guestforge.js');
@@ -122,37 +123,39 @@ daemon('SIGTERM while the build VM runs as a remote domain: exit 143, domain and
 });
 
 daemon('two profiles with --jobs 2 over a local and a remote URI: both images, a summary table, nothing left behind', async () => {
-  // matrix-a's build VM is a local domain (disks in place, DAC label), matrix-b's a remote one (pool
-  // volumes, its disk downloaded and rebased). The profile's name is in the seed (the hostname), so
-  // each makes its own provision entry: two build VMs.
+  // The local one is the shipped vRDMA profile: its build VM is a local domain (disks in place, DAC
+  // label), and the stage cache it fills is what vrdma.test.ts builds on (the backend is not part of
+  // a stage's key), so the suite boots that build VM once. matrix-b's build VM is a remote domain
+  // (pool volumes, its disk downloaded and rebased).
   const dir = join(tmp, 'matrix');
   await mkdir(dir, { recursive: true });
   const stamp = Date.now();
-  for (const name of ['matrix-a', 'matrix-b']) {
-    await writeFile(join(dir, `${name}.yaml`), [
-      // The default base with no packages (its build VM runs no apt) and no apps.
-      `extends: ${join(root, 'test', 'fixtures', 'profiles', 'lean.yaml')}`,
-      `name: ${name}`,
-      'commands:',
-      `  - echo "${name} ${stamp}" > /etc/matrix-build`,
-    ].join('\n'));
-  }
+  await writeFile(join(dir, 'matrix-b.yaml'), [
+    // The default base with no packages (its build VM runs no apt) and no apps.
+    `extends: ${join(root, 'test', 'fixtures', 'profiles', 'lean.yaml')}`,
+    'name: matrix-b',
+    'commands:',
+    `  - echo "matrix-b ${stamp}" > /etc/matrix-build`,
+  ].join('\n'));
+  // So that every run proves a local build VM, an earlier run's vRDMA entries go first (the base stays).
+  const store = new StageCache(join(cache, 'guestforge'));
+  for (const e of await store.list()) if (e.profile === 'debian-12-vrdma' && e.stage !== 'base') await store.remove(e.stage, e.key);
   const out = join(dir, 'out');
-  const r = await guestforge(['build', join(dir, 'matrix-a.yaml'), join(dir, 'matrix-b.yaml'), '--jobs', '2', '--connect', `qemu:///system,${remote}`, '--pool', pool, '--accel', 'tcg', '--no-smoke', '-o', out]);
+  const r = await guestforge(['build', join(root, 'profiles', 'debian-12-vrdma.yaml'), join(dir, 'matrix-b.yaml'), '--jobs', '2', '--connect', `qemu:///system,${remote}`, '--pool', pool, '--accel', 'tcg', '--no-smoke', '-o', out]);
   assert.is(r.exitCode, 0, r.all);
   assert.match(r.stdout, /^PROFILE\s+HOST\s+RESULT\s+TIME\s+OUTPUT \/ ERROR$/m);
-  assert.match(r.stdout, /^matrix-a\s+qemu:\/\/\/system\s+ok\s+\d+s\s+\S+matrix-a\.qcow2$/m);
+  assert.match(r.stdout, /^debian-12-vrdma\s+qemu:\/\/\/system\s+ok\s+\d+s\s+\S+debian-12-vrdma\.qcow2$/m);
   assert.match(r.stdout, new RegExp(`^matrix-b\\s+${remote.replace(/[+/.]/g, '\\$&')}\\s+ok\\s+\\d+s\\s+\\S+matrix-b\\.qcow2$`, 'm'));
   assert.match(r.stdout, /2 of 2 builds succeeded/);
-  assert.match(r.all, /matrix-a: \[2\/5\] build VM \(cloud-init\) running/);
-  const logA = await readFile(join(out, 'logs', 'matrix-a', 'build.log'), 'utf8');
-  assert.match(logA, /build VM: virsh -c qemu:\/\/\/system start guestforge-matrix-a-provision-[0-9a-f]{6}/);
+  assert.match(r.all, /debian-12-vrdma: \[2\/5\] build VM \(cloud-init\) running/);
+  const logA = await readFile(join(out, 'logs', 'debian-12-vrdma', 'build.log'), 'utf8');
+  assert.match(logA, /build VM: virsh -c qemu:\/\/\/system start guestforge-debian-12-vrdma-provision-[0-9a-f]{6}/);
   // What the remote build VM wrote came back through vol-download.
   const said = await run(['guestfish', '--ro', '-a', join(out, 'matrix-b.qcow2'), '-i', 'cat', '/etc/matrix-build'], { env: { LIBGUESTFS_BACKEND_SETTINGS: 'force_tcg' }, timeoutMs: 5 * 60_000 });
   assert.is(said.stdout.trim(), `matrix-b ${stamp}`);
   const sums = await run(['sha256sum', '-c', 'SHA256SUMS'], { cwd: out, allowFailure: true });
   assert.is(sums.exitCode, 0, sums.stdout + sums.stderr);
-  assert.match(sums.stdout, /matrix-a\.qcow2: OK/);
+  assert.match(sums.stdout, /debian-12-vrdma\.qcow2: OK/);
   assert.match(sums.stdout, /matrix-b\.qcow2: OK/);
   await assertNothingLeft();
 });
