@@ -22,7 +22,7 @@ interface CommandEntry {
 const commands: Record<string, CommandEntry> = {
   build: {
     summary: 'build an image from a profile: base, build VM, inject, verify, compress, smoke boot',
-    usage: 'build <profile.yaml> [-o out/] [--no-smoke] [--junit f.xml] [--verbose] [--keep-work] [--no-cache] [--accel auto|kvm|tcg] [--backend qemu|libvirt] [--connect URI] [--json-events] [--package-only (OSv)]',
+    usage: 'build <profile.yaml> [-o out/] [--no-smoke] [--junit f.xml] [--verbose] [--keep-work] [--no-cache] [--accel auto|kvm|tcg] [--backend qemu|libvirt] [--connect URI] [--json-events] [--sign-key KEY] [--package-only (OSv)]',
     load: () => import('./commands/build.ts'),
   },
   smoke: {
@@ -39,6 +39,26 @@ const commands: Record<string, CommandEntry> = {
     summary: "check any image offline against the cluster's guest requirements",
     usage: 'verify <image> [--profile p.yaml] [--require vrdma] [--json] [--junit f.xml] [--allow-backing]',
     load: () => import('./commands/verify.ts'),
+  },
+  sign: {
+    summary: 'sign an output folder: a detached gpg signature of SHA256SUMS, which lists the images, manifests, SBOMs and provenance',
+    usage: 'sign <out/> --key KEY',
+    load: () => import('./commands/sign.ts'),
+  },
+  'verify-signature': {
+    summary: 'check an output folder\'s SHA256SUMS.asc against a public key, then every file SHA256SUMS lists',
+    usage: 'verify-signature <out/> --pubkey key.asc [--json]',
+    load: () => import('./commands/verify-signature.ts'),
+  },
+  publish: {
+    summary: 'copy a built image with its manifest, SBOM, provenance and checksums to DIR/<name>/<version>/ (a current link, never overwriting; --keep N prunes)',
+    usage: 'publish <out/name.qcow2> --to DIR [--keep N]',
+    load: () => import('./commands/publish.ts'),
+  },
+  push: {
+    summary: 'push a built image to an OCI registry with skopeo: a KubeVirt containerDisk, or the qcow2 and its records as an OCI artifact',
+    usage: 'push <out/name.qcow2> docker://HOST/REPO[:TAG] [--format containerdisk|oci-artifact] [--insecure] [--authfile F]',
+    load: () => import('./commands/push.ts'),
   },
   validate: {
     summary: 'check profiles; every problem as file:line:col field: message',

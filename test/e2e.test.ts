@@ -67,6 +67,21 @@ e2e('build exits 0 with the image, manifest, SHA256SUMS and a passing smoke JUni
   assert.ok(manifest.packages.some((p: { name: string }) => p.name === 'cloud-init'));
   assert.ok(manifest.packages.some((p: { name: string }) => p.name === 'less'), 'profile package installed in the build VM');
   assert.is(manifest.smoke.ok, true);
+  // The SBOM and provenance beside it, listed in SHA256SUMS (checked by sha256sum -c below).
+  assert.match(manifest.version, /^\d{8}-[0-9a-f]{8}$/);
+  const sbom = JSON.parse(await readFile(join(out, 'debian-12-hpc.spdx.json'), 'utf8'));
+  assert.is(sbom.spdxVersion, 'SPDX-2.3');
+  const cloudInit = manifest.packages.find((p: { name: string }) => p.name === 'cloud-init');
+  const sbomCloudInit = sbom.packages.find((p: { name: string }) => p.name === 'cloud-init');
+  assert.is(sbomCloudInit?.versionInfo, cloudInit.version, 'the SBOM lists cloud-init with the manifest\'s version');
+  assert.match(sbomCloudInit.externalRefs[0].referenceLocator, /^pkg:deb\/debian\/cloud-init@/);
+  assert.equal(sbom.packages[0].checksums, [{ algorithm: 'SHA256', checksumValue: manifest.outputs[0].sha256 }]);
+  assert.is(sbom.packages.length, manifest.packages.length + 1);
+  const provenance = JSON.parse(await readFile(join(out, 'debian-12-hpc.provenance.json'), 'utf8'));
+  assert.is(provenance.predicateType, 'https://slsa.dev/provenance/v1');
+  assert.ok(provenance.subject.some((s: { name: string; digest: { sha256: string } }) => s.name === 'debian-12-hpc.qcow2' && s.digest.sha256 === manifest.outputs[0].sha256));
+  assert.ok(provenance.predicate.buildDefinition.resolvedDependencies.some((d: { name: string }) => d.name === 'base'));
+  assert.match(await readFile(join(out, 'SHA256SUMS'), 'utf8'), /  debian-12-hpc\.spdx\.json\n[\s\S]*  debian-12-hpc\.provenance\.json|  debian-12-hpc\.provenance\.json\n[\s\S]*  debian-12-hpc\.spdx\.json/);
   for (const x of manifest.verify) assert.is(x.verdict, x.id.startsWith('vrdma.') ? 'skip' : 'pass', `${x.id}: ${x.evidence}`);
   // Where the smoke boot's time went, as the guest measured it.
   const boot = manifest.smoke.boot;

@@ -134,6 +134,7 @@ function goodFacts(): GuestFacts {
   return {
     osRelease: { PRETTY_NAME: 'Debian GNU/Linux 12 (bookworm)', NAME: 'Debian GNU/Linux', VERSION_ID: '12', ID: 'debian' },
     packages: new Map(packages.map((p) => p.split(' ') as [string, string])),
+    packageDetails: Object.fromEntries(packages.map((p) => [p.split(' ')[0]!, { arch: 'amd64', source: p }])),
     packageSource: 'dpkg',
     cloudConfigs: [
       { path: '/etc/cloud/cloud.cfg', text: 'users: [default]\ncloud_init_modules: [write_files]\n' },

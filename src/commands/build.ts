@@ -7,6 +7,7 @@ import { runBuild } from '../pipeline/pipeline.ts';
 import { withSignals } from '../pipeline/signals.ts';
 import { smokeJunitCases } from '../smoke/run.ts';
 import { junitCases } from '../verify/print.ts';
+import { checkSigningKey } from '../publish/sign.ts';
 import { parseCommandArgs } from './args.ts';
 import { runMatrix, summaryTable, type MatrixJob } from '../pipeline/matrix.ts';
 import { isRemote } from '../vm/libvirt.ts';
@@ -44,6 +45,7 @@ async function command(args: string[], emit?: (event: BuildEvent) => void): Prom
     pool: { type: 'string' },
     jobs: { type: 'string', short: 'j' },
     'json-events': { type: 'boolean' },
+    'sign-key': { type: 'string' },
   });
   if (positionals.length === 0) throw new UsageError('build: name a profile', { hint: 'guestforge build profiles/debian-12-hpc.yaml -o out/' });
   const accel = values.accel;
@@ -77,6 +79,8 @@ async function single(file: string, values: Values, backend: string | undefined,
   const junit = text('junit');
   const pool = text('pool');
   const loaded = await loadProfileOrThrow(file);
+  const signKey = text('sign-key');
+  if (signKey) await checkSigningKey(signKey);
   if (backend || hosts[0]) loaded.profile.build.backend = (backend ?? 'libvirt') as 'qemu' | 'libvirt';
   if (hosts[0]) loaded.profile.build.connect = hosts[0];
   if (pool) loaded.profile.build.pool = pool;
@@ -89,6 +93,7 @@ async function single(file: string, values: Values, backend: string | undefined,
     keepWork: Boolean(values['keep-work']),
     noCache: Boolean(values['no-cache']),
     packageOnly: Boolean(values['package-only']),
+    ...(signKey ? { signKey } : {}),
     ...(rebuildFrom ? { rebuildFrom: rebuildFrom as (typeof stageNames)[number] } : {}),
     ...(accel ? { accel: accel as 'auto' | 'kvm' | 'tcg' } : {}),
   }, log, signal));
@@ -129,9 +134,10 @@ async function matrix(files: string[], values: Values, hosts: string[]): Promise
     seen.set(job.name, job.file);
   }
   if (values.junit) throw new UsageError('build: --junit is for one profile; each build of several writes its manifest with the results');
+  if (typeof values['sign-key'] === 'string') await checkSigningKey(values['sign-key']);
   const passed: string[] = ['-o', String(values.output)];
   for (const flag of ['no-smoke', 'keep-work', 'no-cache', 'verbose'] as const) if (values[flag]) passed.push(`--${flag}`);
-  for (const flag of ['accel', 'rebuild-from', 'pool'] as const) if (typeof values[flag] === 'string') passed.push(`--${flag}`, values[flag] as string);
+  for (const flag of ['accel', 'rebuild-from', 'pool', 'sign-key'] as const) if (typeof values[flag] === 'string') passed.push(`--${flag}`, values[flag] as string);
   if (values.backend === 'libvirt' && hosts.length === 0) passed.push('--backend', 'libvirt');
   if (values.backend === 'qemu') passed.push('--backend', 'qemu');
   const started = Date.now();

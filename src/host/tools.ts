@@ -19,6 +19,8 @@ export const tools = {
   rpm: { apt: 'rpm', versionArgs: ['--version'], usedBy: 'verify (reads RedHat images\' rpm database)' },
   mksquashfs: { apt: 'squashfs-tools', versionArgs: ['-version'], usedBy: 'build (squashfs output)' },
   cpio: { apt: 'cpio', versionArgs: ['--version'], usedBy: 'build (osv)' },
+  gpg: { apt: 'gnupg', versionArgs: ['--version'], usedBy: 'sign, verify-signature, build --sign-key' },
+  skopeo: { apt: 'skopeo', versionArgs: ['--version'], usedBy: 'push' },
   capstan: { apt: 'not in Debian: build it from github.com/cloudius-systems/capstan', versionArgs: ['--version'], usedBy: 'build (osv), optional', optional: true },
 } as const satisfies Record<string, ToolInfo>;
 

@@ -51,12 +51,13 @@ export async function convertImage(
   return { path: target, format, bytes: (await stat(target)).size, sha256: await sha256File(target) };
 }
 
-/** Update SHA256SUMS in the output folder: our files' lines replaced, others kept. */
 /** Rewrite this build's lines of SHA256SUMS; a lock keeps parallel builds into one folder from losing lines. */
-export async function updateSums(outDir: string, files: OutputFile[], drop: string[] = []): Promise<void> {
+export async function updateSums(outDir: string, files: OutputFile[], drop: string[] = [], then?: () => Promise<unknown>): Promise<void> {
   const lock = await acquireLock(join(outDir, '.SHA256SUMS.lock'), { profile: 'SHA256SUMS' }, { removeOnRelease: true });
   try {
     await rewriteSums(outDir, files, drop);
+    // Under the same lock (signing): another build into this folder cannot change the file in between.
+    await then?.();
   } finally {
     await lock.release();
   }

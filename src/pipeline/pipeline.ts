@@ -83,6 +83,8 @@ export async function runBuild(
   const ctx: BuildContext = {
     profile,
     profileFile: loaded.files[0] ?? '',
+    profileFiles: loaded.files,
+    startedAt: new Date().toISOString(),
     profileHash: sha256Text(JSON.stringify(profile)),
     driver: driverFor(profile.os.family),
     // A package-only build starts no VM: no probe (12 s when KVM hangs).

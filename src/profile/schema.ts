@@ -266,6 +266,11 @@ export const profileSchema = z
       .refine((v) => v !== 'logs' && !/\.(qcow2|raw|img|vmdk|tar|squashfs|json|sha256)$/.test(v), { error: 'this name would clash with the output folder\'s own files (logs/, <name>.qcow2 …)' })
       .describe('Image name; output is <name>.qcow2'),
     description: z.string().optional(),
+    version: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/, { error: 'expected letters, digits, ".", "_", "+" and "-", starting with a letter or digit, at most 64 characters' })
+      .optional()
+      .describe('The image\'s version, in the manifest, SBOM, provenance and the published folder; default: the build\'s UTC date and the resolved profile\'s short hash (20261129-3f2a9c1d)'),
     os: osSchema,
     base,
     disk: disk.prefault({}),

@@ -10,6 +10,8 @@ import { formatSize } from '../profile/units.ts';
 import { guestforgeVersion } from '../util/project.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 import type { BuildContext, Stage } from './types.ts';
+import { imageVersion, writeBuildRecords } from '../publish/records.ts';
+import { signSums } from '../publish/sign.ts';
 
 export function outputFormats(ctx: Pick<BuildContext, 'profile'>): { disks: DiskFormat[]; rootfs: RootfsFormat[] } {
   const all = [...new Set([ctx.profile.disk.format, ...ctx.profile.outputs])];
@@ -23,7 +25,7 @@ export function manifestPath(ctx: BuildContext): string {
   return join(ctx.options.outDir, `${ctx.profile.name}.manifest.json`);
 }
 
-async function writeManifest(ctx: BuildContext): Promise<void> {
+async function writeManifest(ctx: BuildContext): Promise<{ tools: Record<string, string>; builtAt: string }> {
   const tools = await toolVersions([
     ['qemu-img', '--version'],
     ['qemu-system-x86_64', '--version'],
@@ -31,10 +33,12 @@ async function writeManifest(ctx: BuildContext): Promise<void> {
     ['xorriso', '-version'],
     ...(ctx.profile.base.bootstrap ? [['mmdebstrap', '--version']] : []),
   ]);
+  const builtAt = new Date().toISOString();
   const manifest = {
     name: ctx.profile.name,
+    version: imageVersion(ctx),
     guestforge: await guestforgeVersion(),
-    builtAt: new Date().toISOString(),
+    builtAt,
     profile: { file: ctx.profileFile, sha256: ctx.profileHash },
     os: ctx.verify?.os,
     base: ctx.base,
@@ -48,7 +52,9 @@ async function writeManifest(ctx: BuildContext): Promise<void> {
     tools,
   };
   await writeFileAtomic(manifestPath(ctx), `${JSON.stringify(manifest, null, 2)}\n`);
+  return { tools, builtAt };
 }
+
 
 export const finalizeStage: Stage = {
   name: 'finalize',
@@ -91,7 +97,14 @@ export const finalizeStage: Stage = {
   },
 };
 
-/** After every stage succeeded: the manifest again, now with smoke results and all timings. */
+/**
+ * After every stage succeeded: the manifest again, now with smoke results and all timings, the
+ * SBOM and the provenance, all three listed in SHA256SUMS, which `--sign-key` then signs.
+ */
 export async function completeManifest(ctx: BuildContext): Promise<void> {
-  if (ctx.outputs.length > 0) await writeManifest(ctx);
+  if (ctx.outputs.length === 0) return;
+  const { tools, builtAt } = await writeManifest(ctx);
+  const records = await writeBuildRecords(ctx, { tools, finishedOn: builtAt, manifest: manifestPath(ctx) });
+  const key = ctx.options.signKey;
+  await updateSums(ctx.options.outDir, [...ctx.outputs, ...records], [], key ? async () => ctx.log.info(`signed ${await signSums(ctx.options.outDir, key)}`) : undefined);
 }

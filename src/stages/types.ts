@@ -29,6 +29,8 @@ export interface BuildOptions {
   rebuildFrom?: StageId;
   /** OSv: write the Capstan package and stop. */
   packageOnly?: boolean;
+  /** gpg key (id, fingerprint or e-mail in the keyring) to sign SHA256SUMS with. */
+  signKey?: string;
 }
 
 export interface OutputFile {
@@ -58,6 +60,10 @@ export interface SmokeReport {
 export interface BuildContext {
   readonly profile: Profile;
   readonly profileFile: string;
+  /** The profile file, then every file it extends. */
+  readonly profileFiles: readonly string[];
+  /** When the build started (ISO). */
+  readonly startedAt: string;
   /** sha256 of the resolved profile, for the manifest. */
   readonly profileHash: string;
   readonly driver: OsDriver;

@@ -24,6 +24,13 @@ export interface PathFacts {
   entries?: string[];
 }
 
+/** Architecture, source package and license as the package database gives them (dpkg has no license field). */
+export interface PackageDetail {
+  arch?: string;
+  source?: string;
+  license?: string;
+}
+
 /** A small file's size and its first bytes (never more: images are hostile). */
 export interface FileHead {
   bytes: number;
@@ -34,6 +41,8 @@ export interface GuestFacts {
   osRelease: Record<string, string>;
   /** name → version, from dpkg's status file or the rpm database. */
   packages: Map<string, string>;
+  /** What the package database says besides the version, for the SBOM (older cache entries have none). */
+  packageDetails?: Record<string, PackageDetail>;
   packageSource: 'dpkg' | 'rpm' | 'none';
   /** cloud.cfg then cloud.cfg.d/*.cfg in cloud-init's (sorted) order. */
   cloudConfigs: { path: string; text: string }[];
@@ -76,12 +85,25 @@ export function parseOsRelease(text: string): Record<string, string> {
 }
 
 export function parseDpkgStatus(text: string): Map<string, string> {
-  const packages = new Map<string, string>();
+  return new Map([...parseDpkgPackages(text)].map(([name, p]) => [name, p.version]));
+}
+
+/** Installed packages of a dpkg status file: version, architecture, and the source package (`Source: name (version)` when its version differs). */
+export function parseDpkgPackages(text: string): Map<string, PackageDetail & { version: string }> {
+  const packages = new Map<string, PackageDetail & { version: string }>();
   for (const stanza of text.split(/\n\n+/)) {
-    const name = /^Package: (.+)$/m.exec(stanza)?.[1];
-    const status = /^Status: (.+)$/m.exec(stanza)?.[1];
-    const version = /^Version: (.+)$/m.exec(stanza)?.[1];
-    if (name && version && status?.endsWith(' installed')) packages.set(name.trim(), version.trim());
+    const field = (f: string) => new RegExp(`^${f}: (.+)$`, 'm').exec(stanza)?.[1]?.trim();
+    const name = field('Package');
+    const version = field('Version');
+    if (!name || !version || !field('Status')?.endsWith(' installed')) continue;
+    const arch = field('Architecture');
+    const source = field('Source');
+    packages.set(name, {
+      version,
+      ...(arch ? { arch } : {}),
+      // No Source field: the source package has the binary's name and version.
+      source: source ? (/\(/.test(source) ? source.replace(/\s*\((.+)\)$/, ' $1') : `${source} ${version}`) : `${name} ${version}`,
+    });
   }
   return packages;
 }
@@ -172,10 +194,13 @@ export async function gatherFacts(
   const osRelease = parseOsRelease(osText);
 
   let packages = new Map<string, string>();
+  let packageDetails: Record<string, PackageDetail> = {};
   let packageSource: GuestFacts['packageSource'] = 'none';
   const dpkg = await readIf(session, '/var/lib/dpkg/status');
   if (dpkg !== undefined) {
-    packages = parseDpkgStatus(dpkg);
+    const parsed = parseDpkgPackages(dpkg);
+    packages = new Map([...parsed].map(([name, p]) => [name, p.version]));
+    packageDetails = Object.fromEntries([...parsed].map(([name, { version: _, ...detail }]) => [name, detail]));
     packageSource = 'dpkg';
   } else {
     for (const dbDir of ['/var/lib/rpm', '/usr/lib/sysimage/rpm']) {
@@ -183,7 +208,9 @@ export async function gatherFacts(
       if ((await session.lines('ls', dbDir)).length === 0) continue;
       packageSource = 'rpm';
       // RHEL 9's /var/lib/rpm is a symlink to /usr/lib/sysimage/rpm.
-      packages = await rpmPackages(session, (await session.call('realpath', dbDir)).trim());
+      const parsed = await rpmPackages(session, (await session.call('realpath', dbDir)).trim());
+      packages = new Map([...parsed].map(([name, p]) => [name, p.version]));
+      packageDetails = Object.fromEntries([...parsed].map(([name, { version: _, ...detail }]) => [name, detail]));
       break;
     }
   }
@@ -226,6 +253,7 @@ export async function gatherFacts(
   return {
     osRelease,
     packages,
+    packageDetails,
     packageSource,
     cloudConfigs,
     paths,
@@ -243,24 +271,31 @@ export async function gatherFacts(
   };
 }
 
+/** `rpm -qa` lines of NAME, VERSION-RELEASE, ARCH, SOURCERPM and LICENSE, tab-separated ("(none)" where rpm has no value). */
+export function parseRpmQuery(stdout: string): Map<string, PackageDetail & { version: string }> {
+  const packages = new Map<string, PackageDetail & { version: string }>();
+  for (const line of stdout.split('\n')) {
+    const [name, version, arch, sourceRpm, license] = line.trim().split('\t').map((v) => (v === '(none)' ? '' : v));
+    if (!name || !version || name === 'gpg-pubkey') continue;
+    const source = sourceRpm ? /^(.+)-([^-]+-[^-]+)\.src\.rpm$/.exec(sourceRpm) : null;
+    packages.set(name, { version, ...(arch ? { arch } : {}), ...(source ? { source: `${source[1]} ${source[2]}` } : {}), ...(license ? { license } : {}) });
+  }
+  return packages;
+}
+
 /**
  * The rpm database, copied out of the image and read by the host's rpm.
  * libguestfs's own reader (inspect-list-applications2) fails here on RHEL 9's
  * sqlite database from a read-only mount (its WAL needs a writable folder),
  * and the guest's rpm cannot run offline in every image.
  */
-async function rpmPackages(session: GuestSession, dbDir: string): Promise<Map<string, string>> {
+async function rpmPackages(session: GuestSession, dbDir: string): Promise<Map<string, PackageDetail & { version: string }>> {
   const local = await mkdtemp(join(tmpdir(), 'guestforge-rpmdb-'));
   try {
     await session.call('copy-out', dbDir, local);
     const copied = join(local, posix.basename(dbDir));
-    const { stdout } = await run(['rpm', '--dbpath', copied, '-qa', '--qf', '%{NAME} %{VERSION}-%{RELEASE}\\n'], { timeoutMs: 120_000 });
-    const packages = new Map<string, string>();
-    for (const line of stdout.split('\n')) {
-      const [name, version] = line.trim().split(' ');
-      if (name && version && name !== 'gpg-pubkey') packages.set(name, version);
-    }
-    return packages;
+    const { stdout } = await run(['rpm', '--dbpath', copied, '-qa', '--qf', '%{NAME}\\t%{VERSION}-%{RELEASE}\\t%{ARCH}\\t%{SOURCERPM}\\t%{LICENSE}\\n'], { timeoutMs: 120_000 });
+    return parseRpmQuery(stdout);
   } finally {
     await rm(local, { recursive: true, force: true });
   }

@@ -17,7 +17,7 @@ export function evaluate(image: string, facts: GuestFacts, options: VerifyOption
       ? { os: { id: os.ID, family: osFamily(os) ?? 'unknown', version: os.VERSION_ID ?? '', pretty: os.PRETTY_NAME ?? os.ID } }
       : {}),
     results,
-    packages: [...facts.packages].map(([name, version]) => ({ name, version })).sort((a, b) => a.name.localeCompare(b.name)),
+    packages: [...facts.packages].map(([name, version]) => ({ name, version, ...facts.packageDetails?.[name] })).sort((a, b) => a.name.localeCompare(b.name)),
   };
 }
 

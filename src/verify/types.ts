@@ -1,5 +1,5 @@
 /** Verify rules are records (virt-sysprep's operations): data plus a check, listed in one place. */
-import type { GuestFacts } from './facts.ts';
+import type { GuestFacts, PackageDetail } from './facts.ts';
 
 export type Verdict = 'pass' | 'fail' | 'warn' | 'skip';
 
@@ -33,5 +33,5 @@ export interface VerifyReport {
   ok: boolean;
   os?: { id: string; family: string; version: string; pretty: string };
   results: (RuleResult & { id: string; title: string; severity: Rule['severity'] })[];
-  packages: { name: string; version: string }[];
+  packages: ({ name: string; version: string } & PackageDetail)[];
 }

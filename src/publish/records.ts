@@ -1,0 +1,88 @@
+/**
+ * The build's records beside its image: `<name>.spdx.json` (what the image
+ * holds) and `<name>.provenance.json` (how it was made). Written when every
+ * stage has succeeded, through temp names; SHA256SUMS then lists them.
+ */
+import { stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describeBackend } from '../vm/backend.ts';
+import type { BuildContext, OutputFile } from '../stages/types.ts';
+import { guestforgeVersion } from '../util/project.ts';
+import { sha256File, writeFileAtomic } from '../util/fs.ts';
+import { fileDependency, provenanceStatement, type Dependency } from './provenance.ts';
+import { spdxDocument } from './sbom.ts';
+
+/** The profile's `version`, else the build's UTC start date and the resolved profile's short hash. */
+export function imageVersion(ctx: Pick<BuildContext, 'profile' | 'profileHash' | 'startedAt'>): string {
+  return ctx.profile.version ?? `${ctx.startedAt.slice(0, 10).replaceAll('-', '')}-${ctx.profileHash.slice(0, 8)}`;
+}
+
+export const sbomName = (name: string) => `${name}.spdx.json`;
+export const provenanceName = (name: string) => `${name}.provenance.json`;
+
+/** The base as a dependency URI: a URL or local path as given, the bootstrap as its mirror (its suite in the name). */
+export function baseDependency(base: NonNullable<BuildContext['base']>): Dependency {
+  const digest: Record<string, string> = base.sha256 ? { sha256: base.sha256 } : {};
+  if (/^https?:\/\//.test(base.source)) return { name: 'base', uri: base.source, digest };
+  if (base.source.startsWith('/')) return { name: 'base', uri: pathToFileURL(base.source).href, digest };
+  const mirror = / from (\S+)$/.exec(base.source)?.[1];
+  return { name: 'base', uri: mirror ?? 'urn:guestforge:bootstrap', digest, annotations: { bootstrap: base.source } };
+}
+
+async function asOutput(path: string, format: string): Promise<OutputFile> {
+  return { path, format, bytes: (await stat(path)).size, sha256: await sha256File(path) };
+}
+
+export async function writeBuildRecords(
+  ctx: BuildContext,
+  run: { tools: Record<string, string>; finishedOn: string; manifest: string },
+): Promise<OutputFile[]> {
+  const { profile } = ctx;
+  const version = imageVersion(ctx);
+  const gfVersion = await guestforgeVersion();
+  const image = ctx.outputs[0]!;
+  const outDir = ctx.options.outDir;
+
+  const sbom = spdxDocument({
+    name: profile.name,
+    version,
+    image: { file: basename(image.path), sha256: image.sha256 },
+    ...(ctx.verify?.os ? { os: { id: ctx.verify.os.id, version: ctx.verify.os.version } } : {}),
+    packageSource: ctx.facts?.packageSource ?? 'none',
+    packages: ctx.verify?.packages ?? [],
+    created: run.finishedOn,
+    guestforgeVersion: gfVersion,
+  });
+  const sbomPath = join(outDir, sbomName(profile.name));
+  await writeFileAtomic(sbomPath, `${JSON.stringify(sbom, null, 2)}\n`);
+
+  // Every file the build read from the profile's side: the profile and what it extends, app sources, a local base or builder.
+  const files = [
+    ...ctx.profileFiles.map((f, i) => [f, i === 0 ? 'profile' : 'extends'] as const),
+    ...profile.apps.map((a) => [a.src, `app ${a.dest}`] as const),
+    ...(profile.base.image?.path ? [[profile.base.image.path, 'base.image'] as const] : []),
+    ...(profile.base.builder?.path ? [[profile.base.builder.path, 'base.builder'] as const] : []),
+  ];
+  const inputs: Dependency[] = [];
+  for (const [path, name] of files) inputs.push(await fileDependency(path, name));
+  const statement = provenanceStatement({
+    name: profile.name,
+    version,
+    subjects: [...ctx.outputs.map((o) => ({ file: basename(o.path), sha256: o.sha256 })), { file: basename(sbomPath), sha256: await sha256File(sbomPath) }, { file: basename(run.manifest), sha256: await sha256File(run.manifest) }],
+    profile: { path: ctx.profileFile, sha256: await sha256File(ctx.profileFile) },
+    inputs,
+    ...(ctx.base ? { base: baseDependency(ctx.base) } : {}),
+    guestforgeVersion: gfVersion,
+    tools: run.tools,
+    accel: ctx.accel,
+    backend: describeBackend(ctx.backend),
+    smoke: ctx.options.smoke,
+    buildId: ctx.nonce,
+    startedOn: ctx.startedAt,
+    finishedOn: run.finishedOn,
+  });
+  const provenancePath = join(outDir, provenanceName(profile.name));
+  await writeFileAtomic(provenancePath, `${JSON.stringify(statement, null, 2)}\n`);
+  return [await asOutput(run.manifest, 'manifest'), await asOutput(sbomPath, 'spdx'), await asOutput(provenancePath, 'provenance')];
+}
