@@ -37,7 +37,7 @@ const commands: Record<string, CommandEntry> = {
   },
   verify: {
     summary: "check any image offline against the cluster's guest requirements",
-    usage: 'verify <image> [--profile p.yaml] [--require vrdma] [--json] [--junit f.xml] [--allow-backing]',
+    usage: 'verify <image> [--profile p.yaml] [--require vrdma] [--json] [--junit f.xml] [--allow-backing] [--explain RULE] | verify --explain RULE',
     load: () => import('./commands/verify.ts'),
   },
   sign: {

@@ -13,9 +13,9 @@ import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { timed } from './helpers/timing.ts';
-import { rules, sshdSetting } from '../src/verify/rules.ts';
+import { datasourceVerdict, rules, sshdSetting } from '../src/verify/rules.ts';
 import { evaluate, defaultVerifyOptions } from '../src/verify/run.ts';
-import { passwordStates, type GuestFacts } from '../src/verify/facts.ts';
+import { kernelCmdlinesOf, passwordStates, type GuestFacts } from '../src/verify/facts.ts';
 import { makeImage as makeTreeImage, type Tree } from './helpers/tree-image.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -136,6 +136,8 @@ function goodFacts(): GuestFacts {
     packages: new Map(packages.map((p) => p.split(' ') as [string, string])),
     packageDetails: Object.fromEntries(packages.map((p) => [p.split(' ')[0]!, { arch: 'amd64', source: p }])),
     packageSource: 'dpkg',
+    cloudInitDisabledBy: [],
+    kernelCmdlines: [],
     cloudConfigs: [
       { path: '/etc/cloud/cloud.cfg', text: 'users: [default]\ncloud_init_modules: [write_files]\n' },
       { path: '/etc/cloud/cloud.cfg.d/90_guestforge_datasource.cfg', text: 'datasource_list: [ NoCloud, None ]\n' },
@@ -192,6 +194,53 @@ const withVrdma = { ...defaultVerifyOptions, requireVrdma: true };
 const verdicts = (f: GuestFacts, o = withVrdma) => evaluate('literal', f, o).results.map((r) => `${r.id}=${r.verdict}`);
 
 const logic = suite('verify rules over facts (no appliance)');
+
+logic('no rule fails a state its own record accepts; every record says what passes', () => {
+  let walked = 0;
+  for (const rule of rules) {
+    assert.ok(rule.passes.length > 20, `${rule.id} says what counts as a pass`);
+    for (const a of rule.acceptable ?? []) {
+      const f = goodFacts();
+      a.apply(f);
+      const r = evaluate('literal', f, withVrdma).results.find((x) => x.id === rule.id)!;
+      assert.is.not(r.verdict, 'fail', `${rule.id}, ${a.state}: ${r.evidence}`);
+      walked += 1;
+    }
+  }
+  assert.ok(walked >= 15, `${walked} accepted states walked`);
+});
+
+logic('NoCloud as cloud-init decides it: disable switches, the kernel command line, ds-identify\'s policy, then the last datasource_list', () => {
+  const nocloud = (change: (f: GuestFacts) => void) => {
+    const f = goodFacts();
+    change(f);
+    return datasourceVerdict(f);
+  };
+  assert.equal(nocloud((f) => (f.cloudInitDisabledBy = ['/etc/cloud/cloud-init.disabled'])), { verdict: 'fail', evidence: '/etc/cloud/cloud-init.disabled exists: cloud-init does not run at all' });
+  assert.equal(nocloud((f) => (f.kernelCmdlines = [{ path: '/etc/default/grub', cmdline: 'quiet cloud-init=disabled' }])).verdict, 'fail');
+  assert.match(nocloud((f) => (f.dsIdentify = { path: '/etc/cloud/ds-identify.cfg', text: 'policy: disabled\n' })).evidence, /ds-identify policy disabled \(\/etc\/cloud\/ds-identify\.cfg\)/);
+  const later = nocloud((f) => f.cloudConfigs.push({ path: '/etc/cloud/cloud.cfg.d/99_ec2.cfg', text: 'datasource_list: [ Ec2, None ]\n' }));
+  assert.equal(later, { verdict: 'fail', evidence: 'NoCloud missing: [Ec2, None] from /etc/cloud/cloud.cfg.d/99_ec2.cfg' });
+  const forced = nocloud((f) => (f.kernelCmdlines = [{ path: '/boot/grub/grub.cfg', cmdline: 'ro ds=nocloud-net;s=http://10.0.2.2/' }]));
+  assert.equal(forced, { verdict: 'pass', evidence: 'ds=nocloud-net on the kernel command line (/boot/grub/grub.cfg)' });
+  assert.match(nocloud((f) => (f.cloudConfigs = [])).evidence, /^no datasource_list set: cloud-init's built-in list has NoCloud/);
+});
+
+logic('kernel command lines from GRUB defaults, grub.cfg\'s first entry, BLS entries, grubenv and /etc/kernel/cmdline', () => {
+  assert.equal(kernelCmdlinesOf([
+    { path: '/etc/default/grub', text: 'GRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX=\'console=ttyS0 ds=nocloud\'\n' },
+    { path: '/boot/grub/grub.cfg', text: "menuentry 'Debian' {\n\tlinux\t/boot/vmlinuz-6.1 root=UUID=x ro console=ttyS0\n}\nmenuentry 'old' {\n\tlinux /boot/vmlinuz-5 root=UUID=x ro single\n}\n" },
+    { path: '/boot/loader/entries/abc-5.14.conf', text: 'title Rocky\nlinux /vmlinuz-5.14\noptions root=/dev/mapper/rootvg-root ro crashkernel=auto\n' },
+    { path: '/boot/grub2/grubenv', text: '# GRUB Environment Block\nkernelopts=root=/dev/sda2 ro\n' },
+    { path: '/etc/kernel/cmdline', text: 'root=LABEL=root rw\n' },
+  ]), [
+    { path: '/etc/default/grub', cmdline: 'quiet console=ttyS0 ds=nocloud' },
+    { path: '/boot/grub/grub.cfg', cmdline: 'root=UUID=x ro console=ttyS0' },
+    { path: '/boot/loader/entries/abc-5.14.conf', cmdline: 'root=/dev/mapper/rootvg-root ro crashkernel=auto' },
+    { path: '/boot/grub2/grubenv', cmdline: 'root=/dev/sda2 ro' },
+    { path: '/etc/kernel/cmdline', cmdline: 'root=LABEL=root rw' },
+  ]);
+});
 
 logic('every rule has a breaker, on the disk and on the facts', () => {
   assert.equal(Object.keys(breakers).sort(), rules.map((r) => r.id).sort());

@@ -9,6 +9,19 @@ import { checkedBackingChain } from '../vm/image.ts';
 import { verifyOptionsOf } from '../stages/verify.ts';
 import { failedRules, formatReport, junitCases } from '../verify/print.ts';
 import { defaultVerifyOptions, verifyImage } from '../verify/run.ts';
+import { rules } from '../verify/rules.ts';
+import type { Rule } from '../verify/types.ts';
+
+/** A rule's record as `verify --explain` prints it. */
+export function explainRule(rule: Rule): string[] {
+  return [
+    `${rule.id}: ${rule.title}`,
+    `why: ${rule.why}`,
+    `passes when: ${rule.passes}`,
+    ...(rule.acceptable?.length ? [`accepted states (each checked by the tests): ${rule.acceptable.map((a) => a.state).join('; ')}`] : []),
+    ...(rule.references ?? []).map((r) => `see: ${r}`),
+  ];
+}
 import { parseCommandArgs } from './args.ts';
 import { inspectOsv } from '../os/osv/cmdline.ts';
 
@@ -34,9 +47,17 @@ export async function run(args: string[]): Promise<number> {
     json: { type: 'boolean' },
     junit: { type: 'string' },
     verbose: { type: 'boolean', short: 'v' },
+    explain: { type: 'string' },
   });
+  const explained = values.explain === undefined ? undefined : rules.find((r) => r.id === values.explain);
+  if (values.explain !== undefined && !explained) throw new UsageError(`verify: no rule "${values.explain}"`, { hint: `rules: ${rules.map((r) => r.id).join(', ')}` });
   const [image] = positionals;
-  if (!image || positionals.length > 1) throw new UsageError('verify: name one image', { hint: 'guestforge verify out/debian-12-hpc.qcow2 [--profile p] [--require vrdma]' });
+  // --explain alone: the record; with an image, also what the rule saw in it.
+  if (explained && positionals.length === 0) {
+    for (const line of explainRule(explained)) process.stdout.write(`${line}\n`);
+    return ExitCode.ok;
+  }
+  if (!image || positionals.length > 1) throw new UsageError('verify: name one image', { hint: 'guestforge verify out/debian-12-hpc.qcow2 [--profile p] [--require vrdma] [--explain RULE]' });
   for (const r of values.require ?? []) {
     if (r !== 'vrdma') throw new UsageError(`verify: unknown --require "${r}"`, { hint: 'known: vrdma' });
   }
@@ -80,6 +101,12 @@ export async function run(args: string[]): Promise<number> {
       throw error;
     }
   });
+  if (explained) {
+    const result = report.results.find((r) => r.id === explained.id)!;
+    for (const line of explainRule(explained)) process.stdout.write(`${line}\n`);
+    process.stdout.write(`in ${image}: ${result.verdict.toUpperCase()}  ${result.evidence}\n`);
+    return result.verdict === 'fail' ? ExitCode.failure : ExitCode.ok;
+  }
   if (values.junit) await writeJunit(values.junit, `guestforge verify ${image}`, junitCases(report));
   if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else for (const line of formatReport(report)) process.stdout.write(`${line}\n`);

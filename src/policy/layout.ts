@@ -32,6 +32,8 @@ export interface LayoutRule {
   id: string;
   title: string;
   why: string;
+  /** What counts as a pass, in words (verify's records). */
+  passes: string;
   /** Profile-time: problems with the layout and the apps' destinations. */
   validate?(layout: Layout, appDests: string[]): LayoutProblem[];
   /** Build VM, last runcmd: a shell line that exits non-zero with a message when the rule fails. */
@@ -63,6 +65,7 @@ export const layoutRules: LayoutRule[] = [
     id: 'layout.workspace',
     title: 'workspace folder for job data',
     why: 'jobs write intermediate data to the workspace',
+    passes: 'the workspace folder (`layout.workspace`, default /workspace) exists, is a folder, and has exactly `layout.workspaceMode` (default 1777: every job owner writes there, the sticky bit keeps them from each other\'s files)',
     validate: (l) => underOpt('workspace', l.workspace),
     verify: (f, o) => {
       const p = f.paths[o.workspace];
@@ -81,6 +84,7 @@ export const layoutRules: LayoutRule[] = [
     id: 'layout.home',
     title: 'homes under /home',
     why: "the cluster mounts users' homes over NFS at /home",
+    passes: 'the homes folder exists and every regular account (uid 1000-59999) has its home under it; system accounts may live elsewhere',
     verify: (f, o) => {
       const home = f.paths[o.home];
       if (!home?.isDir) return fail(`${o.home} is missing`);
@@ -94,6 +98,7 @@ export const layoutRules: LayoutRule[] = [
     id: 'layout.opt-empty',
     title: `${clusterOpt} empty`,
     why: `the cluster mounts its own ${clusterOpt}, hiding anything installed there`,
+    passes: `${clusterOpt} is missing or empty in the image`,
     validate: (l, dests) =>
       dests.flatMap((dest, index) =>
         isUnder(dest, clusterOpt)
@@ -116,6 +121,7 @@ export const layoutRules: LayoutRule[] = [
     id: 'layout.opt-vm',
     title: 'apps folder present',
     why: `apps live in the apps folder (default /opt-vm) because ${clusterOpt} belongs to the cluster`,
+    passes: 'the apps folder (`layout.optVm`, default /opt-vm) exists as a folder; empty is fine',
     validate: (l) => underOpt('optVm', l.optVm),
     verify: (f, o) => {
       const p = f.paths[o.optVm];

@@ -47,6 +47,8 @@ export async function builtImage(image: string): Promise<BuiltImage> {
     }
   }
   if (!manifest?.name) throw new UsageError(`${image}: no manifest in ${dir} lists it`, { hint: 'publish and push take an image a guestforge build wrote, with its <name>.manifest.json beside it' });
+  // Both become path components and tags: a manifest from elsewhere is not trusted with them.
+  if (!/^[a-z0-9][a-z0-9._-]{0,63}$/.test(manifest.name) || /^\.+$/.test(manifest.name)) throw new UsageError(`${manifestPath}: name ${JSON.stringify(manifest.name).slice(0, 80)} is not a profile name`);
   if (!manifest.version || !versionPattern.test(manifest.version)) {
     throw new UsageError(`${manifestPath}: no usable version`, { hint: 'a build by this guestforge writes one (profile `version:`, default the build date and profile hash): rebuild' });
   }
@@ -82,11 +84,10 @@ async function versions(nameDir: string): Promise<{ version: string; builtAt: st
 export async function publish(image: string, to: string, options: { keep?: number } = {}): Promise<PublishResult> {
   if (options.keep !== undefined && (!Number.isInteger(options.keep) || options.keep < 1)) throw new UsageError(`publish: --keep must be a whole number of at least 1, not ${options.keep}`);
   const built = await builtImage(image);
-  const toStat = await lstat(to).catch(() => undefined);
-  if (!toStat?.isDirectory()) throw new UsageError(`--to ${to}: not a folder`, { hint: 'the image share must exist (a folder, not a link to one)' });
+  if (!(await stat(to).catch(() => undefined))?.isDirectory()) throw new UsageError(`--to ${to}: not a folder`, { hint: 'the image share must exist' });
   const nameDir = join(to, built.name);
   await mkdir(nameDir, { recursive: true, mode: 0o755 });
-  if ((await lstat(nameDir)).isSymbolicLink()) throw new UsageError(`${nameDir}: is a symbolic link`);
+  if (!(await lstat(nameDir)).isDirectory()) throw new UsageError(`${nameDir}: is not a folder (a link or a file there is not written through)`);
   const final = join(nameDir, built.version);
   if (await lstat(final).catch(() => undefined)) {
     throw new UserError(`${built.name} ${built.version} is already published in ${final}: nothing was changed`, { hint: 'a published version is never overwritten: set a new `version:` in the profile and rebuild' });

@@ -63,6 +63,40 @@ export interface GuestFacts {
   rxeModules: Record<string, string[]>;
   modulesLoad: { path: string; text: string }[];
   systemdUnits: string[];
+  /** /etc/cloud/cloud-init.disabled and the like: files whose presence stops cloud-init. */
+  cloudInitDisabledBy?: string[];
+  /** /etc/cloud/ds-identify.cfg, when there is one. */
+  dsIdentify?: { path: string; text: string };
+  /** Kernel command lines the boot loader passes, each with the file it was read from. */
+  kernelCmdlines?: { path: string; cmdline: string }[];
+}
+
+/**
+ * The kernel command lines a boot loader's files give: GRUB's defaults
+ * (GRUB_CMDLINE_LINUX and _DEFAULT in /etc/default/grub and grub.d), the
+ * first `linux` line of a generated grub.cfg (the default entry), BLS entries'
+ * `options` (RHEL 8/9), grubenv's kernelopts and /etc/kernel/cmdline. Pure.
+ */
+export function kernelCmdlinesOf(files: { path: string; text: string }[]): { path: string; cmdline: string }[] {
+  const out: { path: string; cmdline: string }[] = [];
+  for (const { path, text } of files) {
+    if (path.startsWith('/etc/default/grub')) {
+      const parts = [...text.matchAll(/^\s*GRUB_CMDLINE_LINUX(?:_DEFAULT)?=(?:"([^"]*)"|'([^']*)'|(\S*))/gm)].map((m) => m[1] ?? m[2] ?? m[3] ?? '');
+      if (parts.length) out.push({ path, cmdline: parts.join(' ').trim() });
+    } else if (/\/grub2?\/grub\.cfg$/.test(path)) {
+      const line = /^\s*linux(?:efi|16)?\s+\S+\s*(.*)$/m.exec(text);
+      if (line) out.push({ path, cmdline: line[1]!.trim() });
+    } else if (path.startsWith('/boot/loader/entries/')) {
+      const line = /^options\s+(.*)$/m.exec(text);
+      if (line) out.push({ path, cmdline: line[1]!.trim() });
+    } else if (/grubenv$/.test(path)) {
+      const line = /^kernelopts=(.*)$/m.exec(text);
+      if (line) out.push({ path, cmdline: line[1]!.trim() });
+    } else if (path === '/etc/kernel/cmdline') {
+      out.push({ path, cmdline: text.trim() });
+    }
+  }
+  return out;
 }
 
 /** Facts as JSON (kept with the inject stage's cache entry) and back. */
@@ -250,10 +284,26 @@ export async function gatherFacts(
     const text = await readIf(session, path);
     if (text !== undefined) modulesLoad.push({ path, text });
   }
+  const cloudInitDisabledBy: string[] = [];
+  for (const path of ['/etc/cloud/cloud-init.disabled']) if (await session.bool('exists', path)) cloudInitDisabledBy.push(path);
+  const dsIdentifyText = await readIf(session, '/etc/cloud/ds-identify.cfg');
+  const bootFiles: { path: string; text: string }[] = [];
+  const bootPaths = [
+    '/etc/default/grub', ...(await glob(session, '/etc/default/grub.d/*.cfg')).sort(),
+    '/boot/grub/grub.cfg', '/boot/grub2/grub.cfg', ...(await glob(session, '/boot/loader/entries/*.conf')).sort(),
+    '/boot/grub2/grubenv', '/etc/kernel/cmdline',
+  ];
+  for (const path of bootPaths) {
+    const text = await readIf(session, path);
+    if (text !== undefined) bootFiles.push({ path, text });
+  }
   return {
     osRelease,
     packages,
     packageDetails,
+    cloudInitDisabledBy,
+    ...(dsIdentifyText !== undefined ? { dsIdentify: { path: '/etc/cloud/ds-identify.cfg', text: dsIdentifyText } } : {}),
+    kernelCmdlines: kernelCmdlinesOf(bootFiles),
     packageSource,
     cloudConfigs,
     paths,

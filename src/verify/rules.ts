@@ -42,6 +42,27 @@ export function effectiveDatasourceList(configs: GuestFacts['cloudConfigs']): { 
   return { ...(list ? { list, from } : {}), broken };
 }
 
+/**
+ * Pure: would cloud-init run at boot and pick NoCloud, read the way cloud-init does it (its
+ * disable switches, the kernel command line, ds-identify's policy, then datasource_list).
+ */
+export function datasourceVerdict(f: GuestFacts): RuleResult {
+  if (f.cloudInitDisabledBy?.length) return fail(`${f.cloudInitDisabledBy.join(', ')} exists: cloud-init does not run at all`);
+  const words = (f.kernelCmdlines ?? []).flatMap((c) => c.cmdline.split(/\s+/).filter(Boolean).map((w) => ({ w, from: c.path })));
+  const off = words.find((x) => x.w === 'cloud-init=disabled');
+  if (off) return fail(`cloud-init=disabled on the kernel command line (${off.from}): cloud-init does not run`);
+  const policy = f.dsIdentify ? /^\s*policy:\s*(\S+)/m.exec(f.dsIdentify.text)?.[1] : undefined;
+  if (policy && /^disabled\b/.test(policy)) return fail(`ds-identify policy ${policy} (${f.dsIdentify!.path}): cloud-init does not run`);
+  const forced = words.find((x) => /^ds=nocloud(-net)?(;|$)/i.test(x.w));
+  const policyNote = policy ? `; ds-identify policy ${policy} (${f.dsIdentify!.path})` : '';
+  if (forced) return pass(`${forced.w.split(';')[0]} on the kernel command line (${forced.from})${policyNote}`);
+  const { list, from, broken } = effectiveDatasourceList(f.cloudConfigs);
+  const note = `${broken.length ? ` (unreadable: ${broken.join(', ')})` : ''}${policyNote}`;
+  if (!list) return pass(`no datasource_list set: cloud-init's built-in list has NoCloud, and ds-identify finds the seed by its cidata label${note}`);
+  const shown = `[${list.join(', ')}] from ${from}${note}`;
+  return list.includes('NoCloud') ? pass(shown) : fail(`NoCloud missing: ${shown}`);
+}
+
 const rdmaPackages: Record<Family, string[]> = {
   debian: ['rdma-core', 'ibverbs-providers'],
   redhat: ['rdma-core', 'libibverbs'],
@@ -58,6 +79,12 @@ export const rules: Rule[] = [
     title: 'Debian or RedHat-family guest',
     severity: 'error',
     why: 'guestforge and the cluster support these families only',
+    passes: '/etc/os-release (else /usr/lib/os-release) has ID or ID_LIKE debian or ubuntu, or rhel, fedora, centos, rocky or almalinux',
+    references: ['https://www.freedesktop.org/software/systemd/man/latest/os-release.html'],
+    acceptable: [
+      { state: 'a derivative known by ID_LIKE only', apply: (f) => { f.osRelease = { ID: 'mydistro', ID_LIKE: 'ubuntu debian', VERSION_ID: '1' }; } },
+      { state: 'Rocky Linux (RedHat family)', apply: (f) => { f.osRelease = { ID: 'rocky', ID_LIKE: 'rhel centos fedora', VERSION_ID: '9.3' }; } },
+    ],
     check: (f) => {
       const family = osFamily(f.osRelease);
       const name = f.osRelease.PRETTY_NAME ?? f.osRelease.ID ?? 'no /etc/os-release';
@@ -69,6 +96,8 @@ export const rules: Rule[] = [
     title: 'cloud-init installed',
     severity: 'error',
     why: 'the batch system configures each VM through a NoCloud seed',
+    passes: 'the image\'s package database (dpkg\'s status file, else the rpm database) lists cloud-init as installed',
+    acceptable: [{ state: 'cloud-init from the rpm database', apply: (f) => { f.packageSource = 'rpm'; } }],
     check: (f) => {
       const version = f.packages.get('cloud-init');
       if (version) return pass(`cloud-init ${version} (${f.packageSource} database)`);
@@ -80,20 +109,25 @@ export const rules: Rule[] = [
     title: 'NoCloud datasource enabled',
     severity: 'error',
     why: 'the cluster boots every VM with a NoCloud seed (cloud-localds)',
-    check: (f) => {
-      const { list, from, broken } = effectiveDatasourceList(f.cloudConfigs);
-      const note = broken.length ? ` (unreadable: ${broken.join(', ')})` : '';
-      if (!list) return warn(`no datasource_list set: ds-identify decides${note}`);
-      const shown = `[${list.join(', ')}] from ${from}${note}`;
-      return list.includes('NoCloud') ? pass(shown) : fail(`NoCloud missing: ${shown}`);
-    },
+    passes: 'cloud-init runs (no /etc/cloud/cloud-init.disabled, no cloud-init=disabled on the kernel command line, ds-identify\'s policy not `disabled`) and would pick NoCloud: `ds=nocloud` on the kernel command line, or a datasource_list (cloud.cfg, then cloud.cfg.d/*.cfg in order, the last that sets it wins) that names NoCloud, or none at all (cloud-init\'s built-in list has NoCloud and ds-identify finds the seed by its `cidata` label)',
+    references: ['https://cloudinit.readthedocs.io/en/latest/reference/datasources/nocloud.html', 'https://cloudinit.readthedocs.io/en/latest/reference/base_config_reference.html', 'https://cloudinit.readthedocs.io/en/latest/howto/disable_cloud_init.html'],
+    acceptable: [
+      { state: 'datasource_list [ NoCloud, None ] in cloud.cfg.d', apply: () => undefined },
+      { state: 'no datasource_list anywhere', apply: (f) => { f.cloudConfigs = f.cloudConfigs.map((c) => ({ ...c, text: c.text.replace(/^datasource_list:.*$/m, '') })); } },
+      { state: 'a later file names NoCloud after an earlier one did not', apply: (f) => { f.cloudConfigs = [{ path: '/etc/cloud/cloud.cfg.d/10_ec2.cfg', text: 'datasource_list: [ Ec2 ]\n' }, ...f.cloudConfigs]; } },
+      { state: 'ds=nocloud on the kernel command line, whatever the lists say', apply: (f) => { f.cloudConfigs = [...f.cloudConfigs, { path: '/etc/cloud/cloud.cfg.d/99_x.cfg', text: 'datasource_list: [ Ec2 ]\n' }]; f.kernelCmdlines = [{ path: '/boot/grub/grub.cfg', cmdline: 'root=/dev/vda1 ro ds=nocloud;s=/var/seed/' }]; } },
+      { state: 'ds-identify policy search,found=all,maybe=all,notfound=disabled (the default)', apply: (f) => { f.dsIdentify = { path: '/etc/cloud/ds-identify.cfg', text: 'policy: search,found=all,maybe=all,notfound=disabled\n' }; } },
+    ],
+    check: (f) => datasourceVerdict(f),
   },
-  ...layoutRules.map((r): Rule => ({ id: r.id, title: r.title, severity: 'error', why: r.why, check: r.verify })),
+  ...layoutRules.map((r): Rule => ({ id: r.id, title: r.title, severity: 'error', why: r.why, passes: r.passes, check: r.verify })),
   {
     id: 'vrdma.packages',
     title: 'RDMA userspace installed',
     severity: 'error',
     why: 'verbs applications need rdma-core and the verbs providers',
+    passes: 'with vRDMA asked for (profile or --require vrdma): rdma-core and the verbs providers (ibverbs-providers on Debian, libibverbs on RedHat) are installed; skipped otherwise',
+    references: ['https://github.com/linux-rdma/rdma-core'],
     check: onlyWithVrdma((f, o) => {
       const family = osFamily(f.osRelease) ?? 'debian';
       const missing = rdmaPackages[family].filter((p) => !f.packages.has(p));
@@ -105,6 +139,8 @@ export const rules: Rule[] = [
     title: 'every kernel has rdma_rxe',
     severity: 'error',
     why: 'soft-RoCE needs the rdma_rxe module (Debian\'s cloud kernel has none)',
+    passes: 'with vRDMA asked for: every kernel in /boot has rdma_rxe under /lib/modules/<version>/kernel/drivers/infiniband/sw/rxe/ (compressed or not)',
+    acceptable: [{ state: 'a zstd-compressed module', apply: (f) => { for (const k of f.kernels) f.rxeModules[k] = [`/lib/modules/${k}/kernel/drivers/infiniband/sw/rxe/rdma_rxe.ko.zst`]; } }],
     check: onlyWithVrdma((f, o) => {
       if (f.kernels.length === 0) return fail('no kernel in /boot');
       const without = f.kernels.filter((k) => (f.rxeModules[k] ?? []).length === 0);
@@ -116,6 +152,7 @@ export const rules: Rule[] = [
     title: 'soft-RoCE set up at boot',
     severity: 'error',
     why: '`rdma link add` does not persist: something must load rdma_rxe and add the link at boot',
+    passes: 'with vRDMA asked for: a modules-load.d file (or /etc/modules) loads rdma_rxe and a guestforge-vrdma unit adds the link',
     check: onlyWithVrdma((f, o) => {
       const load = f.modulesLoad.find((m) => /^\s*rdma_rxe\s*$/m.test(m.text));
       const unit = f.systemdUnits.find((u) => u.startsWith('guestforge-vrdma'));
@@ -128,6 +165,8 @@ export const rules: Rule[] = [
     title: 'no cloud-init instance state',
     severity: 'error',
     why: 'every job VM gets the same instance-id: left-over state silently skips per-instance modules (runcmd, mounts)',
+    passes: '/var/lib/cloud/instances is missing or empty (`cloud-init clean` leaves it so)',
+    references: ['https://cloudinit.readthedocs.io/en/latest/reference/cli.html#clean'],
     check: (f) => (f.cloudInstances.length ? fail(`/var/lib/cloud/instances holds ${f.cloudInstances.join(', ')}`) : pass('none')),
   },
   {
@@ -135,6 +174,14 @@ export const rules: Rule[] = [
     title: 'no machine-id of its own',
     severity: 'error',
     why: 'VMs cloned from one image must not share a machine-id (DHCP client ids, journald); an empty or missing /etc/machine-id, or `uninitialized` (systemd\'s first-boot marker, machine-id(5)), makes systemd generate one at first boot',
+    passes: '/etc/machine-id is missing, empty or `uninitialized`; /var/lib/dbus/machine-id is missing, a link, empty or `uninitialized`',
+    references: ['https://www.freedesktop.org/software/systemd/man/latest/machine-id.html'],
+    acceptable: [
+      { state: '/etc/machine-id empty', apply: (f) => { f.machineId = { bytes: 0, head: '' }; } },
+      { state: '/etc/machine-id missing', apply: (f) => { delete f.machineId; } },
+      { state: '/etc/machine-id `uninitialized` (systemd\'s first-boot marker)', apply: (f) => { f.machineId = { bytes: 14, head: 'uninitialized\n' }; } },
+      { state: '/var/lib/dbus/machine-id a file that is empty', apply: (f) => { f.dbusMachineId = { bytes: 0, head: '' }; } },
+    ],
     check: (f) => {
       const bad = [
         ...(machineIdState(f.machineId) === 'an id' ? [`/etc/machine-id holds an id (${f.machineId!.bytes} bytes): every VM of the image would share it`] : []),
@@ -148,6 +195,7 @@ export const rules: Rule[] = [
     title: 'no SSH host keys',
     severity: 'error',
     why: 'VMs cloned from one image must not share host keys',
+    passes: 'no /etc/ssh/ssh_host_* files: cloud-init (ssh module) or the distribution\'s first boot makes them',
     check: (f) => (f.sshHostKeys.length ? fail(f.sshHostKeys.join(', ')) : pass('none')),
   },
   {
@@ -155,6 +203,12 @@ export const rules: Rule[] = [
     title: 'no usable password for any uid-0 account',
     severity: 'error',
     why: 'a password baked into an image is shared by every VM; root by another name (uid 0) is still root',
+    passes: 'every uid-0 account\'s password is locked (a hash field starting with ! or *, as `passwd -l` and RedHat\'s `!!` leave it) or it has no shadow entry; warn when no uid-0 account exists',
+    references: ['https://man7.org/linux/man-pages/man5/shadow.5.html'],
+    acceptable: [
+      { state: 'root locked with !!', apply: (f) => { for (const u of f.passwd.filter((x) => x.uid === 0)) f.passwords[u.name] = 'locked'; } },
+      { state: 'root with no shadow entry', apply: (f) => { for (const u of f.passwd.filter((x) => x.uid === 0)) delete f.passwords[u.name]; } },
+    ],
     check: (f) => {
       const zeros = f.passwd.filter((u) => u.uid === 0).map((u) => u.name);
       if (zeros.length === 0) return warn('no uid-0 account in /etc/passwd');
@@ -168,6 +222,12 @@ export const rules: Rule[] = [
     title: 'sshd takes no passwords when accounts have them',
     severity: 'error',
     why: 'every VM of the image is reachable with the same password; the batch system logs in with keys',
+    passes: 'PermitEmptyPasswords is not yes, and either no account has a usable password or sshd takes none (PasswordAuthentication no, and no keyboard-interactive through PAM); sshd\'s rules: first value wins, Include read in place, Match blocks not global',
+    references: ['https://man.openbsd.org/sshd_config'],
+    acceptable: [
+      { state: 'an account with a password, sshd taking none', apply: (f) => { f.passwords = { ...f.passwords, hpc: 'usable' }; f.sshdConfigs = [{ path: '/etc/ssh/sshd_config', text: 'PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM yes\n' }]; } },
+      { state: 'sshd defaults, every account locked', apply: (f) => { f.sshdConfigs = [{ path: '/etc/ssh/sshd_config', text: '' }]; for (const n of Object.keys(f.passwords)) f.passwords[n] = 'locked'; } },
+    ],
     check: (f) => {
       if (f.sshdConfigs.length === 0) return pass('no sshd configuration');
       const empty = sshdSetting(f.sshdConfigs, 'PermitEmptyPasswords');

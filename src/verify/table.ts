@@ -8,9 +8,9 @@ export const tableEnd = '<!-- verify-rules:end -->';
 export function renderRuleTable(): string {
   const cell = (s: string) => s.replaceAll('|', '\\|');
   return [
-    '| rule | checks | severity | why |',
-    '| --- | --- | --- | --- |',
-    ...rules.map((r) => `| \`${r.id}\` | ${cell(r.title)} | ${r.severity} | ${cell(r.why)} |`),
+    '| rule | checks | why | passes when | see |',
+    '| --- | --- | --- | --- | --- |',
+    ...rules.map((r) => `| \`${r.id}\` | ${cell(r.title)} | ${cell(r.why)} | ${cell(r.passes)} | ${(r.references ?? []).map((u, i) => `[${i + 1}](${u})`).join(' ') || '—'} |`),
   ].join('\n');
 }
 

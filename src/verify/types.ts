@@ -25,6 +25,12 @@ export interface Rule {
   severity: 'error';
   /** Why the cluster needs this. */
   why: string;
+  /** What counts as a pass, in words (the README's table and `verify --explain`). */
+  passes: string;
+  /** Where the accepted states come from (man pages, upstream documentation). */
+  references?: string[];
+  /** States the rule accepts, each a change to a passing guest's facts: a test checks none of them fails. */
+  acceptable?: { state: string; apply(facts: GuestFacts): void }[];
   check(facts: GuestFacts, options: VerifyOptions): RuleResult;
 }
 
