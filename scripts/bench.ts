@@ -1,10 +1,11 @@
 /**
- * npm run bench [-- profile.yaml] [--runs cold,app,packages,same,rehearse,rehearse2]
+ * npm run bench [-- profile.yaml] [--runs cold,app,app-nosmoke,packages,same,rehearse,rehearse2,dib]
  * Builds a profile (default: the default profile) the way a user would,
  * through the CLI, and prints per-stage wall times and the image size from
  * the manifest. All runs share one fresh stage cache, in order:
  *   cold      empty cache (mmdebstrap included)
  *   app       only the first app's content changed: inject onward
+ *   app-nosmoke  the same with another change, built with --no-smoke
  *   packages  one package added: provision onward
  *   same      nothing changed: every cached stage hits
  *   rehearse  the last image booted as a vTorque node (clusters/vtorque.yaml):
@@ -12,6 +13,11 @@
  *   rehearse2 the same with two nodes booted side by side: job-ready of the
  *             slower, the MPI job's wall time, ib_send_bw between the VMs
  *             (with a vrdma profile: npm run bench -- profiles/debian-12-vrdma.yaml)
+ *   dib       diskimage-builder's cold build of the same Debian release
+ *             (debian-minimal vm cloud-init-datasources, NoCloud) when
+ *             disk-image-create is on PATH: time, size, and its smoke boot
+ * Then one table of every figure against the targets of the boot and size
+ * budget (issue 18), from this one run.
  * --image FILE: the rehearse runs use this image instead of the last build's
  * (e.g. --image out/debian-12-vrdma.qcow2 --runs rehearse,rehearse2).
  * A benchmark, not a test: it prints figures and fails only when a build fails.
@@ -26,7 +32,7 @@ import { formatBootTiming, type BootTiming } from '../src/smoke/boot-timing.ts';
 const root = resolve(import.meta.dirname, '..');
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { runs: { type: 'string', default: 'cold,app,packages,same,rehearse,rehearse2' }, image: { type: 'string' } },
+  options: { runs: { type: 'string', default: 'cold,app,app-nosmoke,packages,same,rehearse,rehearse2,dib' }, image: { type: 'string' } },
 });
 const profile = resolve(positionals[0] ?? join(root, 'profiles', 'debian-12-hpc.yaml'));
 const runs = values.runs.split(',').filter(Boolean);
@@ -52,23 +58,23 @@ async function variant(kind: string): Promise<string> {
     profile: { apps: { src: string; dest: string; mode?: string; owner: string }[]; packages: string[] };
   };
   const file = join(work, `${kind}.yaml`);
-  if (kind === 'app') {
+  if (kind === 'app' || kind === 'app-nosmoke') {
     const [first] = plan.profile.apps;
     if (!first) throw new Error('bench: the app run needs a profile with apps');
-    const changed = join(work, 'changed-app');
-    await writeFile(changed, `${await readFile(first.src, 'utf8')}\n# changed by bench ${Date.now()}\n`);
+    const changed = join(work, `changed-${kind}`);
+    await writeFile(changed, `${await readFile(first.src, 'utf8')}\n# changed by bench ${kind} ${Date.now()}\n`);
     // extends appends lists and an app's dest may appear once: the resolved profile itself, its first app's content changed.
     await writeFile(file, `${JSON.stringify({ ...plan.profile, apps: [{ ...first, src: changed }, ...plan.profile.apps.slice(1)] }, null, 2)}\n`);
   } else if (kind === 'packages') {
     await writeFile(file, `extends: ${profile}\npackages: [tree]\n`);
   } else {
-    throw new Error(`bench: unknown run "${kind}" (cold, app, packages, same)`);
+    throw new Error(`bench: unknown run "${kind}" (cold, app, app-nosmoke, packages, same, rehearse, rehearse2, dib)`);
   }
   return file;
 }
 
 /** The rehearsal figures of an image: what every job pays before it can start. */
-async function rehearse(image: string, nodes: number): Promise<void> {
+async function rehearse(image: string, nodes: number): Promise<{ jobReadyMs?: number }> {
   process.stderr.write(`bench: rehearse ${image} --nodes ${nodes}\n`);
   const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'rehearse', image, '--json', '--nodes', String(nodes)], { env: { XDG_CACHE_HOME: cache, CI: '1' }, reject: false, all: false });
   const report = JSON.parse(r.stdout || '{}') as { ok?: boolean; jobReadyMs?: number; cloudInitDoneMs?: number; jobMs?: number; mpiMs?: number; rdmaBetweenVms?: string };
@@ -82,21 +88,55 @@ async function rehearse(image: string, nodes: number): Promise<void> {
     console.log(`  RDMA       ${report.rdmaBetweenVms ?? '—'}  ib_send_bw vnode01 → vnode02: #bytes #iters BWpeak BWavg[MB/s] MsgRate`);
   }
   if (!report.ok) process.exitCode = 1;
+  return report;
+}
+
+/** diskimage-builder's cold build of the same release, when it is installed: the issue's yardstick. */
+async function dib(): Promise<{ ms: number; bytes: number; bootMs?: number } | undefined> {
+  const found = await execa('sh', ['-c', 'command -v disk-image-create'], { reject: false });
+  if (found.exitCode !== 0) {
+    process.stderr.write('bench: disk-image-create is not installed (pip install diskimage-builder): no comparison\n');
+    return undefined;
+  }
+  const out = join(work, 'dib', 'debian-dib');
+  const started = Date.now();
+  const r = await execa('disk-image-create', ['-o', out, '-t', 'qcow2', 'debian-minimal', 'vm', 'cloud-init-datasources'], {
+    env: { DIB_RELEASE: 'bookworm', DIB_CLOUD_INIT_DATASOURCES: 'NoCloud' }, reject: false, all: true,
+  });
+  const ms = Date.now() - started;
+  if (r.exitCode !== 0) {
+    process.stderr.write(`${r.all?.slice(-2000)}\nbench: diskimage-builder failed (exit ${r.exitCode})\n`);
+    return undefined;
+  }
+  const image = `${out}.qcow2`;
+  const smoke = await execa('node', [join(root, 'bin', 'guestforge.js'), 'smoke', image, '--json'], { env: { XDG_CACHE_HOME: cache, CI: '1' }, reject: false });
+  const bootMs = (JSON.parse(smoke.stdout || '{}') as { bootMs?: number }).bootMs;
+  const { size } = await import('node:fs/promises').then((fs) => fs.stat(image));
+  console.log(`\ndiskimage-builder (debian-minimal vm cloud-init-datasources, bookworm): ${secs(ms)}, ${mib(size)}${bootMs ? `, smoke result after ${secs(bootMs)}` : ''}`);
+  return { ms, bytes: size, ...(bootMs ? { bootMs } : {}) };
 }
 
 let lastImage: string | undefined = values.image ? resolve(values.image) : undefined;
+/** The figures of this one run, for the table at the end. */
+const figures: { smokeMs?: number; jobReadyMs?: number; imageBytes?: number; coldMs?: number; coldNoSmokeMs?: number; appMs?: number; appNoSmokeMs?: number; dib?: { ms: number; bytes: number; bootMs?: number } } = {};
 try {
   for (const kind of runs) {
     if (kind === 'rehearse' || kind === 'rehearse2') {
-      if (lastImage) await rehearse(lastImage, kind === 'rehearse2' ? 2 : 1);
-      else process.stderr.write('bench: rehearse needs a build run before it\n');
+      if (lastImage) {
+        const r = await rehearse(lastImage, kind === 'rehearse2' ? 2 : 1);
+        if (kind === 'rehearse') figures.jobReadyMs = r.jobReadyMs;
+      } else process.stderr.write('bench: rehearse needs a build run before it\n');
+      continue;
+    }
+    if (kind === 'dib') {
+      figures.dib = await dib();
       continue;
     }
     const out = join(work, `out-${kind}`);
     const target = await variant(kind);
     process.stderr.write(`bench: ${kind} build of ${target}\n`);
     const started = Date.now();
-    const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'build', target, '-o', out], {
+    const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'build', target, '-o', out, ...(kind === 'app-nosmoke' ? ['--no-smoke'] : [])], {
       env: { XDG_CACHE_HOME: cache, CI: '1' },
       reject: false,
       all: true,
@@ -117,7 +157,35 @@ try {
     lastImage = join(out, m.outputs[0]!.file);
     if (m.smoke?.bootMs !== undefined) console.log(`  smoke boot ${secs(m.smoke.bootMs).padStart(8)}  to the result line`);
     if (m.smoke?.boot) for (const line of formatBootTiming(m.smoke.boot)) console.log(`    ${line}`);
+    if (kind === 'cold') {
+      figures.coldMs = wall;
+      figures.coldNoSmokeMs = wall - (m.timings.find((t) => t.stage === 'smoke')?.ms ?? 0);
+      figures.imageBytes = m.outputs[0]?.bytes;
+    }
+    if (m.smoke?.bootMs !== undefined && (kind === 'cold' || kind === 'same')) figures.smokeMs = m.smoke.bootMs;
+    if (kind === 'app') figures.appMs = wall;
+    if (kind === 'app-nosmoke') figures.appNoSmokeMs = wall;
   }
+  printTable();
 } finally {
   await rm(work, { recursive: true, force: true });
+}
+
+/** Every figure of this run against the boot and size budget (TCG, 2 cores). */
+function printTable(): void {
+  const or = (ms?: number) => (ms === undefined ? '—' : secs(ms));
+  const ratio = figures.dib && figures.coldNoSmokeMs !== undefined ? `${(figures.coldNoSmokeMs / figures.dib.ms).toFixed(2)}× (${secs(figures.coldNoSmokeMs)} vs ${secs(figures.dib.ms)})` : `${or(figures.coldNoSmokeMs)} (diskimage-builder not run)`;
+  const rows: [string, string, string][] = [
+    ['boot to cloud-init done (smoke VM, result line)', or(figures.smokeMs), '≤ 40 s'],
+    ['job-ready latency (rehearsal, 1 node)', or(figures.jobReadyMs), '≤ 45 s'],
+    ['default image, zstd qcow2', figures.imageBytes !== undefined ? mib(figures.imageBytes) : '—', '≤ 200 MiB'],
+    ['cold build, no smoke, vs diskimage-builder', ratio, '≤ 1.2×'],
+    ['cold build with smoke', or(figures.coldMs), '≤ 300 s'],
+    ['app-only rebuild with smoke', or(figures.appMs), '≤ 60 s'],
+    ['app-only rebuild, --no-smoke', or(figures.appNoSmokeMs), '≤ 10 s'],
+  ];
+  console.log('\n| figure (TCG, 2 cores, this run) | measured | target |');
+  console.log('| --- | --- | --- |');
+  for (const [a, b, c] of rows) console.log(`| ${a} | ${b} | ${c} |`);
+  if (figures.dib) console.log(`diskimage-builder's image: ${mib(figures.dib.bytes)}${figures.dib.bootMs ? `, smoke result after ${secs(figures.dib.bootMs)}` : ''}`);
 }

@@ -27,7 +27,7 @@ const commands: Record<string, CommandEntry> = {
   },
   smoke: {
     summary: 'boot an image with a fresh NoCloud seed and check it from inside (an OSv image: judge its console)',
-    usage: 'smoke <image> [--profile p.yaml] [--require vrdma] [--junit f.xml] [--timeout 10m] [--log-dir d] [--allow-backing] [--verbose] [--expect REGEX] [--stays-up] (the last two: OSv)',
+    usage: 'smoke <image> [--profile p.yaml] [--require vrdma] [--junit f.xml] [--json] [--timeout 10m] [--log-dir d] [--allow-backing] [--verbose] [--expect REGEX] [--stays-up] (the last two: OSv)',
     load: () => import('./commands/smoke.ts'),
   },
   rehearse: {

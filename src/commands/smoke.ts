@@ -35,6 +35,7 @@ export async function run(args: string[]): Promise<number> {
     pool: { type: 'string', default: defaultPool },
     expect: { type: 'string' },
     'stays-up': { type: 'boolean' },
+    json: { type: 'boolean' },
   });
   const [image] = positionals;
   if (!image || positionals.length > 1) throw new UsageError('smoke: name one image', { hint: 'guestforge smoke out/debian-12-hpc.qcow2 [--junit smoke.xml]' });
@@ -103,7 +104,11 @@ export async function run(args: string[]): Promise<number> {
     }
   });
   if (values.junit) await writeJunit(values.junit, `guestforge smoke ${image}`, smokeJunitCases(report));
-  for (const line of formatSmoke(report)) process.stdout.write(`${line}\n`);
-  process.stdout.write(`console log: ${report.serialLog}\n`);
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  } else {
+    for (const line of formatSmoke(report)) process.stdout.write(`${line}\n`);
+    process.stdout.write(`console log: ${report.serialLog}\n`);
+  }
   return report.ok ? ExitCode.ok : ExitCode.failure;
 }

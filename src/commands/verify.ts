@@ -26,11 +26,15 @@ import { parseCommandArgs } from './args.ts';
 import { inspectOsv } from '../os/osv/cmdline.ts';
 
 /** The image's format, or a usage error when it is missing or not a disk image. */
-export async function diskFormatOf(image: string, command: string, options: { allowBacking?: boolean } = {}): Promise<'qcow2' | 'raw'> {
+export async function diskFormatOf(image: string, command: string, options: { allowBacking?: boolean; vmdk: true }): Promise<'qcow2' | 'raw' | 'vmdk'>;
+export async function diskFormatOf(image: string, command: string, options?: { allowBacking?: boolean }): Promise<'qcow2' | 'raw'>;
+export async function diskFormatOf(image: string, command: string, options: { allowBacking?: boolean; vmdk?: boolean } = {}): Promise<'qcow2' | 'raw' | 'vmdk'> {
   const info = await stat(image).catch(() => undefined);
   if (!info) throw new UsageError(`${command}: no such file: ${image}`);
   if (!info.isFile()) throw new UsageError(`${command}: not a file: ${image}`);
   const { format } = (await checkedBackingChain(image, command, options))[0]!;
+  // verify reads vmdk too (libguestfs through qemu); the VMs boot qcow2 or raw.
+  if (format === 'vmdk' && options.vmdk) return format;
   if (format !== 'qcow2' && format !== 'raw') {
     throw new UsageError(`${command}: ${image} is a ${format} image`, { hint: `convert it first: qemu-img convert -O qcow2 ${image} image.qcow2` });
   }
@@ -61,7 +65,7 @@ export async function run(args: string[]): Promise<number> {
   for (const r of values.require ?? []) {
     if (r !== 'vrdma') throw new UsageError(`verify: unknown --require "${r}"`, { hint: 'known: vrdma' });
   }
-  const format = await diskFormatOf(image, 'verify', { allowBacking: Boolean(values['allow-backing']) });
+  const format = await diskFormatOf(image, 'verify', { allowBacking: Boolean(values['allow-backing']), vmdk: true });
   // OSv images have no filesystem libguestfs reads: recognise them and report their command line.
   const osv = await inspectOsv(image, format);
   const profileFamily = values.profile ? (await loadProfileOrThrow(values.profile)).profile.os.family : undefined;
@@ -95,9 +99,7 @@ export async function run(args: string[]): Promise<number> {
       return r;
     } catch (error) {
       step.fail();
-      if (error instanceof Error && /no operating system found/.test(error.message)) {
-        throw new UsageError(`verify: no Linux operating system found on ${image}`, { hint: 'is this a guest disk image?' });
-      }
+      // UnknownLayoutError is a usage error (exit 2) saying what was found.
       throw error;
     }
   });

@@ -16,7 +16,7 @@ import { guestfsEnv, type Accel } from '../vm/accel.ts';
 
 export interface GuestDisk {
   path: string;
-  format: 'qcow2' | 'raw';
+  format: 'qcow2' | 'raw' | 'vmdk';
   readonly?: boolean;
   /** Let fstrim in the guest punch holes in the image. */
   discard?: boolean;

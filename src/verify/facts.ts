@@ -3,6 +3,7 @@
  * session, using libguestfs's own calls (not the guest's binaries), so that
  * images from anywhere can be checked.
  */
+import { UsageError } from '../errors.ts';
 import { layoutPaths } from '../policy/layout.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -176,23 +177,31 @@ function parseStatMode(text: string): number | undefined {
  * otherwise the only Linux filesystem is the root (cheaper: no inspection).
  * Returns the root device.
  */
+/** The image's layout is not one guestforge can judge: what was found, never a guessed verdict (exit 2). */
+export class UnknownLayoutError extends UsageError {}
+
 export async function mountGuest(session: GuestSession, options: { readonly: boolean; inspect: boolean }): Promise<string> {
   const opts = options.readonly ? 'ro' : '';
-  const filesystems = (await session.lines('list-filesystems'))
-    .map((l) => l.split(': '))
-    .filter(([, type]) => type && /^(ext[234]|xfs|btrfs)$/.test(type));
+  const all = (await session.lines('list-filesystems')).map((l) => l.split(': ') as [string, string]);
+  const filesystems = all.filter(([, type]) => type && /^(ext[234]|xfs|btrfs)$/.test(type));
   if (filesystems.length === 1 && !options.inspect) {
     const device = filesystems[0]![0]!;
     await session.call('mount-options', opts, device, '/');
     return device;
   }
+  const found = all.map(([device, type]) => `${device} (${type})`).join(', ') || 'no filesystems';
   const roots = await session.lines('inspect-os');
+  if (roots.length > 1) {
+    const named: string[] = [];
+    for (const r of roots) named.push(`${r}: ${(await session.call('inspect-get-product-name', r)).trim()}`);
+    throw new UnknownLayoutError(`the image holds ${roots.length} operating systems (${named.join('; ')}): which one the cluster boots is not clear`, { hint: `filesystems found: ${found}` });
+  }
   const root = roots[0];
   if (!root) {
     // Inspection knows the common distributions only; a lone Linux
     // filesystem is still the root, and the rules judge what is on it.
     const only = filesystems.length === 1 ? filesystems[0]![0]! : undefined;
-    if (!only) throw new Error('no operating system found on the image');
+    if (!only) throw new UnknownLayoutError(`no Linux operating system found on the image (filesystems: ${found})`, { hint: 'is this a guest disk image? verify reads ext2/3/4, xfs and btrfs roots, plain or in partitions (MBR, GPT) or LVM' });
     await session.call('mount-options', opts, only, '/');
     return only;
   }

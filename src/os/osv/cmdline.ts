@@ -38,7 +38,7 @@ export function parseCmdline(region: Buffer): string | undefined {
 }
 
 /** The first `sectors` sectors of any image qemu-img reads (qcow2, raw), through qemu-img dd. */
-async function headOf(image: string, format: 'qcow2' | 'raw', sectors = 3): Promise<Buffer> {
+async function headOf(image: string, format: 'qcow2' | 'raw' | 'vmdk', sectors = 3): Promise<Buffer> {
   const dir = await mkdtemp(join(tmpdir(), 'guestforge-head-'));
   const scratch = join(dir, 'head.raw');
   try {
@@ -49,7 +49,7 @@ async function headOf(image: string, format: 'qcow2' | 'raw', sectors = 3): Prom
   }
 }
 
-export async function readCmdline(image: string, format: 'qcow2' | 'raw'): Promise<string | undefined> {
+export async function readCmdline(image: string, format: 'qcow2' | 'raw' | 'vmdk'): Promise<string | undefined> {
   return parseCmdline((await headOf(image, format)).subarray(cmdlineOffset));
 }
 
@@ -65,7 +65,7 @@ export function osvCmdlineOf(head: Buffer): string | undefined {
   return cmdline;
 }
 
-export async function detectOsv(image: string, format: 'qcow2' | 'raw'): Promise<string | undefined> {
+export async function detectOsv(image: string, format: 'qcow2' | 'raw' | 'vmdk'): Promise<string | undefined> {
   return osvCmdlineOf(await headOf(image, format));
 }
 
@@ -82,7 +82,7 @@ export interface OsvImageFacts {
 }
 
 /** What verify says of an OSv image: its command line, OSv's version, the ZFS partition. Undefined: no OSv image. */
-export async function inspectOsv(image: string, format: 'qcow2' | 'raw'): Promise<OsvImageFacts | undefined> {
+export async function inspectOsv(image: string, format: 'qcow2' | 'raw' | 'vmdk'): Promise<OsvImageFacts | undefined> {
   const head = await headOf(image, format);
   if (head.length < 1024 || head[510] !== 0x55 || head[511] !== 0xaa) return undefined;
   const cmdline = parseCmdline(head.subarray(cmdlineOffset));
