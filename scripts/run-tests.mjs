@@ -25,7 +25,7 @@ const files = readdirSync('test')
 // fill the bootstrap's minutes (its VM files wait for the base); two of them that need
 // no base finish lane A, so that both lanes end together.
 const laneA = ['e2e.test.ts', 'rehearse.test.ts', 'verify.test.ts', 'redhat.test.ts'];
-const lastInB = ['libvirt.test.ts', 'vrdma.test.ts'];
+const lastInB = ['libvirt.test.ts', 'vrdma.test.ts', 'layouts.test.ts'];
 const rank = (f) => (lastInB.includes(f) ? 1 + lastInB.indexOf(f) : 0);
 const lanes = serial || wanted.length > 0
   ? [files]

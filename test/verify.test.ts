@@ -15,7 +15,7 @@ import * as assert from 'uvu/assert';
 import { timed } from './helpers/timing.ts';
 import { datasourceVerdict, rules, sshdSetting } from '../src/verify/rules.ts';
 import { evaluate, defaultVerifyOptions } from '../src/verify/run.ts';
-import { kernelCmdlinesOf, passwordStates, type GuestFacts } from '../src/verify/facts.ts';
+import { kernelCmdlinesOf, parseFstab, passwordStates, type GuestFacts } from '../src/verify/facts.ts';
 import { makeImage as makeTreeImage, type Tree } from './helpers/tree-image.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -239,6 +239,14 @@ logic('kernel command lines from GRUB defaults, grub.cfg\'s first entry, BLS ent
     { path: '/boot/loader/entries/abc-5.14.conf', cmdline: 'root=/dev/mapper/rootvg-root ro crashkernel=auto' },
     { path: '/boot/grub2/grubenv', cmdline: 'root=/dev/sda2 ro' },
     { path: '/etc/kernel/cmdline', cmdline: 'root=LABEL=root rw' },
+  ]);
+});
+
+logic('fstab: spec, absolute mount point, type and options; comments, swap, relative and `..` mount points left out', () => {
+  assert.equal(parseFstab('# c\nUUID=a / ext4 defaults 0 1\nPARTUUID=b /boot/efi vfat umask=0077 0 1\n/dev/sda3 none swap sw 0 0\nLABEL=x relative ext4\nLABEL=y /a/../etc ext4\nLABEL=z /srv\n'), [
+    { spec: 'UUID=a', mountpoint: '/', type: 'ext4', options: 'defaults' },
+    { spec: 'PARTUUID=b', mountpoint: '/boot/efi', type: 'vfat', options: 'umask=0077' },
+    { spec: 'LABEL=z', mountpoint: '/srv', type: 'auto', options: 'defaults' },
   ]);
 });
 

@@ -205,11 +205,42 @@ export async function mountGuest(session: GuestSession, options: { readonly: boo
     await session.call('mount-options', opts, only, '/');
     return only;
   }
+  await mountRoot(session, root, options.readonly);
+  return root;
+}
+
+/** An inspected root and everything its fstab mounts (UUID, LABEL, PARTUUID, LVM, btrfs subvolumes), outermost first. */
+export async function mountRoot(session: GuestSession, root: string, readonly: boolean): Promise<void> {
   const mounts = (await session.lines('inspect-get-mountpoints', root))
     .map((l) => l.split(': ') as [string, string])
     .sort((a, b) => a[0].length - b[0].length);
-  for (const [mountpoint, device] of mounts) await session.call('mount-options', opts, device, mountpoint);
-  return root;
+  for (const [mountpoint, device] of mounts) await session.call('mount-options', readonly ? 'ro' : '', device, mountpoint);
+  // libguestfs's inspection leaves out fstab lines that name a GPT partition by PARTUUID: mount those too.
+  const done = new Set(mounts.map(([m]) => m));
+  const wanted = parseFstab((await readIf(session, '/etc/fstab')) ?? '')
+    .filter((e) => e.spec.toUpperCase().startsWith('PARTUUID=') && !done.has(e.mountpoint) && !e.options.split(',').includes('noauto'))
+    .sort((a, b) => a.mountpoint.length - b.mountpoint.length);
+  if (wanted.length === 0) return;
+  const byGuid = new Map<string, string>();
+  for (const part of await session.lines('list-partitions')) {
+    const disk = (await session.call('part-to-dev', part)).trim();
+    if ((await session.call('part-get-parttype', disk)).trim() !== 'gpt') continue;
+    const guid = (await session.call('part-get-gpt-guid', disk, (await session.call('part-to-partnum', part)).trim())).trim().toLowerCase();
+    byGuid.set(guid, part);
+  }
+  for (const e of wanted) {
+    const device = byGuid.get(e.spec.slice('PARTUUID='.length).toLowerCase());
+    if (device && (await session.bool('is-dir', e.mountpoint))) await session.call('mount-options', readonly ? 'ro' : '', device, e.mountpoint);
+  }
+}
+
+/** fstab entries (spec, absolute mount point without `..`, options); comments, swap and odd lines left out. Pure. */
+export function parseFstab(text: string): { spec: string; mountpoint: string; type: string; options: string }[] {
+  return text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')).flatMap((line) => {
+    const [spec, mountpoint, type = 'auto', options = 'defaults'] = line.split(/\s+/);
+    if (!spec || !mountpoint || !mountpoint.startsWith('/') || mountpoint.split('/').includes('..') || type === 'swap') return [];
+    return [{ spec, mountpoint, type, options }];
+  });
 }
 
 async function readIf(session: GuestSession, path: string): Promise<string | undefined> {
