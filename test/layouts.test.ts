@@ -12,7 +12,7 @@
  * `guestforge verify` command. Two operating systems on one disk, and a
  * disk with no Linux filesystem, exit 2 saying what was found.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
@@ -208,6 +208,14 @@ made('verify takes a vmdk (its format read by qemu-img, the disk by libguestfs a
   } catch (error) {
     assert.match((error as Error).message, /smoke: .* is a vmdk image/);
   }
+  // A vmdk descriptor naming a host file as its extent would read that file: refused before any launch.
+  const hostile = join(tmp, 'hostile.vmdk');
+  await execa('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', 'subformat=monolithicFlat', hostile, '1M']);
+  const descriptor = (await readFile(hostile, 'utf8')).replace(/^RW \d+ FLAT "[^"]*" 0$/m, 'RW 1 FLAT "/etc/hostname" 0');
+  await writeFile(hostile, descriptor);
+  const r = await execa('node', [cli, 'verify', hostile], { reject: false });
+  assert.is(r.exitCode, 2, r.stderr);
+  assert.match(r.stderr, /is a monolithicFlat vmdk whose data is in other files \(\/etc\/hostname\)/);
 });
 
 made('two operating systems on one disk: exit 2 naming both, no verdict', async () => {

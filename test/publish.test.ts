@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -46,7 +46,12 @@ async function builtFolder(dir: string, version: string, fill = 'a'): Promise<st
     name: 'tiny', version, image: { file: 'tiny.qcow2', sha256 }, os: { id: 'debian', version: '12' }, packageSource: 'dpkg',
     packages: [{ name: 'cloud-init', version: '22.4.2-1', arch: 'all', source: 'cloud-init 22.4.2-1' }], created: builtAt, guestforgeVersion: '0.1.0',
   })));
-  await writeFile(join(dir, 'tiny.provenance.json'), '{}\n');
+  // The provenance vouches for the image, manifest and SBOM by their sums, as a build's does.
+  await writeFile(join(dir, 'tiny.provenance.json'), JSON.stringify(provenanceStatement({
+    name: 'tiny', version, profile: { path: '/p/tiny.yaml', sha256: '0'.repeat(64) }, inputs: [], guestforgeVersion: '0.1.0', tools: {}, accel: 'tcg', backend: 'qemu', smoke: true,
+    buildId: 'x', startedOn: builtAt, finishedOn: builtAt,
+    subjects: await Promise.all(['tiny.qcow2', 'tiny.spdx.json', 'tiny.manifest.json'].map(async (f) => ({ file: f, sha256: await sha256File(join(dir, f)) }))),
+  })));
   const lines = [];
   for (const f of ['tiny.manifest.json', 'tiny.provenance.json', 'tiny.qcow2', 'tiny.spdx.json']) lines.push(`${await sha256File(join(dir, f))}  ${f}`);
   await writeFile(join(dir, 'SHA256SUMS'), `${lines.join('\n')}\n`);
@@ -200,17 +205,35 @@ real('publish: a versioned folder and a current link; the same version again cha
   assert.is(p2.exitCode, 1, p2.all);
   assert.match(p2.all, /tiny 1\.0 is already published in .*: nothing was changed/);
   assert.ok(before.equals(await readFile(join(v1, 'tiny.qcow2'))), 'the published image is untouched');
-  assert.equal((await readdir(join(share, 'tiny'))).filter((n) => n.startsWith('.')), [], 'no temp folder left');
+  assert.equal((await readdir(join(share, 'tiny'))).filter((n) => n.startsWith('.') && n !== '.publish.lock'), [], 'no temp folder left');
 
+  await mkdir(join(share, 'tiny', 'backup'));
   for (const [v, fill] of [['1.1', 'b'], ['1.2', 'c']] as const) {
     const img = await builtFolder(join(tmp, `v${v}`), v, fill);
     const r = await guestforge(['publish', img, '--to', share, '--keep', '2']);
     assert.is(r.exitCode, 0, r.all);
   }
-  assert.equal((await readdir(join(share, 'tiny'))).sort(), ['1.1', '1.2', 'current']);
+  assert.equal((await readdir(join(share, 'tiny'))).sort(), ['.publish.lock', '1.1', '1.2', 'backup', 'current'], '--keep leaves what is no version of this image (backup) alone');
   assert.is(await readlink(join(share, 'tiny', 'current')), '1.2');
   const notMine = await guestforge(['publish', join(tmp, 'tiny-elsewhere.qcow2'), '--to', share]);
   assert.is(notMine.exitCode, 2, notMine.all);
+  // Records beside an image are not trusted: a linked SBOM, a provenance for other files, a version the share uses itself.
+  const linked = await builtFolder(join(tmp, 'linked'), '3.0', 'l');
+  await rm(join(tmp, 'linked', 'tiny.spdx.json'));
+  await symlink('/etc/hostname', join(tmp, 'linked', 'tiny.spdx.json'));
+  const l = await guestforge(['publish', linked, '--to', share]);
+  assert.is(l.exitCode, 1, l.all);
+  assert.match(l.all, /tiny\.spdx\.json: not a regular file \(a link\?\): refused/);
+  const other = await builtFolder(join(tmp, 'other'), '3.1', 'o');
+  await writeFile(join(tmp, 'other', 'tiny.spdx.json'), '{"forged": true}\n');
+  const o = await guestforge(['publish', other, '--to', share]);
+  assert.is(o.exitCode, 1, o.all);
+  assert.match(o.all, /tiny\.provenance\.json does not vouch for tiny\.spdx\.json/);
+  const cur = await builtFolder(join(tmp, 'cur'), 'current', 'c');
+  const c = await guestforge(['publish', cur, '--to', share]);
+  assert.is(c.exitCode, 2, c.all);
+  assert.match(c.all, /no usable version/);
+  assert.equal((await readdir(join(share, 'tiny'))).sort(), ['.publish.lock', '1.1', '1.2', 'backup', 'current'], 'refused publishes left nothing');
 });
 
 /** A free TCP port on 127.0.0.1. */

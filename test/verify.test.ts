@@ -224,6 +224,9 @@ logic('NoCloud as cloud-init decides it: disable switches, the kernel command li
   const forced = nocloud((f) => (f.kernelCmdlines = [{ path: '/boot/grub/grub.cfg', cmdline: 'ro ds=nocloud-net;s=http://10.0.2.2/' }]));
   assert.equal(forced, { verdict: 'pass', evidence: 'ds=nocloud-net on the kernel command line (/boot/grub/grub.cfg)' });
   assert.match(nocloud((f) => (f.cloudConfigs = [])).evidence, /^no datasource_list set: cloud-init's built-in list has NoCloud/);
+  // GRUB's defaults count only when no generated boot loader file says otherwise.
+  const stale = nocloud((f) => (f.kernelCmdlines = [{ path: '/etc/default/grub', cmdline: 'cloud-init=disabled' }, { path: '/boot/grub/grub.cfg', cmdline: 'root=UUID=x ro' }]));
+  assert.is(stale.verdict, 'pass', stale.evidence);
 });
 
 logic('kernel command lines from GRUB defaults, grub.cfg\'s first entry, BLS entries, grubenv and /etc/kernel/cmdline', () => {

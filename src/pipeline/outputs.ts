@@ -71,6 +71,8 @@ async function rewriteSums(outDir: string, files: OutputFile[], drop: string[]):
   const lines = [...kept, ...files.map((f) => `${f.sha256}  ${basename(f.path)}`)].sort((a, b) => a.slice(66).localeCompare(b.slice(66)));
   if (lines.length === 0) await rm(sums, { force: true });
   else await writeFileAtomic(sums, `${lines.join('\n')}\n`);
+  // A signature of the old SHA256SUMS no longer holds: gone, unless signing follows (updateSums' `then`).
+  await rm(join(outDir, 'SHA256SUMS.asc'), { force: true });
 }
 
 export async function toolVersions(tools: string[][]): Promise<Record<string, string>> {

@@ -269,6 +269,7 @@ export const profileSchema = z
     version: z
       .string()
       .regex(/^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/, { error: 'expected letters, digits, ".", "_", "+" and "-", starting with a letter or digit, at most 64 characters' })
+      .refine((v) => v !== 'current', { error: '"current" names the published folder\'s link to the newest version' })
       .optional()
       .describe('The image\'s version, in the manifest, SBOM, provenance and the published folder; default: the build\'s UTC date and the resolved profile\'s short hash (20261129-3f2a9c1d)'),
     os: osSchema,

@@ -7,7 +7,7 @@
  * tools' versions, and when the build started and ended.
  * Unsigned: `guestforge sign` signs SHA256SUMS, which lists this file.
  */
-import { lstat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { hashTree, sha256File } from '../util/fs.ts';
 
@@ -39,10 +39,12 @@ export interface ProvenanceInput {
 }
 
 /** A file's sha256, or a folder's tree hash (names, modes, link targets, contents: hashTree). */
-export async function fileDependency(path: string, name?: string): Promise<Dependency> {
-  const st = await lstat(path);
+export async function fileDependency(given: string, name?: string): Promise<Dependency> {
+  // As the build read it: through links (an app's src may be a link to a folder).
+  const path = await realpath(given);
+  const st = await stat(path);
   const digest: Record<string, string> = st.isDirectory() ? { 'guestforge-tree-sha256': await hashTree(path) } : { sha256: await sha256File(path) };
-  return { uri: pathToFileURL(path).href, digest, ...(name ? { name } : {}) };
+  return { uri: pathToFileURL(given).href, digest, ...(name ? { name } : {}) };
 }
 
 export function provenanceStatement(input: ProvenanceInput): Record<string, unknown> {

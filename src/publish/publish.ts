@@ -8,8 +8,10 @@
  * oldest versions (never the current one), each renamed away before it is
  * deleted.
  */
-import { constants } from 'node:fs';
-import { chmod, copyFile, lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { chmod, lstat, mkdir, open, readdir, readFile, readlink, realpath, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { acquireLock } from '../util/lock.ts';
 import { basename, dirname, join } from 'node:path';
 import { UsageError, UserError } from '../errors.ts';
 import { nonce, sha256File } from '../util/fs.ts';
@@ -27,39 +29,97 @@ export interface BuiltImage {
 }
 
 const versionPattern = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
+const namePattern = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+/** Names the share uses itself. */
+const reserved = new Set(['current']);
 
-/** The image and the records its build wrote beside it, checked against its manifest. */
-export async function builtImage(image: string): Promise<BuiltImage> {
-  const st = await stat(image).catch(() => undefined);
-  if (!st?.isFile()) throw new UsageError(`${image}: no such file`);
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** A regular file, never a link: files found beside an image are not trusted to point elsewhere. */
+async function isRegular(path: string): Promise<boolean> {
+  return (await lstat(path).catch(() => undefined))?.isFile() ?? false;
+}
+
+/** JSON of a file beside the image, or undefined when it is no JSON object. */
+async function readJson(path: string): Promise<Record<string, unknown> | undefined> {
+  if (!(await isRegular(path))) return undefined;
+  try {
+    const value = JSON.parse(await readFile(path, 'utf8')) as unknown;
+    return value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Copies a regular file without following a link at `src` (opened O_NOFOLLOW). */
+export async function copyRegular(src: string, dst: string, mode = 0o644): Promise<void> {
+  const handle = await open(src, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    if (!(await handle.stat()).isFile()) throw new UserError(`${src}: not a regular file`);
+    await pipeline(createReadStream('', { fd: handle.fd, autoClose: false }), createWriteStream(dst, { mode, flags: 'wx' }));
+  } finally {
+    await handle.close();
+  }
+  await chmod(dst, mode);
+}
+
+/** The image and the records its build wrote beside it, checked against its manifest and provenance. */
+export async function builtImage(given: string): Promise<BuiltImage> {
+  const image = await realpath(given).catch(() => undefined);
+  if (!image || !(await stat(image)).isFile()) throw new UsageError(`${given}: no such file`);
   const dir = dirname(image);
   const file = basename(image);
   // The manifest that lists this file among its outputs.
-  const manifests = (await readdir(dir)).filter((f) => f.endsWith('.manifest.json'));
-  let manifest: { name?: string; version?: string; builtAt?: string; outputs?: { file: string; sha256: string }[] } | undefined;
+  let manifest: { name: string; version: string; builtAt: string; sha256: string } | undefined;
   let manifestPath = '';
-  for (const m of manifests) {
-    const data = JSON.parse(await readFile(join(dir, m), 'utf8').catch(() => '{}')) as typeof manifest;
-    if (data?.outputs?.some((o) => o.file === file)) {
-      manifest = data;
-      manifestPath = join(dir, m);
-      break;
+  for (const m of (await readdir(dir)).filter((f) => f.endsWith('.manifest.json')).sort()) {
+    const data = await readJson(join(dir, m));
+    const outputs = Array.isArray(data?.outputs) ? (data.outputs as unknown[]) : [];
+    const entry = outputs.find((o): o is { file: string; sha256: string } => typeof o === 'object' && o !== null && (o as { file?: unknown }).file === file && typeof (o as { sha256?: unknown }).sha256 === 'string');
+    if (!entry) continue;
+    manifestPath = join(dir, m);
+    const name = data!.name;
+    const version = data!.version;
+    // Both become path components and tags: a manifest from elsewhere is not trusted with them.
+    if (typeof name !== 'string' || !namePattern.test(name)) throw new UsageError(`${manifestPath}: its name is not a profile name`);
+    if (typeof version !== 'string' || !versionPattern.test(version) || reserved.has(version)) {
+      throw new UsageError(`${manifestPath}: no usable version`, { hint: 'a build by this guestforge writes one (profile `version:`, default the build date and profile hash): rebuild' });
     }
+    const builtAt = typeof data!.builtAt === 'string' && !Number.isNaN(Date.parse(data!.builtAt)) ? data!.builtAt : '';
+    manifest = { name, version, builtAt, sha256: entry.sha256 };
+    break;
   }
-  if (!manifest?.name) throw new UsageError(`${image}: no manifest in ${dir} lists it`, { hint: 'publish and push take an image a guestforge build wrote, with its <name>.manifest.json beside it' });
-  // Both become path components and tags: a manifest from elsewhere is not trusted with them.
-  if (!/^[a-z0-9][a-z0-9._-]{0,63}$/.test(manifest.name) || /^\.+$/.test(manifest.name)) throw new UsageError(`${manifestPath}: name ${JSON.stringify(manifest.name).slice(0, 80)} is not a profile name`);
-  if (!manifest.version || !versionPattern.test(manifest.version)) {
-    throw new UsageError(`${manifestPath}: no usable version`, { hint: 'a build by this guestforge writes one (profile `version:`, default the build date and profile hash): rebuild' });
-  }
-  const expected = manifest.outputs!.find((o) => o.file === file)!.sha256;
+  if (!manifest) throw new UsageError(`${given}: no manifest in ${dir} lists it`, { hint: 'publish and push take an image a guestforge build wrote, with its <name>.manifest.json beside it' });
   const sha256 = await sha256File(image);
-  if (sha256 !== expected) throw new UserError(`${image}: its sha256 is not the one ${basename(manifestPath)} records: it changed since the build`);
+  if (sha256 !== manifest.sha256) throw new UserError(`${image}: its sha256 is not the one ${basename(manifestPath)} records: it changed since the build`);
   const files = [image, manifestPath];
-  for (const extra of [sbomName(manifest.name), provenanceName(manifest.name)]) {
-    if ((await stat(join(dir, extra)).catch(() => undefined))?.isFile()) files.push(join(dir, extra));
+  const sbom = join(dir, sbomName(manifest.name));
+  const provenance = join(dir, provenanceName(manifest.name));
+  for (const f of [sbom, provenance, join(dir, signatureFile), join(dir, sumsFile)]) {
+    const st = await lstat(f).catch(() => undefined);
+    if (st && !st.isFile()) throw new UserError(`${f}: not a regular file (a link?): refused, nothing beside an image may point elsewhere`);
   }
-  return { image, name: manifest.name, version: manifest.version, sha256, builtAt: manifest.builtAt ?? '', files };
+  if (await isRegular(provenance)) {
+    // The records count only when the provenance names this image and SBOM (and the manifest) with their sums.
+    const subjects = (await readJson(provenance))?.subject;
+    const digests = new Map((Array.isArray(subjects) ? subjects : []).map((x: { name?: unknown; digest?: { sha256?: unknown } }) => [String(x?.name), String(x?.digest?.sha256)]));
+    const checks: [string, string][] = [[file, sha256], [basename(manifestPath), await sha256File(manifestPath)]];
+    if (await isRegular(sbom)) checks.push([basename(sbom), await sha256File(sbom)]);
+    const wrong = checks.filter(([f, sum]) => digests.get(f) !== sum).map(([f]) => f);
+    if (wrong.length) throw new UserError(`${provenance} does not vouch for ${wrong.join(', ')}: the records beside the image are not this build's`);
+    if (await isRegular(sbom)) files.push(sbom);
+    files.push(provenance);
+  } else if (await isRegular(sbom)) {
+    files.push(sbom);
+  }
+  return { image, name: manifest.name, version: manifest.version, sha256, builtAt: manifest.builtAt, files };
 }
 
 export interface PublishResult {
@@ -69,14 +129,14 @@ export interface PublishResult {
   removed: string[];
 }
 
-/** Versions published under DIR/<name>, oldest first (by the builtAt of each one's manifest, then name). */
-async function versions(nameDir: string): Promise<{ version: string; builtAt: string }[]> {
+/** Versions published under DIR/<name>, oldest first: folders holding a manifest of that name and version (nothing else is touched). */
+async function versions(nameDir: string, name: string): Promise<{ version: string; builtAt: string }[]> {
   const out: { version: string; builtAt: string }[] = [];
   for (const entry of await readdir(nameDir, { withFileTypes: true })) {
-    if (!entry.isDirectory() || entry.name.startsWith('.') || !versionPattern.test(entry.name)) continue;
-    const manifests = (await readdir(join(nameDir, entry.name))).filter((f) => f.endsWith('.manifest.json'));
-    const builtAt = manifests[0] ? ((JSON.parse(await readFile(join(nameDir, entry.name, manifests[0]), 'utf8').catch(() => '{}')) as { builtAt?: string }).builtAt ?? '') : '';
-    out.push({ version: entry.name, builtAt });
+    if (!entry.isDirectory() || !versionPattern.test(entry.name) || reserved.has(entry.name)) continue;
+    const m = await readJson(join(nameDir, entry.name, `${name}.manifest.json`));
+    if (m?.name !== name || m?.version !== entry.name) continue;
+    out.push({ version: entry.name, builtAt: typeof m.builtAt === 'string' ? m.builtAt : '' });
   }
   return out.sort((a, b) => a.builtAt.localeCompare(b.builtAt) || a.version.localeCompare(b.version));
 }
@@ -88,20 +148,25 @@ export async function publish(image: string, to: string, options: { keep?: numbe
   const nameDir = join(to, built.name);
   await mkdir(nameDir, { recursive: true, mode: 0o755 });
   if (!(await lstat(nameDir)).isDirectory()) throw new UsageError(`${nameDir}: is not a folder (a link or a file there is not written through)`);
+  // What an interrupted publish left (its process is gone): temp folders, a half-made link.
+  for (const entry of await readdir(nameDir)) {
+    const pid = /^\..+\.(?:tmp|removing)-(\d+)-[0-9a-f]+$/.exec(entry)?.[1];
+    if (pid && !processAlive(Number(pid))) await rm(join(nameDir, entry), { recursive: true, force: true });
+  }
   const final = join(nameDir, built.version);
   if (await lstat(final).catch(() => undefined)) {
     throw new UserError(`${built.name} ${built.version} is already published in ${final}: nothing was changed`, { hint: 'a published version is never overwritten: set a new `version:` in the profile and rebuild' });
   }
   const temp = join(nameDir, `.${built.version}.tmp-${process.pid}-${nonce(3)}`);
   const copied: string[] = [];
+  const removed: string[] = [];
   let signatureCopied = false;
   try {
     await mkdir(temp, { mode: 0o755 });
     const sums: string[] = [];
     for (const f of built.files) {
       const target = join(temp, basename(f));
-      await copyFile(f, target, constants.COPYFILE_FICLONE);
-      await chmod(target, 0o644);
+      await copyRegular(f, target);
       const sha = await sha256File(target);
       if (f === built.image && sha !== built.sha256) throw new UserError(`${target}: the copy's sha256 differs from the image's`);
       sums.push(`${sha}  ${basename(f)}`);
@@ -111,47 +176,60 @@ export async function publish(image: string, to: string, options: { keep?: numbe
     // The build's signature still holds when its SHA256SUMS lists exactly these files with these sums.
     const outSums = join(dirname(built.image), sumsFile);
     const outSig = join(dirname(built.image), signatureFile);
-    const original = await readFile(outSums, 'utf8').catch(() => undefined);
-    if (original !== undefined && (await stat(outSig).catch(() => undefined))?.isFile()) {
+    const original = (await isRegular(outSums)) ? await readFile(outSums, 'utf8') : undefined;
+    if (original !== undefined && (await isRegular(outSig))) {
       const listed = parseSums(original, outSums).map((l) => `${l.sha256}  ${l.file}`).sort((a, b) => a.slice(66).localeCompare(b.slice(66)));
       if (listed.join('\n') === sums.join('\n')) {
         await writeFile(join(temp, sumsFile), original, { mode: 0o644 });
-        await copyFile(outSig, join(temp, signatureFile));
-        await chmod(join(temp, signatureFile), 0o644);
+        await copyRegular(outSig, join(temp, signatureFile));
         signatureCopied = true;
       }
     }
     if (!signatureCopied) await writeFile(join(temp, sumsFile), `${sums.join('\n')}\n`, { mode: 0o644 });
     copied.push(sumsFile, ...(signatureCopied ? [signatureFile] : []));
+    // One publisher of this name at a time from here: the version folder, the current link, pruning.
+    const lock = await acquireLock(join(nameDir, '.publish.lock'), { profile: `publish ${built.name}` });
     try {
-      await rename(temp, final);
-    } catch (error) {
-      // Another publish of the same version won the race: theirs stays, ours goes.
-      if ((error as NodeJS.ErrnoException).code === 'ENOTEMPTY' || (error as NodeJS.ErrnoException).code === 'EEXIST') {
-        throw new UserError(`${built.name} ${built.version} was published in ${final} meanwhile: nothing was changed`);
+      try {
+        await rename(temp, final);
+      } catch (error) {
+        // Another publish of the same version won the race: theirs stays, ours goes.
+        if ((error as NodeJS.ErrnoException).code === 'ENOTEMPTY' || (error as NodeJS.ErrnoException).code === 'EEXIST') {
+          throw new UserError(`${built.name} ${built.version} was published in ${final} meanwhile: nothing was changed`);
+        }
+        throw error;
       }
-      throw error;
+      // current → the version just published, replaced in one rename.
+      const link = join(nameDir, 'current');
+      const linkTemp = join(nameDir, `.current.tmp-${process.pid}-${nonce(3)}`);
+      await symlink(built.version, linkTemp);
+      try {
+        await rename(linkTemp, link);
+      } catch (error) {
+        await rm(linkTemp, { force: true });
+        throw new UserError(`${link}: could not point it at ${built.version} (${(error as Error).message}); ${final} is published`);
+      }
+      if (options.keep !== undefined) {
+        const current = await readlink(link).catch(() => built.version);
+        const all = (await versions(nameDir, built.name)).filter((v) => v.version !== current && v.version !== built.version);
+        const excess = all.slice(0, Math.max(0, all.length - (options.keep - 1)));
+        for (const { version } of excess) {
+          const gone = join(nameDir, `.${version}.removing-${process.pid}-${nonce(3)}`);
+          try {
+            await rename(join(nameDir, version), gone);
+          } catch (error) {
+            if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+            throw error;
+          }
+          await rm(gone, { recursive: true, force: true });
+          removed.push(version);
+        }
+      }
+    } finally {
+      await lock.release();
     }
   } finally {
     await rm(temp, { recursive: true, force: true });
-  }
-  // current → the version just published, replaced in one rename.
-  const link = join(nameDir, 'current');
-  const linkTemp = join(nameDir, `.current.tmp-${process.pid}-${nonce(3)}`);
-  await symlink(built.version, linkTemp);
-  await rename(linkTemp, link);
-
-  const removed: string[] = [];
-  if (options.keep !== undefined) {
-    const current = await readlink(link).catch(() => built.version);
-    const all = await versions(nameDir);
-    const excess = all.filter((v) => v.version !== current).slice(0, Math.max(0, all.length - options.keep));
-    for (const { version } of excess) {
-      const gone = join(nameDir, `.${version}.removing-${process.pid}-${nonce(3)}`);
-      await rename(join(nameDir, version), gone);
-      await rm(gone, { recursive: true, force: true });
-      removed.push(version);
-    }
   }
   return { folder: final, files: copied, signatureCopied, removed };
 }

@@ -30,7 +30,8 @@ export type PushFormat = 'containerdisk' | 'oci-artifact';
 export function parseDestination(dest: string, version: string): { ref: string; host: string } {
   const m = /^docker:\/\/([A-Za-z0-9.-]+(?::\d{1,5})?)\/([a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)(?::([A-Za-z0-9_][A-Za-z0-9._-]{0,127}))?$/.exec(dest);
   if (!m) throw new UsageError(`push: ${JSON.stringify(dest)} is not docker://HOST/REPO[:TAG]`, { hint: 'e.g. docker://registry.cluster.example:5000/vm/debian-12-hpc:1.0 (repository names are lower case)' });
-  return { ref: `docker://${m[1]}/${m[2]}:${m[3] ?? version}`, host: m[1]! };
+  // A version may hold "+", which tags may not: "_" stands for it, as Helm does.
+  return { ref: `docker://${m[1]}/${m[2]}:${m[3] ?? version.replaceAll('+', '_')}`, host: m[1]! };
 }
 
 interface Blob {

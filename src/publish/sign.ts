@@ -7,7 +7,7 @@
  * Debian system has. Checking imports the given public key into a throwaway
  * keyring, so the admin's own keyring is never read or changed.
  */
-import { chmod, mkdtemp, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UsageError, UserError } from '../errors.ts';
@@ -23,6 +23,17 @@ export async function checkSigningKey(key: string): Promise<void> {
   const r = await run(['gpg', '--batch', '--with-colons', '--list-secret-keys', key], { allowFailure: true, timeoutMs: 60_000 });
   if (r.exitCode !== 0 || !/^sec:/m.test(r.stdout)) {
     throw new UsageError(`--sign-key ${key}: no such secret key in ${process.env.GNUPGHOME ?? '~/.gnupg'}`, { hint: 'gpg --list-secret-keys shows the keys there; GNUPGHOME picks another keyring' });
+  }
+  // A key that needs a passphrase nobody can type (no terminal, nothing in gpg-agent) is found now, not after the build.
+  const dir = await mkdtemp(join(tmpdir(), 'guestforge-signcheck-'));
+  try {
+    await writeFile(join(dir, 'probe'), 'guestforge signing check\n');
+    const probe = await run(['gpg', '--batch', '--yes', '--local-user', key, '--detach-sign', '--output', join(dir, 'probe.sig'), join(dir, 'probe')], { allowFailure: true, timeoutMs: 60_000 });
+    if (probe.exitCode !== 0) {
+      throw new UsageError(`--sign-key ${key}: gpg cannot sign with it here: ${probe.stderr.trim().split('\n').at(-1) ?? `exit ${probe.exitCode}`}`, { hint: 'a key with a passphrase needs gpg-agent to hold it when there is no terminal (gpg-preset-passphrase)' });
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 }
 

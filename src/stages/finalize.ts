@@ -10,7 +10,7 @@ import { formatSize } from '../profile/units.ts';
 import { guestforgeVersion } from '../util/project.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 import type { BuildContext, Stage } from './types.ts';
-import { imageVersion, writeBuildRecords } from '../publish/records.ts';
+import { imageVersion, provenanceName, sbomName, writeBuildRecords } from '../publish/records.ts';
 import { signSums } from '../publish/sign.ts';
 
 export function outputFormats(ctx: Pick<BuildContext, 'profile'>): { disks: DiskFormat[]; rootfs: RootfsFormat[] } {
@@ -92,7 +92,10 @@ export const finalizeStage: Stage = {
       ctx.log.info(`removed ${out.path}: the build failed after it was written (rerun with --no-smoke to keep an unsmoked image)`);
     }
     await rm(manifestPath(ctx), { force: true });
-    await updateSums(ctx.options.outDir, [], ctx.outputs.map((o) => basename(o.path)));
+    // The records too, when a failure came after them (signing): nothing may look finished.
+    const records = [sbomName(ctx.profile.name), provenanceName(ctx.profile.name)];
+    for (const r of records) await rm(join(ctx.options.outDir, r), { force: true });
+    await updateSums(ctx.options.outDir, [], [...ctx.outputs.map((o) => basename(o.path)), basename(manifestPath(ctx)), ...records]);
     ctx.outputs = [];
   },
 };

@@ -209,28 +209,44 @@ export async function mountGuest(session: GuestSession, options: { readonly: boo
   return root;
 }
 
-/** An inspected root and everything its fstab mounts (UUID, LABEL, PARTUUID, LVM, btrfs subvolumes), outermost first. */
+/**
+ * An inspected root and everything its fstab mounts (UUID, LABEL, LVM, btrfs subvolumes from
+ * libguestfs's inspection; GPT PARTUUIDs, which inspection leaves out, added here), outermost
+ * first. The fstab is the image's: a mount point must be a folder reached without a link (a
+ * link could point the mount at the appliance's own folders), and an added mount that fails is
+ * left out rather than failing the read (a `nofail` line the guest boots without).
+ */
 export async function mountRoot(session: GuestSession, root: string, readonly: boolean): Promise<void> {
-  const mounts = (await session.lines('inspect-get-mountpoints', root))
-    .map((l) => l.split(': ') as [string, string])
-    .sort((a, b) => a[0].length - b[0].length);
-  for (const [mountpoint, device] of mounts) await session.call('mount-options', readonly ? 'ro' : '', device, mountpoint);
-  // libguestfs's inspection leaves out fstab lines that name a GPT partition by PARTUUID: mount those too.
-  const done = new Set(mounts.map(([m]) => m));
-  const wanted = parseFstab((await readIf(session, '/etc/fstab')) ?? '')
-    .filter((e) => e.spec.toUpperCase().startsWith('PARTUUID=') && !done.has(e.mountpoint) && !e.options.split(',').includes('noauto'))
-    .sort((a, b) => a.mountpoint.length - b.mountpoint.length);
-  if (wanted.length === 0) return;
-  const byGuid = new Map<string, string>();
-  for (const part of await session.lines('list-partitions')) {
-    const disk = (await session.call('part-to-dev', part)).trim();
-    if ((await session.call('part-get-parttype', disk)).trim() !== 'gpt') continue;
-    const guid = (await session.call('part-get-gpt-guid', disk, (await session.call('part-to-partnum', part)).trim())).trim().toLowerCase();
-    byGuid.set(guid, part);
+  const opts = readonly ? 'ro' : '';
+  const inspected = (await session.lines('inspect-get-mountpoints', root)).map((l) => l.split(': ') as [string, string]);
+  const rootDevice = inspected.find(([m]) => m === '/')?.[1] ?? root;
+  await session.call('mount-options', opts, rootDevice, '/');
+  const extra: [string, string, boolean][] = inspected.filter(([m]) => m !== '/').map(([m, d]) => [m, d, false]);
+  const done = new Set(inspected.map(([m]) => m));
+  const wanted = parseFstab((await readIf(session, '/etc/fstab')) ?? '').filter((e) => e.spec.toUpperCase().startsWith('PARTUUID=') && !done.has(e.mountpoint) && !e.options.split(',').includes('noauto'));
+  if (wanted.length > 0 && wanted.length <= 64) {
+    const byGuid = new Map<string, string>();
+    for (const part of await session.lines('list-partitions')) {
+      const disk = (await session.call('part-to-dev', part)).trim();
+      if ((await session.call('part-get-parttype', disk)).trim() !== 'gpt') continue;
+      byGuid.set((await session.call('part-get-gpt-guid', disk, (await session.call('part-to-partnum', part)).trim())).trim().toLowerCase(), part);
+    }
+    for (const e of wanted) {
+      const device = byGuid.get(e.spec.slice('PARTUUID='.length).toLowerCase());
+      if (device) extra.push([e.mountpoint, device, true]);
+    }
   }
-  for (const e of wanted) {
-    const device = byGuid.get(e.spec.slice('PARTUUID='.length).toLowerCase());
-    if (device && (await session.bool('is-dir', e.mountpoint))) await session.call('mount-options', readonly ? 'ro' : '', device, e.mountpoint);
+  // Outermost first, whichever list a mount point came from (/var before /var/lib).
+  extra.sort((a, b) => a[0].split('/').length - b[0].split('/').length || a[0].localeCompare(b[0]));
+  for (const [mountpoint, device, added] of extra) {
+    const isDir = await session.bool('is-dir', mountpoint);
+    const real = isDir ? (await session.call('realpath', mountpoint)).trim() : '';
+    if (!isDir || real !== mountpoint) continue;
+    try {
+      await session.call('mount-options', opts, device, mountpoint);
+    } catch (error) {
+      if (!added) throw error;
+    }
   }
 }
 

@@ -48,7 +48,11 @@ export function effectiveDatasourceList(configs: GuestFacts['cloudConfigs']): { 
  */
 export function datasourceVerdict(f: GuestFacts): RuleResult {
   if (f.cloudInitDisabledBy?.length) return fail(`${f.cloudInitDisabledBy.join(', ')} exists: cloud-init does not run at all`);
-  const words = (f.kernelCmdlines ?? []).flatMap((c) => c.cmdline.split(/\s+/).filter(Boolean).map((w) => ({ w, from: c.path })));
+  // What the boot loader really passes: its generated files (grub.cfg, BLS entries, grubenv, /etc/kernel/cmdline);
+  // GRUB's defaults in /etc/default/grub only when none was generated (they may never have been applied).
+  const all = f.kernelCmdlines ?? [];
+  const generated = all.filter((c) => !c.path.startsWith('/etc/default/grub'));
+  const words = (generated.length ? generated : all).flatMap((c) => c.cmdline.split(/\s+/).filter(Boolean).map((w) => ({ w, from: c.path })));
   const off = words.find((x) => x.w === 'cloud-init=disabled');
   if (off) return fail(`cloud-init=disabled on the kernel command line (${off.from}): cloud-init does not run`);
   const policy = f.dsIdentify ? /^\s*policy:\s*(\S+)/m.exec(f.dsIdentify.text)?.[1] : undefined;
@@ -109,7 +113,7 @@ export const rules: Rule[] = [
     title: 'NoCloud datasource enabled',
     severity: 'error',
     why: 'the cluster boots every VM with a NoCloud seed (cloud-localds)',
-    passes: 'cloud-init runs (no /etc/cloud/cloud-init.disabled, no cloud-init=disabled on the kernel command line, ds-identify\'s policy not `disabled`) and would pick NoCloud: `ds=nocloud` on the kernel command line, or a datasource_list (cloud.cfg, then cloud.cfg.d/*.cfg in order, the last that sets it wins) that names NoCloud, or none at all (cloud-init\'s built-in list has NoCloud and ds-identify finds the seed by its `cidata` label)',
+    passes: 'cloud-init runs (no /etc/cloud/cloud-init.disabled, no cloud-init=disabled on the kernel command line as the boot loader\'s generated files give it, else GRUB\'s defaults; ds-identify\'s policy not `disabled`) and would pick NoCloud: `ds=nocloud` on the kernel command line, or a datasource_list (cloud.cfg, then cloud.cfg.d/*.cfg in order, the last that sets it wins) that names NoCloud, or none at all (cloud-init\'s built-in list has NoCloud and ds-identify finds the seed by its `cidata` label)',
     references: ['https://cloudinit.readthedocs.io/en/latest/reference/datasources/nocloud.html', 'https://cloudinit.readthedocs.io/en/latest/reference/base_config_reference.html', 'https://cloudinit.readthedocs.io/en/latest/howto/disable_cloud_init.html'],
     acceptable: [
       { state: 'datasource_list [ NoCloud, None ] in cloud.cfg.d', apply: () => undefined },

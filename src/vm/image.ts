@@ -20,13 +20,15 @@ export interface ImageInfo {
   backingFormat?: string;
   /** qcow2's external data file, when it has one. */
   dataFile?: string;
+  /** vmdk: how it is made (monolithicSparse, streamOptimized, twoGbMaxExtentFlat…) and the files holding its data. */
+  vmdk?: { createType: string; extents: string[] };
 }
 
 export async function imageInfo(path: string, options: { timeoutMs?: number } = {}): Promise<ImageInfo> {
   const { stdout } = await run(['qemu-img', 'info', '--output=json', '-U', path], { timeoutMs: options.timeoutMs ?? 30_000 });
   const info = JSON.parse(stdout) as {
     format: string; 'virtual-size': number; 'backing-filename'?: string; 'full-backing-filename'?: string; 'backing-filename-format'?: string;
-    'format-specific'?: { data?: { 'data-file'?: string } };
+    'format-specific'?: { type?: string; data?: { 'data-file'?: string; 'create-type'?: string; extents?: { filename?: string }[] } };
   };
   const raw = info['backing-filename'];
   const backing = info['full-backing-filename'] ?? raw;
@@ -38,6 +40,9 @@ export async function imageInfo(path: string, options: { timeoutMs?: number } = 
     ...(raw ? { backingRaw: raw } : {}),
     ...(info['backing-filename-format'] ? { backingFormat: info['backing-filename-format'] } : {}),
     ...(dataFile ? { dataFile } : {}),
+    ...(info.format === 'vmdk'
+      ? { vmdk: { createType: info['format-specific']?.data?.['create-type'] ?? '', extents: (info['format-specific']?.data?.extents ?? []).map((e) => e.filename ?? '') } }
+      : {}),
   };
 }
 
@@ -75,6 +80,15 @@ export async function checkedBackingChain(image: string, command: string, option
     if (!st.isFile()) throw new UsageError(`${command}: ${real} in ${image}'s chain is not a regular file`);
     const info = await imageInfo(path);
     if (info.dataFile) throw new UsageError(`${command}: ${image} keeps its data in an external file (${info.dataFile})`, { hint: 'an image from elsewhere could name any host file this way; convert it: qemu-img convert -O qcow2 in out' });
+    if (info.vmdk) {
+      // A vmdk descriptor can name any host file or device as an extent: only the one-file kinds, reading themselves.
+      const own = info.vmdk.extents.length > 0 && (await Promise.all(info.vmdk.extents.map((e) => realpath(resolve(dirname(real), e)).catch(() => '')))).every((e) => e === real);
+      if (!['monolithicSparse', 'streamOptimized'].includes(info.vmdk.createType) || !own) {
+        throw new UsageError(`${command}: ${image} is a ${info.vmdk.createType || 'vmdk'} vmdk whose data is in other files (${info.vmdk.extents.join(', ') || 'none named'})`, {
+          hint: 'an image from elsewhere could name any host file or device this way; only single-file vmdk (monolithicSparse, streamOptimized) are read: convert it first (qemu-img convert -O qcow2 in out) if you trust it',
+        });
+      }
+    }
     chain.push(info);
     if (!info.backing) return chain;
     if (info.backingRaw && isProtocolName(info.backingRaw)) throw new UsageError(`${command}: ${image} is backed by ${info.backingRaw}, not a plain file`);

@@ -4,6 +4,7 @@
  * mounts, no root-only kernel features), then one guestfish launch that only
  * installs GRUB. About twice as fast here as tar-in through guestfish.
  */
+import { redactUrl } from '../../util/url.ts';
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../exec/run.ts';
@@ -137,5 +138,5 @@ export async function bootstrapDebian(ctx: BuildContext, step: Step, output: str
   const mirrors = await mirrorsOf(ctx.profile);
   await bootstrapBase(ctx, step, output, mirrors);
   const bootstrap = ctx.profile.base.bootstrap!;
-  return { source: `mmdebstrap ${bootstrap.suite} (${bootstrap.variant}) from ${mirrors[0]?.split(' ')[1] ?? '?'}` };
+  return { source: `mmdebstrap ${bootstrap.suite} (${bootstrap.variant}) from ${redactUrl(mirrors[0]?.split(' ')[1] ?? '?')}` };
 }
