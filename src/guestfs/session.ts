@@ -5,6 +5,7 @@
  * code read answers and decide. Note: a failing remote command ends the
  * session, so callers test with exists/is-dir/is-file before they read.
  */
+import { pidAlive } from '../util/lock.ts';
 import { readFileSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -142,8 +143,8 @@ export class GuestSession {
     this.closed = true;
     await run(['guestfish', `--remote=${this.pid}`, '--', 'exit'], { env: this.env, allowFailure: true, timeoutMs: 60_000 }).catch(() => undefined);
     // The listener exits once the appliance is shut down; make sure of it.
-    for (let i = 0; i < 100 && isAlive(this.pid); i += 1) await new Promise((r) => setTimeout(r, 100));
-    if (isAlive(this.pid)) {
+    for (let i = 0; i < 100 && pidAlive(this.pid); i += 1) await new Promise((r) => setTimeout(r, 100));
+    if (pidAlive(this.pid)) {
       // A listener killed alone would orphan its qemu: end the children first.
       for (const child of childrenOf(this.pid)) killQuietly(child, 'SIGKILL');
       killQuietly(this.pid, 'SIGKILL');
@@ -165,14 +166,5 @@ function killQuietly(pid: number, signal: NodeJS.Signals): void {
     process.kill(pid, signal);
   } catch {
     // already gone
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }

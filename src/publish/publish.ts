@@ -11,7 +11,7 @@
 import { constants, createReadStream, createWriteStream } from 'node:fs';
 import { chmod, lstat, mkdir, open, readdir, readFile, readlink, realpath, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { acquireLock } from '../util/lock.ts';
+import { acquireLock, pidAlive } from '../util/lock.ts';
 import { basename, dirname, join } from 'node:path';
 import { UsageError, UserError } from '../errors.ts';
 import { nonce, sha256File } from '../util/fs.ts';
@@ -32,15 +32,6 @@ const versionPattern = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/;
 const namePattern = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 /** Names the share uses itself. */
 const reserved = new Set(['current']);
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** A regular file, never a link: files found beside an image are not trusted to point elsewhere. */
 async function isRegular(path: string): Promise<boolean> {
@@ -151,7 +142,7 @@ export async function publish(image: string, to: string, options: { keep?: numbe
   // What an interrupted publish left (its process is gone): temp folders, a half-made link.
   for (const entry of await readdir(nameDir)) {
     const pid = /^\..+\.(?:tmp|removing)-(\d+)-[0-9a-f]+$/.exec(entry)?.[1];
-    if (pid && !processAlive(Number(pid))) await rm(join(nameDir, entry), { recursive: true, force: true });
+    if (pid && !pidAlive(Number(pid))) await rm(join(nameDir, entry), { recursive: true, force: true });
   }
   const final = join(nameDir, built.version);
   if (await lstat(final).catch(() => undefined)) {

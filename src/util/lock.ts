@@ -38,11 +38,16 @@ export interface Lock {
  */
 export function lockIsStale(holder: LockHolder): boolean {
   if (holder.host !== hostname()) return Date.now() - Date.parse(holder.started) > 24 * 3_600_000;
+  return !pidAlive(holder.pid);
+}
+
+/** A process of this host runs with this pid (one we may not signal counts as running). */
+export function pidAlive(pid: number): boolean {
   try {
-    process.kill(holder.pid, 0);
-    return false;
+    process.kill(pid, 0);
+    return true;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'ESRCH';
+    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
   }
 }
 
