@@ -7,4 +7,7 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 xargs -a scripts/host-packages.txt apt-get install -y -q --no-install-recommends
+# docker-registry is there for the tests, which start their own on 127.0.0.1; where systemd runs,
+# the package starts one listening on every address: stop it and keep it off.
+systemctl disable --now docker-registry.service > /dev/null 2>&1 || true
 npm ci --no-audit --no-fund
