@@ -41,11 +41,15 @@ interface Blob {
   annotations?: Record<string, string>;
 }
 
-async function addBlob(layout: string, path: string, mediaType: string, annotations?: Record<string, string>): Promise<Blob> {
-  const hex = await sha256File(path);
-  const target = join(layout, 'blobs', 'sha256', hex);
-  // A hard link when the layout is on the same filesystem: no copy of a large disk.
+/** A hard link when both are on one filesystem (no copy of a large disk), else a copy. */
+async function linkOrCopy(path: string, target: string): Promise<void> {
   await link(path, target).catch(async () => copyFile(path, target));
+}
+
+async function addBlob(layout: string, path: string, mediaType: string, annotations?: Record<string, string>, knownSha256?: string): Promise<Blob> {
+  const hex = knownSha256 ?? (await sha256File(path));
+  const target = join(layout, 'blobs', 'sha256', hex);
+  await linkOrCopy(path, target);
   return { mediaType, digest: `sha256:${hex}`, size: (await stat(path)).size, ...(annotations ? { annotations } : {}) };
 }
 
@@ -71,7 +75,7 @@ export async function ociLayout(built: BuiltImage, format: PushFormat, work: str
   if (format === 'containerdisk') {
     const tree = join(work, 'tree');
     await mkdir(join(tree, 'disk'), { recursive: true });
-    await link(built.image, join(tree, 'disk', basename(built.image))).catch(async () => copyFile(built.image, join(tree, 'disk', basename(built.image))));
+    await linkOrCopy(built.image, join(tree, 'disk', basename(built.image)));
     const layer = join(work, 'layer.tar');
     const mtime = `@${Math.floor(Date.parse(created) / 1000)}`;
     await run(['tar', '--create', '--file', layer, '--format=posix', '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime',
@@ -88,7 +92,7 @@ export async function ociLayout(built: BuiltImage, format: PushFormat, work: str
     const layers: Blob[] = [];
     for (const f of built.files) {
       const type = f === built.image ? 'application/vnd.guestforge.disk.qcow2' : f.endsWith('.spdx.json') ? 'application/spdx+json' : f.endsWith('.provenance.json') ? 'application/vnd.in-toto+json' : 'application/vnd.guestforge.manifest+json';
-      layers.push(await addBlob(layout, f, type, { 'org.opencontainers.image.title': basename(f) }));
+      layers.push(await addBlob(layout, f, type, { 'org.opencontainers.image.title': basename(f) }, f === built.image ? built.sha256 : undefined));
     }
     manifest = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', artifactType: 'application/vnd.guestforge.disk.qcow2', config: empty, layers, annotations };
   }

@@ -66,11 +66,13 @@ export async function writeBuildRecords(
   ];
   const inputs: Dependency[] = [];
   for (const [path, name] of files) inputs.push(await fileDependency(path, name));
+  const manifestOut = await asOutput(run.manifest, 'manifest');
+  const sbomOut = await asOutput(sbomPath, 'spdx');
   const statement = provenanceStatement({
     name: profile.name,
     version,
-    subjects: [...ctx.outputs.map((o) => ({ file: basename(o.path), sha256: o.sha256 })), { file: basename(sbomPath), sha256: await sha256File(sbomPath) }, { file: basename(run.manifest), sha256: await sha256File(run.manifest) }],
-    profile: { path: ctx.profileFile, sha256: await sha256File(ctx.profileFile) },
+    subjects: [...ctx.outputs, sbomOut, manifestOut].map((o) => ({ file: basename(o.path), sha256: o.sha256 })),
+    profile: { path: ctx.profileFile, sha256: inputs[0]?.digest.sha256 ?? '' },
     inputs,
     ...(ctx.base ? { base: baseDependency(ctx.base) } : {}),
     guestforgeVersion: gfVersion,
@@ -84,5 +86,5 @@ export async function writeBuildRecords(
   });
   const provenancePath = join(outDir, provenanceName(profile.name));
   await writeFileAtomic(provenancePath, `${JSON.stringify(statement, null, 2)}\n`);
-  return [await asOutput(run.manifest, 'manifest'), await asOutput(sbomPath, 'spdx'), await asOutput(provenancePath, 'provenance')];
+  return [manifestOut, sbomOut, await asOutput(provenancePath, 'provenance')];
 }

@@ -17,9 +17,14 @@ import { sha256File, tempPathFor } from '../util/fs.ts';
 export const sumsFile = 'SHA256SUMS';
 export const signatureFile = 'SHA256SUMS.asc';
 
+/** A key id, fingerprint or user id, and nothing gpg could read as an option. */
+function checkKeyName(key: string, option: string): void {
+  if (!/^[A-Za-z0-9@._+<> -]{1,200}$/.test(key) || key.startsWith('-')) throw new UsageError(`${option} ${JSON.stringify(key)}: expected a key id, fingerprint or user id`);
+}
+
 /** Before a build: the key must be in the keyring with its secret part, or the build would fail at its very end. */
 export async function checkSigningKey(key: string): Promise<void> {
-  if (!/^[A-Za-z0-9@._+<> -]{1,200}$/.test(key) || key.startsWith('-')) throw new UsageError(`--sign-key ${JSON.stringify(key)}: expected a key id, fingerprint or user id`);
+  checkKeyName(key, '--sign-key');
   const r = await run(['gpg', '--batch', '--with-colons', '--list-secret-keys', key], { allowFailure: true, timeoutMs: 60_000 });
   if (r.exitCode !== 0 || !/^sec:/m.test(r.stdout)) {
     throw new UsageError(`--sign-key ${key}: no such secret key in ${process.env.GNUPGHOME ?? '~/.gnupg'}`, { hint: 'gpg --list-secret-keys shows the keys there; GNUPGHOME picks another keyring' });
@@ -39,7 +44,8 @@ export async function checkSigningKey(key: string): Promise<void> {
 
 /** Signs DIR/SHA256SUMS with the key named (id, fingerprint or user id in the caller's keyring); returns the signature's path. */
 export async function signSums(dir: string, key: string): Promise<string> {
-  await checkSigningKey(key);
+  // A build checked the key before it started (checkSigningKey); a failure here says why with gpg's words.
+  checkKeyName(key, '--key');
   const sums = join(dir, sumsFile);
   if (!(await stat(sums).catch(() => undefined))?.isFile()) throw new UsageError(`${sums}: no SHA256SUMS to sign`, { hint: 'sign a folder a build wrote' });
   const target = join(dir, signatureFile);

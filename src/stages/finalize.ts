@@ -55,7 +55,6 @@ async function writeManifest(ctx: BuildContext): Promise<{ tools: Record<string,
   return { tools, builtAt };
 }
 
-
 export const finalizeStage: Stage = {
   name: 'finalize',
   title: 'compress and write outputs',

@@ -119,10 +119,6 @@ export function parseOsRelease(text: string): Record<string, string> {
   return out;
 }
 
-export function parseDpkgStatus(text: string): Map<string, string> {
-  return new Map([...parseDpkgPackages(text)].map(([name, p]) => [name, p.version]));
-}
-
 /** Installed packages of a dpkg status file: version, architecture, and the source package (`Source: name (version)` when its version differs). */
 export function parseDpkgPackages(text: string): Map<string, PackageDetail & { version: string }> {
   const packages = new Map<string, PackageDetail & { version: string }>();
@@ -283,14 +279,11 @@ export async function gatherFacts(
   const osText = (await readIf(session, '/etc/os-release')) ?? (await readIf(session, '/usr/lib/os-release')) ?? '';
   const osRelease = parseOsRelease(osText);
 
-  let packages = new Map<string, string>();
-  let packageDetails: Record<string, PackageDetail> = {};
+  let parsed = new Map<string, PackageDetail & { version: string }>();
   let packageSource: GuestFacts['packageSource'] = 'none';
   const dpkg = await readIf(session, '/var/lib/dpkg/status');
   if (dpkg !== undefined) {
-    const parsed = parseDpkgPackages(dpkg);
-    packages = new Map([...parsed].map(([name, p]) => [name, p.version]));
-    packageDetails = Object.fromEntries([...parsed].map(([name, { version: _, ...detail }]) => [name, detail]));
+    parsed = parseDpkgPackages(dpkg);
     packageSource = 'dpkg';
   } else {
     for (const dbDir of ['/var/lib/rpm', '/usr/lib/sysimage/rpm']) {
@@ -298,12 +291,12 @@ export async function gatherFacts(
       if ((await session.lines('ls', dbDir)).length === 0) continue;
       packageSource = 'rpm';
       // RHEL 9's /var/lib/rpm is a symlink to /usr/lib/sysimage/rpm.
-      const parsed = await rpmPackages(session, (await session.call('realpath', dbDir)).trim());
-      packages = new Map([...parsed].map(([name, p]) => [name, p.version]));
-      packageDetails = Object.fromEntries([...parsed].map(([name, { version: _, ...detail }]) => [name, detail]));
+      parsed = await rpmPackages(session, (await session.call('realpath', dbDir)).trim());
       break;
     }
   }
+  const packages = new Map([...parsed].map(([name, p]) => [name, p.version]));
+  const packageDetails: Record<string, PackageDetail> = Object.fromEntries([...parsed].map(([name, { version: _, ...detail }]) => [name, detail]));
 
   const cloudConfigs: GuestFacts['cloudConfigs'] = [];
   const mainCfg = await readIf(session, '/etc/cloud/cloud.cfg');
