@@ -1,7 +1,8 @@
 #!/bin/sh
 # guestforge result reporter. Runs as cloud-init's power_state condition, i.e.
 # after cloud-init has finished, prints one result line to the serial console
-# and always exits 0 so the VM powers off either way.
+# and exits 0 so the VM powers off either way (a failed build VM kept for
+# debugging excepted: see below).
 #   report.sh NONCE [CHECKS_SCRIPT]
 nonce=$1
 checks=${2:-}
@@ -65,6 +66,40 @@ if [ -n "$checks" ]; then
   say "$tag-TIMING:$nonce:phases uptime=$up $phases"
   systemd-analyze blame --no-pager 2>/dev/null | head -n 15 | while IFS= read -r line; do say "$tag-TIMING:$nonce:unit $line"; done
   [ -f /run/guestforge/cloud-init-stages ] && while IFS= read -r line; do say "$tag-TIMING:$nonce:cloud-init $line"; done < /run/guestforge/cloud-init-stages
+fi
+# `build --on-error keep`: after a failure only, open the build VM to its admin
+# with what the seed carries beside user-data (a one-time root password, an SSH
+# key) and stay up. A build VM that succeeds never reads them, so they reach no
+# disk that is kept; the failed one's disk is thrown away on resume or discard.
+stay=0
+if [ "$result" = error ]; then
+  seed=/run/guestforge/seed
+  mkdir -p "$seed"
+  for dev in /dev/sr0 $(blkid -o device -t TYPE=iso9660 2>/dev/null); do
+    [ -b "$dev" ] && mount -o ro "$dev" "$seed" 2>/dev/null || continue
+    if [ -f "$seed/guestforge-debug-password" ]; then
+      stay=1
+      printf 'root:%s\n' "$(cat "$seed/guestforge-debug-password")" | chpasswd \
+        && say "guestforge: kept for debugging: root can log in on the console with the one-time password"
+    fi
+    if [ -f "$seed/guestforge-debug-ssh-key" ]; then
+      stay=1
+      mkdir -p /root/.ssh && chmod 700 /root/.ssh
+      cp "$seed/guestforge-debug-ssh-key" /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys
+      if systemctl start ssh.service 2>/dev/null || systemctl start sshd.service 2>/dev/null; then
+        say "guestforge: kept for debugging: root can log in over SSH with the debug key"
+      else
+        say "guestforge: kept for debugging: this guest has no SSH server (install openssh-server for --debug-ssh-key)"
+      fi
+    fi
+    umount "$seed"
+    [ "$stay" = 1 ] && break
+  done
+fi
+if [ "$stay" = 1 ]; then
+  # Everything stays for the admin to read (user-data, the commands); exit 1: no power-off.
+  say "$tag-RESULT:$nonce:$result${detail:+:$detail}"
+  exit 1
 fi
 # cloud-init has finished: what the seed said (users' keys and hashes, the
 # profile's commands) must not stay on the disk the stage cache keeps.

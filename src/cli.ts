@@ -22,8 +22,33 @@ interface CommandEntry {
 const commands: Record<string, CommandEntry> = {
   build: {
     summary: 'build an image from a profile: base, build VM, inject, verify, compress, smoke boot',
-    usage: 'build <profile.yaml> [-o out/] [--no-smoke] [--junit f.xml] [--verbose] [--keep-work] [--no-cache] [--accel auto|kvm|tcg] [--backend qemu|libvirt] [--connect URI] [--json-events] [--sign-key KEY] [--package-only (OSv)]',
+    usage: 'build <profile.yaml> [-o out/] [--no-smoke] [--junit f.xml] [--verbose] [--keep-work] [--no-cache] [--accel auto|kvm|tcg] [--backend qemu|libvirt] [--connect URI] [--json-events] [--sign-key KEY] [--on-error cleanup|keep|ask] [--debug-ssh-key KEY.pub] [--break before:STAGE|after:STAGE] [--package-only (OSv)]',
     load: () => import('./commands/build.ts'),
+  },
+  builds: {
+    summary: 'list the builds kept for a look inside (build --on-error keep, --break): id, profile, stage, since, how to reach them',
+    usage: 'builds [--json]',
+    load: () => import('./commands/debug.ts').then((m) => ({ run: m.builds })),
+  },
+  console: {
+    summary: "attach to a kept build VM's serial console (read/write; Ctrl-] detaches)",
+    usage: 'console <build-id>',
+    load: () => import('./commands/debug.ts').then((m) => ({ run: m.consoleCommand })),
+  },
+  shell: {
+    summary: "guestfish on a kept build's disk: read-write between stages, read-only while its VM runs",
+    usage: 'shell <build-id>',
+    load: () => import('./commands/debug.ts').then((m) => ({ run: m.shell })),
+  },
+  resume: {
+    summary: 'go on with a kept build from the stage that failed or the --break point, with the profile as it is now',
+    usage: 'resume <build-id> [--no-smoke] [--on-error keep|cleanup|ask] [--debug-ssh-key KEY.pub] [--break before:STAGE|after:STAGE] [--verbose]',
+    load: () => import('./commands/debug.ts').then((m) => ({ run: m.resume })),
+  },
+  discard: {
+    summary: "remove a kept build: stop its VM, delete its work folder",
+    usage: 'discard <build-id>',
+    load: () => import('./commands/debug.ts').then((m) => ({ run: m.discard })),
   },
   smoke: {
     summary: 'boot an image with a fresh NoCloud seed and check it from inside (an OSv image: judge its console)',
@@ -77,7 +102,7 @@ const commands: Record<string, CommandEntry> = {
   },
   cache: {
     summary: 'list or prune the stage cache (ls: entries, sizes, last use, profile)',
-    usage: 'cache ls [--json] | cache prune [--older-than 7d] [--keep-bytes 20G] [--dry-run]',
+    usage: 'cache ls [--json] | cache prune [--older-than 7d] [--keep-bytes 20G] [--dry-run] (--older-than also discards kept builds that old)',
     load: () => import('./commands/cache.ts'),
   },
   doctor: {

@@ -37,6 +37,9 @@ function workLeft(): Promise<string[]> {
 }
 
 const tmp = await mkdtemp(join(tmpdir(), 'gf-e2e-'));
+// The admin's key for the build VMs kept for debugging (--debug-ssh-key).
+const debugKey = join(tmp, 'debug-key');
+await run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', 'guestforge-e2e-debug', '-f', debugKey]);
 
 const failures = timed(suite('build fails cleanly'));
 
@@ -58,8 +61,11 @@ const out = join(tmp, 'out');
 
 e2e('build exits 0 with the image, manifest, SHA256SUMS and a passing smoke JUnit', async () => {
   const junit = join(tmp, 'smoke.xml');
-  const r = await guestforge(['build', join(root, 'profiles', 'debian-12-hpc.yaml'), '-o', out, '--junit', junit]);
+  // Built as an admin debugging would: a build VM that could be kept, with a one-time password and an SSH key on its
+  // seed. It succeeds, so neither may reach the image (verify's hygiene rules below, the guestfish read later).
+  const r = await guestforge(['build', join(root, 'profiles', 'debian-12-hpc.yaml'), '-o', out, '--junit', junit, '--on-error', 'keep', '--debug-ssh-key', `${debugKey}.pub`]);
   assert.is(r.exitCode, 0, r.all);
+  assert.not.match(r.all, /kept as/);
   const image = join(out, 'debian-12-hpc.qcow2');
   assert.ok(existsSync(image));
   const manifest = JSON.parse(await readFile(join(out, 'debian-12-hpc.manifest.json'), 'utf8'));
@@ -131,7 +137,7 @@ e2e('stage cache: after the build, plan shows base, provision and inject as hits
   assert.equal(left.filter((p) => /\/(user-data\.txt|cloud-config\.txt|vendor-data\.txt|obj\.pkl|scripts)/.test(p)), [], left.join('\n'));
 });
 
-e2e('stage cache: changing only an app reruns inject onward; base and provision are hits; guestforge verify on the result passes every rule and sees the new app', async () => {
+e2e('stage cache: changing only an app reruns inject onward; base and provision are hits; the build\'s verify passes every rule and sees the new app', async () => {
   const dir = join(tmp, 'app-change');
   await mkdir(dir, { recursive: true });
   const marker = `changed-app-${Date.now()}`;
@@ -152,12 +158,10 @@ e2e('stage cache: changing only an app reruns inject onward; base and provision 
   assert.match(r.all, /provision: cache hit/);
   assert.match(r.all, /inject: not cached \(changed: apps\)/);
   assert.not.ok(existsSync(join(dir, 'out', 'logs', 'debian-12-hpc', 'build-console.log')), 'no build VM ran');
-  // One read-only launch through the verify command on a real built image (its rules are the build's own, over the same facts reader).
-  const v = await guestforge(['verify', join(dir, 'out', 'debian-12-hpc.qcow2'), '--json'], { timeoutMs: 5 * 60_000 });
-  assert.is(v.exitCode, 0, v.all);
-  const report = JSON.parse(v.stdout) as { results: { id: string; verdict: string; evidence: string }[] };
-  for (const x of report.results) assert.is(x.verdict, x.id.startsWith('vrdma.') ? 'skip' : 'pass', `${x.id}: ${x.evidence}`);
-  assert.match(report.results.find((x) => x.id === 'layout.opt-vm')?.evidence ?? '', new RegExp(`^/opt-vm: (.*, )?${marker}(, |$)`));
+  // The build's own verify verdicts (guestforge verify runs on the resumed image below).
+  const manifest = JSON.parse(await readFile(join(dir, 'out', 'debian-12-hpc.manifest.json'), 'utf8')) as { verify: { id: string; verdict: string; evidence: string }[] };
+  for (const x of manifest.verify) assert.is(x.verdict, x.id.startsWith('vrdma.') ? 'skip' : 'pass', `${x.id}: ${x.evidence}`);
+  assert.match(manifest.verify.find((x) => x.id === 'layout.opt-vm')?.evidence ?? '', new RegExp(`^/opt-vm: (.*, )?${marker}(, |$)`));
 });
 
 e2e('stage cache: a truncated entry is found broken by one of two builds started together, which removes and rebuilds it; the other waits for it and uses it', async () => {
@@ -185,6 +189,37 @@ e2e('stage cache: a truncated entry is found broken by one of two builds started
   assert.equal(await workLeft(), []);
 });
 
+e2e('--break before:inject keeps the build; guestforge shell changes its disk; resume runs inject onward from it, caches nothing, and guestforge verify passes the image with the app and the change', async () => {
+  const profile = join(tmp, 'app-change', 'p.yaml');
+  const bOut = join(tmp, 'break-out');
+  const b = await guestforge(['build', profile, '-o', bOut, '--no-smoke', '--break', 'before:inject']);
+  assert.is(b.exitCode, 0, b.all);
+  assert.match(b.all, /provision: cache hit/);
+  const id = /stopped before inject, as --break asked; kept as (debian-12-hpc-[0-9a-f]{12}):/.exec(b.all)?.[1];
+  assert.ok(id, b.all);
+  assert.match(b.all, new RegExp(`shell: +guestforge shell ${id}`));
+  assert.not.ok(existsSync(join(bOut, 'debian-12-hpc.qcow2')));
+  // guestfish reads commands from stdin when it is not a terminal, as it does on one.
+  const sh = await execa('node', [cli, 'shell', id!], { env, reject: false, all: true, timeout: 5 * 60_000, input: 'is-dir /opt-vm\nls /opt-vm\necho ==\nmkdir /opt-vm/from-shell\nls /opt-vm\n' });
+  assert.is(sh.exitCode, 0, sh.all);
+  assert.match(sh.stderr, /read-write \(resume goes on from what you leave here\)/);
+  const [before, after] = sh.stdout.split('==\n');
+  assert.is(before, 'true\n', 'the app folder is there, empty, before inject');
+  assert.is(after, 'from-shell\n');
+  const r = await guestforge(['resume', id!]);
+  assert.is(r.exitCode, 0, r.all);
+  assert.match(r.all, new RegExp(`resuming ${id} at inject`));
+  assert.not.match(r.all, /cached as|cache hit/);
+  const v = await guestforge(['verify', join(bOut, 'debian-12-hpc.qcow2'), '--json'], { timeoutMs: 5 * 60_000 });
+  assert.is(v.exitCode, 0, v.all);
+  const report = JSON.parse(v.stdout) as { results: { id: string; verdict: string; evidence: string }[] };
+  for (const x of report.results) assert.is(x.verdict, x.id.startsWith('vrdma.') ? 'skip' : 'pass', `${x.id}: ${x.evidence}`);
+  const optVm = report.results.find((x) => x.id === 'layout.opt-vm')?.evidence ?? '';
+  assert.match(optVm, /from-shell/);
+  assert.match(optVm, /changed-app-\d+/);
+  assert.equal(await workLeft(), []);
+});
+
 e2e('cache ls lists the entries with their profile; prune --dry-run removes nothing', async () => {
   const ls = await guestforge(['cache', 'ls'], { timeoutMs: 60_000 });
   assert.is(ls.exitCode, 0, ls.all);
@@ -203,7 +238,7 @@ e2e('cache ls lists the entries with their profile; prune --dry-run removes noth
   assert.is(bad.exitCode, 2, bad.all);
 });
 
-e2e('an independent guestfish read of the output shows the cluster layout and a clean guest', async () => {
+e2e('an independent guestfish read of the output shows the cluster layout and a clean guest (no debug key)', async () => {
   const image = join(out, 'debian-12-hpc.qcow2');
   const commands = [
     'is-dir /workspace',
@@ -214,6 +249,7 @@ e2e('an independent guestfish read of the output shows the cluster layout and a 
     'cat /etc/cloud/cloud.cfg.d/90_guestforge_datasource.cfg',
     'filesize /etc/machine-id',
     'glob-expand /etc/ssh/ssh_host_*',
+    '-cat /root/.ssh/authorized_keys',
     'exists /var/lib/cloud/instances',
     'cat /etc/guestforge-release',
   ];
@@ -233,18 +269,63 @@ e2e('an independent guestfish read of the output shows the cluster layout and a 
   assert.match(answer('cat /etc/cloud/cloud.cfg.d/90_guestforge_datasource.cfg'), /datasource_list: \[ NoCloud, None \]/);
   assert.is(answer('filesize /etc/machine-id'), '0\n', 'machine-id is empty');
   assert.is(answer('glob-expand /etc/ssh/ssh_host_*'), '', 'no SSH host keys');
+  // The build VM's debug key (--debug-ssh-key) is used only when the build VM fails.
+  assert.not.match(answer('-cat /root/.ssh/authorized_keys'), /guestforge-e2e-debug/);
   assert.is(answer('exists /var/lib/cloud/instances'), 'false\n', 'no cloud-init instance state');
   assert.match(answer('cat /etc/guestforge-release'), /built by guestforge/);
 });
 
-e2e('a failing profile command: exit 1 naming the command, no output file, no qemu left', async () => {
+/** Drive a terminal program: send each answer when its prompt shows (script(1) gives it a pty). */
+async function onPty(argv: string[], steps: { expect: RegExp; send: string }[], timeoutMs = 5 * 60_000): Promise<{ exitCode: number; output: string }> {
+  const command = argv.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ');
+  const child = execa('script', ['-qefc', command, '/dev/null'], { env, reject: false, timeout: timeoutMs, stdin: 'pipe' });
+  let output = '';
+  let from = 0;
+  let step = 0;
+  child.stdout!.on('data', (d: Buffer) => {
+    output += d.toString();
+    while (step < steps.length && steps[step]!.expect.test(output.slice(from))) {
+      from = output.length;
+      child.stdin!.write(steps[step]!.send);
+      step += 1;
+    }
+  });
+  const r = await child;
+  return { exitCode: r.exitCode ?? -1, output };
+}
+
+e2e('a failing profile command with --on-error keep: exit 1 naming the command; the build VM stays up; console shows its login prompt and takes the one-time password; SSH takes the debug key; discard leaves no qemu and no work folder', async () => {
   const failOut = join(tmp, 'fail-out');
-  const r = await guestforge(['build', join(root, 'test', 'fixtures', 'profiles', 'fail-command.yaml'), '-o', failOut]);
+  const r = await guestforge(['build', join(root, 'test', 'fixtures', 'profiles', 'fail-command.yaml'), '-o', failOut, '--on-error', 'keep', '--debug-ssh-key', `${debugKey}.pub`]);
   assert.is(r.exitCode, 1, r.all);
   assert.match(r.all, /command 2: false failed \(exit 1\)/);
   assert.match(r.all, /last console lines/);
+  const id = /the build is kept as (fail-command-[0-9a-f]{12}) with its build VM running:/.exec(r.all)?.[1];
+  assert.ok(id, r.all);
+  const password = /one-time password (\S+);/.exec(r.all)?.[1];
+  assert.ok(password, r.all);
   assert.not.ok(existsSync(join(failOut, 'fail-command.qcow2')));
-  assert.ok(existsSync(join(failOut, 'logs', 'fail-command', 'build-console.log')), 'the console log is kept');
+  assert.is((await qemuUsing(failOut)).length, 1, 'the build VM still runs');
+  const listed = JSON.parse((await guestforge(['builds', '--json'])).stdout) as { id: string; vmRunning: boolean; sshPort?: number; stage: string }[];
+  const mine = listed.find((b) => b.id === id);
+  assert.equal([mine?.stage, mine?.vmRunning], ['provision', true]);
+  const c = await onPty(['node', cli, 'console', id!], [
+    { expect: /login: *$/, send: 'root\r' },
+    { expect: /Password: *$/, send: `${password}\r` },
+    { expect: /# *$/, send: 'cat /run/guestforge/failed; echo "done-$((6*7))"\r' },
+    { expect: /done-42/, send: '\x1d' },
+  ]);
+  assert.is(c.exitCode, 0, c.output);
+  assert.match(c.output, /login:/);
+  assert.match(c.output, /command 2: false failed \(exit 1\)/, c.output);
+  assert.match(c.output, /detached; the VM still runs/);
+  const ssh = await run(['ssh', '-i', debugKey, '-p', String(mine!.sshPort), '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=30',
+    'root@127.0.0.1', 'cat /run/guestforge/failed'], { allowFailure: true, timeoutMs: 120_000 });
+  assert.is(ssh.exitCode, 0, ssh.stderr);
+  assert.match(ssh.stdout, /command 2: false failed/);
+  const d = await guestforge(['discard', id!]);
+  assert.is(d.exitCode, 0, d.all);
+  assert.match(d.stdout, /its VM stopped/);
   assert.equal(await qemuUsing(failOut), []);
   assert.equal(await workLeft(), []);
 });
@@ -259,24 +340,27 @@ e2e('a timeout of a few seconds: exit 1 saying "timed out", no qemu left', async
   assert.equal(await workLeft(), []);
 });
 
-e2e('SIGTERM while the build VM runs: exit 143, qemu gone, no output, no work folder', async () => {
+e2e('SIGINT while a build VM that --on-error keep would keep runs: keep is for failures, so exit 130, qemu gone, no output, no work folder', async () => {
   const sOut = join(tmp, 'signal-out');
-  const child = guestforge(['build', join(root, 'test', 'fixtures', 'profiles', 'fail-command.yaml'), '-o', sOut]);
+  const child = guestforge(['build', join(root, 'test', 'fixtures', 'profiles', 'fail-command.yaml'), '-o', sOut, '--on-error', 'keep']);
   const consoleLog = join(sOut, 'logs', 'fail-command', 'build-console.log');
   for (let i = 0; i < 600 && !existsSync(consoleLog); i += 1) await new Promise((r) => setTimeout(r, 200));
   assert.ok(existsSync(consoleLog), 'the build VM never started');
   await new Promise((r) => setTimeout(r, 2000));
   assert.ok((await qemuUsing(sOut)).length > 0, 'qemu should be running before the signal');
-  child.kill('SIGTERM');
+  child.kill('SIGINT');
   const r = await child;
-  assert.is(r.exitCode, 143, r.all);
-  assert.match(r.all, /interrupted by SIGTERM/);
+  assert.is(r.exitCode, 130, r.all);
+  assert.match(r.all, /interrupted by SIGINT/);
   assert.equal(await qemuUsing(sOut), []);
   assert.not.ok(existsSync(join(sOut, 'fail-command.qcow2')));
   assert.equal(await workLeft(), []);
 });
 
 e2e.after(async () => {
+  // A test that failed half-way may have left a kept build (and its VM): not for the next run.
+  const kept = JSON.parse((await guestforge(['builds', '--json'], { timeoutMs: 60_000 })).stdout || '[]') as { id: string }[];
+  for (const b of kept.filter((k) => /^(debian-12-hpc|fail-command)-/.test(k.id))) await guestforge(['discard', b.id], { timeoutMs: 60_000 });
   await rm(tmp, { recursive: true, force: true });
 });
 

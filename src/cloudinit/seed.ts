@@ -1,5 +1,5 @@
 /** NoCloud seed ISO: volume label cidata, user-data and meta-data at its root. */
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../exec/run.ts';
 
@@ -8,6 +8,12 @@ export interface SeedFiles {
   /** Absent for OSv, whose cloud-init reads user-data only. */
   metaData?: string;
   networkConfig?: string;
+  /**
+   * More files at the ISO's root, which cloud-init does not read: the build
+   * VM's debug access (`--on-error keep`), read by report.sh only after a
+   * failure, so it never reaches a disk that succeeds.
+   */
+  extra?: Record<string, string>;
 }
 
 export async function buildSeedIso(dir: string, files: SeedFiles, iso: string): Promise<void> {
@@ -23,6 +29,12 @@ export async function buildSeedIso(dir: string, files: SeedFiles, iso: string): 
     await writeFile(join(dir, 'network-config'), files.networkConfig, { mode: 0o600 });
     names.push('network-config');
   }
+  for (const [name, content] of Object.entries(files.extra ?? {})) {
+    if (!/^guestforge-[a-z-]+$/.test(name)) throw new Error(`seed: bad extra file name ${name}`);
+    await writeFile(join(dir, name), content, { mode: 0o600 });
+    names.push(name);
+  }
+  await rm(iso, { force: true }); // a resumed build makes its seed again in the same folder
   await run(['xorriso', '-as', 'mkisofs', '-quiet', '-output', iso, '-volid', 'cidata', '-joliet', '-rock', ...names], { cwd: dir, timeoutMs: 60_000 });
   await chmod(iso, 0o600);
 }

@@ -11,8 +11,11 @@ import { checkSigningKey } from '../publish/sign.ts';
 import { parseCommandArgs } from './args.ts';
 import { runMatrix, summaryTable, type MatrixJob } from '../pipeline/matrix.ts';
 import { isRemote } from '../vm/libvirt.ts';
+import { readFile } from 'node:fs/promises';
+import { howToReach, type KeptBuild } from '../debug/kept.ts';
+import type { BreakPoint, BuildOptions, OnError } from '../stages/types.ts';
 
-const stageNames = ['base', 'provision', 'inject', 'verify', 'finalize', 'smoke', 'package', 'compose'] as const;
+export const stageNames = ['base', 'provision', 'inject', 'verify', 'finalize', 'smoke', 'package', 'compose'] as const;
 
 export async function run(args: string[]): Promise<number> {
   if (!args.includes('--json-events')) return command(args);
@@ -46,6 +49,9 @@ async function command(args: string[], emit?: (event: BuildEvent) => void): Prom
     jobs: { type: 'string', short: 'j' },
     'json-events': { type: 'boolean' },
     'sign-key': { type: 'string' },
+    'on-error': { type: 'string' },
+    'debug-ssh-key': { type: 'string' },
+    break: { type: 'string' },
   });
   if (positionals.length === 0) throw new UsageError('build: name a profile', { hint: 'guestforge build profiles/debian-12-hpc.yaml -o out/' });
   const accel = values.accel;
@@ -64,17 +70,67 @@ async function command(args: string[], emit?: (event: BuildEvent) => void): Prom
   for (const uri of hosts) isRemote(uri); // a malformed URI is a usage error now, not in the middle of a build
   if (backend === 'qemu' && hosts.length > 0) throw new UsageError('build: --connect is for --backend libvirt');
 
+  const debug = await debugOptions(values, backend);
   if (positionals.length > 1 || values.jobs !== undefined) {
+    if (debug.onError !== 'cleanup' || debug.breakAt) throw new UsageError('build: --on-error keep|ask and --break are for one profile (a look inside one build)');
     if (emit) throw new UsageError('build: --json-events is for one profile (a build of several reads its children\'s events and prints a table)');
     return matrix(positionals, values, hosts);
   }
   if (hosts.length > 1) throw new UsageError('build: several --connect URIs need several profiles to spread', { hint: 'guestforge build a.yaml b.yaml --jobs 2 --connect URI1,URI2' });
-  return single(positionals[0]!, values, backend, hosts, accel, rebuildFrom, emit);
+  return single(positionals[0]!, values, backend, hosts, accel, rebuildFrom, debug, emit);
+}
+
+type DebugOptions = Pick<BuildOptions, 'debugSshKey' | 'breakAt'> & { onError: OnError };
+
+/** --on-error, --debug-ssh-key, --break: checked before anything starts. */
+export async function debugOptions(values: Values, backend: string | undefined): Promise<DebugOptions> {
+  const onError = (values['on-error'] ?? 'cleanup') as string;
+  if (onError !== 'cleanup' && onError !== 'keep' && onError !== 'ask') throw new UsageError(`build: --on-error must be cleanup, keep or ask, not "${onError}"`);
+  if (onError !== 'cleanup' && backend === 'libvirt') {
+    throw new UsageError(`build: --on-error ${onError} keeps the build VM running for you, which the qemu backend does; libvirt's build VMs are not kept yet`, { hint: 'add --backend qemu for the look inside' });
+  }
+  const keyFile = typeof values['debug-ssh-key'] === 'string' ? values['debug-ssh-key'] : undefined;
+  let debugSshKey: string | undefined;
+  if (keyFile !== undefined) {
+    if (onError === 'cleanup') throw new UsageError('build: --debug-ssh-key is for a build VM kept after a failure: add --on-error keep (or ask)');
+    debugSshKey = parsePublicKey(await readFile(keyFile, 'utf8').catch((e: NodeJS.ErrnoException) => {
+      throw new UsageError(`build: --debug-ssh-key ${keyFile}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+    }), keyFile);
+  }
+  const breakText = typeof values.break === 'string' ? values.break : undefined;
+  let breakAt: BreakPoint | undefined;
+  if (breakText !== undefined) {
+    const m = /^(before|after):([a-z]+)$/.exec(breakText);
+    if (!m || !(stageNames as readonly string[]).includes(m[2]!)) {
+      throw new UsageError(`build: --break takes before:STAGE or after:STAGE, not "${breakText}"`, { hint: `stages: ${stageNames.join(', ')}` });
+    }
+    breakAt = { when: m[1] as 'before' | 'after', stage: m[2] as (typeof stageNames)[number] };
+  }
+  return { onError, ...(debugSshKey ? { debugSshKey } : {}), ...(breakAt ? { breakAt } : {}) };
+}
+
+/** One OpenSSH public key line; a private key or anything else is refused, naming the file. */
+export function parsePublicKey(text: string, file: string): string {
+  if (/PRIVATE KEY/.test(text)) throw new UsageError(`build: --debug-ssh-key ${file} is a private key`, { hint: `give its public half (${file}.pub)` });
+  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const key = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [\x20-\x7e]*)?$/;
+  if (lines.length !== 1 || !key.test(lines[0]!)) {
+    throw new UsageError(`build: --debug-ssh-key ${file}: expected one OpenSSH public key line (ssh-ed25519 AAAA… comment)`);
+  }
+  return lines[0]!;
+}
+
+/** After a build was kept: what was kept and how to get in, as the end of the error's hint (or the output of a --break). */
+export function keptLines(kept: KeptBuild, running: boolean): string[] {
+  const head = kept.reason === 'break'
+    ? `stopped before ${kept.stage}, as --break asked; kept as ${kept.id}:`
+    : `the build is kept as ${kept.id}${running ? ' with its build VM running' : ''}:`;
+  return [head, ...howToReach(kept, running)];
 }
 
 type Values = Record<string, string | boolean | undefined>;
 
-async function single(file: string, values: Values, backend: string | undefined, hosts: string[], accel: string | undefined, rebuildFrom: string | undefined, emit?: (event: BuildEvent) => void): Promise<number> {
+async function single(file: string, values: Values, backend: string | undefined, hosts: string[], accel: string | undefined, rebuildFrom: string | undefined, debug: DebugOptions, emit?: (event: BuildEvent) => void): Promise<number> {
   const text = (name: string) => (typeof values[name] === 'string' ? (values[name] as string) : undefined);
   const junit = text('junit');
   const pool = text('pool');
@@ -87,7 +143,8 @@ async function single(file: string, values: Values, backend: string | undefined,
   const log = new Logger({ verbose: Boolean(values.verbose), ...(emit ? { events: emit } : {}) });
   const started = Date.now();
   // runBuild returns stage failures with the context (for JUnit); withSignals turns an interruption into exit 130/143.
-  const { ctx, error } = await withSignals((signal) => runBuild(loaded, {
+  const { ctx, error, kept } = await withSignals((signal) => runBuild(loaded, {
+    ...debug,
     outDir: text('output') ?? 'out',
     smoke: !values['no-smoke'],
     keepWork: Boolean(values['keep-work']),
@@ -104,6 +161,12 @@ async function single(file: string, values: Values, backend: string | undefined,
       ...(ctx.smoke ? smokeJunitCases(ctx.smoke) : []),
     ]);
   }
+  if (kept) {
+    const lines = keptLines(kept, Boolean(kept.vm));
+    if (error) throw withKeptHint(error, lines);
+    (emit ? process.stderr : process.stdout).write(`${lines.join('\n')}\n`);
+    return ExitCode.ok;
+  }
   if (error) throw error;
   // With --json-events, stdout carries only events: the summary goes to stderr.
   const out = (s: string) => (emit ? process.stderr : process.stdout).write(`${s}\n`);
@@ -116,6 +179,16 @@ async function single(file: string, values: Values, backend: string | undefined,
   out(`stages: ${ctx.timings.map((t) => `${t.stage} ${(t.ms / 1000).toFixed(0)}s`).join(' · ')} · total ${((Date.now() - started) / 1000).toFixed(0)}s`);
   if (ctx.outputs.length > 0) out(`manifest: ${ctx.options.outDir}/${loaded.profile.name}.manifest.json · logs: ${ctx.logDir}${ctx.smoke ? '' : ' · smoke skipped'}`);
   return ExitCode.ok;
+}
+
+/** The failure's message stays; what was kept and how to get in ends its hint. */
+export function withKeptHint(error: unknown, lines: string[]): UserError {
+  const user = error instanceof UserError ? error : undefined;
+  return new UserError(errorMessage(error), {
+    hint: [...(user?.hint ? [user.hint] : []), ...lines].join('\n'),
+    exitCode: user?.exitCode ?? ExitCode.failure,
+    cause: error,
+  });
 }
 
 /**

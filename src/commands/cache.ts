@@ -2,7 +2,9 @@
  * `guestforge cache ls` and `guestforge cache prune`: the stage cache's
  * entries, their sizes, last use and the profile that made them.
  */
+import { existsSync } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';
+import { discardKept, keptFile, listKept } from '../debug/kept.ts';
 import { join } from 'node:path';
 import { choosePrune } from '../cache/prune.ts';
 import { StageCache, type Entry } from '../cache/store.ts';
@@ -33,13 +35,16 @@ function row(e: Entry, all: Entry[]): string[] {
  * Entries the disks of running builds (their work folders) are backed by,
  * and the work folders of builds that died (killed hard: no clean-up ran).
  */
-async function busyEntries(root: string): Promise<{ busy: Set<string>; dead: string[] }> {
+async function busyEntries(root: string, going: Set<string>): Promise<{ busy: Set<string>; dead: string[] }> {
   const busy = new Set<string>();
   const dead: string[] = [];
   const work = join(root, 'work');
   for (const dir of await readdir(work).catch(() => [] as string[])) {
+    if (going.has(join(work, dir))) continue;
     const owner = await readLock(join(work, dir, 'owner.json'));
-    if (owner && lockIsStale(owner)) {
+    // A kept build's owner has exited, but the build is not dead: its disks stay until discard or --older-than.
+    const kept = existsSync(join(work, dir, keptFile));
+    if (owner && lockIsStale(owner) && !kept) {
       dead.push(join(work, dir));
       continue;
     }
@@ -87,14 +92,24 @@ async function prune(args: string[]): Promise<number> {
   const root = cacheDir();
   const cache = new StageCache(root);
   const entries = await cache.list();
-  const { busy, dead } = await busyEntries(root);
+  const verb = values['dry-run'] ? 'would remove' : 'removed';
+  // Kept builds (build --on-error keep, --break) go only when older than --older-than: first, so their disks free the entries under them.
+  const going = new Set<string>();
+  if (olderThanMs !== undefined) {
+    for (const kept of await listKept()) {
+      if (Date.now() - Date.parse(kept.since) <= olderThanMs) continue;
+      going.add(kept.workDir);
+      if (!values['dry-run']) await discardKept(kept);
+      out(`${verb} kept build ${kept.id} (kept ${kept.since}${kept.vm ? '; its VM stopped' : ''})`);
+    }
+  }
+  const { busy, dead } = await busyEntries(root, going);
   const chosen = choosePrune(entries, { ...(olderThanMs !== undefined ? { olderThanMs } : {}), ...(keepBytes !== undefined ? { keepBytes } : {}) }, busy);
   const strays = [];
   for (const path of await cache.strays()) {
     // A stray younger than a few minutes may be a record being written right now.
     if (Date.now() - (await stat(path).then((s) => s.mtimeMs, () => Date.now())) > 10 * 60_000) strays.push(path);
   }
-  const verb = values['dry-run'] ? 'would remove' : 'removed';
   let freed = 0;
   for (const { entry, reason } of chosen) {
     if (!values['dry-run']) {

@@ -32,6 +32,12 @@ export interface RunOptions {
   cancelSignal?: AbortSignal;
   /** Open descriptors the child gets as fd 3, 4, … (flock(1) locks the one it is given). */
   passFds?: number[];
+  /**
+   * Its own process group, not ended when guestforge exits: a VM that
+   * `--on-error keep` may leave running (release() lets it go). Needs
+   * stderrFile: no pipe may tie it to us.
+   */
+  detached?: boolean;
 }
 
 export interface RunResult {
@@ -100,7 +106,10 @@ export function start(argv: readonly string[], options: RunOptions = {}): Result
   const stdoutFd = fdFor(options.stdoutFile, 'w');
   const stderrFd = fdFor(options.stderrFile, 'a');
   if (options.passFds?.length && options.input !== undefined) throw new Error('start: passFds cannot be combined with input');
-  const streams = options.passFds?.length
+  if (options.detached && !options.stderrFile) throw new Error('start: a detached child needs stderrFile');
+  const streams = options.detached
+    ? { stdin: 'ignore', stdout: stdoutFd ?? 'ignore', stderr: stderrFd }
+    : options.passFds?.length
     ? { stdio: ['ignore', stdoutFd ?? 'pipe', stderrFd ?? 'pipe', ...options.passFds] }
     : { ...(options.input === undefined ? { stdin: 'ignore' } : {}), stdout: stdoutFd ?? 'pipe', stderr: stderrFd ?? 'pipe' };
   const execaOptions = {
@@ -117,6 +126,7 @@ export function start(argv: readonly string[], options: RunOptions = {}): Result
     maxBuffer: 256 * 1024 * 1024,
     cancelSignal: options.cancelSignal,
     lines: false,
+    ...(options.detached ? { detached: true, cleanup: false } : {}),
   } as Options;
   const child = execa(file, args, execaOptions) as ResultPromise;
   live.add(child);
@@ -138,6 +148,29 @@ export function start(argv: readonly string[], options: RunOptions = {}): Result
     child.stderr?.on('data', feed('stderr'));
   }
   return child;
+}
+
+/**
+ * Stop tracking a detached child and let guestforge exit while it runs
+ * (a build VM kept for debugging: `guestforge discard` ends it).
+ */
+export function release(child: ResultPromise): void {
+  live.delete(child);
+  child.unref();
+}
+
+/**
+ * A program on the user's terminal (guestfish for `guestforge shell`):
+ * stdin, stdout and stderr are ours; its exit code is returned.
+ */
+export async function runInteractive(argv: readonly string[], options: Pick<RunOptions, 'env'> = {}): Promise<number> {
+  const [file, ...args] = argv;
+  if (!file) throw new Error('runInteractive: empty argv');
+  if (!findOnPath(file, options.env?.PATH ?? process.env.PATH)) throw new ToolMissingError(file);
+  const child = execa(file, args, { env: options.env, extendEnv: true, stdio: 'inherit', reject: false });
+  live.add(child as ResultPromise);
+  const done = await child.finally(() => live.delete(child as ResultPromise));
+  return done.exitCode ?? (done.signal ? 128 : 1);
 }
 
 /** Run a program to completion. Throws CommandError on failure unless allowFailure. */

@@ -6,13 +6,16 @@
 import { makeWorkDir } from '../util/workdir.ts';
 import { lstat, mkdir, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { UsageError, UserError } from '../errors.ts';
+import { errorMessage, UsageError, UserError } from '../errors.ts';
+import { keptFile, writeKept, type KeptBuild } from '../debug/kept.ts';
+import { askOnTerminal } from '../debug/ask.ts';
+import { createOverlay } from '../vm/overlay.ts';
 import type { Logger, Step } from '../log.ts';
 import { driverFor } from '../os/index.ts';
 import type { LoadedProfile } from '../profile/load.ts';
 import { stages as registry } from '../stages/index.ts';
 import { completeManifest } from '../stages/finalize.ts';
-import type { BuildContext, BuildOptions, Stage } from '../stages/types.ts';
+import type { BreakPoint, BuildContext, BuildOptions, OnError, Stage } from '../stages/types.ts';
 import { nonce as makeNonce, sha256Text } from '../util/fs.ts';
 import { cacheDir } from '../util/paths.ts';
 import type { Accel } from '../vm/accel.ts';
@@ -55,11 +58,33 @@ function recording(step: Step): Step & { last: string } {
 export interface BuildOutcome {
   ctx: BuildContext;
   error?: unknown;
+  /** The build stopped (a failure with --on-error keep|ask, or --break) and was kept for a look inside. */
+  kept?: KeptBuild;
+}
+
+/** `guestforge resume`: the kept build's folder, where to start, from which disk, with what the earlier stages left. */
+export interface ResumeFrom {
+  kept: KeptBuild;
+}
+
+/** The answer to a failed stage: clean up, keep it for a look inside, or run the stage again. */
+export type FailureChoice = 'cleanup' | 'keep' | 'retry';
+
+/** Checks --break against the plan: a usage error names the stages it can be. */
+export function breakIndex(stages: readonly Stage[], at: BreakPoint | undefined): number | undefined {
+  if (!at) return undefined;
+  const names = stages.map((s) => s.name);
+  const index = names.indexOf(at.stage);
+  if (index < 0) throw new UsageError(`--break ${at.when}:${at.stage}: this build has no ${at.stage} stage (it runs ${names.join(', ')})`);
+  const stopBefore = at.when === 'before' ? index : index + 1;
+  if (stopBefore === 0) throw new UsageError(`--break before:${at.stage}: nothing has run yet there; there is nothing to look at`, { hint: `break after:${at.stage} or before a later stage (${names.slice(1).join(', ')})` });
+  if (stopBefore >= names.length) throw new UsageError(`--break after:${at.stage}: it is the last stage; the build is done there`, { hint: `break before:${at.stage} or at an earlier stage` });
+  return stopBefore;
 }
 
 export async function runBuild(
   loaded: LoadedProfile,
-  options: BuildOptions & { accel?: 'auto' | Accel },
+  options: BuildOptions & { accel?: 'auto' | Accel; resume?: ResumeFrom },
   log: Logger,
   signal: AbortSignal,
 ): Promise<BuildOutcome> {
@@ -68,17 +93,22 @@ export async function runBuild(
   if (options.rebuildFrom && !stages.some((s) => s.name === options.rebuildFrom)) {
     throw new UsageError(`--rebuild-from ${options.rebuildFrom}: this build has no such stage (it runs ${stages.map((s) => s.name).join(', ')})`);
   }
+  const stopBefore = breakIndex(stages, options.breakAt);
+  const resume = options.resume?.kept;
+  const firstIndex = resume ? resume.resumeIndex : 0;
+  if (stopBefore !== undefined && stopBefore <= firstIndex) throw new UsageError(`--break ${options.breakAt!.when}:${options.breakAt!.stage}: the resumed build starts at ${stages[firstIndex]?.name}, after that point`);
   const outDir = resolve(options.outDir);
   const outStat = await lstat(outDir).catch(() => undefined);
   if (outStat && !outStat.isDirectory()) throw new UsageError(`-o ${options.outDir}: exists and is not a folder`, { hint: 'name a folder for the image, its manifest and logs (made if missing)' });
   const logDir = join(outDir, 'logs', profile.name);
-  await rm(logDir, { recursive: true, force: true });
+  // A resumed build adds to the kept build's logs.
+  if (!resume) await rm(logDir, { recursive: true, force: true });
   await mkdir(logDir, { recursive: true, mode: 0o700 });
   log.toFile(join(logDir, 'build.log'));
-  const nonce = makeNonce(6);
+  const nonce = resume ? resume.id.slice(profile.name.length + 1) : makeNonce(6);
   const workDir = await makeWorkDir(`${profile.name}-${nonce}`, profile.name);
   const backend = backendOf(profile.build);
-  log.info(`building ${profile.name} from ${loaded.files.join(' <- ')} with ${describeBackend(backend)} (logs: ${logDir})`);
+  log.info(`${resume ? `resuming ${resume.id} at ${resume.stage}` : 'building'} ${profile.name} from ${loaded.files.join(' <- ')} with ${describeBackend(backend)} (logs: ${logDir})`);
 
   const ctx: BuildContext = {
     profile,
@@ -94,13 +124,16 @@ export async function runBuild(
     workDir,
     logDir,
     cacheDir: cacheDir(),
-    ...(options.noCache ? {} : { cache: new StageCache(cacheDir()) }),
+    // A resumed build caches nothing: its disk may have been changed by hand (guestforge shell).
+    ...(options.noCache || resume ? {} : { cache: new StageCache(cacheDir()) }),
     log,
     signal,
     options: { ...options, outDir },
     outputs: [],
     timings: [],
     warnings: [],
+    ...(resume ? { ...resume.state, timings: [...resume.state.timings], warnings: [...resume.state.warnings] } : {}),
+    ...(resume?.resumeDisk ? { disk: resume.resumeDisk } : {}),
   };
 
   const ran: Stage[] = [];
@@ -112,9 +145,21 @@ export async function runBuild(
     ...(options.rebuildFrom ? { rebuildFrom: options.rebuildFrom } : {}),
     stageNames: stages.map((s) => s.name),
   });
+  let kept: KeptBuild | undefined;
+  const keep = async (index: number, reason: KeptBuild['reason'], error?: unknown) => {
+    kept = await keepBuild(ctx, loaded, stages, index, reason, error);
+    return kept;
+  };
   try {
-    for (const [index, stage] of stages.entries()) {
+    for (let index = firstIndex; index < stages.length; index += 1) {
+      const stage = stages[index]!;
       if (signal.aborted) throw signal.reason;
+      if (index === stopBefore) {
+        await keep(index, 'break');
+        log.info(`stopped before ${stage.name} (--break ${options.breakAt!.when}:${options.breakAt!.stage}); the build is kept as ${kept!.id}`);
+        return { ctx, kept };
+      }
+      const input = ctx.disk;
       const step = recording(log.step(`[${index + 1}/${stages.length}] ${stage.title}`));
       const t0 = Date.now();
       let lock: Lock | undefined;
@@ -127,7 +172,7 @@ export async function runBuild(
         } else {
           if (decision.kind === 'miss') log.info(`${stage.name}: not cached (${decision.why}); running it`);
           const parent = ctx.disk && chain.node ? { ...chain.node, path: resolve(ctx.disk.path) } : undefined;
-          ran.push(stage);
+          if (!ran.includes(stage)) ran.push(stage);
           await stage.run(ctx, step);
           if (decision.kind === 'miss' && ctx.cache) {
             const entry = await ctx.cache.store(ctx.disk!.path, {
@@ -143,7 +188,21 @@ export async function runBuild(
         }
       } catch (error) {
         step.fail(signal.aborted ? 'interrupted' : undefined);
-        throw error;
+        await lock?.release();
+        lock = undefined;
+        const choice = signal.aborted ? 'cleanup' : await chooseOnFailure(ctx, stage, error, options.onError ?? 'cleanup');
+        if (choice === 'keep') {
+          await keep(index, 'failed', error);
+          throw error;
+        }
+        await ctx.failed?.vm?.stop();
+        ctx.failed = undefined;
+        if (choice !== 'retry') throw error;
+        await stage.cleanup?.(ctx).catch((e: unknown) => log.warn(`cleanup of ${stage.name} failed: ${(e as Error).message}`));
+        log.info(`${stage.name}: running it again, as asked`);
+        ctx.disk = input;
+        index -= 1;
+        continue;
       } finally {
         await lock?.release();
       }
@@ -152,16 +211,78 @@ export async function runBuild(
     }
     await completeManifest(ctx);
     log.detail(`build took ${((Date.now() - started) / 1000).toFixed(1)}s`);
+    if (resume) await rm(join(workDir, keptFile), { force: true });
     return { ctx };
   } catch (error) {
+    // Even a kept build takes back what it published (finalize's outputs): the output folder never holds a failed image.
     for (const stage of ran.reverse()) {
       await stage.cleanup?.(ctx).catch((e: unknown) => log.warn(`cleanup of ${stage.name} failed: ${(e as Error).message}`));
     }
-    return { ctx, error };
+    return { ctx, error, ...(kept ? { kept } : {}) };
   } finally {
-    if (options.keepWork) log.info(`work folder kept: ${workDir}`);
+    if (kept) log.detail(`work folder kept for ${kept.id}: ${workDir}`);
+    else if (options.keepWork) log.info(`work folder kept: ${workDir}`);
     else await rm(workDir, { recursive: true, force: true });
   }
+}
+
+/** What the admin wants after a stage failed: --on-error's answer, or the terminal's. */
+async function chooseOnFailure(ctx: BuildContext, stage: Stage, error: unknown, policy: OnError): Promise<FailureChoice> {
+  if (policy === 'keep') return 'keep';
+  if (policy === 'cleanup') return 'cleanup';
+  if (!process.stdin.isTTY || !process.stderr.isTTY) {
+    ctx.log.info('--on-error ask: no terminal to ask on, so the build is cleaned up (--on-error keep keeps it without asking)');
+    return 'cleanup';
+  }
+  return askOnTerminal(`${stage.name} failed: ${errorMessage(error)}${ctx.failed?.vm ? ' (its VM is still running)' : ''}\n`, ctx.signal);
+}
+
+/** Write the record that lets console, shell, resume and discard find this build. */
+async function keepBuild(ctx: BuildContext, loaded: LoadedProfile, stages: Stage[], index: number, reason: KeptBuild['reason'], error?: unknown): Promise<KeptBuild> {
+  const stage = stages[index]!;
+  const failedVm = reason === 'failed' ? ctx.failed?.vm : undefined;
+  // The disk to open and go on from: a failed build VM's own disk is looked at, but resume boots the stage's input again;
+  // otherwise an overlay of the stage's input, so what `shell` changes is what resume starts from and no cache entry is touched.
+  let disk = reason === 'failed' ? ctx.failed?.disk : undefined;
+  let resumeDisk = ctx.disk;
+  if (!disk && ctx.disk) {
+    disk = await createOverlay(ctx.disk, join(ctx.workDir, `kept-${stage.name}.qcow2`));
+    resumeDisk = disk;
+  }
+  const inputs: KeptBuild['inputs'] = {};
+  for (const earlier of stages.slice(0, index)) inputs[earlier.name] = (await earlier.cache?.inputs(ctx)) ?? null;
+  const kept: KeptBuild = {
+    id: basename(ctx.workDir),
+    workDir: ctx.workDir,
+    profileName: ctx.profile.name,
+    profileFiles: loaded.files.map((f) => resolve(f)),
+    options: {
+      outDir: ctx.options.outDir,
+      smoke: ctx.options.smoke,
+      accel: ctx.accel,
+      ...(ctx.options.signKey ? { signKey: ctx.options.signKey } : {}),
+    },
+    reason,
+    stage: stage.name,
+    plan: stages.map((s) => s.name),
+    resumeIndex: index,
+    ...(error ? { error: errorMessage(error) } : {}),
+    since: new Date().toISOString(),
+    ...(disk ? { disk } : {}),
+    ...(resumeDisk ? { resumeDisk } : {}),
+    ...(failedVm ? { vm: { pid: failedVm.pid, consoleSocket: failedVm.consoleSocket, qmpSocket: failedVm.qmpSocket, ...(failedVm.sshPort ? { sshPort: failedVm.sshPort } : {}) } } : {}),
+    ...(failedVm && ctx.failed?.password ? { password: ctx.failed.password } : {}),
+    inputs,
+    state: {
+      ...(ctx.base ? { base: ctx.base } : {}),
+      ...(ctx.facts ? { facts: ctx.facts } : {}),
+      ...(ctx.packageDir ? { packageDir: ctx.packageDir } : {}),
+      timings: ctx.timings,
+      warnings: ctx.warnings,
+    },
+  };
+  await writeKept(kept);
+  return kept;
 }
 
 /**

@@ -5,7 +5,9 @@
  */
 import { redactUserData } from '../cloudinit/yaml.ts';
 import { secretFilePaths } from '../cloudinit/userdata.ts';
+import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
+import { freePort } from '../util/net.ts';
 import { join } from 'node:path';
 import { buildSeedIso } from '../cloudinit/seed.ts';
 import { parseDuration, parseSize } from '../profile/units.ts';
@@ -66,8 +68,20 @@ export const provisionStage: Stage = {
     const seed = await ctx.driver.buildSeed(profile, ctx.nonce);
     if (!seed) throw new Error(`${ctx.driver.title} has no build VM seed`);
     await writeFile(join(ctx.logDir, 'build-user-data.yaml'), redactUserData(seed.userData, await secretFilePaths(profile)), { mode: 0o600 });
+    // --on-error keep|ask: the VM can be left running for its admin (qemu backend: a console socket, a process of its own).
+    const keepable = (ctx.options.onError ?? 'cleanup') !== 'cleanup' && ctx.backend.kind === 'qemu';
+    const password = keepable ? randomBytes(12).toString('base64url') : undefined;
+    const sshPort = keepable && ctx.options.debugSshKey ? await freePort() : undefined;
     const iso = join(ctx.workDir, 'seed.iso');
-    await buildSeedIso(join(ctx.workDir, 'seed'), seed, iso);
+    await buildSeedIso(join(ctx.workDir, 'seed'), {
+      ...seed,
+      ...(keepable ? {
+        extra: {
+          'guestforge-debug-password': password!,
+          ...(ctx.options.debugSshKey ? { 'guestforge-debug-ssh-key': `${ctx.options.debugSshKey}\n` } : {}),
+        },
+      } : {}),
+    }, iso);
 
     step.update('booting');
     const serialLog = join(ctx.logDir, 'build-console.log');
@@ -83,12 +97,15 @@ export const provisionStage: Stage = {
         serialLog,
         qmpSocket: join(ctx.workDir, 'qmp.sock'),
         unsafeCache: true,
+        ...(keepable ? { consoleSocket: join(ctx.workDir, 'console.sock') } : {}),
+        ...(sshPort ? { hostForward: { hostPort: sshPort, guestPort: 22 } } : {}),
       },
       {
         label: 'build VM',
         // The seed's bootcmd says so on the console; a login prompt without it for a minute: cloud-init never ran.
         startedWithinMs: 60_000,
         nonce: ctx.nonce,
+        keepOnFailure: keepable,
         timeoutMs: parseDuration(profile.build.timeout),
         stallMs: parseDuration(profile.build.stallTimeout),
         log: ctx.log,
@@ -111,7 +128,10 @@ export const provisionStage: Stage = {
       ctx.log.warn(`build VM: ${warning}`);
       ctx.warnings.push(`build VM: ${warning}`);
     }
-    if (!outcome.ok) throw bootError(outcome, 'build VM');
+    if (!outcome.ok) {
+      if (keepable) ctx.failed = { disk: overlay, password: password!, ...(outcome.kept ? { vm: outcome.kept } : {}) };
+      throw bootError(outcome, 'build VM');
+    }
     ctx.disk = overlay;
     step.update(`result after ${((outcome.resultMs ?? 0) / 1000).toFixed(0)}s`);
   },

@@ -13,6 +13,7 @@ import type { VerifyReport } from '../verify/types.ts';
 import type { GuestFacts } from '../verify/facts.ts';
 import type { ChainNode, StageCache } from '../cache/store.ts';
 import type { Backend } from '../vm/backend.ts';
+import type { RunningVm } from '../vm/qemu.ts';
 import type { StageName as StageId } from '../os/types.ts';
 
 export interface DiskRef {
@@ -31,6 +32,29 @@ export interface BuildOptions {
   packageOnly?: boolean;
   /** gpg key (id, fingerprint or e-mail in the keyring) to sign SHA256SUMS with. */
   signKey?: string;
+  /** What a failed stage leaves: everything cleaned up (default), kept for a look inside, or asked on the terminal. */
+  onError?: OnError;
+  /** An SSH public key (its text) the kept build VM lets root in with, on a 127.0.0.1 port. */
+  debugSshKey?: string;
+  /** Stop before or after a stage as if it had failed with --on-error keep (nothing is cleaned up). */
+  breakAt?: BreakPoint;
+}
+
+export type OnError = 'cleanup' | 'keep' | 'ask';
+
+export interface BreakPoint {
+  when: 'before' | 'after';
+  stage: StageId;
+}
+
+/** What a failed stage leaves for the admin, when the build keeps it. */
+export interface FailedStageState {
+  /** The build VM, still running. */
+  vm?: RunningVm;
+  /** The disk to look at: the running VM's, or the failed offline stage's. */
+  disk?: DiskRef;
+  /** The one-time root password of the kept build VM's console. */
+  password?: string;
 }
 
 export interface OutputFile {
@@ -94,6 +118,8 @@ export interface BuildContext {
   timings: StageTiming[];
   /** Things that did not fail the build but the user should see (cloud-init degraded, …). */
   warnings: string[];
+  /** Set by a stage that fails while the build may be kept (--on-error keep|ask). */
+  failed?: FailedStageState;
 }
 
 /** What a stage needs to compute its cache key: no VM, no work folder. */

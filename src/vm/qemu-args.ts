@@ -40,6 +40,11 @@ export interface VmSpec {
    * The user NIC then gets a fixed MAC too, so the guest can tell them apart.
    */
   privateNic?: { netdev: string; mac: string; userMac: string };
+  /**
+   * The serial console on this unix socket too (a server; the log file still
+   * gets every byte): a VM that may be kept for `guestforge console`.
+   */
+  consoleSocket?: string;
   /** Boot this kernel with this command line instead of the disk's boot sector (OSv's ZFS builder). */
   kernel?: { path: string; append: string };
 }
@@ -82,7 +87,9 @@ export function qemuArgs(spec: VmSpec): string[] {
     '-device', `virtio-net-pci,netdev=net0${spec.privateNic ? `,mac=${spec.privateNic.userMac}` : ''}`,
     ...(spec.privateNic ? ['-netdev', spec.privateNic.netdev, '-device', `virtio-net-pci,netdev=net1,mac=${spec.privateNic.mac}`] : []),
     '-device', 'virtio-rng-pci',
-    '-chardev', `file,id=serial0,path=${qemuOptValue(spec.serialLog)}`,
+    '-chardev', spec.consoleSocket
+      ? `socket,id=serial0,path=${qemuOptValue(spec.consoleSocket)},server=on,wait=off,logfile=${qemuOptValue(spec.serialLog)}`
+      : `file,id=serial0,path=${qemuOptValue(spec.serialLog)}`,
     '-serial', 'chardev:serial0',
     '-qmp', `unix:${qemuOptValue(spec.qmpSocket)},server=on,wait=off`,
   ];

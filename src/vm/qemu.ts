@@ -4,9 +4,9 @@
  * provisioning (it exits 0 on any guest power-off): only the nonce'd result
  * line counts, and its absence is a failure.
  */
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { UserError } from '../errors.ts';
-import { start } from '../exec/run.ts';
+import { release, start } from '../exec/run.ts';
 import { shellQuote } from '../exec/run.ts';
 import type { Logger } from '../log.ts';
 import { qemuArgs, type VmSpec } from './qemu-args.ts';
@@ -27,6 +27,12 @@ export interface WatchOptions {
   onLine?: (line: string) => void;
   /** The seed prints GUESTFORGE-STARTED (startedBootcmd): a login prompt without it for this long means cloud-init never ran. */
   startedWithinMs?: number;
+  /**
+   * On a failure that is not an interruption, leave the VM running and
+   * return it (`--on-error keep|ask`); the runner must support release().
+   * An error result then ends the watch at once: the guest stays up.
+   */
+  keepOnFailure?: boolean;
 }
 
 export type BootFailure = 'timeout' | 'stall' | 'panic' | 'no-result' | 'error-result' | 'qemu-failed' | 'interrupted' | 'no-cloud-init';
@@ -45,6 +51,8 @@ export interface BootOutcome {
   consoleTail: string[];
   serialLog: string;
   argv: string[];
+  /** Still running, for the admin (keepOnFailure). */
+  kept?: RunningVm;
 }
 
 const pollMs = 500;
@@ -69,6 +77,22 @@ export interface VmRunner {
   failure(): Promise<string | undefined>;
   /** Remove everything it made (libvirt: the domain, the volumes). */
   dispose?(): Promise<void>;
+  /**
+   * Leave it running when guestforge exits (`--on-error keep`); only a VM
+   * started with a console socket can be. Returns its pid.
+   */
+  release?(): number;
+}
+
+/** A VM left running for an admin to look into (`--on-error keep`). */
+export interface RunningVm {
+  pid: number;
+  consoleSocket: string;
+  qmpSocket: string;
+  /** 127.0.0.1 port forwarded to the guest's SSH (with --debug-ssh-key). */
+  sshPort?: number;
+  /** Stop it now (the admin chose clean-up or retry instead). */
+  stop(): Promise<void>;
 }
 
 export type VmStarter = (spec: VmSpec, label: string) => Promise<VmRunner>;
@@ -78,7 +102,10 @@ export const startQemu: VmStarter = async (spec) => {
   const argv = qemuArgs(spec);
   await freshConsoleLog(spec.serialLog);
   await rm(spec.qmpSocket, { force: true });
-  const child = start(argv);
+  if (spec.consoleSocket) await rm(spec.consoleSocket, { force: true });
+  // A VM that may be kept runs in its own process group with no pipe to us, so it can outlive guestforge.
+  const stderrFile = spec.consoleSocket ? `${spec.serialLog}.qemu-stderr` : undefined;
+  const child = start(argv, stderrFile ? { detached: true, stderrFile } : {});
   let exited = false;
   let result: { exitCode?: number; stderr?: unknown } | undefined;
   const exit = child.then((r) => {
@@ -106,9 +133,15 @@ export const startQemu: VmStarter = async (spec) => {
       await Promise.race([exit, new Promise((r) => setTimeout(r, 5000))]);
       await stop();
     },
+    ...(spec.consoleSocket ? {
+      release: () => {
+        release(child);
+        return child.pid ?? 0;
+      },
+    } : {}),
     failure: async () => {
       await exit;
-      const stderr = typeof result?.stderr === 'string' ? result.stderr.trim() : '';
+      const stderr = stderrFile ? (await readFile(stderrFile, 'utf8').catch(() => '')).trim() : typeof result?.stderr === 'string' ? result.stderr.trim() : '';
       return result?.exitCode !== 0 && stderr ? `qemu failed (exit ${result?.exitCode}): ${stderr.split('\n').slice(-3).join(' | ')}` : undefined;
     },
   };
@@ -118,10 +151,13 @@ export async function bootVm(spec: VmSpec, options: WatchOptions, starter: VmSta
   const started = Date.now();
   const vm = await starter(spec, options.label);
   options.log.detail(`${options.label}: ${shellQuote(vm.argv)}`);
+  let kept = false;
   try {
-    return await watch(vm, spec, options, started);
+    const outcome = await watch(vm, spec, options, started);
+    kept = Boolean(outcome.kept);
+    return outcome;
   } finally {
-    await vm.dispose?.();
+    if (!kept) await vm.dispose?.();
   }
 }
 
@@ -165,6 +201,8 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
         detail = 'interrupted';
       }
       if (failure || exited) break;
+      // Kept on failure: the guest does not power off after an error result (report.sh), and we do not wait.
+      if (result && !result.ok && options.keepOnFailure) break;
       if (result) {
         const waited = now - result.at;
         const grace = options.powerOffGraceMs ?? 60_000;
@@ -190,10 +228,14 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
       }
     }
   } finally {
-    await vm.stop();
-    await vm.sync?.().catch(() => undefined);
-    await tail.poll();
+    // An interruption, or anything thrown, always stops it; a failure the admin may want to see waits for the verdict below.
+    if (!options.keepOnFailure || failure === 'interrupted' || options.signal?.aborted) await vm.stop();
   }
+  const stillRunning = !(await vm.stopped());
+  const keep = Boolean(options.keepOnFailure && vm.release && stillRunning && failure !== 'interrupted' && (failure || (result && !result.ok)));
+  if (!keep) await vm.stop();
+  await vm.sync?.().catch(() => undefined);
+  await tail.poll();
 
   if (!failure) {
     const crashed = result ? undefined : await vm.failure();
@@ -222,7 +264,44 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
     consoleTail: tail.tail(40),
     serialLog: spec.serialLog,
     argv: vm.argv,
+    ...(keep ? { kept: keptVm(vm, spec) } : {}),
   };
+}
+
+function keptVm(vm: VmRunner, spec: VmSpec): RunningVm {
+  const pid = vm.release!();
+  return {
+    pid,
+    consoleSocket: spec.consoleSocket!,
+    qmpSocket: spec.qmpSocket,
+    ...(spec.hostForward?.guestPort === 22 ? { sshPort: spec.hostForward.hostPort } : {}),
+    stop: () => stopKeptVm(pid, spec.qmpSocket),
+  };
+}
+
+/** End a VM by its pid (it may not be our child): QMP quit, then SIGTERM, then SIGKILL. */
+export async function stopKeptVm(pid: number, qmpSocket: string): Promise<void> {
+  const gone = () => {
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  };
+  if (gone()) return;
+  const asked = await qmpCommand(qmpSocket, 'quit').then(() => true, () => false);
+  for (const [signal, waitMs] of [[undefined, asked ? 5000 : 0], ['SIGTERM', 5000], ['SIGKILL', 2000]] as const) {
+    if (signal) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        return;
+      }
+    }
+    for (let t = 0; t < waitMs && !gone(); t += 100) await new Promise((r) => setTimeout(r, 100));
+    if (gone()) return;
+  }
 }
 
 /** A failed boot as an error: what went wrong, the console's last lines, where the log is. */
