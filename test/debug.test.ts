@@ -5,7 +5,7 @@
  * SSH, discard) and --break/shell/resume are proven in e2e.test.ts.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
@@ -122,6 +122,15 @@ cmds('console/shell/resume/discard refuse a bad or unknown id, naming the kept b
   assert.match(many.all, /are for one profile/);
 });
 
+cmds('--on-error keep is refused when the profile or --connect chooses libvirt (its build VMs are not kept yet)', async () => {
+  const profile = await writeWrongShaProfile(join(tmp, 'libvirt'));
+  await writeFile(profile, `${await readFile(profile, 'utf8')}\nbuild: { backend: libvirt }\n`);
+  const r = await guestforge(['build', profile, '-o', join(tmp, 'libvirt', 'out'), '--on-error', 'keep']);
+  assert.is(r.exitCode, 2, r.all);
+  assert.match(r.all, /libvirt's build VMs are not kept yet/);
+  assert.match(r.all, /add --backend qemu/);
+});
+
 cmds('--on-error ask without a terminal cleans up and says so', async () => {
   const profile = await writeWrongShaProfile(join(tmp, 'notty'));
   const r = await guestforge(['build', profile, '-o', join(tmp, 'notty', 'out'), '--on-error', 'ask']);
@@ -174,7 +183,7 @@ cmds('cache prune keeps a kept build (its owner has exited) unless it is older t
   const make = async (name: string, since: string, kept: boolean) => {
     await mkdir(join(work, name), { recursive: true });
     await writeFile(join(work, name, 'owner.json'), JSON.stringify({ pid: 999_999_999, host: hostname(), started: since, profile: 'p' }));
-    if (kept) await writeFile(join(work, name, 'kept.json'), JSON.stringify({ id: name, workDir: join(work, name), profileName: 'p', since, stage: 'inject', reason: 'break', plan: [], resumeIndex: 0, inputs: {}, state: { timings: [], warnings: [] }, options: { outDir: '/x', smoke: true, accel: 'tcg' }, profileFiles: [] }));
+    if (kept) await writeFile(join(work, name, 'kept.json'), JSON.stringify({ id: name, workDir: join(work, name), profileName: 'p', since, stage: 'inject', reason: 'break', plan: ['base', 'inject'], resumeIndex: 1, inputs: {}, state: { timings: [], warnings: [] }, options: { outDir: '/x', smoke: true, accel: 'tcg' }, profileFiles: ['/x.yaml'] }));
   };
   await make('p-000000000001', new Date().toISOString(), true);
   await make('p-000000000002', new Date(Date.now() - 3 * 86_400_000).toISOString(), true);
@@ -189,6 +198,29 @@ cmds('cache prune keeps a kept build (its owner has exited) unless it is older t
   assert.ok(existsSync(join(work, 'p-000000000001')));
   assert.not.ok(existsSync(join(work, 'p-000000000002')));
   await rm(join(work, 'p-000000000001'), { recursive: true });
+});
+
+cmds('a kept.json guestforge did not write (a pid of -1, a disk outside the folder) is refused by name, and nothing is signalled', async () => {
+  const work = join(cache, 'guestforge', 'work');
+  const record = { stage: 'inject', reason: 'failed', plan: ['base', 'inject'], resumeIndex: 1, inputs: {}, state: { timings: [], warnings: [] }, options: { outDir: '/x', smoke: true, accel: 'tcg' }, profileFiles: ['/x.yaml'], since: new Date().toISOString() };
+  const cases: [string, object, RegExp][] = [
+    ['p-00000000000a', { ...record, vm: { pid: -1, consoleSocket: '/', qmpSocket: '' } }, /its VM pid is not valid/],
+    ['p-00000000000b', { ...record, disk: { path: join(cache, 'guestforge', 'stages', 'base-x.qcow2'), format: 'qcow2' } }, /its disks lie outside its folder/],
+    ['p-00000000000c', { ...record, resumeIndex: 7 }, /resume point is not valid/],
+  ];
+  for (const [name, kept, why] of cases) {
+    await mkdir(join(work, name), { recursive: true });
+    await writeFile(join(work, name, 'kept.json'), JSON.stringify(kept));
+    for (const command of ['discard', 'shell', 'console', 'resume']) {
+      const r = await guestforge([command, name]);
+      assert.is(r.exitCode, 1, r.all);
+      assert.match(r.all, /has a record guestforge did not write/);
+      assert.match(r.all, why);
+    }
+    assert.ok(existsSync(join(work, name)), 'left for the owner to look at');
+    await rm(join(work, name), { recursive: true });
+  }
+  assert.ok(pidAlive(process.pid), 'still here: nothing was signalled');
 });
 
 cmds.after(async () => {

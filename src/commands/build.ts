@@ -84,15 +84,19 @@ type DebugOptions = Pick<BuildOptions, 'debugSshKey' | 'breakAt'> & { onError: O
 
 /** --on-error, --debug-ssh-key, --break: checked before anything starts. */
 export async function debugOptions(values: Values, backend: string | undefined): Promise<DebugOptions> {
-  const onError = (values['on-error'] ?? 'cleanup') as string;
+  let onError = (values['on-error'] ?? 'cleanup') as string;
   if (onError !== 'cleanup' && onError !== 'keep' && onError !== 'ask') throw new UsageError(`build: --on-error must be cleanup, keep or ask, not "${onError}"`);
+  if (onError === 'ask' && !(process.stdin.isTTY && process.stderr.isTTY)) {
+    process.stderr.write('--on-error ask: no terminal to ask on, so the build is cleaned up on failure (--on-error keep keeps it without asking)\n');
+    onError = 'cleanup';
+  }
   if (onError !== 'cleanup' && backend === 'libvirt') {
     throw new UsageError(`build: --on-error ${onError} keeps the build VM running for you, which the qemu backend does; libvirt's build VMs are not kept yet`, { hint: 'add --backend qemu for the look inside' });
   }
   const keyFile = typeof values['debug-ssh-key'] === 'string' ? values['debug-ssh-key'] : undefined;
   let debugSshKey: string | undefined;
   if (keyFile !== undefined) {
-    if (onError === 'cleanup') throw new UsageError('build: --debug-ssh-key is for a build VM kept after a failure: add --on-error keep (or ask)');
+    if ((values['on-error'] ?? 'cleanup') === 'cleanup') throw new UsageError('build: --debug-ssh-key is for a build VM kept after a failure: add --on-error keep (or ask)');
     debugSshKey = parsePublicKey(await readFile(keyFile, 'utf8').catch((e: NodeJS.ErrnoException) => {
       throw new UsageError(`build: --debug-ssh-key ${keyFile}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
     }), keyFile);
@@ -106,7 +110,7 @@ export async function debugOptions(values: Values, backend: string | undefined):
     }
     breakAt = { when: m[1] as 'before' | 'after', stage: m[2] as (typeof stageNames)[number] };
   }
-  return { onError, ...(debugSshKey ? { debugSshKey } : {}), ...(breakAt ? { breakAt } : {}) };
+  return { onError: onError as OnError, ...(debugSshKey ? { debugSshKey } : {}), ...(breakAt ? { breakAt } : {}) };
 }
 
 /** One OpenSSH public key line; a private key or anything else is refused, naming the file. */
@@ -140,6 +144,9 @@ async function single(file: string, values: Values, backend: string | undefined,
   if (backend || hosts[0]) loaded.profile.build.backend = (backend ?? 'libvirt') as 'qemu' | 'libvirt';
   if (hosts[0]) loaded.profile.build.connect = hosts[0];
   if (pool) loaded.profile.build.pool = pool;
+  if (debug.onError !== 'cleanup' && loaded.profile.build.backend !== 'qemu') {
+    throw new UsageError(`build: --on-error ${debug.onError} keeps the build VM running for you, which the qemu backend does; libvirt's build VMs are not kept yet (${file} or --backend/--connect chose libvirt)`, { hint: 'add --backend qemu for the look inside' });
+  }
   const log = new Logger({ verbose: Boolean(values.verbose), ...(emit ? { events: emit } : {}) });
   const started = Date.now();
   // runBuild returns stage failures with the context (for JUnit); withSignals turns an interruption into exit 130/143.

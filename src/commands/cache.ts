@@ -4,7 +4,7 @@
  */
 import { existsSync } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';
-import { discardKept, keptFile, listKept } from '../debug/kept.ts';
+import { discardKept, inUse, keptFile, listKept } from '../debug/kept.ts';
 import { join } from 'node:path';
 import { choosePrune } from '../cache/prune.ts';
 import { StageCache, type Entry } from '../cache/store.ts';
@@ -97,7 +97,7 @@ async function prune(args: string[]): Promise<number> {
   const going = new Set<string>();
   if (olderThanMs !== undefined) {
     for (const kept of await listKept()) {
-      if (Date.now() - Date.parse(kept.since) <= olderThanMs) continue;
+      if (Date.now() - Date.parse(kept.since) <= olderThanMs || (await inUse(kept))) continue;
       going.add(kept.workDir);
       if (!values['dry-run']) await discardKept(kept);
       out(`${verb} kept build ${kept.id} (kept ${kept.since}${kept.vm ? '; its VM stopped' : ''})`);

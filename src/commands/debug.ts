@@ -3,10 +3,10 @@
  * builds, console, shell, resume, discard.
  */
 import { connect } from 'node:net';
-import { once } from 'node:events';
 import { ExitCode, UsageError, UserError } from '../errors.ts';
 import { runInteractive, run as exec } from '../exec/run.ts';
-import { discardKept, findKept, listKept, stopVm, vmRunning, type KeptBuild } from '../debug/kept.ts';
+import { discardKept, findKept, inUse, listKept, stopVm, vmRunning } from '../debug/kept.ts';
+import { checkSigningKey } from '../publish/sign.ts';
 import { Logger } from '../log.ts';
 import { runBuild, plannedStages } from '../pipeline/pipeline.ts';
 import { withSignals } from '../pipeline/signals.ts';
@@ -30,7 +30,7 @@ function age(iso: string): string {
 export async function builds(args: string[]): Promise<number> {
   const { values } = parseCommandArgs('builds', args, { json: { type: 'boolean' } });
   const all = await listKept();
-  const rows = await Promise.all(all.map(async (k) => ({ kept: k, running: await vmRunning(k) })));
+  const rows = await Promise.all(all.map(async (k) => ({ kept: k, running: await vmRunning(k), busy: await inUse(k) })));
   if (values.json) {
     out(JSON.stringify(rows.map(({ kept, running }) => ({
       id: kept.id, profile: kept.profileName, reason: kept.reason, stage: kept.stage, since: kept.since, vmRunning: running,
@@ -42,9 +42,9 @@ export async function builds(args: string[]): Promise<number> {
     out('no build is kept (build --on-error keep, or --break, keeps one)');
     return ExitCode.ok;
   }
-  const table = rows.map(({ kept, running }) => [
+  const table = rows.map(({ kept, running, busy }) => [
     kept.id, kept.profileName, `${kept.reason === 'break' ? 'before' : 'failed in'} ${kept.stage}`, age(kept.since),
-    running ? `VM running (pid ${kept.vm!.pid})${kept.vm!.sshPort ? `, ssh 127.0.0.1:${kept.vm!.sshPort}` : ''}` : kept.disk ? 'disk' : 'work folder',
+    busy ? 'being resumed' : running ? `VM running (pid ${kept.vm!.pid})${kept.vm!.sshPort && kept.password ? `, ssh 127.0.0.1:${kept.vm!.sshPort}` : ''}` : kept.disk ? 'disk' : 'work folder',
   ]);
   for (const line of textTable(['ID', 'PROFILE', 'STOPPED', 'SINCE', 'REACH'], table)) out(line);
   out('guestforge console|shell|resume|discard ID');
@@ -61,13 +61,14 @@ export async function consoleCommand(args: string[]): Promise<number> {
     });
   }
   const socket = connect(kept.vm.consoleSocket);
-  await Promise.race([
-    once(socket, 'connect'),
-    once(socket, 'error').then(([e]) => {
-      throw new UserError(`console: cannot reach ${kept.vm!.consoleSocket}: ${(e as Error).message}`);
-    }),
-  ]);
-  process.stderr.write(`connected to the console of ${kept.id}'s build VM: log in as root with the one-time password ${kept.password ?? '(none)'}; Ctrl-] detaches\n`);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => {
+      socket.removeAllListeners('error');
+      resolve();
+    });
+    socket.once('error', (e) => reject(new UserError(`console: cannot reach ${kept.vm!.consoleSocket}: ${e.message}`, { hint: 'another console may be attached (qemu takes one at a time)' })));
+  });
+  process.stderr.write(`connected to the console of ${kept.id}'s build VM: ${kept.password ? `log in as root with the one-time password ${kept.password}` : 'it has no login (the guest never reached its report)'}; Ctrl-] detaches\n`);
   const stdin = process.stdin;
   const raw = stdin.isTTY;
   if (raw) stdin.setRawMode(true);
@@ -124,6 +125,8 @@ export async function resume(args: string[]): Promise<number> {
   });
   const kept = await findKept(positionals[0], 'resume');
   const loaded = await loadProfileOrThrow(kept.profileFiles[0]!);
+  // The kept build's --backend/--connect/--pool, over the profile's.
+  Object.assign(loaded.profile.build, kept.options.build ?? {});
   // A resume that fails is kept again unless asked otherwise: the admin is in the middle of a look inside.
   const debug = await debugOptions({ ...values, 'on-error': values['on-error'] ?? (loaded.profile.build.backend === 'qemu' ? 'keep' : 'cleanup') }, loaded.profile.build.backend);
   if (loaded.profile.name !== kept.profileName) throw new UsageError(`resume: ${kept.profileFiles[0]} now builds "${loaded.profile.name}", not ${kept.profileName}`);
@@ -141,7 +144,7 @@ export async function resume(args: string[]): Promise<number> {
     }
   }
   if (changed.length > 0) {
-    throw new UsageError(`resume: the profile changed what the stages before ${kept.stage} made: ${changed.join('; ')}`, {
+    throw new UsageError(`resume: the profile changed what the stages before ${kept.plan[kept.resumeIndex]} made: ${changed.join('; ')}`, {
       hint: `their disks in ${kept.id} no longer match it; build again (guestforge discard ${kept.id} removes the kept one)`,
     });
   }
@@ -149,6 +152,7 @@ export async function resume(args: string[]): Promise<number> {
     const check = await exec(['qemu-img', 'info', '-U', kept.resumeDisk.path], { allowFailure: true });
     if (check.exitCode !== 0) throw new UserError(`resume: the disk ${kept.id} goes on from is gone or broken: ${kept.resumeDisk.path}`, { hint: `guestforge discard ${kept.id}, then build again` });
   }
+  if (kept.options.signKey) await checkSigningKey(kept.options.signKey);
   await stopVm(kept);
   const log = new Logger({ verbose: Boolean(values.verbose) });
   const { ctx, error, kept: again } = await withSignals((signal) => runBuild(loaded, {
@@ -169,7 +173,7 @@ export async function resume(args: string[]): Promise<number> {
   }
   if (error) throw error;
   for (const o of ctx.outputs) out(`${o.path}  sha256 ${o.sha256.slice(0, 16)}…`);
-  out(`resumed ${kept.id} at ${kept.stage}: stages ${ctx.timings.map((t) => `${t.stage} ${(t.ms / 1000).toFixed(0)}s`).join(' · ')}`);
+  out(`resumed ${kept.id} at ${kept.plan[kept.resumeIndex]}: stages ${ctx.timings.map((t) => `${t.stage} ${(t.ms / 1000).toFixed(0)}s`).join(' · ')}`);
   return ExitCode.ok;
 }
 
@@ -182,7 +186,3 @@ export async function discard(args: string[]): Promise<number> {
   return ExitCode.ok;
 }
 
-/** For `cache prune`: kept builds last touched before `cutoff` (ms since the epoch). */
-export async function keptOlderThan(cutoff: number): Promise<KeptBuild[]> {
-  return (await listKept()).filter((k) => Date.parse(k.since) < cutoff);
-}

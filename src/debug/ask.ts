@@ -26,9 +26,11 @@ export function askOnTerminal(what: string, signal: AbortSignal): Promise<Failur
     };
     const onAbort = () => finish('cleanup');
     signal.addEventListener('abort', onAbort);
+    // Ctrl-C reaches readline as a key on a raw terminal: an interruption like any other (clean up, exit 130).
     rl.on('SIGINT', () => {
       process.stderr.write('\n');
       finish('cleanup');
+      process.kill(process.pid, 'SIGINT');
     });
     rl.on('close', () => finish('cleanup'));
     process.stderr.write(what);

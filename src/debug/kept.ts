@@ -5,9 +5,12 @@
  * `console`/`shell` get in, `resume` goes on, `discard` removes them.
  */
 import { readdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { UsageError } from '../errors.ts';
+import { basename, join, resolve } from 'node:path';
+import { UsageError, UserError } from '../errors.ts';
+import { lockIsStale, readLock } from '../util/lock.ts';
+import { qemuOptValue } from '../vm/qemu-args.ts';
 import type { StageName } from '../os/types.ts';
+import type { Profile } from '../profile/schema.ts';
 import type { BuildContext, BuildOptions, DiskRef } from '../stages/types.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 import { cacheDir } from '../util/paths.ts';
@@ -16,7 +19,7 @@ import { stopKeptVm } from '../vm/qemu.ts';
 export const keptFile = 'kept.json';
 
 /** What a later stage needs from the earlier ones' context, carried over a resume. */
-export type CarriedState = Pick<BuildContext, 'base' | 'facts' | 'packageDir' | 'timings' | 'warnings'>;
+export type CarriedState = Pick<BuildContext, 'base' | 'packageDir' | 'timings' | 'warnings'>;
 
 export interface KeptBuild {
   /** The work folder's name: `<profile>-<nonce>`. */
@@ -26,7 +29,7 @@ export interface KeptBuild {
   /** The profile file, then every file it extends (absolute). */
   profileFiles: string[];
   /** The build's options, for resume (the debug ones dropped). */
-  options: Pick<BuildOptions, 'outDir' | 'smoke' | 'signKey'> & { accel: string };
+  options: Pick<BuildOptions, 'outDir' | 'smoke' | 'signKey'> & { accel: string; build?: Partial<Pick<Profile['build'], 'backend' | 'connect' | 'pool'>> };
   reason: 'failed' | 'break';
   /** The stage that failed, or the one the break stopped before. */
   stage: StageName;
@@ -57,14 +60,35 @@ export async function writeKept(kept: KeptBuild): Promise<void> {
   await writeFileAtomic(join(kept.workDir, keptFile), `${JSON.stringify(kept, null, 2)}\n`, 0o600);
 }
 
-export async function readKept(dir: string): Promise<KeptBuild | undefined> {
+/**
+ * The record in a kept build's folder, checked: a record that is not one
+ * guestforge wrote is a string saying why. Paths the commands use (the
+ * sockets) come from the folder, not the record; the disks must lie in the
+ * folder (the resume disk may be a stage-cache entry), and the VM's pid must
+ * be a process's.
+ */
+export async function readKept(dir: string): Promise<KeptBuild | string | undefined> {
   const text = await readFile(join(dir, keptFile), 'utf8').catch(() => undefined);
   if (text === undefined) return undefined;
+  let k: KeptBuild;
   try {
-    return JSON.parse(text) as KeptBuild;
+    k = JSON.parse(text) as KeptBuild;
   } catch {
-    return undefined;
+    return 'kept.json is not JSON';
   }
+  const under = (path: unknown, root: string) => typeof path === 'string' && resolve(path).startsWith(`${root}/`);
+  const diskOk = (d: DiskRef | undefined, roots: string[]) => d === undefined || ((d.format === 'qcow2' || d.format === 'raw') && roots.some((r) => under(d.path, r)));
+  if (!k || typeof k !== 'object') return 'kept.json holds no record';
+  if (!Array.isArray(k.plan) || !Number.isInteger(k.resumeIndex) || k.resumeIndex < 0 || k.resumeIndex >= k.plan.length) return 'its plan or resume point is not valid';
+  if (!Array.isArray(k.profileFiles) || typeof k.profileFiles[0] !== 'string' || typeof k.since !== 'string' || Number.isNaN(Date.parse(k.since))) return 'its profile files or date are not valid';
+  if (k.vm && !(Number.isInteger(k.vm.pid) && k.vm.pid > 1)) return 'its VM pid is not valid';
+  if (!diskOk(k.disk, [dir]) || !diskOk(k.resumeDisk, [dir, join(cacheDir(), 'stages')])) return 'its disks lie outside its folder and the stage cache';
+  return {
+    ...k,
+    id: basename(dir),
+    workDir: dir,
+    ...(k.vm ? { vm: { pid: k.vm.pid, consoleSocket: join(dir, 'console.sock'), qmpSocket: join(dir, 'qmp.sock'), ...(Number.isInteger(k.vm.sshPort) ? { sshPort: k.vm.sshPort } : {}) } } : {}),
+  };
 }
 
 export async function listKept(): Promise<KeptBuild[]> {
@@ -72,7 +96,7 @@ export async function listKept(): Promise<KeptBuild[]> {
   const found: KeptBuild[] = [];
   for (const name of names.sort()) {
     const kept = await readKept(join(workRoot(), name));
-    if (kept) found.push({ ...kept, id: name, workDir: join(workRoot(), name) });
+    if (kept && typeof kept !== 'string') found.push(kept);
   }
   return found;
 }
@@ -83,16 +107,29 @@ export async function findKept(id: string | undefined, command: string): Promise
   const listing = all.length ? `kept builds: ${all.map((k) => k.id).join(', ')}` : 'no build is kept (build --on-error keep or --break keeps one)';
   if (!id) throw new UsageError(`${command}: name a kept build`, { hint: listing });
   if (!idPattern.test(id)) throw new UsageError(`${command}: "${id}" is not a build id`, { hint: listing });
-  const kept = all.find((k) => k.id === id);
-  if (!kept) throw new UsageError(`${command}: no kept build "${id}"`, { hint: `${listing}; see: guestforge builds` });
-  return kept;
+  const record = await readKept(join(workRoot(), id));
+  if (typeof record === 'string') {
+    throw new UserError(`${command}: the kept build ${id} has a record guestforge did not write: ${record}`, { hint: `look at ${join(workRoot(), id)}, then remove it by hand` });
+  }
+  if (!record) throw new UsageError(`${command}: no kept build "${id}"`, { hint: `${listing}; see: guestforge builds` });
+  const owner = await readLock(join(record.workDir, 'owner.json'));
+  if (command !== 'console' && owner && !lockIsStale(owner) && owner.pid !== process.pid) {
+    throw new UserError(`${command}: ${id} is in use by pid ${owner.pid} (a resume of it runs)`, { hint: 'wait for it, or stop it (Ctrl-C cleans up a resume)' });
+  }
+  return record;
 }
 
-/** Does the VM's pid still belong to that VM (and not to a process that got its number after a reboot)? */
+/** Is a kept build's folder in use by a running guestforge (a resume)? */
+export async function inUse(kept: KeptBuild): Promise<boolean> {
+  const owner = await readLock(join(kept.workDir, 'owner.json'));
+  return Boolean(owner && !lockIsStale(owner) && owner.pid !== process.pid);
+}
+
+/** Does the VM's pid still belong to that VM (a qemu with this build's QMP socket, not a process that got its number after a reboot)? */
 export async function vmRunning(kept: KeptBuild): Promise<boolean> {
   if (!kept.vm) return false;
-  const cmdline = await readFile(`/proc/${kept.vm.pid}/cmdline`, 'utf8').catch(() => '');
-  return cmdline.includes(kept.vm.qmpSocket);
+  const argv = (await readFile(`/proc/${kept.vm.pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+  return basename(argv[0] ?? '').startsWith('qemu-system') && argv.some((a) => a.startsWith(`unix:${qemuOptValue(kept.vm!.qmpSocket)},`));
 }
 
 export async function stopVm(kept: KeptBuild): Promise<void> {
@@ -109,11 +146,11 @@ export async function discardKept(kept: KeptBuild): Promise<void> {
 export function howToReach(kept: KeptBuild, running: boolean): string[] {
   const lines: string[] = [];
   if (running && kept.vm) {
-    lines.push(`  console:  guestforge console ${kept.id}   (root, one-time password ${kept.password ?? '(none)'}; Ctrl-] detaches)`);
-    if (kept.vm.sshPort) lines.push(`  ssh:      ssh -p ${kept.vm.sshPort} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@127.0.0.1   (with your --debug-ssh-key)`);
+    lines.push(`  console:  guestforge console ${kept.id}   (${kept.password ? `root, one-time password ${kept.password}` : 'no login: the guest never reached its report, so the console shows where it stands'}; Ctrl-] detaches)`);
+    if (kept.vm.sshPort && kept.password) lines.push(`  ssh:      ssh -p ${kept.vm.sshPort} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@127.0.0.1   (with your --debug-ssh-key)`);
   }
   if (kept.disk) lines.push(`  disk:     guestforge shell ${kept.id}   (guestfish${running && kept.vm ? ', read-only while the VM runs' : ', read-write: resume goes on from it'})`);
-  lines.push(`  resume:   guestforge resume ${kept.id}   (runs ${kept.stage} and what follows${kept.reason === 'failed' && kept.vm ? '; stops the VM first' : ''})`);
+  lines.push(`  resume:   guestforge resume ${kept.id}   (runs ${kept.plan[kept.resumeIndex]} and what follows${kept.reason === 'failed' && kept.vm ? '; stops the VM first' : ''})`);
   lines.push(`  discard:  guestforge discard ${kept.id}   (stops the VM, removes ${kept.workDir})`);
   return lines;
 }

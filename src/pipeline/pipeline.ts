@@ -7,7 +7,7 @@ import { makeWorkDir } from '../util/workdir.ts';
 import { lstat, mkdir, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { errorMessage, UsageError, UserError } from '../errors.ts';
-import { keptFile, writeKept, type KeptBuild } from '../debug/kept.ts';
+import { discardKept, keptFile, writeKept, type KeptBuild } from '../debug/kept.ts';
 import { askOnTerminal } from '../debug/ask.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import type { Logger, Step } from '../log.ts';
@@ -16,7 +16,7 @@ import type { LoadedProfile } from '../profile/load.ts';
 import { stages as registry } from '../stages/index.ts';
 import { completeManifest } from '../stages/finalize.ts';
 import type { BreakPoint, BuildContext, BuildOptions, OnError, Stage } from '../stages/types.ts';
-import { nonce as makeNonce, sha256Text } from '../util/fs.ts';
+import { nonce as makeNonce, nonce as nonceOf, sha256Text } from '../util/fs.ts';
 import { cacheDir } from '../util/paths.ts';
 import type { Accel } from '../vm/accel.ts';
 import type { Decision } from '../cache/decide.ts';
@@ -108,7 +108,7 @@ export async function runBuild(
   const nonce = resume ? resume.id.slice(profile.name.length + 1) : makeNonce(6);
   const workDir = await makeWorkDir(`${profile.name}-${nonce}`, profile.name);
   const backend = backendOf(profile.build);
-  log.info(`${resume ? `resuming ${resume.id} at ${resume.stage}` : 'building'} ${profile.name} from ${loaded.files.join(' <- ')} with ${describeBackend(backend)} (logs: ${logDir})`);
+  log.info(`${resume ? `resuming ${resume.id} at ${stages[firstIndex]?.name}` : 'building'} ${profile.name} from ${loaded.files.join(' <- ')} with ${describeBackend(backend)} (logs: ${logDir})`);
 
   const ctx: BuildContext = {
     profile,
@@ -146,9 +146,20 @@ export async function runBuild(
     stageNames: stages.map((s) => s.name),
   });
   let kept: KeptBuild | undefined;
+  // Keeping must not lose the build: if writing the record fails, or a signal comes meanwhile, it is cleaned up as usual.
   const keep = async (index: number, reason: KeptBuild['reason'], error?: unknown) => {
-    kept = await keepBuild(ctx, loaded, stages, index, reason, error);
-    return kept;
+    try {
+      const record = await keepBuild(ctx, loaded, stages, index, reason, error);
+      if (signal.aborted) {
+        await discardKept(record);
+        throw signal.reason;
+      }
+      kept = record;
+    } catch (failure) {
+      if (!signal.aborted) log.warn(`the build could not be kept: ${errorMessage(failure)}`);
+      await ctx.failed?.vm?.stop();
+      throw signal.aborted ? signal.reason : error ?? failure;
+    }
   };
   try {
     for (let index = firstIndex; index < stages.length; index += 1) {
@@ -157,6 +168,8 @@ export async function runBuild(
       if (index === stopBefore) {
         await keep(index, 'break');
         log.info(`stopped before ${stage.name} (--break ${options.breakAt!.when}:${options.breakAt!.stage}); the build is kept as ${kept!.id}`);
+        // Nothing unfinished stays at the output path (a break after finalize takes its image back; resume makes it again).
+        await cleanUp(ran, ctx);
         return { ctx, kept };
       }
       const input = ctx.disk;
@@ -215,9 +228,7 @@ export async function runBuild(
     return { ctx };
   } catch (error) {
     // Even a kept build takes back what it published (finalize's outputs): the output folder never holds a failed image.
-    for (const stage of ran.reverse()) {
-      await stage.cleanup?.(ctx).catch((e: unknown) => log.warn(`cleanup of ${stage.name} failed: ${(e as Error).message}`));
-    }
+    await cleanUp(ran, ctx);
     return { ctx, error, ...(kept ? { kept } : {}) };
   } finally {
     if (kept) log.detail(`work folder kept for ${kept.id}: ${workDir}`);
@@ -226,14 +237,17 @@ export async function runBuild(
   }
 }
 
+/** Every stage that ran takes back what it left, the last first (Packer's step cleanup). */
+async function cleanUp(ran: Stage[], ctx: BuildContext): Promise<void> {
+  for (const stage of [...ran].reverse()) {
+    await stage.cleanup?.(ctx).catch((e: unknown) => ctx.log.warn(`cleanup of ${stage.name} failed: ${(e as Error).message}`));
+  }
+}
+
 /** What the admin wants after a stage failed: --on-error's answer, or the terminal's. */
 async function chooseOnFailure(ctx: BuildContext, stage: Stage, error: unknown, policy: OnError): Promise<FailureChoice> {
   if (policy === 'keep') return 'keep';
   if (policy === 'cleanup') return 'cleanup';
-  if (!process.stdin.isTTY || !process.stderr.isTTY) {
-    ctx.log.info('--on-error ask: no terminal to ask on, so the build is cleaned up (--on-error keep keeps it without asking)');
-    return 'cleanup';
-  }
   return askOnTerminal(`${stage.name} failed: ${errorMessage(error)}${ctx.failed?.vm ? ' (its VM is still running)' : ''}\n`, ctx.signal);
 }
 
@@ -241,16 +255,22 @@ async function chooseOnFailure(ctx: BuildContext, stage: Stage, error: unknown, 
 async function keepBuild(ctx: BuildContext, loaded: LoadedProfile, stages: Stage[], index: number, reason: KeptBuild['reason'], error?: unknown): Promise<KeptBuild> {
   const stage = stages[index]!;
   const failedVm = reason === 'failed' ? ctx.failed?.vm : undefined;
+  // Verify judges the disk as it is now (shell may have changed it), and the manifest needs its verdicts:
+  // a build kept after verify goes on from verify (on the same disk: verify, finalize and smoke do not change it).
+  const verifyAt = stages.findIndex((s) => s.name === 'verify');
+  const resumeIndex = verifyAt >= 0 && index > verifyAt ? verifyAt : index;
   // The disk to open and go on from: a failed build VM's own disk is looked at, but resume boots the stage's input again;
-  // otherwise an overlay of the stage's input, so what `shell` changes is what resume starts from and no cache entry is touched.
+  // otherwise an overlay of the stage's input (made once: a resumed build that stops again keeps using it), so what
+  // `shell` changes is what resume starts from and no cache entry is touched.
   let disk = reason === 'failed' ? ctx.failed?.disk : undefined;
   let resumeDisk = ctx.disk;
   if (!disk && ctx.disk) {
-    disk = await createOverlay(ctx.disk, join(ctx.workDir, `kept-${stage.name}.qcow2`));
+    const ours = resolve(ctx.disk.path).startsWith(`${resolve(ctx.workDir)}/kept-`);
+    disk = ours ? ctx.disk : await createOverlay(ctx.disk, join(ctx.workDir, `kept-${nonceOf()}.qcow2`));
     resumeDisk = disk;
   }
   const inputs: KeptBuild['inputs'] = {};
-  for (const earlier of stages.slice(0, index)) inputs[earlier.name] = (await earlier.cache?.inputs(ctx)) ?? null;
+  for (const earlier of stages.slice(0, resumeIndex)) inputs[earlier.name] = (await earlier.cache?.inputs(ctx)) ?? null;
   const kept: KeptBuild = {
     id: basename(ctx.workDir),
     workDir: ctx.workDir,
@@ -260,12 +280,13 @@ async function keepBuild(ctx: BuildContext, loaded: LoadedProfile, stages: Stage
       outDir: ctx.options.outDir,
       smoke: ctx.options.smoke,
       accel: ctx.accel,
+      build: { backend: ctx.profile.build.backend, pool: ctx.profile.build.pool, ...(ctx.profile.build.connect ? { connect: ctx.profile.build.connect } : {}) },
       ...(ctx.options.signKey ? { signKey: ctx.options.signKey } : {}),
     },
     reason,
     stage: stage.name,
     plan: stages.map((s) => s.name),
-    resumeIndex: index,
+    resumeIndex,
     ...(error ? { error: errorMessage(error) } : {}),
     since: new Date().toISOString(),
     ...(disk ? { disk } : {}),
@@ -275,9 +296,8 @@ async function keepBuild(ctx: BuildContext, loaded: LoadedProfile, stages: Stage
     inputs,
     state: {
       ...(ctx.base ? { base: ctx.base } : {}),
-      ...(ctx.facts ? { facts: ctx.facts } : {}),
       ...(ctx.packageDir ? { packageDir: ctx.packageDir } : {}),
-      timings: ctx.timings,
+      timings: ctx.timings.filter((t) => stages.slice(0, resumeIndex).some((s) => s.name === t.stage)),
       warnings: ctx.warnings,
     },
   };

@@ -129,7 +129,7 @@ export const provisionStage: Stage = {
       ctx.warnings.push(`build VM: ${warning}`);
     }
     if (!outcome.ok) {
-      if (keepable) ctx.failed = { disk: overlay, password: password!, ...(outcome.kept ? { vm: outcome.kept } : {}) };
+      if (keepable) ctx.failed = { disk: overlay, ...(outcome.kept ? { vm: outcome.kept } : {}), ...(outcome.kept?.loginOpened ? { password: password! } : {}) };
       throw bootError(outcome, 'build VM');
     }
     ctx.disk = overlay;

@@ -91,6 +91,11 @@ export interface RunningVm {
   qmpSocket: string;
   /** 127.0.0.1 port forwarded to the guest's SSH (with --debug-ssh-key). */
   sshPort?: number;
+  /**
+   * The guest set the one-time root password (it reported an error and found
+   * the debug files on its seed). A VM that hung or timed out never got there.
+   */
+  loginOpened: boolean;
   /** Stop it now (the admin chose clean-up or retry instead). */
   stop(): Promise<void>;
 }
@@ -105,6 +110,7 @@ export const startQemu: VmStarter = async (spec) => {
   if (spec.consoleSocket) await rm(spec.consoleSocket, { force: true });
   // A VM that may be kept runs in its own process group with no pipe to us, so it can outlive guestforge.
   const stderrFile = spec.consoleSocket ? `${spec.serialLog}.qemu-stderr` : undefined;
+  if (stderrFile) await rm(stderrFile, { force: true }); // a retry's qemu must not be blamed for the last one's words
   const child = start(argv, stderrFile ? { detached: true, stderrFile } : {});
   let exited = false;
   let result: { exitCode?: number; stderr?: unknown } | undefined;
@@ -173,6 +179,8 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
   let poweroffAsked = false;
   let seedRead = false;
   let loginAt: number | undefined;
+  let opened = false;
+  let completed = false;
 
   try {
     for (;;) {
@@ -182,6 +190,8 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
       for (const line of await tail.poll()) {
         lastOutput = Date.now();
         options.onLine?.(line);
+        // report.sh says so once it set the one-time password of a build VM kept after a failure.
+        if (/guestforge: kept for debugging: root can log in on the console/.test(line)) opened = true;
         const event = parseSerialLine(line, options.nonce);
         if (!event) continue;
         if (event.kind === 'check') checks.push(event.check);
@@ -227,9 +237,10 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
         detail = `${options.label} timed out: no console output for ${Math.round(options.stallMs / 1000)}s`;
       }
     }
+    completed = true;
   } finally {
     // An interruption, or anything thrown, always stops it; a failure the admin may want to see waits for the verdict below.
-    if (!options.keepOnFailure || failure === 'interrupted' || options.signal?.aborted) await vm.stop();
+    if (!completed || !options.keepOnFailure || failure === 'interrupted' || options.signal?.aborted) await vm.stop();
   }
   const stillRunning = !(await vm.stopped());
   const keep = Boolean(options.keepOnFailure && vm.release && stillRunning && failure !== 'interrupted' && (failure || (result && !result.ok)));
@@ -264,14 +275,15 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
     consoleTail: tail.tail(40),
     serialLog: spec.serialLog,
     argv: vm.argv,
-    ...(keep ? { kept: keptVm(vm, spec) } : {}),
+    ...(keep ? { kept: keptVm(vm, spec, opened) } : {}),
   };
 }
 
-function keptVm(vm: VmRunner, spec: VmSpec): RunningVm {
+function keptVm(vm: VmRunner, spec: VmSpec, loginOpened: boolean): RunningVm {
   const pid = vm.release!();
   return {
     pid,
+    loginOpened,
     consoleSocket: spec.consoleSocket!,
     qmpSocket: spec.qmpSocket,
     ...(spec.hostForward?.guestPort === 22 ? { sshPort: spec.hostForward.hostPort } : {}),
