@@ -26,6 +26,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { readHostSources } from '../src/host/apt-sources.ts';
 import { execa } from 'execa';
 import { formatBootTiming, type BootTiming } from '../src/smoke/boot-timing.ts';
 
@@ -95,13 +96,23 @@ async function rehearse(image: string, nodes: number): Promise<{ jobReadyMs?: nu
 async function dib(): Promise<{ ms: number; bytes: number; bootMs?: number } | undefined> {
   const found = await execa('sh', ['-c', 'command -v disk-image-create'], { reject: false });
   if (found.exitCode !== 0) {
-    process.stderr.write('bench: disk-image-create is not installed (pip install diskimage-builder): no comparison\n');
+    process.stderr.write('bench: disk-image-create is not installed (apt-get install --no-install-recommends python3-diskimage-builder): no comparison\n');
     return undefined;
   }
   const out = join(work, 'dib', 'debian-dib');
   const started = Date.now();
+  // The same mirror guestforge bootstraps from: the host's apt sources.
+  const sources = await readHostSources();
+  const mirror = sources.find((s) => s.suite === 'bookworm')?.uri;
+  const security = sources.find((s) => s.suite === 'bookworm-security')?.uri;
   const r = await execa('disk-image-create', ['-o', out, '-t', 'qcow2', 'debian-minimal', 'vm', 'cloud-init-datasources'], {
-    env: { DIB_RELEASE: 'bookworm', DIB_CLOUD_INIT_DATASOURCES: 'NoCloud' }, reject: false, all: true,
+    env: {
+      DIB_RELEASE: 'bookworm',
+      DIB_CLOUD_INIT_DATASOURCES: 'NoCloud',
+      ...(mirror ? { DIB_DISTRIBUTION_MIRROR: mirror } : {}),
+      ...(security ? { DIB_DEBIAN_SECURITY_MIRROR: security } : {}),
+    },
+    reject: false, all: true,
   });
   const ms = Date.now() - started;
   if (r.exitCode !== 0) {
