@@ -20,6 +20,7 @@ import { stages } from '../src/stages/index.ts';
 import type { Stage } from '../src/stages/types.ts';
 import { writeWrongShaProfile } from './helpers/wrong-sha.ts';
 import { timed } from './helpers/timing.ts';
+import { onPty } from './helpers/pty.ts';
 import { killAll, release, run, start } from '../src/exec/run.ts';
 import { stopKeptVm } from '../src/vm/qemu.ts';
 import { pidAlive } from '../src/util/lock.ts';
@@ -139,24 +140,10 @@ cmds('--on-error ask without a terminal cleans up and says so', async () => {
   assert.equal(await readdir(join(cache, 'guestforge', 'work')).catch(() => []), []);
 });
 
-/** guestforge on a pty (script(1)): answers are typed when the question shows. */
-async function onPty(args: string[], answers: string[]): Promise<{ exitCode: number; output: string }> {
-  const command = ['node', cli, ...args].map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ');
-  const child = execa('script', ['-qefc', command, '/dev/null'], { env, reject: false, timeout: 120_000, stdin: 'pipe' });
-  let output = '';
-  let asked = 0;
-  child.stdout!.on('data', (d: Buffer) => {
-    output += d.toString();
-    const questions = output.split('[c]leanup, [k]eep, [r]etry stage?').length - 1;
-    while (asked < questions && asked < answers.length) child.stdin!.write(`${answers[asked++]}\r`);
-  });
-  const r = await child;
-  return { exitCode: r.exitCode ?? -1, output };
-}
-
 cmds('--on-error ask on a terminal: retry runs the stage again, keep keeps the build; builds lists it; discard removes it', async () => {
   const profile = await writeWrongShaProfile(join(tmp, 'tty'));
-  const r = await onPty(['build', profile, '-o', join(tmp, 'tty', 'out'), '--on-error', 'ask'], ['what', 'r', 'k']);
+  const question = /\[c\]leanup, \[k\]eep, \[r\]etry stage\?/;
+  const r = await onPty(['node', cli, 'build', profile, '-o', join(tmp, 'tty', 'out'), '--on-error', 'ask'], ['what', 'r', 'k'].map((a) => ({ expect: question, send: `${a}\r` })), { env, timeoutMs: 120_000 });
   assert.is(r.exitCode, 1, r.output);
   assert.is(r.output.split('[c]leanup, [k]eep, [r]etry stage?').length - 1, 3, `asked again after "what", and after the retry failed: ${r.output}`);
   assert.match(r.output, /base: running it again, as asked/);

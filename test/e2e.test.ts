@@ -14,6 +14,7 @@ import { writeWrongShaProfile } from './helpers/wrong-sha.ts';
 import { leftWork } from './helpers/work.ts';
 import * as assert from 'uvu/assert';
 import { timed } from './helpers/timing.ts';
+import { onPty } from './helpers/pty.ts';
 import { run } from '../src/exec/run.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -275,25 +276,6 @@ e2e('an independent guestfish read of the output shows the cluster layout and a 
   assert.match(answer('cat /etc/guestforge-release'), /built by guestforge/);
 });
 
-/** Drive a terminal program: send each answer when its prompt shows (script(1) gives it a pty). */
-async function onPty(argv: string[], steps: { expect: RegExp; send: string }[], timeoutMs = 5 * 60_000): Promise<{ exitCode: number; output: string }> {
-  const command = argv.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ');
-  const child = execa('script', ['-qefc', command, '/dev/null'], { env, reject: false, timeout: timeoutMs, stdin: 'pipe' });
-  let output = '';
-  let from = 0;
-  let step = 0;
-  child.stdout!.on('data', (d: Buffer) => {
-    output += d.toString();
-    while (step < steps.length && steps[step]!.expect.test(output.slice(from))) {
-      from = output.length;
-      child.stdin!.write(steps[step]!.send);
-      step += 1;
-    }
-  });
-  const r = await child;
-  return { exitCode: r.exitCode ?? -1, output };
-}
-
 e2e('a failing profile command with --on-error keep: exit 1 naming the command; the build VM stays up; console shows its login prompt and takes the one-time password; SSH takes the debug key; discard leaves no qemu and no work folder', async () => {
   const failOut = join(tmp, 'fail-out');
   const r = await guestforge(['build', join(root, 'test', 'fixtures', 'profiles', 'fail-command.yaml'), '-o', failOut, '--on-error', 'keep', '--debug-ssh-key', `${debugKey}.pub`]);
@@ -314,7 +296,7 @@ e2e('a failing profile command with --on-error keep: exit 1 naming the command; 
     { expect: /Password: *$/, send: `${password}\r` },
     { expect: /# *$/, send: 'cat /run/guestforge/failed; echo "done-$((6*7))"\r' },
     { expect: /done-42/, send: '\x1d' },
-  ]);
+  ], { env });
   assert.is(c.exitCode, 0, c.output);
   assert.match(c.output, /login:/);
   assert.match(c.output, /command 2: false failed \(exit 1\)/, c.output);
