@@ -16,7 +16,7 @@ import type { LoadedProfile } from '../profile/load.ts';
 import { stages as registry } from '../stages/index.ts';
 import { completeManifest } from '../stages/finalize.ts';
 import type { BreakPoint, BuildContext, BuildOptions, OnError, Stage } from '../stages/types.ts';
-import { nonce as makeNonce, nonce as nonceOf, sha256Text } from '../util/fs.ts';
+import { nonce as makeNonce, sha256Text } from '../util/fs.ts';
 import { cacheDir } from '../util/paths.ts';
 import type { Accel } from '../vm/accel.ts';
 import type { Decision } from '../cache/decide.ts';
@@ -266,7 +266,7 @@ async function keepBuild(ctx: BuildContext, loaded: LoadedProfile, stages: Stage
   let resumeDisk = ctx.disk;
   if (!disk && ctx.disk) {
     const ours = resolve(ctx.disk.path).startsWith(`${resolve(ctx.workDir)}/kept-`);
-    disk = ours ? ctx.disk : await createOverlay(ctx.disk, join(ctx.workDir, `kept-${nonceOf()}.qcow2`));
+    disk = ours ? ctx.disk : await createOverlay(ctx.disk, join(ctx.workDir, `kept-${makeNonce(4)}.qcow2`));
     resumeDisk = disk;
   }
   const inputs: KeptBuild['inputs'] = {};
