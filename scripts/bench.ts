@@ -96,7 +96,7 @@ async function rehearse(image: string, nodes: number): Promise<{ jobReadyMs?: nu
 async function dib(): Promise<{ ms: number; bytes: number; bootMs?: number } | undefined> {
   const found = await execa('sh', ['-c', 'command -v disk-image-create'], { reject: false });
   if (found.exitCode !== 0) {
-    process.stderr.write('bench: disk-image-create is not installed (apt-get install --no-install-recommends python3-diskimage-builder): no comparison\n');
+    process.stderr.write('bench: disk-image-create is not installed (apt-get install --no-install-recommends python3-diskimage-builder sudo): no comparison\n');
     return undefined;
   }
   const out = join(work, 'dib', 'debian-dib');
@@ -110,7 +110,8 @@ async function dib(): Promise<{ ms: number; bytes: number; bootMs?: number } | u
       DIB_RELEASE: 'bookworm',
       DIB_CLOUD_INIT_DATASOURCES: 'NoCloud',
       ...(mirror ? { DIB_DISTRIBUTION_MIRROR: mirror } : {}),
-      ...(security ? { DIB_DEBIAN_SECURITY_MIRROR: security } : {}),
+      // diskimage-builder 3.13 (Debian 12's) names bullseye's security suite only; bookworm's is bookworm-security too.
+      ...(security ? { DIB_DEBIAN_SECURITY_MIRROR: security, DIB_DEBIAN_SECURITY_SUBPATH: '-security' } : {}),
     },
     reject: false, all: true,
   });
