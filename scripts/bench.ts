@@ -117,7 +117,9 @@ async function dib(): Promise<{ ms: number; bytes: number; bootMs?: number } | u
   });
   const ms = Date.now() - started;
   if (r.exitCode !== 0) {
-    process.stderr.write(`${r.all?.slice(-2000)}\nbench: diskimage-builder failed (exit ${r.exitCode})\n`);
+    // It partitions its disk through kpartx (device-mapper), whose partition devices never appear in these containers.
+    const why = /exec_sudo\(\["kpartx"/.test(r.all ?? '') ? ': kpartx could not map its disk\'s partitions (device-mapper partitions do not appear on this machine)' : '';
+    process.stderr.write(`${r.all?.slice(-2000)}\nbench: diskimage-builder failed (exit ${r.exitCode})${why}: no comparison\n`);
     return undefined;
   }
   const image = `${out}.qcow2`;
