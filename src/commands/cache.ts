@@ -11,20 +11,12 @@ import { StageCache, type Entry } from '../cache/store.ts';
 import { UsageError } from '../errors.ts';
 import { run as exec } from '../exec/run.ts';
 import { formatSize, parseDuration, parseSize } from '../profile/units.ts';
-import { textTable } from '../report/table.ts';
+import { age, textTable } from '../report/table.ts';
 import { cacheDir } from '../util/paths.ts';
 import { lockIsStale, readLock } from '../util/lock.ts';
 import { parseCommandArgs } from './args.ts';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
-
-function age(iso: string, now = Date.now()): string {
-  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
-  if (s < 120) return `${s}s ago`;
-  if (s < 7200) return `${Math.round(s / 60)}m ago`;
-  if (s < 172_800) return `${Math.round(s / 3600)}h ago`;
-  return `${Math.round(s / 86_400)}d ago`;
-}
 
 function row(e: Entry, all: Entry[]): string[] {
   const parent = e.parent ? all.find((p) => p.path === e.parent!.path) : undefined;

@@ -11,21 +11,13 @@ import { Logger } from '../log.ts';
 import { runBuild, plannedStages } from '../pipeline/pipeline.ts';
 import { withSignals } from '../pipeline/signals.ts';
 import { loadProfileOrThrow } from '../profile/index.ts';
-import { textTable } from '../report/table.ts';
+import { age, textTable } from '../report/table.ts';
 import { guestfsEnv, type Accel } from '../vm/accel.ts';
 import { debugOptions, keptLines, withKeptHint } from './build.ts';
 import { parseCommandArgs } from './args.ts';
 import { driverFor } from '../os/index.ts';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
-
-function age(iso: string): string {
-  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
-  if (s < 120) return `${s}s ago`;
-  if (s < 7200) return `${Math.round(s / 60)}m ago`;
-  if (s < 172800) return `${Math.round(s / 3600)}h ago`;
-  return `${Math.round(s / 86400)}d ago`;
-}
 
 export async function builds(args: string[]): Promise<number> {
   const { values } = parseCommandArgs('builds', args, { json: { type: 'boolean' } });
@@ -131,11 +123,12 @@ export async function resume(args: string[]): Promise<number> {
   const debug = await debugOptions({ ...values, 'on-error': values['on-error'] ?? (loaded.profile.build.backend === 'qemu' ? 'keep' : 'cleanup') }, loaded.profile.build.backend);
   if (loaded.profile.name !== kept.profileName) throw new UsageError(`resume: ${kept.profileFiles[0]} now builds "${loaded.profile.name}", not ${kept.profileName}`);
   const smoke = values['no-smoke'] ? false : kept.options.smoke;
-  const plan = plannedStages(loaded, { smoke }).map((s) => s.name);
+  const planned = plannedStages(loaded, { smoke });
+  const plan = planned.map((s) => s.name);
   const done = kept.plan.slice(0, kept.resumeIndex);
   if (plan.slice(0, done.length).join() !== done.join()) throw new UsageError(`resume: the build now runs ${plan.join(', ')}; the kept one had run ${done.join(', ')}`, { hint: 'build again' });
   const changed: string[] = [];
-  for (const stage of plannedStages(loaded, { smoke }).slice(0, kept.resumeIndex)) {
+  for (const stage of planned.slice(0, kept.resumeIndex)) {
     const now = (await stage.cache?.inputs({ profile: loaded.profile, driver: driverFor(loaded.profile.os.family) })) ?? null;
     const then = kept.inputs[stage.name] ?? null;
     if (JSON.stringify(now) !== JSON.stringify(then)) {

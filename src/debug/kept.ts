@@ -103,26 +103,27 @@ export async function listKept(): Promise<KeptBuild[]> {
 
 /** The kept build an id names; a usage error listing the kept ones otherwise. */
 export async function findKept(id: string | undefined, command: string): Promise<KeptBuild> {
-  const all = await listKept();
-  const listing = all.length ? `kept builds: ${all.map((k) => k.id).join(', ')}` : 'no build is kept (build --on-error keep or --break keeps one)';
-  if (!id) throw new UsageError(`${command}: name a kept build`, { hint: listing });
-  if (!idPattern.test(id)) throw new UsageError(`${command}: "${id}" is not a build id`, { hint: listing });
+  // The kept builds are read only for an error's hint.
+  const listing = async () => {
+    const all = await listKept();
+    return all.length ? `kept builds: ${all.map((k) => k.id).join(', ')}` : 'no build is kept (build --on-error keep or --break keeps one)';
+  };
+  if (!id) throw new UsageError(`${command}: name a kept build`, { hint: await listing() });
+  if (!idPattern.test(id)) throw new UsageError(`${command}: "${id}" is not a build id`, { hint: await listing() });
   const record = await readKept(join(workRoot(), id));
   if (typeof record === 'string') {
     throw new UserError(`${command}: the kept build ${id} has a record guestforge did not write: ${record}`, { hint: `look at ${join(workRoot(), id)}, then remove it by hand` });
   }
-  if (!record) throw new UsageError(`${command}: no kept build "${id}"`, { hint: `${listing}; see: guestforge builds` });
-  const owner = await readLock(join(record.workDir, 'owner.json'));
-  if (command !== 'console' && owner && !lockIsStale(owner) && owner.pid !== process.pid) {
-    throw new UserError(`${command}: ${id} is in use by pid ${owner.pid} (a resume of it runs)`, { hint: 'wait for it, or stop it (Ctrl-C cleans up a resume)' });
-  }
+  if (!record) throw new UsageError(`${command}: no kept build "${id}"`, { hint: `${await listing()}; see: guestforge builds` });
+  const busy = command === 'console' ? undefined : await inUse(record);
+  if (busy) throw new UserError(`${command}: ${id} is in use by pid ${busy} (a resume of it runs)`, { hint: 'wait for it, or stop it (Ctrl-C cleans up a resume)' });
   return record;
 }
 
-/** Is a kept build's folder in use by a running guestforge (a resume)? */
-export async function inUse(kept: KeptBuild): Promise<boolean> {
+/** The pid of a running guestforge (a resume) working in a kept build's folder, if any. */
+export async function inUse(kept: KeptBuild): Promise<number | undefined> {
   const owner = await readLock(join(kept.workDir, 'owner.json'));
-  return Boolean(owner && !lockIsStale(owner) && owner.pid !== process.pid);
+  return owner && !lockIsStale(owner) && owner.pid !== process.pid ? owner.pid : undefined;
 }
 
 /** Does the VM's pid still belong to that VM (a qemu with this build's QMP socket, not a process that got its number after a reboot)? */

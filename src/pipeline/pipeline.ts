@@ -7,7 +7,7 @@ import { makeWorkDir } from '../util/workdir.ts';
 import { lstat, mkdir, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { errorMessage, UsageError, UserError } from '../errors.ts';
-import { discardKept, keptFile, writeKept, type KeptBuild } from '../debug/kept.ts';
+import { discardKept, writeKept, type KeptBuild } from '../debug/kept.ts';
 import { askOnTerminal } from '../debug/ask.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import type { Logger, Step } from '../log.ts';
@@ -224,7 +224,6 @@ export async function runBuild(
     }
     await completeManifest(ctx);
     log.detail(`build took ${((Date.now() - started) / 1000).toFixed(1)}s`);
-    if (resume) await rm(join(workDir, keptFile), { force: true });
     return { ctx };
   } catch (error) {
     // Even a kept build takes back what it published (finalize's outputs): the output folder never holds a failed image.

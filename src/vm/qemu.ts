@@ -7,6 +7,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import { UserError } from '../errors.ts';
 import { release, start } from '../exec/run.ts';
+import { pidAlive } from '../util/lock.ts';
 import { shellQuote } from '../exec/run.ts';
 import type { Logger } from '../log.ts';
 import { qemuArgs, type VmSpec } from './qemu-args.ts';
@@ -293,14 +294,7 @@ function keptVm(vm: VmRunner, spec: VmSpec, loginOpened: boolean): RunningVm {
 
 /** End a VM by its pid (it may not be our child): QMP quit, then SIGTERM, then SIGKILL. */
 export async function stopKeptVm(pid: number, qmpSocket: string): Promise<void> {
-  const gone = () => {
-    try {
-      process.kill(pid, 0);
-      return false;
-    } catch {
-      return true;
-    }
-  };
+  const gone = () => !pidAlive(pid);
   if (gone()) return;
   const asked = await qmpCommand(qmpSocket, 'quit').then(() => true, () => false);
   for (const [signal, waitMs] of [[undefined, asked ? 5000 : 0], ['SIGTERM', 5000], ['SIGKILL', 2000]] as const) {
