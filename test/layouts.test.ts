@@ -55,7 +55,7 @@ const espGuid = '0C3F59D1-7D5E-4C43-9F3A-2B7B3C5A1E01';
 
 interface Layout {
   name: string;
-  /** What verify must have mounted where (device, as libguestfs names it with this disk first). */
+  /** What verify must have mounted where: the device as libguestfs names it, its disk's letter as X (the appliance's kernel may name the disks in another order). */
   mounts?: string[];
   /** guestfish commands after `run`, on this layout's device; `tar-in` of the guest comes after them. */
   make: (dev: string) => string[];
@@ -76,7 +76,7 @@ const layouts: Layout[] = [
       'mount /dev/rootvg/root /', 'mkdir /boot', 'mkdir /var', `mount ${d}1 /boot`, 'mount /dev/rootvg/var /var',
     ],
     fstab: '/dev/mapper/rootvg-root / xfs defaults 0 0\nLABEL=boot /boot ext4 defaults 0 2\n/dev/mapper/rootvg-var /var ext4 defaults 0 2',
-    mounts: ['/dev/rootvg/root: /', '/dev/sda1: /boot', '/dev/rootvg/var: /var'],
+    mounts: ['/dev/rootvg/root: /', '/dev/sdX1: /boot', '/dev/rootvg/var: /var'],
     format: 'raw',
   },
   {
@@ -88,7 +88,7 @@ const layouts: Layout[] = [
       `mount-options subvol=root ${d}1 /`, 'mkdir /home', `mount-options subvol=home ${d}1 /home`,
     ],
     fstab: `UUID=${uuid.btrfs} / btrfs subvol=root 0 0\nUUID=${uuid.btrfs} /home btrfs subvol=home 0 0`,
-    mounts: ['/dev/sdb1: /', '/dev/sdb1: /home'],
+    mounts: ['/dev/sdX1: /', '/dev/sdX1: /home'],
     format: 'vmdk',
   },
   {
@@ -103,7 +103,7 @@ const layouts: Layout[] = [
       `mount ${d}4 /`, 'mkdir /boot', 'mkdir /var', 'mkdir /home', `mount ${d}3 /boot`, 'mkdir /boot/efi', `mount ${d}2 /boot/efi`, `mount ${d}5 /var`, `mount ${d}6 /home`,
     ],
     fstab: `UUID=${uuid.root} / ext4 defaults 0 1\nLABEL=gptboot /boot ext4 defaults 0 2\nPARTUUID=${espGuid.toLowerCase()} /boot/efi vfat umask=0077 0 1\nUUID=${uuid.var} /var ext4 defaults 0 2\nLABEL=home /home ext4 defaults 0 2`,
-    mounts: ['/dev/sdc4: /', '/dev/sdc3: /boot', '/dev/sdc2: /boot/efi', '/dev/sdc5: /var', '/dev/sdc6: /home'],
+    mounts: ['/dev/sdX4: /', '/dev/sdX3: /boot', '/dev/sdX2: /boot/efi', '/dev/sdX5: /var', '/dev/sdX6: /home'],
     format: 'qcow2-compressed',
   },
   {
@@ -181,13 +181,19 @@ made('every layout, each disk in its format, read through its fstab mounts: ever
     assert.is(roots.length, passing.length, roots.join(' '));
     const seen: string[] = [];
     for (const root of roots) {
-      // Which disk: LVM's root is by name; the others by their disk letter, in the order they were added.
-      const letter = /^(?:btrfsvol:)?\/dev\/sd([a-z])/.exec(root)?.[1];
-      const layout = root.startsWith('/dev/rootvg/') ? passing.find((l) => l.name === 'lvm-rootvg-xfs')! : passing[letter!.charCodeAt(0) - 97]!;
       await mountRoot(session, root, true);
-      // Each disk's own partitions, at the places its fstab names (LVM's logical volumes by their names).
+      // Which layout: by its fstab, which is each layout's own (CI once saw a root on a disk letter
+      // past the three attached, so no test here trusts the letters' order).
+      const fstab = await session.call('cat', '/etc/fstab');
+      const layout = passing.find((l) => l.fstab!.trim() === fstab.trim());
+      assert.ok(layout, `root ${root} of [${roots.join(', ')}] has an fstab no layout wrote: ${fstab}`);
+      // Each disk's own partitions, at the places its fstab names (LVM's logical volumes by their names),
+      // all on one disk.
       const mounted = (await session.lines('mountpoints')).map((m) => m.replace(/^\/dev\/mapper\/rootvg-/, '/dev/rootvg/'));
-      assert.equal(mounted.sort(), [...layout.mounts!].sort(), layout.name);
+      const letters = new Set(mounted.flatMap((m) => /^\/dev\/sd([a-z]+)\d/.exec(m)?.[1] ?? []));
+      assert.is(letters.size, 1, `${layout.name}: ${mounted.join(', ')}`);
+      const asX = mounted.map((m) => m.replace(/^\/dev\/sd[a-z]+(\d)/, '/dev/sdX$1'));
+      assert.equal(asX.sort(), [...layout.mounts!].sort(), `${layout.name} (root ${root}): ${mounted.join(', ')}`);
       const facts = await gatherFacts(session, root, defaultVerifyOptions);
       await session.call('umount-all');
       assertAllPass(layout.name, evaluate(imageOf(layout), facts, defaultVerifyOptions).results);
