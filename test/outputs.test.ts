@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { convertImage, outputName, writeRootfsOutputs } from '../src/pipeline/outputs.ts';
+import { convertImage, dataBytesOfMap, diskUsage, outputName, writeRootfsOutputs } from '../src/pipeline/outputs.ts';
 import { run } from '../src/exec/run.ts';
 import type { DiskRef } from '../src/stages/types.ts';
 import { makeImage } from './helpers/tree-image.ts';
@@ -52,6 +52,20 @@ t('vmdk streamOptimized, rootfs tar and squashfs keep the tree, its modes and nu
   assert.match(sqLong, /^drwxrwxrwt 0\/0 .* squashfs-root\/workspace$/m, 'modes and numeric owners kept');
   assert.match(sqLong, /^d\S+ 1000\/1000 .* squashfs-root\/home\/hpc$/m);
   assert.equal((await readdir(dir)).filter((n) => n.includes('.tmp-')), [], 'no temp files left');
+});
+
+t('the manifest\'s disk usage: data bytes through a backing chain, holes and written zeroes not counted', async () => {
+  const base = join(tmp, 'usage-base.qcow2');
+  const top = join(tmp, 'usage-top.qcow2');
+  await run(['qemu-img', 'create', '-q', '-f', 'qcow2', base, '64M']);
+  // 1 MiB of data, 1 MiB written as zeroes, 2 MiB of data in the base; 512 KiB more in the overlay.
+  await run(['qemu-io', '-f', 'qcow2', '-c', 'write -P 1 0 1M', '-c', 'write -z 4M 1M', '-c', 'write -P 2 8M 2M', base]);
+  await run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top]);
+  await run(['qemu-io', '-f', 'qcow2', '-c', 'write -P 3 16M 512K', '-c', 'write -z 8M 1M', top]);
+  assert.equal(await diskUsage({ path: base, format: 'qcow2' }), { virtualBytes: 64 * 2 ** 20, dataBytes: 3 * 2 ** 20 });
+  // The overlay zeroes half of the base's second extent and adds its own.
+  assert.equal(await diskUsage({ path: top, format: 'qcow2' }), { virtualBytes: 64 * 2 ** 20, dataBytes: 2.5 * 2 ** 20 });
+  assert.throws(() => dataBytesOfMap('{"start": 0}'), /no list of extents/);
 });
 
 t.after(async () => {

@@ -51,6 +51,29 @@ export async function convertImage(
   return { path: target, format, bytes: (await stat(target)).size, sha256: await sha256File(target) };
 }
 
+/** How much of a disk is data: its virtual size, and the bytes that are neither holes nor zeroes. */
+export interface DiskUsage {
+  virtualBytes: number;
+  dataBytes: number;
+}
+
+/**
+ * Pure: the data bytes of `qemu-img map --output=json` (through the whole backing chain): what a
+ * compressed image has to hold. After the inject stage's fstrim that is the guest's live data and
+ * its filesystems' metadata, so the compressed size against it shows how well the data compresses.
+ */
+export function dataBytesOfMap(json: string): number {
+  const extents = JSON.parse(json) as { length: number; data?: boolean; zero?: boolean }[];
+  if (!Array.isArray(extents)) throw new Error('qemu-img map gave no list of extents');
+  return extents.reduce((sum, e) => sum + (e.data && !e.zero ? e.length : 0), 0);
+}
+
+export async function diskUsage(source: DiskRef): Promise<DiskUsage> {
+  const info = JSON.parse((await run(['qemu-img', 'info', '--output=json', '-f', source.format, source.path])).stdout) as { 'virtual-size': number };
+  const map = await run(['qemu-img', 'map', '--output=json', '-f', source.format, source.path], { timeoutMs: 5 * 60_000 });
+  return { virtualBytes: info['virtual-size'], dataBytes: dataBytesOfMap(map.stdout) };
+}
+
 /** Rewrite this build's lines of SHA256SUMS; a lock keeps parallel builds into one folder from losing lines. */
 export async function updateSums(outDir: string, files: OutputFile[], drop: string[] = [], then?: () => Promise<unknown>): Promise<void> {
   const lock = await acquireLock(join(outDir, '.SHA256SUMS.lock'), { profile: 'SHA256SUMS' }, { removeOnRelease: true });

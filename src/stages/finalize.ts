@@ -5,7 +5,7 @@
  */
 import { rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { convertImage, outputName, toolVersions, updateSums, writeRootfsOutputs, type DiskFormat, type RootfsFormat } from '../pipeline/outputs.ts';
+import { convertImage, diskUsage, outputName, toolVersions, updateSums, writeRootfsOutputs, type DiskFormat, type RootfsFormat } from '../pipeline/outputs.ts';
 import { formatSize } from '../profile/units.ts';
 import { guestforgeVersion } from '../util/project.ts';
 import { writeFileAtomic } from '../util/fs.ts';
@@ -44,6 +44,8 @@ async function writeManifest(ctx: BuildContext): Promise<{ tools: Record<string,
     base: ctx.base,
     accel: ctx.accel,
     outputs: ctx.outputs.map((o) => ({ file: basename(o.path), format: o.format, bytes: o.bytes, sha256: o.sha256 })),
+    // What the outputs hold, uncompressed: the disk's size and its data (not holes, not zeroes).
+    ...(ctx.diskUsage ? { disk: ctx.diskUsage } : {}),
     verify: ctx.verify?.results.map((r) => ({ id: r.id, verdict: r.verdict, evidence: r.evidence })),
     smoke: ctx.smoke ? { ok: ctx.smoke.ok, bootMs: ctx.smoke.bootMs, checks: ctx.smoke.checks, ...(ctx.smoke.boot ? { boot: ctx.smoke.boot } : {}) } : undefined,
     timings: ctx.timings,
@@ -64,6 +66,7 @@ export const finalizeStage: Stage = {
   },
   async run(ctx, step) {
     const { disks, rootfs } = outputFormats(ctx);
+    ctx.diskUsage = await diskUsage(ctx.disk!);
     for (const format of disks) {
       const target = join(ctx.options.outDir, outputName(ctx.profile.name, format));
       step.update(`${basename(target)}`);
@@ -82,7 +85,8 @@ export const finalizeStage: Stage = {
     }
     await updateSums(ctx.options.outDir, ctx.outputs);
     await writeManifest(ctx);
-    step.update(ctx.outputs.map((o) => `${basename(o.path)} ${formatSize(o.bytes)}`).join(', '));
+    const usage = ctx.diskUsage;
+    step.update(`${ctx.outputs.map((o) => `${basename(o.path)} ${formatSize(o.bytes)}`).join(', ')} (data ${formatSize(usage.dataBytes)} of a ${formatSize(usage.virtualBytes)} disk)`);
   },
   async cleanup(ctx) {
     // Reached only when the build failed after this stage: no output may look finished.

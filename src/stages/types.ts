@@ -15,6 +15,7 @@ import type { ChainNode, StageCache } from '../cache/store.ts';
 import type { Backend } from '../vm/backend.ts';
 import type { RunningVm } from '../vm/qemu.ts';
 import type { StageName as StageId } from '../os/types.ts';
+import type { DiskUsage } from '../pipeline/outputs.ts';
 
 export interface DiskRef {
   path: string;
@@ -114,6 +115,8 @@ export interface BuildContext {
   facts?: GuestFacts;
   verify?: VerifyReport;
   outputs: OutputFile[];
+  /** The finished disk's size and data bytes, before compression (finalize). */
+  diskUsage?: DiskUsage;
   smoke?: SmokeReport;
   timings: StageTiming[];
   /** Things that did not fail the build but the user should see (cloud-init degraded, …). */
