@@ -3,7 +3,8 @@
  * Builds a profile (default: the default profile) the way a user would,
  * through the CLI, and prints per-stage wall times and the image size from
  * the manifest. All runs share one fresh stage cache, in order:
- *   cold      empty cache (mmdebstrap included)
+ *   cold      empty cache (mmdebstrap included); then where the image's
+ *             data goes (du of the usual heavy folders, one read-only launch)
  *   app       only the first app's content changed: inject onward
  *   app-nosmoke  the same with another change, built with --no-smoke
  *   packages  one package added: provision onward
@@ -32,6 +33,8 @@ import { parseArgs } from 'node:util';
 import { readHostSources } from '../src/host/apt-sources.ts';
 import { execa } from 'execa';
 import { formatBootTiming, type BootTiming } from '../src/smoke/boot-timing.ts';
+import { GuestSession } from '../src/guestfs/session.ts';
+import { mountGuest } from '../src/verify/facts.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const { values, positionals } = parseArgs({
@@ -144,6 +147,31 @@ async function dib(): Promise<DibFigures | undefined> {
   return { ms, bytes: size, elements: elements.join(' '), ...(bootMs ? { bootMs } : {}), ...(note ? { note } : {}) };
 }
 
+/** Where the default image's data goes (one read-only appliance launch): the size budget's evidence. */
+const heavy = [
+  '/usr/lib/modules', '/usr/lib/firmware', '/boot', '/usr/lib/python3', '/usr/lib/python3.11', '/usr/lib/x86_64-linux-gnu',
+  '/usr/lib/x86_64-linux-gnu/openmpi', '/usr/lib/gcc', '/usr/libexec', '/usr/include', '/usr/share', '/usr/share/perl', '/usr/lib/x86_64-linux-gnu/perl',
+  '/usr/bin', '/usr/sbin', '/var/lib/apt/lists', '/var/cache', '/var/lib/dpkg', '/var/log', '/opt-vm',
+];
+async function sizeBreakdown(image: string): Promise<void> {
+  const session = await GuestSession.open([{ path: image, format: 'qcow2', readonly: true }], { accel: 'tcg', smp: 2 });
+  try {
+    await mountGuest(session, { readonly: true, inspect: false });
+    const statvfs = await session.lines('statvfs', '/');
+    const field = (name: string) => Number(statvfs.find((l) => l.startsWith(`${name}: `))?.split(': ')[1]);
+    const used = (field('blocks') - field('bfree')) * field('bsize');
+    console.log(`  where the data goes (du, of ${mib(used)} used in /):`);
+    const rows: [string, number][] = [];
+    for (const path of heavy) {
+      if (!(await session.bool('is-dir', path))) continue;
+      rows.push([path, Number(await session.call('du', path)) * 1024]);
+    }
+    for (const [path, bytes] of rows.sort((a, b) => b[1] - a[1])) console.log(`    ${mib(bytes).padStart(8)}  ${path}`);
+  } finally {
+    await session.close();
+  }
+}
+
 let lastImage: string | undefined = values.image ? resolve(values.image) : undefined;
 /** The figures of this one run, for the table at the end. */
 const figures: { dataBytes?: number; smokeMs?: number; jobReadyMs?: number; imageBytes?: number; coldMs?: number; coldNoSmokeMs?: number; appMs?: number; appNoSmokeMs?: number; dib?: DibFigures } = {};
@@ -186,6 +214,7 @@ try {
     if (m.smoke?.bootMs !== undefined) console.log(`  smoke boot ${secs(m.smoke.bootMs).padStart(8)}  to the result line`);
     if (m.smoke?.boot) for (const line of formatBootTiming(m.smoke.boot)) console.log(`    ${line}`);
     if (kind === 'cold') {
+      await sizeBreakdown(lastImage).catch((error: unknown) => process.stderr.write(`bench: no size breakdown: ${String(error)}\n`));
       figures.coldMs = wall;
       figures.coldNoSmokeMs = wall - (m.timings.find((t) => t.stage === 'smoke')?.ms ?? 0);
       figures.imageBytes = m.outputs[0]?.bytes;
