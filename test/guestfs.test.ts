@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { run } from '../src/exec/run.ts';
-import { GuestSession } from '../src/guestfs/session.ts';
+import { expectedDeviceNames, GuestSession } from '../src/guestfs/session.ts';
 
 const guestfs = suite('guestfish session (real libguestfs, TCG)');
 guestfs('one appliance serves many calls, and closing it leaves no process', async () => {
@@ -54,3 +54,33 @@ retry('is tried once more, then reported (a fake guestfish on PATH whose server 
   }
 });
 retry.run();
+
+const names = suite('guestfish session: disks named out of their order');
+names('a launch whose disks are not /dev/sda… in the order added is made once more, then reported (a fake guestfish)', async () => {
+  assert.equal(expectedDeviceNames(3), ['/dev/sda', '/dev/sdb', '/dev/sdc']);
+  assert.is(expectedDeviceNames(27), undefined);
+  const dir = await mkdtemp(join(tmpdir(), 'gf-session-names-'));
+  const fake = join(dir, 'guestfish');
+  const { writeFile, chmod, readFile } = await import('node:fs/promises');
+  // Every remote command succeeds; list-devices answers what CI once saw: a disk letter past the disks added.
+  await writeFile(fake, `#!/bin/sh\necho "$*" >> ${join(dir, 'calls')}\ncase "$1" in --listen) echo "GUESTFISH_PID=999999; export GUESTFISH_PID" ;; *) case "$*" in *list-devices*) printf '/dev/sda\\n/dev/sdd\\n' ;; esac ;; esac\n`);
+  await chmod(fake, 0o755);
+  const path = process.env.PATH;
+  process.env.PATH = `${dir}:${path}`;
+  const retries: string[] = [];
+  try {
+    const disks = [{ path: '/a.qcow2', format: 'qcow2' as const }, { path: '/b.qcow2', format: 'qcow2' as const }];
+    const error = await GuestSession.open(disks, { accel: 'tcg', onRetry: (r) => retries.push(r) }).catch((e: unknown) => e);
+    assert.instance(error, Error);
+    const said = 'the libguestfs appliance listed its disks as [/dev/sda, /dev/sdd], not [/dev/sda, /dev/sdb]';
+    assert.is((error as Error).message, said);
+    assert.equal(retries, [said]);
+    const calls = (await readFile(join(dir, 'calls'), 'utf8')).split('\n');
+    assert.is(calls.filter((l) => l.startsWith('--listen')).length, 2, 'launched twice');
+    assert.is(calls.filter((l) => l.endsWith('-- run')).length, 2);
+  } finally {
+    process.env.PATH = path;
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+names.run();

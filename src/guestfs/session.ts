@@ -35,11 +35,17 @@ export interface OpenOptions {
   network?: boolean;
   logFile?: string;
   launchTimeoutMs?: number;
-  /** Told when a launch timed out and is tried once more. */
+  /** Told when a launch timed out (or named its disks wrongly) and is tried once more. */
   onRetry?: (reason: string) => void;
 }
 
 class LaunchTimeout extends UserError {}
+
+/** Pure: the names libguestfs gives `count` added disks (/dev/sda …), or undefined past 26. */
+export function expectedDeviceNames(count: number): string[] | undefined {
+  if (count > 26) return undefined;
+  return Array.from({ length: count }, (_, i) => `/dev/sd${String.fromCharCode(97 + i)}`);
+}
 
 /** Kill every appliance still running (signal handler, failed stage). */
 export function killAllSessions(): void {
@@ -61,7 +67,8 @@ export class GuestSession {
   /**
    * Launch an appliance. Under TCG an appliance kernel now and then hangs at
    * boot (seen here: minutes at full CPU, where 20-25 s is normal), so the
-   * launch has a deadline and one retry.
+   * launch has a deadline and one retry; so has a launch whose disks are not
+   * named in the order they were added.
    */
   static async open(disks: GuestDisk[], options: OpenOptions): Promise<GuestSession> {
     try {
@@ -106,6 +113,15 @@ export class GuestSession {
           throw new LaunchTimeout(`the libguestfs appliance did not start within ${deadline / 1000}s`);
         }
         throw error;
+      }
+      // libguestfs names the disks /dev/sda, /dev/sdb, … in the order they were added, whatever the
+      // appliance's kernel named them. Under heavy load here that mapping has come out wrong twice
+      // (an inspected root on /dev/sdd with three disks added, then unknown to the next call): a
+      // launch whose disks are not exactly those names is not trusted, and is made once more.
+      const expected = expectedDeviceNames(disks.length);
+      const devices = await session.lines('list-devices');
+      if (expected && devices.join(' ') !== expected.join(' ')) {
+        throw new LaunchTimeout(`the libguestfs appliance listed its disks as [${devices.join(', ')}], not [${expected.join(', ')}]`);
       }
     } catch (error) {
       await session.close();
