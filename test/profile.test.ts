@@ -49,7 +49,7 @@ shipped('the e2e and libvirt fixtures share the default profile\'s base, so test
     assert.is(await keyOf(join(root, 'test', 'fixtures', 'profiles', `${name}.yaml`)), expected, `${name}.yaml: base.bootstrap differs from debian-12-hpc.yaml`);
   }
 });
-shipped('bootstrap trims: dpkg path-excludes, the initramfs module list and the GRUB timeout in the mmdebstrap argv; boot.keep leaves each out; the hook writes them', async () => {
+shipped('bootstrap trims: dpkg path-excludes (docs, desktop kernel drivers), the initramfs module list and the GRUB timeout in the mmdebstrap argv; boot.keep leaves each out; the hook writes them', async () => {
   const result = await loadProfile(join(root, 'profiles', 'debian-12-hpc.yaml'));
   assert.ok(result.ok);
   if (!result.ok) return;
@@ -57,9 +57,13 @@ shipped('bootstrap trims: dpkg path-excludes, the initramfs module list and the 
   const argv = mmdebstrapArgs(result.value.profile, mirrors, '/t');
   assert.ok(argv.includes('--dpkgopt=path-exclude=/usr/share/doc/*'), argv.join(' '));
   assert.ok(argv.includes('--dpkgopt=path-include=/usr/share/doc/*/copyright'));
+  // The kernel's desktop drivers, under both places a kernel package puts its modules; RDMA, 9p and NFS are not touched.
+  assert.ok(argv.includes('--dpkgopt=path-exclude=/lib/modules/*/kernel/drivers/gpu/*'), argv.join(' '));
+  assert.ok(argv.includes('--dpkgopt=path-exclude=/usr/lib/modules/*/kernel/sound/*'));
+  assert.not.ok(argv.some((a) => a.startsWith('--dpkgopt=') && /modules.*(infiniband|9p|nfs|virtio|drivers\/net\/ethernet|drivers\/scsi)/.test(a)), argv.join(' '));
   const hook = argv.find((a) => a.startsWith('--essential-hook='));
   assert.is(hook, `--essential-hook=sh ${join(hookDir, 'essential.sh')} "$1" initramfs-modules=${initramfsModules.join(',')} grub-timeout=0`);
-  const kept = mmdebstrapArgs({ ...result.value.profile, boot: { keep: ['initramfs-disk-modules', 'dpkg-no-docs', 'grub-no-wait'] } }, mirrors, '/t');
+  const kept = mmdebstrapArgs({ ...result.value.profile, boot: { keep: ['initramfs-disk-modules', 'dpkg-no-docs', 'grub-no-wait', 'kernel-no-desktop-drivers'] } }, mirrors, '/t');
   assert.not.ok(kept.some((a) => a.startsWith('--dpkgopt=')), kept.join(' '));
   assert.is(kept.find((a) => a.startsWith('--essential-hook=')), `--essential-hook=sh ${join(hookDir, 'essential.sh')} "$1"`);
   assert.is.not(await bootstrapKey({ ...result.value.profile, boot: { keep: ['dpkg-no-docs'] } }, mirrors), await bootstrapKey(result.value.profile, mirrors));
