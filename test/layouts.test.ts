@@ -175,7 +175,9 @@ function assertAllPass(name: string, results: { id: string; verdict: string; evi
 
 made('every layout, each disk in its format, read through its fstab mounts: every rule passes', async () => {
   const formatOf = (l: Layout) => (l.format === 'qcow2-compressed' ? 'qcow2' : l.format);
-  const session = await GuestSession.open(passing.map((l) => ({ path: imageOf(l), format: formatOf(l), readonly: true })), { accel: 'tcg', smp: 2 });
+  const session = await GuestSession.open(passing.map((l) => ({ path: imageOf(l), format: formatOf(l), readonly: true })), {
+    accel: 'tcg', smp: 2, onRetry: (reason) => process.stderr.write(`\n  layouts: launched again: ${reason}\n`),
+  });
   try {
     const roots = await session.lines('inspect-os');
     assert.is(roots.length, passing.length, roots.join(' '));
