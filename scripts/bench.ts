@@ -26,7 +26,7 @@
  * (e.g. --image out/debian-12-vrdma.qcow2 --runs rehearse,rehearse2).
  * A benchmark, not a test: it prints figures and fails only when a build fails.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -142,7 +142,7 @@ async function dib(): Promise<DibFigures | undefined> {
     const smoke = await execa('node', [join(root, 'bin', 'guestforge.js'), 'smoke', image, '--json'], { env: { XDG_CACHE_HOME: cache, CI: '1' }, reject: false });
     bootMs = (JSON.parse(smoke.stdout || '{}') as { bootMs?: number }).bootMs;
   }
-  const { size } = await import('node:fs/promises').then((fs) => fs.stat(image));
+  const { size } = await stat(image);
   console.log(`\ndiskimage-builder (${elements.join(' ')}, bookworm${note ? `; ${note}` : ''}): ${secs(ms)}, ${mib(size)}${bootMs ? `, smoke result after ${secs(bootMs)}` : ''}`);
   return { ms, bytes: size, elements: elements.join(' '), ...(bootMs ? { bootMs } : {}), ...(note ? { note } : {}) };
 }

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -30,28 +30,36 @@ guestfs('one appliance serves many calls, and closing it leaves no process', asy
 });
 guestfs.run();
 
-const retry = suite('guestfish session: a listener gone before its first command');
-retry('is tried once more, then reported (a fake guestfish on PATH whose server never answers)', async () => {
+/**
+ * A fake guestfish first on PATH for `body`: `--listen` gives PID 999999, every remote call runs
+ * `remote` (sh, its words in "$*"), and each call's words go to the calls file, read back as lines.
+ */
+async function withFakeGuestfish(remote: string, body: (calls: () => Promise<string[]>) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'gf-session-fake-'));
-  const fake = join(dir, 'guestfish');
-  const { writeFile, chmod, readFile } = await import('node:fs/promises');
-  // --listen: a PID that is no server; --remote: what guestfish says when that server is gone.
-  await writeFile(fake, `#!/bin/sh\necho "$*" >> ${join(dir, 'calls')}\ncase "$1" in --listen) echo "GUESTFISH_PID=999999; export GUESTFISH_PID" ;; *) echo "guestfish: remote: looks like the server is not running" >&2; exit 1 ;; esac\n`);
-  await chmod(fake, 0o755);
+  const log = join(dir, 'calls');
+  await writeFile(join(dir, 'guestfish'), `#!/bin/sh\necho "$*" >> ${log}\ncase "$1" in --listen) echo "GUESTFISH_PID=999999; export GUESTFISH_PID" ;; *) ${remote} ;; esac\n`);
+  await chmod(join(dir, 'guestfish'), 0o755);
   const path = process.env.PATH;
   process.env.PATH = `${dir}:${path}`;
-  const retries: string[] = [];
   try {
-    const error = await GuestSession.open([{ path: '/x.qcow2', format: 'qcow2' }], { accel: 'tcg', onRetry: (r) => retries.push(r) }).catch((e: unknown) => e);
-    assert.instance(error, Error);
-    assert.match((error as Error).message, /the guestfish server 999999 ended before its first command/);
-    assert.equal(retries, ['the guestfish server 999999 ended before its first command']);
-    const calls = (await readFile(join(dir, 'calls'), 'utf8')).split('\n').filter((l) => l.startsWith('--listen'));
-    assert.is(calls.length, 2, 'launched twice');
+    await body(async () => (await readFile(log, 'utf8')).split('\n'));
   } finally {
     process.env.PATH = path;
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+const retry = suite('guestfish session: a listener gone before its first command');
+retry('is tried once more, then reported (a fake guestfish on PATH whose server never answers)', async () => {
+  // --remote: what guestfish says when the server is gone.
+  await withFakeGuestfish('echo "guestfish: remote: looks like the server is not running" >&2; exit 1', async (calls) => {
+    const retries: string[] = [];
+    const error = await GuestSession.open([{ path: '/x.qcow2', format: 'qcow2' }], { accel: 'tcg', onRetry: (r) => retries.push(r) }).catch((e: unknown) => e);
+    assert.instance(error, Error);
+    assert.match((error as Error).message, /the guestfish server 999999 ended before its first command/);
+    assert.equal(retries, ['the guestfish server 999999 ended before its first command']);
+    assert.is((await calls()).filter((l) => l.startsWith('--listen')).length, 2, 'launched twice');
+  });
 });
 retry.run();
 
@@ -59,28 +67,18 @@ const names = suite('guestfish session: disks named out of their order');
 names('a launch whose disks are not /dev/sda… in the order added is made once more, then reported (a fake guestfish)', async () => {
   assert.equal(expectedDeviceNames(3), ['/dev/sda', '/dev/sdb', '/dev/sdc']);
   assert.is(expectedDeviceNames(27), undefined);
-  const dir = await mkdtemp(join(tmpdir(), 'gf-session-names-'));
-  const fake = join(dir, 'guestfish');
-  const { writeFile, chmod, readFile } = await import('node:fs/promises');
   // Every remote command succeeds; list-devices answers what CI once saw: a disk letter past the disks added.
-  await writeFile(fake, `#!/bin/sh\necho "$*" >> ${join(dir, 'calls')}\ncase "$1" in --listen) echo "GUESTFISH_PID=999999; export GUESTFISH_PID" ;; *) case "$*" in *list-devices*) printf '/dev/sda\\n/dev/sdd\\n' ;; esac ;; esac\n`);
-  await chmod(fake, 0o755);
-  const path = process.env.PATH;
-  process.env.PATH = `${dir}:${path}`;
-  const retries: string[] = [];
-  try {
+  await withFakeGuestfish(`case "$*" in *list-devices*) printf '/dev/sda\\n/dev/sdd\\n' ;; esac`, async (calls) => {
+    const retries: string[] = [];
     const disks = [{ path: '/a.qcow2', format: 'qcow2' as const }, { path: '/b.qcow2', format: 'qcow2' as const }];
     const error = await GuestSession.open(disks, { accel: 'tcg', onRetry: (r) => retries.push(r) }).catch((e: unknown) => e);
     assert.instance(error, Error);
     const said = 'the libguestfs appliance listed its disks as [/dev/sda, /dev/sdd], not [/dev/sda, /dev/sdb]';
     assert.is((error as Error).message, said);
     assert.equal(retries, [said]);
-    const calls = (await readFile(join(dir, 'calls'), 'utf8')).split('\n');
-    assert.is(calls.filter((l) => l.startsWith('--listen')).length, 2, 'launched twice');
-    assert.is(calls.filter((l) => l.endsWith('-- run')).length, 2);
-  } finally {
-    process.env.PATH = path;
-    await rm(dir, { recursive: true, force: true });
-  }
+    const lines = await calls();
+    assert.is(lines.filter((l) => l.startsWith('--listen')).length, 2, 'launched twice');
+    assert.is(lines.filter((l) => l.endsWith('-- run')).length, 2);
+  });
 });
 names.run();

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { convertImage, dataBytesOfMap, diskUsage, outputName, writeRootfsOutputs } from '../src/pipeline/outputs.ts';
+import { convertImage, diskUsage, usageOfMap, outputName, writeRootfsOutputs } from '../src/pipeline/outputs.ts';
 import { run } from '../src/exec/run.ts';
 import type { DiskRef } from '../src/stages/types.ts';
 import { makeImage } from './helpers/tree-image.ts';
@@ -65,7 +65,7 @@ t('the manifest\'s disk usage: data bytes through a backing chain, holes and wri
   assert.equal(await diskUsage({ path: base, format: 'qcow2' }), { virtualBytes: 64 * 2 ** 20, dataBytes: 3 * 2 ** 20 });
   // The overlay zeroes half of the base's second extent and adds its own.
   assert.equal(await diskUsage({ path: top, format: 'qcow2' }), { virtualBytes: 64 * 2 ** 20, dataBytes: 2.5 * 2 ** 20 });
-  assert.throws(() => dataBytesOfMap('{"start": 0}'), /no list of extents/);
+  assert.throws(() => usageOfMap('{"start": 0}'), /no list of extents/);
 });
 
 t.after(async () => {

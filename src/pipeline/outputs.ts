@@ -58,20 +58,23 @@ export interface DiskUsage {
 }
 
 /**
- * Pure: the data bytes of `qemu-img map --output=json` (through the whole backing chain): what a
- * compressed image has to hold. After the inject stage's fstrim that is the guest's live data and
- * its filesystems' metadata, so the compressed size against it shows how well the data compresses.
+ * Pure: a disk's usage from `qemu-img map --output=json` (through the whole backing chain), whose
+ * extents cover the disk from start to end: their sum is its size, and those with data that is not
+ * zeroes are what a compressed image has to hold. After the inject stage's fstrim that is the
+ * guest's live data and its filesystems' metadata, so the compressed size against it shows how
+ * well the data compresses.
  */
-export function dataBytesOfMap(json: string): number {
+export function usageOfMap(json: string): DiskUsage {
   const extents = JSON.parse(json) as { length: number; data?: boolean; zero?: boolean }[];
   if (!Array.isArray(extents)) throw new Error('qemu-img map gave no list of extents');
-  return extents.reduce((sum, e) => sum + (e.data && !e.zero ? e.length : 0), 0);
+  return {
+    virtualBytes: extents.reduce((sum, e) => sum + e.length, 0),
+    dataBytes: extents.reduce((sum, e) => sum + (e.data && !e.zero ? e.length : 0), 0),
+  };
 }
 
 export async function diskUsage(source: DiskRef): Promise<DiskUsage> {
-  const info = JSON.parse((await run(['qemu-img', 'info', '--output=json', '-f', source.format, source.path])).stdout) as { 'virtual-size': number };
-  const map = await run(['qemu-img', 'map', '--output=json', '-f', source.format, source.path], { timeoutMs: 5 * 60_000 });
-  return { virtualBytes: info['virtual-size'], dataBytes: dataBytesOfMap(map.stdout) };
+  return usageOfMap((await run(['qemu-img', 'map', '--output=json', '-f', source.format, source.path], { timeoutMs: 5 * 60_000 })).stdout);
 }
 
 /** Rewrite this build's lines of SHA256SUMS; a lock keeps parallel builds into one folder from losing lines. */

@@ -6,9 +6,8 @@
  */
 import { readFile, rm } from 'node:fs/promises';
 import { UserError } from '../errors.ts';
-import { release, start } from '../exec/run.ts';
+import { release, shellQuote, start } from '../exec/run.ts';
 import { pidAlive } from '../util/lock.ts';
-import { shellQuote } from '../exec/run.ts';
 import type { Logger } from '../log.ts';
 import { qemuArgs, type VmSpec } from './qemu-args.ts';
 import { qmpCommand } from './qmp.ts';
