@@ -21,7 +21,7 @@ interface CommandEntry {
 
 const commands: Record<string, CommandEntry> = {
   build: {
-    summary: 'build an image from a profile: base, build VM, inject, verify, compress, smoke boot',
+    summary: 'build an image from a profile: base, build VM, clean-up, apps, verify, compress, smoke boot',
     usage: 'build <profile.yaml> [-o out/] [--no-smoke] [--junit f.xml] [--verbose] [--keep-work] [--no-cache] [--accel auto|kvm|tcg] [--backend qemu|libvirt] [--connect URI] [--json-events] [--sign-key KEY] [--on-error cleanup|keep|ask] [--debug-ssh-key KEY.pub] [--break before:STAGE|after:STAGE] [--package-only (OSv)]',
     load: () => import('./commands/build.ts'),
   },

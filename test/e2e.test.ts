@@ -70,7 +70,7 @@ e2e('build exits 0 with the image, manifest, SHA256SUMS and a passing smoke JUni
   const image = join(out, 'debian-12-hpc.qcow2');
   assert.ok(existsSync(image));
   const manifest = JSON.parse(await readFile(join(out, 'debian-12-hpc.manifest.json'), 'utf8'));
-  assert.equal(manifest.timings.map((t: { stage: string }) => t.stage), ['base', 'provision', 'inject', 'verify', 'finalize', 'smoke']);
+  assert.equal(manifest.timings.map((t: { stage: string }) => t.stage), ['base', 'provision', 'seal', 'inject', 'verify', 'finalize', 'smoke']);
   assert.ok(manifest.packages.some((p: { name: string }) => p.name === 'cloud-init'));
   assert.ok(manifest.packages.some((p: { name: string }) => p.name === 'less'), 'profile package installed in the build VM');
   assert.is(manifest.smoke.ok, true);
@@ -127,9 +127,9 @@ async function cachePlan(profile: string): Promise<{ stage: string; cache: strin
 }
 
 
-e2e('stage cache: after the build, plan shows base, provision and inject as hits; the provision entry keeps no user-data', async () => {
+e2e('stage cache: after the build, plan shows base, provision, seal and inject as hits; the provision entry keeps no user-data', async () => {
   const lines = await cachePlan(join(root, 'profiles', 'debian-12-hpc.yaml'));
-  assert.equal(lines.map((l) => `${l.stage}:${l.cache}`), ['base:hit', 'provision:hit', 'inject:hit', 'verify:runs', 'finalize:runs', 'smoke:runs']);
+  assert.equal(lines.map((l) => `${l.stage}:${l.cache}`), ['base:hit', 'provision:hit', 'seal:hit', 'inject:hit', 'verify:runs', 'finalize:runs', 'smoke:runs']);
   // The build VM dropped its instance data before powering off: the cache holds the disk, not what the seed said.
   const provision = lines.find((l) => l.stage === 'provision')!.entry!;
   const r = await run(['guestfish', '--ro', '-a', provision, '-i', 'glob-expand', '/var/lib/cloud/instances/*/*'], { env: { LIBGUESTFS_BACKEND_SETTINGS: 'force_tcg' }, timeoutMs: 5 * 60_000 });
@@ -138,7 +138,7 @@ e2e('stage cache: after the build, plan shows base, provision and inject as hits
   assert.equal(left.filter((p) => /\/(user-data\.txt|cloud-config\.txt|vendor-data\.txt|obj\.pkl|scripts)/.test(p)), [], left.join('\n'));
 });
 
-e2e('stage cache: changing only an app reruns inject onward; base and provision are hits; the build\'s verify passes every rule and sees the new app', async () => {
+e2e('stage cache: changing only an app reruns inject onward, with no appliance (a fresh apps volume); base, provision and seal are hits; the build\'s verify passes every rule and sees the new app', async () => {
   const dir = join(tmp, 'app-change');
   await mkdir(dir, { recursive: true });
   const marker = `changed-app-${Date.now()}`;
@@ -151,13 +151,16 @@ e2e('stage cache: changing only an app reruns inject onward; base and provision 
     `  - { src: run.sh, dest: /opt-vm/${marker}/run.sh, mode: "0755" }`,
   ].join('\n'));
   const before = await cachePlan(join(dir, 'p.yaml'));
-  assert.equal(before.slice(0, 3).map((l) => `${l.stage}:${l.cache}`), ['base:hit', 'provision:hit', 'inject:miss']);
-  assert.match(before[2]!.why, /changed: apps/);
+  assert.equal(before.slice(0, 4).map((l) => `${l.stage}:${l.cache}`), ['base:hit', 'provision:hit', 'seal:hit', 'inject:miss']);
+  assert.match(before[3]!.why, /changed: apps/);
   const r = await guestforge(['build', join(dir, 'p.yaml'), '-o', join(dir, 'out'), '--no-smoke']);
   assert.is(r.exitCode, 0, r.all);
   assert.match(r.all, /base: cache hit/);
   assert.match(r.all, /provision: cache hit/);
+  assert.match(r.all, /seal: cache hit/);
   assert.match(r.all, /inject: not cached \(changed: apps\)/);
+  assert.match(r.all, /inject: wrote the \d+ MiB apps volume at \/opt-vm \(5 apps, no appliance\) in [\d.]+ s/);
+  assert.not.match(r.all, /go in with guestfish/);
   assert.not.ok(existsSync(join(dir, 'out', 'logs', 'debian-12-hpc', 'build-console.log')), 'no build VM ran');
   // The build's own verify verdicts (guestforge verify runs on the resumed image below).
   const manifest = JSON.parse(await readFile(join(dir, 'out', 'debian-12-hpc.manifest.json'), 'utf8')) as { verify: { id: string; verdict: string; evidence: string }[] };
@@ -167,7 +170,7 @@ e2e('stage cache: changing only an app reruns inject onward; base and provision 
 
 e2e('stage cache: a truncated entry is found broken by one of two builds started together, which removes and rebuilds it; the other waits for it and uses it', async () => {
   // The app-change profile's inject entry: only this file uses it (other files may be reading the
-  // default one). A guestfish launch, not a build VM boot, makes the contended entry.
+  // default one). Writing the apps volume, not a build VM boot, makes the contended entry.
   const profile = join(tmp, 'app-change', 'p.yaml');
   const entry = (await cachePlan(profile)).find((l) => l.stage === 'inject')?.entry;
   assert.ok(entry, 'the inject entry of the app-change profile should be cached');
@@ -205,11 +208,14 @@ e2e('--break before:inject keeps the build; guestforge shell changes its disk; r
   assert.is(sh.exitCode, 0, sh.all);
   assert.match(sh.stderr, /read-write \(resume goes on from what you leave here\)/);
   const [before, after] = sh.stdout.split('==\n');
-  assert.is(before, 'true\n', 'the app folder is there, empty, before inject');
-  assert.is(after?.trim(), 'from-shell');
+  // lost+found: the apps folder is the apps volume, a filesystem of its own.
+  assert.is(before, 'true\nlost+found\n', 'the app folder is there, empty, before inject');
+  assert.is(after?.trim(), 'from-shell\nlost+found');
   const r = await guestforge(['resume', id!]);
   assert.is(r.exitCode, 0, r.all);
   assert.match(r.all, new RegExp(`resuming ${id} at inject`));
+  // The shell may have changed the volume: a fresh one would drop what it left.
+  assert.match(r.all, /inject: the disk may have changed since its facts were read \(a resumed build\), so the apps go in with guestfish/);
   assert.not.match(r.all, /cached as|cache hit/);
   const v = await guestforge(['verify', join(bOut, 'debian-12-hpc.qcow2'), '--json'], { timeoutMs: 5 * 60_000 });
   assert.is(v.exitCode, 0, v.all);
@@ -253,6 +259,7 @@ e2e('an independent guestfish read of the output shows the cluster layout and a 
     '-cat /root/.ssh/authorized_keys',
     'exists /var/lib/cloud/instances',
     'cat /etc/guestforge-release',
+    'mountpoints',
   ];
   // One launch; each answer framed by a marker line so they can be told apart.
   const r = await run(['guestfish', '--ro', '-a', image, '-i'], {
@@ -274,6 +281,8 @@ e2e('an independent guestfish read of the output shows the cluster layout and a 
   assert.not.match(answer('-cat /root/.ssh/authorized_keys'), /guestforge-e2e-debug/);
   assert.is(answer('exists /var/lib/cloud/instances'), 'false\n', 'no cloud-init instance state');
   assert.match(answer('cat /etc/guestforge-release'), /built by guestforge/);
+  // The apps folder is a filesystem of its own, mounted by the image's fstab.
+  assert.match(answer('mountpoints'), /^\/dev\/sd[a-z]2: \/opt-vm$/m);
 });
 
 e2e('a failing profile command with --on-error keep: exit 1 naming the command; the build VM stays up; console shows its login prompt and takes the one-time password; SSH takes the debug key; discard leaves no qemu and no work folder', async () => {

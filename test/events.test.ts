@@ -48,8 +48,8 @@ cliSuite('a build failing at its checksum: stdout is JSON lines only, ending in 
   const events = lines.map((l) => parseEvent(l));
   assert.ok(events.every(Boolean), `not an event: ${lines.find((l) => !parseEvent(l))}`);
   const list = events as BuildEvent[];
-  assert.equal(list[0], { type: 'step', state: 'running', title: '[1/6] base disk' });
-  assert.ok(list.some((e) => e.type === 'step' && e.state === 'failed' && e.title === '[1/6] base disk'), r.stdout);
+  assert.equal(list[0], { type: 'step', state: 'running', title: '[1/7] base disk' });
+  assert.ok(list.some((e) => e.type === 'step' && e.state === 'failed' && e.title === '[1/7] base disk'), r.stdout);
   const last = list.at(-1)!;
   assert.is(last.type, 'result');
   if (last.type !== 'result') return;

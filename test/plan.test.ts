@@ -9,7 +9,7 @@ const plan = suite('plan');
 plan('prints YAML 1.1 user-data starting with #cloud-config, with layout, datasource and reporter', async () => {
   const run = await execa('node', [join(root, 'bin', 'guestforge.js'), 'plan', '--json', join(root, 'profiles', 'debian-12-hpc.yaml')]);
   const out = JSON.parse(run.stdout) as { stages: string[]; seed: { userData: string } };
-  assert.equal(out.stages, ['base', 'provision', 'inject', 'verify', 'finalize', 'smoke']);
+  assert.equal(out.stages, ['base', 'provision', 'seal', 'inject', 'verify', 'finalize', 'smoke']);
   assert.ok(out.seed.userData.startsWith('#cloud-config\n'));
   const config = parse(out.seed.userData, { version: '1.1' }) as Record<string, any>;
   const files = (config.write_files as { path: string; content: string }[]);

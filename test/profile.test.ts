@@ -99,6 +99,22 @@ errors('app under /opt is refused, naming /opt-vm', async () => {
   assert.match(run.stderr, /apps\[1\]\.dest: "\/opt\/app" is under \/opt/);
   assert.match(run.stderr, /\/opt-vm/);
 });
+errors('an apps volume too small, or one that leaves the root too little of the disk, is refused at disk.appsVolume with what to change', async () => {
+  for (const [volume, message, hint] of [
+    ['8M', /disk\.appsVolume: 8M is too small for an ext4 apps volume/, /at least 16(\.0)? MiB, or "none"/],
+    ['3G', /disk\.appsVolume: 3G leaves the root filesystem 1(\.0)? GiB of the 4G disk/, /raise disk\.size or lower disk\.appsVolume/],
+  ] as const) {
+    const file = await scratchCopy((t) => t.replace('  size: 4G', `  size: 4G\n  appsVolume: ${volume}`));
+    try {
+      const r = await execa('node', [cli, 'validate', file], { reject: false });
+      assert.is(r.exitCode, 2, r.stderr);
+      assert.match(r.stderr, message);
+      assert.match(r.stderr, hint);
+    } finally {
+      await rm(file, { force: true });
+    }
+  }
+});
 errors('bad size and bad sha256 are located on their value', async () => {
   const file = await scratchCopy((t) => t.replace('size: 4G', 'size: lots'));
   const result = await loadProfile(file);

@@ -3,7 +3,7 @@
  * the generated user-data of the redhat driver is compared with the Debian
  * one (what differs and why), and a small disk whose os-release says Rocky 9,
  * with SELINUX=enforcing and a real rpm database (made by the host's rpm
- * from stand-in packages), goes through the inject stage's SELinux step and
+ * from stand-in packages), goes through the seal stage's SELinux step and
  * through `guestforge verify` with real libguestfs. Not covered: dnf in a
  * build VM, booting a Rocky image, the autorelabel reboot.
  */
@@ -137,7 +137,7 @@ offline.before(async () => {
   ]));
 });
 
-offline('the inject stage\'s SELinux step schedules a relabel (this libguestfs has no setfiles)', async () => {
+offline('the seal stage\'s SELinux step schedules a relabel (this libguestfs has no setfiles)', async () => {
   const session = await GuestSession.open([{ path: image, format: 'raw' }], { accel: 'tcg' });
   let notes: string[];
   try {

@@ -3,7 +3,7 @@
  * smoke-booted, with the soft-RoCE link, the verbs device and an ib_send_bw
  * loopback checked inside the VM, then rehearsed as two cluster nodes (MPI
  * across them, ib_send_bw between them) (its base is the default profile's, shared
- * through .test-cache/; libvirt.test.ts, earlier in its lane, builds this profile as a local libvirt domain and leaves its provision and inject entries there). The build VM's kernel check runs on the host against
+ * through .test-cache/; libvirt.test.ts, earlier in its lane, builds this profile as a local libvirt domain and leaves its provision, seal and inject entries there). The build VM's kernel check runs on the host against
  * fake roots; verify's vrdma.kernel verdict on a cloud kernel is proven over
  * facts in verify.test.ts, so no second base is bootstrapped here.
  */

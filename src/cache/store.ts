@@ -39,7 +39,7 @@ export interface EntryRecord {
   bytes: number;
   created: string;
   lastUsed: string;
-  /** What the stage needs back on a hit besides the disk (the inject stage's facts). */
+  /** What the stage needs back on a hit besides the disk (the seal and inject stages' facts). */
   data?: unknown;
 }
 

@@ -15,7 +15,7 @@ import { readFile } from 'node:fs/promises';
 import { howToReach, type KeptBuild } from '../debug/kept.ts';
 import type { BreakPoint, BuildOptions, OnError } from '../stages/types.ts';
 
-export const stageNames = ['base', 'provision', 'inject', 'verify', 'finalize', 'smoke', 'package', 'compose'] as const;
+export const stageNames = ['base', 'provision', 'seal', 'inject', 'verify', 'finalize', 'smoke', 'package', 'compose'] as const;
 
 export async function run(args: string[]): Promise<number> {
   if (!args.includes('--json-events')) return command(args);

@@ -14,7 +14,7 @@ import type { BuildContext, DiskRef, SmokeReport } from '../stages/types.ts';
 export type CloudConfig = Record<string, unknown>;
 
 /** Stages known to the pipeline; a family picks and orders the ones it runs. */
-export type StageName = 'base' | 'provision' | 'inject' | 'verify' | 'finalize' | 'smoke' | 'package' | 'compose';
+export type StageName = 'base' | 'provision' | 'seal' | 'inject' | 'verify' | 'finalize' | 'smoke' | 'package' | 'compose';
 
 export interface OsDriver {
   readonly family: Profile['os']['family'];
@@ -32,7 +32,7 @@ export interface OsDriver {
   /** cloud-config keys only this family needs in the build VM. */
   buildConfig(profile: Profile): CloudConfig;
   /**
-   * Family-specific offline work at the end of the inject stage's guestfish
+   * Family-specific offline work at the end of the seal stage's guestfish
    * session (e.g. SELinux relabel). Returns what it did, for the build log.
    */
   offlineFixups(profile: Profile, session: GuestSession): Promise<string[]>;

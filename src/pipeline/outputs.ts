@@ -60,7 +60,7 @@ export interface DiskUsage {
 /**
  * Pure: a disk's usage from `qemu-img map --output=json` (through the whole backing chain), whose
  * extents cover the disk from start to end: their sum is its size, and those with data that is not
- * zeroes are what a compressed image has to hold. After the inject stage's fstrim that is the
+ * zeroes are what a compressed image has to hold. After the seal stage's fstrim that is the
  * guest's live data and its filesystems' metadata, so the compressed size against it shows how
  * well the data compresses.
  */

@@ -125,9 +125,10 @@ export const layoutRules: LayoutRule[] = [
     validate: (l) => underOpt('optVm', l.optVm),
     verify: (f, o) => {
       const p = f.paths[o.optVm];
-      return p?.isDir ? pass(`${o.optVm}: ${(p.entries ?? []).join(', ') || 'empty'}`) : fail(`${o.optVm} does not exist`);
+      // lost+found: the apps volume is a filesystem of its own.
+      return p?.isDir ? pass(`${o.optVm}: ${(p.entries ?? []).filter((e) => e !== 'lost+found').join(', ') || 'empty'}`) : fail(`${o.optVm} does not exist`);
     },
-    inGuest: (l) => ({ id: 'layout.opt-vm', shell: `[ -d ${sq(l.optVm)} ] && echo ${sq(`${l.optVm}:`)} "$(ls ${sq(l.optVm)} | tr '\\n' ' ')"` }),
+    inGuest: (l) => ({ id: 'layout.opt-vm', shell: `[ -d ${sq(l.optVm)} ] && echo ${sq(`${l.optVm}:`)} "$(ls ${sq(l.optVm)} | grep -vx 'lost+found' | tr '\\n' ' ')"` }),
   },
 ];
 

@@ -20,6 +20,9 @@ export type { Problem } from './problem.ts';
 /** Smallest disk a bootstrapped Debian guest fits in, with room for packages. */
 export const minBootstrapDisk = 2 * 1024 ** 3;
 
+/** Smallest apps volume: an ext4 with a journal and room for a few apps. */
+export const minAppsVolume = 16 * 1024 ** 2;
+
 /**
  * An app gets a path of its own strictly inside the apps folder or a root the
  * profile allows: never a system folder, never the folder itself (its owner
@@ -149,6 +152,11 @@ export async function checkRules(profile: Profile): Promise<Problem[]> {
   const diskBytes = parseSize(profile.disk.size);
   if (profile.base.bootstrap && diskBytes < minBootstrapDisk) {
     problems.push({ path: ['disk', 'size'], message: `${profile.disk.size} is too small for a bootstrapped guest`, hint: `use at least ${formatSize(minBootstrapDisk)}` });
+  }
+  const volume = profile.disk.appsVolume === 'none' ? 0 : parseSize(profile.disk.appsVolume);
+  if (profile.base.bootstrap && volume > 0) {
+    if (volume < minAppsVolume) problems.push({ path: ['disk', 'appsVolume'], message: `${profile.disk.appsVolume} is too small for an ext4 apps volume`, hint: `use at least ${formatSize(minAppsVolume)}, or "none" to keep apps in the root filesystem` });
+    else if (diskBytes >= minBootstrapDisk && diskBytes - volume < minBootstrapDisk) problems.push({ path: ['disk', 'appsVolume'], message: `${profile.disk.appsVolume} leaves the root filesystem ${formatSize(diskBytes - volume)} of the ${profile.disk.size} disk`, hint: `the root needs ${formatSize(minBootstrapDisk)}: raise disk.size or lower disk.appsVolume` });
   }
   const image = profile.base.image;
   if (image?.path) {

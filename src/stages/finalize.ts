@@ -1,5 +1,5 @@
 /**
- * Stage 5: a standalone, compressed image from the overlay chain, its
+ * Stage 6: a standalone, compressed image from the overlay chain, its
  * manifest and SHA256SUMS. Everything through temp names and renames; when
  * a later stage (smoke) fails, cleanup removes what this stage published.
  */

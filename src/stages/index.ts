@@ -3,6 +3,7 @@ import type { StageName } from '../os/types.ts';
 import { baseStage } from './base.ts';
 import { finalizeStage } from './finalize.ts';
 import { injectStage } from './inject.ts';
+import { sealStage } from './seal.ts';
 import { provisionStage } from './provision.ts';
 import { smokeStage } from './smoke.ts';
 import type { Stage } from './types.ts';
@@ -12,6 +13,7 @@ import { composeStage, packageStage } from '../os/osv/stages.ts';
 export const stages: Partial<Record<StageName, Stage>> = {
   base: baseStage,
   provision: provisionStage,
+  seal: sealStage,
   inject: injectStage,
   verify: verifyStage,
   finalize: finalizeStage,

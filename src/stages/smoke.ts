@@ -1,4 +1,4 @@
-/** Stage 6: boot the finished image as the cluster would and check from inside. */
+/** Stage 7: boot the finished image as the cluster would and check from inside. */
 import { inGuestLayoutIds } from '../policy/layout.ts';
 import { join } from 'node:path';
 import { smokeTargetOf } from '../cloudinit/userdata.ts';

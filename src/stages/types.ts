@@ -111,7 +111,7 @@ export interface BuildContext {
   base?: { source: string; sha256?: string; cached: boolean };
   /** OSv: the Capstan package folder. */
   packageDir?: string;
-  /** Read from the finished guest by the inject stage, judged by the verify stage. */
+  /** Read from the guest by the seal stage (and the inject stage, which adds the apps), judged by the verify stage. */
   facts?: GuestFacts;
   verify?: VerifyReport;
   outputs: OutputFile[];
@@ -137,7 +137,7 @@ export interface StageCacheSpec {
   inputs(ctx: KeyContext): Promise<Record<string, string> | undefined>;
   /** A stage that is not cached may still name its disk (an image checked by sha256). */
   identity?(ctx: KeyContext): ChainNode | undefined;
-  /** Kept with the entry and handed back on a hit (the inject stage's facts). */
+  /** Kept with the entry and handed back on a hit (the seal and inject stages' facts). */
   save?(ctx: BuildContext): unknown;
   restore?(ctx: BuildContext, data: unknown): void;
 }

@@ -1,8 +1,8 @@
 /**
- * Stage 4: judge the image against the cluster's guest requirements. The
- * facts were read in the inject stage's guestfish session, after the
+ * Stage 5: judge the image against the cluster's guest requirements. The
+ * facts were read in the seal stage's guestfish session, after the
  * clean-up, so this costs no appliance launch; without them (a family with
- * no inject stage) it does one read-only launch of its own.
+ * no seal stage) it does one read-only launch of its own.
  */
 import { layoutRules } from '../policy/layout.ts';
 import { UserError } from '../errors.ts';

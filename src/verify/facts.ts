@@ -100,7 +100,7 @@ export function kernelCmdlinesOf(files: { path: string; text: string }[]): { pat
   return out;
 }
 
-/** Facts as JSON (kept with the inject stage's cache entry) and back. */
+/** Facts as JSON (kept with the seal and inject stages' cache entries) and back. */
 export function factsToJson(facts: GuestFacts): unknown {
   return { ...facts, packages: [...facts.packages.entries()] };
 }

@@ -9,6 +9,7 @@ import { dirname, resolve } from 'node:path';
 import { UsageError } from '../errors.ts';
 import { run } from '../exec/run.ts';
 import { isUnder } from '../policy/paths.ts';
+import { qemuOptValue } from './qemu-args.ts';
 
 export interface ImageInfo {
   format: string;
@@ -95,4 +96,15 @@ export async function checkedBackingChain(image: string, command: string, option
     if (chain.length >= maxBackingDepth) throw new UsageError(`${command}: ${image}'s backing chain is deeper than ${maxBackingDepth}`, { hint: 'flatten it: qemu-img convert -O qcow2' });
     path = info.backing;
   }
+}
+
+/**
+ * Pure: the qemu-img argv that writes a raw file into `disk` at `offset`, never past
+ * `offset + bytes` (qemu's raw driver, layered on the disk's own format, bounds the write:
+ * a larger source is an error, not a write into the next partition). Zero runs become
+ * zero clusters, so what was there before is gone.
+ */
+export function writeAtArgs(source: string, disk: { path: string; format: string }, offset: number, bytes: number): string[] {
+  const target = `driver=raw,offset=${offset},size=${bytes},file.driver=${disk.format},file.file.driver=file,file.file.filename=${qemuOptValue(resolve(disk.path))}`;
+  return ['qemu-img', 'convert', '-n', '-f', 'raw', source, '--target-image-opts', target];
 }

@@ -5,7 +5,7 @@
  * installs GRUB. About twice as fast here as tar-in through guestfish.
  */
 import { redactUrl } from '../../util/url.ts';
-import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../exec/run.ts';
 import { GuestSession } from '../../guestfs/session.ts';
@@ -53,8 +53,40 @@ export function mmdebstrapArgs(profile: Profile, mirrors: string[], target: stri
 
 export const partitionOffset = 1024 * 1024;
 
-/** Pure: one bootable Linux partition from 1 MiB to the end. */
-export const sfdiskScript = 'label: dos\nstart=2048, type=83, bootable\n';
+/** The label the apps volume's filesystem carries, and its fstab names it by. */
+export const appsVolumeLabel = 'gf-apps';
+
+export interface AppsVolume {
+  /** Byte offset of its partition (the second, first on the disk). */
+  offset: number;
+  bytes: number;
+  label: string;
+  /** Where it is mounted: the profile's apps folder. */
+  mountpoint: string;
+}
+
+/**
+ * Pure: where a bootstrapped base keeps its apps volume, or undefined when it has none (an
+ * imported base's layout is not ours; `disk.appsVolume: none`). It sits first on the disk
+ * (partition 2, from 1 MiB) so the root, partition 1, is last and can grow with the disk.
+ */
+export function appsVolumeOf(profile: Pick<Profile, 'base' | 'disk' | 'layout'>): AppsVolume | undefined {
+  if (!profile.base.bootstrap || profile.disk.appsVolume === 'none') return undefined;
+  const mib = 1024 * 1024;
+  return { offset: partitionOffset, bytes: Math.floor(parseSize(profile.disk.appsVolume) / mib) * mib, label: appsVolumeLabel, mountpoint: profile.layout.optVm };
+}
+
+/** Pure: partition 1 the bootable root (to the end of the disk), partition 2 the apps volume before it. */
+export function sfdiskScript(volume: AppsVolume | undefined): string {
+  if (!volume) return 'label: dos\nstart=2048, type=83, bootable\n';
+  const sector = 512;
+  return `label: dos\nstart=${(volume.offset + volume.bytes) / sector}, type=83, bootable\nstart=${volume.offset / sector}, size=${volume.bytes / sector}, type=83\n`;
+}
+
+/** Pure: the fstab line that mounts the apps volume. */
+export function appsVolumeFstab(volume: AppsVolume): string {
+  return `LABEL=${volume.label} ${volume.mountpoint} ext4 defaults 0 2\n`;
+}
 
 /** `mirrors`: the apt source lines for the suite (from the host's apt sources or the profile). */
 export async function bootstrapBase(ctx: BuildContext, step: Step, output: string, mirrors: string[]): Promise<void> {
@@ -79,14 +111,23 @@ export async function bootstrapBase(ctx: BuildContext, step: Step, output: strin
       throw error;
     });
 
+    const volume = appsVolumeOf(profile);
+    if (volume) {
+      // The mount point stays in the root, so the folder is there even if the volume is not.
+      await mkdir(join(rootDir, volume.mountpoint), { recursive: true, mode: 0o755 });
+      await appendFile(join(rootDir, 'etc', 'fstab'), appsVolumeFstab(volume));
+    }
     step.update('filesystem from the tree (mke2fs -d)');
     const bytes = parseSize(profile.disk.size);
+    const rootOffset = volume ? volume.offset + volume.bytes : partitionOffset;
     await run(['truncate', '-s', String(bytes), raw]);
-    await run(['sfdisk', '--quiet', raw], { input: sfdiskScript });
-    const fsKiB = Math.floor((bytes - partitionOffset) / 1024);
-    await run(['mke2fs', '-q', '-t', 'ext4', '-L', 'rootfs', '-d', rootDir, '-E', `offset=${partitionOffset}`, raw, `${fsKiB}k`], {
+    await run(['sfdisk', '--quiet', raw], { input: sfdiskScript(volume) });
+    const fsKiB = Math.floor((bytes - rootOffset) / 1024);
+    await run(['mke2fs', '-q', '-t', 'ext4', '-L', 'rootfs', '-d', rootDir, '-E', `offset=${rootOffset},nodiscard`, raw, `${fsKiB}k`], {
       timeoutMs: 10 * 60_000,
     });
+    // An empty one: the build VM's commands may install there; the inject stage writes the apps.
+    if (volume) await run(['mke2fs', '-q', '-t', 'ext4', '-L', volume.label, '-E', `offset=${volume.offset},nodiscard,root_owner=0:0`, raw, `${volume.bytes / 1024}k`]);
   } finally {
     await rm(rootDir, { recursive: true, force: true });
   }
@@ -113,7 +154,7 @@ export async function bootstrapBase(ctx: BuildContext, step: Step, output: strin
 }
 
 /** Bump when the way a bootstrapped base is made changes, so old cache entries are not reused. */
-const bootstrapRecipe = 5;
+const bootstrapRecipe = 6;
 
 async function mirrorsOf(profile: Profile): Promise<string[]> {
   const bootstrap = profile.base.bootstrap!;
@@ -129,7 +170,8 @@ export async function bootstrapKey(profile: Profile, mirrors?: string[]): Promis
     argv: mmdebstrapArgs(profile, mirrors ?? (await mirrorsOf(profile)), 'TARGET').map((a) => a.replaceAll(hookDir, 'HOOKS')),
     hooks,
     size: profile.disk.size,
-    sfdiskScript,
+    sfdisk: sfdiskScript(appsVolumeOf(profile)),
+    appsVolume: appsVolumeOf(profile) ? appsVolumeFstab(appsVolumeOf(profile)!) : null,
   })).slice(0, 16);
 }
 

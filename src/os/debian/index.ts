@@ -6,7 +6,7 @@ import { bootstrapDebian, bootstrapKey } from './bootstrap.ts';
 export const debian: OsDriver = {
   family: 'debian',
   title: 'Debian',
-  stages: () => ['base', 'provision', 'inject', 'verify', 'finalize', 'smoke'],
+  stages: () => ['base', 'provision', 'seal', 'inject', 'verify', 'finalize', 'smoke'],
   vrdmaPackages: ['rdma-core', 'ibverbs-providers', 'ibverbs-utils', 'rdmacm-utils', 'infiniband-diags', 'perftest'],
   // The cloud kernel has no rdma_rxe; the generic one does. Removing the
   // running kernel asks a debconf question whose default aborts: answer it.

@@ -13,7 +13,7 @@ export function selinuxConfig(text: string): { mode?: 'enforcing' | 'permissive'
 export const redhat: OsDriver = {
   family: 'redhat',
   title: 'RedHat family',
-  stages: () => ['base', 'provision', 'inject', 'verify', 'finalize', 'smoke'],
+  stages: () => ['base', 'provision', 'seal', 'inject', 'verify', 'finalize', 'smoke'],
   vrdmaPackages: ['rdma-core', 'libibverbs', 'libibverbs-utils', 'librdmacm-utils', 'infiniband-diags', 'perftest'],
   // rdma_rxe ships in kernel-modules-extra, per kernel version.
   vrdmaKernel: {

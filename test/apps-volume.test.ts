@@ -1,0 +1,131 @@
+/**
+ * The apps volume: where a bootstrapped base keeps it, when the inject stage
+ * may write it fresh, and the write itself with the real tools (mke2fs -d,
+ * qemu-img into a qcow2 overlay) read back by e2fsprogs' debugfs, no
+ * appliance: the owners and modes the profile gives, links kept as links,
+ * every byte outside the partition untouched, apps too big refused by name.
+ */
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { loadProfileOrThrow } from '../src/profile/index.ts';
+import { appsVolumeFstab, appsVolumeOf, sfdiskScript, type AppsVolume } from '../src/os/debian/bootstrap.ts';
+import { profileBlocker, volumeBlocker, writeAppsVolume } from '../src/stages/inject.ts';
+import { writeAtArgs } from '../src/vm/image.ts';
+import { run } from '../src/exec/run.ts';
+import type { GuestFacts } from '../src/verify/facts.ts';
+import type { Profile } from '../src/profile/schema.ts';
+import { timed } from './helpers/timing.ts';
+
+const root = join(import.meta.dirname, '..');
+const tmp = await mkdtemp(join(tmpdir(), 'gf-apps-volume-'));
+const t = timed(suite('apps volume (real mke2fs, qemu-img, debugfs)'));
+const { profile } = await loadProfileOrThrow(join(root, 'profiles', 'debian-12-hpc.yaml'));
+const noStep = { update() {} };
+const mib = 1024 * 1024;
+
+t('a bootstrapped base has a 512 MiB volume first on the disk (partition 2), the root after it (partition 1, last, so it can grow); none for an imported base or appsVolume: none', () => {
+  const volume = appsVolumeOf(profile)!;
+  assert.equal(volume, { offset: mib, bytes: 512 * mib, label: 'gf-apps', mountpoint: '/opt-vm' });
+  assert.is(sfdiskScript(volume), `label: dos\nstart=${(513 * mib) / 512}, type=83, bootable\nstart=2048, size=${(512 * mib) / 512}, type=83\n`);
+  assert.is(sfdiskScript(undefined), 'label: dos\nstart=2048, type=83, bootable\n');
+  assert.is(appsVolumeFstab(volume), 'LABEL=gf-apps /opt-vm ext4 defaults 0 2\n');
+  assert.is(appsVolumeOf({ ...profile, disk: { ...profile.disk, appsVolume: 'none' } }), undefined);
+  assert.is(appsVolumeOf({ ...profile, base: { image: { path: '/x.qcow2' } } as Profile['base'] }), undefined);
+  assert.is(appsVolumeOf({ ...profile, disk: { ...profile.disk, appsVolume: '100.5M' } })!.bytes, 100 * mib, 'whole MiB');
+});
+
+t('the volume is written fresh only when every app is inside it and the build left nothing there (lost+found is the filesystem\'s own)', () => {
+  const volume = appsVolumeOf(profile)!;
+  const facts = (entries: string[]) => ({ paths: { '/opt-vm': { exists: true, isDir: true, entries } } }) as unknown as GuestFacts;
+  assert.is(volumeBlocker(profile, volume, facts(['lost+found'])), undefined);
+  assert.is(volumeBlocker(profile, volume, facts([])), undefined);
+  assert.is(volumeBlocker(profile, volume, facts(['lost+found', 'built-here'])), "the build's commands left built-here in /opt-vm");
+  assert.match(volumeBlocker(profile, volume, undefined)!, /a resumed build/);
+  assert.is(volumeBlocker(profile, undefined, facts([])), 'the base has no apps volume');
+  const outside = { apps: [...profile.apps, { src: 'x', dest: '/srv/tools/x', owner: '0:0' }] };
+  assert.is(profileBlocker(outside, volume), '/srv/tools/x is outside the apps volume (/opt-vm)');
+});
+
+t('qemu-img writes into the partition through the raw driver, bounded by its size; a comma in the path is doubled', () => {
+  const argv = writeAtArgs('/w/apps.img', { path: '/w/a,b.qcow2', format: 'qcow2' }, mib, 16 * mib);
+  assert.equal(argv, ['qemu-img', 'convert', '-n', '-f', 'raw', '/w/apps.img', '--target-image-opts', `driver=raw,offset=${mib},size=${16 * mib},file.driver=qcow2,file.file.driver=file,file.file.filename=/w/a,,b.qcow2`]);
+});
+
+/** debugfs's answer for one request on the filesystem at `offset` of a raw file. */
+async function debugfs(raw: string, request: string): Promise<string> {
+  const r = await run(['debugfs', '-R', request, raw]);
+  return `${r.stdout}${r.stderr}`;
+}
+
+t('the apps become a fresh ext4 over the volume\'s partition of a qcow2 overlay: owners, modes and links as the profile says, the old content gone, nothing outside the partition changed', async () => {
+  const volume: AppsVolume = { offset: mib, bytes: 16 * mib, label: 'gf-apps', mountpoint: '/opt-vm' };
+  // A disk whose every byte is known: random, so a stray write anywhere shows.
+  const raw = join(tmp, 'disk.raw');
+  await run(['sh', '-c', `head -c ${24 * mib} /dev/urandom > "$1"`, 'sh', raw]);
+  const base = join(tmp, 'disk.qcow2');
+  await run(['qemu-img', 'convert', '-O', 'qcow2', raw, base]);
+  const overlay = join(tmp, 'overlay.qcow2');
+  await run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay]);
+
+  const src = join(tmp, 'src');
+  await mkdir(join(src, 'tool', 'lib'), { recursive: true });
+  await writeFile(join(src, 'tool', 'lib', 'data'), 'data\n');
+  await symlink('/etc/shadow', join(src, 'tool', 'lib', 'link'));
+  await writeFile(join(src, 'run.sh'), '#!/bin/sh\necho hi\n', { mode: 0o600 });
+  const names = await writeAppsVolume([
+    { src: join(src, 'run.sh'), dest: '/opt-vm/hello/bin/run.sh', mode: '0755', owner: '1234:1235' },
+    { src: join(src, 'tool'), dest: '/opt-vm/tool', mode: '0640', owner: '2000:2000' },
+    { src: join(src, 'run.sh'), dest: '/opt-vm/plain', owner: '0:0' },
+  ], volume, { path: overlay, format: 'qcow2' }, tmp, noStep);
+  assert.equal(names, ['hello', 'plain', 'tool']);
+
+  const back = join(tmp, 'back.raw');
+  await run(['qemu-img', 'convert', '-O', 'raw', overlay, back]);
+  const [before, after] = [await readFile(raw), await readFile(back)];
+  assert.ok(before.subarray(0, volume.offset).equals(after.subarray(0, volume.offset)), 'the bytes before the partition are untouched');
+  assert.ok(before.subarray(volume.offset + volume.bytes).equals(after.subarray(volume.offset + volume.bytes)), 'the bytes after the partition are untouched');
+  const fs = join(tmp, 'volume.raw');
+  await writeFile(fs, after.subarray(volume.offset, volume.offset + volume.bytes));
+
+  assert.match(await run(['blkid', '-o', 'export', fs]).then((r) => r.stdout), /^LABEL=gf-apps$/m);
+  assert.match(await run(['e2fsck', '-fn', fs]).then((r) => r.stdout), /clean|files/, 'e2fsck finds no error');
+  const run_ = await debugfs(fs, 'stat /hello/bin/run.sh');
+  assert.match(run_, /Type: regular\s+Mode:\s+0755/);
+  assert.match(run_, /User:\s+1234\s+Group:\s+1235/);
+  assert.match(await debugfs(fs, 'cat /hello/bin/run.sh'), /echo hi/);
+  const between = await debugfs(fs, 'stat /hello/bin');
+  assert.match(between, /Type: directory\s+Mode:\s+0755/, 'folders between are 0755');
+  assert.match(between, /User:\s+0\s+Group:\s+0/, 'and root\'s');
+  assert.match(await debugfs(fs, 'stat /'), /Mode:\s+0755[\s\S]*User:\s+0\s+Group:\s+0/, 'the volume\'s top is root\'s and 0755');
+  assert.match(await debugfs(fs, 'stat /tool/lib/data'), /Mode:\s+0640[\s\S]*User:\s+2000\s+Group:\s+2000/);
+  const link = await debugfs(fs, 'stat /tool/lib/link');
+  assert.match(link, /Type: symlink/, 'a link stays a link');
+  assert.match(link, /Fast link dest: "\/etc\/shadow"/);
+  assert.match(link, /User:\s+2000/);
+  assert.match(await debugfs(fs, 'stat /tool'), /User:\s+2000\s+Group:\s+2000/, 'the app\'s own folder is the app\'s owner\'s');
+  assert.match(await debugfs(fs, 'stat /plain'), /Mode:\s+0644/, 'a file with no mode gets 0644, as guestfish upload gives');
+  assert.equal((await run(['ls', '-A', tmp])).stdout.split('\n').filter((n) => n.startsWith('apps-volume')), [], 'no staged tree or image left');
+});
+
+t('apps too big for the volume: a clear error naming disk.appsVolume; nothing is written', async () => {
+  const volume: AppsVolume = { offset: mib, bytes: 16 * mib, label: 'gf-apps', mountpoint: '/opt-vm' };
+  const disk = join(tmp, 'small.qcow2');
+  await run(['qemu-img', 'create', '-q', '-f', 'qcow2', disk, String(24 * mib)]);
+  const big = join(tmp, 'big.bin');
+  await run(['sh', '-c', `head -c ${20 * mib} /dev/urandom > "$1"`, 'sh', big]);
+  const error = await writeAppsVolume([{ src: big, dest: '/opt-vm/big.bin', owner: '0:0' }], volume, { path: disk, format: 'qcow2' }, tmp, noStep).then(() => undefined, (e: Error & { hint?: string }) => e);
+  assert.ok(error, 'should fail');
+  assert.match(error!.message, /^the apps do not fit in the 16(\.0)? MiB apps volume \(.*writing file "big\.bin"/, error!.message);
+  assert.match(error!.hint ?? '', /disk\.appsVolume/);
+  const map = JSON.parse((await run(['qemu-img', 'map', '--output=json', disk])).stdout) as { data: boolean }[];
+  assert.equal(map.filter((m) => m.data), [], 'the disk is still empty');
+});
+
+t.after(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+t.run();
