@@ -98,6 +98,20 @@ export const bootTrims: readonly BootTrim[] = [
     bootstrap: { hookArg: 'grub-timeout=0' },
   },
   {
+    id: 'kernel-quiet',
+    what: 'kernel command line `quiet`: the kernel and systemd print only warnings and errors on the console (cloud-init\'s output, the login prompt and any panic still reach it)',
+    why: 'every console line goes out byte by byte through an emulated serial port; a batch VM\'s console is read only when something fails, and then the warnings are there',
+    families: ['debian'],
+    bootstrap: { hookArg: 'kernel-arg=quiet' },
+  },
+  {
+    id: 'boot-no-fsck',
+    what: 'kernel command line `fsck.mode=skip`: no file system check at boot (the initramfs\'s for the root), and the apps volume\'s fstab line has pass 0 (no systemd-fsck unit for it); the journal is still replayed when a file system is mounted',
+    why: 'each job boots a fresh copy of an image the build checked and closed cleanly, so the check finds nothing; systemd-fsck for the apps volume alone cost 2-3 s of the smoke boot, even told to skip. A cluster that keeps a VM\'s disk from job to job should keep the check (`boot.keep`)',
+    families: ['debian'],
+    bootstrap: { hookArg: 'kernel-arg=fsck.mode=skip' },
+  },
+  {
     id: 'dpkg-no-docs',
     what: 'dpkg leaves out documentation, man and info pages and translations (`path-exclude`; copyright files stay), in the image and in every later install',
     why: 'nobody reads them in a batch VM; fewer files to unpack at bootstrap, to copy to every node and to install at job start',

@@ -26,6 +26,13 @@ for trim in "$@"; do
       mkdir -p "$root/etc/default/grub.d"
       echo "GRUB_TIMEOUT=${trim#grub-timeout=}" > "$root/etc/default/grub.d/91-guestforge-timeout.cfg"
       ;;
+    kernel-arg=*)
+      # One word more on the kernel command line, after customize.sh's 90-guestforge.cfg.
+      arg=${trim#kernel-arg=}
+      case $arg in *[!a-z0-9._=-]*|'') echo "essential.sh: bad kernel argument $arg" >&2; exit 1 ;; esac
+      mkdir -p "$root/etc/default/grub.d"
+      echo "GRUB_CMDLINE_LINUX_DEFAULT=\"\$GRUB_CMDLINE_LINUX_DEFAULT $arg\"" >> "$root/etc/default/grub.d/92-guestforge-cmdline.cfg"
+      ;;
     *) echo "essential.sh: unknown trim $trim" >&2; exit 1 ;;
   esac
 done
