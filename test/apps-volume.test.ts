@@ -13,6 +13,7 @@ import * as assert from 'uvu/assert';
 import { loadProfileOrThrow } from '../src/profile/index.ts';
 import { appsVolumeFstab, appsVolumeOf, sfdiskScript, type AppsVolume } from '../src/os/debian/bootstrap.ts';
 import { profileBlocker, volumeBlocker, writeAppsVolume } from '../src/stages/inject.ts';
+import { parsePartList } from '../src/stages/seal.ts';
 import { writeAtArgs } from '../src/vm/image.ts';
 import { run } from '../src/exec/run.ts';
 import type { GuestFacts } from '../src/verify/facts.ts';
@@ -28,25 +29,40 @@ const mib = 1024 * 1024;
 
 t('a bootstrapped base has a 512 MiB volume first on the disk (partition 2), the root after it (partition 1, last, so it can grow); none for an imported base or appsVolume: none', () => {
   const volume = appsVolumeOf(profile)!;
-  assert.equal(volume, { offset: mib, bytes: 512 * mib, label: 'gf-apps', mountpoint: '/opt-vm' });
+  assert.equal(volume, { offset: mib, bytes: 512 * mib, label: 'gf-apps', mountpoint: '/opt-vm', fsckPass: 0 });
   assert.is(sfdiskScript(volume), `label: dos\nstart=${(513 * mib) / 512}, type=83, bootable\nstart=2048, size=${(512 * mib) / 512}, type=83\n`);
   assert.is(sfdiskScript(undefined), 'label: dos\nstart=2048, type=83, bootable\n');
-  assert.is(appsVolumeFstab(volume), 'LABEL=gf-apps /opt-vm ext4 defaults 0 2\n');
+  assert.is(appsVolumeFstab(volume), 'LABEL=gf-apps /opt-vm ext4 defaults,nofail 0 0\n');
+  // Checked at boot when the profile keeps the check.
+  assert.is(appsVolumeFstab(appsVolumeOf({ ...profile, boot: { keep: ['boot-no-fsck'] } })!), 'LABEL=gf-apps /opt-vm ext4 defaults,nofail 0 2\n');
   assert.is(appsVolumeOf({ ...profile, disk: { ...profile.disk, appsVolume: 'none' } }), undefined);
   assert.is(appsVolumeOf({ ...profile, base: { image: { path: '/x.qcow2' } } as Profile['base'] }), undefined);
   assert.is(appsVolumeOf({ ...profile, disk: { ...profile.disk, appsVolume: '100.5M' } })!.bytes, 100 * mib, 'whole MiB');
 });
 
-t('the volume is written fresh only when every app is inside it and the build left nothing there (lost+found is the filesystem\'s own)', () => {
+t('the volume is written fresh only when every app is inside it, the apps folder is the volume the base made, and the build left nothing there (lost+found is the filesystem\'s own)', () => {
   const volume = appsVolumeOf(profile)!;
-  const facts = (entries: string[]) => ({ paths: { '/opt-vm': { exists: true, isDir: true, entries } } }) as unknown as GuestFacts;
+  const mount = { label: 'gf-apps', partnum: 2, start: mib, size: 512 * mib, mode: 0o40755, uid: 0, gid: 0 };
+  const facts = (entries: string[], m: Partial<typeof mount> | null = mount) => ({ paths: { '/opt-vm': { exists: true, isDir: true, entries } }, appsFolderMount: m ?? undefined }) as unknown as GuestFacts;
   assert.is(volumeBlocker(profile, volume, facts(['lost+found'])), undefined);
   assert.is(volumeBlocker(profile, volume, facts([])), undefined);
   assert.is(volumeBlocker(profile, volume, facts(['lost+found', 'built-here'])), "the build's commands left built-here in /opt-vm");
   assert.match(volumeBlocker(profile, volume, undefined)!, /a resumed build/);
   assert.is(volumeBlocker(profile, undefined, facts([])), 'the base has no apps volume');
+  // The build's commands may have dropped the fstab line, or mounted something else there.
+  assert.is(volumeBlocker(profile, volume, facts([], null)), '/opt-vm is not the apps volume the base made (nothing mounted there)');
+  assert.is(volumeBlocker(profile, volume, facts([], { ...mount, label: 'other' })), '/opt-vm is not the apps volume the base made (label "other", partition 2 at 1048576+536870912)');
+  assert.match(volumeBlocker(profile, volume, facts([], { ...mount, partnum: 3 }))!, /partition 3 at/);
+  assert.match(volumeBlocker(profile, volume, facts([], { ...mount, start: 2 * mib }))!, /at 2097152\+/);
+  assert.match(volumeBlocker(profile, volume, facts([], { label: 'gf-apps' }))!, /partition - at \?\+\?/, 'a logical volume labelled like ours is not ours');
   const outside = { apps: [...profile.apps, { src: 'x', dest: '/srv/tools/x', owner: '0:0' }] };
   assert.is(profileBlocker(outside, volume), '/srv/tools/x is outside the apps volume (/opt-vm)');
+});
+
+t('guestfish\'s part-list answer read as number, start and size', () => {
+  const text = '[0] = {\n  part_num: 1\n  part_start: 537919488\n  part_end: 4294967295\n  part_size: 3757047808\n}\n[1] = {\n  part_num: 2\n  part_start: 1048576\n  part_end: 537919487\n  part_size: 536870912\n}\n';
+  assert.equal(parsePartList(text), [{ num: 1, start: 537919488, size: 3757047808 }, { num: 2, start: 1048576, size: 536870912 }]);
+  assert.equal(parsePartList(''), []);
 });
 
 t('qemu-img writes into the partition through the raw driver, bounded by its size; a comma in the path is doubled', () => {
@@ -61,7 +77,7 @@ async function debugfs(raw: string, request: string): Promise<string> {
 }
 
 t('the apps become a fresh ext4 over the volume\'s partition of a qcow2 overlay: owners, modes and links as the profile says, the old content gone, nothing outside the partition changed', async () => {
-  const volume: AppsVolume = { offset: mib, bytes: 16 * mib, label: 'gf-apps', mountpoint: '/opt-vm' };
+  const volume: AppsVolume = { offset: mib, bytes: 16 * mib, label: 'gf-apps', mountpoint: '/opt-vm', fsckPass: 0 };
   // A disk whose every byte is known: random, so a stray write anywhere shows.
   const raw = join(tmp, 'disk.raw');
   await run(['sh', '-c', `head -c ${24 * mib} /dev/urandom > "$1"`, 'sh', raw]);
@@ -75,12 +91,15 @@ t('the apps become a fresh ext4 over the volume\'s partition of a qcow2 overlay:
   await writeFile(join(src, 'tool', 'lib', 'data'), 'data\n');
   await symlink('/etc/shadow', join(src, 'tool', 'lib', 'link'));
   await writeFile(join(src, 'run.sh'), '#!/bin/sh\necho hi\n', { mode: 0o600 });
+  // Extended attributes of the source stay out, as the guestfish path's tar leaves them out.
+  await run(['setfattr', '-n', 'user.origin', '-v', 'host', join(src, 'tool', 'lib', 'data')]);
   const names = await writeAppsVolume([
     { src: join(src, 'run.sh'), dest: '/opt-vm/hello/bin/run.sh', mode: '0755', owner: '1234:1235' },
     { src: join(src, 'tool'), dest: '/opt-vm/tool', mode: '0640', owner: '2000:2000' },
     { src: join(src, 'run.sh'), dest: '/opt-vm/plain', owner: '0:0' },
-  ], volume, { path: overlay, format: 'qcow2' }, tmp, noStep);
-  assert.equal(names, ['hello', 'plain', 'tool']);
+    { src: join(src, 'run.sh'), dest: '/opt-vm/suid', mode: '4755', owner: '0:0' },
+  ], volume, { path: overlay, format: 'qcow2' }, tmp, noStep, { mode: 0o40775, uid: 0, gid: 100 });
+  assert.equal(names, ['hello', 'plain', 'suid', 'tool']);
 
   const back = join(tmp, 'back.raw');
   await run(['qemu-img', 'convert', '-O', 'raw', overlay, back]);
@@ -99,7 +118,9 @@ t('the apps become a fresh ext4 over the volume\'s partition of a qcow2 overlay:
   const between = await debugfs(fs, 'stat /hello/bin');
   assert.match(between, /Type: directory\s+Mode:\s+0755/, 'folders between are 0755');
   assert.match(between, /User:\s+0\s+Group:\s+0/, 'and root\'s');
-  assert.match(await debugfs(fs, 'stat /'), /Mode:\s+0755[\s\S]*User:\s+0\s+Group:\s+0/, 'the volume\'s top is root\'s and 0755');
+  assert.match(await debugfs(fs, 'stat /'), /Mode:\s+0775[\s\S]*User:\s+0\s+Group:\s+100/, 'the volume\'s top keeps the owner and mode the build gave the apps folder');
+  assert.match(await debugfs(fs, 'stat /suid'), /Mode:\s+04755/, 'a setuid mode survives the chown');
+  assert.not.match(await debugfs(fs, 'ea_list /tool/lib/data'), /origin/, 'no extended attribute from the host');
   assert.match(await debugfs(fs, 'stat /tool/lib/data'), /Mode:\s+0640[\s\S]*User:\s+2000\s+Group:\s+2000/);
   const link = await debugfs(fs, 'stat /tool/lib/link');
   assert.match(link, /Type: symlink/, 'a link stays a link');
@@ -111,7 +132,7 @@ t('the apps become a fresh ext4 over the volume\'s partition of a qcow2 overlay:
 });
 
 t('apps too big for the volume: a clear error naming disk.appsVolume; nothing is written', async () => {
-  const volume: AppsVolume = { offset: mib, bytes: 16 * mib, label: 'gf-apps', mountpoint: '/opt-vm' };
+  const volume: AppsVolume = { offset: mib, bytes: 16 * mib, label: 'gf-apps', mountpoint: '/opt-vm', fsckPass: 0 };
   const disk = join(tmp, 'small.qcow2');
   await run(['qemu-img', 'create', '-q', '-f', 'qcow2', disk, String(24 * mib)]);
   const big = join(tmp, 'big.bin');

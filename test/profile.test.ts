@@ -62,8 +62,8 @@ shipped('bootstrap trims: dpkg path-excludes (docs, desktop kernel drivers), the
   assert.ok(argv.includes('--dpkgopt=path-exclude=/usr/lib/modules/*/kernel/sound/*'));
   assert.not.ok(argv.some((a) => a.startsWith('--dpkgopt=') && /modules.*(infiniband|9p|nfs|virtio|drivers\/net\/ethernet|drivers\/scsi)/.test(a)), argv.join(' '));
   const hook = argv.find((a) => a.startsWith('--essential-hook='));
-  assert.is(hook, `--essential-hook=sh ${join(hookDir, 'essential.sh')} "$1" initramfs-modules=${initramfsModules.join(',')} grub-timeout=0`);
-  const kept = mmdebstrapArgs({ ...result.value.profile, boot: { keep: ['initramfs-disk-modules', 'dpkg-no-docs', 'grub-no-wait', 'kernel-no-desktop-drivers'] } }, mirrors, '/t');
+  assert.is(hook, `--essential-hook=sh ${join(hookDir, 'essential.sh')} "$1" initramfs-modules=${initramfsModules.join(',')} grub-timeout=0 kernel-arg=quiet kernel-arg=fsck.mode=skip`);
+  const kept = mmdebstrapArgs({ ...result.value.profile, boot: { keep: ['initramfs-disk-modules', 'dpkg-no-docs', 'grub-no-wait', 'kernel-no-desktop-drivers', 'kernel-quiet', 'boot-no-fsck'] } }, mirrors, '/t');
   assert.not.ok(kept.some((a) => a.startsWith('--dpkgopt=')), kept.join(' '));
   assert.is(kept.find((a) => a.startsWith('--essential-hook=')), `--essential-hook=sh ${join(hookDir, 'essential.sh')} "$1"`);
   assert.is.not(await bootstrapKey({ ...result.value.profile, boot: { keep: ['dpkg-no-docs'] } }, mirrors), await bootstrapKey(result.value.profile, mirrors));
@@ -71,8 +71,16 @@ shipped('bootstrap trims: dpkg path-excludes (docs, desktop kernel drivers), the
   const chroot = await mkdtemp(join(tmpdir(), 'gf-hook-'));
   try {
     await mkdir(join(chroot, 'etc'));
-    await execa('sh', [join(hookDir, 'essential.sh'), chroot, 'initramfs-modules=virtio_blk,ext4', 'grub-timeout=0']);
+    await execa('sh', [join(hookDir, 'essential.sh'), chroot, 'initramfs-modules=virtio_blk,ext4', 'grub-timeout=0', 'kernel-arg=quiet', 'kernel-arg=fsck.mode=skip']);
     assert.is(await readFile(join(chroot, 'etc/default/grub.d/91-guestforge-timeout.cfg'), 'utf8'), 'GRUB_TIMEOUT=0\n');
+    // Sourced by update-grub after 90-guestforge.cfg, the way grub-mkconfig reads the folder.
+    const cmdline = await execa('sh', ['-c', 'GRUB_CMDLINE_LINUX_DEFAULT="console=ttyS0"; . "$1"; echo "$GRUB_CMDLINE_LINUX_DEFAULT"', 'sh', join(chroot, 'etc/default/grub.d/92-guestforge-cmdline.cfg')]);
+    assert.is(cmdline.stdout, 'console=ttyS0 quiet fsck.mode=skip');
+    for (const arg of ['quiet;reboot', 'a b', '$(id)', '']) {
+      const refused = await execa('sh', [join(hookDir, 'essential.sh'), chroot, `kernel-arg=${arg}`], { reject: false });
+      assert.is(refused.exitCode, 1, arg);
+      assert.match(refused.stderr, /bad kernel argument/);
+    }
     assert.is(await readFile(join(chroot, 'etc/initramfs-tools/conf.d/guestforge-modules'), 'utf8'), 'MODULES=list\n');
     assert.is(await readFile(join(chroot, 'usr/share/initramfs-tools/modules.d/guestforge'), 'utf8'), 'virtio_blk\next4\n');
     const bad = await execa('sh', [join(hookDir, 'essential.sh'), chroot, 'no-such-trim'], { reject: false });
@@ -102,6 +110,8 @@ errors('app under /opt is refused, naming /opt-vm', async () => {
 errors('an apps volume too small, or one that leaves the root too little of the disk, is refused at disk.appsVolume with what to change', async () => {
   for (const [volume, message, hint] of [
     ['8M', /disk\.appsVolume: 8M is too small for an ext4 apps volume/, /at least 16(\.0)? MiB, or "none"/],
+    ['0M', /disk\.appsVolume: 0M is too small for an ext4 apps volume/, /or "none" to keep apps in the root filesystem/],
+    ['0', /:\d+:\d+ disk\.appsVolume: expected a size like 512M, or "none"/, /\.test-\d+-[0-9a-f]+\.yaml:\d+:\d+/],
     ['3G', /disk\.appsVolume: 3G leaves the root filesystem 1(\.0)? GiB of the 4G disk/, /raise disk\.size or lower disk\.appsVolume/],
   ] as const) {
     const file = await scratchCopy((t) => t.replace('  size: 4G', `  size: 4G\n  appsVolume: ${volume}`));
@@ -113,6 +123,16 @@ errors('an apps volume too small, or one that leaves the root too little of the 
     } finally {
       await rm(file, { force: true });
     }
+  }
+});
+errors('an app in the apps volume\'s lost+found is refused', async () => {
+  const file = await scratchCopy((t) => t.replace('dest: /opt-vm/hello-mpi/README', 'dest: /opt-vm/lost+found/README'));
+  try {
+    const r = await execa('node', [cli, 'validate', file], { reject: false });
+    assert.is(r.exitCode, 2, r.stderr);
+    assert.match(r.stderr, /apps\[1\]\.dest: "\/opt-vm\/lost\+found\/README" is in \/opt-vm\/lost\+found/);
+  } finally {
+    await rm(file, { force: true });
   }
 });
 errors('bad size and bad sha256 are located on their value', async () => {

@@ -14,6 +14,7 @@ import { readShipped } from '../util/project.ts';
 import { parseCloudConfig } from './yaml.ts';
 import { vrdmaBuildConfig } from '../os/vrdma.ts';
 import { inGuestLayoutChecks, provisionLayoutScript, type Layout } from '../policy/layout.ts';
+import { appsVolumeOf } from '../os/debian/bootstrap.ts';
 import { shellWord } from '../util/quote.ts';
 import { activeTrims } from '../policy/boot.ts';
 import { startedBootcmd } from '../vm/serial.ts';
@@ -166,5 +167,6 @@ export interface SmokeTarget extends Layout {
 }
 
 export function smokeTargetOf(profile: Profile): SmokeTarget {
-  return { ...profile.layout, vrdma: profile.vrdma.enabled };
+  const volume = appsVolumeOf(profile);
+  return { ...profile.layout, vrdma: profile.vrdma.enabled, ...(volume ? { appsVolumeLabel: volume.label } : {}) };
 }

@@ -19,6 +19,8 @@ export interface Layout {
   workspaceMode: string;
   optVm: string;
   home: string;
+  /** The label of the apps volume mounted at optVm, when the image has one (the in-guest check asks for it). */
+  appsVolumeLabel?: string;
 }
 
 export interface LayoutProblem {
@@ -128,7 +130,15 @@ export const layoutRules: LayoutRule[] = [
       // lost+found: the apps volume is a filesystem of its own.
       return p?.isDir ? pass(`${o.optVm}: ${(p.entries ?? []).filter((e) => e !== 'lost+found').join(', ') || 'empty'}`) : fail(`${o.optVm} does not exist`);
     },
-    inGuest: (l) => ({ id: 'layout.opt-vm', shell: `[ -d ${sq(l.optVm)} ] && echo ${sq(`${l.optVm}:`)} "$(ls ${sq(l.optVm)} | grep -vx 'lost+found' | tr '\\n' ' ')"` }),
+    inGuest: (l) => ({
+      id: 'layout.opt-vm',
+      shell: [
+        `[ -d ${sq(l.optVm)} ]`,
+        // The image's fstab mounts the apps volume there; nofail, so a missing one shows here, not as a failed boot.
+        ...(l.appsVolumeLabel ? [`{ [ "$(findmnt -rn -o LABEL --mountpoint ${sq(l.optVm)})" = ${sq(l.appsVolumeLabel)} ] || { echo ${sq(`${l.optVm} is not the mounted apps volume (${l.appsVolumeLabel})`)}; false; }; }`] : []),
+        `echo ${sq(`${l.optVm}:`)} "$(ls ${sq(l.optVm)} | grep -vx 'lost+found' | tr '\\n' ' ')"${l.appsVolumeLabel ? ` ${sq(`(volume ${l.appsVolumeLabel})`)}` : ''}`,
+      ].join(' && '),
+    }),
   },
 ];
 

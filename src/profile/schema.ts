@@ -254,7 +254,7 @@ const disk = z
     format: z.enum(['qcow2', 'raw']).default('qcow2').describe('Format of the output image'),
     compress: z.enum(['zstd', 'zlib', 'none']).default('zstd').describe('qcow2 compression (zstd needs qemu >= 5.1 to read)'),
     appsVolume: z
-      .union([size('512M'), z.literal('none')])
+      .union([size('512M'), z.literal('none')], { error: 'expected a size like 512M, or "none"' })
       .default('512M')
       .describe('Bootstrapped bases: the apps folder (layout.optVm) is an ext4 volume of its own, this big, carved from disk.size, so a build where only apps changed writes it from the host with no appliance launch; "none": apps go into the root filesystem (always so for base.image)'),
   })

@@ -13,7 +13,7 @@ import { UserError } from '../errors.ts';
 import { run } from '../exec/run.ts';
 import { GuestSession } from '../guestfs/session.ts';
 import type { App, Profile } from '../profile/schema.ts';
-import { factsFromJson, factsToJson, gatherFacts, mountGuest, type GuestFacts } from '../verify/facts.ts';
+import { factsFromJson, factsToJson, gatherFacts, mountGuest, type AppsFolderMount, type GuestFacts } from '../verify/facts.ts';
 import { hashTree, nonce, sha256Text } from '../util/fs.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import { writeAtArgs } from '../vm/image.ts';
@@ -24,7 +24,7 @@ import { mountpointsOf } from './seal.ts';
 import type { DiskRef, Stage } from './types.ts';
 
 /** Bump when what the inject stage does or reads back changes, so older entries are not reused. */
-const injectRecipe = 3;
+const injectRecipe = 4;
 
 /** What an empty ext4 has at its top: not content anyone put there. */
 const fsOwn = new Set(['lost+found']);
@@ -46,6 +46,10 @@ export function volumeBlocker(profile: Pick<Profile, 'apps'>, volume: AppsVolume
   const blocker = profileBlocker(profile, volume);
   if (blocker || !volume) return blocker;
   if (!facts) return 'the disk may have changed since its facts were read (a resumed build)';
+  const m = facts.appsFolderMount;
+  if (!m || m.label !== volume.label || m.partnum !== 2 || m.start !== volume.offset || m.size !== volume.bytes) {
+    return `${volume.mountpoint} is not the apps volume the base made (${m ? `label "${m.label}", partition ${m.partnum ?? '-'} at ${m.start ?? '?'}+${m.size ?? '?'}` : 'nothing mounted there'})`;
+  }
   const there = (facts.paths[volume.mountpoint]?.entries ?? []).filter((e) => !fsOwn.has(e));
   if (there.length) return `the build's commands left ${there.slice(0, 5).join(', ')}${there.length > 5 ? ' …' : ''} in ${volume.mountpoint}`;
   return undefined;
@@ -75,7 +79,7 @@ async function mkdirsUnder(top: string, rel: string[]): Promise<void> {
  * the owner and modes the profile gives (what the guestfish path sets too), folders between
  * root's and 0755. Returns the top-level names.
  */
-export async function stageAppsTree(apps: readonly App[], mountpoint: string, top: string): Promise<string[]> {
+export async function stageAppsTree(apps: readonly App[], mountpoint: string, top: string, scratch: string): Promise<string[]> {
   await mkdir(top, { recursive: true });
   await chmod(top, 0o755);
   for (const app of apps) {
@@ -85,14 +89,19 @@ export async function stageAppsTree(apps: readonly App[], mountpoint: string, to
     await mkdirsUnder(top, rel.slice(0, -1));
     if (await lstat(target).then(() => true, () => false)) throw new UserError(`app ${app.dest} already exists in the apps volume`, { hint: 'each app gets a path of its own' });
     if ((await stat(app.src)).isDirectory()) {
-      await mkdir(target);
-      await run(['cp', '-a', '--no-dereference', '--', `${app.src}/.`, target]);
-      if (app.mode) await run(['find', target, '-type', 'f', '-exec', 'chmod', app.mode, '{}', '+']);
-      await run(['chown', '-R', '--no-dereference', `${uid}:${gid}`, target]);
+      const tar = await appTar(app, scratch);
+      try {
+        await mkdir(target, { mode: 0o700 });
+        // As root, tar restores owners and modes (the tar's "." gives the app's own folder its).
+        await run(['tar', '-C', target, '--numeric-owner', '--same-owner', '--same-permissions', '-xf', tar]);
+      } finally {
+        await rm(tar, { force: true });
+      }
     } else {
       await copyFile(app.src, target);
-      await chmod(target, modeOf(app.mode ?? '0644'));
+      // Owner first: chown clears the setuid and setgid bits a mode may set.
       await chown(target, uid, gid);
+      await chmod(target, modeOf(app.mode ?? '0644'));
     }
   }
   return (await readdir(top)).sort();
@@ -103,16 +112,16 @@ export async function stageAppsTree(apps: readonly App[], mountpoint: string, to
  * the volume's partition of `disk` (an overlay: what the volume held before is gone). Returns
  * the volume's top-level names.
  */
-export async function writeAppsVolume(apps: readonly App[], volume: AppsVolume, disk: DiskRef, scratch: string, step: { update(text: string): void }): Promise<string[]> {
+export async function writeAppsVolume(apps: readonly App[], volume: AppsVolume, disk: DiskRef, scratch: string, step: { update(text: string): void }, root?: Pick<AppsFolderMount, 'mode' | 'uid' | 'gid'>): Promise<string[]> {
   const top = join(scratch, 'apps-volume');
   const image = join(scratch, 'apps-volume.img');
   await rm(top, { recursive: true, force: true });
   try {
     step.update(`staging ${apps.length} app(s)`);
-    const names = await stageAppsTree(apps, volume.mountpoint, top);
+    const names = await stageAppsTree(apps, volume.mountpoint, top, scratch);
     step.update(`mke2fs -d (${formatSize(volume.bytes)} volume)`);
     await rm(image, { force: true });
-    const made = await run(['mke2fs', '-q', '-F', '-t', 'ext4', '-L', volume.label, '-E', 'root_owner=0:0', '-d', top, image, `${volume.bytes / 1024}k`], { allowFailure: true });
+    const made = await run(['mke2fs', '-q', '-F', '-t', 'ext4', '-L', volume.label, '-E', `root_owner=${root?.uid ?? 0}:${root?.gid ?? 0}`, '-d', top, image, `${volume.bytes / 1024}k`], { allowFailure: true });
     if (made.exitCode !== 0) {
       const said = `${made.stderr}\n${made.stdout}`.split('\n').filter((l) => l.trim() && !l.startsWith('Creating regular file')).slice(-2).join(' | ');
       const full = /allocate|space|too many|inode/i.test(said);
@@ -120,6 +129,11 @@ export async function writeAppsVolume(apps: readonly App[], volume: AppsVolume, 
         hint: full ? 'raise disk.appsVolume in the profile' : undefined,
       });
     }
+    // The volume's top keeps what the build gave it (owner above, mode here), as a copy into
+    // it would: mke2fs -d makes it 0755 whatever the folder's mode (our own new image, so
+    // debugfs edits nothing of the guest's).
+    const topMode = (root?.mode ?? 0o40755) & 0o7777;
+    if (topMode !== 0o755) await run(['debugfs', '-w', '-R', `sif / mode 04${topMode.toString(8).padStart(4, '0')}`, image]);
     step.update('writing the volume (qemu-img)');
     await run(writeAtArgs(image, disk, volume.offset, volume.bytes), { timeoutMs: 10 * 60_000 });
     return names;
@@ -151,6 +165,7 @@ export const injectStage: Stage = {
         apps: hash(apps),
         layout: hash(profile.layout),
         volume: volume ? hash(volume) : 'none',
+        os: hash(profile.os),
         inspect: profile.base.image ? 'inspect' : 'single-fs',
       };
     },
@@ -170,7 +185,7 @@ export const injectStage: Stage = {
     const disk = await createOverlay(ctx.disk!, join(ctx.workDir, 'inject.qcow2'));
     if (volume && !blocker) {
       const started = Date.now();
-      const names = await writeAppsVolume(profile.apps, volume, disk, ctx.workDir, step);
+      const names = await writeAppsVolume(profile.apps, volume, disk, ctx.workDir, step, ctx.facts!.appsFolderMount);
       const n = profile.apps.length;
       ctx.log.info(`inject: wrote the ${volume.bytes / 1024 / 1024} MiB apps volume at ${volume.mountpoint} (${n} app${n === 1 ? '' : 's'}, no appliance) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
       const facts = ctx.facts!;
@@ -188,6 +203,8 @@ export const injectStage: Stage = {
         step.update(`app ${app.dest}`);
         await injectApp(session, app, ctx.workDir);
       }
+      // Again after the apps: an SELinux relabel in the seal stage ran before they were there.
+      for (const note of await ctx.driver.offlineFixups(profile, session)) ctx.log.info(`inject: ${note}`);
       step.update('reading facts for verify');
       ctx.facts = await gatherFacts(session, root, profile.layout);
       step.update('fstrim');
@@ -198,6 +215,29 @@ export const injectStage: Stage = {
     ctx.disk = disk;
   },
 };
+
+/**
+ * A folder app as a tar, the same for both paths: copied on the host (links as links), its
+ * files given the profile's mode, every entry the profile's owner (`--owner`, numeric). No
+ * extended attributes or ACLs: what the source tree carries of those stays out of the image.
+ */
+export async function appTar(app: App, scratch: string): Promise<string> {
+  const [uid, gid] = app.owner.split(':') as [string, string];
+  const staged = join(scratch, `app-${posix.basename(app.dest)}-${nonce(3)}`);
+  const tar = `${staged}.tar`;
+  await mkdir(staged, { mode: 0o700 });
+  try {
+    await run(['cp', '-a', '--no-dereference', '--', `${app.src}/.`, staged]);
+    if (app.mode) await run(['find', staged, '-type', 'f', '-exec', 'chmod', app.mode, '{}', '+']);
+    await run(['tar', '-C', staged, '--numeric-owner', `--owner=${uid}`, `--group=${gid}`, '-cf', tar, '.']);
+    return tar;
+  } catch (error) {
+    await rm(tar, { force: true });
+    throw error;
+  } finally {
+    await rm(staged, { recursive: true, force: true });
+  }
+}
 
 /**
  * One app into the guest. Its path must be new, or (a folder app) an empty
@@ -221,19 +261,13 @@ export async function injectApp(session: GuestSession, app: App, scratch: string
     if (!dir) throw new UserError(`app ${app.dest}: ${path} exists in the image and is not a folder`);
   }
   if (isDir) {
-    // Owner and modes are set in a host-side copy and carried by the tar (tar-in
-    // restores them as root): no guest program runs, nothing outside the app is touched.
-    const staged = join(scratch, `app-${posix.basename(app.dest)}-${nonce(3)}`);
-    const tar = `${staged}.tar`;
-    await mkdir(staged, { mode: 0o700 });
+    // Owner and modes travel in the tar (tar-in restores them as root): no guest program
+    // runs, nothing outside the app is touched.
+    const tar = await appTar(app, scratch);
     try {
-      await run(['cp', '-a', '--no-dereference', '--', `${app.src}/.`, staged]);
-      if (app.mode) await run(['find', staged, '-type', 'f', '-exec', 'chmod', app.mode, '{}', '+']);
-      await run(['tar', '-C', staged, '--numeric-owner', `--owner=${uid}`, `--group=${gid}`, '-cf', tar, '.']);
       await session.call('mkdir-p', app.dest);
       await session.call('tar-in', tar, app.dest);
     } finally {
-      await rm(staged, { recursive: true, force: true });
       await rm(tar, { force: true });
     }
   } else {

@@ -9,13 +9,13 @@ import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { GuestSession } from '../guestfs/session.ts';
 import { readShipped } from '../util/project.ts';
-import { factsFromJson, factsToJson, gatherFacts, mountGuest } from '../verify/facts.ts';
+import { factsFromJson, factsToJson, gatherFacts, mountGuest, type AppsFolderMount } from '../verify/facts.ts';
 import { sha256Text } from '../util/fs.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import type { Stage } from './types.ts';
 
 /** Bump when what the seal stage does or reads back changes, so older entries are not reused. */
-const sealRecipe = 1;
+const sealRecipe = 2;
 
 export const sealStage: Stage = {
   name: 'seal',
@@ -52,7 +52,7 @@ export const sealStage: Stage = {
       for (const note of await ctx.driver.offlineFixups(profile, session)) ctx.log.info(`seal: ${note}`);
 
       step.update('reading facts for verify');
-      ctx.facts = await gatherFacts(session, root, profile.layout);
+      ctx.facts = { ...(await gatherFacts(session, root, profile.layout)), appsFolderMount: await appsFolderMount(session, profile.layout.optVm) };
 
       step.update('fstrim');
       for (const mountpoint of await mountpointsOf(session)) await session.call('fstrim', mountpoint);
@@ -66,4 +66,38 @@ export const sealStage: Stage = {
 /** Every mounted filesystem's mount point (the root, and the apps volume or /var when the image has one). */
 export async function mountpointsOf(session: GuestSession): Promise<string[]> {
   return (await session.lines('mountpoints')).map((l) => l.split(': ')[1] ?? '').filter((m) => m.startsWith('/'));
+}
+
+/** Pure: guestfish's part-list answer as partition number, start and size in bytes. */
+export function parsePartList(text: string): { num: number; start: number; size: number }[] {
+  return text.split(/\n(?=\[\d+\] = \{)/).flatMap((block) => {
+    const field = (name: string) => {
+      const m = new RegExp(`^\\s*part_${name}: (\\d+)$`, 'm').exec(block);
+      return m ? Number(m[1]) : undefined;
+    };
+    const [num, start, size] = [field('num'), field('start'), field('size')];
+    return num !== undefined && start !== undefined && size !== undefined ? [{ num, start, size }] : [];
+  });
+}
+
+/** What the mounted guest has at `mountpoint`: its filesystem's label, partition and top folder's owner and mode. */
+export async function appsFolderMount(session: GuestSession, mountpoint: string): Promise<AppsFolderMount | undefined> {
+  const device = (await session.lines('mountpoints')).map((l) => l.split(': ')).find(([, m]) => m === mountpoint)?.[0];
+  if (!device) return undefined;
+  const label = (await session.call('vfs-label', device)).trim();
+  const st = await session.call('stat', mountpoint);
+  const num = (name: string) => {
+    const m = new RegExp(`^(?:st_)?${name}: (\\d+)$`, 'm').exec(st);
+    return m ? Number(m[1]) : undefined;
+  };
+  let part: Pick<AppsFolderMount, 'partnum' | 'start' | 'size'> = {};
+  try {
+    const disk = (await session.call('part-to-dev', device)).trim();
+    const partnum = Number((await session.call('part-to-partnum', device)).trim());
+    const entry = parsePartList(await session.call('part-list', disk)).find((p) => p.num === partnum);
+    part = { partnum, start: entry?.start, size: entry?.size };
+  } catch {
+    // Not a partition (a logical volume, a whole disk): no partition facts.
+  }
+  return { label, ...part, mode: num('mode'), uid: num('uid'), gid: num('gid') };
 }

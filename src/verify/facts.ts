@@ -38,7 +38,22 @@ export interface FileHead {
   head: string;
 }
 
+/** What is mounted at the apps folder (the seal stage reads it for the inject stage's fast path). */
+export interface AppsFolderMount {
+  label: string;
+  /** When it is a partition: its number and where it lies on its disk, in bytes. */
+  partnum?: number;
+  start?: number;
+  size?: number;
+  /** The mounted filesystem's top folder. */
+  mode?: number;
+  uid?: number;
+  gid?: number;
+}
+
 export interface GuestFacts {
+  /** Set by the seal stage: undefined when nothing is mounted at the apps folder. */
+  appsFolderMount?: AppsFolderMount;
   osRelease: Record<string, string>;
   /** name → version, from dpkg's status file or the rpm database. */
   packages: Map<string, string>;

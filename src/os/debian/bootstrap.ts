@@ -63,6 +63,8 @@ export interface AppsVolume {
   label: string;
   /** Where it is mounted: the profile's apps folder. */
   mountpoint: string;
+  /** fstab's pass: 2 (checked at boot), or 0 with the boot-no-fsck trim (no systemd-fsck unit at all). */
+  fsckPass: 0 | 2;
 }
 
 /**
@@ -70,10 +72,11 @@ export interface AppsVolume {
  * imported base's layout is not ours; `disk.appsVolume: none`). It sits first on the disk
  * (partition 2, from 1 MiB) so the root, partition 1, is last and can grow with the disk.
  */
-export function appsVolumeOf(profile: Pick<Profile, 'base' | 'disk' | 'layout'>): AppsVolume | undefined {
+export function appsVolumeOf(profile: Pick<Profile, 'base' | 'disk' | 'layout' | 'boot'>): AppsVolume | undefined {
   if (!profile.base.bootstrap || profile.disk.appsVolume === 'none') return undefined;
   const mib = 1024 * 1024;
-  return { offset: partitionOffset, bytes: Math.floor(parseSize(profile.disk.appsVolume) / mib) * mib, label: appsVolumeLabel, mountpoint: profile.layout.optVm };
+  const noFsck = activeTrims('debian', profile.boot.keep).some((t) => t.id === 'boot-no-fsck');
+  return { offset: partitionOffset, bytes: Math.floor(parseSize(profile.disk.appsVolume) / mib) * mib, label: appsVolumeLabel, mountpoint: profile.layout.optVm, fsckPass: noFsck ? 0 : 2 };
 }
 
 /** Pure: partition 1 the bootable root (to the end of the disk), partition 2 the apps volume before it. */
@@ -83,9 +86,12 @@ export function sfdiskScript(volume: AppsVolume | undefined): string {
   return `label: dos\nstart=${(volume.offset + volume.bytes) / sector}, type=83, bootable\nstart=${volume.offset / sector}, size=${volume.bytes / sector}, type=83\n`;
 }
 
-/** Pure: the fstab line that mounts the apps volume. */
+/**
+ * Pure: the fstab line that mounts the apps volume. `nofail`: a boot without it (the rootfs
+ * tar or squashfs output elsewhere) goes on; the smoke check says when it is not mounted.
+ */
 export function appsVolumeFstab(volume: AppsVolume): string {
-  return `LABEL=${volume.label} ${volume.mountpoint} ext4 defaults 0 2\n`;
+  return `LABEL=${volume.label} ${volume.mountpoint} ext4 defaults,nofail 0 ${volume.fsckPass}\n`;
 }
 
 /** `mirrors`: the apt source lines for the suite (from the host's apt sources or the profile). */
