@@ -65,6 +65,8 @@ if [ -n "$checks" ]; then
   phases=$(systemctl show -p InitRDTimestampMonotonic -p UserspaceTimestampMonotonic 2>/dev/null | tr '\n' ' ')
   say "$tag-TIMING:$nonce:phases uptime=$up $phases"
   systemd-analyze blame --no-pager 2>/dev/null | head -n 15 | while IFS= read -r line; do say "$tag-TIMING:$nonce:unit $line"; done
+  # What cloud-config waited for, one unit after the other (its two header lines left out).
+  systemd-analyze critical-chain --no-pager cloud-config.service 2>/dev/null | grep -F '.' | grep -v '^The time' | head -n 30 | while IFS= read -r line; do say "$tag-TIMING:$nonce:chain $line"; done
   [ -f /run/guestforge/cloud-init-stages ] && while IFS= read -r line; do say "$tag-TIMING:$nonce:cloud-init $line"; done < /run/guestforge/cloud-init-stages
 fi
 # `build --on-error keep`: after a failure only, open the build VM to its admin

@@ -41,15 +41,32 @@ serial('boot timing: the guest\'s TIMING lines become phases, slowest units and 
     'cloud-init init-local 1815',
     'cloud-init init 5291',
     'cloud-init ../etc 1',
+    // systemd-analyze critical-chain cloud-config.service, as the guest's report prints it.
+    'chain cloud-config.service +5.660s',
+    'chain └─cloud-init.service @24.104s +7.244s',
+    'chain   └─systemd-networkd-wait-online.service @1min 2.3s +1.795s',
+    'chain     └─systemd-journald.socket @3.1s',
+    'chain       └─-.mount',
+    'chain └─bad unit name; rm -rf / @1s +1s',
+    'chain `-ascii.target @2s',
   ], 88_000);
   assert.equal(t, {
     units: [{ unit: 'cloud-init-local.service', ms: 20_072 }, { unit: 'slow.service', ms: 61_500 }, { unit: 'dev-mqueue.mount', ms: 7 }],
     cloudInit: [{ stage: 'init-local', ms: 1815 }, { stage: 'init', ms: 5291 }],
+    chain: [
+      { unit: 'cloud-config.service', ms: 5660 },
+      { unit: 'cloud-init.service', atMs: 24_104, ms: 7244 },
+      { unit: 'systemd-networkd-wait-online.service', atMs: 62_300, ms: 1795 },
+      { unit: 'systemd-journald.socket', atMs: 3100 },
+      { unit: '-.mount' },
+      { unit: 'ascii.target', atMs: 2000 },
+    ],
     kernelMs: 8705, userspaceMs: 63_755, beforeKernelMs: 15_540,
   });
   const withInitrd = parseBootTiming(['phases uptime=30.0 InitRDTimestampMonotonic=2000000 UserspaceTimestampMonotonic=9000000']);
   assert.equal([withInitrd.kernelMs, withInitrd.initrdMs, withInitrd.userspaceMs, withInitrd.beforeKernelMs], [2000, 7000, 21_000, undefined]);
   assert.match(formatBootTiming(t).join('\n'), /^phases: before kernel 15\.5s, kernel 8\.7s, initramfs \?, userspace to report 63\.8s\nslowest units: cloud-init-local\.service 20\.1s/);
+  assert.match(formatBootTiming(t).join('\n'), /\ncritical chain: systemd-networkd-wait-online\.service @62\.3s \+1\.8s → cloud-init\.service @24\.1s \+7\.2s → cloud-config\.service \+5\.7s$/);
 });
 serial('the seed\'s started line and the login prompt', () => {
   assert.equal(parseSerialLine('GUESTFORGE-STARTED:n1\r', 'n1'), { kind: 'started' });

@@ -4,6 +4,7 @@
  *   phases uptime=<s> InitRDTimestampMonotonic=<µs> UserspaceTimestampMonotonic=<µs>
  *   unit <span> <unit>          systemd-analyze blame, slowest first
  *   cloud-init <stage> <ms>     from /run/cloud-init/status.json
+ *   chain <tree> <unit> [@<at>] [+<took>]   systemd-analyze critical-chain to cloud-config.service
  * Pure: the smoke runner adds the host's view (time to the result line).
  */
 
@@ -19,6 +20,11 @@ export interface BootTiming {
   units: { unit: string; ms: number }[];
   /** cloud-init's stages (the last one up to the report). */
   cloudInit: { stage: string; ms: number }[];
+  /**
+   * The critical chain to cloud-config.service, the unit first (cloud-final, still running
+   * when the report is made, follows it): when each unit became active and how long it took.
+   */
+  chain: { unit: string; atMs?: number; ms?: number }[];
 }
 
 const spanUnits: Record<string, number> = { h: 3_600_000, min: 60_000, s: 1000, ms: 1, us: 0.001, 'µs': 0.001 };
@@ -37,7 +43,7 @@ export function parseSystemdSpan(text: string): number | undefined {
 }
 
 export function parseBootTiming(lines: readonly string[], resultMs?: number): BootTiming {
-  const timing: BootTiming = { units: [], cloudInit: [] };
+  const timing: BootTiming = { units: [], cloudInit: [], chain: [] };
   for (const line of lines) {
     const [kind, ...rest] = line.trim().split(/\s+/);
     if (kind === 'phases') {
@@ -64,6 +70,14 @@ export function parseBootTiming(lines: readonly string[], resultMs?: number): Bo
       const unit = rest.at(-1);
       const ms = parseSystemdSpan(rest.slice(0, -1).join(' '));
       if (unit && ms !== undefined && timing.units.length < 15) timing.units.push({ unit, ms });
+    } else if (kind === 'chain') {
+      // "└─cloud-init.service @24.1s +7.2s": the tree drawing (UTF-8, or "`-" in ASCII), the unit, then when and how long.
+      const m = /^chain\s+(?:[\s│├└|]|─|`-)*([\w@:.\\-]+\.(?:service|target|mount|device|socket|slice|path|timer|swap|scope))(?: @([^+]+?))?(?: \+(.+?))?\s*$/.exec(line.trim());
+      if (m && timing.chain.length < 30) {
+        const at = m[2] !== undefined ? parseSystemdSpan(m[2]) : undefined;
+        const took = m[3] !== undefined ? parseSystemdSpan(m[3]) : undefined;
+        timing.chain.push({ unit: m[1]!, ...(at !== undefined ? { atMs: at } : {}), ...(took !== undefined ? { ms: took } : {}) });
+      }
     } else if (kind === 'cloud-init') {
       const [stage, ms] = rest;
       if (stage && /^[a-z-]+$/.test(stage) && ms && /^\d+$/.test(ms)) timing.cloudInit.push({ stage, ms: Number(ms) });
@@ -78,5 +92,8 @@ export function formatBootTiming(t: BootTiming, top = 5): string[] {
   const lines = [`phases: before kernel ${s(t.beforeKernelMs)}, kernel ${s(t.kernelMs)}, initramfs ${s(t.initrdMs)}, userspace to report ${s(t.userspaceMs)}`];
   if (t.units.length > 0) lines.push(`slowest units: ${t.units.slice(0, top).map((u) => `${u.unit} ${s(u.ms)}`).join(', ')}`);
   if (t.cloudInit.length > 0) lines.push(`cloud-init stages: ${t.cloudInit.map((c) => `${c.stage} ${s(c.ms)}`).join(', ')}`);
+  // The chain's units that took time, in boot order.
+  const slowChain = [...t.chain].reverse().filter((c) => (c.ms ?? 0) >= 500);
+  if (slowChain.length > 0) lines.push(`critical chain: ${slowChain.map((c) => `${c.unit} ${c.atMs !== undefined ? `@${s(c.atMs)} ` : ''}+${s(c.ms)}`).join(' → ')}`);
   return lines;
 }
