@@ -13,14 +13,14 @@ import { UserError } from '../errors.ts';
 import { run } from '../exec/run.ts';
 import { GuestSession } from '../guestfs/session.ts';
 import type { App, Profile } from '../profile/schema.ts';
-import { factsFromJson, factsToJson, gatherFacts, mountGuest, type AppsFolderMount, type GuestFacts } from '../verify/facts.ts';
+import { gatherFacts, mountGuest, type AppsFolderMount, type GuestFacts } from '../verify/facts.ts';
 import { hashTree, nonce, sha256Text } from '../util/fs.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import { writeAtArgs } from '../vm/image.ts';
 import { appsVolumeOf, type AppsVolume } from '../os/debian/bootstrap.ts';
 import { isUnder } from '../policy/paths.ts';
 import { formatSize } from '../profile/units.ts';
-import { mountpointsOf } from './seal.ts';
+import { keepsFacts, mountpointsOf } from './seal.ts';
 import type { DiskRef, Stage } from './types.ts';
 
 /** Bump when what the inject stage does or reads back changes, so older entries are not reused. */
@@ -169,10 +169,7 @@ export const injectStage: Stage = {
         inspect: profile.base.image ? 'inspect' : 'single-fs',
       };
     },
-    save: (ctx) => (ctx.facts ? factsToJson(ctx.facts) : undefined),
-    restore(ctx, data) {
-      if (data) ctx.facts = factsFromJson(data);
-    },
+    ...keepsFacts,
   },
   async run(ctx, step) {
     const { profile } = ctx;

@@ -12,7 +12,15 @@ import { readShipped } from '../util/project.ts';
 import { factsFromJson, factsToJson, gatherFacts, mountGuest, type AppsFolderMount } from '../verify/facts.ts';
 import { sha256Text } from '../util/fs.ts';
 import { createOverlay } from '../vm/overlay.ts';
-import type { Stage } from './types.ts';
+import type { Stage, StageCacheSpec } from './types.ts';
+
+/** A cache entry that keeps the facts verify judges, so a hit costs no guestfish launch (seal and inject). */
+export const keepsFacts: Pick<StageCacheSpec, 'save' | 'restore'> = {
+  save: (ctx) => (ctx.facts ? factsToJson(ctx.facts) : undefined),
+  restore(ctx, data) {
+    if (data) ctx.facts = factsFromJson(data);
+  },
+};
 
 /** Bump when what the seal stage does or reads back changes, so older entries are not reused. */
 const sealRecipe = 2;
@@ -34,10 +42,7 @@ export const sealStage: Stage = {
         inspect: profile.base.image ? 'inspect' : 'single-fs',
       };
     },
-    save: (ctx) => (ctx.facts ? factsToJson(ctx.facts) : undefined),
-    restore(ctx, data) {
-      if (data) ctx.facts = factsFromJson(data);
-    },
+    ...keepsFacts,
   },
   async run(ctx, step) {
     const { profile } = ctx;
