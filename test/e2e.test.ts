@@ -95,6 +95,10 @@ e2e('build exits 0 with the image, manifest, SHA256SUMS and a passing smoke JUni
   assert.equal(boot.cloudInit.map((c: { stage: string }) => c.stage), ['init-local', 'init', 'modules-config', 'modules-final']);
   assert.ok(boot.units.length >= 5 && boot.units.some((u: { unit: string }) => u.unit === 'cloud-init-local.service'), JSON.stringify(boot.units));
   assert.ok(boot.kernelMs > 0 && boot.userspaceMs > boot.kernelMs && boot.beforeKernelMs > 0, JSON.stringify(boot));
+  // The critical chain to cloud-config: itself first, then what it waited for, cloud-init's network stage among them.
+  const chain = boot.chain.map((c: { unit: string }) => c.unit);
+  assert.is(chain[0], 'cloud-config.service', JSON.stringify(boot.chain));
+  assert.ok(chain.includes('cloud-init.service') && chain.length >= 4, JSON.stringify(boot.chain));
   const sums = await readFile(join(out, 'SHA256SUMS'), 'utf8');
   const check = await run(['sha256sum', '-c', 'SHA256SUMS'], { cwd: out, allowFailure: true });
   assert.is(check.exitCode, 0, `${sums}\n${check.stdout}${check.stderr}`);

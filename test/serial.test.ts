@@ -49,6 +49,8 @@ serial('boot timing: the guest\'s TIMING lines become phases, slowest units and 
     'chain       └─-.mount',
     'chain └─bad unit name; rm -rf / @1s +1s',
     'chain `-ascii.target @2s',
+    // What the console reader (latin1) makes of a UTF-8 tree drawing.
+    `chain ${Buffer.from('  └─sysinit.target @39.174s', 'utf8').toString('latin1')}`,
   ], 88_000);
   assert.equal(t, {
     units: [{ unit: 'cloud-init-local.service', ms: 20_072 }, { unit: 'slow.service', ms: 61_500 }, { unit: 'dev-mqueue.mount', ms: 7 }],
@@ -60,6 +62,7 @@ serial('boot timing: the guest\'s TIMING lines become phases, slowest units and 
       { unit: 'systemd-journald.socket', atMs: 3100 },
       { unit: '-.mount' },
       { unit: 'ascii.target', atMs: 2000 },
+      { unit: 'sysinit.target', atMs: 39_174 },
     ],
     kernelMs: 8705, userspaceMs: 63_755, beforeKernelMs: 15_540,
   });

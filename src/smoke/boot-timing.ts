@@ -71,8 +71,9 @@ export function parseBootTiming(lines: readonly string[], resultMs?: number): Bo
       const ms = parseSystemdSpan(rest.slice(0, -1).join(' '));
       if (unit && ms !== undefined && timing.units.length < 15) timing.units.push({ unit, ms });
     } else if (kind === 'chain') {
-      // "└─cloud-init.service @24.1s +7.2s": the tree drawing (UTF-8, or "`-" in ASCII), the unit, then when and how long.
-      const m = /^chain\s+(?:[\s│├└|]|─|`-)*([\w@:.\\-]+\.(?:service|target|mount|device|socket|slice|path|timer|swap|scope))(?: @([^+]+?))?(?: \+(.+?))?\s*$/.exec(line.trim());
+      // "└─cloud-init.service @24.1s +7.2s": the tree drawing (UTF-8, which the console reader's latin1
+      // turns into other non-ASCII characters; or ASCII "`-"), the unit, then when and how long.
+      const m = /^chain\s+(?:[\s|]|[^\x00-\x7f]|`-)*([\w@:.\\-]+\.(?:service|target|mount|device|socket|slice|path|timer|swap|scope))(?: @([^+]+?))?(?: \+(.+?))?\s*$/.exec(line.trim());
       if (m && timing.chain.length < 30) {
         const at = m[2] !== undefined ? parseSystemdSpan(m[2]) : undefined;
         const took = m[3] !== undefined ? parseSystemdSpan(m[3]) : undefined;

@@ -196,7 +196,7 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
         if (!event) continue;
         if (event.kind === 'check') checks.push(event.check);
         else if (event.kind === 'warn') warnings.push(event.message);
-        else if (event.kind === 'timing' && timing.length < 40) timing.push(event.text);
+        else if (event.kind === 'timing' && timing.length < 64 && event.text.length <= 512) timing.push(event.text);
         else if (event.kind === 'result' && !result) result = { ...event, at: Date.now() };
         else if (event.kind === 'started') seedRead = true;
         else if (event.kind === 'login') loginAt ??= Date.now();
