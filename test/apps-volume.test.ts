@@ -55,6 +55,7 @@ t('the volume is written fresh only when every app is inside it, the apps folder
   assert.match(volumeBlocker(profile, volume, facts([], { ...mount, partnum: 3 }))!, /partition 3 at/);
   assert.match(volumeBlocker(profile, volume, facts([], { ...mount, start: 2 * mib }))!, /at 2097152\+/);
   assert.match(volumeBlocker(profile, volume, facts([], { label: 'gf-apps' }))!, /partition - at \?\+\?/, 'a logical volume labelled like ours is not ours');
+  assert.is(volumeBlocker(profile, volume, facts([], { ...mount, overlapped: true } as Partial<typeof mount>)), 'another partition overlaps the apps volume (partition 2 at 1048576+536870912)');
   const outside = { apps: [...profile.apps, { src: 'x', dest: '/srv/tools/x', owner: '0:0' }] };
   assert.is(profileBlocker(outside, volume), '/srv/tools/x is outside the apps volume (/opt-vm)');
 });
@@ -93,12 +94,17 @@ t('the apps become a fresh ext4 over the volume\'s partition of a qcow2 overlay:
   await writeFile(join(src, 'run.sh'), '#!/bin/sh\necho hi\n', { mode: 0o600 });
   // Extended attributes of the source stay out, as the guestfish path's tar leaves them out.
   await run(['setfattr', '-n', 'user.origin', '-v', 'host', join(src, 'tool', 'lib', 'data')]);
+  // A default ACL on the staging folder: the copies would inherit it, and mke2fs -d copies ACLs unless told not to.
+  const scratch = join(tmp, 'scratch');
+  await mkdir(scratch);
+  await run(['setfacl', '-d', '-m', 'u:4321:rwx', scratch]);
+  const uuid = '6f0c1a52-0d7e-4d4b-9a55-0123456789ab';
   const names = await writeAppsVolume([
     { src: join(src, 'run.sh'), dest: '/opt-vm/hello/bin/run.sh', mode: '0755', owner: '1234:1235' },
     { src: join(src, 'tool'), dest: '/opt-vm/tool', mode: '0640', owner: '2000:2000' },
     { src: join(src, 'run.sh'), dest: '/opt-vm/plain', owner: '0:0' },
     { src: join(src, 'run.sh'), dest: '/opt-vm/suid', mode: '4755', owner: '0:0' },
-  ], volume, { path: overlay, format: 'qcow2' }, tmp, noStep, { mode: 0o40775, uid: 0, gid: 100 });
+  ], volume, { path: overlay, format: 'qcow2' }, scratch, noStep, { mode: 0o41775, uid: 0, gid: 100, uuid });
   assert.equal(names, ['hello', 'plain', 'suid', 'tool']);
 
   const back = join(tmp, 'back.raw');
@@ -109,7 +115,9 @@ t('the apps become a fresh ext4 over the volume\'s partition of a qcow2 overlay:
   const fs = join(tmp, 'volume.raw');
   await writeFile(fs, after.subarray(volume.offset, volume.offset + volume.bytes));
 
-  assert.match(await run(['blkid', '-o', 'export', fs]).then((r) => r.stdout), /^LABEL=gf-apps$/m);
+  const id = await run(['blkid', '-o', 'export', fs]).then((r) => r.stdout);
+  assert.match(id, /^LABEL=gf-apps$/m);
+  assert.match(id, new RegExp(`^UUID=${uuid}$`, 'm'), 'the volume keeps the UUID the build\'s volume had');
   assert.match(await run(['e2fsck', '-fn', fs]).then((r) => r.stdout), /clean|files/, 'e2fsck finds no error');
   const run_ = await debugfs(fs, 'stat /hello/bin/run.sh');
   assert.match(run_, /Type: regular\s+Mode:\s+0755/);
@@ -118,7 +126,8 @@ t('the apps become a fresh ext4 over the volume\'s partition of a qcow2 overlay:
   const between = await debugfs(fs, 'stat /hello/bin');
   assert.match(between, /Type: directory\s+Mode:\s+0755/, 'folders between are 0755');
   assert.match(between, /User:\s+0\s+Group:\s+0/, 'and root\'s');
-  assert.match(await debugfs(fs, 'stat /'), /Mode:\s+0775[\s\S]*User:\s+0\s+Group:\s+100/, 'the volume\'s top keeps the owner and mode the build gave the apps folder');
+  assert.match(await debugfs(fs, 'stat /'), /Mode:\s+01775[\s\S]*User:\s+0\s+Group:\s+100/, 'the volume\'s top keeps the owner and mode the build gave the apps folder');
+  for (const path of ['/hello/bin/run.sh', '/hello/bin', '/tool/lib/data']) assert.not.match(await debugfs(fs, `ea_list ${path}`), /posix_acl|4321/, `no ACL of the host's staging folder on ${path}`);
   assert.match(await debugfs(fs, 'stat /suid'), /Mode:\s+04755/, 'a setuid mode survives the chown');
   assert.not.match(await debugfs(fs, 'ea_list /tool/lib/data'), /origin/, 'no extended attribute from the host');
   assert.match(await debugfs(fs, 'stat /tool/lib/data'), /Mode:\s+0640[\s\S]*User:\s+2000\s+Group:\s+2000/);
@@ -128,7 +137,7 @@ t('the apps become a fresh ext4 over the volume\'s partition of a qcow2 overlay:
   assert.match(link, /User:\s+2000/);
   assert.match(await debugfs(fs, 'stat /tool'), /User:\s+2000\s+Group:\s+2000/, 'the app\'s own folder is the app\'s owner\'s');
   assert.match(await debugfs(fs, 'stat /plain'), /Mode:\s+0644/, 'a file with no mode gets 0644, as guestfish upload gives');
-  assert.equal((await run(['ls', '-A', tmp])).stdout.split('\n').filter((n) => n.startsWith('apps-volume')), [], 'no staged tree or image left');
+  assert.equal((await run(['ls', '-A', scratch])).stdout.split('\n').filter(Boolean), [], 'no staged tree, tar or image left');
 });
 
 t('apps too big for the volume: a clear error naming disk.appsVolume; nothing is written', async () => {

@@ -62,7 +62,7 @@ shipped('bootstrap trims: dpkg path-excludes (docs, desktop kernel drivers), the
   assert.ok(argv.includes('--dpkgopt=path-exclude=/usr/lib/modules/*/kernel/sound/*'));
   assert.not.ok(argv.some((a) => a.startsWith('--dpkgopt=') && /modules.*(infiniband|9p|nfs|virtio|drivers\/net\/ethernet|drivers\/scsi)/.test(a)), argv.join(' '));
   const hook = argv.find((a) => a.startsWith('--essential-hook='));
-  assert.is(hook, `--essential-hook=sh ${join(hookDir, 'essential.sh')} "$1" initramfs-modules=${initramfsModules.join(',')} grub-timeout=0 kernel-arg=quiet kernel-arg=fsck.mode=skip`);
+  assert.is(hook, `--essential-hook=sh ${join(hookDir, 'essential.sh')} "$1" initramfs-modules=${initramfsModules.join(',')} grub-timeout=0 kernel-arg=quiet kernel-arg=fsck.mode=skip root-fsck-pass=0`);
   const kept = mmdebstrapArgs({ ...result.value.profile, boot: { keep: ['initramfs-disk-modules', 'dpkg-no-docs', 'grub-no-wait', 'kernel-no-desktop-drivers', 'kernel-quiet', 'boot-no-fsck'] } }, mirrors, '/t');
   assert.not.ok(kept.some((a) => a.startsWith('--dpkgopt=')), kept.join(' '));
   assert.is(kept.find((a) => a.startsWith('--essential-hook=')), `--essential-hook=sh ${join(hookDir, 'essential.sh')} "$1"`);
@@ -71,7 +71,10 @@ shipped('bootstrap trims: dpkg path-excludes (docs, desktop kernel drivers), the
   const chroot = await mkdtemp(join(tmpdir(), 'gf-hook-'));
   try {
     await mkdir(join(chroot, 'etc'));
-    await execa('sh', [join(hookDir, 'essential.sh'), chroot, 'initramfs-modules=virtio_blk,ext4', 'grub-timeout=0', 'kernel-arg=quiet', 'kernel-arg=fsck.mode=skip']);
+    await execa('sh', [join(hookDir, 'essential.sh'), chroot, 'grub-timeout=0']);
+    assert.is(await readFile(join(chroot, 'etc/fstab'), 'utf8'), 'LABEL=rootfs / ext4 defaults,errors=remount-ro 0 1\n', 'the root is checked at boot without the trim');
+    await execa('sh', [join(hookDir, 'essential.sh'), chroot, 'initramfs-modules=virtio_blk,ext4', 'grub-timeout=0', 'kernel-arg=quiet', 'kernel-arg=fsck.mode=skip', 'root-fsck-pass=0']);
+    assert.is(await readFile(join(chroot, 'etc/fstab'), 'utf8'), 'LABEL=rootfs / ext4 defaults,errors=remount-ro 0 0\n');
     assert.is(await readFile(join(chroot, 'etc/default/grub.d/91-guestforge-timeout.cfg'), 'utf8'), 'GRUB_TIMEOUT=0\n');
     // Sourced by update-grub after 90-guestforge.cfg, the way grub-mkconfig reads the folder.
     const cmdline = await execa('sh', ['-c', 'GRUB_CMDLINE_LINUX_DEFAULT="console=ttyS0"; . "$1"; echo "$GRUB_CMDLINE_LINUX_DEFAULT"', 'sh', join(chroot, 'etc/default/grub.d/92-guestforge-cmdline.cfg')]);

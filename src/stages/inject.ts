@@ -50,6 +50,7 @@ export function volumeBlocker(profile: Pick<Profile, 'apps'>, volume: AppsVolume
   if (!m || m.label !== volume.label || m.partnum !== 2 || m.start !== volume.offset || m.size !== volume.bytes) {
     return `${volume.mountpoint} is not the apps volume the base made (${m ? `label "${m.label}", partition ${m.partnum ?? '-'} at ${m.start ?? '?'}+${m.size ?? '?'}` : 'nothing mounted there'})`;
   }
+  if (m.overlapped) return `another partition overlaps the apps volume (partition 2 at ${m.start}+${m.size})`;
   const there = (facts.paths[volume.mountpoint]?.entries ?? []).filter((e) => !fsOwn.has(e));
   if (there.length) return `the build's commands left ${there.slice(0, 5).join(', ')}${there.length > 5 ? ' …' : ''} in ${volume.mountpoint}`;
   return undefined;
@@ -112,7 +113,7 @@ export async function stageAppsTree(apps: readonly App[], mountpoint: string, to
  * the volume's partition of `disk` (an overlay: what the volume held before is gone). Returns
  * the volume's top-level names.
  */
-export async function writeAppsVolume(apps: readonly App[], volume: AppsVolume, disk: DiskRef, scratch: string, step: { update(text: string): void }, root?: Pick<AppsFolderMount, 'mode' | 'uid' | 'gid'>): Promise<string[]> {
+export async function writeAppsVolume(apps: readonly App[], volume: AppsVolume, disk: DiskRef, scratch: string, step: { update(text: string): void }, root?: Pick<AppsFolderMount, 'mode' | 'uid' | 'gid' | 'uuid'>): Promise<string[]> {
   const top = join(scratch, 'apps-volume');
   const image = join(scratch, 'apps-volume.img');
   await rm(top, { recursive: true, force: true });
@@ -121,7 +122,10 @@ export async function writeAppsVolume(apps: readonly App[], volume: AppsVolume, 
     const names = await stageAppsTree(apps, volume.mountpoint, top, scratch);
     step.update(`mke2fs -d (${formatSize(volume.bytes)} volume)`);
     await rm(image, { force: true });
-    const made = await run(['mke2fs', '-q', '-F', '-t', 'ext4', '-L', volume.label, '-E', `root_owner=${root?.uid ?? 0}:${root?.gid ?? 0}`, '-d', top, image, `${volume.bytes / 1024}k`], { allowFailure: true });
+    // Its UUID stays (an fstab may name it so); no extended attribute or ACL of the host's
+    // staging folder goes in (the guestfish path's tar carries none either).
+    const uuid = root?.uuid && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(root.uuid) ? ['-U', root.uuid] : [];
+    const made = await run(['mke2fs', '-q', '-F', '-t', 'ext4', '-L', volume.label, ...uuid, '-E', `root_owner=${root?.uid ?? 0}:${root?.gid ?? 0},no_copy_xattrs`, '-d', top, image, `${volume.bytes / 1024}k`], { allowFailure: true });
     if (made.exitCode !== 0) {
       const said = `${made.stderr}\n${made.stdout}`.split('\n').filter((l) => l.trim() && !l.startsWith('Creating regular file')).slice(-2).join(' | ');
       const full = /allocate|space|too many|inode/i.test(said);
@@ -133,7 +137,13 @@ export async function writeAppsVolume(apps: readonly App[], volume: AppsVolume, 
     // it would: mke2fs -d makes it 0755 whatever the folder's mode (our own new image, so
     // debugfs edits nothing of the guest's).
     const topMode = (root?.mode ?? 0o40755) & 0o7777;
-    if (topMode !== 0o755) await run(['debugfs', '-w', '-R', `sif / mode 04${topMode.toString(8).padStart(4, '0')}`, image]);
+    if (topMode !== 0o755) {
+      await run(['debugfs', '-w', '-R', `sif / mode 04${topMode.toString(8).padStart(4, '0')}`, image]);
+      // debugfs exits 0 when a request fails: read the mode back.
+      const back = await run(['debugfs', '-R', 'stat /', image]);
+      const seen = /Mode:\s+0?(\d+)/.exec(back.stdout)?.[1];
+      if (seen === undefined || parseInt(seen, 8) !== topMode) throw new Error(`debugfs did not set the apps volume's top folder to ${topMode.toString(8)} (it says ${seen ?? 'nothing'})`);
+    }
     step.update('writing the volume (qemu-img)');
     await run(writeAtArgs(image, disk, volume.offset, volume.bytes), { timeoutMs: 10 * 60_000 });
     return names;

@@ -23,7 +23,7 @@ export const keepsFacts: Pick<StageCacheSpec, 'save' | 'restore'> = {
 };
 
 /** Bump when what the seal stage does or reads back changes, so older entries are not reused. */
-const sealRecipe = 2;
+const sealRecipe = 3;
 
 export const sealStage: Stage = {
   name: 'seal',
@@ -90,6 +90,7 @@ export async function appsFolderMount(session: GuestSession, mountpoint: string)
   const device = (await session.lines('mountpoints')).map((l) => l.split(': ')).find(([, m]) => m === mountpoint)?.[0];
   if (!device) return undefined;
   const label = (await session.call('vfs-label', device)).trim();
+  const uuid = (await session.call('vfs-uuid', device)).trim();
   const st = await session.call('stat', mountpoint);
   const num = (name: string) => {
     const m = new RegExp(`^(?:st_)?${name}: (\\d+)$`, 'm').exec(st);
@@ -99,10 +100,12 @@ export async function appsFolderMount(session: GuestSession, mountpoint: string)
   try {
     const disk = (await session.call('part-to-dev', device)).trim();
     const partnum = Number((await session.call('part-to-partnum', device)).trim());
-    const entry = parsePartList(await session.call('part-list', disk)).find((p) => p.num === partnum);
-    part = { partnum, start: entry?.start, size: entry?.size };
+    const parts = parsePartList(await session.call('part-list', disk));
+    const entry = parts.find((p) => p.num === partnum);
+    const overlapped = entry !== undefined && parts.some((p) => p.num !== partnum && p.start < entry.start + entry.size && entry.start < p.start + p.size);
+    part = { partnum, start: entry?.start, size: entry?.size, ...(overlapped ? { overlapped } : {}) };
   } catch {
     // Not a partition (a logical volume, a whole disk): no partition facts.
   }
-  return { label, ...part, mode: num('mode'), uid: num('uid'), gid: num('gid') };
+  return { label, ...(uuid ? { uuid } : {}), ...part, mode: num('mode'), uid: num('uid'), gid: num('gid') };
 }

@@ -41,6 +41,10 @@ export interface FileHead {
 /** What is mounted at the apps folder (the seal stage reads it for the inject stage's fast path). */
 export interface AppsFolderMount {
   label: string;
+  /** The filesystem's UUID (a fresh apps volume keeps it, for an fstab that names it so). */
+  uuid?: string;
+  /** Another partition of the disk overlaps this one. */
+  overlapped?: boolean;
   /** When it is a partition: its number and where it lies on its disk, in bytes. */
   partnum?: number;
   start?: number;

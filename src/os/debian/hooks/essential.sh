@@ -4,7 +4,9 @@
 set -eu
 root=$1
 shift
-echo 'LABEL=rootfs / ext4 defaults,errors=remount-ro 0 1' > "$root/etc/fstab"
+# The root's line; its fsck pass is 1 unless a trim says otherwise (root-fsck-pass=0 below).
+root_line() { echo "LABEL=rootfs / ext4 defaults,errors=remount-ro 0 $1" > "$root/etc/fstab"; }
+root_line 1
 mkdir -p "$root/etc/initramfs-tools/conf.d" "$root/etc/modprobe.d"
 # Without it the initramfs has no fsck.ext4.
 echo 'FSTYPE=ext4' > "$root/etc/initramfs-tools/conf.d/guestforge-fstype"
@@ -25,6 +27,10 @@ for trim in "$@"; do
       # After customize.sh's 90-guestforge.cfg (GRUB_TIMEOUT=1), so it wins; update-grub reads both.
       mkdir -p "$root/etc/default/grub.d"
       echo "GRUB_TIMEOUT=${trim#grub-timeout=}" > "$root/etc/default/grub.d/91-guestforge-timeout.cfg"
+      ;;
+    root-fsck-pass=0)
+      # No systemd-fsck-root.service at all (fsck.mode=skip still starts it, to do nothing).
+      root_line 0
       ;;
     kernel-arg=*)
       # One word more on the kernel command line, after customize.sh's 90-guestforge.cfg.
