@@ -173,25 +173,27 @@ e2e('stage cache: changing only an app reruns inject onward, with no appliance (
 });
 
 e2e('stage cache: a truncated entry is found broken by one of two builds started together, which removes and rebuilds it; the other waits for it and uses it', async () => {
-  // The app-change profile's inject entry: only this file uses it (other files may be reading the
-  // default one). Writing the apps volume, not a build VM boot, makes the contended entry.
+  // The seal entry: a guestfish launch (~40 s), long enough for the second build to find it locked (inject
+  // writes the apps volume in a second). The default profile's chain shares it; only this file
+  // builds that profile, and the files of the other lane read their own entries.
   const profile = join(tmp, 'app-change', 'p.yaml');
-  const entry = (await cachePlan(profile)).find((l) => l.stage === 'inject')?.entry;
-  assert.ok(entry, 'the inject entry of the app-change profile should be cached');
+  const entry = (await cachePlan(profile)).find((l) => l.stage === 'seal')?.entry;
+  assert.ok(entry, 'the seal entry should be cached');
   await truncate(entry!, Math.floor((await stat(entry!)).size / 2));
   const dir = join(tmp, 'corrupt');
   const [a, b] = await Promise.all(['a', 'b'].map((x) => guestforge(['build', profile, '-o', join(dir, x), '--no-smoke'])));
   assert.is(a!.exitCode, 0, a!.all);
   assert.is(b!.exitCode, 0, b!.all);
   const both = `${a!.all}\n${b!.all}`;
-  assert.is(both.match(/inject: not cached \(the cached entry was broken \(its disk is \d+ bytes, the record says \d+\) and was removed\)/g)?.length, 1, both);
-  assert.is(both.match(/inject: not cached/g)?.length, 1, both);
-  assert.is(both.match(/inject: cache hit/g)?.length, 1, both);
-  assert.match(both, /inject: waiting for pid \d+ \(building debian-12-hpc\)/);
+  assert.is(both.match(/seal: not cached \(the cached entry was broken \(its disk is \d+ bytes, the record says \d+\) and was removed\)/g)?.length, 1, both);
+  assert.is(both.match(/seal: not cached/g)?.length, 1, both);
+  assert.is(both.match(/seal: cache hit/g)?.length, 1, both);
+  assert.match(both, /seal: waiting for pid \d+ \(building debian-12-hpc\)/);
   assert.is(both.match(/provision: cache hit/g)?.length, 2, both);
   for (const x of ['a', 'b']) assert.ok(existsSync(join(dir, x, 'debian-12-hpc.qcow2')));
   const after = await cachePlan(profile);
-  assert.is(after.find((l) => l.stage === 'inject')?.cache, 'hit', 'rebuilt and cached again');
+  assert.is(after.find((l) => l.stage === 'seal')?.cache, 'hit', 'rebuilt and cached again');
+  assert.is(after.find((l) => l.stage === 'inject')?.cache, 'hit', 'the apps written again on the new seal entry, and cached');
   const check = await run(['qemu-img', 'check', entry!], { allowFailure: true });
   assert.is(check.exitCode, 0, check.stderr);
   assert.equal(await workLeft(), []);

@@ -147,7 +147,7 @@ daemon('two profiles with --jobs 2 over a local and a remote URI: both images, a
   assert.match(r.stdout, /^debian-12-vrdma\s+qemu:\/\/\/system\s+ok\s+\d+s\s+\S+debian-12-vrdma\.qcow2$/m);
   assert.match(r.stdout, new RegExp(`^matrix-b\\s+${remote.replace(/[+/.]/g, '\\$&')}\\s+ok\\s+\\d+s\\s+\\S+matrix-b\\.qcow2$`, 'm'));
   assert.match(r.stdout, /2 of 2 builds succeeded/);
-  assert.match(r.all, /debian-12-vrdma: \[2\/5\] build VM \(cloud-init\) running/);
+  assert.match(r.all, /debian-12-vrdma: \[2\/6\] build VM \(cloud-init\) running/);
   const logA = await readFile(join(out, 'logs', 'debian-12-vrdma', 'build.log'), 'utf8');
   assert.match(logA, /build VM: virsh -c qemu:\/\/\/system start guestforge-debian-12-vrdma-provision-[0-9a-f]{6}/);
   // What the remote build VM wrote came back through vol-download.
