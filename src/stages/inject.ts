@@ -2,9 +2,10 @@
  * Stage 4: the apps. On a bootstrapped base the apps folder is a volume of
  * its own (os/debian/bootstrap.ts): its filesystem is made on the host from
  * the apps (mke2fs -d) and written over the volume's partition with
- * qemu-img, no appliance launched, a few seconds. Where that cannot be
+ * qemu-img, no appliance launched, about a second. Where that cannot be
  * (an imported base, apps outside the apps folder, the build's commands
- * installed there too, a resumed build whose disk may have been changed),
+ * installed there too, the apps folder not the volume the base made, a
+ * resumed build whose disk may have been changed: volumeBlocker says which),
  * one guestfish launch copies them in.
  */
 import { chmod, chown, copyFile, lstat, mkdir, readdir, rm, stat } from 'node:fs/promises';
