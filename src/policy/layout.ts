@@ -14,6 +14,9 @@ import type { RuleResult, VerifyOptions } from '../verify/types.ts';
 /** The cluster mounts its own software folder here at job start. */
 export const clusterOpt = '/opt';
 
+/** What an empty ext4 (the apps volume) has at its top: e2fsck's, not content anyone put there. */
+export const volumeOwnFolder = 'lost+found';
+
 export interface Layout {
   workspace: string;
   workspaceMode: string;
@@ -127,8 +130,7 @@ export const layoutRules: LayoutRule[] = [
     validate: (l) => underOpt('optVm', l.optVm),
     verify: (f, o) => {
       const p = f.paths[o.optVm];
-      // lost+found: the apps volume is a filesystem of its own.
-      return p?.isDir ? pass(`${o.optVm}: ${(p.entries ?? []).filter((e) => e !== 'lost+found').join(', ') || 'empty'}`) : fail(`${o.optVm} does not exist`);
+      return p?.isDir ? pass(`${o.optVm}: ${(p.entries ?? []).filter((e) => e !== volumeOwnFolder).join(', ') || 'empty'}`) : fail(`${o.optVm} does not exist`);
     },
     inGuest: (l) => ({
       id: 'layout.opt-vm',
@@ -136,7 +138,7 @@ export const layoutRules: LayoutRule[] = [
         `[ -d ${sq(l.optVm)} ]`,
         // The image's fstab mounts the apps volume there; nofail, so a missing one shows here, not as a failed boot.
         ...(l.appsVolumeLabel ? [`{ [ "$(findmnt -rn -o LABEL --mountpoint ${sq(l.optVm)})" = ${sq(l.appsVolumeLabel)} ] || { echo ${sq(`${l.optVm} is not the mounted apps volume (${l.appsVolumeLabel})`)}; false; }; }`] : []),
-        `echo ${sq(`${l.optVm}:`)} "$(ls ${sq(l.optVm)} | grep -vx 'lost+found' | tr '\\n' ' ')"${l.appsVolumeLabel ? ` ${sq(`(volume ${l.appsVolumeLabel})`)}` : ''}`,
+        `echo ${sq(`${l.optVm}:`)} "$(ls ${sq(l.optVm)} | grep -vx ${sq(volumeOwnFolder)} | tr '\\n' ' ')"${l.appsVolumeLabel ? ` ${sq(`(volume ${l.appsVolumeLabel})`)}` : ''}`,
       ].join(' && '),
     }),
   },

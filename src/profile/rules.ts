@@ -8,9 +8,10 @@ import { posix } from 'node:path';
 import { imageInfo } from '../vm/image.ts';
 import type { Profile } from './schema.ts';
 import type { Problem } from './problem.ts';
-import { clusterOpt, layoutProblems } from '../policy/layout.ts';
+import { clusterOpt, layoutProblems, volumeOwnFolder } from '../policy/layout.ts';
 import { guestPathProblem, isUnder } from '../policy/paths.ts';
 import { driverFor } from '../os/index.ts';
+import { appsVolumeOf } from '../os/debian/bootstrap.ts';
 import { parseCloudConfig } from '../cloudinit/yaml.ts';
 import { readUntrusted } from '../util/fs.ts';
 import { formatSize, parseSize } from './units.ts';
@@ -32,7 +33,7 @@ function appDestProblem(dest: string, layout: Profile['layout']): Problem['messa
   if (guestPathProblem(dest)) return undefined; // the schema said so already
   const roots = [layout.optVm, ...layout.appRoots];
   if (roots.includes(dest)) return `"${dest}" is the apps folder itself: give the app a folder or file of its own inside it (e.g. ${posix.join(dest, 'myapp')})`;
-  const lostFound = roots.map((r) => posix.join(r, 'lost+found')).find((l) => dest === l || isUnder(dest, l));
+  const lostFound = roots.map((r) => posix.join(r, volumeOwnFolder)).find((l) => dest === l || isUnder(dest, l));
   if (lostFound) return `"${dest}" is in ${lostFound}, the apps volume's own folder for e2fsck`;
   if (roots.some((r) => isUnder(dest, r))) return undefined;
   return `"${dest}" is outside the apps folder ${layout.optVm}${layout.appRoots.length ? ` and layout.appRoots (${layout.appRoots.join(', ')})` : ''}`;
@@ -155,8 +156,8 @@ export async function checkRules(profile: Profile): Promise<Problem[]> {
   if (profile.base.bootstrap && diskBytes < minBootstrapDisk) {
     problems.push({ path: ['disk', 'size'], message: `${profile.disk.size} is too small for a bootstrapped guest`, hint: `use at least ${formatSize(minBootstrapDisk)}` });
   }
-  const volume = profile.disk.appsVolume === 'none' ? undefined : parseSize(profile.disk.appsVolume);
-  if (profile.base.bootstrap && volume !== undefined) {
+  const volume = appsVolumeOf(profile)?.bytes;
+  if (volume !== undefined) {
     if (volume < minAppsVolume) problems.push({ path: ['disk', 'appsVolume'], message: `${profile.disk.appsVolume} is too small for an ext4 apps volume`, hint: `use at least ${formatSize(minAppsVolume)}, or "none" to keep apps in the root filesystem` });
     else if (diskBytes >= minBootstrapDisk && diskBytes - volume < minBootstrapDisk) problems.push({ path: ['disk', 'appsVolume'], message: `${profile.disk.appsVolume} leaves the root filesystem ${formatSize(diskBytes - volume)} of the ${profile.disk.size} disk`, hint: `the root needs ${formatSize(minBootstrapDisk)}: raise disk.size or lower disk.appsVolume` });
   }

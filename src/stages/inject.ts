@@ -20,15 +20,14 @@ import { createOverlay } from '../vm/overlay.ts';
 import { writeAtArgs } from '../vm/image.ts';
 import { appsVolumeOf, type AppsVolume } from '../os/debian/bootstrap.ts';
 import { isUnder } from '../policy/paths.ts';
+import { volumeOwnFolder } from '../policy/layout.ts';
 import { formatSize } from '../profile/units.ts';
-import { keepsFacts, mountpointsOf } from './seal.ts';
+import { fstrimAll, keepsFacts } from './seal.ts';
 import type { DiskRef, Stage } from './types.ts';
 
 /** Bump when what the inject stage does or reads back changes, so older entries are not reused. */
 const injectRecipe = 4;
 
-/** What an empty ext4 has at its top: not content anyone put there. */
-const fsOwn = new Set(['lost+found']);
 
 /** Pure: why this profile's apps cannot go into a fresh apps volume whatever the disk holds, or undefined. */
 export function profileBlocker(profile: Pick<Profile, 'apps'>, volume: AppsVolume | undefined): string | undefined {
@@ -52,14 +51,9 @@ export function volumeBlocker(profile: Pick<Profile, 'apps'>, volume: AppsVolume
     return `${volume.mountpoint} is not the apps volume the base made (${m ? `label "${m.label}", partition ${m.partnum ?? '-'} at ${m.start ?? '?'}+${m.size ?? '?'}` : 'nothing mounted there'})`;
   }
   if (m.overlapped) return `another partition overlaps the apps volume (partition 2 at ${m.start}+${m.size})`;
-  const there = (facts.paths[volume.mountpoint]?.entries ?? []).filter((e) => !fsOwn.has(e));
+  const there = (facts.paths[volume.mountpoint]?.entries ?? []).filter((e) => e !== volumeOwnFolder);
   if (there.length) return `the build's commands left ${there.slice(0, 5).join(', ')}${there.length > 5 ? ' …' : ''} in ${volume.mountpoint}`;
   return undefined;
-}
-
-/** Pure: an app's mode as a number (the profile's octal text; "0755" and "755" alike). */
-function modeOf(mode: string): number {
-  return parseInt(mode, 8);
 }
 
 /** Makes the folders down to `path` (inside `top`) one by one, each root's and 0755 whatever the umask. */
@@ -103,7 +97,7 @@ export async function stageAppsTree(apps: readonly App[], mountpoint: string, to
       await copyFile(app.src, target);
       // Owner first: chown clears the setuid and setgid bits a mode may set.
       await chown(target, uid, gid);
-      await chmod(target, modeOf(app.mode ?? '0644'));
+      await chmod(target, parseInt(app.mode ?? '0644', 8));
     }
   }
   return (await readdir(top)).sort();
@@ -216,7 +210,7 @@ export const injectStage: Stage = {
       step.update('reading facts for verify');
       ctx.facts = await gatherFacts(session, root, profile.layout);
       step.update('fstrim');
-      for (const mountpoint of await mountpointsOf(session)) await session.call('fstrim', mountpoint);
+      await fstrimAll(session);
     } finally {
       await session.close();
     }

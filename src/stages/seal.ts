@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { GuestSession } from '../guestfs/session.ts';
 import { readShipped } from '../util/project.ts';
-import { factsFromJson, factsToJson, gatherFacts, mountGuest, type AppsFolderMount } from '../verify/facts.ts';
+import { factsFromJson, factsToJson, gatherFacts, mountGuest, statField, type AppsFolderMount } from '../verify/facts.ts';
 import { sha256Text } from '../util/fs.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import type { Stage, StageCacheSpec } from './types.ts';
@@ -57,10 +57,11 @@ export const sealStage: Stage = {
       for (const note of await ctx.driver.offlineFixups(profile, session)) ctx.log.info(`seal: ${note}`);
 
       step.update('reading facts for verify');
-      ctx.facts = { ...(await gatherFacts(session, root, profile.layout)), appsFolderMount: await appsFolderMount(session, profile.layout.optVm) };
+      const mounts = await mountsOf(session);
+      ctx.facts = { ...(await gatherFacts(session, root, profile.layout)), appsFolderMount: await appsFolderMount(session, mounts, profile.layout.optVm) };
 
       step.update('fstrim');
-      for (const mountpoint of await mountpointsOf(session)) await session.call('fstrim', mountpoint);
+      await fstrimAll(session, mounts);
     } finally {
       await session.close();
     }
@@ -68,9 +69,14 @@ export const sealStage: Stage = {
   },
 };
 
-/** Every mounted filesystem's mount point (the root, and the apps volume or /var when the image has one). */
-export async function mountpointsOf(session: GuestSession): Promise<string[]> {
-  return (await session.lines('mountpoints')).map((l) => l.split(': ')[1] ?? '').filter((m) => m.startsWith('/'));
+/** Every mounted filesystem as [device, mount point] (the root, and the apps volume or /var when the image has one). */
+export async function mountsOf(session: GuestSession): Promise<[string, string][]> {
+  return (await session.lines('mountpoints')).map((l) => l.split(': ') as [string, string]).filter(([, m]) => m?.startsWith('/'));
+}
+
+/** fstrim every mounted filesystem, so the compressed image holds only live data. */
+export async function fstrimAll(session: GuestSession, mounts?: [string, string][]): Promise<void> {
+  for (const [, mountpoint] of mounts ?? (await mountsOf(session))) await session.call('fstrim', mountpoint);
 }
 
 /** Pure: guestfish's part-list answer as partition number, start and size in bytes. */
@@ -86,16 +92,12 @@ export function parsePartList(text: string): { num: number; start: number; size:
 }
 
 /** What the mounted guest has at `mountpoint`: its filesystem's label, partition and top folder's owner and mode. */
-export async function appsFolderMount(session: GuestSession, mountpoint: string): Promise<AppsFolderMount | undefined> {
-  const device = (await session.lines('mountpoints')).map((l) => l.split(': ')).find(([, m]) => m === mountpoint)?.[0];
+export async function appsFolderMount(session: GuestSession, mounts: [string, string][], mountpoint: string): Promise<AppsFolderMount | undefined> {
+  const device = mounts.find(([, m]) => m === mountpoint)?.[0];
   if (!device) return undefined;
   const label = (await session.call('vfs-label', device)).trim();
   const uuid = (await session.call('vfs-uuid', device)).trim();
   const st = await session.call('stat', mountpoint);
-  const num = (name: string) => {
-    const m = new RegExp(`^(?:st_)?${name}: (\\d+)$`, 'm').exec(st);
-    return m ? Number(m[1]) : undefined;
-  };
   let part: Pick<AppsFolderMount, 'partnum' | 'start' | 'size'> = {};
   try {
     const disk = (await session.call('part-to-dev', device)).trim();
@@ -107,5 +109,5 @@ export async function appsFolderMount(session: GuestSession, mountpoint: string)
   } catch {
     // Not a partition (a logical volume, a whole disk): no partition facts.
   }
-  return { label, ...(uuid ? { uuid } : {}), ...part, mode: num('mode'), uid: num('uid'), gid: num('gid') };
+  return { label, ...(uuid ? { uuid } : {}), ...part, mode: statField(st, 'mode'), uid: statField(st, 'uid'), gid: statField(st, 'gid') };
 }

@@ -181,8 +181,9 @@ export function parsePasswd(text: string): PasswdEntry[] {
 }
 
 /** guestfish prints stat structs as "field: value" lines. */
-function parseStatMode(text: string): number | undefined {
-  const m = /^(?:st_)?mode: (\d+)$/m.exec(text);
+/** Pure: one numeric field (mode, uid, gid…) of guestfish's stat or statns answer. */
+export function statField(text: string, name: string): number | undefined {
+  const m = new RegExp(`^(?:st_)?${name}: (\\d+)$`, 'm').exec(text);
   return m ? Number(m[1]) : undefined;
 }
 
@@ -281,7 +282,7 @@ async function readIf(session: GuestSession, path: string): Promise<string | und
 async function pathFacts(session: GuestSession, path: string, list: boolean): Promise<PathFacts> {
   if (!(await session.bool('exists', path))) return { exists: false, isDir: false };
   const isDir = await session.bool('is-dir', path, 'followsymlinks:true');
-  const mode = parseStatMode(await session.call('stat', path));
+  const mode = statField(await session.call('stat', path), 'mode');
   const entries = isDir && list ? await session.lines('ls', path) : undefined;
   return { exists: true, isDir, ...(mode !== undefined ? { mode } : {}), ...(entries ? { entries } : {}) };
 }

@@ -170,14 +170,15 @@ async function mirrorsOf(profile: Profile): Promise<string[]> {
 /** The cache key of a bootstrapped base: everything that changes its bytes, nothing that does not (such as the profile's name). */
 export async function bootstrapKey(profile: Profile, mirrors?: string[]): Promise<string> {
   const hooks = await Promise.all(['essential.sh', 'customize.sh'].map((f) => readFile(join(hookDir, f), 'utf8')));
+  const volume = appsVolumeOf(profile);
   return sha256Text(JSON.stringify({
     recipe: bootstrapRecipe,
     // Where this checkout lives is no input: the hooks' content is.
     argv: mmdebstrapArgs(profile, mirrors ?? (await mirrorsOf(profile)), 'TARGET').map((a) => a.replaceAll(hookDir, 'HOOKS')),
     hooks,
     size: profile.disk.size,
-    sfdisk: sfdiskScript(appsVolumeOf(profile)),
-    appsVolume: appsVolumeOf(profile) ? appsVolumeFstab(appsVolumeOf(profile)!) : null,
+    sfdisk: sfdiskScript(volume),
+    appsVolume: volume ? appsVolumeFstab(volume) : null,
   })).slice(0, 16);
 }
 
