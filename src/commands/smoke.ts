@@ -91,7 +91,7 @@ export async function run(args: string[]): Promise<number> {
         : await smokeImage({ path: image, format }, {
           name, target, accel: await resolveAccel(accelWanted, log, backend), nonce, workDir, logDir,
           timeoutMs, stallMs: Math.min(timeoutMs, 5 * 60_000), memoryMiB: 1024, cpus: 2, log, signal, step,
-          starter: starterFor(backend, { namePrefix: `${name}-smoke`, diskIsResult: false }),
+          starter: starterFor(backend, { namePrefix: `${name}-smoke`, diskIsResult: false, log }),
         });
       if (r.ok) step.succeed(`${osv ? 'done' : 'result'} after ${((r.bootMs ?? 0) / 1000).toFixed(1)}s`);
       else step.fail();

@@ -122,7 +122,7 @@ export const provisionStage: Stage = {
           if (progress) step.update(progress);
         },
       },
-      starterFor(ctx.backend, { namePrefix: `${profile.name}-provision`, diskIsResult: true }),
+      starterFor(ctx.backend, { namePrefix: `${profile.name}-provision`, diskIsResult: true, log: ctx.log }),
     );
     for (const warning of outcome.warnings) {
       ctx.log.warn(`build VM: ${warning}`);

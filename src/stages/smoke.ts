@@ -36,7 +36,7 @@ export const smokeStage: Stage = {
       log: ctx.log,
       signal: ctx.signal,
       step,
-      starter: starterFor(ctx.backend, { namePrefix: `${ctx.profile.name}-smoke`, diskIsResult: false }),
+      starter: starterFor(ctx.backend, { namePrefix: `${ctx.profile.name}-smoke`, diskIsResult: false, log: ctx.log }),
     });
     ctx.smoke = report;
     for (const line of formatSmoke(report)) ctx.log.info(`  ${line}`);

@@ -2,7 +2,7 @@
 import type { Logger } from '../log.ts';
 import type { Profile } from '../profile/schema.ts';
 import { chooseAccel, probeAccel, type Accel } from './accel.ts';
-import { defaultUri, isRemote, libvirtStarter, virsh, type LibvirtTarget } from './libvirt.ts';
+import { defaultUri, isRemote, libvirtStarter, virsh, type LibvirtStartOptions, type LibvirtTarget } from './libvirt.ts';
 import { startQemu, type VmStarter } from './qemu.ts';
 
 export type Backend = { kind: 'qemu' } | { kind: 'libvirt'; target: LibvirtTarget };
@@ -16,7 +16,7 @@ export function describeBackend(backend: Backend): string {
   return backend.kind === 'qemu' ? 'qemu' : `libvirt ${backend.target.uri ?? defaultUri}`;
 }
 
-export function starterFor(backend: Backend, options: { namePrefix: string; diskIsResult: boolean }): VmStarter {
+export function starterFor(backend: Backend, options: LibvirtStartOptions): VmStarter {
   return backend.kind === 'qemu' ? startQemu : libvirtStarter(backend.target, options);
 }
 

@@ -17,7 +17,8 @@ import { freshConsoleLog } from './serial.ts';
 import { appendFile, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { UsageError, UserError } from '../errors.ts';
-import { run, type RunResult } from '../exec/run.ts';
+import { run, ToolMissingError, type RunResult } from '../exec/run.ts';
+import type { Logger } from '../log.ts';
 import { nonce } from '../util/fs.ts';
 import { readShipped } from '../util/project.ts';
 import type { Accel } from './accel.ts';
@@ -31,7 +32,9 @@ export interface LibvirtTarget {
   pool: string;
 }
 
-export const defaultUri = 'qemu:///system';
+import { defaultUri, transferBudget, virsh, type VirshOptions } from './virsh.ts';
+
+export { defaultUri, virsh };
 export const defaultPool = 'guestforge';
 const defaultPoolPath = '/var/lib/libvirt/images/guestforge';
 
@@ -40,10 +43,6 @@ export function isRemote(uri: string | undefined): boolean {
   const problem = libvirtUriProblem(uri);
   if (problem) throw new UsageError(`libvirt URI refused: ${problem}`, { hint: 'for example qemu:///system, qemu+ssh://host/system, qemu+tcp://host/system' });
   return new URL(uri).hostname !== '';
-}
-
-export async function virsh(uri: string | undefined, args: string[], options: { allowFailure?: boolean; timeoutMs?: number } = {}): Promise<RunResult> {
-  return run(['virsh', '-c', uri ?? defaultUri, '-q', ...args], { allowFailure: options.allowFailure ?? false, timeoutMs: options.timeoutMs ?? 120_000 });
 }
 
 function escapeXml(text: string): string {
@@ -126,42 +125,82 @@ export async function ensurePool(target: LibvirtTarget): Promise<void> {
 }
 
 
-/** Volumes made for one domain on a remote host, deleted by `removeAll`. */
+type Call = (args: string[], options?: VirshOptions) => Promise<RunResult>;
+
+/**
+ * Volumes made for one domain on a remote host. Every one is named
+ * `<domain>-…` and noted before it is asked for, so a vol-create cut short
+ * that still lands is found and deleted by `removeAll` too.
+ */
 class RemoteVolumes {
-  readonly made: string[] = [];
-  constructor(private readonly target: LibvirtTarget) {}
+  private readonly asked = new Set<string>();
+  constructor(private readonly target: LibvirtTarget, private readonly prefix: string, private readonly call: Call) {}
 
   async upload(name: string, file: string): Promise<string> {
     const bytes = (await stat(file)).size;
-    await virsh(this.target.uri, ['vol-create-as', this.target.pool, name, String(Math.max(bytes, 1)), '--format', 'raw']);
-    this.made.push(name);
-    await virsh(this.target.uri, ['vol-upload', '--pool', this.target.pool, name, file], { timeoutMs: 60 * 60_000 });
+    await this.create(name, [String(Math.max(bytes, 1)), '--format', 'raw']);
+    await this.call(['vol-upload', '--pool', this.target.pool, name, file], { budget: transferBudget });
     return this.path(name);
   }
 
   async overlay(name: string, backing: string, virtualSize: number): Promise<string> {
-    await virsh(this.target.uri, ['vol-create-as', this.target.pool, name, String(virtualSize), '--format', 'qcow2', '--backing-vol', backing, '--backing-vol-format', 'qcow2']);
-    this.made.push(name);
+    await this.create(name, [String(virtualSize), '--format', 'qcow2', '--backing-vol', backing, '--backing-vol-format', 'qcow2']);
     return this.path(name);
   }
 
   async empty(name: string): Promise<string> {
-    await virsh(this.target.uri, ['vol-create-as', this.target.pool, name, '1', '--format', 'raw']);
-    this.made.push(name);
+    await this.create(name, ['1', '--format', 'raw']);
     return this.path(name);
   }
 
+  private async create(name: string, args: string[]): Promise<void> {
+    this.asked.add(name);
+    await this.call(['vol-create-as', this.target.pool, name, ...args]);
+  }
+
   async path(name: string): Promise<string> {
-    return (await virsh(this.target.uri, ['vol-path', '--pool', this.target.pool, name])).stdout.trim();
+    return (await this.call(['vol-path', '--pool', this.target.pool, name])).stdout.trim();
   }
 
   async download(name: string, file: string, offset = 0): Promise<void> {
-    await virsh(this.target.uri, ['vol-download', '--pool', this.target.pool, name, file, ...(offset ? ['--offset', String(offset)] : [])], { timeoutMs: 60 * 60_000 });
+    await this.call(['vol-download', '--pool', this.target.pool, name, file, ...(offset ? ['--offset', String(offset)] : [])], { budget: transferBudget });
   }
 
+  /** Deletes every volume asked for, then any other of this domain's that the pool lists; throws naming what is left. */
   async removeAll(): Promise<void> {
-    for (const name of this.made.splice(0)) await virsh(this.target.uri, ['vol-delete', '--pool', this.target.pool, name], { allowFailure: true });
+    if (this.asked.size === 0) return;
+    for (const name of this.asked) await this.call(['vol-delete', '--pool', this.target.pool, name], { allowFailure: true });
+    const listed = await this.call(['vol-list', '--pool', this.target.pool]);
+    const left = listed.stdout.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((n) => n.startsWith(`${this.prefix}-`));
+    for (const name of left) await this.call(['vol-delete', '--pool', this.target.pool, name], { allowFailure: true });
+    const still = (await this.call(['vol-list', '--pool', this.target.pool])).stdout.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((n) => n.startsWith(`${this.prefix}-`));
+    if (still.length > 0) throw new Error(`volumes left in pool ${this.target.pool}: ${still.join(', ')}`);
+    this.asked.clear();
   }
+}
+
+/**
+ * Destroys and undefines until the daemon no longer lists the domain: a
+ * define or start cut short (a budget ran out, a signal ended virsh) may
+ * still be finished by libvirtd after we ask, and undefine fails while a
+ * start holds the domain's job.
+ */
+async function removeDomain(call: Call, name: string): Promise<void> {
+  let lastError = '';
+  for (let attempt = 0; attempt < 5; attempt += 1) {
+    if (attempt > 0) await new Promise((r) => setTimeout(r, 2000));
+    for (const verb of ['destroy', 'undefine']) {
+      const r = await call([verb, name], { allowFailure: true }).catch((error: unknown) => ({ exitCode: -1, stderr: (error as Error).message }));
+      if (r.exitCode !== 0 && !notFound(r.stderr)) lastError = `virsh ${verb}: ${r.stderr.trim().split('\n').slice(-1)[0] ?? ''}`;
+    }
+    const listed = await call(['list', '--all', '--name']);
+    if (!listed.stdout.split('\n').some((l) => l.trim() === name)) return;
+  }
+  throw new Error(`the domain ${name} is still defined${lastError ? ` (${lastError})` : ''}`);
+}
+
+function notFound(stderr: string): boolean {
+  return /failed to get domain|Domain not found|no domain with matching/i.test(stderr);
 }
 
 export interface LibvirtStartOptions {
@@ -169,30 +208,77 @@ export interface LibvirtStartOptions {
   namePrefix: string;
   /** The disk's new content is the result (the build VM): a remote run copies it back. */
   diskIsResult: boolean;
+  /** Where a slow daemon is said (a virsh call past its budget while libvirtd still answers). */
+  log?: Logger;
 }
 
 function domainName(prefix: string): string {
   return `guestforge-${prefix}`.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 60) + `-${nonce(3)}`;
 }
 
+/**
+ * Runs a VM as a libvirt domain. Everything it makes (the domain, the pool's
+ * volumes, scratch files) is undone by one `dispose`, reached on every path:
+ * from here when defining or starting fails, times out or is interrupted, and
+ * from bootVm's finally once it runs.
+ */
 export function libvirtStarter(target: LibvirtTarget, options: LibvirtStartOptions): VmStarter {
   return async (spec: VmSpec, label: string): Promise<VmRunner> => {
     await freshConsoleLog(spec.serialLog);
     if (spec.hostForward) {
       throw new UserError(`${label}: the libvirt backend has no host port forwarding here`, { hint: 'use --backend qemu for OSv composes' });
     }
+    const uri = target.uri ?? defaultUri;
     const name = domainName(options.namePrefix);
     const remote = isRemote(target.uri);
-    const volumes = new RemoteVolumes(target);
+    const call: Call = (args, o = {}) => virsh(target.uri, args, { onSlow: (m) => options.log?.warn(`${label}: ${m}`), ...o });
+    const volumes = new RemoteVolumes(target, name, call);
     const workDir = dirname(spec.disk);
     const scratch: string[] = [];
     let consoleBytes = 0;
     const consoleVolume = `${name}-console.log`;
     const diskVolume = `${name}-disk.qcow2`;
     const original = await imageInfo(spec.disk);
+    let defineAsked = false;
 
-    let fields: DomainFields;
+    let disposed = false;
+    const dispose = async (ended: { ok: boolean } = { ok: false }) => {
+      if (disposed) return;
+      disposed = true;
+      const problems: string[] = [];
+      const attempt = async (fn: () => Promise<unknown>) => {
+        try {
+          await fn();
+        } catch (error) {
+          problems.push((error as Error).message);
+        }
+      };
+      if (defineAsked) await attempt(() => removeDomain(call, name));
+      // The overlay made there comes back and is pointed at our backing file again; a failed VM's disk is not wanted.
+      if (remote && options.diskIsResult && ended.ok && problems.length === 0) {
+        await attempt(async () => {
+          const back = join(workDir, `${name}-result.qcow2`);
+          scratch.push(back);
+          await volumes.download(diskVolume, back);
+          await run(['qemu-img', 'rebase', '-u', '-f', 'qcow2', '-b', original.backing ?? '', '-F', original.backingFormat ?? 'qcow2', back]);
+          await rename(back, spec.disk);
+        });
+      }
+      if (remote) await attempt(() => volumes.removeAll());
+      for (const f of scratch) await rm(f, { force: true });
+      if (problems.length > 0) {
+        throw new UserError(`${label}: libvirt at ${uri} kept what guestforge made for ${name}: ${problems.join('; ')}`, {
+          hint: `remove it by hand: virsh -c ${uri} destroy ${name}; virsh -c ${uri} undefine ${name}${remote ? `; virsh -c ${uri} vol-list --pool ${target.pool} | grep ${name}- (then vol-delete each)` : ''}`,
+        });
+      }
+    };
+    const disposeAfter = async (error: unknown): Promise<never> => {
+      await dispose().catch((e: unknown) => options.log?.warn(`${(e as Error).message}\n${(e as UserError).hint ?? ''}`.trim()));
+      throw error;
+    };
+
     try {
+      let fields: DomainFields;
       if (remote) {
         await ensurePool(target);
         let diskPath: string;
@@ -221,49 +307,27 @@ export function libvirtStarter(target: LibvirtTarget, options: LibvirtStartOptio
       const xmlFile = join(workDir, `${name}.xml`);
       scratch.push(xmlFile);
       await writeFile(xmlFile, await domainXml(fields));
-      await virsh(target.uri, ['define', xmlFile]);
-    } catch (error) {
-      await volumes.removeAll();
-      for (const f of scratch) await rm(f, { force: true });
-      throw error;
-    }
-
-    let disposed = false;
-    const dispose = async () => {
-      if (disposed) return;
-      disposed = true;
-      await virsh(target.uri, ['destroy', name], { allowFailure: true });
-      await virsh(target.uri, ['undefine', name], { allowFailure: true });
-      try {
-        if (remote && options.diskIsResult) {
-          // The overlay made there comes back and is pointed at our backing file again.
-          const back = join(workDir, `${name}-result.qcow2`);
-          scratch.push(back);
-          await volumes.download(diskVolume, back);
-          await run(['qemu-img', 'rebase', '-u', '-f', 'qcow2', '-b', original.backing ?? '', '-F', original.backingFormat ?? 'qcow2', back]);
-          await rename(back, spec.disk);
-        }
-      } finally {
-        await volumes.removeAll();
-        for (const f of scratch) await rm(f, { force: true });
+      defineAsked = true;
+      await call(['define', xmlFile]);
+      const started = await call(['start', name], { allowFailure: true });
+      if (started.exitCode !== 0) {
+        throw new UserError(`${label}: virsh start ${name} failed: ${started.stderr.trim().split('\n').slice(-2).join(' | ')}`, {
+          hint: startFailureHint(started.stderr, uri),
+        });
       }
-    };
-
-    const started = await virsh(target.uri, ['start', name], { allowFailure: true });
-    if (started.exitCode !== 0) {
-      await dispose();
-      throw new UserError(`${label}: virsh start ${name} failed: ${started.stderr.trim().split('\n').slice(-2).join(' | ')}`, {
-        hint: startFailureHint(started.stderr, target.uri ?? defaultUri),
-      });
+    } catch (error) {
+      return disposeAfter(error);
     }
 
     let stoppedAt: string | undefined;
     const state = async (): Promise<string> => {
-      const r = await virsh(target.uri, ['domstate', '--reason', name], { allowFailure: true });
-      return r.exitCode === 0 ? r.stdout.trim() : 'gone';
+      const r = await call(['domstate', '--reason', name], { allowFailure: true });
+      if (r.exitCode === 0) return r.stdout.trim();
+      // Any other failure says nothing of the domain: the watch goes on, and its timeouts still hold.
+      return notFound(r.stderr) ? 'gone' : 'unknown';
     };
     return {
-      argv: ['virsh', '-c', target.uri ?? defaultUri, 'start', name],
+      argv: ['virsh', '-c', uri, 'start', name],
       wait: (ms) => new Promise((r) => setTimeout(r, remote ? Math.max(ms, 2000) : ms)),
       stopped: async () => {
         const s = await state();
@@ -271,11 +335,11 @@ export function libvirtStarter(target: LibvirtTarget, options: LibvirtStartOptio
         return stoppedAt !== undefined;
       },
       powerdown: async () => {
-        await virsh(target.uri, ['shutdown', name], { allowFailure: true });
+        await call(['shutdown', name], { allowFailure: true });
       },
       stop: async () => {
         if (stoppedAt) return;
-        await virsh(target.uri, ['destroy', name], { allowFailure: true });
+        await call(['destroy', name], { allowFailure: true });
         stoppedAt = 'destroyed';
       },
       ...(remote
@@ -322,8 +386,9 @@ export function startFailureHint(stderr: string, uri: string): string {
 
 /** Whether the local libvirt daemon answers, for doctor; not a problem when it does not (the qemu backend needs none). */
 export async function libvirtDaemonState(): Promise<string> {
-  const r = await virsh(defaultUri, ['version'], { allowFailure: true, timeoutMs: 15_000 }).catch(() => undefined);
-  if (!r) return 'virsh not found (apt-get install libvirt-clients)';
+  const r = await virsh(defaultUri, ['version'], { allowFailure: true, budget: { callMs: 15_000, pingMs: 5_000, ceilingMs: 15_000 } }).catch((error: unknown) => error as Error);
+  if (r instanceof ToolMissingError) return 'virsh not found (apt-get install libvirt-clients)';
+  if (r instanceof Error) return `${defaultUri} does not answer in 15s: ${r.message}`;
   const hypervisor = /Running hypervisor: (.*)/.exec(r.stdout)?.[1];
   if (r.exitCode !== 0) return `${defaultUri} does not answer: start the daemons (virtlogd -d; libvirtd -d, or systemctl start libvirtd)`;
   const virtlogd = await stat('/run/libvirt/virtlogd-sock').then(() => true, () => false);

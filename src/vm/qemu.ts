@@ -75,8 +75,11 @@ export interface VmRunner {
   sync?(): Promise<void>;
   /** Why it stopped when it did not start or crashed, if it knows. */
   failure(): Promise<string | undefined>;
-  /** Remove everything it made (libvirt: the domain, the volumes). */
-  dispose?(): Promise<void>;
+  /**
+   * Remove everything it made (libvirt: the domain, the volumes), told
+   * whether the boot succeeded (a remote build VM's disk comes back only then).
+   */
+  dispose?(ended: { ok: boolean }): Promise<void>;
   /**
    * Leave it running when guestforge exits (`--on-error keep`); only a VM
    * started with a console socket can be. Returns its pid.
@@ -157,13 +160,18 @@ export async function bootVm(spec: VmSpec, options: WatchOptions, starter: VmSta
   const started = Date.now();
   const vm = await starter(spec, options.label);
   options.log.detail(`${options.label}: ${shellQuote(vm.argv)}`);
-  let kept = false;
+  let outcome: BootOutcome | undefined;
   try {
-    const outcome = await watch(vm, spec, options, started);
-    kept = Boolean(outcome.kept);
+    outcome = await watch(vm, spec, options, started);
     return outcome;
   } finally {
-    if (!kept) await vm.dispose?.();
+    // What dispose could not remove is an error of its own, unless the boot already failed with one (said, not lost).
+    if (!outcome?.kept) {
+      await vm.dispose?.({ ok: outcome?.ok ?? false }).catch((error: unknown) => {
+        if (outcome) throw error;
+        options.log.warn((error as Error).message);
+      });
+    }
   }
 }
 
