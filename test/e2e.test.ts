@@ -14,6 +14,7 @@ import { writeWrongShaProfile } from './helpers/wrong-sha.ts';
 import { leftWork } from './helpers/work.ts';
 import * as assert from 'uvu/assert';
 import { timed } from './helpers/timing.ts';
+import { running, waitUntil } from './helpers/wait.ts';
 import { onPty } from './helpers/pty.ts';
 import { run } from '../src/exec/run.ts';
 
@@ -341,7 +342,7 @@ e2e('SIGINT while a build VM that --on-error keep would keep runs: keep is for f
   const sOut = join(tmp, 'signal-out');
   const child = guestforge(['build', join(root, 'test', 'fixtures', 'profiles', 'fail-command.yaml'), '-o', sOut, '--on-error', 'keep']);
   const consoleLog = join(sOut, 'logs', 'fail-command', 'build-console.log');
-  for (let i = 0; i < 600 && !existsSync(consoleLog); i += 1) await new Promise((r) => setTimeout(r, 200));
+  await waitUntil(() => existsSync(consoleLog), { alive: () => running(child), ceilingMs: 20 * 60_000 });
   assert.ok(existsSync(consoleLog), 'the build VM never started');
   await new Promise((r) => setTimeout(r, 2000));
   assert.ok((await qemuUsing(sOut)).length > 0, 'qemu should be running before the signal');

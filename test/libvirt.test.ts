@@ -17,6 +17,7 @@ import { suite } from 'uvu';
 import { writeWrongShaProfile } from './helpers/wrong-sha.ts';
 import * as assert from 'uvu/assert';
 import { timed } from './helpers/timing.ts';
+import { running as isRunning, waitUntil } from './helpers/wait.ts';
 import { run } from '../src/exec/run.ts';
 import { domainXml, leftovers, virsh } from '../src/vm/libvirt.ts';
 import { StageCache } from '../src/cache/store.ts';
@@ -74,7 +75,11 @@ async function ensureLibvirtd(): Promise<void> {
     await run(['sh', '-c', 'pgrep -x virtlogd >/dev/null || virtlogd -d']);
     await run(['libvirtd', '-d', '--listen', '-f', conf]);
     startedDaemon = true;
-    for (let i = 0; i < 50 && (await virsh(undefined, ['version'], { allowFailure: true })).exitCode !== 0; i += 1) await new Promise((r) => setTimeout(r, 200));
+    // Its first start probes qemu (8.4 s in one suite run here): wait while it lives, fail at once if it died.
+    const up = await waitUntil(async () => (await virsh(undefined, ['version'], { allowFailure: true })).exitCode === 0, {
+      alive: async () => (await run(['pgrep', '-x', 'libvirtd'], { allowFailure: true })).exitCode === 0, ceilingMs: 5 * 60_000,
+    });
+    assert.ok(up, 'libvirtd exited or never answered: see its log (journalctl or /var/log/libvirt)');
   }
   const tcp = await virsh(remote, ['version'], { allowFailure: true });
   assert.is(tcp.exitCode, 0, `libvirtd must listen on 127.0.0.1 over TCP without auth for these tests (a libvirtd already runs without it?): ${tcp.stderr}`);
@@ -110,10 +115,8 @@ daemon('SIGTERM while the build VM runs as a remote domain: exit 143, domain and
   const out = join(tmp, 'signal');
   const child = guestforge(['build', join(root, 'test', 'fixtures', 'profiles', 'fail-command.yaml'), '-o', out, '--connect', remote, '--pool', pool, '--accel', 'tcg'], 10 * 60_000);
   let running: string[] = [];
-  for (let i = 0; i < 300 && running.length === 0; i += 1) {
-    await new Promise((r) => setTimeout(r, 500));
-    running = (await virsh(remote, ['list', '--name'], { allowFailure: true })).stdout.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('guestforge-fail-command-provision-'));
-  }
+  await waitUntil(async () => (running = (await virsh(remote, ['list', '--name'], { allowFailure: true })).stdout.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('guestforge-fail-command-provision-'))).length > 0,
+    { alive: () => isRunning(child), ceilingMs: 9 * 60_000, everyMs: 500 });
   assert.is(running.length, 1, 'the build VM domain never ran');
   child.kill('SIGTERM');
   const r = await child;

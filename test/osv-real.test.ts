@@ -15,6 +15,7 @@ import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { timed } from './helpers/timing.ts';
+import { running as isRunning, waitUntil } from './helpers/wait.ts';
 import { run } from '../src/exec/run.ts';
 import { sumFor } from '../src/os/osv/builder.ts';
 import { osvVersionIn } from '../src/os/osv/cmdline.ts';
@@ -196,10 +197,7 @@ real('SIGINT while the builder VM runs: exit 130, qemu gone, no output', async (
   const out = join(tmp, 'sigint');
   const child = execa('node', [cli, 'build', profile, '-o', out, '--accel', 'tcg'], { env, reject: false, all: true, timeout: 5 * 60_000 });
   let running: string[] = [];
-  for (let i = 0; i < 200 && running.length === 0; i += 1) {
-    await new Promise((res) => setTimeout(res, 100));
-    running = (await leftovers()).filter((l) => l.includes('osv-zfs-builder'));
-  }
+  await waitUntil(async () => (running = (await leftovers()).filter((l) => l.includes('osv-zfs-builder'))).length > 0, { alive: () => isRunning(child), ceilingMs: 4 * 60_000, everyMs: 100 });
   assert.is(running.length, 1, 'the builder VM never ran');
   child.kill('SIGINT');
   const r = await child;

@@ -14,6 +14,7 @@ import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { timed } from './helpers/timing.ts';
+import { running as isRunning, waitUntil } from './helpers/wait.ts';
 import { run } from '../src/exec/run.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -93,7 +94,7 @@ r('SIGINT mid-rehearsal of two nodes: exit 130, neither VM nor the NFS server le
   const child = execa('node', [cli, 'rehearse', image, '--nodes', '2'], { env: rehearseEnv, reject: false, all: true, timeout: 5 * 60_000 });
   let seen = '';
   child.all?.on('data', (chunk: Buffer) => (seen += chunk.toString()));
-  for (let i = 0; i < 120 && !/booting vnode02/.test(seen); i += 1) await new Promise((res) => setTimeout(res, 500));
+  await waitUntil(() => /booting vnode02/.test(seen), { alive: () => isRunning(child), ceilingMs: 4 * 60_000 });
   assert.match(seen, /booting vnode02/, 'both VMs were started');
   await new Promise((res) => setTimeout(res, 3000));
   const running = await leftovers();

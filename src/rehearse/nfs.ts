@@ -60,9 +60,9 @@ export async function startNfsServer(dir: string, exports: NfsExport[], signal?:
     if (!exited) child.kill('SIGKILL');
     await child.catch(() => undefined);
   };
-  for (let i = 0; i < 60; i += 1) {
+  // A slow host gets time while ganesha runs; one that exited is reported at once.
+  for (const until = Date.now() + 2 * 60_000; Date.now() < until && !exited;) {
     if (await listening(port)) return { port, stop };
-    if (exited) break;
     await new Promise((r) => setTimeout(r, 500));
   }
   await stop();
