@@ -15,7 +15,7 @@ import * as assert from 'uvu/assert';
 import { timed } from './helpers/timing.ts';
 import { datasourceVerdict, rules, sshdSetting } from '../src/verify/rules.ts';
 import { evaluate, defaultVerifyOptions } from '../src/verify/run.ts';
-import { kernelCmdlinesOf, parseFstab, passwordStates, type GuestFacts } from '../src/verify/facts.ts';
+import { accountPasswords, kernelCmdlinesOf, parseFstab, parsePasswd, type GuestFacts } from '../src/verify/facts.ts';
 import { makeImage as makeTreeImage, type Tree } from './helpers/tree-image.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -289,8 +289,27 @@ logic('the evidence names what was wrong', () => {
   assert.match(byId.get('vrdma.kernel')!, new RegExp(`kernel without rdma_rxe: ${kernel}`));
 });
 
-logic('a hash right in /etc/passwd counts (no shadow entry needed)', () => {
-  assert.equal(passwordStates('toor:$6$x$y:0:0::/root:/bin/sh\n'), { toor: 'usable' });
+logic('passwords as pam_unix and glibc read them: the passwd field unless x, then the first shadow line; duplicates named', () => {
+  const locked = 'root:!:19000:0:99999:7:::\n';
+  assert.equal(accountPasswords('toor:$6$x$y:0:0::/root:/bin/sh\n', ''), { toor: 'usable' }, 'a hash in passwd needs no shadow entry');
+  assert.equal(accountPasswords('root:x:0:0:root:/root:/bin/bash\n', locked), { root: 'locked' });
+  assert.equal(accountPasswords('root:x:0:0:root:/root:/bin/bash\n', ''), {}, 'x with no shadow line: no password opens it');
+  // Each bypass the security review reproduced (issue 32), as the text an image would hold.
+  const bypasses: [string, string, string, RegExp][] = [
+    ['root with an empty passwd field over a locked shadow line', 'root::0:0:root:/root:/bin/bash\n', locked, /root: empty/],
+    ['a hash in the passwd field of another uid-0 account', 'root:x:0:0:root:/root:/bin/bash\ntoor:$6$salt$hash:0:0::/root:/bin/sh\n', `${locked}toor:!:19000::::::\n`, /toor: usable/],
+    ['a second shadow line for root after a locked one', 'root:x:0:0:root:/root:/bin/bash\n', `${locked}root:$6$salt$hash:19000::::::\n`, /two lines of passwd or shadow.*root/],
+    ['a usable shadow line before a locked one', 'root:x:0:0:root:/root:/bin/bash\n', `root:$6$salt$hash:19000::::::\n${locked}`, /two lines of passwd or shadow.*root/],
+    ['root on two passwd lines', 'root:x:0:0:root:/root:/bin/bash\nroot:x:0:0::/:/bin/sh\n', locked, /two lines of passwd or shadow.*root/],
+  ];
+  for (const [what, passwd, shadow, evidence] of bypasses) {
+    const facts = goodFacts();
+    facts.passwd = parsePasswd(passwd);
+    facts.passwords = accountPasswords(passwd, shadow);
+    const result = evaluate('literal', facts, withVrdma).results.find((r) => r.id === 'hygiene.root-password')!;
+    assert.is(result.verdict, 'fail', what);
+    assert.match(result.evidence, evidence, what);
+  }
 });
 
 logic('every uid-0 account counts, not only the one named root', () => {

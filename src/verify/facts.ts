@@ -68,7 +68,7 @@ export interface GuestFacts {
   cloudConfigs: { path: string; text: string }[];
   paths: Record<string, PathFacts>;
   passwd: PasswdEntry[];
-  /** How each account's password stands, from /etc/shadow (never the hash itself). */
+  /** How each account's password stands as pam_unix reads passwd and shadow (never the hash itself). */
   passwords: Record<string, PasswordState>;
   /** /etc/machine-id when it is a file: its size and its first 64 bytes. */
   machineId?: FileHead;
@@ -158,16 +158,42 @@ export function parseDpkgPackages(text: string): Map<string, PackageDetail & { v
   return packages;
 }
 
-export type PasswordState = 'empty' | 'locked' | 'usable';
+/** `duplicate`: the name is on two lines of passwd or shadow, and which one counts depends on who reads. */
+export type PasswordState = 'empty' | 'locked' | 'usable' | 'duplicate';
 
-/** Pure: name → empty | locked | usable, from /etc/shadow's text. */
-export function passwordStates(shadow: string): Record<string, PasswordState> {
+function fieldState(field: string): PasswordState {
+  return field === '' ? 'empty' : /^[!*]/.test(field) ? 'locked' : 'usable';
+}
+
+/** Pure: the first field and the password field of each account line, in order (comments and blank lines left out). */
+function accountLines(text: string): [string, string][] {
+  return text.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split(':')).filter((f) => f.length >= 2).map((f) => [f[0]!, f[1]!]);
+}
+
+/**
+ * Pure: each account's password as the system reads it. pam_unix takes the
+ * passwd field unless it is `x`; then glibc's first shadow line for the name.
+ * So a hash or an empty field in passwd wins over a locked shadow line. A name
+ * on two lines of either file is `duplicate`. An `x` with no shadow line has no
+ * entry (no password opens it).
+ */
+export function accountPasswords(passwdText: string, shadowText: string): Record<string, PasswordState> {
   const out: Record<string, PasswordState> = {};
-  for (const line of shadow.split('\n')) {
-    const [name, hash] = line.split(':');
-    if (!name || hash === undefined) continue;
-    out[name] = hash === '' ? 'empty' : /^[!*]/.test(hash) ? 'locked' : 'usable';
+  const shadow = new Map<string, string>();
+  const twice = new Set<string>();
+  for (const [name, field] of accountLines(shadowText)) {
+    if (shadow.has(name)) twice.add(name);
+    else shadow.set(name, field);
   }
+  const seen = new Set<string>();
+  for (const [name, field] of accountLines(passwdText)) {
+    if (seen.has(name)) twice.add(name);
+    seen.add(name);
+    if (out[name] !== undefined) continue;
+    if (field !== 'x') out[name] = fieldState(field);
+    else if (shadow.has(name)) out[name] = fieldState(shadow.get(name)!);
+  }
+  for (const name of twice) out[name] = 'duplicate';
   return out;
 }
 
@@ -333,8 +359,7 @@ export async function gatherFacts(
   const passwdText = (await readIf(session, '/etc/passwd')) ?? '';
   const passwd = parsePasswd(passwdText);
   const shadow = (await readIf(session, '/etc/shadow')) ?? '';
-  // A hash (or nothing) right in /etc/passwd counts as much as one in /etc/shadow.
-  const passwords = { ...passwordStates(passwdText.split('\n').filter((l) => l.split(':')[1] !== 'x').join('\n')), ...passwordStates(shadow) };
+  const passwords = accountPasswords(passwdText, shadow);
   const machineId = (await session.bool('is-file', '/etc/machine-id')) ? await fileHead(session, '/etc/machine-id') : undefined;
   const dbusId = '/var/lib/dbus/machine-id';
   const dbusMachineId = !(await session.bool('is-symlink', dbusId)) && (await session.bool('is-file', dbusId)) ? await fileHead(session, dbusId) : undefined;

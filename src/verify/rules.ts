@@ -207,8 +207,8 @@ export const rules: Rule[] = [
     title: 'no usable password for any uid-0 account',
     severity: 'error',
     why: 'a password baked into an image is shared by every VM; root by another name (uid 0) is still root',
-    passes: 'every uid-0 account\'s password is locked (a hash field starting with ! or *, as `passwd -l` and RedHat\'s `!!` leave it) or it has no shadow entry; warn when no uid-0 account exists',
-    references: ['https://man7.org/linux/man-pages/man5/shadow.5.html'],
+    passes: 'every uid-0 account\'s password, read as pam_unix reads it (the passwd field unless it is x, then the first shadow line), is locked (starting with ! or *, as `passwd -l` and RedHat\'s `!!` leave it) or absent (x with no shadow line), and no account name is on two lines of passwd or shadow; warn when no uid-0 account exists',
+    references: ['https://man7.org/linux/man-pages/man5/shadow.5.html', 'https://man7.org/linux/man-pages/man8/pam_unix.8.html'],
     acceptable: [
       { state: 'root locked with !!', apply: (f) => { for (const u of f.passwd.filter((x) => x.uid === 0)) f.passwords[u.name] = 'locked'; } },
       { state: 'root with no shadow entry', apply: (f) => { for (const u of f.passwd.filter((x) => x.uid === 0)) delete f.passwords[u.name]; } },
@@ -217,7 +217,9 @@ export const rules: Rule[] = [
       const zeros = f.passwd.filter((u) => u.uid === 0).map((u) => u.name);
       if (zeros.length === 0) return warn('no uid-0 account in /etc/passwd');
       const said = zeros.map((n) => `${n}: ${f.passwords[n] ?? 'no shadow entry'}`);
-      const bad = zeros.filter((n) => f.passwords[n] === 'empty' || f.passwords[n] === 'usable');
+      const twice = Object.entries(f.passwords).filter(([, s]) => s === 'duplicate').map(([n]) => n);
+      if (twice.length) return fail(`account name(s) on two lines of passwd or shadow, which readers resolve differently: ${twice.join(', ')}`);
+      const bad = zeros.filter((n) => f.passwords[n] !== undefined && f.passwords[n] !== 'locked');
       return bad.length ? fail(`uid-0 account(s) with a password: ${said.join(', ')}`) : pass(said.join(', '));
     },
   },
