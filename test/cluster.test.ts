@@ -9,6 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadClusterOrThrow } from '../src/cluster/load.ts';
 import { mountPathProblem } from '../src/cluster/schema.ts';
+import { testBounded } from '../src/util/bounded-regex.ts';
 
 const tmp = await mkdtemp(join(tmpdir(), 'gf-cluster-'));
 
@@ -53,6 +54,28 @@ test('job.expect must be a regular expression; vm.memory at least 256M', async (
   assert.match(expect, /job\.expect.*not a valid JavaScript regular expression/);
   assert.match(await refused('name: c\nvm:\n  memory: "512"\n'), /vm\.memory.*at least 256M/);
   assert.match(await refused('name: c\nvm:\n  memory: 1G,share=on\n'), /vm\.memory/);
+});
+
+test('the owner is an ordinary user, {owner} is checked as it will be, vm.memory at most 256G', async () => {
+  for (const name of ['root', 'daemon', 'nobody', 'systemd-network']) {
+    assert.match(await refused(`name: c\nowner:\n  name: ${name}\n`), new RegExp(`owner\\.name.*${name} is a system account`), name);
+  }
+  // Owner etc with /{owner}: /etc once replaced, located at the mount point.
+  const etc = await refused('name: c\nowner:\n  name: etc\nnfs:\n  home:\n    mount: /{owner}\n');
+  assert.match(etc, /c\.yaml:6:\d+ nfs\.home\.mount: with owner etc: \/etc is the guest's system folder/);
+  assert.match(await refused('name: c\nowner:\n  name: workspace\nnfs:\n  home:\n    mount: /{owner}\n'), /with owner workspace: \/workspace meets the mount point of workspace/);
+  assert.match(await refused('name: c\nvm:\n  memory: 1T\n'), /vm\.memory.*at most 256G/);
+  const file = join(tmp, 'ok.yaml');
+  await writeFile(file, 'name: ok\nowner:\n  name: alice\nnfs:\n  home:\n    mount: /home/{owner}\nvm:\n  memory: 2G\n');
+  assert.is((await loadClusterOrThrow(file)).owner.name, 'alice');
+});
+
+test('job.expect runs with a time bound: a pattern that backtracks without end gives up, it does not hang', () => {
+  assert.is(testBounded('done\\b', 'job done\n'), true);
+  assert.is(testBounded('^ok$', 'not ok'), false);
+  const t0 = Date.now();
+  assert.is(testBounded('(a+)+$', `${'a'.repeat(40)}!`, 300), 'timeout');
+  assert.ok(Date.now() - t0 < 5000);
 });
 
 test.after(() => rm(tmp, { recursive: true, force: true }));

@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import { loadClusterOrThrow } from '../src/cluster/load.ts';
 import { subnetProblem } from '../src/cluster/schema.ts';
 import { defaultLayout } from '../src/profile/schema.ts';
-import { mpiParams, networkConfig, nodeFile, nodeSpecs, parseRanks, privateNetdev, rankProblem, userMac } from '../src/rehearse/nodes.ts';
+import { hostMemoryProblem, mpiParams, networkConfig, nodeFile, nodeSpecs, parseRanks, privateNetdev, rankProblem, userMac } from '../src/rehearse/nodes.ts';
 import { cloudLocaldsArgs, ibSendBwLine } from '../src/rehearse/run.ts';
 import { rehearsalUserData } from '../src/rehearse/userdata.ts';
 import { qemuArgs } from '../src/vm/qemu-args.ts';
@@ -97,4 +97,10 @@ t('the private subnet: a /24 that is not slirp\'s, loopback or multicast; locate
 });
 
 t.after(() => rm(tmp, { recursive: true, force: true }));
+t('a host that cannot hold N VMs is named with the memory they need', () => {
+  const g = 1024 ** 3;
+  assert.is(hostMemoryProblem(2, g, 20 * g), undefined);
+  assert.is(hostMemoryProblem(8, 4 * g, 20 * g), '8 VMs of 4.0 GiB need about 34.0 GiB (with qemu\'s own 0.3 GiB each), and this host has 20.0 GiB available');
+});
+
 t.run();

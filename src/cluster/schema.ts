@@ -36,6 +36,19 @@ const guestPath = z.string().superRefine((v, ctx) => {
   if (problem) ctx.addIssue({ code: 'custom', message: problem });
 });
 
+/** Debian's and RedHat's system accounts (base-passwd, setup) and daemons' users: an owner by these names is not a job owner. */
+const systemAccounts = new Set(['root', 'daemon', 'bin', 'sys', 'sync', 'games', 'man', 'lp', 'mail', 'news', 'uucp', 'proxy', 'www-data', 'backup',
+  'list', 'irc', 'gnats', 'nobody', 'nogroup', 'adm', 'halt', 'shutdown', 'operator', 'ftp', 'sshd', 'messagebus', 'polkitd', 'tss', 'chrony', '_apt']);
+
+/** Pure: what is wrong with the owner's name, or undefined. */
+export function ownerNameProblem(name: string): string | undefined {
+  if (systemAccounts.has(name) || name.startsWith('systemd-')) return `${name} is a system account of the guest: the job owner must be an ordinary user`;
+  return undefined;
+}
+
+/** The largest VM a rehearsal starts per node: qemu would reserve it, and no build host here holds more. */
+export const maxVmMemory = 256 * 1024 ** 3;
+
 const mount = z.strictObject({
   mount: guestPath.describe('Where the export is mounted in the VM ({owner} is the job owner\'s name)'),
 }).describe('An NFS export of the cluster, served by the rehearsal\'s own NFS server');
@@ -63,6 +76,7 @@ export const clusterSchema = z
           .string()
           .regex(sizePattern, { error: 'expected a size like 1G' })
           .refine((v) => !sizePattern.test(v) || parseSize(v) >= 256 * 1024 ** 2, { error: 'at least 256M: a Debian guest does not boot in less (a bare number is bytes)' })
+          .refine((v) => !sizePattern.test(v) || parseSize(v) <= maxVmMemory, { error: 'at most 256G per VM' })
           .default('1G'),
         cpus: z.int().min(1).max(64).default(1),
       })
@@ -70,7 +84,10 @@ export const clusterSchema = z
       .describe('The VM the batch system starts per job and node'),
     owner: z
       .strictObject({
-        name: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, { error: 'expected a Unix user name' }).default('jobuser'),
+        name: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, { error: 'expected a Unix user name' }).superRefine((v, ctx) => {
+          const problem = ownerNameProblem(v);
+          if (problem) ctx.addIssue({ code: 'custom', message: problem });
+        }).default('jobuser'),
         uid: z.int().min(1000).max(60000).default(2001),
         gid: z.int().min(1000).max(60000).default(2001),
       })
@@ -141,6 +158,16 @@ export const clusterSchema = z
         job: z.string().regex(durationPattern, { error: 'expected a duration like 5m' }).default('5m'),
       })
       .prefault({}),
+  })
+  .superRefine((cluster, ctx) => {
+    // {owner} is checked as written by the field, and here as it will be: owner etc and /{owner} would mount over /etc.
+    const points = Object.entries(cluster.nfs).map(([name, m]) => [name, m.mount, m.mount.replaceAll('{owner}', cluster.owner.name)] as const);
+    for (const [i, [name, written, point]] of points.entries()) {
+      if (written === point || mountPathProblem(written)) continue;
+      const problem = mountPathProblem(point)
+        ?? points.filter((_, j) => j !== i).map(([other, , p]) => (point === p || point.startsWith(`${p}/`) || p.startsWith(`${point}/`) ? `${point} meets the mount point of ${other} (${p})` : undefined)).find(Boolean);
+      if (problem) ctx.addIssue({ code: 'custom', path: ['nfs', name, 'mount'], message: `with owner ${cluster.owner.name}: ${problem}` });
+    }
   })
   .describe('A cluster guestforge rehearse boots images like');
 

@@ -11,6 +11,9 @@ import { defaultLayout } from '../profile/schema.ts';
 import { writeJunit } from '../report/junit.ts';
 import { formatRehearsal, rehearsalJunitCases } from '../rehearse/report.ts';
 import { rehearseImage } from '../rehearse/run.ts';
+import { hostMemoryProblem } from '../rehearse/nodes.ts';
+import { parseSize } from '../profile/units.ts';
+import { freemem } from 'node:os';
 import { nonce as makeNonce } from '../util/fs.ts';
 import { cacheDir } from '../util/paths.ts';
 import { resolveAccel } from '../vm/backend.ts';
@@ -40,6 +43,8 @@ export async function run(args: string[]): Promise<number> {
   const cluster = await loadClusterOrThrow(values.cluster ?? defaultClusterFile);
   const count = nodes ?? cluster.nodes.count;
   if (values.require === 'vrdma' && count < 2) throw new UsageError('rehearse: --require vrdma checks RDMA between VMs: give --nodes 2 or more', { hint: 'one VM\'s vRDMA is proven by the smoke boot of a vrdma profile (its loopback check)' });
+  const memoryProblem = hostMemoryProblem(count, parseSize(cluster.vm.memory), freemem());
+  if (memoryProblem) throw new UsageError(`rehearse: ${memoryProblem}`, { hint: 'give fewer --nodes or a smaller vm.memory in the cluster file' });
   const layout = values.profile ? (await loadProfileOrThrow(values.profile)).profile.layout : defaultLayout;
   const format = await diskFormatOf(image, 'rehearse', { allowBacking: Boolean(values['allow-backing']) });
   const log = new Logger({ verbose: Boolean(values.verbose) });

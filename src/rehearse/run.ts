@@ -9,6 +9,7 @@
  * them from vnode01 with PBS_NODEFILE, plus RDMA verbs between them when the
  * image has vRDMA. Everything it starts is stopped in `finally`.
  */
+import { testBounded } from '../util/bounded-regex.ts';
 import { chmod, lstat, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import type { Cluster } from '../cluster/schema.ts';
@@ -267,11 +268,13 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
     report.jobMs = Date.now() - t0;
     const outFile = join(exportPaths.home!, outName);
     report.jobOutput = await readUntrusted(outFile); // the guest wrote it: no symlink, no FIFO, capped
-    const expectOk = cluster.job.expect === undefined || new RegExp(cluster.job.expect).test(report.jobOutput ?? '');
+    const matched = cluster.job.expect === undefined ? true : testBounded(cluster.job.expect, report.jobOutput ?? '');
+    const expectOk = matched === true;
     add('job.run', job.exitCode === 0 && expectOk,
       job.exitCode !== 0 ? `exit ${job.exitCode}: ${(report.jobOutput ?? job.stderr).trim().split('\n').slice(-3).join(' | ')}`
         : expectOk ? `exit 0 in ${seconds(report.jobMs)}: ${(report.jobOutput ?? '').trim().split('\n').join(' | ')}`
-          : `output does not match /${cluster.job.expect}/: ${(report.jobOutput ?? '').trim()}`, report.jobMs);
+          : matched === 'timeout' ? `job.expect /${cluster.job.expect}/ did not finish in 1 s on the job's output: it backtracks without end (nested quantifiers such as (a+)+); write it without them`
+            : `output does not match /${cluster.job.expect}/: ${(report.jobOutput ?? '').trim()}`, report.jobMs);
 
     // What the job wrote is on the cluster's storage, owned by the owner's uid.
     // lstat: a symlink the guest left there says nothing about the job (and is not followed).
