@@ -1,6 +1,7 @@
 /** guestforge rehearse <image>: boot it as a cluster node would, and run a job in it as its owner. */
+import { ensureTrustedDir } from '../util/trusted-path.ts';
 import { makeWorkDir } from '../util/workdir.ts';
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { defaultClusterFile, loadClusterOrThrow } from '../cluster/load.ts';
 import { ExitCode, UsageError } from '../errors.ts';
@@ -49,9 +50,8 @@ export async function run(args: string[]): Promise<number> {
   const format = await diskFormatOf(image, 'rehearse', { allowBacking: Boolean(values['allow-backing']) });
   const log = new Logger({ verbose: Boolean(values.verbose) });
   const nonce = makeNonce(6);
+  const logDir = await ensureTrustedDir(values['log-dir'] ?? join(cacheDir(), 'logs', `rehearse-${new Date().toISOString().replace(/[:.]/g, '-')}`), '--log-dir', 0o700);
   const workDir = await makeWorkDir(`rehearse-${nonce}`, `rehearse ${image}`);
-  const logDir = resolve(values['log-dir'] ?? join(cacheDir(), 'logs', `rehearse-${new Date().toISOString().replace(/[:.]/g, '-')}`));
-  await mkdir(logDir, { recursive: true, mode: 0o700 });
   log.toFile(join(logDir, 'rehearse.log'));
   const report = await withSignals(async (signal) => {
     const step = log.step(`rehearse ${image} as ${count > 1 ? `${count} ${cluster.name} nodes` : `a ${cluster.name} node`}`);

@@ -1,4 +1,5 @@
 import { makeWorkDir } from '../util/workdir.ts';
+import { ensureTrustedDir } from '../util/trusted-path.ts';
 import { defaultLayout, expectProblem } from '../profile/schema.ts';
 import { basename, join } from 'node:path';
 import { smokeTargetOf, type SmokeTarget } from '../cloudinit/userdata.ts';
@@ -79,8 +80,8 @@ export async function run(args: string[]): Promise<number> {
   }
   const log = new Logger({ verbose: Boolean(values.verbose) });
   const nonce = makeNonce(6);
+  const logDir = await ensureTrustedDir(values['log-dir'] ?? join(cacheDir(), 'logs', `smoke-${new Date().toISOString().replace(/[:.]/g, '-')}`), '--log-dir', 0o700);
   const workDir = await makeWorkDir(`smoke-${nonce}`, `smoke ${image}`);
-  const logDir = values['log-dir'] ?? join(cacheDir(), 'logs', `smoke-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   const report = await withSignals(async (signal) => {
     const step = log.step(`smoke boot ${image}`);
     try {

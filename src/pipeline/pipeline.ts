@@ -3,6 +3,7 @@
  * On failure or interruption every stage that ran is cleaned up in reverse
  * (Packer's step cleanup), the work folder goes, and the logs stay.
  */
+import { ensureTrustedDir } from '../util/trusted-path.ts';
 import { makeWorkDir } from '../util/workdir.ts';
 import { lstat, mkdir, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
@@ -99,11 +100,15 @@ export async function runBuild(
   if (stopBefore !== undefined && stopBefore <= firstIndex) throw new UsageError(`--break ${options.breakAt!.when}:${options.breakAt!.stage}: the resumed build starts at ${stages[firstIndex]?.name}, after that point`);
   const outDir = resolve(options.outDir);
   const outStat = await lstat(outDir).catch(() => undefined);
-  if (outStat && !outStat.isDirectory()) throw new UsageError(`-o ${options.outDir}: exists and is not a folder`, { hint: 'name a folder for the image, its manifest and logs (made if missing)' });
-  const logDir = join(outDir, 'logs', profile.name);
+  if (outStat && !outStat.isDirectory() && !outStat.isSymbolicLink()) throw new UsageError(`-o ${options.outDir}: exists and is not a folder`, { hint: 'name a folder for the image, its manifest and logs (made if missing)' });
+  await ensureTrustedDir(outDir, `-o ${options.outDir}`);
+  // Checked before anything is removed there: out/logs swapped for a link would point the rm elsewhere.
+  const logDir = await ensureTrustedDir(join(outDir, 'logs', profile.name), `-o ${options.outDir}`, 0o700);
   // A resumed build adds to the kept build's logs.
-  if (!resume) await rm(logDir, { recursive: true, force: true });
-  await mkdir(logDir, { recursive: true, mode: 0o700 });
+  if (!resume) {
+    await rm(logDir, { recursive: true, force: true });
+    await mkdir(logDir, { mode: 0o700 });
+  }
   log.toFile(join(logDir, 'build.log'));
   const nonce = resume ? resume.id.slice(profile.name.length + 1) : makeNonce(6);
   const workDir = await makeWorkDir(`${profile.name}-${nonce}`, profile.name);

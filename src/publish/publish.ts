@@ -8,6 +8,7 @@
  * oldest versions (never the current one), each renamed away before it is
  * deleted.
  */
+import { ensureTrustedDir } from '../util/trusted-path.ts';
 import { constants, createReadStream, createWriteStream } from 'node:fs';
 import { chmod, lstat, mkdir, open, readdir, readFile, readlink, realpath, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
@@ -136,6 +137,7 @@ export async function publish(image: string, to: string, options: { keep?: numbe
   if (options.keep !== undefined && (!Number.isInteger(options.keep) || options.keep < 1)) throw new UsageError(`publish: --keep must be a whole number of at least 1, not ${options.keep}`);
   const built = await builtImage(image);
   if (!(await stat(to).catch(() => undefined))?.isDirectory()) throw new UsageError(`--to ${to}: not a folder`, { hint: 'the image share must exist' });
+  await ensureTrustedDir(to, `--to ${to}`);
   const nameDir = join(to, built.name);
   await mkdir(nameDir, { recursive: true, mode: 0o755 });
   if (!(await lstat(nameDir)).isDirectory()) throw new UsageError(`${nameDir}: is not a folder (a link or a file there is not written through)`);

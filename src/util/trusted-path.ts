@@ -1,0 +1,42 @@
+/**
+ * Folders guestforge writes to or removes in as root (-o, logs, --log-dir,
+ * the publish share) must be ours all the way down: if another user could
+ * swap a component for a link, `rm -rf <out>/logs/<name>` would remove
+ * whatever that link points at. The rule is the one OpenSSH and sudo apply:
+ * from / down, no component is a symbolic link, each belongs to root or to
+ * us, and none can be written by others, except a sticky folder such as
+ * /tmp above the last one (others cannot rename or remove what is ours there).
+ */
+import { lstat, mkdir } from 'node:fs/promises';
+import { join, resolve, sep } from 'node:path';
+import { UsageError } from '../errors.ts';
+
+/** Why `path` is not a folder we may trust, or undefined; components that do not exist yet are ours to make. */
+export async function untrustedPathProblem(path: string): Promise<string | undefined> {
+  const parts = resolve(path).split(sep).filter(Boolean);
+  const me = process.geteuid?.() ?? 0;
+  let current: string = sep;
+  for (let i = 0; i <= parts.length; i += 1) {
+    if (i > 0) current = join(current, parts[i - 1]!);
+    const st = await lstat(current).catch(() => undefined);
+    if (!st) return undefined;
+    if (st.isSymbolicLink()) return `${current} is a symbolic link (give the real path)`;
+    if (!st.isDirectory()) return `${current} is not a folder`;
+    if (st.uid !== 0 && st.uid !== me) return `${current} belongs to uid ${st.uid}, another user`;
+    const last = i === parts.length;
+    const othersWrite = (st.mode & 0o002) !== 0 || ((st.mode & 0o020) !== 0 && st.gid !== 0);
+    if (othersWrite && (last || (st.mode & 0o1000) === 0)) return `${current} can be written by other users (mode ${(st.mode & 0o7777).toString(8)})`;
+  }
+  return undefined;
+}
+
+/** The folder, made if missing (mode for what is made), after checking it can be trusted; `what` names it in the error (-o out). */
+export async function ensureTrustedDir(path: string, what: string, mode = 0o755): Promise<string> {
+  const problem = await untrustedPathProblem(path);
+  if (problem) throw new UsageError(`${what}: ${problem}`, { hint: 'guestforge writes and removes there as this user: use a folder that only root or you can change' });
+  await mkdir(path, { recursive: true, mode });
+  // Made just now: look again, in case another user made a component first.
+  const after = await untrustedPathProblem(path);
+  if (after) throw new UsageError(`${what}: ${after}`);
+  return resolve(path);
+}
