@@ -16,6 +16,9 @@ import { writePackage } from '../src/os/osv/package.ts';
 import { loadProfileOrThrow } from '../src/profile/index.ts';
 import { existsSync } from 'node:fs';
 import { startFailureHint } from '../src/vm/libvirt.ts';
+import { libvirtUriProblem } from '../src/vm/uri.ts';
+import { acquireLock } from '../src/util/lock.ts';
+import { UsageError } from '../src/errors.ts';
 import { mountGuest } from '../src/verify/facts.ts';
 import { makeImage } from './helpers/tree-image.ts';
 
@@ -148,6 +151,26 @@ profiles('an app outside /opt-vm is fine when its root is listed in layout.appRo
   const r = await validate(ok);
   assert.is(r.exitCode, 0, r.stderr);
 });
+profiles('what were internal errors (exit 1, "please report it") are exit 2 naming the input: a bad %-escape in a URI, a linked lock file, a vmdk whose extent is missing', async () => {
+  assert.match(libvirtUriProblem('qemu:///system?%ZZ=1') ?? 'accepted', /"%ZZ" is not valid percent-encoding/);
+  const uri = await execa('node', [cli, 'build', join(root, 'profiles', 'debian-12-hpc.yaml'), '--connect', 'qemu:///system?%ZZ=1', '-o', join(tmp, 'uri-out')], { reject: false, timeout: 60_000 });
+  assert.is(uri.exitCode, 2, uri.stderr);
+  assert.not.match(uri.stderr, /please report it/);
+
+  const lockDir = join(tmp, 'share-name');
+  await mkdir(lockDir, { recursive: true });
+  await symlink('/etc/passwd', join(lockDir, '.publish.lock'));
+  const locked = await acquireLock(join(lockDir, '.publish.lock'), { profile: 'publish x' }).then(() => undefined, (e: unknown) => e);
+  assert.instance(locked, UsageError);
+  assert.match((locked as Error).message, /\.publish\.lock: the lock file is a symbolic link/);
+
+  const vmdk = join(tmp, 'missing-extent.vmdk');
+  await writeFile(vmdk, '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 2048 FLAT "nothere.raw" 0\n');
+  const v = await execa('node', [cli, 'verify', vmdk], { reject: false, timeout: 60_000 });
+  assert.is(v.exitCode, 2, v.stderr);
+  assert.match(v.stderr, /missing-extent\.vmdk cannot be read as a disk image: .*nothere\.raw/);
+});
+
 profiles.run();
 
 const images = timed(suite('hostile images: inject writes only what the app brought'));

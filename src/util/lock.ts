@@ -14,6 +14,7 @@
  *
  * Used for stage cache entries and an output folder's SHA256SUMS.
  */
+import { UsageError } from '../errors.ts';
 import { constants } from 'node:fs';
 import { mkdir, open, readFile, rm, stat, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
@@ -96,7 +97,13 @@ export async function acquireLock(
   let told = false;
   for (;;) {
     if (options.signal?.aborted) throw options.signal.reason;
-    const handle = await open(path, openFlags, 0o600);
+    const handle = await open(path, openFlags, 0o600).catch((error: NodeJS.ErrnoException) => {
+      // O_NOFOLLOW: a link put where the lock goes is not followed, and said as such.
+      if (error.code === 'ELOOP' || error.code === 'EISDIR' || error.code === 'ENXIO') {
+        throw new UsageError(`${path}: the lock file is ${error.code === 'ELOOP' ? 'a symbolic link' : 'not a regular file'}; it is not opened through`, { hint: `remove it if nothing of yours made it: rm ${path}` });
+      }
+      throw error;
+    });
     try {
       // One spawn when the lock is free or soon free; the waiter's message after a second.
       if (!(await flockFd(handle, 1, options.signal))) {

@@ -7,7 +7,7 @@
 import { realpath, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { UsageError } from '../errors.ts';
-import { run } from '../exec/run.ts';
+import { CommandError, run } from '../exec/run.ts';
 import { isUnder } from '../policy/paths.ts';
 import { qemuOptValue } from './qemu-args.ts';
 
@@ -79,7 +79,12 @@ export async function checkedBackingChain(image: string, command: string, option
     }
     const st = await stat(real);
     if (!st.isFile()) throw new UsageError(`${command}: ${real} in ${image}'s chain is not a regular file`);
-    const info = await imageInfo(path);
+    // qemu-img's refusal of a file from elsewhere (a malformed descriptor, a missing extent) is a bad input, said with the file.
+    const info = await imageInfo(path).catch((error: unknown) => {
+      if (!(error instanceof CommandError) && !(error instanceof SyntaxError)) throw error;
+      const said = error instanceof CommandError ? error.result.stderr.trim().split('\n').slice(-1)[0] ?? '' : 'qemu-img info gave no JSON';
+      throw new UsageError(`${command}: ${path} cannot be read as a disk image: ${said}`, { hint: 'check the file is the image you meant; qemu-img info shows what qemu makes of it' });
+    });
     if (info.dataFile) throw new UsageError(`${command}: ${image} keeps its data in an external file (${info.dataFile})`, { hint: 'an image from elsewhere could name any host file this way; convert it: qemu-img convert -O qcow2 in out' });
     if (info.vmdk) {
       // A vmdk descriptor can name any host file or device as an extent: only the one-file kinds, reading themselves.

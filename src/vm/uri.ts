@@ -18,7 +18,17 @@ export function libvirtUriProblem(uri: string): string | undefined {
   if (!/^([A-Za-z0-9][A-Za-z0-9._-]*@)?([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9a-fA-F:]+\])?(:\d{1,5})?$/.test(host!)) return `host part ${JSON.stringify(host)} is not user@host:port`;
   if (path !== '/system' && path !== '/session') return `path ${JSON.stringify(path ?? '')} must be /system or /session`;
   // libvirt also splits parameters on ';': read them as it does.
-  const names = (query?.slice(1) ?? '').split(/[&;]/).filter(Boolean).map((p) => decodeURIComponent(p.split('=')[0] ?? '').toLowerCase());
+  const decode = (text: string) => {
+    try {
+      return decodeURIComponent(text);
+    } catch {
+      return undefined;
+    }
+  };
+  const raw = (query?.slice(1) ?? '').split(/[&;]/).filter(Boolean).map((p) => p.split('=')[0] ?? '');
+  const malformed = raw.find((k) => decode(k) === undefined);
+  if (malformed !== undefined) return `URI parameter ${JSON.stringify(malformed)} is not valid percent-encoding`;
+  const names = raw.map((k) => decode(k)!.toLowerCase());
   const bad = names.filter((k) => !allowedParams.includes(k));
   if (bad.length) return `URI parameter ${bad.join(', ')} is not accepted (command=, netcat=, socket= and the like run programs or pick sockets; use an ~/.ssh/config entry for the host instead)`;
   return undefined;
