@@ -32,9 +32,9 @@ t('a bootstrapped base has a 512 MiB volume first on the disk (partition 2), the
   assert.equal(volume, { offset: mib, bytes: 512 * mib, label: 'gf-apps', mountpoint: '/opt-vm', fsckPass: 0 });
   assert.is(sfdiskScript(volume), `label: dos\nstart=${(513 * mib) / 512}, type=83, bootable\nstart=2048, size=${(512 * mib) / 512}, type=83\n`);
   assert.is(sfdiskScript(undefined), 'label: dos\nstart=2048, type=83, bootable\n');
-  assert.is(appsVolumeFstab(volume), 'LABEL=gf-apps /opt-vm ext4 defaults,nofail 0 0\n');
+  assert.is(appsVolumeFstab(volume), 'LABEL=gf-apps /opt-vm ext4 defaults,nofail,nodev 0 0\n');
   // Checked at boot when the profile keeps the check.
-  assert.is(appsVolumeFstab(appsVolumeOf({ ...profile, boot: { keep: ['boot-no-fsck'] } })!), 'LABEL=gf-apps /opt-vm ext4 defaults,nofail 0 2\n');
+  assert.is(appsVolumeFstab(appsVolumeOf({ ...profile, boot: { keep: ['boot-no-fsck'] } })!), 'LABEL=gf-apps /opt-vm ext4 defaults,nofail,nodev 0 2\n');
   assert.is(appsVolumeOf({ ...profile, disk: { ...profile.disk, appsVolume: 'none' } }), undefined);
   assert.is(appsVolumeOf({ ...profile, base: { image: { path: '/x.qcow2' } } as Profile['base'] }), undefined);
   assert.is(appsVolumeOf({ ...profile, disk: { ...profile.disk, appsVolume: '100.5M' } })!.bytes, 100 * mib, 'whole MiB');

@@ -105,7 +105,14 @@ profiles('extends: 42, a suite that is an option, a 200-character name, an app s
     [(t) => t.replace('name: debian-12-hpc', `name: ${'a'.repeat(200)}`), /name: expected a name .*at most 64 characters/],
     [(t) => t.replace('name: debian-12-hpc', 'name: logs'), /would clash with the output folder/],
     [(t) => t.replace('src: apps/hello-mpi/run.sh', 'src: /dev/zero'), /apps\[0\]\.src: \/dev\/zero is not a file or folder/],
+    // Inside an app folder too: they would reach the apps volume (issue 32).
+    [(t) => t.replace('src: apps/hello-mpi/run.sh', `src: ${join(tmp, 'app-fifo')}`), /apps\[0\]\.src: .*app-fifo\/deep\/pipe is a FIFO/],
+    [(t) => t.replace('src: apps/hello-mpi/run.sh', `src: ${join(tmp, 'app-dev')}`), /apps\[0\]\.src: .*app-dev\/disk is a device node/],
   ];
+  await mkdir(join(tmp, 'app-fifo', 'deep'), { recursive: true });
+  await execa('mkfifo', [join(tmp, 'app-fifo', 'deep', 'pipe')]);
+  await mkdir(join(tmp, 'app-dev'), { recursive: true });
+  await execa('mknod', [join(tmp, 'app-dev', 'disk'), 'b', '7', '0']);
   for (const [edit, want] of cases) {
     const r = await validate(await profileWith(edit));
     assert.is(r.exitCode, 2, r.stderr);

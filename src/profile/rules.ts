@@ -3,8 +3,8 @@
  * Each returns problems with the field path they concern.
  */
 import { constants } from 'node:fs';
-import { access, stat } from 'node:fs/promises';
-import { posix } from 'node:path';
+import { access, readdir, stat } from 'node:fs/promises';
+import { join, posix } from 'node:path';
 import { imageInfo } from '../vm/image.ts';
 import type { Profile } from './schema.ts';
 import type { Problem } from './problem.ts';
@@ -124,6 +124,9 @@ export async function checkRules(profile: Profile): Promise<Problem[]> {
       problems.push({ path: ['apps', index, 'src'], message: `${app.src} is not a file or folder (a device, FIFO or socket would be read forever)` });
     } else if (!(await access(app.src, constants.R_OK).then(() => true, () => false))) {
       problems.push({ path: ['apps', index, 'src'], message: `${app.src} is not readable` });
+    } else if (st.isDirectory()) {
+      const special = await specialFileIn(app.src);
+      if (special) problems.push({ path: ['apps', index, 'src'], message: special, hint: 'an app tree holds files, folders and links; a device node would give the guest a door to its hardware' });
     }
   }
   for (const problem of driver.clusterLayout ? layoutProblems(layout, dests) : []) problems.push(problem);
@@ -177,4 +180,25 @@ export async function checkRules(profile: Profile): Promise<Problem[]> {
     }
   }
   return problems;
+}
+
+/** The most entries of an app folder looked at for special files; a tree larger still is said, not walked on. */
+const maxAppEntries = 200_000;
+
+/** Why an app folder cannot go into an image as it is (a device node, FIFO or socket inside; too many entries), or undefined. */
+export async function specialFileIn(dir: string): Promise<string | undefined> {
+  let seen = 0;
+  const pending = [dir];
+  while (pending.length > 0) {
+    const folder = pending.pop()!;
+    for (const entry of await readdir(folder, { withFileTypes: true })) {
+      if (++seen > maxAppEntries) return `${dir} has more than ${maxAppEntries} entries`;
+      const path = join(folder, entry.name);
+      if (entry.isDirectory()) pending.push(path);
+      else if (entry.isBlockDevice() || entry.isCharacterDevice()) return `${path} is a device node`;
+      else if (entry.isFIFO()) return `${path} is a FIFO`;
+      else if (entry.isSocket()) return `${path} is a socket`;
+    }
+  }
+  return undefined;
 }

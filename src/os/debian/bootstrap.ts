@@ -89,9 +89,11 @@ export function sfdiskScript(volume: AppsVolume | undefined): string {
 /**
  * Pure: the fstab line that mounts the apps volume. `nofail`: a boot without it (the rootfs
  * tar or squashfs output elsewhere) goes on; the smoke check says when it is not mounted.
+ * `nodev`: no device node on it opens hardware (validate refuses them in app trees too).
+ * Not `nosuid`: apps keep their setuid bits by design (an MPI launcher's helper may need one).
  */
 export function appsVolumeFstab(volume: AppsVolume): string {
-  return `LABEL=${volume.label} ${volume.mountpoint} ext4 defaults,nofail 0 ${volume.fsckPass}\n`;
+  return `LABEL=${volume.label} ${volume.mountpoint} ext4 defaults,nofail,nodev 0 ${volume.fsckPass}\n`;
 }
 
 /** `mirrors`: the apt source lines for the suite (from the host's apt sources or the profile). */
