@@ -178,6 +178,15 @@ profiles('what were internal errors (exit 1, "please report it") are exit 2 nami
   assert.match(v.stderr, /missing-extent\.vmdk cannot be read as a disk image: .*nothere\.raw/);
 });
 
+profiles('extends naming a shadow-format file: exit 2, and no line of that file in any message', async () => {
+  const shadow = join(tmp, 'shadow-like');
+  await writeFile(shadow, 'root:$6$saltsalt$HASHHASHHASH:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n');
+  const r = await validate(await profileWith((t) => `extends: ${shadow}\n${t}`));
+  assert.is(r.exitCode, 2, r.stderr);
+  assert.match(r.stderr, /shadow-like:1:1 <a 47-character key, not shown>: unknown key/);
+  assert.not.match(r.stderr, /HASH|\$6\$|daemon/);
+});
+
 profiles.run();
 
 const images = timed(suite('hostile images: inject writes only what the app brought'));

@@ -13,9 +13,18 @@ export interface Diagnostic {
   hint?: string;
 }
 
+/**
+ * A key as a message may show it. A file named by `extends` may be no
+ * profile at all (/etc/shadow): its "keys" would be its content, so only
+ * what looks like a key is quoted.
+ */
+export function shownKey(key: string): string {
+  return /^[A-Za-z_$][A-Za-z0-9_$.-]{0,63}$/.test(key) ? key : `<a ${key.length}-character key, not shown>`;
+}
+
 export function formatPath(path: readonly (string | number)[]): string {
   return path.reduce<string>(
-    (text, part) => (typeof part === 'number' ? `${text}[${part}]` : text ? `${text}.${part}` : part),
+    (text, part) => (typeof part === 'number' ? `${text}[${part}]` : text ? `${text}.${shownKey(part)}` : shownKey(part)),
     '',
   );
 }

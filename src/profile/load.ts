@@ -5,7 +5,7 @@
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { z } from 'zod';
-import type { Diagnostic } from './diagnostic.ts';
+import { shownKey, type Diagnostic } from './diagnostic.ts';
 import { mergeLayers, type Layer } from './merge.ts';
 import { checkRules } from './rules.ts';
 import { allowedKeys } from './schema-walk.ts';
@@ -72,7 +72,7 @@ function hintFor(schema: z.ZodType, issue: z.core.$ZodIssue, data: unknown): { m
     const guess = closest(key, known);
     return {
       path: [...path, key],
-      message: `unknown key "${key}"${issue.keys.length > 1 ? ` (and ${issue.keys.slice(1).join(', ')})` : ''}`,
+      message: `unknown key "${shownKey(key)}"${issue.keys.length > 1 ? ` (and ${issue.keys.slice(1).map(shownKey).join(', ')})` : ''}`,
       hint: guess ? `did you mean "${guess}"?` : known.length ? `allowed here: ${known.join(', ')}` : undefined,
       preferKey: true,
     };
