@@ -17,6 +17,7 @@ import { buildUserData } from '../src/cloudinit/userdata.ts';
 import { driverFor } from '../src/os/index.ts';
 import { loadProfileOrThrow } from '../src/profile/index.ts';
 import { makeWorkDir } from '../src/util/workdir.ts';
+import { redactUrlsIn } from '../src/util/url.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const tmp = await mkdtemp(join(tmpdir(), 'gf-secrets-'));
@@ -95,4 +96,20 @@ test.after(async () => {
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp).then(() => rm(tmp, { recursive: true }));
 });
+test('URLs with credentials or a query token are hidden in failed commands and plan (issue 32, item 7)', async () => {
+  assert.is(redactUrlsIn("mmdebstrap bookworm /t 'deb http://alice:s3cret@mirror.example/debian bookworm main'"), "mmdebstrap bookworm /t 'deb http://<redacted>@mirror.example/debian bookworm main'");
+  assert.is(redactUrlsIn('get https://host/img.qcow2?token=abc&x=1 now'), 'get https://host/img.qcow2?<redacted> now');
+  assert.is(redactUrlsIn('plain http://host/debian and user@host'), 'plain http://host/debian and user@host');
+  const failed = await run(['sh', '-c', 'exit 3', 'sh', 'deb http://alice:s3cret@127.0.0.1:9/debian?token=abc bookworm main']).then(() => ({ hint: 'it succeeded' }), (e: unknown) => e as Error & { hint?: string });
+  assert.match(failed.hint ?? '', /http:\/\/<redacted>@127\.0\.0\.1:9\/debian\?<redacted>/);
+  assert.not.match(failed.hint ?? '', /s3cret|token/);
+  const profile = join(tmp, 'cred-mirror.yaml');
+  await writeFile(profile, `extends: ${join(root, 'profiles', 'debian-12-hpc.yaml')}\nname: cred-mirror\nbase:\n  bootstrap:\n    mirror: http://alice:s3cret@127.0.0.1:9/debian?token=abc\n`);
+  for (const args of [['plan', profile], ['plan', '--json', profile]]) {
+    const r = await execa('node', [join(root, 'bin', 'guestforge.js'), ...args], { env: { XDG_CACHE_HOME: join(tmp, 'cache') }, reject: false, all: true, timeout: 120_000 });
+    assert.is(r.exitCode, 0, r.all);
+    assert.not.match(r.all, /s3cret|token=/, args.join(' '));
+  }
+});
+
 test.run();

@@ -70,7 +70,7 @@ export async function run(args: string[]): Promise<number> {
   // Shown, not used: hashes and keys as <redacted> (plan output lands in CI logs).
   const image = profile.base.image;
   const extra = profile.cloudInit.userData;
-  const shown = { ...profile, cloudInit: { ...profile.cloudInit, ...(typeof extra === 'object' ? { userData: redactCloudConfig(extra) } : {}) }, base: { ...profile.base, ...(image?.url ? { image: { ...image, url: redactUrl(image.url) } } : {}) }, users: profile.users.map((u) => ({ ...u, ...(u.passwordHash ? { passwordHash: '<redacted>' } : {}), sshKeys: u.sshKeys.map(() => '<redacted>') })) };
+  const shown = { ...profile, cloudInit: { ...profile.cloudInit, ...(typeof extra === 'object' ? { userData: redactCloudConfig(extra) } : {}) }, base: { ...profile.base, ...(image?.url ? { image: { ...image, url: redactUrl(image.url) } } : {}), ...(profile.base.bootstrap && profile.base.bootstrap.mirror !== 'auto' ? { bootstrap: { ...profile.base.bootstrap, mirror: redactUrl(profile.base.bootstrap.mirror) } } : {}) }, users: profile.users.map((u) => ({ ...u, ...(u.passwordHash ? { passwordHash: '<redacted>' } : {}), sshKeys: u.sshKeys.map(() => '<redacted>') })) };
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ files, stages, cache, profile: shown, seed: { userData, metaData: meta } }, null, 2)}\n`);
     return 0;

@@ -10,6 +10,7 @@ import { execa, type Options, type ResultPromise } from 'execa';
 import { UserError } from '../errors.ts';
 import { aptPackageFor } from '../host/tools.ts';
 import { shellQuote } from '../util/quote.ts';
+import { redactUrlsIn } from '../util/url.ts';
 
 export interface RunOptions {
   env?: Record<string, string | undefined>;
@@ -70,7 +71,7 @@ export class CommandError extends UserError {
       .join('');
     const tail = lastLines(result.stderr || result.stdout, 20);
     super(`${name} ${how}`, {
-      hint: `command: ${envPrefix}${shellQuote(result.argv)}${tail ? `\n${tail.replace(/^/gm, '  | ')}` : ''}`,
+      hint: redactUrlsIn(`command: ${envPrefix}${shellQuote(result.argv)}${tail ? `\n${tail.replace(/^/gm, '  | ')}` : ''}`),
     });
     this.name = 'CommandError';
   }

@@ -8,3 +8,14 @@ export function redactUrl(url: string): string {
     return '<redacted: not a URL>';
   }
 }
+
+/**
+ * Pure: any text (a command line, a log line) with every URL's user:password@
+ * and query string hidden, for what is shown of commands that carry a URL
+ * (mmdebstrap's mirror lines).
+ */
+export function redactUrlsIn(text: string): string {
+  return text
+    .replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@'"]+@/gi, '$1<redacted>@')
+    .replace(/\b(https?:\/\/[^\s?#'"]*)\?[^\s#'"]+/gi, '$1?<redacted>');
+}

@@ -105,7 +105,7 @@ export async function bootstrapBase(ctx: BuildContext, step: Step, output: strin
   await rm(rootDir, { recursive: true, force: true });
   await mkdir(ctx.workDir, { recursive: true });
   try {
-    step.update(`mmdebstrap ${suite} from ${mirrors[0]?.split(' ')[1]}`);
+    step.update(`mmdebstrap ${suite} from ${redactUrl(mirrors[0]?.split(' ')[1] ?? '?')}`);
     const logFile = join(ctx.logDir, 'mmdebstrap.log');
     await run(mmdebstrapArgs(profile, mirrors, rootDir), {
       timeoutMs: 30 * 60_000,
