@@ -8,7 +8,7 @@ import { chmod, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { start } from '../exec/run.ts';
-import { freePort, listening } from '../util/net.ts';
+import { freePort, listenedBy, listening } from '../util/net.ts';
 
 export interface NfsExport {
   /** NFSv4 pseudo path the guest mounts, e.g. /workspace. */
@@ -62,7 +62,8 @@ export async function startNfsServer(dir: string, exports: NfsExport[], signal?:
   };
   // A slow host gets time while ganesha runs; one that exited is reported at once.
   for (const until = Date.now() + 2 * 60_000; Date.now() < until && !exited;) {
-    if (await listening(port)) return { port, stop };
+    // Ours, not a listener another local user put on the port first.
+    if (child.pid && (await listening(port)) && (await listenedBy(child.pid, port))) return { port, stop };
     await new Promise((r) => setTimeout(r, 500));
   }
   await stop();
