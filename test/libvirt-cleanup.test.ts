@@ -5,7 +5,8 @@
  * libvirtd finishes a request whose client was killed. Budgets of a second or
  * two (GUESTFORGE_VIRSH_BUDGET) make each case take seconds.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { execa } from 'execa';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
@@ -17,8 +18,11 @@ import { bootVm } from '../src/vm/qemu.ts';
 import type { VmSpec } from '../src/vm/qemu-args.ts';
 import { budgetFromEnv, VirshTimeout } from '../src/vm/virsh.ts';
 import { timed } from './helpers/timing.ts';
+import { leftWork } from './helpers/work.ts';
+import { existsSync } from 'node:fs';
 
 const fakeBin = resolve(import.meta.dirname, 'fixtures', 'fake-virsh');
+const cli = resolve(import.meta.dirname, '..', 'bin', 'guestforge.js');
 const remote: LibvirtTarget = { uri: 'qemu+tcp://127.0.0.1/system', pool: 'guestforge-test' };
 const local: LibvirtTarget = { pool: 'guestforge' };
 
@@ -143,6 +147,28 @@ hangs('a domain the daemon will not undefine is said with the commands to remove
     assert.match(said!, /the domain guestforge-cleanup-provision-[0-9a-f]{6} is still defined/);
     assert.match(said!, /virsh -c qemu:\/\/\/system undefine guestforge-cleanup-provision-/);
     assert.is((await leftovers(local)).domains.length, 1, 'the fake really kept it');
+  });
+});
+
+hangs('a whole build whose virsh start hangs (remote URI): exit 1 naming start, then virsh list --all and vol-list show nothing of guestforge\'s', async () => {
+  await withFake({ FAKE_VIRSH_HANG: 'start' }, async (fake) => {
+    // A base image checked by sha256 (no bootstrap), so the build reaches its build VM in seconds.
+    const base = join(fake.dir, 'base.qcow2');
+    await run(['qemu-img', 'create', '-q', '-f', 'qcow2', base, '64M']);
+    const sha = (await run(['sha256sum', base])).stdout.split(' ')[0];
+    const profile = join(fake.dir, 'fake-start.yaml');
+    await writeFile(profile, ['name: fake-start', 'os: { family: debian, release: "12" }', `base: { image: { path: base.qcow2, sha256: "${sha}" } }`, 'disk: { size: 1G }'].join('\n'));
+    const r = await execa('node', [cli, 'build', profile, '-o', join(fake.dir, 'out'), '--connect', remote.uri!, '--pool', remote.pool, '--accel', 'tcg', '--no-smoke'],
+      { env: { ...process.env, XDG_CACHE_HOME: join(fake.dir, 'cache'), CI: '1' }, reject: false, all: true, timeout: 120_000 });
+    assert.is(r.exitCode, 1, r.all);
+    assert.match(r.all, /virsh start did not finish in \d+s, though libvirtd at qemu\+tcp:\/\/127\.0\.0\.1\/system still answers/);
+    assert.ok((await fake.calls()).some((c) => c.startsWith('vol-upload ')), 'the disks were uploaded before the start');
+    const list = await run(['virsh', '-c', remote.uri!, '-q', 'list', '--all', '--name']);
+    const vols = await run(['virsh', '-c', remote.uri!, '-q', 'vol-list', '--pool', remote.pool]);
+    assert.is(list.stdout.trim(), '', 'virsh list --all');
+    assert.is(vols.stdout.trim(), '', 'virsh vol-list');
+    assert.equal(await leftWork(join(fake.dir, 'cache'), ['fake-start-']), [], 'no work folder left');
+    assert.not.ok(existsSync(join(fake.dir, 'out', 'fake-start.qcow2')));
   });
 });
 
