@@ -170,6 +170,12 @@ profiles('what were internal errors (exit 1, "please report it") are exit 2 nami
   const locked = await acquireLock(join(lockDir, '.publish.lock'), { profile: 'publish x' }).then(() => undefined, (e: unknown) => e);
   assert.instance(locked, UsageError);
   assert.match((locked as Error).message, /\.publish\.lock: the lock file is a symbolic link/);
+  const fifoDir = join(tmp, 'share-fifo');
+  await mkdir(fifoDir, { recursive: true });
+  await execa('mkfifo', [join(fifoDir, '.publish.lock')]);
+  const fifo = await acquireLock(join(fifoDir, '.publish.lock'), { profile: 'publish x' }).then(() => undefined, (e: unknown) => e);
+  assert.instance(fifo, UsageError);
+  assert.match((fifo as Error).message, /the lock file is not a regular file/);
 
   const vmdk = join(tmp, 'missing-extent.vmdk');
   await writeFile(vmdk, '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 2048 FLAT "nothere.raw" 0\n');

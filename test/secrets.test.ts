@@ -100,6 +100,8 @@ test('URLs with credentials or a query token are hidden in failed commands and p
   assert.is(redactUrlsIn("mmdebstrap bookworm /t 'deb http://alice:s3cret@mirror.example/debian bookworm main'"), "mmdebstrap bookworm /t 'deb http://<redacted>@mirror.example/debian bookworm main'");
   assert.is(redactUrlsIn('get https://host/img.qcow2?token=abc&x=1 now'), 'get https://host/img.qcow2?<redacted> now');
   assert.is(redactUrlsIn('plain http://host/debian and user@host'), 'plain http://host/debian and user@host');
+  // A password with an unencoded @ or a quote (as shellQuote writes it) is hidden whole.
+  assert.is(redactUrlsIn("'deb http://al:p@ss'\\''w@host/debian main'"), "'deb http://<redacted>@host/debian main'");
   const failed = await run(['sh', '-c', 'exit 3', 'sh', 'deb http://alice:s3cret@127.0.0.1:9/debian?token=abc bookworm main']).then(() => ({ hint: 'it succeeded' }), (e: unknown) => e as Error & { hint?: string });
   assert.match(failed.hint ?? '', /http:\/\/<redacted>@127\.0\.0\.1:9\/debian\?<redacted>/);
   assert.not.match(failed.hint ?? '', /s3cret|token/);

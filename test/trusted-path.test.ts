@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { untrustedPathProblem } from '../src/util/trusted-path.ts';
+import { ensureTrustedDir, untrustedPathProblem } from '../src/util/trusted-path.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const cli = join(root, 'bin', 'guestforge.js');
@@ -37,6 +37,13 @@ paths('links, other users\' folders and folders others can write are named; /tmp
   await chmod(open, 0o1777);
   assert.match((await untrustedPathProblem(open))!, /mode 1777/, 'the folder itself, even sticky');
   assert.is(await untrustedPathProblem(join(open, 'below')), undefined, 'a sticky folder above ours, like /tmp');
+  // The path checked is the path made: a/link/../b is a/b, never made through the link.
+  await mkdir(join(mine, 'deep'));
+  await symlink(join(mine, 'deep'), join(tmp, 'deep-link'));
+  const made = await ensureTrustedDir(join(tmp, 'deep-link', '..', 'via-dots', 'logs'), '--log-dir');
+  assert.is(made, join(tmp, 'via-dots', 'logs'));
+  assert.ok(existsSync(made));
+  assert.not.ok(existsSync(join(mine, 'via-dots')), 'nothing made beside the link\'s target (the kernel\'s reading of deep-link/..)');
 });
 
 paths('build -o whose logs folder is a link: exit 2 before anything is removed, the victim untouched', async () => {

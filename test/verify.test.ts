@@ -301,6 +301,9 @@ logic('passwords as pam_unix and glibc read them: the passwd field unless x, the
     ['a second shadow line for root after a locked one', 'root:x:0:0:root:/root:/bin/bash\n', `${locked}root:$6$salt$hash:19000::::::\n`, /two lines of passwd or shadow.*root/],
     ['a usable shadow line before a locked one', 'root:x:0:0:root:/root:/bin/bash\n', `root:$6$salt$hash:19000::::::\n${locked}`, /two lines of passwd or shadow.*root/],
     ['root on two passwd lines', 'root:x:0:0:root:/root:/bin/bash\nroot:x:0:0::/:/bin/sh\n', locked, /two lines of passwd or shadow.*root/],
+    // From the review of this change: glibc skips leading blanks, and takes a line short of home and shell.
+    ['a blank before a usable shadow line for root', 'root:x:0:0:root:/root:/bin/bash\n', ` root:$6$salt$hash:19000::::::\n${locked}`, /two lines of passwd or shadow.*root/],
+    ['a uid-0 account on a short passwd line', 'root:x:0:0:root:/root:/bin/bash\ntoor:$6$salt$hash:0:0\n', locked, /toor: usable/],
   ];
   for (const [what, passwd, shadow, evidence] of bypasses) {
     const facts = goodFacts();

@@ -38,7 +38,7 @@ const guestPath = z.string().superRefine((v, ctx) => {
 
 /** Debian's and RedHat's system accounts (base-passwd, setup) and daemons' users: an owner by these names is not a job owner. */
 const systemAccounts = new Set(['root', 'daemon', 'bin', 'sys', 'sync', 'games', 'man', 'lp', 'mail', 'news', 'uucp', 'proxy', 'www-data', 'backup',
-  'list', 'irc', 'gnats', 'nobody', 'nogroup', 'adm', 'halt', 'shutdown', 'operator', 'ftp', 'sshd', 'messagebus', 'polkitd', 'tss', 'chrony', '_apt']);
+  'list', 'irc', 'gnats', 'nobody', 'nogroup', 'adm', 'halt', 'shutdown', 'operator', 'ftp', 'sshd', 'messagebus', 'polkitd', 'tss', 'chrony', '_apt', 'statd', '_rpc', 'rpc', 'rpcuser', 'nfsnobody']);
 
 /** Pure: what is wrong with the owner's name, or undefined. */
 export function ownerNameProblem(name: string): string | undefined {

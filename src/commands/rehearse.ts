@@ -14,7 +14,7 @@ import { formatRehearsal, rehearsalJunitCases } from '../rehearse/report.ts';
 import { rehearseImage } from '../rehearse/run.ts';
 import { hostMemoryProblem } from '../rehearse/nodes.ts';
 import { parseSize } from '../profile/units.ts';
-import { freemem } from 'node:os';
+import { freemem, totalmem } from 'node:os';
 import { nonce as makeNonce } from '../util/fs.ts';
 import { cacheDir } from '../util/paths.ts';
 import { resolveAccel } from '../vm/backend.ts';
@@ -44,11 +44,14 @@ export async function run(args: string[]): Promise<number> {
   const cluster = await loadClusterOrThrow(values.cluster ?? defaultClusterFile);
   const count = nodes ?? cluster.nodes.count;
   if (values.require === 'vrdma' && count < 2) throw new UsageError('rehearse: --require vrdma checks RDMA between VMs: give --nodes 2 or more', { hint: 'one VM\'s vRDMA is proven by the smoke boot of a vrdma profile (its loopback check)' });
-  const memoryProblem = hostMemoryProblem(count, parseSize(cluster.vm.memory), freemem());
-  if (memoryProblem) throw new UsageError(`rehearse: ${memoryProblem}`, { hint: 'give fewer --nodes or a smaller vm.memory in the cluster file' });
   const layout = values.profile ? (await loadProfileOrThrow(values.profile)).profile.layout : defaultLayout;
   const format = await diskFormatOf(image, 'rehearse', { allowBacking: Boolean(values['allow-backing']) });
   const log = new Logger({ verbose: Boolean(values.verbose) });
+  // More than the host has at all is refused; more than it has free now is said (qemu takes guest memory as it is used).
+  const memoryProblem = hostMemoryProblem(count, parseSize(cluster.vm.memory), totalmem());
+  if (memoryProblem) throw new UsageError(`rehearse: ${memoryProblem.replace('available', 'in all')}`, { hint: 'give fewer --nodes or a smaller vm.memory in the cluster file' });
+  const tight = hostMemoryProblem(count, parseSize(cluster.vm.memory), freemem());
+  if (tight) log.warn(`rehearse: ${tight} now: the VMs may be slow or killed if they use it all`);
   const nonce = makeNonce(6);
   const logDir = await ensureTrustedDir(values['log-dir'] ?? join(cacheDir(), 'logs', `rehearse-${new Date().toISOString().replace(/[:.]/g, '-')}`), '--log-dir', 0o700);
   const workDir = await makeWorkDir(`rehearse-${nonce}`, `rehearse ${image}`);

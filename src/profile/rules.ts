@@ -182,17 +182,14 @@ export async function checkRules(profile: Profile): Promise<Problem[]> {
   return problems;
 }
 
-/** The most entries of an app folder looked at for special files; a tree larger still is said, not walked on. */
-const maxAppEntries = 200_000;
-
-/** Why an app folder cannot go into an image as it is (a device node, FIFO or socket inside; too many entries), or undefined. */
+/** Why an app folder cannot go into an image as it is (a device node, FIFO or socket inside, a folder that cannot be read), or undefined. Every entry is looked at: a large tree (a conda env) only takes longer. */
 export async function specialFileIn(dir: string): Promise<string | undefined> {
-  let seen = 0;
   const pending = [dir];
   while (pending.length > 0) {
     const folder = pending.pop()!;
-    for (const entry of await readdir(folder, { withFileTypes: true })) {
-      if (++seen > maxAppEntries) return `${dir} has more than ${maxAppEntries} entries`;
+    const entries = await readdir(folder, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => `${folder} cannot be read: ${error.code ?? String(error)}`);
+    if (typeof entries === 'string') return entries;
+    for (const entry of entries) {
       const path = join(folder, entry.name);
       if (entry.isDirectory()) pending.push(path);
       else if (entry.isBlockDevice() || entry.isCharacterDevice()) return `${path} is a device node`;

@@ -105,6 +105,8 @@ export async function acquireLock(
       throw error;
     });
     try {
+      // O_RDWR opens a FIFO without error: a lock is a regular file or nothing.
+      if (!(await handle.stat()).isFile()) throw new UsageError(`${path}: the lock file is not a regular file; it is not used`, { hint: `remove it if nothing of yours made it: rm ${path}` });
       // One spawn when the lock is free or soon free; the waiter's message after a second.
       if (!(await flockFd(handle, 1, options.signal))) {
         const other = await readLock(path);

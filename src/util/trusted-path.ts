@@ -12,19 +12,21 @@ import { join, resolve, sep } from 'node:path';
 import { UsageError } from '../errors.ts';
 
 /** Why `path` is not a folder we may trust, or undefined; components that do not exist yet are ours to make. */
-export async function untrustedPathProblem(path: string): Promise<string | undefined> {
+export async function untrustedPathProblem(path: string, options: { mustExist?: boolean } = {}): Promise<string | undefined> {
   const parts = resolve(path).split(sep).filter(Boolean);
   const me = process.geteuid?.() ?? 0;
+  const myGroup = process.getegid?.() ?? 0;
   let current: string = sep;
   for (let i = 0; i <= parts.length; i += 1) {
     if (i > 0) current = join(current, parts[i - 1]!);
     const st = await lstat(current).catch(() => undefined);
-    if (!st) return undefined;
+    if (!st) return options.mustExist ? `${current} does not exist` : undefined;
     if (st.isSymbolicLink()) return `${current} is a symbolic link (give the real path)`;
     if (!st.isDirectory()) return `${current} is not a folder`;
     if (st.uid !== 0 && st.uid !== me) return `${current} belongs to uid ${st.uid}, another user`;
     const last = i === parts.length;
-    const othersWrite = (st.mode & 0o002) !== 0 || ((st.mode & 0o020) !== 0 && st.gid !== 0);
+    // Group write is others' write unless the group is root's or our own (a user's private group, umask 002).
+    const othersWrite = (st.mode & 0o002) !== 0 || ((st.mode & 0o020) !== 0 && st.gid !== 0 && st.gid !== myGroup);
     if (othersWrite && (last || (st.mode & 0o1000) === 0)) return `${current} can be written by other users (mode ${(st.mode & 0o7777).toString(8)})`;
   }
   return undefined;
@@ -32,11 +34,14 @@ export async function untrustedPathProblem(path: string): Promise<string | undef
 
 /** The folder, made if missing (mode for what is made), after checking it can be trusted; `what` names it in the error (-o out). */
 export async function ensureTrustedDir(path: string, what: string, mode = 0o755): Promise<string> {
-  const problem = await untrustedPathProblem(path);
-  if (problem) throw new UsageError(`${what}: ${problem}`, { hint: 'guestforge writes and removes there as this user: use a folder that only root or you can change' });
-  await mkdir(path, { recursive: true, mode });
-  // Made just now: look again, in case another user made a component first.
-  const after = await untrustedPathProblem(path);
-  if (after) throw new UsageError(`${what}: ${after}`);
-  return resolve(path);
+  // The path as checked is the path made: `a/link/../b` is made as a/b, not through the link.
+  const absolute = resolve(path);
+  const hint = 'guestforge writes and removes there as this user: use a folder that only root or you can change (as root, one of root\'s, not a checkout another user owns)';
+  const problem = await untrustedPathProblem(absolute);
+  if (problem) throw new UsageError(`${what}: ${problem}`, { hint });
+  await mkdir(absolute, { recursive: true, mode });
+  // Made just now: look again, every part must be there and ours (another user may have made one first).
+  const after = await untrustedPathProblem(absolute, { mustExist: true });
+  if (after) throw new UsageError(`${what}: ${after}`, { hint });
+  return absolute;
 }

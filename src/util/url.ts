@@ -16,6 +16,7 @@ export function redactUrl(url: string): string {
  */
 export function redactUrlsIn(text: string): string {
   return text
-    .replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@'"]+@/gi, '$1<redacted>@')
+    // Up to the last @ before the host's first /: a password may hold an unencoded @ or a quote.
+    .replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/]+@/gi, '$1<redacted>@')
     .replace(/\b(https?:\/\/[^\s?#'"]*)\?[^\s#'"]+/gi, '$1?<redacted>');
 }

@@ -167,7 +167,8 @@ function fieldState(field: string): PasswordState {
 
 /** Pure: the first field and the password field of each account line, in order (comments and blank lines left out). */
 function accountLines(text: string): [string, string][] {
-  return text.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split(':')).filter((f) => f.length >= 2).map((f) => [f[0]!, f[1]!]);
+  // glibc's files backend skips leading blanks, then blank and # lines.
+  return text.split('\n').map((l) => l.trimStart()).filter((l) => l && !l.startsWith('#')).map((l) => l.split(':')).filter((f) => f.length >= 2).map((f) => [f[0]!, f[1]!]);
 }
 
 /**
@@ -197,13 +198,15 @@ export function accountPasswords(passwdText: string, shadowText: string): Record
   return out;
 }
 
+/** Accounts as glibc reads them: leading blanks skipped; a line short of home and shell still names a uid (su then uses /bin/sh). */
 export function parsePasswd(text: string): PasswdEntry[] {
   return text
     .split('\n')
+    .map((l) => l.trimStart())
     .filter((l) => l && !l.startsWith('#'))
     .map((l) => l.split(':'))
-    .filter((f) => f.length >= 7)
-    .map((f) => ({ name: f[0]!, uid: Number(f[2]), home: f[5]!, shell: f[6]! }));
+    .filter((f) => f.length >= 4 && /^\d+$/.test(f[2] ?? ''))
+    .map((f) => ({ name: f[0]!, uid: Number(f[2]), home: f[5] ?? '', shell: f[6] ?? '' }));
 }
 
 /** guestfish prints stat structs as "field: value" lines. */

@@ -32,7 +32,7 @@ export interface LibvirtTarget {
   pool: string;
 }
 
-import { defaultUri, transferBudget, virsh, type VirshOptions } from './virsh.ts';
+import { budgetFromEnv, defaultUri, transferBudget, virsh, type VirshOptions } from './virsh.ts';
 
 export { defaultUri, virsh };
 export const defaultPool = 'guestforge';
@@ -169,10 +169,12 @@ class RemoteVolumes {
   /** Deletes every volume asked for, then any other of this domain's that the pool lists; throws naming what is left. */
   async removeAll(): Promise<void> {
     if (this.asked.size === 0) return;
-    for (const name of this.asked) await this.call(['vol-delete', '--pool', this.target.pool, name], { allowFailure: true });
+    // One slow delete (a VirshTimeout) does not keep the others from being tried.
+    const remove = (name: string) => this.call(['vol-delete', '--pool', this.target.pool, name], { allowFailure: true }).catch(() => undefined);
+    for (const name of this.asked) await remove(name);
     const listed = await this.call(['vol-list', '--pool', this.target.pool]);
     const left = listed.stdout.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((n) => n.startsWith(`${this.prefix}-`));
-    for (const name of left) await this.call(['vol-delete', '--pool', this.target.pool, name], { allowFailure: true });
+    for (const name of left) await remove(name);
     const still = (await this.call(['vol-list', '--pool', this.target.pool])).stdout.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((n) => n.startsWith(`${this.prefix}-`));
     if (still.length > 0) throw new Error(`volumes left in pool ${this.target.pool}: ${still.join(', ')}`);
     this.asked.clear();
@@ -231,7 +233,9 @@ export function libvirtStarter(target: LibvirtTarget, options: LibvirtStartOptio
     const uri = target.uri ?? defaultUri;
     const name = domainName(options.namePrefix);
     const remote = isRemote(target.uri);
-    const call: Call = (args, o = {}) => virsh(target.uri, args, { onSlow: (m) => options.log?.warn(`${label}: ${m}`), ...o });
+    // Read once, before anything is made: a bad GUESTFORGE_VIRSH_BUDGET is a usage error here, not every clean-up call's.
+    const budget = budgetFromEnv();
+    const call: Call = (args, o = {}) => virsh(target.uri, args, { budget, onSlow: (m) => options.log?.warn(`${label}: ${m}`), ...o });
     const volumes = new RemoteVolumes(target, name, call);
     const workDir = dirname(spec.disk);
     const scratch: string[] = [];
@@ -386,7 +390,7 @@ export function startFailureHint(stderr: string, uri: string): string {
 
 /** Whether the local libvirt daemon answers, for doctor; not a problem when it does not (the qemu backend needs none). */
 export async function libvirtDaemonState(): Promise<string> {
-  const r = await virsh(defaultUri, ['version'], { allowFailure: true, budget: { callMs: 15_000, pingMs: 5_000, ceilingMs: 15_000 } }).catch((error: unknown) => error as Error);
+  const r = await virsh(defaultUri, ['version'], { allowFailure: true, budget: { callMs: 10_000, pingMs: 5_000, ceilingMs: 15_000 } }).catch((error: unknown) => error as Error);
   if (r instanceof ToolMissingError) return 'virsh not found (apt-get install libvirt-clients)';
   if (r instanceof Error) return `${defaultUri} does not answer in 15s: ${r.message}`;
   const hypervisor = /Running hypervisor: (.*)/.exec(r.stdout)?.[1];

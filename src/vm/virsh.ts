@@ -79,10 +79,13 @@ export async function virsh(uri: string | undefined, args: readonly string[], op
   const budget = options.budget ?? budgetFromEnv();
   const started = Date.now();
   const cancel = new AbortController();
+  const pinging = new AbortController();
   let verdict: 'stuck' | 'slow' | undefined;
+  let finished = false;
   const check = async () => {
-    const ping = await run(argvOf(target, ['hostname']), { allowFailure: true, timeoutMs: budget.pingMs }).catch(() => undefined);
-    if (cancel.signal.aborted) return;
+    const ping = await run(argvOf(target, ['hostname']), { allowFailure: true, timeoutMs: budget.pingMs, cancelSignal: pinging.signal }).catch(() => undefined);
+    // The call may have ended while we asked: then it answered, whatever the ping says.
+    if (finished || cancel.signal.aborted) return;
     if (!ping || ping.exitCode !== 0) {
       verdict = 'stuck';
       cancel.abort();
@@ -94,11 +97,13 @@ export async function virsh(uri: string | undefined, args: readonly string[], op
   const timer = setTimeout(() => void check(), budget.callMs);
   try {
     const result = await run(argvOf(target, args), { allowFailure: true, timeoutMs: budget.ceilingMs, cancelSignal: cancel.signal });
-    if (cancel.signal.aborted || result.timedOut) throw new VirshTimeout(args, target, cancel.signal.aborted ? 'stuck' : verdict ?? 'slow', Date.now() - started);
+    finished = true;
+    if ((cancel.signal.aborted && result.exitCode !== 0) || result.timedOut) throw new VirshTimeout(args, target, cancel.signal.aborted ? 'stuck' : verdict ?? 'slow', Date.now() - started);
     if (result.exitCode !== 0 && !options.allowFailure) throw new CommandError(result);
     return result;
   } finally {
+    finished = true;
     clearTimeout(timer);
-    if (!cancel.signal.aborted) cancel.abort();
+    pinging.abort();
   }
 }
