@@ -128,6 +128,16 @@ errors('an apps volume too small, or one that leaves the root too little of the 
     }
   }
 });
+errors('os.release and the suite name the same Debian release', async () => {
+  const file = await scratchCopy((t) => t.replace('suite: bookworm', 'suite: trixie'));
+  try {
+    const r = await execa('node', [cli, 'validate', file], { reject: false });
+    assert.is(r.exitCode, 2, r.stderr);
+    assert.match(r.stderr, /:\d+:\d+ os\.release: "12" is not the release of suite trixie \(Debian 13\)/);
+  } finally {
+    await rm(file, { force: true });
+  }
+});
 errors('an app in the apps volume\'s lost+found is refused', async () => {
   const file = await scratchCopy((t) => t.replace('dest: /opt-vm/hello-mpi/README', 'dest: /opt-vm/lost+found/README'));
   try {

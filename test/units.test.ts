@@ -22,6 +22,21 @@ units('did you mean', () => {
 units.run();
 
 const apt = suite('apt sources');
+apt('mirror auto for a Debian release the host does not name: the host\'s archive lines carried over, security included', () => {
+  const host = [
+    ...parseDeb822('Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\nTypes: deb\nURIs: http://mirror.invalid/debian-security\nSuites: bookworm-security\nComponents: main\n'),
+    ...parseOneLine('deb http://ppa.invalid/x focal main\n'),
+  ];
+  assert.equal(linesForSuite(host, 'trixie'), [
+    'deb http://mirror.invalid/debian trixie main',
+    'deb http://mirror.invalid/debian trixie-updates main',
+    'deb http://mirror.invalid/debian-security trixie-security main',
+  ]);
+  assert.equal(linesForSuite(host, 'bookworm')[0], 'deb http://mirror.invalid/debian bookworm main', 'the host\'s own suite as before');
+  assert.equal(linesForSuite(host, 'focal'), ['deb http://ppa.invalid/x focal main'], 'not a Debian release: only what the host names');
+  assert.equal(linesForSuite(host, 'sid'), [], 'sid is no stable release to carry -security to');
+});
+
 apt('deb822 and one-line sources give the suite lines', () => {
   const sources = [
     ...parseDeb822('Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\nTypes: deb-src\nURIs: http://x.invalid\nSuites: bookworm\n'),

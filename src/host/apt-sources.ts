@@ -59,13 +59,29 @@ export async function readHostSources(root = '/etc/apt'): Promise<AptSource[]> {
   return sources;
 }
 
-/** One-line apt sources for a suite and its -updates/-security companions. */
+/** Debian's stable codenames and the release each is: os.release is checked against the suite, and `mirror: auto` carries one to another. */
+export const debianReleases: Readonly<Record<string, string>> = { buster: '10', bullseye: '11', bookworm: '12', trixie: '13', forky: '14' };
+
+function companions(suite: string): string[] {
+  return [suite, `${suite}-updates`, `${suite}-security`];
+}
+
+/**
+ * One-line apt sources for a suite and its -updates/-security companions.
+ * A Debian suite the host does not name comes from the host's Debian archive:
+ * the lines of the Debian release the host uses (bookworm, bookworm-updates,
+ * bookworm-security) are carried over to it (trixie, trixie-updates,
+ * trixie-security), since one archive serves every release.
+ */
 export function linesForSuite(sources: AptSource[], suite: string): string[] {
-  const wanted = new Set([suite, `${suite}-updates`, `${suite}-security`]);
-  const lines = sources
-    .filter((s) => wanted.has(s.suite))
-    .map((s) => `deb ${s.uri} ${s.suite} ${s.components.filter((c) => ['main', 'contrib', 'non-free', 'non-free-firmware'].includes(c)).join(' ') || 'main'}`);
-  return [...new Set(lines)];
+  const lineOf = (s: AptSource) => `deb ${s.uri} ${s.suite} ${s.components.filter((c) => ['main', 'contrib', 'non-free', 'non-free-firmware'].includes(c)).join(' ') || 'main'}`;
+  const wanted = new Set(companions(suite));
+  const own = sources.filter((s) => wanted.has(s.suite));
+  const hostRelease = sources.map((s) => s.suite).find((s) => s in debianReleases && s !== suite);
+  const carried = !own.some((s) => s.suite === suite) && suite in debianReleases && hostRelease
+    ? sources.filter((s) => companions(hostRelease).includes(s.suite)).map((s) => ({ ...s, suite: s.suite.replace(hostRelease, suite) }))
+    : own;
+  return [...new Set(carried.map(lineOf))];
 }
 
 /** The mirror lines for bootstrapping `suite`: the profile's mirror, else the host's. */
@@ -73,8 +89,8 @@ export async function mirrorLines(suite: string, mirror: string, root = '/etc/ap
   if (mirror !== 'auto') return [`deb ${mirror} ${suite} main`];
   const lines = linesForSuite(await readHostSources(root), suite);
   if (!lines.some((l) => l.split(' ')[2] === suite)) {
-    throw new UserError(`the host's apt sources have no entry for suite "${suite}"`, {
-      hint: 'set base.bootstrap.mirror in the profile to a Debian mirror URL',
+    throw new UserError(`the host's apt sources have no entry for suite "${suite}", nor for a Debian release to take its archive from`, {
+      hint: `set base.bootstrap.mirror in the profile to a Debian mirror URL (known releases: ${Object.keys(debianReleases).join(', ')})`,
     });
   }
   // The base suite first: mmdebstrap reads the suite's Release from the first line.

@@ -1,6 +1,8 @@
 import type { Profile } from '../../profile/schema.ts';
 import { linuxBuildSeed, linuxClusterSeed } from '../linux-seed.ts';
 import type { CloudConfig, OsDriver } from '../types.ts';
+import type { Problem } from '../../profile/problem.ts';
+import { debianReleases } from '../../host/apt-sources.ts';
 import { bootstrapDebian, bootstrapKey } from './bootstrap.ts';
 
 export const debian: OsDriver = {
@@ -25,7 +27,13 @@ export const debian: OsDriver = {
   offlineFixups: async () => [],
   datasourceFile: '/etc/cloud/cloud.cfg.d/90_guestforge_datasource.cfg',
   clusterLayout: true,
-  checkProfile: () => [],
+  checkProfile(profile: Profile): Problem[] {
+    // os.release and the suite say the same release, or the image is not what its manifest claims.
+    const suite = profile.base.bootstrap?.suite;
+    const release = suite ? debianReleases[suite] : undefined;
+    if (!release || profile.os.release === release) return [];
+    return [{ path: ['os', 'release'], message: `"${profile.os.release}" is not the release of suite ${suite} (Debian ${release})`, hint: `os.release: "${release}", or the suite of release ${profile.os.release}` }];
+  },
   bootstrap: bootstrapDebian,
   bootstrapKey: (profile: Profile) => bootstrapKey(profile),
   buildSeed(profile: Profile, nonce: string) {
