@@ -67,10 +67,13 @@ unit('boot trims: the family\'s own, apt\'s early and the rest by the last runcm
   assert.not.ok(runcmd(kept).includes('e2scrub'));
 });
 
-unit('only Debian pins the network renderer (networkd); RedHat keeps NetworkManager', async () => {
+unit('only Debian pins the network renderer (networkd), in user-data only for an imported base; RedHat keeps NetworkManager', async () => {
   const r = (await buildUserData(rocky, redhat, 'N')) as Config;
   const d = (await buildUserData(deb, debian, 'N')) as Config;
-  assert.equal(d.system_info, { network: { renderers: ['networkd'] } });
+  assert.ok(deb.base.bootstrap, 'the default profile bootstraps');
+  assert.is(d.system_info, undefined, 'a bootstrapped base has it in cloud.cfg.d (customize.sh); system_info in user-data is deprecated from cloud-init 24.2');
+  const imported = (await buildUserData({ ...deb, base: { image: { path: '/x.qcow2', sha256: '0'.repeat(64), format: 'qcow2' } } } as typeof deb, debian, 'N')) as Config;
+  assert.equal(imported.system_info, { network: { renderers: ['networkd'] } });
   assert.is(r.system_info, undefined);
 });
 

@@ -20,9 +20,11 @@ export const debian: OsDriver = {
       'update-grub',
     ].join(' && '),
   },
-  buildConfig(_profile: Profile): CloudConfig {
-    // One network stack: networkd. ifupdown would run a second DHCP client.
-    return { system_info: { network: { renderers: ['networkd'] } } };
+  buildConfig(profile: Profile): CloudConfig {
+    // One network stack: networkd (ifupdown would run a second DHCP client). A bootstrapped base
+    // says so in its cloud.cfg.d (customize.sh); user-data's system_info is deprecated from
+    // cloud-init 24.2 (trixie's 25.1 ends 'degraded' on it), so only an imported base gets it here.
+    return profile.base.bootstrap ? {} : { system_info: { network: { renderers: ['networkd'] } } };
   },
   offlineFixups: async () => [],
   datasourceFile: '/etc/cloud/cloud.cfg.d/90_guestforge_datasource.cfg',
