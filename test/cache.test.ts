@@ -4,6 +4,7 @@
  * after the holder, a dead builder's lock file no obstacle, and which entries
  * prune removes together. Whole builds through the cache are in e2e.
  */
+import { rejects } from './helpers/rejects.ts';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
@@ -127,12 +128,7 @@ store('qemu-img check catches corruption the size does not show; nothing unsound
 
   const bad = join(tmp, 'bad.qcow2');
   await writeFile(bad, 'not a qcow2');
-  try {
-    await cache.store(bad, { stage: 'base', key: '2222222222222222', profile: 'p', guestforge: '0', parts: {} });
-    assert.unreachable('a disk failing qemu-img check was stored');
-  } catch (error) {
-    assert.match((error as Error).message, /failed qemu-img check/);
-  }
+  await rejects(cache.store(bad, { stage: 'base', key: '2222222222222222', profile: 'p', guestforge: '0', parts: {} }), /failed qemu-img check/, 'a disk failing qemu-img check was stored');
   assert.not.ok((await cache.lookup('base', '2222222222222222')).hit);
 });
 

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { shippedProfiles } from './helpers/shipped.ts';
 import { withRuleTable } from '../src/verify/table.ts';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
@@ -25,8 +26,9 @@ schema('schema/cluster.schema.json and docs/cluster-reference.md are what the cl
   assert.match(await readFile(join(root, 'clusters', 'vtorque.yaml'), 'utf8'), /^# yaml-language-server: \$schema=\.\.\/schema\/cluster\.schema\.json$/m);
 });
 schema('every shipped profile points editors at the schema', async () => {
-  for (const name of ['debian-12-hpc', 'debian-12-vrdma', 'rocky-9-hpc', 'osv-hello']) {
-    const text = await readFile(join(root, 'profiles', `${name}.yaml`), 'utf8');
+  assert.ok(shippedProfiles.length >= 5, shippedProfiles.map((p) => p.name).join(', '));
+  for (const { name, file } of shippedProfiles) {
+    const text = await readFile(file, 'utf8');
     assert.match(text, /^# yaml-language-server: \$schema=\.\.\/schema\/profile\.schema\.json$/m, name);
   }
 });

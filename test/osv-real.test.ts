@@ -7,6 +7,7 @@
  * builder VM. Every case leaves no qemu. The disk layout and the console
  * verdicts are also proven as pure functions.
  */
+import { rejects } from './helpers/rejects.ts';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -81,17 +82,12 @@ pure('the ZFS partition entry is byte for byte the one OSv\'s build wrote into o
   await rm(raw);
 });
 
-pure('the layout refuses a ZFS partition smaller than OSv\'s mkfs needs, naming the size to set', () => {
+pure('the layout refuses a ZFS partition smaller than OSv\'s mkfs needs, naming the size to set', async () => {
   const loader = 4358144;
   assert.equal(osvLayout(loader, 128 * 1024 * 1024), { loaderBytes: loader, partitionStart: 6 * 1024 * 1024, partitionBytes: 122 * 1024 * 1024, diskBytes: 128 * 1024 * 1024 });
   assert.is(osvLayout(loader, 6 * 1024 * 1024 + minZfsBytes).partitionBytes, minZfsBytes);
-  try {
-    osvLayout(loader, 64 * 1024 * 1024);
-    assert.unreachable('64 MiB in all is too small');
-  } catch (error) {
-    assert.match((error as Error).message, /leaves 58(\.0)? MiB for the ZFS partition .* OSv's mkfs needs at least 64(\.0)? MiB/);
-    assert.match((error as { hint?: string }).hint ?? '', /set disk.size to 70M or more/);
-  }
+  const small = await rejects(() => osvLayout(loader, 64 * 1024 * 1024), /leaves 58(\.0)? MiB for the ZFS partition .* OSv's mkfs needs at least 64(\.0)? MiB/, '64 MiB in all is too small');
+  assert.match(small.hint ?? '', /set disk.size to 70M or more/);
 });
 
 pure('console verdicts: output, power state, and OSv\'s own failure line', () => {
