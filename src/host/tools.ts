@@ -24,7 +24,6 @@ export const tools = {
   capstan: { apt: 'not in Debian: build it from github.com/cloudius-systems/capstan', versionArgs: ['--version'], usedBy: 'build (osv), optional', optional: true },
 } as const satisfies Record<string, ToolInfo>;
 
-export type ToolName = keyof typeof tools;
 
 export function aptPackageFor(program: string): string | undefined {
   return (tools as Record<string, ToolInfo>)[program]?.apt;

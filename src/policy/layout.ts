@@ -52,7 +52,6 @@ export interface LayoutRule {
 const pass = (evidence: string): RuleResult => ({ verdict: 'pass', evidence });
 const fail = (evidence: string): RuleResult => ({ verdict: 'fail', evidence });
 
-export { isUnder };
 
 
 function octal(m: number | undefined): string {

@@ -299,7 +299,6 @@ export const profileSchema = z
 /** The layout a profile gets when it says nothing: for images checked without a profile. */
 export const defaultLayout = layout.parse({});
 
-export type ProfileInput = z.input<typeof profileSchema>;
 export type Profile = z.output<typeof profileSchema>;
 export type OsFamily = Profile['os']['family'];
 export type OsOf<F extends OsFamily> = Extract<Profile['os'], { family: F }>;

@@ -53,22 +53,6 @@ export async function readCmdline(image: string, format: 'qcow2' | 'raw' | 'vmdk
   return parseCmdline((await headOf(image, format)).subarray(cmdlineOffset));
 }
 
-/**
- * Pure: does this look like an OSv disk? A boot sector (0x55AA) followed
- * by a non-empty printable NUL-terminated command line where other disks
- * have zeros or a GPT header. A heuristic, and said to be one.
- */
-export function osvCmdlineOf(head: Buffer): string | undefined {
-  if (head.length < 1024 || head[510] !== 0x55 || head[511] !== 0xaa) return undefined;
-  const cmdline = parseCmdline(head.subarray(cmdlineOffset));
-  if (!cmdline || cmdline.startsWith('EFI PART')) return undefined;
-  return cmdline;
-}
-
-export async function detectOsv(image: string, format: 'qcow2' | 'raw' | 'vmdk'): Promise<string | undefined> {
-  return osvCmdlineOf(await headOf(image, format));
-}
-
 /** Pure: OSv's version banner inside the loader ("OSv v0.57.0-397-g70446eb4"), which it keeps uncompressed. */
 export function osvVersionIn(loader: Buffer): string | undefined {
   return /OSv v[0-9][0-9A-Za-z.+-]{0,60}/.exec(loader.toString('latin1'))?.[0];
