@@ -108,6 +108,7 @@ e2e('build exits 0 with the image, manifest, SHA256SUMS and a passing smoke JUni
   assert.not.ok(info['backing-filename'], 'the output must be standalone');
   const xml = await readFile(junit, 'utf8');
   assert.match(xml, /name="cloud-init.nocloud"/);
+  assert.match(xml, /name="units.failed"/, 'the smoke boot checks that no unit failed');
   assert.match(xml, /name="layout.workspace-writable"/);
   assert.match(xml, /failures="0"/);
   assert.equal(await qemuUsing(out), []);
