@@ -48,8 +48,8 @@ export async function run(args: string[]): Promise<number> {
   const format = await diskFormatOf(image, 'rehearse', { allowBacking: Boolean(values['allow-backing']) });
   const log = new Logger({ verbose: Boolean(values.verbose) });
   // More than the host has at all is refused; more than it has free now is said (qemu takes guest memory as it is used).
-  const memoryProblem = hostMemoryProblem(count, parseSize(cluster.vm.memory), totalmem());
-  if (memoryProblem) throw new UsageError(`rehearse: ${memoryProblem.replace('available', 'in all')}`, { hint: 'give fewer --nodes or a smaller vm.memory in the cluster file' });
+  const memoryProblem = hostMemoryProblem(count, parseSize(cluster.vm.memory), totalmem(), 'in all');
+  if (memoryProblem) throw new UsageError(`rehearse: ${memoryProblem}`, { hint: 'give fewer --nodes or a smaller vm.memory in the cluster file' });
   const tight = hostMemoryProblem(count, parseSize(cluster.vm.memory), freemem());
   if (tight) log.warn(`rehearse: ${tight} now: the VMs may be slow or killed if they use it all`);
   const nonce = makeNonce(6);

@@ -102,9 +102,9 @@ export function rankProblem(ranks: RankLine[], count: number, expectedHosts: str
 const qemuOverhead = 256 * 1024 ** 2;
 
 /** Pure: why the host cannot hold `count` VMs of `memory` bytes each with `available` bytes free, or undefined. */
-export function hostMemoryProblem(count: number, memory: number, available: number): string | undefined {
+export function hostMemoryProblem(count: number, memory: number, available: number, what = 'available'): string | undefined {
   const needed = count * (memory + qemuOverhead);
   if (needed <= available) return undefined;
   const gib = (n: number) => `${(n / 1024 ** 3).toFixed(1)} GiB`;
-  return `${count} VM${count > 1 ? 's' : ''} of ${gib(memory)} need about ${gib(needed)} (with qemu's own ${gib(qemuOverhead)} each), and this host has ${gib(available)} available`;
+  return `${count} VM${count > 1 ? 's' : ''} of ${gib(memory)} need about ${gib(needed)} (with qemu's own ${gib(qemuOverhead)} each), and this host has ${gib(available)} ${what}`;
 }

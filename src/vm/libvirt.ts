@@ -127,6 +127,11 @@ export async function ensurePool(target: LibvirtTarget): Promise<void> {
 
 type Call = (args: string[], options?: VirshOptions) => Promise<RunResult>;
 
+/** Pure: the names `virsh -q vol-list` lists (its first column) that start with `prefix`. */
+function volumeNames(listing: string, prefix: string): string[] {
+  return listing.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((n) => n.startsWith(prefix));
+}
+
 /**
  * Volumes made for one domain on a remote host. Every one is named
  * `<domain>-…` and noted before it is asked for, so a vol-create cut short
@@ -172,10 +177,9 @@ class RemoteVolumes {
     // One slow delete (a VirshTimeout) does not keep the others from being tried.
     const remove = (name: string) => this.call(['vol-delete', '--pool', this.target.pool, name], { allowFailure: true }).catch(() => undefined);
     for (const name of this.asked) await remove(name);
-    const listed = await this.call(['vol-list', '--pool', this.target.pool]);
-    const left = listed.stdout.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((n) => n.startsWith(`${this.prefix}-`));
-    for (const name of left) await remove(name);
-    const still = (await this.call(['vol-list', '--pool', this.target.pool])).stdout.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((n) => n.startsWith(`${this.prefix}-`));
+    const ours = async () => volumeNames((await this.call(['vol-list', '--pool', this.target.pool])).stdout, `${this.prefix}-`);
+    for (const name of await ours()) await remove(name);
+    const still = await ours();
     if (still.length > 0) throw new Error(`volumes left in pool ${this.target.pool}: ${still.join(', ')}`);
     this.asked.clear();
   }
@@ -377,7 +381,7 @@ function baseFields(spec: VmSpec, name: string, label: string, disks: DomainDisk
 export async function leftovers(target: LibvirtTarget, prefix = 'guestforge-'): Promise<{ domains: string[]; volumes: string[] }> {
   const domains = (await virsh(target.uri, ['list', '--all', '--name'], { allowFailure: true })).stdout.split('\n').map((s) => s.trim()).filter((s) => s.startsWith(prefix));
   const vols = await virsh(target.uri, ['vol-list', '--pool', target.pool], { allowFailure: true });
-  const volumes = vols.exitCode === 0 ? vols.stdout.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '').filter((s) => s.startsWith(prefix)) : [];
+  const volumes = vols.exitCode === 0 ? volumeNames(vols.stdout, prefix) : [];
   return { domains, volumes };
 }
 
