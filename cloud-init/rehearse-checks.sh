@@ -18,6 +18,8 @@ check() {
   echo "$line" > "$console"
 }
 
+# @UNITS_CHECK@
+
 runcmd_ran() { echo "runcmd ran at boot with instance-id $(cat /var/lib/cloud/data/instance-id 2>/dev/null || echo '?')"; }
 owner_ids() {
   u=$(id -u "$OWNER" 2>/dev/null) && g=$(id -g "$OWNER") || { echo "no user $OWNER"; return 1; }
@@ -81,6 +83,8 @@ check rehearse.runcmd runcmd_ran
 check owner.ids owner_ids
 for m in $MOUNTS; do check "nfs.${m%%:*}" nfs_mounted "${m#*:}"; done
 check ssh.host-keys host_keys_fresh
+# Units that failed so far (runcmd runs late in the boot: cloud-init's own units, mounts, networking).
+check units.failed no_failed_units
 if [ -n "${PRIVATE_MAC:-}" ]; then
   check net.private private_net
   if command -v rdma > /dev/null && command -v ib_send_bw > /dev/null; then check vrdma.rxe-private vrdma_private; fi

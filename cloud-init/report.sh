@@ -19,10 +19,10 @@ cloud-init status --wait > /run/guestforge/status.out 2>/dev/null
 rc=$?
 status=$(sed -n 's/^[.]*status: //p' /run/guestforge/status.out)
 echo "status: ${status:-unknown}" > /run/guestforge/cloud-init-status
-# cloud-init 23.4+ says 2 for "degraded": recoverable errors, reported as a warning.
+# cloud-init 23.4+ says 2 for "degraded": it went on past recoverable errors (a deprecated key,
+# a module's warning). The image's every boot would meet them: an error, with what they were.
 case "$rc" in
-  0) result=ok ;;
-  2) result=ok; say "$tag-WARN:$nonce:cloud-init finished degraded (exit 2)" ;;
+  0|2) result=ok ;;
   *) result=error; detail="cloud-init status: ${status:-unknown} (exit $rc)" ;;
 esac
 if [ -f /run/cloud-init/result.json ]; then
@@ -39,10 +39,20 @@ try:
             s = (st.get(name) or {}).get("start")
             if s:
                 f.write("%s %d\n" % (name, 1000 * ((st[name].get("finished") or time.time()) - s)))
+    with open(sys.argv[5], "w") as f:
+        for name in ("init-local", "init", "modules-config", "modules-final"):
+            for level, messages in ((st.get(name) or {}).get("recoverable_errors") or {}).items():
+                for m in messages:
+                    f.write("%s %s: %s\n" % (name, level, " ".join(str(m).split())[:300]))
 except Exception:
     pass
-print("; ".join(v["errors"]))' /run/cloud-init/result.json /run/guestforge/datasource /run/cloud-init/status.json /run/guestforge/cloud-init-stages 2>/dev/null)
+print("; ".join(v["errors"]))' /run/cloud-init/result.json /run/guestforge/datasource /run/cloud-init/status.json /run/guestforge/cloud-init-stages /run/guestforge/recoverable 2>/dev/null)
   if [ -n "$errors" ]; then result=error; detail="${detail:+$detail; }$errors"; fi
+fi
+if [ "$rc" = 2 ]; then
+  result=error
+  why=$(head -n 3 /run/guestforge/recoverable 2>/dev/null | tr '\n' ';' | sed 's/;$//')
+  detail="${detail:+$detail; }cloud-init finished degraded (exit 2): ${why:-see /var/log/cloud-init.log}"
 fi
 if [ -s /run/guestforge/failed ]; then
   result=error

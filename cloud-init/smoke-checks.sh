@@ -9,15 +9,7 @@ check() { id=$1; shift; if "$@" > /tmp/gf-check.out 2>&1; then echo "CHECK $id p
 cloud_init_done() { s=$(cat /run/guestforge/cloud-init-status 2>/dev/null || cloud-init status 2>&1); echo "$s" | tr '\n' ' '; echo "$s" | grep -q 'status: done'; }
 nocloud_used() { ds=$(cat /run/guestforge/datasource 2>/dev/null) || ds="no datasource recorded in /run/cloud-init/result.json"; echo "$ds"; echo "$ds" | grep -q NoCloud; }
 
-# No unit failed on the way (a failed one is named with its last log lines). Units that
-# failed are what a batch job would meet; checked when the report runs, after cloud-init.
-no_failed_units() {
-  failed=$(systemctl --failed --no-legend --plain 2>/dev/null | awk '{ print $1 }')
-  [ -z "$failed" ] && { echo "no failed unit"; return 0; }
-  for u in $failed; do printf '%s: %s; ' "$u" "$(journalctl -b -u "$u" -n 3 --no-pager -o cat 2>/dev/null | tr '\n' ' ' | cut -c1-300)"; done
-  echo
-  return 1
-}
+# @UNITS_CHECK@
 
 check cloud-init.done cloud_init_done
 check cloud-init.nocloud nocloud_used

@@ -1,6 +1,13 @@
 /**
- * npm run bench [-- profile.yaml] [--runs cold,app,app-nosmoke,packages,same,rehearse,rehearse2,dib]
- * Builds a profile (default: the default profile) the way a user would,
+ * npm run bench
+ * Both Debian releases side by side, in one run and one fresh stage cache: debian-13-hpc and
+ * debian-12-hpc each built cold (smoke included), rehearsed at 1 and 2 nodes with the vTorque
+ * cluster file, and their vRDMA profiles built on the same bases; then one table: cold build,
+ * image size, smoke boot split into firmware + GRUB, kernel and userspace, job-ready at 1 and 2
+ * nodes. The Debian 12 profiles are built here, not in npm test.
+ *
+ * npm run bench -- profile.yaml [--runs cold,app,app-nosmoke,packages,same,rehearse,rehearse2,dib]
+ * Builds one profile the way a user would,
  * through the CLI, and prints per-stage wall times and the image size from
  * the manifest. All runs share one fresh stage cache, in order:
  *   cold      empty cache (mmdebstrap included); then where the image's
@@ -39,10 +46,13 @@ import { mountGuest } from '../src/verify/facts.ts';
 const root = resolve(import.meta.dirname, '..');
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { runs: { type: 'string', default: 'cold,app,app-nosmoke,packages,same,rehearse,rehearse2,dib' }, image: { type: 'string' } },
+  options: { runs: { type: 'string' }, image: { type: 'string' } },
 });
-const profile = resolve(positionals[0] ?? join(root, 'profiles', 'debian-12-hpc.yaml'));
-const runs = values.runs.split(',').filter(Boolean);
+const profile = resolve(positionals[0] ?? join(root, 'profiles', 'debian-13-hpc.yaml'));
+// No profile and no --runs: the two releases side by side. A profile alone: the single-profile runs.
+const runs = values.runs === undefined && positionals.length === 0 && !values.image
+  ? undefined
+  : (values.runs ?? 'cold,app,app-nosmoke,packages,same,rehearse,rehearse2,dib').split(',').filter(Boolean);
 const work = await mkdtemp(join(tmpdir(), 'gf-bench-'));
 const cache = join(work, 'cache');
 
@@ -82,10 +92,12 @@ async function variant(kind: string): Promise<string> {
 }
 
 /** The rehearsal figures of an image: what every job pays before it can start. */
-async function rehearse(image: string, nodes: number): Promise<{ jobReadyMs?: number }> {
+interface RehearseReport { ok?: boolean; jobReadyMs?: number; cloudInitDoneMs?: number; jobMs?: number; mpiMs?: number; rdmaBetweenVms?: string }
+
+async function rehearse(image: string, nodes: number): Promise<RehearseReport> {
   process.stderr.write(`bench: rehearse ${image} --nodes ${nodes}\n`);
   const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'rehearse', image, '--json', '--nodes', String(nodes)], { env: { XDG_CACHE_HOME: cache, CI: '1' }, reject: false, all: false });
-  const report = JSON.parse(r.stdout || '{}') as { ok?: boolean; jobReadyMs?: number; cloudInitDoneMs?: number; jobMs?: number; mpiMs?: number; rdmaBetweenVms?: string };
+  const report = JSON.parse(r.stdout || '{}') as RehearseReport;
   const or = (ms?: number) => (ms !== undefined ? secs(ms) : '—');
   console.log(`\nrehearse ${image}, ${nodes} node(s) (${report.ok ? 'passed' : `FAILED, exit ${r.exitCode}`})`);
   console.log(`  job-ready  ${or(report.jobReadyMs)}  VM start → SSH as the job owner works${nodes > 1 ? ' (the slower VM; they boot side by side)' : ''}`);
@@ -172,59 +184,123 @@ async function sizeBreakdown(image: string): Promise<void> {
   }
 }
 
+/** One build through the CLI, its manifest's figures printed; undefined when it failed. */
+async function build(kind: string, target: string, extra: string[] = []): Promise<{ m: Manifest; wall: number; image: string } | undefined> {
+  const out = join(work, `out-${kind}`);
+  process.stderr.write(`bench: ${kind} build of ${target}\n`);
+  const started = Date.now();
+  const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'build', target, '-o', out, ...extra], {
+    env: { XDG_CACHE_HOME: cache, CI: '1' },
+    reject: false,
+    all: true,
+  });
+  const wall = Date.now() - started;
+  if (r.exitCode !== 0) {
+    process.stderr.write(`${r.all}\nbench: the ${kind} build failed (exit ${r.exitCode})\n`);
+    process.exitCode = 1;
+    return undefined;
+  }
+  const files = (await execa('ls', [out])).stdout.split('\n');
+  const manifestFile = files.find((f) => f.endsWith('.manifest.json'))!;
+  const m = JSON.parse(await readFile(join(out, manifestFile), 'utf8')) as Manifest;
+  console.log(`\n${kind} build of ${m.name} (accel ${m.accel}${m.base?.cached ? ', base from cache' : ''})`);
+  for (const t of m.timings) console.log(`  ${t.stage.padEnd(10)} ${secs(t.ms).padStart(8)}  ${t.note ?? ''}`);
+  console.log(`  ${'total'.padEnd(10)} ${secs(wall).padStart(8)}  (wall clock, CLI start to exit)`);
+  for (const o of m.outputs) console.log(`  image      ${mib(o.bytes).padStart(8)}  ${o.file}${m.disk ? ` (its disk: ${mib(m.disk.dataBytes)} of data in ${mib(m.disk.virtualBytes)})` : ''}`);
+  if (m.smoke?.bootMs !== undefined) console.log(`  smoke boot ${secs(m.smoke.bootMs).padStart(8)}  to the result line`);
+  if (m.smoke?.boot) for (const line of formatBootTiming(m.smoke.boot)) console.log(`    ${line}`);
+  return { m, wall, image: join(out, m.outputs[0]!.file) };
+}
+
+/** What one release's default profile measured: a column of the side-by-side table. */
+interface ReleaseFigures {
+  name: string;
+  coldMs?: number;
+  imageBytes?: number;
+  dataBytes?: number;
+  smokeMs?: number;
+  boot?: BootTiming;
+  one?: RehearseReport;
+  two?: RehearseReport;
+  vrdma?: { name: string; ok: boolean; smokeMs?: number };
+}
+
+/**
+ * `npm run bench` without a profile: both Debian releases in one run, each cold (its own base),
+ * rehearsed at 1 and 2 nodes, and its vRDMA profile built on the same base; then one table.
+ */
+async function releases(): Promise<void> {
+  const columns: ReleaseFigures[] = [];
+  for (const release of ['13', '12']) {
+    const name = `debian-${release}-hpc`;
+    const col: ReleaseFigures = { name };
+    columns.push(col);
+    const b = await build(`cold-${release}`, join(root, 'profiles', `${name}.yaml`));
+    if (!b) continue;
+    Object.assign(col, { coldMs: b.wall, imageBytes: b.m.outputs[0]?.bytes, dataBytes: b.m.disk?.dataBytes, smokeMs: b.m.smoke?.bootMs, boot: b.m.smoke?.boot });
+    await sizeBreakdown(b.image).catch((error: unknown) => process.stderr.write(`bench: no size breakdown: ${String(error)}\n`));
+    col.one = await rehearse(b.image, 1);
+    col.two = await rehearse(b.image, 2);
+    const v = await build(`vrdma-${release}`, join(root, 'profiles', `debian-${release}-vrdma.yaml`));
+    col.vrdma = { name: `debian-${release}-vrdma`, ok: Boolean(v), ...(v?.m.smoke?.bootMs !== undefined ? { smokeMs: v.m.smoke.bootMs } : {}) };
+  }
+  const or = (ms?: number) => (ms === undefined ? '—' : secs(ms));
+  const rows: [string, (c: ReleaseFigures) => string][] = [
+    ['cold build with smoke (wall)', (c) => or(c.coldMs)],
+    ['image, zstd qcow2', (c) => (c.imageBytes !== undefined ? mib(c.imageBytes) : '—')],
+    ['data in the image', (c) => (c.dataBytes !== undefined ? mib(c.dataBytes) : '—')],
+    ['smoke: qemu start → result line', (c) => or(c.smokeMs)],
+    ['  firmware + GRUB', (c) => or(c.boot?.beforeKernelMs)],
+    ['  kernel (+ initramfs)', (c) => (c.boot?.kernelMs !== undefined ? secs(c.boot.kernelMs + (c.boot.initrdMs ?? 0)) : '—')],
+    ['  userspace to the report', (c) => or(c.boot?.userspaceMs)],
+    ['rehearsal, 1 node: job-ready (SSH as the owner)', (c) => or(c.one?.jobReadyMs)],
+    ['rehearsal, 1 node: cloud-init done', (c) => or(c.one?.cloudInitDoneMs)],
+    ['rehearsal, 2 nodes: job-ready (slower VM)', (c) => or(c.two?.jobReadyMs)],
+    ['rehearsal, 2 nodes: MPI job', (c) => or(c.two?.mpiMs)],
+    ['rehearsals passed', (c) => [c.one, c.two].map((r) => (r ? (r.ok ? 'yes' : 'NO') : '—')).join(' / ')],
+    ['vRDMA profile built and smoke-booted', (c) => (c.vrdma ? `${c.vrdma.ok ? 'yes' : 'NO'} (${c.vrdma.name}${c.vrdma.smokeMs !== undefined ? `, result after ${secs(c.vrdma.smokeMs)}` : ''})` : '—')],
+  ];
+  console.log(`\n| figure (TCG, 2 cores, this run) | ${columns.map((c) => c.name).join(' | ')} |`);
+  console.log(`| --- |${columns.map(() => ' --- |').join('')}`);
+  for (const [label, cell] of rows) console.log(`| ${label} | ${columns.map(cell).join(' | ')} |`);
+}
+
 let lastImage: string | undefined = values.image ? resolve(values.image) : undefined;
 /** The figures of this one run, for the table at the end. */
 const figures: { dataBytes?: number; smokeMs?: number; jobReadyMs?: number; imageBytes?: number; coldMs?: number; coldNoSmokeMs?: number; appMs?: number; appNoSmokeMs?: number; dib?: DibFigures } = {};
 try {
-  for (const kind of runs) {
-    if (kind === 'rehearse' || kind === 'rehearse2') {
-      if (lastImage) {
-        const r = await rehearse(lastImage, kind === 'rehearse2' ? 2 : 1);
-        if (kind === 'rehearse') figures.jobReadyMs = r.jobReadyMs;
-      } else process.stderr.write('bench: rehearse needs a build run before it\n');
-      continue;
+  if (!runs) {
+    await releases();
+  } else {
+    for (const kind of runs) {
+      if (kind === 'rehearse' || kind === 'rehearse2') {
+        if (lastImage) {
+          const r = await rehearse(lastImage, kind === 'rehearse2' ? 2 : 1);
+          if (kind === 'rehearse') figures.jobReadyMs = r.jobReadyMs;
+        } else process.stderr.write('bench: rehearse needs a build run before it\n');
+        continue;
+      }
+      if (kind === 'dib') {
+        figures.dib = await dib();
+        continue;
+      }
+      const b = await build(kind, await variant(kind), kind === 'app-nosmoke' ? ['--no-smoke'] : []);
+      if (!b) break;
+      const { m, wall } = b;
+      lastImage = b.image;
+      if (kind === 'cold') {
+        await sizeBreakdown(lastImage).catch((error: unknown) => process.stderr.write(`bench: no size breakdown: ${String(error)}\n`));
+        figures.coldMs = wall;
+        figures.coldNoSmokeMs = wall - (m.timings.find((t) => t.stage === 'smoke')?.ms ?? 0);
+        figures.imageBytes = m.outputs[0]?.bytes;
+        figures.dataBytes = m.disk?.dataBytes;
+      }
+      if (m.smoke?.bootMs !== undefined && (kind === 'cold' || kind === 'same')) figures.smokeMs = m.smoke.bootMs;
+      if (kind === 'app') figures.appMs = wall;
+      if (kind === 'app-nosmoke') figures.appNoSmokeMs = wall;
     }
-    if (kind === 'dib') {
-      figures.dib = await dib();
-      continue;
-    }
-    const out = join(work, `out-${kind}`);
-    const target = await variant(kind);
-    process.stderr.write(`bench: ${kind} build of ${target}\n`);
-    const started = Date.now();
-    const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'build', target, '-o', out, ...(kind === 'app-nosmoke' ? ['--no-smoke'] : [])], {
-      env: { XDG_CACHE_HOME: cache, CI: '1' },
-      reject: false,
-      all: true,
-    });
-    const wall = Date.now() - started;
-    if (r.exitCode !== 0) {
-      process.stderr.write(`${r.all}\nbench: the ${kind} build failed (exit ${r.exitCode})\n`);
-      process.exitCode = 1;
-      break;
-    }
-    const files = (await execa('ls', [out])).stdout.split('\n');
-    const manifestFile = files.find((f) => f.endsWith('.manifest.json'))!;
-    const m = JSON.parse(await readFile(join(out, manifestFile), 'utf8')) as Manifest;
-    console.log(`\n${kind} build of ${m.name} (accel ${m.accel}${m.base?.cached ? ', base from cache' : ''})`);
-    for (const t of m.timings) console.log(`  ${t.stage.padEnd(10)} ${secs(t.ms).padStart(8)}  ${t.note ?? ''}`);
-    console.log(`  ${'total'.padEnd(10)} ${secs(wall).padStart(8)}  (wall clock, CLI start to exit)`);
-    for (const o of m.outputs) console.log(`  image      ${mib(o.bytes).padStart(8)}  ${o.file}${m.disk ? ` (its disk: ${mib(m.disk.dataBytes)} of data in ${mib(m.disk.virtualBytes)})` : ''}`);
-    lastImage = join(out, m.outputs[0]!.file);
-    if (m.smoke?.bootMs !== undefined) console.log(`  smoke boot ${secs(m.smoke.bootMs).padStart(8)}  to the result line`);
-    if (m.smoke?.boot) for (const line of formatBootTiming(m.smoke.boot)) console.log(`    ${line}`);
-    if (kind === 'cold') {
-      await sizeBreakdown(lastImage).catch((error: unknown) => process.stderr.write(`bench: no size breakdown: ${String(error)}\n`));
-      figures.coldMs = wall;
-      figures.coldNoSmokeMs = wall - (m.timings.find((t) => t.stage === 'smoke')?.ms ?? 0);
-      figures.imageBytes = m.outputs[0]?.bytes;
-      figures.dataBytes = m.disk?.dataBytes;
-    }
-    if (m.smoke?.bootMs !== undefined && (kind === 'cold' || kind === 'same')) figures.smokeMs = m.smoke.bootMs;
-    if (kind === 'app') figures.appMs = wall;
-    if (kind === 'app-nosmoke') figures.appNoSmokeMs = wall;
+    printTable();
   }
-  printTable();
 } finally {
   await rm(work, { recursive: true, force: true });
 }

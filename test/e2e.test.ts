@@ -35,7 +35,7 @@ async function qemuUsing(dir: string): Promise<string[]> {
 
 /** Work folders this file's builds left (the other lane may be building the same profiles meanwhile: a live owner's folder is not left). */
 function workLeft(): Promise<string[]> {
-  return leftWork(cache, ['debian-12-hpc-', 'cache-race-', 'fail-command-', 'timeout-', 'wrong-sha-']);
+  return leftWork(cache, ['debian-13-hpc-', 'cache-race-', 'fail-command-', 'timeout-', 'wrong-sha-']);
 }
 
 const tmp = await mkdtemp(join(tmpdir(), 'gf-e2e-'));
@@ -58,26 +58,26 @@ failures('a wrong sha256 on base.image stops the build before any VM starts', as
   assert.equal(await workLeft(), []);
 });
 
-const e2e = timed(suite('debian-12-hpc end to end (bootstrap, build VM, guestfish, smoke)'));
+const e2e = timed(suite('debian-13-hpc end to end (bootstrap, build VM, guestfish, smoke)'));
 const out = join(tmp, 'out');
 
 e2e('build exits 0 with the image, manifest, SHA256SUMS and a passing smoke JUnit', async () => {
   const junit = join(tmp, 'smoke.xml');
   // Built as an admin debugging would: a build VM that could be kept, with a one-time password and an SSH key on its
   // seed. It succeeds, so neither may reach the image (verify's hygiene rules below, the guestfish read later).
-  const r = await guestforge(['build', join(root, 'profiles', 'debian-12-hpc.yaml'), '-o', out, '--junit', junit, '--on-error', 'keep', '--debug-ssh-key', `${debugKey}.pub`]);
+  const r = await guestforge(['build', join(root, 'profiles', 'debian-13-hpc.yaml'), '-o', out, '--junit', junit, '--on-error', 'keep', '--debug-ssh-key', `${debugKey}.pub`]);
   assert.is(r.exitCode, 0, r.all);
   assert.not.match(r.all, /kept as/);
-  const image = join(out, 'debian-12-hpc.qcow2');
+  const image = join(out, 'debian-13-hpc.qcow2');
   assert.ok(existsSync(image));
-  const manifest = JSON.parse(await readFile(join(out, 'debian-12-hpc.manifest.json'), 'utf8'));
+  const manifest = JSON.parse(await readFile(join(out, 'debian-13-hpc.manifest.json'), 'utf8'));
   assert.equal(manifest.timings.map((t: { stage: string }) => t.stage), ['base', 'provision', 'seal', 'inject', 'verify', 'finalize', 'smoke']);
   assert.ok(manifest.packages.some((p: { name: string }) => p.name === 'cloud-init'));
   assert.ok(manifest.packages.some((p: { name: string }) => p.name === 'less'), 'profile package installed in the build VM');
   assert.is(manifest.smoke.ok, true);
   // The SBOM and provenance beside it, listed in SHA256SUMS (checked by sha256sum -c below).
   assert.match(manifest.version, /^\d{8}-[0-9a-f]{8}$/);
-  const sbom = JSON.parse(await readFile(join(out, 'debian-12-hpc.spdx.json'), 'utf8'));
+  const sbom = JSON.parse(await readFile(join(out, 'debian-13-hpc.spdx.json'), 'utf8'));
   assert.is(sbom.spdxVersion, 'SPDX-2.3');
   const cloudInit = manifest.packages.find((p: { name: string }) => p.name === 'cloud-init');
   const sbomCloudInit = sbom.packages.find((p: { name: string }) => p.name === 'cloud-init');
@@ -85,11 +85,11 @@ e2e('build exits 0 with the image, manifest, SHA256SUMS and a passing smoke JUni
   assert.match(sbomCloudInit.externalRefs[0].referenceLocator, /^pkg:deb\/debian\/cloud-init@/);
   assert.equal(sbom.packages[0].checksums, [{ algorithm: 'SHA256', checksumValue: manifest.outputs[0].sha256 }]);
   assert.is(sbom.packages.length, manifest.packages.length + 1);
-  const provenance = JSON.parse(await readFile(join(out, 'debian-12-hpc.provenance.json'), 'utf8'));
+  const provenance = JSON.parse(await readFile(join(out, 'debian-13-hpc.provenance.json'), 'utf8'));
   assert.is(provenance.predicateType, 'https://slsa.dev/provenance/v1');
-  assert.ok(provenance.subject.some((s: { name: string; digest: { sha256: string } }) => s.name === 'debian-12-hpc.qcow2' && s.digest.sha256 === manifest.outputs[0].sha256));
+  assert.ok(provenance.subject.some((s: { name: string; digest: { sha256: string } }) => s.name === 'debian-13-hpc.qcow2' && s.digest.sha256 === manifest.outputs[0].sha256));
   assert.ok(provenance.predicate.buildDefinition.resolvedDependencies.some((d: { name: string }) => d.name === 'base'));
-  assert.match(await readFile(join(out, 'SHA256SUMS'), 'utf8'), /  debian-12-hpc\.spdx\.json\n[\s\S]*  debian-12-hpc\.provenance\.json|  debian-12-hpc\.provenance\.json\n[\s\S]*  debian-12-hpc\.spdx\.json/);
+  assert.match(await readFile(join(out, 'SHA256SUMS'), 'utf8'), /  debian-13-hpc\.spdx\.json\n[\s\S]*  debian-13-hpc\.provenance\.json|  debian-13-hpc\.provenance\.json\n[\s\S]*  debian-13-hpc\.spdx\.json/);
   for (const x of manifest.verify) assert.is(x.verdict, x.id.startsWith('vrdma.') ? 'skip' : 'pass', `${x.id}: ${x.evidence}`);
   // Where the smoke boot's time went, as the guest measured it.
   const boot = manifest.smoke.boot;
@@ -120,7 +120,7 @@ e2e('build exits 0 with the image, manifest, SHA256SUMS and a passing smoke JUni
   assert.equal(readable, [], 'readable by others');
   // The build VM's user-data is kept when the build VM ran (always from an empty cache, as in CI).
   if (/provision: not cached/.test(r.all)) {
-    const userData = await readFile(join(out, 'logs', 'debian-12-hpc', 'build-user-data.yaml'), 'utf8');
+    const userData = await readFile(join(out, 'logs', 'debian-13-hpc', 'build-user-data.yaml'), 'utf8');
     assert.match(userData, /^#cloud-config/);
   }
 });
@@ -134,7 +134,7 @@ async function cachePlan(profile: string): Promise<{ stage: string; cache: strin
 
 
 e2e('stage cache: after the build, plan shows base, provision, seal and inject as hits; the provision entry keeps no user-data', async () => {
-  const lines = await cachePlan(join(root, 'profiles', 'debian-12-hpc.yaml'));
+  const lines = await cachePlan(join(root, 'profiles', 'debian-13-hpc.yaml'));
   assert.equal(lines.map((l) => `${l.stage}:${l.cache}`), ['base:hit', 'provision:hit', 'seal:hit', 'inject:hit', 'verify:runs', 'finalize:runs', 'smoke:runs']);
   // The build VM dropped its instance data before powering off: the cache holds the disk, not what the seed said.
   const provision = lines.find((l) => l.stage === 'provision')!.entry!;
@@ -150,7 +150,7 @@ e2e('stage cache: changing only an app reruns inject onward, with no appliance (
   const marker = `changed-app-${Date.now()}`;
   await writeFile(join(dir, 'run.sh'), `#!/bin/sh\necho ${marker}\n`);
   await writeFile(join(dir, 'p.yaml'), [
-    `extends: ${join(root, 'profiles', 'debian-12-hpc.yaml')}`,
+    `extends: ${join(root, 'profiles', 'debian-13-hpc.yaml')}`,
     // An uncompressed output: compressing a whole Debian disk proves nothing here and costs minutes under load.
     'disk: { compress: none }',
     'apps:', // appended to the parent's apps (lists append)
@@ -167,9 +167,9 @@ e2e('stage cache: changing only an app reruns inject onward, with no appliance (
   assert.match(r.all, /inject: not cached \(changed: apps\)/);
   assert.match(r.all, /inject: wrote the \d+ MiB apps volume at \/opt-vm \(5 apps, no appliance\) in [\d.]+ s/);
   assert.not.match(r.all, /go in with guestfish/);
-  assert.not.ok(existsSync(join(dir, 'out', 'logs', 'debian-12-hpc', 'build-console.log')), 'no build VM ran');
+  assert.not.ok(existsSync(join(dir, 'out', 'logs', 'debian-13-hpc', 'build-console.log')), 'no build VM ran');
   // The build's own verify verdicts (guestforge verify runs on the resumed image below).
-  const manifest = JSON.parse(await readFile(join(dir, 'out', 'debian-12-hpc.manifest.json'), 'utf8')) as { verify: { id: string; verdict: string; evidence: string }[] };
+  const manifest = JSON.parse(await readFile(join(dir, 'out', 'debian-13-hpc.manifest.json'), 'utf8')) as { verify: { id: string; verdict: string; evidence: string }[] };
   for (const x of manifest.verify) assert.is(x.verdict, x.id.startsWith('vrdma.') ? 'skip' : 'pass', `${x.id}: ${x.evidence}`);
   assert.match(manifest.verify.find((x) => x.id === 'layout.opt-vm')?.evidence ?? '', new RegExp(`^/opt-vm: (.*, )?${marker}(, |$)`));
 });
@@ -190,9 +190,9 @@ e2e('stage cache: a truncated entry is found broken by one of two builds started
   assert.is(both.match(/seal: not cached \(the cached entry was broken \(its disk is \d+ bytes, the record says \d+\) and was removed\)/g)?.length, 1, both);
   assert.is(both.match(/seal: not cached/g)?.length, 1, both);
   assert.is(both.match(/seal: cache hit/g)?.length, 1, both);
-  assert.match(both, /seal: waiting for pid \d+ \(building debian-12-hpc\)/);
+  assert.match(both, /seal: waiting for pid \d+ \(building debian-13-hpc\)/);
   assert.is(both.match(/provision: cache hit/g)?.length, 2, both);
-  for (const x of ['a', 'b']) assert.ok(existsSync(join(dir, x, 'debian-12-hpc.qcow2')));
+  for (const x of ['a', 'b']) assert.ok(existsSync(join(dir, x, 'debian-13-hpc.qcow2')));
   const after = await cachePlan(profile);
   assert.is(after.find((l) => l.stage === 'seal')?.cache, 'hit', 'rebuilt and cached again');
   assert.is(after.find((l) => l.stage === 'inject')?.cache, 'hit', 'the apps written again on the new seal entry, and cached');
@@ -207,10 +207,10 @@ e2e('--break before:inject keeps the build; guestforge shell changes its disk; r
   const b = await guestforge(['build', profile, '-o', bOut, '--no-smoke', '--break', 'before:inject']);
   assert.is(b.exitCode, 0, b.all);
   assert.match(b.all, /provision: cache hit/);
-  const id = /stopped before inject, as --break asked; kept as (debian-12-hpc-[0-9a-f]{12}):/.exec(b.all)?.[1];
+  const id = /stopped before inject, as --break asked; kept as (debian-13-hpc-[0-9a-f]{12}):/.exec(b.all)?.[1];
   assert.ok(id, b.all);
   assert.match(b.all, new RegExp(`disk: +guestforge shell ${id}`));
-  assert.not.ok(existsSync(join(bOut, 'debian-12-hpc.qcow2')));
+  assert.not.ok(existsSync(join(bOut, 'debian-13-hpc.qcow2')));
   // guestfish reads commands from stdin when it is not a terminal, as it does on one.
   const sh = await execa('node', [cli, 'shell', id!], { env, reject: false, all: true, timeout: 5 * 60_000, input: 'is-dir /opt-vm\nls /opt-vm\necho ==\nmkdir /opt-vm/from-shell\nls /opt-vm\n' });
   assert.is(sh.exitCode, 0, sh.all);
@@ -225,7 +225,7 @@ e2e('--break before:inject keeps the build; guestforge shell changes its disk; r
   // The shell may have changed the volume: a fresh one would drop what it left.
   assert.match(r.all, /inject: the disk may have changed since its facts were read \(a resumed build\), so the apps go in with guestfish/);
   assert.not.match(r.all, /cached as|cache hit/);
-  const v = await guestforge(['verify', join(bOut, 'debian-12-hpc.qcow2'), '--json'], { timeoutMs: 5 * 60_000 });
+  const v = await guestforge(['verify', join(bOut, 'debian-13-hpc.qcow2'), '--json'], { timeoutMs: 5 * 60_000 });
   assert.is(v.exitCode, 0, v.all);
   const report = JSON.parse(v.stdout) as { results: { id: string; verdict: string; evidence: string }[] };
   for (const x of report.results) assert.is(x.verdict, x.id.startsWith('vrdma.') ? 'skip' : 'pass', `${x.id}: ${x.evidence}`);
@@ -239,7 +239,7 @@ e2e('cache ls lists the entries with their profile; prune --dry-run removes noth
   const ls = await guestforge(['cache', 'ls'], { timeoutMs: 60_000 });
   assert.is(ls.exitCode, 0, ls.all);
   assert.match(ls.stdout, /^STAGE\s+KEY\s+SIZE\s+LAST USED\s+PROFILE\s+PARENT$/m);
-  assert.match(ls.stdout, /^provision\s+[0-9a-f]{16}\s+.*debian-12-hpc\s+base-[0-9a-f]{16}$/m);
+  assert.match(ls.stdout, /^provision\s+[0-9a-f]{16}\s+.*debian-13-hpc\s+base-[0-9a-f]{16}$/m);
   // Other test files may add entries meanwhile: every entry seen before the dry run must still be there after it.
   const entries = async () => (await guestforge(['cache', 'ls', '--json'], { timeoutMs: 60_000 }).then((r) => JSON.parse(r.stdout) as { stage: string; key: string }[])).map((e) => `${e.stage}-${e.key}`);
   const before = await entries();
@@ -254,7 +254,7 @@ e2e('cache ls lists the entries with their profile; prune --dry-run removes noth
 });
 
 e2e('an independent guestfish read of the output shows the cluster layout and a clean guest (no debug key)', async () => {
-  const image = join(out, 'debian-12-hpc.qcow2');
+  const image = join(out, 'debian-13-hpc.qcow2');
   const commands = [
     'is-dir /workspace',
     'stat /workspace',
@@ -359,7 +359,7 @@ e2e('SIGINT while a build VM that --on-error keep would keep runs: keep is for f
 e2e.after(async () => {
   // A test that failed half-way may have left a kept build (and its VM): not for the next run.
   const kept = JSON.parse((await guestforge(['builds', '--json'], { timeoutMs: 60_000 })).stdout || '[]') as { id: string }[];
-  for (const b of kept.filter((k) => /^(debian-12-hpc|fail-command)-/.test(k.id))) await guestforge(['discard', b.id], { timeoutMs: 60_000 });
+  for (const b of kept.filter((k) => /^(debian-13-hpc|fail-command)-/.test(k.id))) await guestforge(['discard', b.id], { timeoutMs: 60_000 });
   await rm(tmp, { recursive: true, force: true });
 });
 

@@ -142,23 +142,23 @@ daemon('two profiles with --jobs 2 over a local and a remote URI: both images, a
   ].join('\n'));
   // So that every run proves a local build VM, an earlier run's vRDMA entries go first (the base stays).
   const store = new StageCache(join(cache, 'guestforge'));
-  for (const e of await store.list()) if (e.profile === 'debian-12-vrdma' && e.stage !== 'base') await store.remove(e.stage, e.key);
+  for (const e of await store.list()) if (e.profile === 'debian-13-vrdma' && e.stage !== 'base') await store.remove(e.stage, e.key);
   const out = join(dir, 'out');
-  const r = await guestforge(['build', join(root, 'profiles', 'debian-12-vrdma.yaml'), join(dir, 'matrix-b.yaml'), '--jobs', '2', '--connect', `qemu:///system,${remote}`, '--pool', pool, '--accel', 'tcg', '--no-smoke', '-o', out]);
+  const r = await guestforge(['build', join(root, 'profiles', 'debian-13-vrdma.yaml'), join(dir, 'matrix-b.yaml'), '--jobs', '2', '--connect', `qemu:///system,${remote}`, '--pool', pool, '--accel', 'tcg', '--no-smoke', '-o', out]);
   assert.is(r.exitCode, 0, r.all);
   assert.match(r.stdout, /^PROFILE\s+HOST\s+RESULT\s+TIME\s+OUTPUT \/ ERROR$/m);
-  assert.match(r.stdout, /^debian-12-vrdma\s+qemu:\/\/\/system\s+ok\s+\d+s\s+\S+debian-12-vrdma\.qcow2$/m);
+  assert.match(r.stdout, /^debian-13-vrdma\s+qemu:\/\/\/system\s+ok\s+\d+s\s+\S+debian-13-vrdma\.qcow2$/m);
   assert.match(r.stdout, new RegExp(`^matrix-b\\s+${remote.replace(/[+/.]/g, '\\$&')}\\s+ok\\s+\\d+s\\s+\\S+matrix-b\\.qcow2$`, 'm'));
   assert.match(r.stdout, /2 of 2 builds succeeded/);
-  assert.match(r.all, /debian-12-vrdma: \[2\/6\] build VM \(cloud-init\) running/);
-  const logA = await readFile(join(out, 'logs', 'debian-12-vrdma', 'build.log'), 'utf8');
-  assert.match(logA, /build VM: virsh -c qemu:\/\/\/system start guestforge-debian-12-vrdma-provision-[0-9a-f]{6}/);
+  assert.match(r.all, /debian-13-vrdma: \[2\/6\] build VM \(cloud-init\) running/);
+  const logA = await readFile(join(out, 'logs', 'debian-13-vrdma', 'build.log'), 'utf8');
+  assert.match(logA, /build VM: virsh -c qemu:\/\/\/system start guestforge-debian-13-vrdma-provision-[0-9a-f]{6}/);
   // What the remote build VM wrote came back through vol-download.
   const said = await run(['guestfish', '--ro', '-a', join(out, 'matrix-b.qcow2'), '-i', 'cat', '/etc/matrix-build'], { env: { LIBGUESTFS_BACKEND_SETTINGS: 'force_tcg' }, timeoutMs: 5 * 60_000 });
   assert.is(said.stdout.trim(), `matrix-b ${stamp}`);
   const sums = await run(['sha256sum', '-c', 'SHA256SUMS'], { cwd: out, allowFailure: true });
   assert.is(sums.exitCode, 0, sums.stdout + sums.stderr);
-  assert.match(sums.stdout, /debian-12-vrdma\.qcow2: OK/);
+  assert.match(sums.stdout, /debian-13-vrdma\.qcow2: OK/);
   assert.match(sums.stdout, /matrix-b\.qcow2: OK/);
   await assertNothingLeft();
 });
@@ -179,13 +179,13 @@ daemon('several profiles where one fails: the other is still built, exit 1, the 
   // The failing one stops at its base image's checksum (no VM boot needed to prove the matrix goes on).
   const out = join(tmp, 'mixed');
   const bad = await writeWrongShaProfile(join(tmp, 'mixed-bad'));
-  const r = await guestforge(['build', join(root, 'profiles', 'debian-12-hpc.yaml'), bad,
+  const r = await guestforge(['build', join(root, 'profiles', 'debian-13-hpc.yaml'), bad,
     '--jobs', '2', '--connect', remote, '--pool', pool, '--accel', 'tcg', '--no-smoke', '-o', out], 20 * 60_000);
   assert.is(r.exitCode, 1, r.all);
-  assert.match(r.stdout, /^debian-12-hpc\s+\S+\s+ok\s+/m);
+  assert.match(r.stdout, /^debian-13-hpc\s+\S+\s+ok\s+/m);
   assert.match(r.stdout, /^wrong-sha\s+\S+\s+FAILED\s+\d+s\s+sha256 mismatch for /m);
   assert.match(r.stdout, /1 of 2 builds succeeded/);
-  assert.ok(existsSync(join(out, 'debian-12-hpc.qcow2')));
+  assert.ok(existsSync(join(out, 'debian-13-hpc.qcow2')));
   assert.not.ok(existsSync(join(out, 'wrong-sha.qcow2')));
   await assertNothingLeft();
 });

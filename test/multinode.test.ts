@@ -4,7 +4,8 @@
  * the node file, and the verdicts on the MPI job and ib_send_bw. The real
  * two-VM run is in vrdma.test.ts.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { execa } from 'execa';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -12,7 +13,7 @@ import * as assert from 'uvu/assert';
 import { loadClusterOrThrow } from '../src/cluster/load.ts';
 import { subnetProblem } from '../src/cluster/schema.ts';
 import { defaultLayout } from '../src/profile/schema.ts';
-import { hostMemoryProblem, mpiParams, networkConfig, nodeFile, nodeSpecs, parseRanks, privateNetdev, rankProblem, userMac } from '../src/rehearse/nodes.ts';
+import { hostMemoryProblem, mpiSiteCommand, mpiSiteDir, mpiSiteSettings, networkConfig, nodeFile, nodeSpecs, parseRanks, privateNetdev, rankProblem, userMac } from '../src/rehearse/nodes.ts';
 import { cloudLocaldsArgs, ibSendBwLine } from '../src/rehearse/run.ts';
 import { rehearsalUserData } from '../src/rehearse/userdata.ts';
 import { qemuArgs } from '../src/vm/qemu-args.ts';
@@ -58,13 +59,38 @@ t('each VM: network-config by MAC, its hostname, every node in /etc/hosts, Open 
   assert.is(ud.hostname, 'vnode02');
   const files = ud.write_files as { path: string; content: string; append?: boolean }[];
   assert.equal(files.find((f) => f.path === '/etc/hosts'), { path: '/etc/hosts', append: true, content: '192.168.77.11 vnode01\n192.168.77.12 vnode02\n' });
-  assert.match(files.find((f) => f.path === '/etc/openmpi/openmpi-mca-params.conf')!.content, /^btl_tcp_if_include = 192\.168\.77\.0\/24$/m);
-  assert.match(mpiParams('192.168.77.0/24'), /^oob_tcp_if_include = 192\.168\.77\.0\/24$/m);
+  assert.match(files.find((f) => f.path === '/var/lib/guestforge/openmpi/ompi5.conf')!.content, /^btl_tcp_if_include = 192\.168\.77\.0\/24$/m);
+  assert.equal((ud.runcmd as string[][]).at(-2), mpiSiteCommand(), 'the settings are put in place before the checks run');
   assert.match(files.find((f) => f.path.endsWith('rehearse-checks.sh'))!.content, /^PRIVATE_MAC=52:54:00:77:00:02\nPRIVATE_ADDR=192\.168\.77\.12$/m);
   const single = rehearsalUserData(cluster, { nfsPort: 2049, nonce: 'N', checks: '#!/bin/sh\n', layout: defaultLayout }) as Record<string, any>;
   assert.is(single.hostname, undefined, 'one VM keeps the image\'s hostname, as before');
   assert.not.ok((single.write_files as { path: string }[]).some((f) => f.path === '/etc/hosts'));
   assert.equal(cloudLocaldsArgs('/w/seed.img', '/w/ud', undefined, '/w/nc'), ['cloud-localds', '--disk-format', 'raw', '--filesystem', 'iso9660', '--network-config=/w/nc', '/w/seed.img', '/w/ud']);
+});
+
+t('Open MPI site settings: Open MPI 5 gets sm and PRRTE\'s own file, Open MPI 4 vader and ORTE\'s oob in one file', async () => {
+  const s = mpiSiteSettings('192.168.77.0/24');
+  assert.match(s.ompi5, /^btl = tcp,self,sm$/m);
+  assert.not.match(s.ompi5, /vader|oob_/);
+  assert.match(s.prte, /^oob_tcp_if_include = 192\.168\.77\.0\/24$/m);
+  assert.match(s.ompi4, /^btl = tcp,self,vader$/m);
+  assert.match(s.ompi4, /^oob_tcp_if_include = 192\.168\.77\.0\/24$/m);
+  // The command itself, run by sh on two fake roots: one with PRRTE's file (Open MPI 5), one without.
+  for (const five of [true, false]) {
+    const root = await mkdtemp(join(tmpdir(), 'gf-ompi-'));
+    await mkdir(join(root, mpiSiteDir), { recursive: true });
+    for (const [name, content] of Object.entries(s)) await writeFile(join(root, mpiSiteDir, `${name}.conf`), content);
+    await mkdir(join(root, 'etc', 'openmpi'), { recursive: true });
+    await writeFile(join(root, 'etc', 'openmpi', 'openmpi-mca-params.conf'), 'pml = ^ucx\n');
+    if (five) await writeFile(join(root, 'etc', 'openmpi', 'prte-mca-params.conf'), '# shipped\n');
+    const [sh, flag, script] = mpiSiteCommand(root);
+    await execa(sh!, [flag!, script!]);
+    const mca = await readFile(join(root, 'etc', 'openmpi', 'openmpi-mca-params.conf'), 'utf8');
+    assert.ok(mca.startsWith('pml = ^ucx\n'), 'the shipped settings stay; ours follow and win');
+    assert.match(mca, five ? /btl = tcp,self,sm/ : /btl = tcp,self,vader/);
+    if (five) assert.match(await readFile(join(root, 'etc', 'openmpi', 'prte-mca-params.conf'), 'utf8'), /^# shipped\n[\s\S]*oob_tcp_if_include = 192/);
+    await rm(root, { recursive: true, force: true });
+  }
 });
 
 t('the MPI verdict: every rank once, from every node', () => {

@@ -7,8 +7,8 @@ import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { formatDiagnostic } from '../src/profile/diagnostic.ts';
 import { loadProfile } from '../src/profile/load.ts';
-import { bootstrapKey, hookDir, mmdebstrapArgs } from '../src/os/debian/bootstrap.ts';
-import { initramfsModules } from '../src/policy/boot.ts';
+import { bootstrapKey, buildStubDeb, hookDir, mmdebstrapArgs, stubPackages } from '../src/os/debian/bootstrap.ts';
+import { activeTrims, initramfsModules } from '../src/policy/boot.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const cli = join(root, 'bin', 'guestforge.js');
@@ -44,11 +44,11 @@ shipped('the e2e and libvirt fixtures share the default profile\'s base, so test
   const keyOf = async (file: string) => {
     const result = await loadProfile(file);
     assert.ok(result.ok, file);
-    return result.ok ? bootstrapKey(result.value.profile, ['deb http://mirror.invalid/debian bookworm main']) : '';
+    return result.ok ? bootstrapKey(result.value.profile, ['deb http://mirror.invalid/debian trixie main']) : '';
   };
-  const expected = await keyOf(join(root, 'profiles', 'debian-12-hpc.yaml'));
+  const expected = await keyOf(join(root, 'profiles', 'debian-13-hpc.yaml'));
   for (const name of ['fail-command', 'timeout', 'lean']) {
-    assert.is(await keyOf(join(root, 'test', 'fixtures', 'profiles', `${name}.yaml`)), expected, `${name}.yaml: base.bootstrap differs from debian-12-hpc.yaml`);
+    assert.is(await keyOf(join(root, 'test', 'fixtures', 'profiles', `${name}.yaml`)), expected, `${name}.yaml: base.bootstrap differs from debian-13-hpc.yaml`);
   }
 });
 shipped('bootstrap trims: dpkg path-excludes (docs, desktop kernel drivers), the initramfs module list and the GRUB timeout in the mmdebstrap argv; boot.keep leaves each out; the hook writes them', async () => {
@@ -93,6 +93,48 @@ shipped('bootstrap trims: dpkg path-excludes (docs, desktop kernel drivers), the
     assert.match(bad.stderr, /unknown trim no-such-trim/);
   } finally {
     await rm(chroot, { recursive: true, force: true });
+  }
+});
+shipped('Debian 13 trims: the ROCm stub installed by the essential hook, tmp.mount masked, no sshd on vsock; none of them for Debian 12', async () => {
+  const load = async (name: string) => {
+    const r = await loadProfile(join(root, 'profiles', name));
+    if (!r.ok) throw new Error(`${name} does not load`);
+    return r.value.profile;
+  };
+  const d13 = await load('debian-13-hpc.yaml');
+  const d12 = await load('debian-12-hpc.yaml');
+  assert.equal(activeTrims(d13).filter((t) => t.releases).map((t) => t.id), ['no-ssh-vsock', 'tmp-on-disk', 'ucx-no-rocm']);
+  assert.equal(activeTrims(d12).filter((t) => t.releases), [], 'every release-bound trim is for 13 only');
+  assert.equal(stubPackages(d12), []);
+  assert.equal(stubPackages({ ...d13, boot: { keep: ['ucx-no-rocm'] } }), [], 'boot.keep keeps ROCm');
+  const [stub] = stubPackages(d13);
+  const mirrors = ['deb http://mirror.invalid/debian trixie main'];
+  const argv = mmdebstrapArgs(d13, mirrors, '/t', ['/w/stub.deb']);
+  assert.match(argv.find((a) => a.startsWith('--essential-hook='))!, / kernel-arg=systemd\.ssh_auto=no stub-deb=\/w\/stub\.deb$/);
+  assert.ok(argv.includes('--dpkgopt=path-exclude=/usr/lib/*/ucx/*rocm*'));
+  assert.not.ok(argv.find((a) => a.startsWith('--include='))!.includes('.deb'), 'the stub is no --include: apt must find it installed');
+  assert.throws(() => mmdebstrapArgs(d13, mirrors, '/t'), /one \.deb per stub/);
+  // A path with a space or a quote stays one word for the hook's shell.
+  const odd = mmdebstrapArgs(d13, mirrors, '/t', ["/w/it's here/stub.deb"]).find((a) => a.startsWith('--essential-hook='))!;
+  const words = await execa('sh', ['-c', `set -- ${odd.replace(/^--essential-hook=sh \S+ "\$1" /, '')}; printf '%s\\n' "$@"`]);
+  assert.is(words.stdout.split('\n').at(-1), "stub-deb=/w/it's here/stub.deb");
+
+  // The real stub, made by dpkg-deb: it provides the ROCm runtime UCX depends on (versioned, so
+  // `libamdhip64-5 (>= 4.5.2)` holds) and conflicts with it, so installing the real one replaces it.
+  const dir = await mkdtemp(join(tmpdir(), 'gf-stub-'));
+  try {
+    const deb = await buildStubDeb(stub!, dir);
+    const field = async (name: string) => (await execa('dpkg-deb', ['-f', deb, name])).stdout;
+    assert.is(await field('Package'), 'guestforge-no-rocm');
+    assert.match(await field('Provides'), /^libamdhip64-5 \(= 5\.7\.1-99\), libhsa-runtime64-1 \(= 6\.1\.2-99\)$/);
+    assert.is(await field('Conflicts'), 'libamdhip64-5, libhsa-runtime64-1');
+    assert.is((await execa('dpkg', ['--compare-versions', '5.7.1-99', 'ge', '4.5.2'], { reject: false })).exitCode, 0);
+    assert.is((await execa('dpkg-deb', ['-c', deb])).stdout.trim().split('\n').length, 1, 'no files but its root folder');
+    const first = await readFile(deb);
+    await buildStubDeb(stub!, dir);
+    assert.equal(await readFile(deb), first, 'byte-stable (SOURCE_DATE_EPOCH)');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 });
 shipped.run();

@@ -111,6 +111,20 @@ records('the SPDX 2.3 document has its required fields, unique ids, package URLs
   assert.is(packageUrl({ name: 'bash', version: '5.1-9.el9', arch: 'x86_64' }, 'rpm', { id: 'rocky', version: '9.3' }), 'pkg:rpm/rocky/bash@5.1-9.el9?arch=x86_64&distro=rocky-9.3');
 });
 
+records('a stub package is in the SBOM as guestforge\'s, with what it replaces and why, and no Debian package URL', () => {
+  const doc = spdxDocument({
+    name: 'img', version: '1.0', image: { file: 'img.qcow2', sha256: 'ab'.repeat(32) }, os: { id: 'debian', version: '13' }, packageSource: 'dpkg',
+    packages: [{ name: 'guestforge-no-rocm', version: '1', arch: 'all' }, { name: 'libucx0', version: '1.18.1+ds-2+b1', arch: 'amd64' }],
+    stubs: [{ name: 'guestforge-no-rocm', replaces: ['libamdhip64-5', 'libhsa-runtime64-1'], why: 'trim ucx-no-rocm: no AMD GPU' }],
+    created: '2026-12-02T12:00:00Z', guestforgeVersion: '0.1.0',
+  }) as { packages: Record<string, unknown>[] };
+  const stub = doc.packages.find((p) => p.name === 'guestforge-no-rocm')!;
+  assert.is(stub.externalRefs, undefined, 'no archive has it: a pkg:deb/debian purl would send scanners looking');
+  assert.is(stub.supplier, 'Organization: guestforge');
+  assert.match(stub.comment as string, /in place of libamdhip64-5, libhsa-runtime64-1 .*trim ucx-no-rocm/);
+  assert.ok(doc.packages.find((p) => p.name === 'libucx0')!.externalRefs, 'real packages keep theirs');
+});
+
 records('the provenance is an in-toto statement with a SLSA v1 predicate naming outputs, profile, inputs and base', () => {
   const statement = provenanceStatement({
     name: 'img', version: '1.0', subjects: [{ file: 'img.qcow2', sha256: 'cd'.repeat(32) }],

@@ -63,10 +63,10 @@ r('a bad cluster file: exit 2 naming file, line, column and field', async () => 
 
 r('the default profile\'s image passes a vTorque rehearsal: NFS home and workspace, SSH as the owner, the job\'s output on the export', async () => {
   const out = join(tmp, 'out');
-  const build = await guestforge(['build', join(root, 'profiles', 'debian-12-hpc.yaml'), '-o', out, '--no-smoke']);
+  const build = await guestforge(['build', join(root, 'profiles', 'debian-13-hpc.yaml'), '-o', out, '--no-smoke']);
   assert.is(build.exitCode, 0, build.all);
   const junit = join(tmp, 'rehearse.xml');
-  const res = await guestforge(['rehearse', join(out, 'debian-12-hpc.qcow2'), '--json', '--junit', junit, '--log-dir', join(tmp, 'logs')]);
+  const res = await guestforge(['rehearse', join(out, 'debian-13-hpc.qcow2'), '--json', '--junit', junit, '--log-dir', join(tmp, 'logs')]);
   assert.is(res.exitCode, 0, res.all);
   const report = JSON.parse(res.stdout) as Report;
   const byId = new Map(report.checks.map((c) => [c.id, c]));
@@ -89,7 +89,7 @@ r('the default profile\'s image passes a vTorque rehearsal: NFS home and workspa
 });
 
 r('SIGINT mid-rehearsal of two nodes: exit 130, neither VM nor the NFS server left, no work folder', async () => {
-  const image = join(tmp, 'out', 'debian-12-hpc.qcow2');
+  const image = join(tmp, 'out', 'debian-13-hpc.qcow2');
   assert.ok(existsSync(image), 'the earlier test built the image');
   const child = execa('node', [cli, 'rehearse', image, '--nodes', '2'], { env: rehearseEnv, reject: false, all: true, timeout: 5 * 60_000 });
   let seen = '';

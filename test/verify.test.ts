@@ -111,6 +111,10 @@ const breakers: Record<string, (t: Tree) => void> = {
   'vrdma.boot': (t) => {
     delete t['/etc/modules-load.d/guestforge-vrdma.conf'];
   },
+  'size.no-rocm': (t) => {
+    // Its own paragraph, whatever the status ends with (dropPackage may have taken the last one's newline).
+    t['/var/lib/dpkg/status'] = `${(t['/var/lib/dpkg/status'] as string).trimEnd()}\n\n${dpkgEntry('libllvm17t64', '1:17.0.6-22')}`;
+  },
   'hygiene.cloud-init-state': (t) => {
     t['/var/lib/cloud/instances/iid-local01/boot-finished'] = '';
   },
@@ -180,6 +184,7 @@ const factBreakers: Record<string, (f: GuestFacts) => void> = {
   'vrdma.packages': (f) => f.packages.delete('ibverbs-providers'),
   'vrdma.kernel': (f) => (f.rxeModules[kernel] = []),
   'vrdma.boot': (f) => (f.modulesLoad = []),
+  'size.no-rocm': (f) => f.packages.set('libllvm17t64', '1:17.0.6-22'),
   'hygiene.cloud-init-state': (f) => (f.cloudInstances = ['iid-local01']),
   'hygiene.machine-id': (f) => (f.machineId = { bytes: 33, head: '0123456789abcdef0123456789abcdef\n' }),
   'hygiene.ssh-host-keys': (f) => (f.sshHostKeys = ['/etc/ssh/ssh_host_ed25519_key']),
@@ -190,7 +195,8 @@ const factBreakers: Record<string, (f: GuestFacts) => void> = {
   },
 };
 
-const withVrdma = { ...defaultVerifyOptions, requireVrdma: true };
+/** Every rule that can be asked for, asked for: vRDMA and no ROCm. */
+const withVrdma = { ...defaultVerifyOptions, requireVrdma: true, requireNoRocm: true };
 const verdicts = (f: GuestFacts, o = withVrdma) => evaluate('literal', f, o).results.map((r) => `${r.id}=${r.verdict}`);
 
 const logic = suite('verify rules over facts (no appliance)');
@@ -264,10 +270,22 @@ logic('a good guest passes every rule, vRDMA included', () => {
   for (const r of report.results) assert.is(r.verdict, 'pass', `${r.id}: ${r.evidence}`);
 });
 
-logic('without vRDMA required the vRDMA rules are skipped, not passed', () => {
+logic('without vRDMA or no-ROCm required those rules are skipped, not passed', () => {
   const facts = goodFacts();
   factBreakers['vrdma.kernel']!(facts);
-  assert.equal(verdicts(facts, defaultVerifyOptions), rules.map((r) => `${r.id}=${r.id.startsWith('vrdma.') ? 'skip' : 'pass'}`));
+  factBreakers['size.no-rocm']!(facts);
+  assert.equal(verdicts(facts, defaultVerifyOptions), rules.map((r) => `${r.id}=${r.id.startsWith('vrdma.') || r.id === 'size.no-rocm' ? 'skip' : 'pass'}`));
+});
+
+logic('size.no-rocm names every ROCm and LLVM package, and the stub that stands in for them', () => {
+  const facts = goodFacts();
+  for (const name of ['libamdhip64-5', 'libhsa-runtime64-1', 'libhsakmt1', 'libamd-comgr2', 'libllvm17t64', 'rocm-smi']) facts.packages.set(name, '1');
+  const byId = new Map(evaluate('literal', facts, withVrdma).results.map((r) => [r.id, r]));
+  assert.is(byId.get('size.no-rocm')!.evidence, 'installed: libamd-comgr2, libamdhip64-5, libhsa-runtime64-1, libhsakmt1, libllvm17t64, rocm-smi');
+  const clean = goodFacts();
+  clean.packages.set('guestforge-no-rocm', '1');
+  clean.packages.set('libucx0', '1.18.1+ds-2+b1');
+  assert.is(evaluate('literal', clean, withVrdma).results.find((r) => r.id === 'size.no-rocm')!.evidence, 'none; guestforge-no-rocm 1 stands in for them');
 });
 
 for (const [id, breakIt] of Object.entries(factBreakers)) {
@@ -375,7 +393,7 @@ const v = timed(suite('verify (real read-only guestfish on hand-made disks)'));
 v('the good disk: exit 0, every rule passes, one JUnit case per rule, and the facts read are the literal', async () => {
   const image = await makeImage('good', goodTree());
   const junit = join(tmp, 'verify.xml');
-  const r = await verify(image, '--require', 'vrdma', '--junit', junit);
+  const r = await verify(image, '--require', 'vrdma', '--require', 'no-rocm', '--junit', junit);
   assert.is(r.exitCode, 0, r.stderr);
   for (const result of r.report!.results) assert.is(result.verdict, 'pass', `${result.id}: ${result.evidence}`);
   const expected = evaluate(image, goodFacts(), withVrdma);
@@ -388,7 +406,7 @@ v('the good disk: exit 0, every rule passes, one JUnit case per rule, and the fa
 v('a disk with every rule broken: exit 1 and every rule fails', async () => {
   const tree = goodTree();
   for (const breakIt of Object.values(breakers)) breakIt(tree);
-  const r = await verify(await makeImage('all-broken', tree), '--require', 'vrdma');
+  const r = await verify(await makeImage('all-broken', tree), '--require', 'vrdma', '--require', 'no-rocm');
   assert.is(r.exitCode, 1, r.stderr);
   assert.equal(r.report!.results.map((x) => `${x.id}=${x.verdict}`), rules.map((x) => `${x.id}=fail`));
 });

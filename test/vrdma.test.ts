@@ -1,5 +1,5 @@
 /**
- * vRDMA for real under TCG: profiles/debian-12-vrdma.yaml built and
+ * vRDMA for real under TCG: profiles/debian-13-vrdma.yaml built and
  * smoke-booted, with the soft-RoCE link, the verbs device and an ib_send_bw
  * loopback checked inside the VM, then rehearsed as two cluster nodes (MPI
  * across them, ib_send_bw between them) (its base is the default profile's, shared
@@ -25,12 +25,12 @@ const build = (profile: string, out: string, ...args: string[]) =>
 
 const v = timed(suite('vRDMA (soft-RoCE) end to end'));
 
-v('debian-12-vrdma builds, verify passes the vrdma rules, and RDMA works inside the smoke VM', async () => {
+v('debian-13-vrdma builds, verify passes the vrdma rules, and RDMA works inside the smoke VM', async () => {
   const out = join(tmp, 'out');
   const junit = join(tmp, 'vrdma.xml');
-  const r = await build(join(root, 'profiles', 'debian-12-vrdma.yaml'), out, '--junit', junit);
+  const r = await build(join(root, 'profiles', 'debian-13-vrdma.yaml'), out, '--junit', junit);
   assert.is(r.exitCode, 0, r.all);
-  const manifest = JSON.parse(await readFile(join(out, 'debian-12-vrdma.manifest.json'), 'utf8'));
+  const manifest = JSON.parse(await readFile(join(out, 'debian-13-vrdma.manifest.json'), 'utf8'));
   for (const id of ['vrdma.packages', 'vrdma.kernel', 'vrdma.boot']) {
     const rule = manifest.verify.find((x: { id: string }) => x.id === id);
     assert.is(rule?.verdict, 'pass', `${id}: ${rule?.evidence}`);
@@ -47,7 +47,7 @@ v('debian-12-vrdma builds, verify passes the vrdma rules, and RDMA works inside 
 });
 
 v('rehearse --nodes 2: two VMs on a private segment, an MPI job across them, RDMA verbs between them, nothing left running', async () => {
-  const image = join(tmp, 'out', 'debian-12-vrdma.qcow2');
+  const image = join(tmp, 'out', 'debian-13-vrdma.qcow2');
   const junit = join(tmp, 'rehearse2.xml');
   // Its work folder (disks, seeds, NFS config) in a cache of its own, so what is left running is told apart from other files' VMs.
   const own = { XDG_CACHE_HOME: join(tmp, 'xdg'), CI: '1' };

@@ -17,6 +17,7 @@ import { inGuestLayoutChecks, provisionLayoutScript, type Layout } from '../poli
 import { appsVolumeOf } from '../os/debian/bootstrap.ts';
 import { shellWord } from '../util/quote.ts';
 import { activeTrims } from '../policy/boot.ts';
+import { readChecks } from './checks.ts';
 import { startedBootcmd } from '../vm/serial.ts';
 
 export const guestDir = '/var/lib/guestforge';
@@ -104,7 +105,7 @@ export async function buildUserData(profile: Profile, driver: OsDriver, nonce: s
     readShipped('cloud-init', 'report.sh'),
     readShipped('cloud-init', 'run-commands.sh'),
   ]);
-  const trims = activeTrims(profile.os.family, profile.boot.keep);
+  const trims = activeTrims(profile);
   // The other trims once the build VM's own first boot has run everything: its last runcmd
   // (not write_files' defer, which some RHEL-family cloud-init builds leave out).
   const late = [
@@ -145,7 +146,7 @@ export async function smokeUserData(profile: SmokeTarget, nonce: string): Promis
   const [staticPart, report, checks] = await Promise.all([
     readShipped('cloud-init', 'smoke.yaml').then(parseCloudConfig),
     readShipped('cloud-init', 'report.sh'),
-    readShipped('cloud-init', 'smoke-checks.sh'),
+    readChecks('smoke-checks.sh'),
   ]);
   const vars = `VRDMA='${profile.vrdma ? 1 : 0}'\n`;
   return mergeCloudConfig(staticPart, {

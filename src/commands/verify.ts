@@ -63,7 +63,7 @@ export async function run(args: string[]): Promise<number> {
   }
   if (!image || positionals.length > 1) throw new UsageError('verify: name one image', { hint: 'guestforge verify out/debian-12-hpc.qcow2 [--profile p] [--require vrdma] [--explain RULE]' });
   for (const r of values.require ?? []) {
-    if (r !== 'vrdma') throw new UsageError(`verify: unknown --require "${r}"`, { hint: 'known: vrdma' });
+    if (r !== 'vrdma' && r !== 'no-rocm') throw new UsageError(`verify: unknown --require "${r}"`, { hint: 'known: vrdma, no-rocm' });
   }
   const format = await diskFormatOf(image, 'verify', { allowBacking: Boolean(values['allow-backing']), vmdk: true });
   // OSv images have no filesystem libguestfs reads: recognise them and report their command line.
@@ -90,6 +90,7 @@ export async function run(args: string[]): Promise<number> {
   }
   const options = values.profile ? verifyOptionsOf((await loadProfileOrThrow(values.profile)).profile) : { ...defaultVerifyOptions };
   if (values.require?.includes('vrdma')) options.requireVrdma = true;
+  if (values.require?.includes('no-rocm')) options.requireNoRocm = true;
   const log = new Logger({ verbose: Boolean(values.verbose) });
   const report = await withSignals(async () => {
     const step = log.step(`verify ${image} (one read-only guestfish launch)`);

@@ -22,11 +22,28 @@ export interface BootTrim {
   /** Only for these families (default: every Linux family). */
   families?: readonly ('debian' | 'redhat')[];
   /**
+   * Only for these releases (os.release) of its families, with the reason it is not for the
+   * others (default: every release).
+   */
+  releases?: { only: readonly string[]; because: string };
+  /**
    * Made when guestforge bootstraps the base (mmdebstrap), not by the build VM: dpkg options in
    * force from the first package on, and words given to the essential hook. An imported base
    * image keeps what it has.
    */
-  bootstrap?: { dpkgopt?: string[]; hookArg?: string };
+  bootstrap?: { dpkgopt?: string[]; hookArg?: string; stub?: StubPackage };
+}
+
+/**
+ * An empty package made on the host and installed at bootstrap in place of packages the image
+ * must not carry: it Provides (versioned, so versioned dependencies hold) and Conflicts with
+ * them, so installing the real ones later replaces it.
+ */
+export interface StubPackage {
+  name: string;
+  version: string;
+  provides: { name: string; version: string }[];
+  description: string;
 }
 
 /**
@@ -130,11 +147,49 @@ export const bootTrims: readonly BootTrim[] = [
     families: ['debian'],
     bootstrap: { dpkgopt: noDesktopDrivers.flatMap((d) => [`path-exclude=/lib/modules/*/kernel/${d}/*`, `path-exclude=/usr/lib/modules/*/kernel/${d}/*`]) },
   },
+  {
+    id: 'no-ssh-vsock',
+    what: 'kernel command line `systemd.ssh_auto=no`: systemd-ssh-generator does not bind sshd to AF_VSOCK (or a local AF_UNIX socket)',
+    why: 'the batch system reaches a job VM over its network; an sshd on vsock would be a second way in, from the host, around the cluster\'s network fencing. On qemu without a vsock device the generator also failed at every boot (`Failed to query local AF_VSOCK CID`)',
+    families: ['debian'],
+    releases: { only: ['13'], because: 'Debian 12\'s systemd 252 has no ssh generator' },
+    bootstrap: { hookArg: 'kernel-arg=systemd.ssh_auto=no' },
+  },
+  {
+    id: 'tmp-on-disk',
+    what: '`tmp.mount` masked: /tmp is a folder on the root disk (as in Debian 12), not a tmpfs of up to half the RAM',
+    why: 'a job VM\'s memory is the job\'s: files in a tmpfs /tmp take it and, with no swap in a batch VM, are never paged out, so a job that writes temp files is killed for memory instead of finding a full disk; each node\'s root disk is its own copy of the image and is thrown away with the VM. A job that wants RAM-backed temp files can mount one itself; bulk data belongs in /workspace',
+    families: ['debian'],
+    releases: { only: ['13'], because: 'Debian 12 keeps /tmp on the root disk already' },
+    mask: ['tmp.mount'],
+  },
+  {
+    id: 'ucx-no-rocm',
+    what: 'UCX without the AMD ROCm runtime: a stub package (`guestforge-no-rocm`) provides `libamdhip64-5` and `libhsa-runtime64-1`, and dpkg leaves out UCX\'s three ROCm plugins (`/usr/lib/*/ucx/*rocm*`); UCX\'s core and its verbs, TCP and shared-memory transports stay',
+    why: 'trixie\'s libucx0, which Open MPI 5 depends on, hard-depends on the ROCm runtime for its ROCm plugins only: with them come LLVM 17, libamd-comgr and libdrm-amdgpu, about 230 MiB in every image copied to every node, for an AMD GPU a batch VM does not have. Installing the real packages later replaces the stub (it conflicts with them). A profile for AMD GPU passthrough keeps ROCm with `boot.keep: [ucx-no-rocm]`',
+    families: ['debian'],
+    releases: { only: ['13'], because: 'bookworm\'s UCX 1.13 has no ROCm dependency' },
+    bootstrap: {
+      dpkgopt: ['path-exclude=/usr/lib/*/ucx/*rocm*'],
+      stub: {
+        name: 'guestforge-no-rocm',
+        version: '1',
+        provides: [{ name: 'libamdhip64-5', version: '5.7.1-99' }, { name: 'libhsa-runtime64-1', version: '6.1.2-99' }],
+        description: 'stands in for the AMD ROCm runtime in a guest without an AMD GPU (guestforge trim ucx-no-rocm)',
+      },
+    },
+  },
 ];
 
 export const bootTrimIds = bootTrims.map((t) => t.id) as [string, ...string[]];
 
-/** The trims a profile of this family gets: all of the family's but the ones it keeps. */
-export function activeTrims(family: string, keep: readonly string[]): BootTrim[] {
-  return bootTrims.filter((t) => !keep.includes(t.id) && (!t.families || (t.families as readonly string[]).includes(family)));
+/** Pure: whether a trim is for this family and release at all (keep aside). */
+export function trimApplies(trim: BootTrim, os: { family: string; release: string }): boolean {
+  if (trim.families && !(trim.families as readonly string[]).includes(os.family)) return false;
+  return !trim.releases || trim.releases.only.includes(os.release);
+}
+
+/** The trims a profile gets: all of its family's and release's but the ones it keeps. */
+export function activeTrims(profile: { os: { family: string; release: string }; boot: { keep: readonly string[] } }): BootTrim[] {
+  return bootTrims.filter((t) => !profile.boot.keep.includes(t.id) && trimApplies(t, profile.os));
 }

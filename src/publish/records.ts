@@ -3,6 +3,7 @@
  * holds) and `<name>.provenance.json` (how it was made). Written when every
  * stage has succeeded, through temp names; SHA256SUMS then lists them.
  */
+import { activeTrims } from '../policy/boot.ts';
 import { stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -51,6 +52,9 @@ export async function writeBuildRecords(
     ...(ctx.verify?.os ? { os: { id: ctx.verify.os.id, version: ctx.verify.os.version } } : {}),
     packageSource: ctx.facts?.packageSource ?? 'none',
     packages: ctx.verify?.packages ?? [],
+    stubs: profile.os.family === 'debian' && profile.base.bootstrap
+      ? activeTrims(profile).flatMap((t) => (t.bootstrap?.stub ? [{ name: t.bootstrap.stub.name, replaces: t.bootstrap.stub.provides.map((p) => p.name), why: `trim ${t.id}: ${t.why}` }] : []))
+      : [],
     created: run.finishedOn,
     guestforgeVersion: gfVersion,
   });

@@ -25,6 +25,11 @@ export interface SbomInput {
   os?: { id: string; version: string };
   packageSource: 'dpkg' | 'rpm' | 'none';
   packages: SbomPackage[];
+  /**
+   * Packages guestforge made that stand in for others (trim ucx-no-rocm): no package URL (no
+   * archive has them), and a comment naming what they replace and why.
+   */
+  stubs?: { name: string; replaces: string[]; why: string }[];
   /** ISO time; SPDX wants it without fractions. */
   created: string;
   guestforgeVersion: string;
@@ -65,7 +70,8 @@ export function spdxDocument(input: SbomInput): Record<string, unknown> {
   // Unique per image content: the same image described twice gets the same namespace.
   const unique = createHash('sha256').update(`${input.name}\n${input.version}\n${input.image.sha256}`).digest('hex').slice(0, 32);
   const packages = input.packages.map((p) => {
-    const purl = packageUrl(p, input.packageSource, input.os);
+    const stub = input.stubs?.find((s) => s.name === p.name);
+    const purl = stub ? undefined : packageUrl(p, input.packageSource, input.os);
     return {
       SPDXID: spdxId('SPDXRef-Package', p.name, used),
       name: p.name,
@@ -76,6 +82,7 @@ export function spdxDocument(input: SbomInput): Record<string, unknown> {
       ...declaredLicense(p.license),
       copyrightText: 'NOASSERTION',
       ...(p.source ? { sourceInfo: `built from source package ${p.source}` } : {}),
+      ...(stub ? { supplier: 'Organization: guestforge', comment: `an empty stub made by guestforge, installed in place of ${stub.replaces.join(', ')} (not in the image): ${stub.why}` } : {}),
       ...(purl ? { externalRefs: [{ referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: purl }] } : {}),
     };
   });

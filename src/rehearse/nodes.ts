@@ -62,16 +62,38 @@ export function nodeFile(nodes: NodeSpec[], slotsPerNode: number): string {
   return nodes.flatMap((n) => Array.from({ length: slotsPerNode }, () => n.name)).join('\n') + '\n';
 }
 
-/** Open MPI's site settings the cluster would ship: use the private segment only (every VM has the same slirp address). */
-export function mpiParams(subnet: string): string {
-  return [
-    '# guestforge rehearse: the cluster network is the private segment',
-    `btl_tcp_if_include = ${subnet}`,
-    `oob_tcp_if_include = ${subnet}`,
-    'pml = ob1',
-    'btl = tcp,self,vader',
-    '',
-  ].join('\n');
+/**
+ * Open MPI's site settings the cluster would ship: MPI traffic and the launcher's daemons on the
+ * private segment only (every VM has the same slirp address). Open MPI 4 (Debian 12) reads all of
+ * it from openmpi-mca-params.conf, its launcher (ORTE) included, and calls its shared-memory BTL
+ * vader. Open MPI 5 (Debian 13) launches through PRRTE, which reads its own prte-mca-params.conf,
+ * and calls that BTL sm; PMIx needs nothing: it talks to its local daemon only.
+ */
+export function mpiSiteSettings(subnet: string): { ompi4: string; ompi5: string; prte: string } {
+  const head = '# guestforge rehearse: the cluster network is the private segment';
+  const mpi = (shm: string) => [head, `btl_tcp_if_include = ${subnet}`, 'pml = ob1', `btl = tcp,self,${shm}`];
+  return {
+    ompi4: [...mpi('vader'), `oob_tcp_if_include = ${subnet}`, ''].join('\n'),
+    ompi5: [...mpi('sm'), ''].join('\n'),
+    prte: [head, `oob_tcp_if_include = ${subnet}`, ''].join('\n'),
+  };
+}
+
+/** Where mpiSiteSettings' pieces wait in the guest until mpiSiteCommand picks the ones for its Open MPI. */
+export const mpiSiteDir = '/var/lib/guestforge/openmpi';
+
+/**
+ * Pure: the runcmd that appends the settings of the Open MPI the VM has (after the cluster's boot-time
+ * packages): PRRTE's own file marks Open MPI 5.
+ */
+export function mpiSiteCommand(root = ''): string[] {
+  const conf = `${root}/etc/openmpi`;
+  const dir = `${root}${mpiSiteDir}`;
+  return ['sh', '-c', [
+    `if [ -e ${conf}/prte-mca-params.conf ]; then`,
+    `cat ${dir}/ompi5.conf >> ${conf}/openmpi-mca-params.conf && cat ${dir}/prte.conf >> ${conf}/prte-mca-params.conf;`,
+    `else mkdir -p ${conf} && cat ${dir}/ompi4.conf >> ${conf}/openmpi-mca-params.conf; fi`,
+  ].join(' ')];
 }
 
 export interface RankLine {

@@ -9,7 +9,7 @@ import { posix } from 'node:path';
 import type { Cluster, NfsExportName } from '../cluster/schema.ts';
 import type { CloudConfig } from '../os/types.ts';
 import { inGuestLayoutChecks, type Layout } from '../policy/layout.ts';
-import { hostsLines, mpiParams, type NodeSpec } from './nodes.ts';
+import { hostsLines, mpiSiteCommand, mpiSiteDir, mpiSiteSettings, type NodeSpec } from './nodes.ts';
 
 /** A node of a multi-node rehearsal: its name and address, and every node (for /etc/hosts). */
 export interface NodeRole {
@@ -62,12 +62,13 @@ export function rehearsalUserData(cluster: Cluster, options: { nfsPort: number; 
       // What the cluster's own nodes have: every node by name, and Open MPI told which network is the cluster's.
       ...(options.role ? [
         { path: '/etc/hosts', append: true, content: hostsLines(options.role.all) },
-        { path: '/etc/openmpi/openmpi-mca-params.conf', append: true, content: mpiParams(options.role.subnet) },
+        ...Object.entries(mpiSiteSettings(options.role.subnet)).map(([name, content]) => ({ path: `${mpiSiteDir}/${name}.conf`, permissions: '0644', content })),
       ] : []),
     ],
     runcmd: [
       ['sh', '-c', 'dpkg-reconfigure -f noninteractive openssh-server > /dev/null 2>&1 || ssh-keygen -A'],
       ['sh', '-c', 'systemctl restart ssh || systemctl restart sshd'],
+      ...(options.role ? [mpiSiteCommand()] : []),
       ['sh', checksPath],
     ],
   };

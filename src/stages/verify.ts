@@ -5,6 +5,7 @@
  * no seal stage) it does one read-only launch of its own.
  */
 import { layoutRules } from '../policy/layout.ts';
+import { activeTrims } from '../policy/boot.ts';
 import { UserError } from '../errors.ts';
 import { evaluate, verifyImage } from '../verify/run.ts';
 import { failedRules, formatReport } from '../verify/print.ts';
@@ -15,6 +16,7 @@ import type { Stage } from './types.ts';
 export function verifyOptionsOf(profile: Profile): VerifyOptions {
   return {
     requireVrdma: profile.vrdma.enabled,
+    requireNoRocm: profile.os.family !== 'osv' && activeTrims(profile).some((t) => t.id === 'ucx-no-rocm'),
     workspace: profile.layout.workspace,
     workspaceMode: profile.layout.workspaceMode,
     optVm: profile.layout.optVm,

@@ -72,6 +72,9 @@ const rdmaPackages: Record<Family, string[]> = {
   redhat: ['rdma-core', 'libibverbs'],
 };
 
+/** Package names of the AMD GPU runtime and the LLVM it loads. */
+export const rocmPackage = /^(libamdhip|libhsa-runtime|libhsakmt|libamd-comgr|librocm|rocm-|hip-|libllvm)/;
+
 /** vRDMA rules are skipped unless the profile or --require vrdma asks for them. */
 function onlyWithVrdma(check: Rule['check']): Rule['check'] {
   return (facts, options) => (options.requireVrdma ? check(facts, options) : skip('vRDMA not required'));
@@ -163,6 +166,18 @@ export const rules: Rule[] = [
       if (load && unit) return pass(`${load.path} loads rdma_rxe; ${unit} adds the link`);
       return fail([load ? '' : 'rdma_rxe not in modules-load.d', unit ? '' : 'no guestforge-vrdma unit'].filter(Boolean).join('; '));
     }),
+  },
+  {
+    id: 'size.no-rocm',
+    title: 'no AMD GPU runtime',
+    severity: 'error',
+    why: 'ROCm and the LLVM it brings are ~230 MiB in every copy of the image on every node, for a GPU a batch VM does not have (trixie\'s UCX depends on them; the ucx-no-rocm trim stands in for them)',
+    passes: 'with the ucx-no-rocm trim active (a Debian 13 profile that does not keep it) or --require no-rocm: no installed package is the ROCm runtime or LLVM (names starting libamdhip, libhsa-runtime, libhsakmt, libamd-comgr, librocm, rocm-, hip-, libllvm); skipped otherwise',
+    check: (f, o) => {
+      if (!o.requireNoRocm) return skip('the profile keeps ROCm, or has no ucx-no-rocm trim');
+      const found = [...f.packages.keys()].filter((name) => rocmPackage.test(name)).sort();
+      return found.length ? fail(`installed: ${found.join(', ')}`) : pass(f.packages.has('guestforge-no-rocm') ? `none; guestforge-no-rocm ${f.packages.get('guestforge-no-rocm')} stands in for them` : 'none');
+    },
   },
   {
     id: 'hygiene.cloud-init-state',

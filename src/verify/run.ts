@@ -5,7 +5,7 @@ import { gatherFacts, mountGuest, type GuestFacts } from './facts.ts';
 import { osFamily, rules } from './rules.ts';
 import type { VerifyOptions, VerifyReport } from './types.ts';
 
-export const defaultVerifyOptions: VerifyOptions = { requireVrdma: false, ...defaultLayout };
+export const defaultVerifyOptions: VerifyOptions = { requireVrdma: false, requireNoRocm: false, ...defaultLayout };
 
 export function evaluate(image: string, facts: GuestFacts, options: VerifyOptions): VerifyReport {
   const results = rules.map((rule) => ({ id: rule.id, title: rule.title, severity: rule.severity, ...rule.check(facts, options) }));

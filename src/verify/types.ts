@@ -12,6 +12,8 @@ export interface RuleResult {
 export interface VerifyOptions {
   /** Check the vRDMA rules even without a profile asking for them. */
   requireVrdma: boolean;
+  /** Refuse the AMD GPU runtime (ROCm, and the LLVM it brings): the profile's ucx-no-rocm trim, or --require no-rocm. */
+  requireNoRocm: boolean;
   workspaceMode: string;
   workspace: string;
   optVm: string;

@@ -7,8 +7,9 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 : "${PBS_NODEFILE:?the batch system sets PBS_NODEFILE}"
 ws=${WORKSPACE:-/workspace}
 dir=$(mktemp -d -p "$ws" mpi-job.XXXXXX)
-# mpicc calls gcc; Debian's MPI packages bring the versioned compiler only.
-OMPI_CC=${OMPI_CC:-$(command -v gcc || command -v gcc-12 || echo gcc)}
+# mpicc calls gcc; Debian's MPI packages bring the versioned compiler only (gcc-12 on 12, gcc-14 on 13).
+OMPI_CC=${OMPI_CC:-$(command -v gcc || ls /usr/bin/gcc-[0-9]* 2>/dev/null | sort -V | tail -n 1)}
+OMPI_CC=${OMPI_CC:-gcc}
 export OMPI_CC
 mpicc -O2 -o "$dir/hello" "$here/src/hello.c"
 ranks=$(wc -l < "$PBS_NODEFILE")

@@ -5,7 +5,8 @@
  * installs GRUB. About twice as fast here as tar-in through guestfish.
  */
 import { redactUrl } from '../../util/url.ts';
-import { appendFile, mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { shellQuote } from '../../util/quote.ts';
+import { appendFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../../exec/run.ts';
 import { GuestSession } from '../../guestfs/session.ts';
@@ -15,7 +16,7 @@ import { parseSize } from '../../profile/units.ts';
 import { projectRoot } from '../../util/project.ts';
 import { sha256Text } from '../../util/fs.ts';
 import { mirrorLines } from '../../host/apt-sources.ts';
-import { activeTrims } from '../../policy/boot.ts';
+import { activeTrims, type StubPackage } from '../../policy/boot.ts';
 import type { BuildContext } from '../../stages/types.ts';
 
 /** What every guestforge Debian base has, besides the profile's extra packages. */
@@ -30,12 +31,49 @@ export function bootstrapPackages(profile: Profile): string[] {
 
 export const hookDir = join(projectRoot, 'src', 'os', 'debian', 'hooks');
 
-/** Pure: the mmdebstrap command line. */
-export function mmdebstrapArgs(profile: Profile, mirrors: string[], target: string): string[] {
+/** Pure: the stub packages a profile's bootstrap installs (trims such as ucx-no-rocm). */
+export function stubPackages(profile: Profile): StubPackage[] {
+  return activeTrims(profile).flatMap((t) => (t.bootstrap?.stub ? [t.bootstrap.stub] : []));
+}
+
+/** Pure: a stub's control file. Provides and Conflicts the same names: the real packages replace it. */
+export function stubControl(stub: StubPackage): string {
+  return [
+    `Package: ${stub.name}`,
+    `Version: ${stub.version}`,
+    'Architecture: all',
+    'Maintainer: guestforge <guestforge@localhost>',
+    'Section: misc',
+    'Priority: optional',
+    `Provides: ${stub.provides.map((p) => `${p.name} (= ${p.version})`).join(', ')}`,
+    `Conflicts: ${stub.provides.map((p) => p.name).join(', ')}`,
+    `Description: ${stub.description}`,
+    '',
+  ].join('\n');
+}
+
+/** The stub as a .deb in `dir` (dpkg-deb, no files but its control; SOURCE_DATE_EPOCH makes it byte-stable). */
+export async function buildStubDeb(stub: StubPackage, dir: string): Promise<string> {
+  const tree = join(dir, stub.name);
+  await rm(tree, { recursive: true, force: true });
+  await mkdir(join(tree, 'DEBIAN'), { recursive: true, mode: 0o755 });
+  await writeFile(join(tree, 'DEBIAN', 'control'), stubControl(stub), { mode: 0o644 });
+  const deb = join(dir, `${stub.name}_${stub.version}_all.deb`);
+  await run(['dpkg-deb', '--root-owner-group', '--build', tree, deb], { env: { SOURCE_DATE_EPOCH: '0' } });
+  await rm(tree, { recursive: true, force: true });
+  return deb;
+}
+
+/** Pure: the mmdebstrap command line. `stubDebs`: the paths of stubPackages(profile) as .deb files. */
+export function mmdebstrapArgs(profile: Profile, mirrors: string[], target: string, stubDebs: readonly string[] = []): string[] {
   const bootstrap = profile.base.bootstrap;
   if (!bootstrap) throw new Error('mmdebstrapArgs: profile has no base.bootstrap');
-  const trims = activeTrims('debian', profile.boot.keep).flatMap((t) => (t.bootstrap ? [t.bootstrap] : []));
-  const hookArgs = trims.flatMap((t) => (t.hookArg ? [` ${t.hookArg}`] : [])).join('');
+  const trims = activeTrims(profile).flatMap((t) => (t.bootstrap ? [t.bootstrap] : []));
+  if (stubDebs.length !== stubPackages(profile).length) throw new Error('mmdebstrapArgs: one .deb per stub package');
+  // The stubs are installed by the essential hook, before apt resolves --include: their Provides count.
+  const words = [...trims.flatMap((t) => (t.hookArg ? t.hookArg.split(' ') : [])), ...stubDebs.map((d) => `stub-deb=${d}`)];
+  // mmdebstrap runs a hook through sh: every path and word quoted by the one helper (plain ones stay plain).
+  const hookArgs = words.length ? ` ${shellQuote(words)}` : '';
   return [
     'mmdebstrap',
     `--variant=${bootstrap.variant}`,
@@ -43,8 +81,8 @@ export function mmdebstrapArgs(profile: Profile, mirrors: string[], target: stri
     `--include=${bootstrapPackages(profile).join(',')}`,
     '--aptopt=Acquire::Retries "3"',
     ...trims.flatMap((t) => t.dpkgopt ?? []).map((o) => `--dpkgopt=${o}`),
-    `--essential-hook=sh ${join(hookDir, 'essential.sh')} "$1"${hookArgs}`,
-    `--customize-hook=sh ${join(hookDir, 'customize.sh')} "$1"`,
+    `--essential-hook=sh ${shellQuote([join(hookDir, 'essential.sh')])} "$1"${hookArgs}`,
+    `--customize-hook=sh ${shellQuote([join(hookDir, 'customize.sh')])} "$1"`,
     bootstrap.suite,
     target,
     ...mirrors,
@@ -72,10 +110,10 @@ export interface AppsVolume {
  * imported base's layout is not ours; `disk.appsVolume: none`). It sits first on the disk
  * (partition 2, from 1 MiB) so the root, partition 1, is last and can grow with the disk.
  */
-export function appsVolumeOf(profile: Pick<Profile, 'base' | 'disk' | 'layout' | 'boot'>): AppsVolume | undefined {
+export function appsVolumeOf(profile: Pick<Profile, 'os' | 'base' | 'disk' | 'layout' | 'boot'>): AppsVolume | undefined {
   if (!profile.base.bootstrap || profile.disk.appsVolume === 'none') return undefined;
   const mib = 1024 * 1024;
-  const noFsck = activeTrims('debian', profile.boot.keep).some((t) => t.id === 'boot-no-fsck');
+  const noFsck = activeTrims(profile).some((t) => t.id === 'boot-no-fsck');
   return { offset: partitionOffset, bytes: Math.floor(parseSize(profile.disk.appsVolume) / mib) * mib, label: appsVolumeLabel, mountpoint: profile.layout.optVm, fsckPass: noFsck ? 0 : 2 };
 }
 
@@ -107,7 +145,8 @@ export async function bootstrapBase(ctx: BuildContext, step: Step, output: strin
   try {
     step.update(`mmdebstrap ${suite} from ${redactUrl(mirrors[0]?.split(' ')[1] ?? '?')}`);
     const logFile = join(ctx.logDir, 'mmdebstrap.log');
-    await run(mmdebstrapArgs(profile, mirrors, rootDir), {
+    const stubDebs = await Promise.all(stubPackages(profile).map((stub) => buildStubDeb(stub, ctx.workDir)));
+    await run(mmdebstrapArgs(profile, mirrors, rootDir, stubDebs), {
       timeoutMs: 30 * 60_000,
       cancelSignal: ctx.signal,
       onLine: (line) => {
@@ -176,8 +215,9 @@ export async function bootstrapKey(profile: Profile, mirrors?: string[]): Promis
   return sha256Text(JSON.stringify({
     recipe: bootstrapRecipe,
     // Where this checkout lives is no input: the hooks' content is.
-    argv: mmdebstrapArgs(profile, mirrors ?? (await mirrorsOf(profile)), 'TARGET').map((a) => a.replaceAll(hookDir, 'HOOKS')),
+    argv: mmdebstrapArgs(profile, mirrors ?? (await mirrorsOf(profile)), 'TARGET', stubPackages(profile).map((p) => `STUBS/${p.name}.deb`)).map((a) => a.replaceAll(hookDir, 'HOOKS')),
     hooks,
+    stubs: stubPackages(profile).map(stubControl),
     size: profile.disk.size,
     sfdisk: sfdiskScript(volume),
     appsVolume: volume ? appsVolumeFstab(volume) : null,

@@ -35,9 +35,18 @@ for trim in "$@"; do
     kernel-arg=*)
       # One word more on the kernel command line, after customize.sh's 90-guestforge.cfg.
       arg=${trim#kernel-arg=}
-      case $arg in *[!a-z0-9._=-]*|'') echo "essential.sh: bad kernel argument $arg" >&2; exit 1 ;; esac
+      case $arg in *[!a-z0-9_.=-]*|'') echo "essential.sh: bad kernel argument $arg" >&2; exit 1 ;; esac
       mkdir -p "$root/etc/default/grub.d"
       echo "GRUB_CMDLINE_LINUX_DEFAULT=\"\$GRUB_CMDLINE_LINUX_DEFAULT $arg\"" >> "$root/etc/default/grub.d/92-guestforge-cmdline.cfg"
+      ;;
+    stub-deb=*)
+      # A stub package (trim ucx-no-rocm) installed now, so that apt, resolving the packages to
+      # include next, finds what it Provides already there.
+      deb=${trim#stub-deb=}
+      case $deb in /*.deb) ;; *) echo "essential.sh: bad stub package path $deb" >&2; exit 1 ;; esac
+      cp "$deb" "$root/tmp/guestforge-stub.deb"
+      chroot "$root" dpkg -i /tmp/guestforge-stub.deb > /dev/null
+      rm -f "$root/tmp/guestforge-stub.deb"
       ;;
     *) echo "essential.sh: unknown trim $trim" >&2; exit 1 ;;
   esac
