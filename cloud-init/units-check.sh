@@ -1,5 +1,5 @@
 # Shared by smoke-checks.sh and rehearse-checks.sh (guestforge puts it in place of
-# their @UNITS_CHECK@ line): no unit failed on the way, else each failed one is named
+# their marker line): no unit failed on the way, else each failed one is named
 # with its last log lines. Units that failed are what a batch job would meet.
 # Its names must not be ones the callers use (rehearse-checks.sh's $failed, $out).
 no_failed_units() {

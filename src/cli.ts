@@ -169,4 +169,11 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A reader that stops early (`guestforge plan p.yaml | head`) closes our stdout: later writes are
+// dropped instead of crashing the process, so a build still cleans up and exits as it would have.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+  });
+}
 process.exitCode = await main(process.argv.slice(2));

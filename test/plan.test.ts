@@ -18,4 +18,19 @@ plan('prints YAML 1.1 user-data starting with #cloud-config, with layout, dataso
   assert.is(config.power_state.mode, 'poweroff');
   assert.equal(config.users[0].name, 'hpc');
 });
+plan('a reader that stops early (| head) ends nothing badly: exit 0, no EPIPE crash', async () => {
+  const cli = join(root, 'bin', 'guestforge.js');
+  const r = await execa('bash', ['-c', 'node "$1" plan "$2" | head -n 1; echo "exit=${PIPESTATUS[0]}" >&2', 'bash', cli, join(root, 'profiles', 'debian-13-hpc.yaml')], { reject: false });
+  assert.match(r.stdout, /^profile: /);
+  assert.not.match(r.stderr, /EPIPE|Unhandled/);
+  assert.match(r.stderr, /exit=0$/);
+});
+
+plan('the Debian 13 build VM\'s user-data has no system_info (deprecated since cloud-init 24.2): its bootstrapped base says it in cloud.cfg.d', async () => {
+  const run = await execa('node', [join(root, 'bin', 'guestforge.js'), 'plan', '--json', join(root, 'profiles', 'debian-13-hpc.yaml')]);
+  const config = parse((JSON.parse(run.stdout) as { seed: { userData: string } }).seed.userData, { version: '1.1' }) as Record<string, unknown>;
+  assert.is(config.system_info, undefined);
+  // The trims the build VM applies last on 13: tmp.mount masked among them.
+  assert.ok((config.runcmd as string[][]).some((c) => c.join(' ') === 'systemctl mask --quiet tmp.mount'), JSON.stringify(config.runcmd));
+});
 plan.run();

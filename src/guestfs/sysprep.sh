@@ -12,6 +12,9 @@ if [ -e /etc/machine-id ]; then : > /etc/machine-id; fi
 if [ -f /var/lib/dbus/machine-id ] && [ ! -L /var/lib/dbus/machine-id ]; then rm -f /var/lib/dbus/machine-id; fi
 rm -f /etc/ssh/ssh_host_* /var/lib/systemd/random-seed /var/lib/systemd/credential.secret
 rm -f /var/lib/dhcp/*.leases /var/lib/NetworkManager/*.lease* /var/lib/systemd/network/*
+# The network files cloud-init wrote for the build VM's own NIC (cloud-init 24+ writes networkd's
+# into /etc, not /run): each VM's first boot renders its own from its seed.
+rm -f /etc/systemd/network/10-cloud-init-*.network /etc/NetworkManager/system-connections/cloud-init-*.nmconnection
 # Package caches and lists (apt, dnf): large and stale by the time a job runs.
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /var/cache/dnf/* /var/cache/yum/*
 mkdir -p /var/lib/apt/lists/partial

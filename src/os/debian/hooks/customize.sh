@@ -33,6 +33,20 @@ system_info:
     renderers: [networkd]
 CFG
 
+# cloud-init renders networkd files that match a NIC by MAC *and* by the name it has when its local
+# stage runs. From cloud-init 24.3 (trixie) that stage starts in an already running process, early
+# enough under TCG to see eth0/eth1 before udev renames them ens2/ens3: the files then never match
+# and a static address from the seed's network-config is never set (seen in the 2-node rehearsal).
+# The local stage waits until udev has handled the devices the boot found.
+mkdir -p "$root/etc/systemd/system/cloud-init-local.service.d"
+cat > "$root/etc/systemd/system/cloud-init-local.service.d/90-guestforge-udev.conf" <<'UNIT'
+[Unit]
+After=systemd-udev-trigger.service
+
+[Service]
+ExecStartPre=-/usr/bin/udevadm settle --timeout=30
+UNIT
+
 # grub-pc's later upgrades inside the VM must know where GRUB lives.
 echo 'grub-pc grub-pc/install_devices multiselect /dev/vda' | chroot "$root" debconf-set-selections
 

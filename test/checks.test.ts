@@ -1,0 +1,60 @@
+/**
+ * The in-guest check scripts' shared pieces, run by a real sh with fake systemctl and journalctl
+ * on PATH: the failed-units check names each failed unit with its last log lines, and leaves
+ * the variables of the script it is put in alone.
+ */
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readChecks } from '../src/cloudinit/checks.ts';
+import { readShipped } from '../src/util/project.ts';
+import { timed } from './helpers/timing.ts';
+
+const checks = timed(suite('in-guest checks (real sh, fake systemctl/journalctl)'));
+const dir = await mkdtemp(join(tmpdir(), 'gf-checks-'));
+checks.after(async () => rm(dir, { recursive: true, force: true }));
+
+async function fakeTools(failed: string): Promise<string> {
+  const bin = join(dir, `bin-${failed ? 'failed' : 'none'}`);
+  await execa('mkdir', ['-p', bin]);
+  await writeFile(join(bin, 'systemctl'), `#!/bin/sh\n[ "$1" = --failed ] && printf '%b' '${failed}'\nexit 0\n`);
+  await writeFile(join(bin, 'journalctl'), '#!/bin/sh\necho "line one of $3"\necho "Failed to start $3"\n');
+  await chmod(join(bin, 'systemctl'), 0o755);
+  await chmod(join(bin, 'journalctl'), 0o755);
+  return bin;
+}
+
+async function runUnits(failed: string) {
+  const units = await readShipped('cloud-init', 'units-check.sh');
+  const bin = await fakeTools(failed);
+  // As rehearse-checks.sh holds it: its own $failed flag and $out must survive the check.
+  const script = `failed=0\nout=/x\n${units}\nno_failed_units; rc=$?\necho "rc=$rc failed=$failed out=$out"\n`;
+  return execa('sh', ['-c', script], { env: { PATH: `${bin}:${process.env.PATH}` } });
+}
+
+checks('no failed unit: pass', async () => {
+  const r = await runUnits('');
+  assert.match(r.stdout, /^no failed unit\nrc=0 failed=0 out=\/x$/);
+});
+
+checks('a failed unit: fail, named with its last log lines; the caller\'s variables untouched', async () => {
+  const r = await runUnits('cloud-init-network.service loaded failed failed Cloud-init: Network Stage\\nfoo.mount loaded failed failed Foo\\n');
+  assert.match(r.stdout, /cloud-init-network\.service: line one of cloud-init-network\.service Failed to start cloud-init-network\.service/);
+  assert.match(r.stdout, /foo\.mount: line one of foo\.mount/);
+  assert.match(r.stdout, /rc=1 failed=0 out=\/x$/);
+});
+
+checks('both check scripts carry the shared piece in place of their marker, and run it', async () => {
+  for (const name of ['smoke-checks.sh', 'rehearse-checks.sh'] as const) {
+    const text = await readChecks(name);
+    assert.not.match(text, /@UNITS_CHECK@/, name);
+    assert.match(text, /^no_failed_units\(\) \{$/m, name);
+    assert.match(text, /^check units\.failed no_failed_units$/m, name);
+    await execa('sh', ['-n', '-c', text]);
+  }
+});
+
+checks.run();
