@@ -39,6 +39,14 @@ nfs_mounted() {
   fi
   return 1
 }
+# The cluster's user-data as this image's cloud-init reads it: no deprecated key or module (logged as
+# DEPRECATED, or as INFO for features deprecated after the distribution's boundary).
+no_deprecations() {
+  found=$(grep -i 'deprecat' /var/log/cloud-init.log 2>/dev/null | head -n 3 | sed 's/^[^]]*\]: //' | tr '\n' ';' | cut -c1-400)
+  [ -z "$found" ] && { echo "no deprecation in /var/log/cloud-init.log"; return 0; }
+  echo "deprecated: ${found%;}"
+  return 1
+}
 host_keys_fresh() {
   boot=$(date -d "$(uptime -s)" +%s)
   keys=$(ls /etc/ssh/ssh_host_*_key 2>/dev/null)
@@ -85,6 +93,7 @@ for m in $MOUNTS; do check "nfs.${m%%:*}" nfs_mounted "${m#*:}"; done
 check ssh.host-keys host_keys_fresh
 # Units that failed so far (runcmd runs late in the boot: cloud-init's own units, mounts, networking).
 check units.failed no_failed_units
+check cloud-init.deprecations no_deprecations
 if [ -n "${PRIVATE_MAC:-}" ]; then
   check net.private private_net
   if command -v rdma > /dev/null && command -v ib_send_bw > /dev/null; then check vrdma.rxe-private vrdma_private; fi

@@ -54,6 +54,13 @@ if [ "$rc" = 2 ]; then
   why=$(head -n 3 /run/guestforge/recoverable 2>/dev/null | tr '\n' ';' | sed 's/;$//')
   detail="${detail:+$detail; }cloud-init finished degraded (exit 2): ${why:-see /var/log/cloud-init.log}"
 fi
+# A deprecated key is logged as DEPRECATED, or only as INFO for features deprecated after the
+# distribution's boundary, and then does not make the run degraded: the log says it either way.
+deprecated=$(grep -i 'deprecat' /var/log/cloud-init.log 2>/dev/null | head -n 3 | sed 's/^[^]]*\]: //' | tr '\n' ';' | cut -c1-400)
+if [ -n "$deprecated" ]; then
+  result=error
+  detail="${detail:+$detail; }cloud-init deprecations: ${deprecated%;}"
+fi
 if [ -s /run/guestforge/failed ]; then
   result=error
   detail="$(cat /run/guestforge/failed)${detail:+; $detail}"

@@ -70,7 +70,7 @@ r('the default profile\'s image passes a vTorque rehearsal: NFS home and workspa
   assert.is(res.exitCode, 0, res.all);
   const report = JSON.parse(res.stdout) as Report;
   const byId = new Map(report.checks.map((c) => [c.id, c]));
-  for (const id of ['vm.job-ready', 'cloud-init.done', 'rehearse.runcmd', 'owner.ids', 'nfs.home', 'nfs.workspace', 'nfs.software', 'ssh.host-keys', 'units.failed', 'layout.workspace-writable', 'layout.opt-empty', 'layout.opt-vm', 'job.run', 'nfs.job-output']) {
+  for (const id of ['vm.job-ready', 'cloud-init.done', 'rehearse.runcmd', 'owner.ids', 'nfs.home', 'nfs.workspace', 'nfs.software', 'ssh.host-keys', 'units.failed', 'cloud-init.deprecations', 'layout.workspace-writable', 'layout.opt-empty', 'layout.opt-vm', 'job.run', 'nfs.job-output']) {
     assert.is(byId.get(id)?.status, 'pass', `${id}: ${byId.get(id)?.detail}`);
   }
   assert.match(byId.get('rehearse.runcmd')!.detail, /instance-id iid-local01/);
