@@ -47,6 +47,18 @@ no_deprecations() {
   echo "deprecated: ${found%;}"
   return 1
 }
+# What the cluster's boot-time `packages` cost this boot (cloud-init times each module; runcmd runs
+# after it): an apt-get update, then an install of what is listed, present or not.
+boot_packages() {
+  pkg_line=$(grep -a 'finish: modules-final/config-package_update_upgrade_install' /var/log/cloud-init.log 2>/dev/null | tail -n 1)
+  [ -n "$pkg_line" ] || { echo "no boot-time package run (the cluster's user-data lists no packages)"; return 0; }
+  pkg_took=$(echo "$pkg_line" | sed -n 's/.*took \([0-9.]*\) seconds.*/\1/p')
+  if ! echo "$pkg_line" | grep -q ': SUCCESS:'; then
+    echo "the cluster's boot-time package run failed after ${pkg_took:-?} s (see /var/log/cloud-init.log)"
+    return 1
+  fi
+  echo "the cluster's boot-time package run took ${pkg_took:-?} s (apt-get update, then an install of every listed package, present or not)"
+}
 host_keys_fresh() {
   boot=$(date -d "$(uptime -s)" +%s)
   keys=$(ls /etc/ssh/ssh_host_*_key 2>/dev/null)
@@ -94,6 +106,7 @@ check ssh.host-keys host_keys_fresh
 # Units that failed so far (runcmd runs late in the boot: cloud-init's own units, mounts, networking).
 check units.failed no_failed_units
 check cloud-init.deprecations no_deprecations
+check cloud-init.packages boot_packages
 if [ -n "${PRIVATE_MAC:-}" ]; then
   check net.private private_net
   if command -v rdma > /dev/null && command -v ib_send_bw > /dev/null; then check vrdma.rxe-private vrdma_private; fi
