@@ -42,7 +42,7 @@ nfs_mounted() {
 # The cluster's user-data as this image's cloud-init reads it: no deprecated key or module (logged as
 # DEPRECATED, or as INFO for features deprecated after the distribution's boundary).
 no_deprecations() {
-  found=$(grep -i 'deprecat' /var/log/cloud-init.log 2>/dev/null | head -n 3 | sed 's/^[^]]*\]: //' | tr '\n' ';' | cut -c1-400)
+  found=$(grep -E '\[DEPRECATED\]|is deprecated in [0-9]|[Dd]eprecated in version|has been deprecated|Deprecated cloud-config provided' /var/log/cloud-init.log 2>/dev/null | head -n 3 | sed 's/^[^]]*\]: //' | tr '\n' ';' | cut -c1-400)
   [ -z "$found" ] && { echo "no deprecation in /var/log/cloud-init.log"; return 0; }
   echo "deprecated: ${found%;}"
   return 1

@@ -56,7 +56,7 @@ if [ "$rc" = 2 ]; then
 fi
 # A deprecated key is logged as DEPRECATED, or only as INFO for features deprecated after the
 # distribution's boundary, and then does not make the run degraded: the log says it either way.
-deprecated=$(grep -i 'deprecat' /var/log/cloud-init.log 2>/dev/null | head -n 3 | sed 's/^[^]]*\]: //' | tr '\n' ';' | cut -c1-400)
+deprecated=$(grep -E '\[DEPRECATED\]|is deprecated in [0-9]|[Dd]eprecated in version|has been deprecated|Deprecated cloud-config provided' /var/log/cloud-init.log 2>/dev/null | head -n 3 | sed 's/^[^]]*\]: //' | tr '\n' ';' | cut -c1-400)
 if [ -n "$deprecated" ]; then
   result=error
   detail="${detail:+$detail; }cloud-init deprecations: ${deprecated%;}"

@@ -48,8 +48,11 @@ checks('a failed unit: fail, named with its last log lines; the caller\'s variab
 });
 
 checks('both check scripts carry the shared piece in place of their marker, and run it', async () => {
+  const units = (await readShipped('cloud-init', 'units-check.sh')).trimEnd();
+  assert.match(units, /\$1/, 'the piece holds shell `$` words: spliced as they are, not as replacement patterns');
   for (const name of ['smoke-checks.sh', 'rehearse-checks.sh'] as const) {
     const text = await readChecks(name);
+    assert.ok(text.includes(units), `${name}: the shared piece, byte for byte`);
     assert.not.match(text, /@UNITS_CHECK@/, name);
     assert.match(text, /^no_failed_units\(\) \{$/m, name);
     assert.match(text, /^check units\.failed no_failed_units$/m, name);

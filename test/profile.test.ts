@@ -128,7 +128,18 @@ shipped('Debian 13 trims: the ROCm stub installed by the essential hook, tmp.mou
     assert.is(await field('Package'), 'guestforge-no-rocm');
     assert.match(await field('Provides'), /^libamdhip64-5 \(= 5\.7\.1-99\), libhsa-runtime64-1 \(= 6\.1\.2-99\)$/);
     assert.is(await field('Conflicts'), 'libamdhip64-5, libhsa-runtime64-1');
-    assert.is((await execa('dpkg', ['--compare-versions', '5.7.1-99', 'ge', '4.5.2'], { reject: false })).exitCode, 0);
+    // Versioned, so trixie's libucx0 `Depends: libamdhip64-5 (>= 4.5.2), libhsa-runtime64-1 (>= 5.7.1)` holds.
+    for (const [name, floor] of [['libamdhip64-5', '4.5.2'], ['libhsa-runtime64-1', '5.7.1']] as const) {
+      const provided = stub!.provides.find((p) => p.name === name)!.version;
+      assert.is((await execa('dpkg', ['--compare-versions', provided, 'ge', floor], { reject: false })).exitCode, 0, `${name} ${provided} >= ${floor}`);
+    }
+    // The essential hook refuses a stub path that is not an absolute .deb, before touching the chroot.
+    await mkdir(join(dir, 'chroot', 'etc'), { recursive: true });
+    for (const bad of ['stub.deb', '/w/stub.txt']) {
+      const r = await execa('sh', [join(hookDir, 'essential.sh'), join(dir, 'chroot'), `stub-deb=${bad}`], { reject: false });
+      assert.is(r.exitCode, 1, bad);
+      assert.match(r.stderr, /bad stub package path/);
+    }
     assert.is((await execa('dpkg-deb', ['-c', deb])).stdout.trim().split('\n').length, 1, 'no files but its root folder');
     const first = await readFile(deb);
     await buildStubDeb(stub!, dir);

@@ -15,6 +15,8 @@ import * as assert from 'uvu/assert';
 import { timed } from './helpers/timing.ts';
 import { datasourceVerdict, rules, sshdSetting } from '../src/verify/rules.ts';
 import { evaluate, defaultVerifyOptions } from '../src/verify/run.ts';
+import { verifyOptionsOf } from '../src/stages/verify.ts';
+import { loadProfileOrThrow } from '../src/profile/index.ts';
 import { accountPasswords, kernelCmdlinesOf, parseFstab, parsePasswd, type GuestFacts } from '../src/verify/facts.ts';
 import { makeImage as makeTreeImage, type Tree } from './helpers/tree-image.ts';
 
@@ -113,7 +115,7 @@ const breakers: Record<string, (t: Tree) => void> = {
   },
   'size.no-rocm': (t) => {
     // Its own paragraph, whatever the status ends with (dropPackage may have taken the last one's newline).
-    t['/var/lib/dpkg/status'] = `${(t['/var/lib/dpkg/status'] as string).trimEnd()}\n\n${dpkgEntry('libllvm17t64', '1:17.0.6-22')}`;
+    t['/var/lib/dpkg/status'] = `${(t['/var/lib/dpkg/status'] as string).trimEnd()}\n\n${dpkgEntry('libamd-comgr2', '6.0+git20231212.4510c28-3')}`;
   },
   'hygiene.cloud-init-state': (t) => {
     t['/var/lib/cloud/instances/iid-local01/boot-finished'] = '';
@@ -184,7 +186,7 @@ const factBreakers: Record<string, (f: GuestFacts) => void> = {
   'vrdma.packages': (f) => f.packages.delete('ibverbs-providers'),
   'vrdma.kernel': (f) => (f.rxeModules[kernel] = []),
   'vrdma.boot': (f) => (f.modulesLoad = []),
-  'size.no-rocm': (f) => f.packages.set('libllvm17t64', '1:17.0.6-22'),
+  'size.no-rocm': (f) => f.packages.set('libamd-comgr2', '6.0+git20231212.4510c28-3'),
   'hygiene.cloud-init-state': (f) => (f.cloudInstances = ['iid-local01']),
   'hygiene.machine-id': (f) => (f.machineId = { bytes: 33, head: '0123456789abcdef0123456789abcdef\n' }),
   'hygiene.ssh-host-keys': (f) => (f.sshHostKeys = ['/etc/ssh/ssh_host_ed25519_key']),
@@ -277,11 +279,25 @@ logic('without vRDMA or no-ROCm required those rules are skipped, not passed', (
   assert.equal(verdicts(facts, defaultVerifyOptions), rules.map((r) => `${r.id}=${r.id.startsWith('vrdma.') || r.id === 'size.no-rocm' ? 'skip' : 'pass'}`));
 });
 
+logic('size.no-rocm is asked for by a bootstrapped Debian 13 profile only: not 12, not an imported 13 base, not with boot.keep', async () => {
+  const load = async (name: string) => (await loadProfileOrThrow(join(root, 'profiles', name))).profile;
+  const d13 = await load('debian-13-hpc.yaml');
+  assert.is(verifyOptionsOf(d13).requireNoRocm, true);
+  assert.is(verifyOptionsOf(await load('debian-12-hpc.yaml')).requireNoRocm, false);
+  assert.is(verifyOptionsOf({ ...d13, boot: { keep: ['ucx-no-rocm'] } }).requireNoRocm, false);
+  const { bootstrap: _, ...imported } = d13.base;
+  assert.is(verifyOptionsOf({ ...d13, base: { ...imported, image: { path: '/i.qcow2', sha256: 'a'.repeat(64), format: 'qcow2' } } } as typeof d13).requireNoRocm, false, 'the stub is made at bootstrap: an imported base keeps its own');
+});
+
 logic('size.no-rocm names every ROCm and LLVM package, and the stub that stands in for them', () => {
   const facts = goodFacts();
-  for (const name of ['libamdhip64-5', 'libhsa-runtime64-1', 'libhsakmt1', 'libamd-comgr2', 'libllvm17t64', 'rocm-smi']) facts.packages.set(name, '1');
+  for (const name of ['libamdhip64-5', 'libhsa-runtime64-1', 'libhsakmt1', 'libamd-comgr2', 'rocm-smi']) facts.packages.set(name, '1');
+  facts.packages.set('libllvm19', '1:19.1.7-3');
   const byId = new Map(evaluate('literal', facts, withVrdma).results.map((r) => [r.id, r]));
-  assert.is(byId.get('size.no-rocm')!.evidence, 'installed: libamd-comgr2, libamdhip64-5, libhsa-runtime64-1, libhsakmt1, libllvm17t64, rocm-smi');
+  assert.is(byId.get('size.no-rocm')!.evidence, 'installed: libamd-comgr2, libamdhip64-5, libhsa-runtime64-1, libhsakmt1, rocm-smi', 'LLVM a profile wants for itself (clang, mesa) is not ROCm');
+  const llvmOnly = goodFacts();
+  llvmOnly.packages.set('libllvm19', '1:19.1.7-3');
+  assert.is(evaluate('literal', llvmOnly, withVrdma).results.find((r) => r.id === 'size.no-rocm')!.verdict, 'pass');
   const clean = goodFacts();
   clean.packages.set('guestforge-no-rocm', '1');
   clean.packages.set('libucx0', '1.18.1+ds-2+b1');

@@ -7,5 +7,6 @@ const unitsMarker = '# @UNITS_CHECK@';
 export async function readChecks(name: 'smoke-checks.sh' | 'rehearse-checks.sh'): Promise<string> {
   const [script, units] = await Promise.all([readShipped('cloud-init', name), readShipped('cloud-init', 'units-check.sh')]);
   if (!script.includes(unitsMarker)) throw new Error(`cloud-init/${name} lacks its ${unitsMarker} line`);
-  return script.replace(unitsMarker, units.trimEnd());
+  // A function, so `$&`, `$1`… in the shell text are not read as replacement patterns.
+  return script.replace(unitsMarker, () => units.trimEnd());
 }

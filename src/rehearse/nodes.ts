@@ -5,6 +5,7 @@
  * that joins the VMs over 127.0.0.1 (no bridge, no tap, nothing on the host
  * but loopback sockets).
  */
+import { shellWord } from '../util/quote.ts';
 import type { CloudConfig } from '../os/types.ts';
 
 /** The user (slirp) NIC of every rehearsal VM; each VM has its own slirp, so they may share it. */
@@ -87,8 +88,8 @@ export const mpiSiteDir = '/var/lib/guestforge/openmpi';
  * packages): PRRTE's own file marks Open MPI 5.
  */
 export function mpiSiteCommand(root = ''): string[] {
-  const conf = `${root}/etc/openmpi`;
-  const dir = `${root}${mpiSiteDir}`;
+  const conf = shellWord(`${root}/etc/openmpi`);
+  const dir = shellWord(`${root}${mpiSiteDir}`);
   return ['sh', '-c', [
     `if [ -e ${conf}/prte-mca-params.conf ]; then`,
     `cat ${dir}/ompi5.conf >> ${conf}/openmpi-mca-params.conf && cat ${dir}/prte.conf >> ${conf}/prte-mca-params.conf;`,

@@ -16,7 +16,8 @@ import type { Stage } from './types.ts';
 export function verifyOptionsOf(profile: Profile): VerifyOptions {
   return {
     requireVrdma: profile.vrdma.enabled,
-    requireNoRocm: profile.os.family !== 'osv' && activeTrims(profile).some((t) => t.id === 'ucx-no-rocm'),
+    // The stub is made at bootstrap: an imported base keeps what it has (the trim's table row says so).
+    requireNoRocm: profile.os.family === 'debian' && Boolean(profile.base.bootstrap) && activeTrims(profile).some((t) => t.id === 'ucx-no-rocm'),
     workspace: profile.layout.workspace,
     workspaceMode: profile.layout.workspaceMode,
     optVm: profile.layout.optVm,

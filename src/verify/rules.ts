@@ -72,8 +72,11 @@ const rdmaPackages: Record<Family, string[]> = {
   redhat: ['rdma-core', 'libibverbs'],
 };
 
-/** Package names of the AMD GPU runtime and the LLVM it loads. */
-export const rocmPackage = /^(libamdhip|libhsa-runtime|libhsakmt|libamd-comgr|librocm|rocm-|hip-|libllvm)/;
+/**
+ * Package names of the AMD GPU runtime. Not LLVM itself: it comes with ROCm (libamd-comgr) but a
+ * profile may want it for its own sake (clang, mesa, numba).
+ */
+export const rocmPackage = /^(libamdhip|libhsa-runtime|libhsakmt|libamd-comgr|librocm|rocm-|hip-)/;
 
 /** vRDMA rules are skipped unless the profile or --require vrdma asks for them. */
 function onlyWithVrdma(check: Rule['check']): Rule['check'] {
@@ -171,8 +174,8 @@ export const rules: Rule[] = [
     id: 'size.no-rocm',
     title: 'no AMD GPU runtime',
     severity: 'error',
-    why: 'ROCm and the LLVM it brings are ~230 MiB in every copy of the image on every node, for a GPU a batch VM does not have (trixie\'s UCX depends on them; the ucx-no-rocm trim stands in for them)',
-    passes: 'with the ucx-no-rocm trim active (a Debian 13 profile that does not keep it) or --require no-rocm: no installed package is the ROCm runtime or LLVM (names starting libamdhip, libhsa-runtime, libhsakmt, libamd-comgr, librocm, rocm-, hip-, libllvm); skipped otherwise',
+    why: 'ROCm and the LLVM its libamd-comgr brings are ~230 MiB in every copy of the image on every node, for a GPU a batch VM does not have (trixie\'s UCX depends on them; the ucx-no-rocm trim stands in for them)',
+    passes: 'with the ucx-no-rocm trim active (a bootstrapped Debian 13 profile that does not keep it) or --require no-rocm: no installed package is the ROCm runtime (names starting libamdhip, libhsa-runtime, libhsakmt, libamd-comgr, librocm, rocm-, hip-; LLVM is not counted: a profile may want it for itself); skipped otherwise',
     check: (f, o) => {
       if (!o.requireNoRocm) return skip('the profile keeps ROCm, or has no ucx-no-rocm trim');
       const found = [...f.packages.keys()].filter((name) => rocmPackage.test(name)).sort();

@@ -201,7 +201,7 @@ export async function bootstrapBase(ctx: BuildContext, step: Step, output: strin
 }
 
 /** Bump when the way a bootstrapped base is made changes, so old cache entries are not reused. */
-const bootstrapRecipe = 6;
+const bootstrapRecipe = 7;
 
 async function mirrorsOf(profile: Profile): Promise<string[]> {
   const bootstrap = profile.base.bootstrap!;

@@ -44,9 +44,10 @@ for trim in "$@"; do
       # include next, finds what it Provides already there.
       deb=${trim#stub-deb=}
       case $deb in /*.deb) ;; *) echo "essential.sh: bad stub package path $deb" >&2; exit 1 ;; esac
-      cp "$deb" "$root/tmp/guestforge-stub.deb"
-      chroot "$root" dpkg -i /tmp/guestforge-stub.deb > /dev/null
-      rm -f "$root/tmp/guestforge-stub.deb"
+      inside=$(mktemp -p "$root/tmp" guestforge-stub.XXXXXX.deb)
+      cp "$deb" "$inside"
+      chroot "$root" dpkg -i "/tmp/${inside##*/}" > /dev/null
+      rm -f "$inside"
       ;;
     *) echo "essential.sh: unknown trim $trim" >&2; exit 1 ;;
   esac
