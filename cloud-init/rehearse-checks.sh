@@ -42,15 +42,16 @@ nfs_mounted() {
 # The cluster's user-data as this image's cloud-init reads it: no deprecated key or module (logged as
 # DEPRECATED, or as INFO for features deprecated after the distribution's boundary).
 no_deprecations() {
-  found=$(grep -E '\[DEPRECATED\]|is deprecated in [0-9]|[Dd]eprecated in version|has been deprecated|Deprecated cloud-config provided' /var/log/cloud-init.log 2>/dev/null | head -n 3 | sed 's/^[^]]*\]: //' | tr '\n' ';' | cut -c1-400)
+  found=$(grep -E '\[DEPRECATED\]|is deprecated in [0-9]|[Dd]eprecated in version|has been deprecated|Deprecated cloud-config provided' "${CLOUD_INIT_LOG:-/var/log/cloud-init.log}" 2>/dev/null | head -n 3 | sed 's/^[^]]*\]: //' | tr '\n' ';' | cut -c1-400)
   [ -z "$found" ] && { echo "no deprecation in /var/log/cloud-init.log"; return 0; }
   echo "deprecated: ${found%;}"
   return 1
 }
 # What the cluster's boot-time `packages` cost this boot (cloud-init times each module; runcmd runs
-# after it): an apt-get update, then an install of what is listed, present or not.
+# after it): an apt-get update, then an install of what is listed, present or not. The module is
+# named as cloud.cfg lists it (Debian: package-update-upgrade-install, dashes).
 boot_packages() {
-  pkg_line=$(grep -a 'finish: modules-final/config-package_update_upgrade_install' /var/log/cloud-init.log 2>/dev/null | tail -n 1)
+  pkg_line=$(grep -a -E 'finish: modules-final/config-package[-_]update[-_]upgrade[-_]install:' "${CLOUD_INIT_LOG:-/var/log/cloud-init.log}" 2>/dev/null | tail -n 1)
   [ -n "$pkg_line" ] || { echo "no boot-time package run (the cluster's user-data lists no packages)"; return 0; }
   pkg_took=$(echo "$pkg_line" | sed -n 's/.*took \([0-9.]*\) seconds.*/\1/p')
   if ! echo "$pkg_line" | grep -q ': SUCCESS:'; then

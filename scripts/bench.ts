@@ -252,21 +252,33 @@ interface ReleaseFigures {
  * rehearsed at 1 and 2 nodes, and its vRDMA profile built on the same base; then one table.
  */
 async function releases(): Promise<void> {
-  const columns: ReleaseFigures[] = [];
-  for (const release of ['13', '12']) {
-    const name = `debian-${release}-hpc`;
-    const col: ReleaseFigures = { name };
-    columns.push(col);
-    const b = await build(`cold-${release}`, join(root, 'profiles', `${name}.yaml`));
+  const columns: ReleaseFigures[] = ['13', '12'].map((release) => ({ name: `debian-${release}-hpc` }));
+  const images = new Map<ReleaseFigures, string>();
+  // Phase by phase, both releases in each, the table after each phase: a run cut short still
+  // compares the releases on what it measured (builds and sizes first, the longest runs last).
+  for (const col of columns) {
+    const b = await build(`cold-${col.name}`, join(root, 'profiles', `${col.name}.yaml`));
     if (!b) continue;
+    images.set(col, b.image);
     Object.assign(col, { coldMs: b.wall, imageBytes: b.m.outputs[0]?.bytes, dataBytes: b.m.disk?.dataBytes, smokeMs: b.m.smoke?.bootMs, boot: b.m.smoke?.boot });
     await sizeBreakdown(b.image).catch((error: unknown) => process.stderr.write(`bench: no size breakdown: ${String(error)}\n`));
     col.floor = await floor(b.image);
-    col.one = await rehearse(b.image, 1);
-    col.two = await rehearse(b.image, 2);
-    const v = await build(`vrdma-${release}`, join(root, 'profiles', `debian-${release}-vrdma.yaml`));
-    col.vrdma = { name: `debian-${release}-vrdma`, ok: Boolean(v), ...(v?.m.smoke?.bootMs !== undefined ? { smokeMs: v.m.smoke.bootMs } : {}) };
   }
+  printReleases(columns);
+  for (const col of columns) if (images.has(col)) col.one = await rehearse(images.get(col)!, 1);
+  printReleases(columns);
+  for (const col of columns) if (images.has(col)) col.two = await rehearse(images.get(col)!, 2);
+  printReleases(columns);
+  for (const col of columns) {
+    const vrdma = col.name.replace(/-hpc$/, '-vrdma');
+    const v = await build(vrdma, join(root, 'profiles', `${vrdma}.yaml`));
+    col.vrdma = { name: vrdma, ok: Boolean(v), ...(v?.m.smoke?.bootMs !== undefined ? { smokeMs: v.m.smoke.bootMs } : {}) };
+  }
+  printReleases(columns);
+}
+
+/** The side-by-side table of what has been measured so far. */
+function printReleases(columns: ReleaseFigures[]): void {
   const or = (ms?: number) => (ms === undefined ? '—' : secs(ms));
   // A boot figure in seconds and as a multiple of its own column's floor, measured in this run.
   const boot = (c: ReleaseFigures, ms?: number) => (ms === undefined ? '—' : `${secs(ms)}${c.floor ? ` (${(ms / c.floor.ms).toFixed(1)}×)` : ''}`);

@@ -60,4 +60,42 @@ checks('both check scripts carry the shared piece in place of their marker, and 
   }
 });
 
+/** One function of rehearse-checks.sh, cut out by its name, run by sh against a log of our making. */
+async function runRehearseFunction(name: string, log: string) {
+  const script = await readShipped('cloud-init', 'rehearse-checks.sh');
+  const body = new RegExp(`^${name}\\(\\) \\{\\n[\\s\\S]*?^\\}$`, 'm').exec(script)?.[0];
+  assert.ok(body, `${name} is in rehearse-checks.sh`);
+  const file = join(dir, `${name}.log`);
+  await writeFile(file, log);
+  return execa('sh', ['-c', `${body}\n${name}`], { env: { CLOUD_INIT_LOG: file }, reject: false });
+}
+
+// Lines as cloud-init 25.1 writes them (its module names as cloud.cfg spells them: dashes on Debian).
+const stamp = '2026-12-03 00:51:10,101 - handlers.py[DEBUG]: ';
+checks('cloud-init.packages: the boot-time package run\'s time, as cloud-init took it; a failed run fails', async () => {
+  const ok = await runRehearseFunction('boot_packages', `${stamp}start: modules-final/config-package-update-upgrade-install: running config-package-update-upgrade-install with frequency once-per-instance\n${stamp}finish: modules-final/config-package-update-upgrade-install: SUCCESS: config-package-update-upgrade-install ran successfully and took 51.234 seconds\n`);
+  assert.is(ok.exitCode, 0);
+  assert.match(ok.stdout, /boot-time package run took 51\.234 s/);
+  const failed = await runRehearseFunction('boot_packages', `${stamp}finish: modules-final/config-package_update_upgrade_install: FAIL: running config-package_update_upgrade_install with frequency once-per-instance took 3.100 seconds\n`);
+  assert.is(failed.exitCode, 1);
+  assert.match(failed.stdout, /failed after 3\.100 s/);
+  const none = await runRehearseFunction('boot_packages', `${stamp}finish: modules-final/config-scripts-user: SUCCESS: config-scripts-user ran successfully and took 0.1 seconds\n`);
+  assert.is(none.exitCode, 0);
+  assert.match(none.stdout, /no boot-time package run/);
+});
+
+checks('cloud-init.deprecations: cloud-init\'s own forms fail; other lines that say "deprecat" do not', async () => {
+  for (const line of [
+    'util.py[DEPRECATED]: Key "system_info" is deprecated in 24.2 and scheduled to be removed in 29.2.',
+    'schema.py[INFO]: Deprecated cloud-config provided: system_info: Deprecated in version 24.2.',
+  ]) {
+    const r = await runRehearseFunction('no_deprecations', `${stamp.replace('handlers.py[DEBUG]: ', '')}${line}\n`);
+    assert.is(r.exitCode, 1, line);
+    assert.match(r.stdout, /^deprecated: /);
+  }
+  const harmless = await runRehearseFunction('no_deprecations', `${stamp}Writing to /var/lib/guestforge/deprecation-notes.txt\n${stamp}py.warnings[WARNING]: DeprecationWarning: datetime.utcnow()\n`);
+  assert.is(harmless.exitCode, 0, harmless.stdout);
+  assert.match(harmless.stdout, /no deprecation/);
+});
+
 checks.run();
