@@ -4,7 +4,7 @@
  * reading the disk afterwards. One guestfish launch, on a small ext4 image.
  */
 import { rejects } from './helpers/rejects.ts';
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
@@ -266,6 +266,35 @@ images('verify refuses a backing file outside the image\'s folder, and a backing
   assert.is(loop.exitCode, 2, loop.stderr);
   assert.match(loop.stderr, /backing loop/);
   assert.ok(Date.now() - t0 < 10_000, `took ${Date.now() - t0} ms`);
+});
+
+images('verify, smoke and rehearse refuse an image another user could swap between the check and the boot: its folder, its owner, its mode', async () => {
+  const run = (...argv: string[]) => execa(argv[0]!, argv.slice(1));
+  const shared = join(tmp, 'shared');
+  await mkdir(shared);
+  await chmod(shared, 0o1777); // sticky, like /tmp, but the image's own folder: another user may put a link in its place
+  const img = join(shared, 'img.qcow2');
+  await run('qemu-img', 'create', '-q', '-f', 'qcow2', img, '64M');
+  for (const command of ['verify', 'smoke', 'rehearse']) {
+    const r = await execa('node', [cli, command, img], { reject: false, timeout: 60_000 });
+    assert.is(r.exitCode, 2, `${command}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`${command}: .*img\\.qcow2 can be changed by another user: .*shared can be written by other users \\(mode 1777\\)`));
+  }
+  const own = join(tmp, 'own');
+  await mkdir(own);
+  const theirs = join(own, 'theirs.qcow2');
+  await run('qemu-img', 'create', '-q', '-f', 'qcow2', theirs, '64M');
+  await run('chown', '65534', theirs);
+  const byOwner = await execa('node', [cli, 'verify', theirs], { reject: false, timeout: 60_000 });
+  assert.is(byOwner.exitCode, 2, byOwner.stderr);
+  assert.match(byOwner.stderr, /theirs\.qcow2 belongs to uid 65534, another user/);
+  const open = join(own, 'open.qcow2');
+  await run('qemu-img', 'create', '-q', '-f', 'qcow2', open, '64M');
+  await chmod(open, 0o666);
+  const byMode = await execa('node', [cli, 'verify', open], { reject: false, timeout: 60_000 });
+  assert.is(byMode.exitCode, 2, byMode.stderr);
+  assert.match(byMode.stderr, /open\.qcow2 can be written by other users \(mode 666\)/);
+  assert.match(byMode.stderr, /copy it into a folder only root or you can write/);
 });
 
 images('OSv package: no write through an app\'s symlink, no replacing a folder that is not a package', async () => {

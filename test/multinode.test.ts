@@ -13,7 +13,7 @@ import * as assert from 'uvu/assert';
 import { loadClusterOrThrow } from '../src/cluster/load.ts';
 import { subnetProblem } from '../src/cluster/schema.ts';
 import { defaultLayout } from '../src/profile/schema.ts';
-import { hostMemoryProblem, mpiSiteCommand, mpiSiteDir, mpiSiteSettings, networkConfig, nodeFile, nodeSpecs, parseRanks, privateNetdev, rankProblem, userMac } from '../src/rehearse/nodes.ts';
+import { hubArgs, hostMemoryProblem, mpiSiteCommand, mpiSiteDir, mpiSiteSettings, networkConfig, nodeFile, nodeSpecs, parseRanks, privateNetdev, rankProblem, userMac } from '../src/rehearse/nodes.ts';
 import { cloudLocaldsArgs, ibSendBwLine } from '../src/rehearse/run.ts';
 import { rehearsalUserData } from '../src/rehearse/userdata.ts';
 import { qemuArgs } from '../src/vm/qemu-args.ts';
@@ -30,19 +30,28 @@ t('nodes are vnode01.. with .11.. on the subnet and distinct MACs', () => {
   assert.is(nodeFile(nodes.slice(0, 2), 2), 'vnode01\nvnode01\nvnode02\nvnode02\n', 'one line per slot, as Torque writes it');
 });
 
-t('two VMs are joined by a dgram link over 127.0.0.1, each end the mirror of the other; more by a loopback multicast hub', () => {
+t('the private segment: unix datagram sockets in the private folder; two VMs each the other\'s mirror, more through a qemu hub', () => {
   const [a, b, c] = nodeSpecs(3, '10.9.8.0/24');
-  assert.is(privateNetdev(a!, 2, [4001, 4002]), 'dgram,id=net1,local.type=inet,local.host=127.0.0.1,local.port=4001,remote.type=inet,remote.host=127.0.0.1,remote.port=4002');
-  assert.is(privateNetdev(b!, 2, [4001, 4002]), 'dgram,id=net1,local.type=inet,local.host=127.0.0.1,local.port=4002,remote.type=inet,remote.host=127.0.0.1,remote.port=4001');
-  assert.match(privateNetdev(c!, 3, [4001, 4002]), /^socket,id=net1,mcast=230\.0\.0\.1:4001,localaddr=127\.0\.0\.1$/);
+  assert.is(privateNetdev(a!, 2, '/w/seg'), 'dgram,id=net1,local.type=unix,local.path=/w/seg/link-1.sock,remote.type=unix,remote.path=/w/seg/link-2.sock');
+  assert.is(privateNetdev(b!, 2, '/w/seg'), 'dgram,id=net1,local.type=unix,local.path=/w/seg/link-2.sock,remote.type=unix,remote.path=/w/seg/link-1.sock');
+  assert.is(privateNetdev(c!, 3, '/w/seg'), 'dgram,id=net1,local.type=unix,local.path=/w/seg/vnode03.sock,remote.type=unix,remote.path=/w/seg/hub-vnode03.sock');
+  assert.is(privateNetdev(a!, 2, '/w,x'), 'dgram,id=net1,local.type=unix,local.path=/w,,x/link-1.sock,remote.type=unix,remote.path=/w,,x/link-2.sock', 'a comma in the folder is doubled');
+  const hub = hubArgs([a!, b!, c!], '/w/seg');
+  assert.equal(hub.slice(0, 6), ['qemu-system-x86_64', '-machine', 'none', '-nodefaults', '-display', 'none']);
+  assert.ok(hub.includes('dgram,id=link3,local.type=unix,local.path=/w/seg/hub-vnode03.sock,remote.type=unix,remote.path=/w/seg/vnode03.sock'), hub.join(' '));
+  assert.ok(hub.includes('hubport,id=port3,hubid=0,netdev=link3'), hub.join(' '));
+  assert.not.ok(hub.some((x) => /inet|mcast|127\.0\.0\.1/.test(x)), 'nothing on an address');
   const argv = qemuArgs({
     disk: '/w/d.qcow2', diskFormat: 'qcow2', memoryMiB: 1024, cpus: 1, accel: 'tcg', serialLog: '/w/s', qmpSocket: '/w/q', unsafeCache: true,
-    privateNic: { netdev: privateNetdev(a!, 2, [4001, 4002]), mac: a!.mac, userMac },
+    privateNic: { netdev: privateNetdev(a!, 2, '/w/seg'), mac: a!.mac, userMac },
+    guestForwards: [{ address: '10.0.2.100', port: 2049, command: ['socat', 'STDIO', 'UNIX-CONNECT:/w/my nfs,1.sock'] }],
   });
   const devices = argv.filter((_, i) => argv[i - 1] === '-device');
   assert.ok(devices.includes('virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56'), devices.join(' '));
   assert.ok(devices.includes('virtio-net-pci,netdev=net1,mac=52:54:00:77:00:01'), devices.join(' '));
   assert.is(argv.filter((a) => a === '-netdev').length, 2);
+  // The NFS server is reached by a command slirp starts per connection, quoted for its shell-like split, commas doubled.
+  assert.match(argv.find((x) => x.startsWith('user,id=net0'))!, /,guestfwd=tcp:10\.0\.2\.100:2049-cmd:socat STDIO 'UNIX-CONNECT:\/w\/my nfs,,1\.sock'$/);
 });
 
 t('each VM: network-config by MAC, its hostname, every node in /etc/hosts, Open MPI on the private subnet, the checks told its NIC', async () => {
@@ -55,14 +64,15 @@ t('each VM: network-config by MAC, its hostname, every node in /etc/hosts, Open 
       cluster: { match: { macaddress: '52:54:00:77:00:02' }, addresses: ['192.168.77.12/24'] },
     },
   });
-  const ud = rehearsalUserData(cluster, { nfsPort: 2049, nonce: 'N', checks: '#!/bin/sh\n', layout: defaultLayout, role: { node: nodes[1]!, all: nodes, subnet: cluster.nodes.subnet } }) as Record<string, any>;
+  const ud = rehearsalUserData(cluster, { nonce: 'N', checks: '#!/bin/sh\n', layout: defaultLayout, role: { node: nodes[1]!, all: nodes, subnet: cluster.nodes.subnet } }) as Record<string, any>;
   assert.is(ud.hostname, 'vnode02');
   const files = ud.write_files as { path: string; content: string; append?: boolean }[];
   assert.equal(files.find((f) => f.path === '/etc/hosts'), { path: '/etc/hosts', append: true, content: '192.168.77.11 vnode01\n192.168.77.12 vnode02\n' });
   assert.match(files.find((f) => f.path === '/var/lib/guestforge/openmpi/ompi5.conf')!.content, /^btl_tcp_if_include = 192\.168\.77\.0\/24$/m);
   assert.equal((ud.runcmd as string[][]).at(-2), mpiSiteCommand(), 'the settings are put in place before the checks run');
   assert.match(files.find((f) => f.path.endsWith('rehearse-checks.sh'))!.content, /^PRIVATE_MAC=52:54:00:77:00:02\nPRIVATE_ADDR=192\.168\.77\.12$/m);
-  const single = rehearsalUserData(cluster, { nfsPort: 2049, nonce: 'N', checks: '#!/bin/sh\n', layout: defaultLayout }) as Record<string, any>;
+  const single = rehearsalUserData(cluster, { nonce: 'N', checks: '#!/bin/sh\n', layout: defaultLayout }) as Record<string, any>;
+  assert.equal((single.mounts as string[][])[0]!.slice(0, 4), ['10.0.2.100:/home', '/home/jobuser', 'nfs4', 'vers=4.1,port=2049,_netdev'], 'the NFS server as slirp forwards it, not the host');
   assert.is(single.hostname, undefined, 'one VM keeps the image\'s hostname, as before');
   assert.not.ok((single.write_files as { path: string }[]).some((f) => f.path === '/etc/hosts'));
   assert.equal(cloudLocaldsArgs('/w/seed.img', '/w/ud', undefined, '/w/nc'), ['cloud-localds', '--disk-format', 'raw', '--filesystem', 'iso9660', '--network-config=/w/nc', '/w/seed.img', '/w/ud']);

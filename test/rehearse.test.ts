@@ -1,8 +1,8 @@
 /**
  * guestforge rehearse for real under TCG: the default profile's image (built
  * from .test-cache/, where e2e.test.ts left its stages) booted as a vTorque
- * node boots it, with a real nfs-ganesha on 127.0.0.1 and SSH as the job
- * owner; SIGINT mid-rehearsal leaving nothing; a bad cluster file located.
+ * node boots it, with the real, fenced nfs-ganesha and SSH as the job
+ * owner (the job also tries a forged NFS handle from inside the guest); SIGINT mid-rehearsal leaving nothing; a bad cluster file located.
  * The failure paths of the in-guest checks (an image without the NFS client)
  * run without a kernel in rehearse-fake.test.ts.
  */
@@ -11,6 +11,7 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
+import { parse, stringify } from 'yaml';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { timed } from './helpers/timing.ts';
@@ -66,7 +67,15 @@ r('the default profile\'s image passes a vTorque rehearsal: NFS home and workspa
   const build = await guestforge(['build', join(root, 'profiles', 'debian-13-hpc.yaml'), '-o', out, '--no-smoke']);
   assert.is(build.exitCode, 0, build.all);
   const junit = join(tmp, 'rehearse.xml');
-  const res = await guestforge(['rehearse', join(out, 'debian-13-hpc.qcow2'), '--json', '--junit', junit, '--log-dir', join(tmp, 'logs')]);
+  // The shipped cluster, whose job also plays a hostile guest: the NFS client of test/fixtures, sent in the job
+  // line, asks the server (as uid 0) for the root folder of the host's disk with a forged handle.
+  const cluster = parse(await readFile(join(root, 'clusters', 'vtorque.yaml'), 'utf8')) as { job: { command: string } };
+  const probe = (await readFile(join(root, 'test', 'fixtures', 'nfs4probe.py'))).toString('base64');
+  const hostFsid = (await run(['stat', '-f', '-c', '%i', '/'])).stdout.trim();
+  cluster.job.command = `${cluster.job.command} && echo ${probe} | base64 -d > /tmp/nfs4probe.py && python3 /tmp/nfs4probe.py 10.0.2.100:2049 escape home ${hostFsid}`;
+  const clusterFile = join(tmp, 'vtorque-hostile-job.yaml');
+  await writeFile(clusterFile, stringify(cluster));
+  const res = await guestforge(['rehearse', join(out, 'debian-13-hpc.qcow2'), '--cluster', clusterFile, '--json', '--junit', junit, '--log-dir', join(tmp, 'logs')]);
   assert.is(res.exitCode, 0, res.all);
   const report = JSON.parse(res.stdout) as Report;
   const byId = new Map(report.checks.map((c) => [c.id, c]));
@@ -77,10 +86,12 @@ r('the default profile\'s image passes a vTorque rehearsal: NFS home and workspa
   assert.match(byId.get('owner.ids')!.detail, /jobuser is 2001:2001/);
   // The cluster's boot-time packages: measured by cloud-init, reported (the README's advice rests on it).
   assert.match(byId.get('cloud-init.packages')!.detail, /boot-time package run took \d+(\.\d+)? s/);
-  assert.match(byId.get('nfs.workspace')!.detail, /nfs4 +10\.0\.2\.2:\/workspace/);
+  assert.match(byId.get('nfs.workspace')!.detail, /nfs4 +10\.0\.2\.100:\/workspace/);
   assert.match(byId.get('layout.opt-empty')!.detail, /\/opt is a mount point/);
   assert.match(byId.get('nfs.job-output')!.detail, /2001:2001, workspace\/job-\S+ 2001:2001/);
   assert.match(report.jobOutput ?? '', /workspace \/workspace is writable/);
+  // From inside the guest: the export answered, the forged handle for the host's disk did not.
+  assert.match(report.jobOutput ?? '', /"export": "OK", "forged": \{"status": "(STALE|BADHANDLE)"/);
   assert.ok((report.jobReadyMs ?? 0) > 0);
   const xml = await readFile(junit, 'utf8');
   assert.is((xml.match(/<testcase /g) ?? []).length, report.checks.length);

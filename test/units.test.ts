@@ -4,9 +4,6 @@ import { parseDuration, parseSize } from '../src/profile/units.ts';
 import { closest } from '../src/profile/suggest.ts';
 import { linesForSuite, parseDeb822, parseOneLine } from '../src/host/apt-sources.ts';
 import { netdevArg, qemuArgs } from '../src/vm/qemu-args.ts';
-import { listenedBy, listening } from '../src/util/net.ts';
-import { createServer } from 'node:net';
-import { spawn } from 'node:child_process';
 
 const units = suite('units');
 units('sizes and durations', () => {
@@ -66,27 +63,3 @@ qemu('a comma in a path is doubled, not the start of an option; smoke VMs are is
 });
 qemu.run();
 
-const net = suite('listeners');
-net('a port is counted as a server\'s only when that process holds the listening socket (IPv4, and IPv6 bound to ::ffff:127.0.0.1 as ganesha does)', async () => {
-  for (const host of ['127.0.0.1', '::ffff:127.0.0.1']) await listenerCase(host);
-});
-
-async function listenerCase(host: string): Promise<void> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, host, () => r()));
-  const port = (server.address() as { port: number }).port;
-  try {
-    assert.ok(await listening(port));
-    assert.ok(await listenedBy(process.pid, port), 'ours');
-    const other = spawn('sleep', ['30']);
-    try {
-      assert.not.ok(await listenedBy(other.pid!, port), 'another process listening there is not the server we started');
-    } finally {
-      other.kill();
-    }
-  } finally {
-    await new Promise((r) => server.close(r));
-  }
-  assert.not.ok(await listenedBy(process.pid, port), 'closed');
-}
-net.run();

@@ -1,83 +1,224 @@
 /**
  * The rehearsal's NFS server: nfs-ganesha (Debian's packages), NFSv4 only,
- * bound to 127.0.0.1 on a free port, one export per cluster share. A guest on
- * qemu's user network reaches it as 10.0.2.2 (slirp connects from the host's
- * loopback), and NFSv4 needs that one port: no portmapper, no mountd.
+ * fenced from the host and from its other users.
+ *
+ * - Network: ganesha runs in a network namespace of its own (only `lo`), so
+ *   no local process can reach it. Its one door is a unix socket in the
+ *   rehearsal's private work folder (0700), served by socat inside that
+ *   namespace; each VM's slirp reaches it through `guestfwd` (a socat per
+ *   connection), so a guest mounts `10.0.2.100:/home` as it would mount the
+ *   cluster's server.
+ * - Files: it runs in a mount namespace whose root (pivot_root) is a tmpfs
+ *   holding a copy of its own program, one tmpfs per export (nodev, nosuid)
+ *   and a proc of its own PID namespace. No filesystem of the host is mounted
+ *   where it runs, so no file handle, forged or not, can name a host file
+ *   (ganesha 4.3 claims the parent filesystem of an export on `..`: an export
+ *   folder on the host's disk gave the whole disk away).
+ * - Identity: root squashed to the owner's uid and gid.
+ * - Lifetime: `setpriv --pdeathsig KILL unshare --kill-child=SIGKILL` ends
+ *   ganesha when we end, even by SIGKILL; the namespaces and their tmpfs go
+ *   with it (nothing of it is kept, so nothing waits for its orderly
+ *   shutdown).
  */
-import { chmod, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile, mkdir, chmod, chown } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { start } from '../exec/run.ts';
-import { freePort, listenedBy, listening } from '../util/net.ts';
+import { shellWord } from '../util/quote.ts';
+
+/** Where a guest finds the rehearsal's NFS server (slirp forwards it; nothing listens there on the host). */
+export const nfsFromGuest = { address: '10.0.2.100', port: 2049 } as const;
 
 export interface NfsExport {
-  /** NFSv4 pseudo path the guest mounts, e.g. /workspace. */
-  pseudo: string;
-  /** Host folder behind it. */
-  path: string;
+  /** Export name: its pseudo path is /<name>, its tmpfs /exports/<name> in the server's view. */
+  name: string;
+  /** Host folder whose contents are copied into the export when the server starts. */
+  seed: string;
+  uid: number;
+  gid: number;
+  mode: number;
 }
 
 export interface NfsServer {
-  port: number;
+  /** The server's door: a unix socket only root can open (a private folder). */
+  socket: string;
+  /** The host's view of export `name` while the server runs (read the job's files there). */
+  exportPath(name: string): string;
   stop(): Promise<void>;
 }
 
-/** Pure: ganesha's configuration for these exports. */
-export function ganeshaConfig(port: number, recoveryDir: string, exports: NfsExport[]): string {
+/** Programs copied into the server's root with the libraries they load. */
+const programs = ['/usr/bin/ganesha.nfsd', '/usr/bin/socat', '/usr/bin/umount', '/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so'];
+
+/** Each export's tmpfs: memory is used only as files are written. */
+export const exportSize = '4g';
+
+const safePath = /^\/[A-Za-z0-9._/+-]+$/;
+
+/** Pure: ganesha's configuration: every export root-squashed to the owner, to clients on its own loopback (socat). */
+export function ganeshaConfig(runDir: string, exports: readonly Pick<NfsExport, 'name'>[], anon: { uid: number; gid: number }): string {
   const blocks = exports.map((e, i) => [
     'EXPORT {',
-    `  Export_Id = ${i + 1}; Path = "${e.path}"; Pseudo = "${e.pseudo}";`,
-    '  Access_Type = RW; Squash = No_Root_Squash; Protocols = 4; SecType = sys;',
+    `  Export_Id = ${i + 1}; Path = "/exports/${e.name}"; Pseudo = "/${e.name}";`,
+    `  Access_Type = RW; Squash = Root_Squash; Anonymous_Uid = ${anon.uid}; Anonymous_Gid = ${anon.gid}; Protocols = 4; SecType = sys;`,
     '  FSAL { Name = VFS; }',
-    // slirp's connections arrive from the host's loopback.
+    // socat, inside the namespace, is the only client there is.
     '  CLIENT { Clients = 127.0.0.1; Access_Type = RW; }',
     '}',
   ].join('\n'));
   return [
-    `NFS_CORE_PARAM { Protocols = 4; NFS_Port = ${port}; Bind_addr = 127.0.0.1; Enable_NLM = false; Enable_RQUOTA = false; }`,
-    `NFSV4 { Graceless = true; RecoveryBackend = fs; RecoveryRoot = "${recoveryDir}"; Only_Numeric_Owners = true; }`,
+    // No Bind_addr: the namespace has nothing but lo (and ganesha cannot resolve 127.0.0.1 without another address).
+    `NFS_CORE_PARAM { Protocols = 4; NFS_Port = ${nfsFromGuest.port}; Enable_NLM = false; Enable_RQUOTA = false; }`,
+    // UseGetpwnam: no libnfsidmap (it wants /etc/idmapd.conf); owners travel as numbers anyway.
+    `NFSV4 { Graceless = true; RecoveryBackend = fs; RecoveryRoot = "${runDir}/recovery"; Only_Numeric_Owners = true; UseGetpwnam = true; }`,
     ...blocks,
     '',
   ].join('\n');
 }
 
-export async function startNfsServer(dir: string, exports: NfsExport[], signal?: AbortSignal): Promise<NfsServer> {
-  for (const e of exports) {
-    if (/["\n]/.test(e.path + e.pseudo)) throw new Error(`unsafe NFS export path: ${e.path} ${e.pseudo}`);
+/**
+ * Pure: the script unshare runs as PID 1's parent in the new namespaces:
+ * tmpfs root, program copy, exports filled from their seeds, proc, a
+ * read-only /dev with null only, pivot_root, socat on the unix socket, then
+ * ganesha in the foreground. `dir` is the host's private folder; inside, the
+ * server's run folder has the same path, so `ps` names the rehearsal.
+ */
+export function fenceScript(dir: string, exports: readonly NfsExport[]): string {
+  const q = shellWord;
+  const root = `${dir}/root`;
+  const lines = [
+    'set -eu',
+    'ip link set lo up',
+    `R=${q(root)}`,
+    'mkdir -p "$R"',
+    'mount -t tmpfs -o size=64m,mode=0755,nodev,nosuid gf-nfs-root "$R"',
+    `mkdir -p "$R/gf" "$R/proc" "$R/dev" "$R/exports" "$R"${q(dir)}`,
+    'mount -t tmpfs -o size=128m,mode=0755,nodev,nosuid gf-nfs-program "$R/gf"',
+    `for f in ${programs.map(q).join(' ')}; do`,
+    '  cp --parents -L "$f" "$R/gf/"',
+    '  ldd "$f" | awk \'$3 ~ /^\\// {print $3} $1 ~ /^\\// {print $1}\' | while read -r l; do cp --parents -L -n "$l" "$R/gf/"; done',
+    'done',
+    'mkdir -p "$R/gf/etc" && ln -s /proc/self/mounts "$R/gf/etc/mtab"',
+    '[ ! -e /etc/netconfig ] || cp /etc/netconfig "$R/gf/etc/"',
+    // /usr, /etc and wherever ldd found the loader and libraries (/lib64, /lib on merged /usr), seen at the root.
+    'for l in "$R"/gf/*; do ln -s "gf/${l##*/}" "$R/${l##*/}"; done',
+    ...exports.flatMap((e) => {
+      const mnt = `"$R/exports/${e.name}"`;
+      return [
+        `mkdir ${mnt}`,
+        `mount -t tmpfs -o size=${exportSize},mode=0755,nodev,nosuid gf-nfs-${e.name} ${mnt}`,
+        `cp -a ${q(`${e.seed}/.`)} ${mnt}/`,
+        `chown ${e.uid}:${e.gid} ${mnt}`,
+        `chmod ${e.mode.toString(8)} ${mnt}`,
+      ];
+    }),
+    `cp ${q(`${dir}/ganesha.conf`)} "$R"${q(`${dir}/ganesha.conf`)}`,
+    // socat binds the host-visible socket before the host's files leave the view.
+    `socat UNIX-LISTEN:${q(`${dir}/nfs.sock`)},fork,mode=0600 TCP:127.0.0.1:${nfsFromGuest.port} &`,
+    'mount -t proc -o nosuid,nodev,noexec proc "$R/proc"',
+    // dash gives a background job /dev/null: a read-only tmpfs holding only that.
+    'mount -t tmpfs -o size=16k,mode=0755,nosuid,noexec gf-nfs-dev "$R/dev" && mknod -m 666 "$R/dev/null" c 1 3 && mount -o remount,ro "$R/dev"',
+    'cd "$R" && mkdir old && pivot_root . old && /usr/bin/umount -l /old && cd /',
+    `exec /usr/bin/ganesha.nfsd -F -L STDERR -f ${q(`${dir}/ganesha.conf`)} -p ${q(`${dir}/ganesha.pid`)}`,
+    '',
+  ];
+  return lines.join('\n');
+}
+
+/** One NFS NULL call over the unix socket: true when ganesha itself answered (socat alone closes the connection). */
+export async function nfsAnswers(socket: string, timeoutMs = 3000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(socket);
+    const done = (ok: boolean) => {
+      s.destroy();
+      resolve(ok);
+    };
+    const call = Buffer.alloc(44);
+    call.writeUInt32BE(0x80000000 + 40, 0);
+    // xid, CALL, RPC 2, NFS, v4, NULL, AUTH_NONE credential and verifier.
+    [0x67660001, 0, 2, 100003, 4, 0, 0, 0, 0, 0].forEach((v, i) => call.writeUInt32BE(v, 4 + i * 4));
+    let got = Buffer.alloc(0);
+    s.on('connect', () => s.write(call));
+    s.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      // record mark, xid, REPLY (1), MSG_ACCEPTED (0), verifier (flavor, length 0), SUCCESS (0)
+      if (got.length >= 28) done(got.readUInt32BE(4) === 0x67660001 && got.readUInt32BE(8) === 1 && got.readUInt32BE(12) === 0 && got.readUInt32BE(24) === 0);
+    });
+    s.on('error', () => done(false));
+    s.on('close', () => done(false));
+    s.setTimeout(timeoutMs, () => done(false));
+  });
+}
+
+export async function startNfsServer(dir: string, exports: NfsExport[], anon: { uid: number; gid: number }, signal?: AbortSignal): Promise<NfsServer> {
+  for (const p of [dir, ...exports.map((e) => e.seed)]) {
+    if (!safePath.test(p)) throw new Error(`unsafe NFS server path: ${p}`);
   }
-  await mkdir(join(dir, 'recovery'), { recursive: true });
-  const port = await freePort();
-  const conf = join(dir, 'ganesha.conf');
+  for (const e of exports) if (!/^[a-z][a-z0-9-]*$/.test(e.name)) throw new Error(`unsafe NFS export name: ${e.name}`);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await chmod(dir, 0o700);
+  await writeFile(join(dir, 'ganesha.conf'), ganeshaConfig(dir, exports, anon), { mode: 0o600 });
+  const script = join(dir, 'fence.sh');
+  await writeFile(script, fenceScript(dir, exports), { mode: 0o600 });
   const logFile = join(dir, 'ganesha.log');
-  await writeFile(conf, ganeshaConfig(port, join(dir, 'recovery'), exports));
-  const child = start(['ganesha.nfsd', '-F', '-L', logFile, '-f', conf, '-p', join(dir, 'ganesha.pid')], { ...(signal ? { cancelSignal: signal } : {}) });
+  const socket = join(dir, 'nfs.sock');
+  const child = start(['setpriv', '--pdeathsig', 'KILL', 'unshare', '--net', '--mount', '--pid', '--fork', '--kill-child=SIGKILL', '--propagation', 'private', 'sh', script],
+    { stderrFile: logFile, stdoutFile: join(dir, 'fence.out'), ...(signal ? { cancelSignal: signal } : {}) });
   let exited = false;
   void child.then(() => (exited = true), () => (exited = true));
-  const stop = async () => {
-    if (exited) return;
-    child.kill('SIGTERM');
-    await Promise.race([child.catch(() => undefined), new Promise((r) => setTimeout(r, 10_000))]);
-    if (!exited) child.kill('SIGKILL');
-    await child.catch(() => undefined);
+  /** ganesha's PID on the host: unshare's one child. */
+  const serverPid = async (): Promise<number | undefined> => {
+    const text = await readFile(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').catch(() => '');
+    const pid = Number(text.trim().split(/\s+/)[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
   };
-  // A slow host gets time while ganesha runs; one that exited is reported at once.
+  let pid: number | undefined;
+  const stop = async () => {
+    const inner = pid ?? (await serverPid());
+    // Nothing of the server is kept: no orderly shutdown (ganesha's takes 6 s) to wait for.
+    if (inner) {
+      try {
+        process.kill(inner, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    // unshare ignores SIGTERM while it waits for its child; killed, it takes ganesha along (--kill-child).
+    if (!exited) {
+      await Promise.race([child.catch(() => undefined), new Promise((r) => setTimeout(r, 2000))]);
+      if (!exited) child.kill('SIGKILL');
+      await child.catch(() => undefined);
+    }
+    // --kill-child killed ganesha; wait until it is gone (its namespaces go with it).
+    for (let i = 0; inner && i < 50 && (await readFile(`/proc/${inner}/cmdline`).then(() => true, () => false)); i += 1) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  // A slow host gets time while the server starts; one that exited is reported at once.
   for (const until = Date.now() + 2 * 60_000; Date.now() < until && !exited;) {
-    // Ours, not a listener another local user put on the port first.
-    if (child.pid && (await listening(port)) && (await listenedBy(child.pid, port))) return { port, stop };
+    if (await nfsAnswers(socket)) {
+      pid = await serverPid();
+      if (pid) return { socket, exportPath: (name) => `/proc/${pid}/root/exports/${name}`, stop };
+    }
     await new Promise((r) => setTimeout(r, 500));
   }
   await stop();
   const said = await readFile(logFile, 'utf8').catch(() => '');
-  const result = await child.catch((e: unknown) => e as { stderr?: string; cause?: { code?: string } });
+  const result = await child.catch((e: unknown) => e as { cause?: { code?: string } });
   if ((result as { cause?: { code?: string } })?.cause?.code === 'ENOENT') {
-    throw new UserError('ganesha.nfsd not found: the rehearsal serves the cluster\'s NFS exports with nfs-ganesha', { hint: 'apt-get install nfs-ganesha nfs-ganesha-vfs' });
+    throw new UserError('unshare not found: the rehearsal fences its NFS server in namespaces of its own', { hint: 'apt-get install util-linux' });
   }
-  throw new UserError(`the NFS server did not start on 127.0.0.1:${port}`, {
-    hint: `last lines of ${logFile}:\n${said.trim().split('\n').slice(-5).join('\n')}`,
+  const missing = /(ganesha\.nfsd|socat|libfsalvfs\.so)[^\n]*(No such file|not found|cannot stat)/.exec(said);
+  if (missing) {
+    throw new UserError(`${missing[1]} is missing: the rehearsal serves the cluster's NFS exports with nfs-ganesha through socat`, { hint: 'apt-get install nfs-ganesha nfs-ganesha-vfs socat' });
+  }
+  throw new UserError('the rehearsal\'s NFS server did not start', {
+    hint: `last lines of ${logFile}:\n${said.trim().split('\n').filter((l) => !/DBUS|krb5|principal nfs/.test(l)).slice(-5).join('\n')}`,
   });
 }
 
-/** Make an export folder owned by uid:gid with mode, as the cluster's share would be. */
+/** Make a seed folder owned by uid:gid with mode, as the cluster's share would be. */
 export async function makeExportDir(path: string, uid: number, gid: number, mode: number): Promise<void> {
   await mkdir(path, { recursive: true });
   await chown(path, uid, gid);

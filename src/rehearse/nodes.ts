@@ -2,10 +2,12 @@
  * The nodes of a multi-node rehearsal and the private segment between them,
  * as pure functions: names (vnode01…), addresses on the cluster's /24, MACs,
  * the NoCloud network-config each VM gets, the node file, and the qemu netdev
- * that joins the VMs over 127.0.0.1 (no bridge, no tap, nothing on the host
- * but loopback sockets).
+ * that joins the VMs through unix sockets in the rehearsal's private folder
+ * (no bridge, no tap, no address on the host).
  */
+import { posix } from 'node:path';
 import { shellWord } from '../util/quote.ts';
+import { qemuOptValue } from '../vm/qemu-args.ts';
 import type { CloudConfig } from '../os/types.ts';
 
 /** The user (slirp) NIC of every rehearsal VM; each VM has its own slirp, so they may share it. */
@@ -30,16 +32,31 @@ export function nodeSpecs(count: number, subnet: string): NodeSpec[] {
 }
 
 /**
- * The qemu -netdev of node `i` on the private segment. Two nodes: a
- * point-to-point UDP link (`dgram`, each end bound to its own loopback port).
- * More: qemu's multicast socket hub, bound to the loopback interface.
+ * The qemu -netdev of a node on the private segment: unix datagram sockets in
+ * the rehearsal's private folder (0700), so no other local user can send a
+ * frame into the segment or read one from it. Two nodes: each end the other's
+ * mirror. More: each node's link ends at its own port of a hub (hubArgs).
  */
-export function privateNetdev(node: NodeSpec, count: number, ports: number[]): string {
+export function privateNetdev(node: NodeSpec, count: number, dir: string): string {
+  const sock = (name: string) => qemuOptValue(posix.join(dir, `${name}.sock`));
   if (count === 2) {
-    const [mine, theirs] = node.index === 1 ? [ports[0], ports[1]] : [ports[1], ports[0]];
-    return `dgram,id=net1,local.type=inet,local.host=127.0.0.1,local.port=${mine},remote.type=inet,remote.host=127.0.0.1,remote.port=${theirs}`;
+    const [mine, theirs] = node.index === 1 ? ['link-1', 'link-2'] : ['link-2', 'link-1'];
+    return `dgram,id=net1,local.type=unix,local.path=${sock(mine)},remote.type=unix,remote.path=${sock(theirs)}`;
   }
-  return `socket,id=net1,mcast=230.0.0.1:${ports[0]},localaddr=127.0.0.1`;
+  return `dgram,id=net1,local.type=unix,local.path=${sock(node.name)},remote.type=unix,remote.path=${sock(`hub-${node.name}`)}`;
+}
+
+/**
+ * Pure: the argv of the segment's hub for three nodes or more: a qemu with no
+ * machine whose only devices are one datagram link per node, each joined to
+ * hub 0 (qemu repeats every frame to the other ports, like a switch of old).
+ */
+export function hubArgs(nodes: NodeSpec[], dir: string): string[] {
+  const sock = (name: string) => qemuOptValue(posix.join(dir, `${name}.sock`));
+  return ['qemu-system-x86_64', '-machine', 'none', '-nodefaults', '-display', 'none', ...nodes.flatMap((n) => [
+    '-netdev', `dgram,id=link${n.index},local.type=unix,local.path=${sock(`hub-${n.name}`)},remote.type=unix,remote.path=${sock(n.name)}`,
+    '-netdev', `hubport,id=port${n.index},hubid=0,netdev=link${n.index}`,
+  ])];
 }
 
 /** NoCloud network-config (v2): DHCP on the user NIC, the node's static address on the private one. */

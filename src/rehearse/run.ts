@@ -15,7 +15,7 @@ import { join, posix } from 'node:path';
 import type { Cluster } from '../cluster/schema.ts';
 import { redactUserData, renderCloudConfig } from '../cloudinit/yaml.ts';
 import { readChecks } from '../cloudinit/checks.ts';
-import { run, shellQuote, type RunResult } from '../exec/run.ts';
+import { run, shellQuote, start, type RunResult } from '../exec/run.ts';
 import type { Logger, Step } from '../log.ts';
 import type { Layout } from '../policy/layout.ts';
 import { parseDuration, parseSize } from '../profile/units.ts';
@@ -26,8 +26,8 @@ import type { Accel } from '../vm/accel.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import { startQemu, type VmRunner } from '../vm/qemu.ts';
 import { parseSerialLine, SerialTail, type CheckLine } from '../vm/serial.ts';
-import { makeExportDir, startNfsServer, type NfsServer } from './nfs.ts';
-import { networkConfig, nodeFile, nodeSpecs, parseRanks, privateNetdev, rankProblem, userMac, type NodeSpec } from './nodes.ts';
+import { makeExportDir, nfsFromGuest, startNfsServer, type NfsExport, type NfsServer } from './nfs.ts';
+import { hubArgs, networkConfig, nodeFile, nodeSpecs, parseRanks, privateNetdev, rankProblem, userMac, type NodeSpec } from './nodes.ts';
 import { makeKeyPair, ssh, type SshTarget } from './ssh.ts';
 import { exportNames, mountPointOf, pseudoOf, rehearsalUserData } from './userdata.ts';
 
@@ -75,17 +75,17 @@ export function cloudLocaldsArgs(output: string, userData: string, metaData?: st
   return ['cloud-localds', '--disk-format', 'raw', '--filesystem', 'iso9660', ...(networkConfigFile ? [`--network-config=${networkConfigFile}`] : []), output, userData, ...(metaData ? [metaData] : [])];
 }
 
-async function prepareExports(dir: string, cluster: Cluster, publicKey: string): Promise<Record<string, string>> {
+/** The exports' first contents (seeds the NFS server copies into its own filesystems), and their owners. */
+async function prepareExports(dir: string, cluster: Cluster, publicKey: string): Promise<{ seeds: Record<string, string>; exports: NfsExport[] }> {
   const { uid, gid } = cluster.owner;
-  const paths = Object.fromEntries(exportNames.map((n) => [n, join(dir, n)]));
-  await makeExportDir(paths.home!, uid, gid, 0o755);
-  await makeExportDir(join(paths.home!, '.ssh'), uid, gid, 0o700);
-  await writeFile(join(paths.home!, '.ssh', 'authorized_keys'), `${publicKey}\n`, { mode: 0o600 });
-  await run(['chown', `${uid}:${gid}`, join(paths.home!, '.ssh', 'authorized_keys')]);
-  await makeExportDir(paths.workspace!, 0, 0, 0o1777);
-  await makeExportDir(paths.software!, 0, 0, 0o755);
-  await writeFile(join(paths.software!, 'README'), 'the cluster\'s software share (mounted by guestforge rehearse)\n');
-  return paths;
+  const seeds = Object.fromEntries(exportNames.map((n) => [n, join(dir, n)]));
+  const modes: Record<string, [number, number, number]> = { home: [uid, gid, 0o755], workspace: [0, 0, 0o1777], software: [0, 0, 0o755] };
+  for (const n of exportNames) await makeExportDir(seeds[n]!, ...modes[n]!);
+  await makeExportDir(join(seeds.home!, '.ssh'), uid, gid, 0o700);
+  await writeFile(join(seeds.home!, '.ssh', 'authorized_keys'), `${publicKey}\n`, { mode: 0o600 });
+  await run(['chown', `${uid}:${gid}`, join(seeds.home!, '.ssh', 'authorized_keys')]);
+  await writeFile(join(seeds.software!, 'README'), 'the cluster\'s software share (mounted by guestforge rehearse)\n');
+  return { seeds, exports: exportNames.map((n) => ({ name: n, seed: seeds[n]!, uid: modes[n]![0], gid: modes[n]![1], mode: modes[n]![2] })) };
 }
 
 function seconds(ms: number): string {
@@ -131,25 +131,34 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
   const keyDir = join(o.workDir, 'ssh');
   await mkdir(keyDir, { recursive: true, mode: 0o700 });
   const { key, publicKey } = await makeKeyPair(keyDir, `guestforge-rehearse-${nonce}`);
-  const exportsDir = join(o.workDir, 'exports');
-  const exportPaths = await prepareExports(exportsDir, cluster, publicKey);
+  const { seeds, exports } = await prepareExports(join(o.workDir, 'exports'), cluster, publicKey);
   const home = mountPointOf(cluster, 'home');
   const nodeFileName = `pbs_nodefile.${nonce}`;
-  if (multi) await prepareMultiNode(exportPaths.home!, cluster, nonce, specs as NodeSpec[], nodeFileName);
+  if (multi) await prepareMultiNode(seeds.home!, cluster, nonce, specs as NodeSpec[], nodeFileName);
+  /** The exports as the running server holds them (its own filesystems): where the job's files are read back. */
+  let exportPaths: Record<string, string> = {};
 
   let nfs: NfsServer | undefined;
+  let hub: ReturnType<typeof start> | undefined;
   const nodes: NodeVm[] = [];
   try {
     o.step?.update('NFS server');
-    nfs = await startNfsServer(join(o.workDir, 'nfs'), exportNames.map((n) => ({ pseudo: pseudoOf(n), path: exportPaths[n]! })), o.signal);
-    log.info(`rehearse: nfs-ganesha on 127.0.0.1:${nfs.port} (the guest mounts ${exportNames.map((n) => `${pseudoOf(n)} at ${mountPointOf(cluster, n)}`).join(', ')})`);
+    nfs = await startNfsServer(join(o.workDir, 'nfs'), exports, { uid: cluster.owner.uid, gid: cluster.owner.gid }, o.signal);
+    exportPaths = Object.fromEntries(exportNames.map((n) => [n, nfs!.exportPath(n)]));
+    const server = nfs;
+    log.info(`rehearse: nfs-ganesha fenced in namespaces of its own, root squashed to ${cluster.owner.uid}:${cluster.owner.gid}, reached only through ${server.socket} (the guest mounts ${exportNames.map((n) => `${nfsFromGuest.address}:${pseudoOf(n)} at ${mountPointOf(cluster, n)}`).join(', ')})`);
     const checksScript = await readChecks('rehearse-checks.sh');
-    const linkPorts = multi ? await twoPorts() : [];
+    const segmentDir = join(o.workDir, 'segment');
+    if (multi) await mkdir(segmentDir, { mode: 0o700 });
+    if (count > 2) {
+      hub = start(hubArgs(specs as NodeSpec[], segmentDir), { stderrFile: join(o.logDir, 'rehearse-segment-hub.log') });
+      void hub.catch(() => undefined);
+    }
 
     for (const spec of specs) {
       const tag = spec ? `-${spec.name}` : '';
       const userData = renderCloudConfig(rehearsalUserData(cluster, {
-        nfsPort: nfs.port, nonce, checks: checksScript, layout: o.layout,
+        nonce, checks: checksScript, layout: o.layout,
         ...(spec ? { role: { node: spec, all: specs as NodeSpec[], subnet: cluster.nodes.subnet } } : {}),
       }));
       const seedDir = join(o.workDir, `seed${tag}`);
@@ -185,7 +194,8 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
         memoryMiB: Math.floor(parseSize(cluster.vm.memory) / 1024 / 1024), cpus: cluster.vm.cpus, accel: o.accel,
         machine: cluster.vm.machine, cpuModel: cluster.vm.cpu, serialLog: n.serialLog, qmpSocket: join(o.workDir, `qmp${n.spec ? `-${n.spec.name}` : ''}.sock`),
         unsafeCache: true, hostForward: { hostPort: n.target.port, guestPort: 22 },
-        ...(n.spec ? { privateNic: { netdev: privateNetdev(n.spec, count, linkPorts), mac: n.spec.mac, userMac } } : {}),
+        guestForwards: [{ ...nfsFromGuest, command: ['socat', 'STDIO', `UNIX-CONNECT:${server.socket}`] }],
+        ...(n.spec ? { privateNic: { netdev: privateNetdev(n.spec, count, segmentDir), mac: n.spec.mac, userMac } } : {}),
       }, n.label);
       n.tail = new SerialTail(n.serialLog);
       log.info(`rehearse: booting ${n.spec ? `${n.spec.name} (${n.spec.address} on ${cluster.nodes.subnet}) ` : 'the VM '}(${cluster.vm.machine}, cpu ${cluster.vm.cpu}, seed on ${cluster.seed.transport}, instance-id ${cluster.seed.instanceId === 'fixed' ? 'iid-local01' : 'fresh'}); SSH on 127.0.0.1:${n.target.port}`);
@@ -291,6 +301,8 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
   } finally {
     // Every VM and the NFS server are stopped even when one stop fails.
     await Promise.allSettled(nodes.map((n) => n.vm?.stop()));
+    hub?.kill('SIGTERM');
+    await hub?.catch(() => undefined);
     await nfs?.stop();
     for (const n of nodes) {
       await rm(n.overlay, { force: true });
@@ -390,15 +402,6 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
     checks.push({ id: 'mpi.ucx-rxe', status: ucxProblem === undefined ? 'pass' : 'warn', detail: ucxProblem === undefined
       ? `Open MPI over UCX on ${dev1}/${dev2} (${ucxArgs}): ${ucxText.trim().split('\n').filter((l) => l.startsWith('rank ')).join(' | ')}`
       : `Open MPI over UCX on rxe did not work (jobs use TCP): ${ucxProblem}` });
-  }
-}
-
-/** Two distinct free loopback ports for the VMs' link. */
-async function twoPorts(): Promise<number[]> {
-  const a = await freePort();
-  for (;;) {
-    const b = await freePort();
-    if (b !== a) return [a, b];
   }
 }
 

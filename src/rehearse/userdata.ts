@@ -9,6 +9,7 @@ import { posix } from 'node:path';
 import type { Cluster, NfsExportName } from '../cluster/schema.ts';
 import type { CloudConfig } from '../os/types.ts';
 import { inGuestLayoutChecks, type Layout } from '../policy/layout.ts';
+import { nfsFromGuest } from './nfs.ts';
 import { hostsLines, mpiSiteCommand, mpiSiteDir, mpiSiteSettings, type NodeSpec } from './nodes.ts';
 
 /** A node of a multi-node rehearsal: its name and address, and every node (for /etc/hosts). */
@@ -18,8 +19,6 @@ export interface NodeRole {
   subnet: string;
 }
 
-/** The host as a slirp guest sees it. */
-export const hostFromGuest = '10.0.2.2';
 export const checksPath = '/var/lib/guestforge/rehearse-checks.sh';
 
 export const exportNames: NfsExportName[] = ['home', 'workspace', 'software'];
@@ -33,7 +32,7 @@ export function pseudoOf(name: NfsExportName): string {
   return `/${name}`;
 }
 
-export function rehearsalUserData(cluster: Cluster, options: { nfsPort: number; nonce: string; checks: string; layout: Layout; role?: NodeRole }): CloudConfig {
+export function rehearsalUserData(cluster: Cluster, options: { nonce: string; checks: string; layout: Layout; role?: NodeRole }): CloudConfig {
   const { owner } = cluster;
   const home = mountPointOf(cluster, 'home');
   const workspace = mountPointOf(cluster, 'workspace');
@@ -55,7 +54,7 @@ export function rehearsalUserData(cluster: Cluster, options: { nfsPort: number; 
       ['mkdir', '-p', workspace, '/var/spool/torque', home],
     ],
     mounts: exportNames.map((n) => [
-      `${hostFromGuest}:${pseudoOf(n)}`, mountPointOf(cluster, n), 'nfs4', `vers=4.1,port=${options.nfsPort},_netdev`, '0', '0',
+      `${nfsFromGuest.address}:${pseudoOf(n)}`, mountPointOf(cluster, n), 'nfs4', `vers=4.1,port=${nfsFromGuest.port},_netdev`, '0', '0',
     ]),
     write_files: [
       { path: checksPath, permissions: '0755', content: script },

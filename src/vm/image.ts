@@ -10,6 +10,7 @@ import { UsageError } from '../errors.ts';
 import { CommandError, run } from '../exec/run.ts';
 import { isUnder } from '../policy/paths.ts';
 import { qemuOptValue } from './qemu-args.ts';
+import { untrustedPathProblem } from '../util/trusted-path.ts';
 
 export interface ImageInfo {
   format: string;
@@ -79,6 +80,14 @@ export async function checkedBackingChain(image: string, command: string, option
     }
     const st = await stat(real);
     if (!st.isFile()) throw new UsageError(`${command}: ${real} in ${image}'s chain is not a regular file`);
+    // Checked now, opened by path later (qemu, libguestfs): only if no other user can swap or change it in between.
+    const untrusted = (await writableByOthers(real, st)) ?? (await untrustedPathProblem(dirname(real), { mustExist: true }))
+      ?? (chain.length === 0 ? await untrustedPathProblem(dirname(resolve(image)), { mustExist: true }) : undefined);
+    if (untrusted) {
+      throw new UsageError(`${command}: ${image}${real === resolve(image) ? '' : ` (${real})`} can be changed by another user: ${untrusted}`, {
+        hint: 'guestforge checks the image, then opens it again by name: copy it into a folder only root or you can write, and name that copy',
+      });
+    }
     // qemu-img's refusal of a file from elsewhere (a malformed descriptor, a missing extent) is a bad input, said with the file.
     const info = await imageInfo(path).catch((error: unknown) => {
       if (!(error instanceof CommandError) && !(error instanceof SyntaxError)) throw error;
@@ -101,6 +110,15 @@ export async function checkedBackingChain(image: string, command: string, option
     if (chain.length >= maxBackingDepth) throw new UsageError(`${command}: ${image}'s backing chain is deeper than ${maxBackingDepth}`, { hint: 'flatten it: qemu-img convert -O qcow2' });
     path = info.backing;
   }
+}
+
+/** Why another user could change this file (its owner, its mode), or undefined. */
+async function writableByOthers(path: string, st: { uid: number; gid: number; mode: number }): Promise<string | undefined> {
+  const me = process.geteuid?.() ?? 0;
+  if (st.uid !== 0 && st.uid !== me) return `${path} belongs to uid ${st.uid}, another user`;
+  const myGroup = process.getegid?.() ?? 0;
+  if ((st.mode & 0o002) !== 0 || ((st.mode & 0o020) !== 0 && st.gid !== 0 && st.gid !== myGroup)) return `${path} can be written by other users (mode ${(st.mode & 0o7777).toString(8)})`;
+  return undefined;
 }
 
 /**

@@ -4,6 +4,7 @@
  */
 import type { Accel } from './accel.ts';
 import { qemuAccelArgs } from './accel.ts';
+import { shellQuote } from '../util/quote.ts';
 
 export interface VmSpec {
   disk: string;
@@ -23,6 +24,12 @@ export interface VmSpec {
   allowReboot?: boolean;
   /** Forward a loopback host port to a guest port (OSv's upload daemon, SSH). */
   hostForward?: { hostPort: number; guestPort: number };
+  /**
+   * Guest connections to address:port run `command` (slirp spawns it per
+   * connection, the connection as its stdin and stdout): the rehearsal's NFS
+   * server, which listens on no host address.
+   */
+  guestForwards?: { address: string; port: number; command: string[] }[];
   /**
    * The guest reaches nothing outside: no mirror, and not the host's loopback
    * services at 10.0.2.2 (slirp `restrict=on`; the host forward still works).
@@ -62,11 +69,13 @@ export function driveArgs(spec: VmSpec): string[] {
   return args;
 }
 
-export function netdevArg(spec: Pick<VmSpec, 'hostForward' | 'isolated'>): string {
+export function netdevArg(spec: Pick<VmSpec, 'hostForward' | 'isolated' | 'guestForwards'>): string {
   return [
     'user,id=net0',
     ...(spec.isolated ? ['restrict=on'] : []),
     ...(spec.hostForward ? [`hostfwd=tcp:127.0.0.1:${spec.hostForward.hostPort}-:${spec.hostForward.guestPort}`] : []),
+    // libslirp splits the command as a shell would (g_shell_parse_argv): quoted by the one helper.
+    ...(spec.guestForwards ?? []).map((f) => `guestfwd=tcp:${f.address}:${f.port}-cmd:${qemuOptValue(shellQuote(f.command))}`),
   ].join(',');
 }
 
