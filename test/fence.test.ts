@@ -6,7 +6,9 @@
  * any file handle: played here by the NFS client in test/fixtures through
  * the same socket slirp's forward uses). Before the fence each attack
  * worked: as `nobody`, a forged handle for the root of the host's disk read
- * a 0600 file in /root and made a folder there.
+ * a 0600 file in /root and made a folder there. A control test sets a server
+ * up the old way (fenced in a network namespace all the same) and shows the
+ * same attacks succeed against it.
  */
 import { lstat, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -121,6 +123,63 @@ t('the private segment takes no frame from a local user: the VMs\' links and the
   } finally {
     hub.kill('SIGTERM');
     await hub.catch(() => undefined);
+  }
+});
+
+t('control: the same attacks on a server set up as before the fence (an export in a host folder, no root squash) succeed, so the checks above can fail', async () => {
+  // Fenced in a network namespace of its own all the same: the control must not expose this host while the test runs.
+  const dir = join(tmp, 'control');
+  await mkdir(join(dir, 'export'), { recursive: true, mode: 0o700 });
+  await writeFile(join(dir, 'ganesha.conf'), [
+    'NFS_CORE_PARAM { Protocols = 4; NFS_Port = 2049; Enable_NLM = false; Enable_RQUOTA = false; }',
+    `NFSV4 { Graceless = true; RecoveryBackend = fs; RecoveryRoot = "${dir}/recovery"; Only_Numeric_Owners = true; UseGetpwnam = true; }`,
+    `EXPORT { Export_Id = 1; Path = "${dir}/export"; Pseudo = "/home"; Access_Type = RW; Squash = No_Root_Squash; Protocols = 4; SecType = sys; FSAL { Name = VFS; } CLIENT { Clients = 127.0.0.1; Access_Type = RW; } }`,
+    '',
+  ].join('\n'));
+  const control = start(['setpriv', '--pdeathsig', 'KILL', 'unshare', '--net', '--fork', '--kill-child=SIGKILL', 'sh', '-c',
+    `ip link set lo up && exec ganesha.nfsd -F -L STDERR -f ${dir}/ganesha.conf -p ${dir}/ganesha.pid`], { stderrFile: join(dir, 'ganesha.log') });
+  void control.catch(() => undefined);
+  try {
+    let pid = '';
+    for (let i = 0; i < 100 && !pid; i += 1) {
+      await new Promise((r) => setTimeout(r, 200));
+      pid = (await readFile(`/proc/${control.pid}/task/${control.pid}/children`, 'utf8').catch(() => '')).trim().split(/\s+/)[0] ?? '';
+    }
+    assert.ok(pid, 'the control server started');
+    // As nobody, from inside the control's network (where, before the fence, every local user was).
+    const asNobody = async (args: string[]) => {
+      for (let i = 0; ; i += 1) {
+        const r = await run(['nsenter', `--net=/proc/${pid}/ns/net`, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', python, probe, '127.0.0.1:2049', ...args], { allowFailure: true, timeoutMs: 30_000 });
+        const result = JSON.parse(r.stdout) as ProbeResult;
+        if (!result.connect || i >= 40) return result;
+        await new Promise((res) => setTimeout(res, 500)); // still starting
+      }
+    };
+    const home = await asNobody(['handle', 'home']);
+    const handle = handleOf(home);
+    assert.ok(handle, JSON.stringify(home));
+    const fsid = (await run(['stat', '-f', '-c', '%i', dir])).stdout.trim();
+    const forged = (JSON.parse((await run([python, probe, 'x', 'forge', handle!, fsid, '2', '0'])).stdout) as { handle: string }).handle;
+    const escaped = await asNobody(['lookup', forged, 'root']);
+    assert.is(escaped.status, 'OK', `the forged handle reached /root of the disk that holds ${dir}: ${JSON.stringify(escaped)}`);
+    assert.is((await asNobody(['mkdir', handle!, 'by-root'])).status, 'OK');
+    assert.is((await lstat(join(dir, 'export', 'by-root'))).uid, 0, 'root was not squashed');
+  } finally {
+    control.kill('SIGKILL');
+    await control.catch(() => undefined);
+  }
+  // The segment as it was: a datagram to the link's loopback port is taken from anyone.
+  const port = 40000 + Math.floor(Math.random() * 20000);
+  const old = start(['qemu-system-x86_64', '-machine', 'none', '-nodefaults', '-display', 'none', '-netdev',
+    `dgram,id=net1,local.type=inet,local.host=127.0.0.1,local.port=${port},remote.type=inet,remote.host=127.0.0.1,remote.port=${port + 1}`], { stderrFile: join(tmp, 'old-link.log') });
+  void old.catch(() => undefined);
+  try {
+    const inject = `import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ntry:\n  s.sendto(b'\\xff'*60,('127.0.0.1',int(sys.argv[1]))); print('sent')\nexcept OSError as e: print(type(e).__name__)`;
+    const asNobody = await run(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', python, '-c', inject, String(port)]);
+    assert.is(asNobody.stdout.trim(), 'sent');
+  } finally {
+    old.kill('SIGKILL');
+    await old.catch(() => undefined);
   }
 });
 
