@@ -13,6 +13,7 @@ import * as assert from 'uvu/assert';
 import { loadClusterOrThrow } from '../src/cluster/load.ts';
 import { subnetProblem } from '../src/cluster/schema.ts';
 import { defaultLayout } from '../src/profile/schema.ts';
+import { mirrorForwards, mirrorHostsLines } from '../src/rehearse/mirror.ts';
 import { hubArgs, hostMemoryProblem, mpiSiteCommand, mpiSiteDir, mpiSiteSettings, networkConfig, nodeFile, nodeSpecs, parseRanks, privateNetdev, rankProblem, userMac } from '../src/rehearse/nodes.ts';
 import { cloudLocaldsArgs, ibSendBwLine } from '../src/rehearse/run.ts';
 import { rehearsalUserData } from '../src/rehearse/userdata.ts';
@@ -76,6 +77,27 @@ t('each VM: network-config by MAC, its hostname, every node in /etc/hosts, Open 
   assert.is(single.hostname, undefined, 'one VM keeps the image\'s hostname, as before');
   assert.not.ok((single.write_files as { path: string }[]).some((f) => f.path === '/etc/hosts'));
   assert.equal(cloudLocaldsArgs('/w/seed.img', '/w/ud', undefined, '/w/nc'), ['cloud-localds', '--disk-format', 'raw', '--filesystem', 'iso9660', '--network-config=/w/nc', '/w/seed.img', '/w/ud']);
+});
+
+t('mirrors the restricted guests may reach: one address per host name, a forward per port, /etc/hosts lines; addresses, other schemes and credentials handled', async () => {
+  const { forwards, skipped } = mirrorForwards([
+    'http://mirror.example/debian', 'http://mirror.example/debian-security', 'https://mirror.example/x', 'http://u:secret@other.example:8080/debian?token=t',
+    'http://192.0.2.7/debian', 'file:///srv/repo', 'ftp://old.example/debian', 'not a url',
+  ]);
+  assert.equal(forwards, [
+    { host: 'mirror.example', address: '10.0.2.101', port: 80 },
+    { host: 'mirror.example', address: '10.0.2.101', port: 443 },
+    { host: 'other.example', address: '10.0.2.102', port: 8080 },
+  ]);
+  assert.equal(skipped, [
+    'http://192.0.2.7/debian: a mirror named by address, not by name, cannot be forwarded',
+    'ftp://old.example/debian: only http and https mirrors are forwarded',
+    '<redacted: not a URL>: not a URL',
+  ]);
+  assert.not.match(skipped.join(' '), /secret|token=t/);
+  assert.is(mirrorHostsLines(forwards), '10.0.2.101 mirror.example\n10.0.2.102 other.example\n');
+  const ud = rehearsalUserData(await loadClusterOrThrow(), { nonce: 'N', checks: '#!/bin/sh\n', layout: defaultLayout, mirrorHosts: mirrorHostsLines(forwards) }) as Record<string, any>;
+  assert.equal((ud.write_files as { path: string }[]).find((f) => f.path === '/etc/hosts'), { path: '/etc/hosts', append: true, content: '10.0.2.101 mirror.example\n10.0.2.102 other.example\n' });
 });
 
 t('Open MPI site settings: Open MPI 5 gets sm and PRRTE\'s own file, Open MPI 4 vader and ORTE\'s oob in one file', async () => {

@@ -9,6 +9,7 @@ import { Logger } from '../log.ts';
 import { withSignals } from '../pipeline/signals.ts';
 import { loadProfileOrThrow } from '../profile/index.ts';
 import { defaultLayout } from '../profile/schema.ts';
+import { readHostSources } from '../host/apt-sources.ts';
 import { writeJunit } from '../report/junit.ts';
 import { formatRehearsal, rehearsalJunitCases } from '../rehearse/report.ts';
 import { rehearseImage } from '../rehearse/run.ts';
@@ -44,7 +45,11 @@ export async function run(args: string[]): Promise<number> {
   const cluster = await loadClusterOrThrow(values.cluster ?? defaultClusterFile);
   const count = nodes ?? cluster.nodes.count;
   if (values.require === 'vrdma' && count < 2) throw new UsageError('rehearse: --require vrdma checks RDMA between VMs: give --nodes 2 or more', { hint: 'one VM\'s vRDMA is proven by the smoke boot of a vrdma profile (its loopback check)' });
-  const layout = values.profile ? (await loadProfileOrThrow(values.profile)).profile.layout : defaultLayout;
+  const profile = values.profile ? (await loadProfileOrThrow(values.profile)).profile : undefined;
+  const layout = profile?.layout ?? defaultLayout;
+  // What the guests' apt may reach: the mirrors images are built from (the host's apt sources, or the profile's own).
+  const profileMirror = profile?.base.bootstrap?.mirror;
+  const mirrors = [...new Set([...(await readHostSources()).map((s) => s.uri), ...(profileMirror && profileMirror !== 'auto' ? [profileMirror] : [])])];
   const format = await diskFormatOf(image, 'rehearse', { allowBacking: Boolean(values['allow-backing']) });
   const log = new Logger({ verbose: Boolean(values.verbose) });
   // More than the host has at all is refused; more than it has free now is said (qemu takes guest memory as it is used).
@@ -61,7 +66,7 @@ export async function run(args: string[]): Promise<number> {
     try {
       const r = await rehearseImage({ path: resolve(image), format }, {
         cluster, layout, accel: await resolveAccel(accelWanted, log), nonce, workDir, logDir, log, signal, step,
-        nodes: count, requireVrdma: values.require === 'vrdma',
+        nodes: count, requireVrdma: values.require === 'vrdma', mirrors,
       });
       if (r.ok) step.succeed(`job-ready after ${((r.jobReadyMs ?? 0) / 1000).toFixed(1)} s${count > 1 ? ` (all ${count} VMs)` : ''}`);
       else step.fail();

@@ -26,6 +26,7 @@ import type { Accel } from '../vm/accel.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import { startQemu, type VmRunner } from '../vm/qemu.ts';
 import { parseSerialLine, SerialTail, type CheckLine } from '../vm/serial.ts';
+import { mirrorForwards, mirrorHostsLines } from './mirror.ts';
 import { makeExportDir, nfsFromGuest, startNfsServer, type NfsExport, type NfsServer } from './nfs.ts';
 import { hubArgs, networkConfig, nodeFile, nodeSpecs, parseRanks, privateNetdev, rankProblem, userMac, type NodeSpec } from './nodes.ts';
 import { makeKeyPair, ssh, type SshTarget } from './ssh.ts';
@@ -45,6 +46,8 @@ export interface RehearseOptions {
   nodes?: number;
   /** Fail when the image cannot do RDMA between the VMs (multi-node). */
   requireVrdma?: boolean;
+  /** The package mirrors' URLs the guests may reach (the host's apt sources, the profile's mirror). */
+  mirrors?: string[];
 }
 
 export interface RehearsalCheck extends CheckLine {
@@ -148,6 +151,9 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
     const server = nfs;
     log.info(`rehearse: nfs-ganesha fenced in namespaces of its own, root squashed to ${cluster.owner.uid}:${cluster.owner.gid}, reached only through ${server.socket} (the guest mounts ${exportNames.map((n) => `${nfsFromGuest.address}:${pseudoOf(n)} at ${mountPointOf(cluster, n)}`).join(', ')})`);
     const checksScript = await readChecks('rehearse-checks.sh');
+    const mirror = mirrorForwards(o.mirrors ?? []);
+    for (const why of mirror.skipped) log.warn(`rehearse: the guests cannot reach ${why}`);
+    log.info(`rehearse: the guests' user network is restricted; they reach the NFS server, ${mirror.forwards.length ? `the mirror${mirror.forwards.length > 1 ? 's' : ''} ${mirror.forwards.map((f) => `${f.host}:${f.port}`).join(', ')}` : 'no mirror'} and nothing else of the host`);
     const segmentDir = join(o.workDir, 'segment');
     if (multi) await mkdir(segmentDir, { mode: 0o700 });
     if (count > 2) {
@@ -158,7 +164,7 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
     for (const spec of specs) {
       const tag = spec ? `-${spec.name}` : '';
       const userData = renderCloudConfig(rehearsalUserData(cluster, {
-        nonce, checks: checksScript, layout: o.layout,
+        nonce, checks: checksScript, layout: o.layout, mirrorHosts: mirrorHostsLines(mirror.forwards),
         ...(spec ? { role: { node: spec, all: specs as NodeSpec[], subnet: cluster.nodes.subnet } } : {}),
       }));
       const seedDir = join(o.workDir, `seed${tag}`);
@@ -194,7 +200,11 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
         memoryMiB: Math.floor(parseSize(cluster.vm.memory) / 1024 / 1024), cpus: cluster.vm.cpus, accel: o.accel,
         machine: cluster.vm.machine, cpuModel: cluster.vm.cpu, serialLog: n.serialLog, qmpSocket: join(o.workDir, `qmp${n.spec ? `-${n.spec.name}` : ''}.sock`),
         unsafeCache: true, hostForward: { hostPort: n.target.port, guestPort: 22 },
-        guestForwards: [{ ...nfsFromGuest, command: ['socat', 'STDIO', `UNIX-CONNECT:${server.socket}`] }],
+        isolated: true,
+        guestForwards: [
+          { ...nfsFromGuest, command: ['socat', 'STDIO', `UNIX-CONNECT:${server.socket}`] },
+          ...mirror.forwards.map((f) => ({ address: f.address, port: f.port, command: ['socat', 'STDIO', `TCP:${f.host}:${f.port}`] })),
+        ],
         ...(n.spec ? { privateNic: { netdev: privateNetdev(n.spec, count, segmentDir), mac: n.spec.mac, userMac } } : {}),
       }, n.label);
       n.tail = new SerialTail(n.serialLog);

@@ -32,7 +32,7 @@ export function pseudoOf(name: NfsExportName): string {
   return `/${name}`;
 }
 
-export function rehearsalUserData(cluster: Cluster, options: { nonce: string; checks: string; layout: Layout; role?: NodeRole }): CloudConfig {
+export function rehearsalUserData(cluster: Cluster, options: { nonce: string; checks: string; layout: Layout; role?: NodeRole; mirrorHosts?: string }): CloudConfig {
   const { owner } = cluster;
   const home = mountPointOf(cluster, 'home');
   const workspace = mountPointOf(cluster, 'workspace');
@@ -59,8 +59,9 @@ export function rehearsalUserData(cluster: Cluster, options: { nonce: string; ch
     write_files: [
       { path: checksPath, permissions: '0755', content: script },
       // What the cluster's own nodes have: every node by name, and Open MPI told which network is the cluster's.
+      // The package mirrors by the addresses the restricted user network forwards (rehearse/mirror.ts).
+      ...(options.role || options.mirrorHosts ? [{ path: '/etc/hosts', append: true, content: `${options.role ? hostsLines(options.role.all) : ''}${options.mirrorHosts ?? ''}` }] : []),
       ...(options.role ? [
-        { path: '/etc/hosts', append: true, content: hostsLines(options.role.all) },
         ...Object.entries(mpiSiteSettings(options.role.subnet)).map(([name, content]) => ({ path: `${mpiSiteDir}/${name}.conf`, permissions: '0644', content })),
       ] : []),
     ],
