@@ -18,6 +18,8 @@ import { driverFor } from '../src/os/index.ts';
 import { loadProfileOrThrow } from '../src/profile/index.ts';
 import { makeWorkDir } from '../src/util/workdir.ts';
 import { redactUrlsIn } from '../src/util/url.ts';
+import { splitMirrorUrl, splitSourceLines } from '../src/os/debian/apt-auth.ts';
+import { rejects } from './helpers/rejects.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const tmp = await mkdtemp(join(tmpdir(), 'gf-secrets-'));
@@ -112,6 +114,26 @@ test('URLs with credentials or a query token are hidden in failed commands and p
     assert.is(r.exitCode, 0, r.all);
     assert.not.match(r.all, /s3cret|token=/, args.join(' '));
   }
+});
+
+const credMirror = 'http://alice:s3cret@127.0.0.1:9/debian';
+const noCredentials = (text: string, what: string) => assert.not.match(text, /s3cret|alice/, `${what}:\n${text}`);
+
+test('a mirror URL splits into the URL apt is given and its apt_auth.conf line', async () => {
+  assert.equal(splitMirrorUrl(credMirror), { url: 'http://127.0.0.1:9/debian', auth: 'machine http://127.0.0.1:9/debian/ login alice password s3cret' });
+  // The scheme is always named: without one apt matches https only.
+  assert.equal(splitMirrorUrl('https://bob@mirror.example/debian/'), { url: 'https://mirror.example/debian/', auth: 'machine https://mirror.example/debian/ login bob' });
+  // The auth file takes the words as they are: percent-encoding is undone.
+  assert.is(splitMirrorUrl('http://al%40ce:p%40ss%3Aw%23@mirror.example').auth, 'machine http://mirror.example/ login al@ce password p@ss:w#');
+  assert.equal(splitMirrorUrl('http://mirror.example/debian'), { url: 'http://mirror.example/debian' }, 'no credentials: as written');
+  for (const url of ['http://alice:two%20words@mirror.example/debian', 'http://:s3cret@mirror.example/debian', 'http://alice:bad%zz@mirror.example/']) {
+    const error = await rejects(() => splitMirrorUrl(url), /user name or password that apt's auth file cannot hold/, url);
+    noCredentials(error.message, url);
+  }
+  const split = splitSourceLines([`deb ${credMirror} bookworm main`, `deb ${credMirror} bookworm-updates main`, 'deb [arch=amd64] http://carol:pw2@127.0.0.1:9/security bookworm-security main', 'deb http://127.0.0.1:9/other bookworm main']);
+  assert.equal(split.lines, ['deb http://127.0.0.1:9/debian bookworm main', 'deb http://127.0.0.1:9/debian bookworm-updates main', 'deb [arch=amd64] http://127.0.0.1:9/security bookworm-security main', 'deb http://127.0.0.1:9/other bookworm main']);
+  assert.is(split.auth, 'machine http://127.0.0.1:9/debian/ login alice password s3cret\nmachine http://127.0.0.1:9/security/ login carol password pw2\n');
+  assert.is(splitSourceLines(['deb http://127.0.0.1:9/debian bookworm main']).auth, '');
 });
 
 test.run();
