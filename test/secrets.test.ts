@@ -18,7 +18,9 @@ import { driverFor } from '../src/os/index.ts';
 import { loadProfileOrThrow } from '../src/profile/index.ts';
 import { makeWorkDir } from '../src/util/workdir.ts';
 import { redactUrlsIn } from '../src/util/url.ts';
-import { splitMirrorUrl, splitSourceLines } from '../src/os/debian/apt-auth.ts';
+import { aptAuthPath, splitMirrorUrl, splitSourceLines } from '../src/os/debian/apt-auth.ts';
+import { bootstrapKey, mmdebstrapArgs } from '../src/os/debian/bootstrap.ts';
+import { writeOwnerOnly } from '../src/util/fs.ts';
 import { rejects } from './helpers/rejects.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -134,6 +136,43 @@ test('a mirror URL splits into the URL apt is given and its apt_auth.conf line',
   assert.equal(split.lines, ['deb http://127.0.0.1:9/debian bookworm main', 'deb http://127.0.0.1:9/debian bookworm-updates main', 'deb [arch=amd64] http://127.0.0.1:9/security bookworm-security main', 'deb http://127.0.0.1:9/other bookworm main']);
   assert.is(split.auth, 'machine http://127.0.0.1:9/debian/ login alice password s3cret\nmachine http://127.0.0.1:9/security/ login carol password pw2\n');
   assert.is(splitSourceLines(['deb http://127.0.0.1:9/debian bookworm main']).auth, '');
+});
+
+test('mmdebstrap: no credentials in its argv, an owner-only auth file its hooks put in the tree and take out, none in the cache key', async () => {
+  const { profile } = await loadProfileOrThrow(join(root, 'profiles', 'debian-12-hpc.yaml'));
+  const lines = [`deb ${credMirror} bookworm main`];
+  const authFile = join(tmp, "work dir's", 'mirror-auth.conf');
+  const argv = mmdebstrapArgs(profile, lines, '/t', [], authFile);
+  noCredentials(argv.join('\n'), 'argv');
+  assert.is(argv.at(-1), 'deb http://127.0.0.1:9/debian bookworm main');
+  assert.throws(() => mmdebstrapArgs(profile, lines, '/t'), /give the auth file/);
+  const plain = mmdebstrapArgs(profile, ['deb http://127.0.0.1:9/debian bookworm main'], '/t', [], authFile);
+  assert.not.ok(plain.some((a) => a.includes(aptAuthPath) || a.startsWith('--setup-hook')), 'no hooks for a mirror without credentials');
+
+  // The hooks as mmdebstrap runs them (sh -c HOOK exec TREE), on a folder in place of the tree.
+  const work = join(tmp, "work dir's");
+  await mkdir(work, { mode: 0o700 });
+  await writeOwnerOnly(authFile, splitSourceLines(lines).auth);
+  assert.is(await modeOf(authFile), 0o600);
+  const tree = join(work, 'rootfs');
+  const hook = (kind: string) => argv.filter((a) => a.startsWith(`--${kind}-hook=`)).map((a) => a.slice(`--${kind}-hook=`.length));
+  assert.is(hook('setup').length, 1);
+  await execa('sh', ['-c', hook('setup')[0]!, 'exec', tree]);
+  assert.is(await readFile(join(tree, aptAuthPath), 'utf8'), 'machine http://127.0.0.1:9/debian/ login alice password s3cret\n');
+  assert.is(await modeOf(join(tree, aptAuthPath)), 0o600);
+  assert.match(hook('customize').at(-1)!, /^rm -f /, 'removed by the last customize hook, after customize.sh');
+  await execa('sh', ['-c', hook('customize').at(-1)!, 'exec', tree]);
+  assert.is(await stat(join(tree, aptAuthPath)).then(() => 'there', () => 'gone'), 'gone');
+
+  // An auth file is written only where others cannot look.
+  await mkdir(join(tmp, 'open'), { mode: 0o755 });
+  await rejects(writeOwnerOnly(join(tmp, 'open', 'a.conf'), 'x'), /not owner-only/);
+
+  const key = await bootstrapKey(profile, lines);
+  assert.match(key, /^[0-9a-f]{16}$/);
+  assert.is(await bootstrapKey(profile, lines), key, 'where the work folder is does not matter');
+  assert.is.not(await bootstrapKey(profile, [`deb ${credMirror.replace('s3cret', 'other')} bookworm main`]), key, 'the credentials count, hashed');
+  assert.is.not(await bootstrapKey(profile, ['deb http://127.0.0.1:9/debian bookworm main']), key);
 });
 
 test.run();

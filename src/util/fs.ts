@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
-import { lstat, mkdir, open, readdir, readlink, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readlink, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, basename } from 'node:path';
 
 export async function sha256File(path: string): Promise<string> {
@@ -33,6 +33,18 @@ export async function writeFileAtomic(path: string, data: string | Buffer, mode?
     await rm(temp, { force: true });
     throw error;
   }
+}
+
+/**
+ * A file for its owner's eyes only (0600) in a folder no one else may enter: a
+ * secret on its way to a program. Made anew with O_EXCL, so a link left in its
+ * place is not followed.
+ */
+export async function writeOwnerOnly(path: string, data: string): Promise<void> {
+  const folder = (await stat(dirname(path))).mode & 0o777;
+  if (folder & 0o077) throw new Error(`writeOwnerOnly: ${dirname(path)} has mode ${folder.toString(8)}, not owner-only`);
+  await rm(path, { force: true });
+  await writeFile(path, data, { mode: 0o600, flag: 'wx' });
 }
 
 /** One hash over a file or a folder tree: names, modes, symlink targets and contents. */

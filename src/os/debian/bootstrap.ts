@@ -14,8 +14,9 @@ import type { Step } from '../../log.ts';
 import type { Profile } from '../../profile/schema.ts';
 import { parseSize } from '../../profile/units.ts';
 import { projectRoot } from '../../util/project.ts';
-import { sha256Text } from '../../util/fs.ts';
+import { sha256Text, writeOwnerOnly } from '../../util/fs.ts';
 import { mirrorLines } from '../../host/apt-sources.ts';
+import { aptAuthPath, splitSourceLines } from './apt-auth.ts';
 import { activeTrims, type StubPackage } from '../../policy/boot.ts';
 import type { BuildContext } from '../../stages/types.ts';
 
@@ -64,10 +65,21 @@ export async function buildStubDeb(stub: StubPackage, dir: string): Promise<stri
   return deb;
 }
 
-/** Pure: the mmdebstrap command line. `stubDebs`: the paths of stubPackages(profile) as .deb files. */
-export function mmdebstrapArgs(profile: Profile, mirrors: string[], target: string, stubDebs: readonly string[] = []): string[] {
+/**
+ * Pure: the mmdebstrap command line. `stubDebs`: the paths of stubPackages(profile) as .deb files.
+ * `authFile`: where the mirrors' credentials are (splitSourceLines(mirrors).auth), needed when
+ * they have any: the mirror lines here have none, since any user can read a command line.
+ */
+export function mmdebstrapArgs(profile: Profile, mirrors: string[], target: string, stubDebs: readonly string[] = [], authFile?: string): string[] {
   const bootstrap = profile.base.bootstrap;
   if (!bootstrap) throw new Error('mmdebstrapArgs: profile has no base.bootstrap');
+  const sources = splitSourceLines(mirrors);
+  if (sources.auth && !authFile) throw new Error('mmdebstrapArgs: a mirror has credentials: give the auth file');
+  // mmdebstrap's apt runs with the tree as its Dir, so it reads the tree's auth.conf.d; the last
+  // customize hook removes the file before the tree becomes the disk.
+  const auth = sources.auth
+    ? { setup: [`--setup-hook=install -D -m 0600 ${shellQuote([authFile!])} "$1${aptAuthPath}"`], customize: [`--customize-hook=rm -f "$1${aptAuthPath}"`] }
+    : { setup: [], customize: [] };
   const trims = activeTrims(profile).flatMap((t) => (t.bootstrap ? [t.bootstrap] : []));
   if (stubDebs.length !== stubPackages(profile).length) throw new Error('mmdebstrapArgs: one .deb per stub package');
   // The stubs are installed by the essential hook, before apt resolves --include: their Provides count.
@@ -82,10 +94,12 @@ export function mmdebstrapArgs(profile: Profile, mirrors: string[], target: stri
     '--aptopt=Acquire::Retries "3"',
     ...trims.flatMap((t) => t.dpkgopt ?? []).map((o) => `--dpkgopt=${o}`),
     `--essential-hook=sh ${shellQuote([join(hookDir, 'essential.sh')])} "$1"${hookArgs}`,
+    ...auth.setup,
     `--customize-hook=sh ${shellQuote([join(hookDir, 'customize.sh')])} "$1"`,
+    ...auth.customize,
     bootstrap.suite,
     target,
-    ...mirrors,
+    ...sources.lines,
   ];
 }
 
@@ -140,13 +154,16 @@ export async function bootstrapBase(ctx: BuildContext, step: Step, output: strin
   const suite = profile.base.bootstrap!.suite;
   const rootDir = join(ctx.workDir, 'rootfs');
   const raw = join(ctx.workDir, 'base.raw');
+  const authFile = join(ctx.workDir, 'mirror-auth.conf');
   await rm(rootDir, { recursive: true, force: true });
-  await mkdir(ctx.workDir, { recursive: true });
+  await mkdir(ctx.workDir, { recursive: true, mode: 0o700 });
   try {
     step.update(`mmdebstrap ${suite} from ${redactUrl(mirrors[0]?.split(' ')[1] ?? '?')}`);
     const logFile = join(ctx.logDir, 'mmdebstrap.log');
     const stubDebs = await Promise.all(stubPackages(profile).map((stub) => buildStubDeb(stub, ctx.workDir)));
-    await run(mmdebstrapArgs(profile, mirrors, rootDir, stubDebs), {
+    const { auth } = splitSourceLines(mirrors);
+    if (auth) await writeOwnerOnly(authFile, auth);
+    await run(mmdebstrapArgs(profile, mirrors, rootDir, stubDebs, authFile), {
       timeoutMs: 30 * 60_000,
       cancelSignal: ctx.signal,
       onLine: (line) => {
@@ -176,6 +193,7 @@ export async function bootstrapBase(ctx: BuildContext, step: Step, output: strin
     // An empty one: the build VM's commands may install there; the inject stage writes the apps.
     if (volume) await run(['mke2fs', '-q', '-t', 'ext4', '-L', volume.label, '-E', `offset=${volume.offset},nodiscard,root_owner=0:0`, raw, `${volume.bytes / 1024}k`]);
   } finally {
+    await rm(authFile, { force: true });
     await rm(rootDir, { recursive: true, force: true });
   }
   await run(['qemu-img', 'convert', '-O', 'qcow2', raw, output]);
@@ -212,10 +230,14 @@ async function mirrorsOf(profile: Profile): Promise<string[]> {
 export async function bootstrapKey(profile: Profile, mirrors?: string[]): Promise<string> {
   const hooks = await Promise.all(['essential.sh', 'customize.sh'].map((f) => readFile(join(hookDir, f), 'utf8')));
   const volume = appsVolumeOf(profile);
+  const lines = mirrors ?? (await mirrorsOf(profile));
+  const { auth } = splitSourceLines(lines);
   return sha256Text(JSON.stringify({
     recipe: bootstrapRecipe,
-    // Where this checkout lives is no input: the hooks' content is.
-    argv: mmdebstrapArgs(profile, mirrors ?? (await mirrorsOf(profile)), 'TARGET', stubPackages(profile).map((p) => `STUBS/${p.name}.deb`)).map((a) => a.replaceAll(hookDir, 'HOOKS')),
+    // Where this checkout lives is no input: the hooks' content is. Nor is where the work folder is.
+    argv: mmdebstrapArgs(profile, lines, 'TARGET', stubPackages(profile).map((p) => `STUBS/${p.name}.deb`), 'AUTH').map((a) => a.replaceAll(hookDir, 'HOOKS')),
+    // The login may decide what the mirror serves; only a hash of it, under the hash that is the key.
+    ...(auth ? { mirrorAuth: sha256Text(auth) } : {}),
     hooks,
     stubs: stubPackages(profile).map(stubControl),
     size: profile.disk.size,
