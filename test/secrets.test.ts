@@ -7,6 +7,7 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
+import { parse as parseYaml } from 'yaml';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { StageCache } from '../src/cache/store.ts';
@@ -20,7 +21,9 @@ import { makeWorkDir } from '../src/util/workdir.ts';
 import { redactUrlsIn } from '../src/util/url.ts';
 import { aptAuthPath, splitMirrorUrl, splitSourceLines } from '../src/os/debian/apt-auth.ts';
 import { bootstrapKey, mmdebstrapArgs } from '../src/os/debian/bootstrap.ts';
+import { secretFilePaths } from '../src/cloudinit/userdata.ts';
 import { writeOwnerOnly } from '../src/util/fs.ts';
+import type { Profile } from '../src/profile/schema.ts';
 import { rejects } from './helpers/rejects.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -114,11 +117,17 @@ test('URLs with credentials or a query token are hidden in failed commands and p
   for (const args of [['plan', profile], ['plan', '--json', profile]]) {
     const r = await execa('node', [join(root, 'bin', 'guestforge.js'), ...args], { env: { XDG_CACHE_HOME: join(tmp, 'cache') }, reject: false, all: true, timeout: 120_000 });
     assert.is(r.exitCode, 0, r.all);
-    assert.not.match(r.all, /s3cret|token=/, args.join(' '));
+    assert.not.match(r.all, /s3cret|alice|token=/, args.join(' '));
+    if (args.includes('--json')) {
+      // The build VM's seed has the auth file, its content shown <redacted>.
+      const config = parseYaml((JSON.parse(r.stdout) as { seed: { userData: string } }).seed.userData, { version: '1.1' }) as { write_files: Record<string, unknown>[] };
+      assert.equal(config.write_files.find((f) => f.path === aptAuthPath), { path: aptAuthPath, owner: 'root:root', permissions: '0600', content: '<redacted>' });
+    }
   }
 });
 
 const credMirror = 'http://alice:s3cret@127.0.0.1:9/debian';
+const withMirror = (profile: Profile, mirror: string): Profile => ({ ...profile, base: { ...profile.base, bootstrap: { ...profile.base.bootstrap!, mirror } } });
 const noCredentials = (text: string, what: string) => assert.not.match(text, /s3cret|alice/, `${what}:\n${text}`);
 
 test('a mirror URL splits into the URL apt is given and its apt_auth.conf line', async () => {
@@ -173,6 +182,20 @@ test('mmdebstrap: no credentials in its argv, an owner-only auth file its hooks 
   assert.is(await bootstrapKey(profile, lines), key, 'where the work folder is does not matter');
   assert.is.not(await bootstrapKey(profile, [`deb ${credMirror.replace('s3cret', 'other')} bookworm main`]), key, 'the credentials count, hashed');
   assert.is.not(await bootstrapKey(profile, ['deb http://127.0.0.1:9/debian bookworm main']), key);
+});
+
+test('the build VM gets the mirror\'s credentials in an owner-only auth file it removes last; logs show it <redacted>', async () => {
+  const { profile: loaded } = await loadProfileOrThrow(join(root, 'profiles', 'debian-12-hpc.yaml'));
+  const profile = withMirror(loaded, credMirror);
+  const driver = driverFor('debian');
+  const config = await buildUserData(profile, driver, 'N') as { write_files: Record<string, unknown>[]; runcmd: string[][] };
+  const file = config.write_files.find((f) => f.path === aptAuthPath);
+  assert.equal(file, { path: aptAuthPath, owner: 'root:root', permissions: '0600', content: 'machine http://127.0.0.1:9/debian/ login alice password s3cret\n' });
+  assert.equal(config.runcmd.at(-1), ['rm', '-f', '--', aptAuthPath], 'after the profile\'s commands and every trim');
+  const seed = await driver.buildSeed(profile, 'N');
+  noCredentials(redactUserData(seed!.userData, await secretFilePaths(profile, driver)), 'the logged user-data');
+  const plain = await buildUserData(loaded, driver, 'N') as { write_files: Record<string, unknown>[] };
+  assert.not.ok(plain.write_files.some((f) => f.path === aptAuthPath), 'no auth file for a mirror without credentials');
 });
 
 test.run();

@@ -78,9 +78,13 @@ async function extraUserData(profile: Profile): Promise<CloudConfig> {
   return { ...config, write_files: files.map(({ secret: _secret, ...rest }) => rest) };
 }
 
-/** Paths of the extra user-data's write_files entries marked `secret: true`: shown as <redacted> in logs and plan. */
-export async function secretFilePaths(profile: Profile): Promise<string[]> {
-  return writeFilesOf(await extraUserDataAsWritten(profile)).filter((f) => f.secret === true && typeof f.path === 'string').map((f) => f.path as string);
+/**
+ * Paths of write_files entries shown as <redacted> in logs and plan: the extra user-data's
+ * marked `secret: true`, and the driver's build-only files (a mirror's credentials).
+ */
+export async function secretFilePaths(profile: Profile, driver?: OsDriver): Promise<string[]> {
+  const marked = writeFilesOf(await extraUserDataAsWritten(profile)).filter((f) => f.secret === true && typeof f.path === 'string').map((f) => f.path as string);
+  return [...marked, ...((await driver?.buildOnlyFiles?.(profile)) ?? []).map((f) => f.path)];
 }
 
 /** Before the profile's commands: the layout's folders. */
@@ -106,6 +110,7 @@ export async function buildUserData(profile: Profile, driver: OsDriver, nonce: s
     readShipped('cloud-init', 'run-commands.sh'),
   ]);
   const trims = activeTrims(profile);
+  const buildOnly = (await driver.buildOnlyFiles?.(profile)) ?? [];
   // The other trims once the build VM's own first boot has run everything: its last runcmd
   // (not write_files' defer, which some RHEL-family cloud-init builds leave out).
   const late = [
@@ -120,6 +125,7 @@ export async function buildUserData(profile: Profile, driver: OsDriver, nonce: s
       { path: `${guestDir}/run-commands.sh`, permissions: '0755', content: runCommands },
       ...profile.commands.map((command, index) => commandFile(index, command)),
       ...trims.filter((t) => t.early).flatMap((t) => t.files ?? []).map((f) => ({ ...f, permissions: '0644' })),
+      ...buildOnly.map((f) => ({ path: f.path, owner: 'root:root', permissions: '0600', content: f.content })),
     ],
     runcmd: layoutCommands(profile),
     power_state: { mode: 'poweroff', delay: 'now', timeout: 120, condition: ['sh', `${guestDir}/report.sh`, nonce] },
@@ -136,8 +142,9 @@ export async function buildUserData(profile: Profile, driver: OsDriver, nonce: s
     await vrdmaBuildConfig(profile, driver),
     await extraUserData(profile),
     // Last: the profile's commands run once everything above is in place,
-    // then the layout is checked (a command must not fill /opt either).
-    { runcmd: [['sh', `${guestDir}/run-commands.sh`], layoutCheckCommand(profile), ...late] },
+    // then the layout is checked (a command must not fill /opt either);
+    // the build-only files go at the very end, when nothing needs them.
+    { runcmd: [['sh', `${guestDir}/run-commands.sh`], layoutCheckCommand(profile), ...late, ...(buildOnly.length ? [['rm', '-f', '--', ...buildOnly.map((f) => f.path)]] : [])] },
   );
 }
 

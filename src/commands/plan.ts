@@ -64,7 +64,7 @@ export async function run(args: string[]): Promise<number> {
   const stages = driver.stages(profile);
   const nonce = 'PLAN';
   const seed = await driver.buildSeed(profile, nonce);
-  const userData = seed?.userData === undefined ? undefined : redactUserData(seed.userData, await secretFilePaths(profile).catch(() => []));
+  const userData = seed?.userData === undefined ? undefined : redactUserData(seed.userData, await secretFilePaths(profile, driver));
   const meta = seed?.metaData ?? metaData(profile, nonce);
   const cache = await cachePlan(profile, stages, Boolean(values['no-cache']));
   // Shown, not used: hashes and keys as <redacted> (plan output lands in CI logs).

@@ -13,6 +13,16 @@ import type { BuildContext, DiskRef, SmokeReport } from '../stages/types.ts';
 
 export type CloudConfig = Record<string, unknown>;
 
+/**
+ * A file the build VM needs and the image must not keep (a mirror's apt
+ * credentials): the seed writes it owner-only, the build VM's last command
+ * removes it, and logs and `plan` show its content as <redacted>.
+ */
+export interface BuildOnlyFile {
+  path: string;
+  content: string;
+}
+
 /** Stages known to the pipeline; a family picks and orders the ones it runs. */
 export type StageName = 'base' | 'provision' | 'seal' | 'inject' | 'verify' | 'finalize' | 'smoke' | 'package' | 'compose';
 
@@ -31,6 +41,8 @@ export interface OsDriver {
   readonly vrdmaKernel?: { readonly install: string; readonly remove: string };
   /** cloud-config keys only this family needs in the build VM. */
   buildConfig(profile: Profile): CloudConfig;
+  /** Secrets the build VM needs for a while, such as the mirror's credentials (none when undefined). */
+  buildOnlyFiles?(profile: Profile): Promise<BuildOnlyFile[]>;
   /**
    * Family-specific offline work at the end of the seal stage's guestfish
    * session (e.g. SELinux relabel). Returns what it did, for the build log.

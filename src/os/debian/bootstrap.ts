@@ -19,6 +19,7 @@ import { mirrorLines } from '../../host/apt-sources.ts';
 import { aptAuthPath, splitSourceLines } from './apt-auth.ts';
 import { activeTrims, type StubPackage } from '../../policy/boot.ts';
 import type { BuildContext } from '../../stages/types.ts';
+import type { BuildOnlyFile } from '../types.ts';
 
 /** What every guestforge Debian base has, besides the profile's extra packages. */
 export function bootstrapPackages(profile: Profile): string[] {
@@ -224,6 +225,16 @@ const bootstrapRecipe = 7;
 async function mirrorsOf(profile: Profile): Promise<string[]> {
   const bootstrap = profile.base.bootstrap!;
   return mirrorLines(bootstrap.suite, bootstrap.mirror);
+}
+
+/**
+ * The build VM's credentials for the mirror its base names: the base keeps the mirror in its
+ * sources but not the credentials, and the build VM's apt (packages, commands) needs them.
+ */
+export async function mirrorAuthFiles(profile: Profile): Promise<BuildOnlyFile[]> {
+  if (!profile.base.bootstrap) return [];
+  const { auth } = splitSourceLines(await mirrorsOf(profile));
+  return auth ? [{ path: aptAuthPath, content: auth }] : [];
 }
 
 /** The cache key of a bootstrapped base: everything that changes its bytes, nothing that does not (such as the profile's name). */

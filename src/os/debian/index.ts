@@ -3,7 +3,7 @@ import { linuxBuildSeed, linuxClusterSeed } from '../linux-seed.ts';
 import type { CloudConfig, OsDriver } from '../types.ts';
 import type { Problem } from '../../profile/problem.ts';
 import { debianReleases } from '../../host/apt-sources.ts';
-import { bootstrapDebian, bootstrapKey } from './bootstrap.ts';
+import { bootstrapDebian, bootstrapKey, mirrorAuthFiles } from './bootstrap.ts';
 
 export const debian: OsDriver = {
   family: 'debian',
@@ -26,6 +26,8 @@ export const debian: OsDriver = {
     // cloud-init 24.2 (trixie's 25.1 ends 'degraded' on it), so only an imported base gets it here.
     return profile.base.bootstrap ? {} : { system_info: { network: { renderers: ['networkd'] } } };
   },
+  // The base names its mirror without credentials: the build VM's apt gets them in an auth file.
+  buildOnlyFiles: mirrorAuthFiles,
   offlineFixups: async () => [],
   datasourceFile: '/etc/cloud/cloud.cfg.d/90_guestforge_datasource.cfg',
   clusterLayout: true,
