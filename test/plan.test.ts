@@ -43,4 +43,28 @@ plan('the Debian 13 build VM\'s user-data has no system_info (deprecated since c
   // The trims the build VM applies last on 13: tmp.mount masked among them.
   assert.ok((config.runcmd as string[][]).some((c) => c.join(' ') === 'systemctl mask --quiet tmp.mount'), JSON.stringify(config.runcmd));
 });
+plan('a base image or builder URL with user:password@ or a query token is shown redacted, in text and JSON (issue 32, item 7)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'gf-plan-url-'));
+  const sha = 'a'.repeat(64);
+  const url = (file: string) => `https://alice:s3cret@127.0.0.1:9/${file}?token=abc`;
+  try {
+    const image = join(dir, 'image.yaml');
+    await writeFile(image, `extends: ${join(root, 'profiles', 'rocky-9-hpc.yaml')}\nname: pinned\nbase:\n  image:\n    url: ${url('img.qcow2')}\n`);
+    const builder = join(dir, 'builder.yaml');
+    await writeFile(builder, `extends: ${join(root, 'profiles', 'osv-native.yaml')}\nname: pinned-builder\nbase:\n  builder:\n    url: ${url('b.elf')}\n    sha256: "${sha}"\n`);
+    for (const [file, field] of [[image, 'image'], [builder, 'builder']] as const) {
+      for (const json of [false, true]) {
+        const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'plan', ...(json ? ['--json'] : []), file], { reject: false, all: true, env: { XDG_CACHE_HOME: join(dir, 'cache') } });
+        assert.is(r.exitCode, 0, r.all);
+        assert.not.match(r.all, /s3cret|alice|token/, `${field}${json ? ' --json' : ''}`);
+        if (json) {
+          const shown = (JSON.parse(r.stdout) as { profile: { base: Record<string, { url: string }> } }).profile.base[field]!.url;
+          assert.match(shown, /^https:\/\/<redacted>@127\.0\.0\.1:9\/\S+\?<redacted>$/);
+        }
+      }
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
 plan.run();

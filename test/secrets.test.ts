@@ -18,11 +18,14 @@ import { buildUserData } from '../src/cloudinit/userdata.ts';
 import { driverFor } from '../src/os/index.ts';
 import { loadProfileOrThrow } from '../src/profile/index.ts';
 import { makeWorkDir } from '../src/util/workdir.ts';
-import { redactUrlsIn } from '../src/util/url.ts';
+import { redactUrl, redactUrlsIn } from '../src/util/url.ts';
 import { aptAuthPath, splitMirrorUrl, splitSourceLines } from '../src/os/debian/apt-auth.ts';
-import { bootstrapKey, mmdebstrapArgs } from '../src/os/debian/bootstrap.ts';
+import { bootstrapKey, bootstrapSource, mmdebstrapArgs } from '../src/os/debian/bootstrap.ts';
 import { secretFilePaths } from '../src/cloudinit/userdata.ts';
 import { writeOwnerOnly } from '../src/util/fs.ts';
+import { download } from '../src/stages/base.ts';
+import { baseDependency } from '../src/publish/records.ts';
+import { provenanceStatement } from '../src/publish/provenance.ts';
 import type { Profile } from '../src/profile/schema.ts';
 import { rejects } from './helpers/rejects.ts';
 
@@ -196,6 +199,34 @@ test('the build VM gets the mirror\'s credentials in an owner-only auth file it 
   noCredentials(redactUserData(seed!.userData, await secretFilePaths(profile, driver)), 'the logged user-data');
   const plain = await buildUserData(loaded, driver, 'N') as { write_files: Record<string, unknown>[] };
   assert.not.ok(plain.write_files.some((f) => f.path === aptAuthPath), 'no auth file for a mirror without credentials');
+});
+
+test('provenance and manifest name the base redacted: a credentialed mirror, a tokened image URL', async () => {
+  const { profile } = await loadProfileOrThrow(join(root, 'profiles', 'debian-12-hpc.yaml'));
+  const bases = [
+    { source: bootstrapSource(profile, [`deb ${credMirror}?token=abc bookworm main`]), sha256: 'a'.repeat(64), cached: false },
+    { source: redactUrl('https://alice:s3cret@127.0.0.1:9/img.qcow2?token=abc'), sha256: 'b'.repeat(64), cached: true },
+    // As a cache entry made before sources were redacted would hold them.
+    { source: 'https://alice:s3cret@127.0.0.1:9/img.qcow2?token=abc', sha256: 'b'.repeat(64), cached: true },
+    { source: `mmdebstrap bookworm (important) from ${credMirror}`, sha256: 'c'.repeat(64), cached: true },
+  ];
+  for (const base of bases) {
+    const dependency = baseDependency(base);
+    assert.match(dependency.uri, /^(http|https):\/\/<redacted>@127\.0\.0\.1:9\//);
+    const statement = JSON.stringify(provenanceStatement({
+      name: 'p', version: '1', subjects: [], profile: { path: '/p.yaml', sha256: 'd'.repeat(64) }, inputs: [], base: dependency,
+      guestforgeVersion: '0', tools: {}, accel: 'tcg', backend: 'qemu', smoke: false, buildId: 'x', startedOn: 'then', finishedOn: 'now',
+    }));
+    assert.not.match(statement, /s3cret|alice|token/, statement);
+  }
+});
+
+test('a failed download names its URL redacted, whatever fetch said', async () => {
+  const step = { update() {}, succeed() {}, fail() {} };
+  for (const url of ['http://127.0.0.1:9/img.qcow2?token=abc', 'http://alice:s3cret@127.0.0.1:9/img.qcow2?token=abc']) {
+    const error = await rejects(download(url, join(tmp, 'dl.qcow2'), step, new AbortController().signal), /^download failed: http:\/\/(<redacted>@)?127\.0\.0\.1:9\/img\.qcow2\?<redacted>: /);
+    assert.not.match(`${error.message}\n${error.hint ?? ''}\n${String(error.cause ?? '')}`, /s3cret|alice|token/);
+  }
 });
 
 test.run();

@@ -68,9 +68,15 @@ export async function run(args: string[]): Promise<number> {
   const meta = seed?.metaData ?? metaData(profile, nonce);
   const cache = await cachePlan(profile, stages, Boolean(values['no-cache']));
   // Shown, not used: hashes and keys as <redacted> (plan output lands in CI logs).
-  const image = profile.base.image;
+  const { image, builder, bootstrap } = profile.base;
+  const base = {
+    ...profile.base,
+    ...(image?.url ? { image: { ...image, url: redactUrl(image.url) } } : {}),
+    ...(builder?.url ? { builder: { ...builder, url: redactUrl(builder.url) } } : {}),
+    ...(bootstrap && bootstrap.mirror !== 'auto' ? { bootstrap: { ...bootstrap, mirror: redactUrl(bootstrap.mirror) } } : {}),
+  };
   const extra = profile.cloudInit.userData;
-  const shown = { ...profile, cloudInit: { ...profile.cloudInit, ...(typeof extra === 'object' ? { userData: redactCloudConfig(extra) } : {}) }, base: { ...profile.base, ...(image?.url ? { image: { ...image, url: redactUrl(image.url) } } : {}), ...(profile.base.bootstrap && profile.base.bootstrap.mirror !== 'auto' ? { bootstrap: { ...profile.base.bootstrap, mirror: redactUrl(profile.base.bootstrap.mirror) } } : {}) }, users: profile.users.map((u) => ({ ...u, ...(u.passwordHash ? { passwordHash: '<redacted>' } : {}), sshKeys: u.sshKeys.map(() => '<redacted>') })) };
+  const shown = { ...profile, cloudInit: { ...profile.cloudInit, ...(typeof extra === 'object' ? { userData: redactCloudConfig(extra) } : {}) }, base, users: profile.users.map((u) => ({ ...u, ...(u.passwordHash ? { passwordHash: '<redacted>' } : {}), sshKeys: u.sshKeys.map(() => '<redacted>') })) };
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ files, stages, cache, profile: shown, seed: { userData, metaData: meta } }, null, 2)}\n`);
     return 0;

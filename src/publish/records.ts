@@ -11,6 +11,7 @@ import { describeBackend } from '../vm/backend.ts';
 import type { BuildContext, OutputFile } from '../stages/types.ts';
 import { guestforgeVersion } from '../util/project.ts';
 import { sha256File, writeFileAtomic } from '../util/fs.ts';
+import { redactUrlsIn } from '../util/url.ts';
 import { fileDependency, provenanceStatement, type Dependency } from './provenance.ts';
 import { spdxDocument } from './sbom.ts';
 
@@ -22,13 +23,18 @@ export function imageVersion(ctx: Pick<BuildContext, 'profile' | 'profileHash' |
 export const sbomName = (name: string) => `${name}.spdx.json`;
 export const provenanceName = (name: string) => `${name}.provenance.json`;
 
-/** The base as a dependency URI: a URL or local path as given, the bootstrap as its mirror (its suite in the name). */
+/**
+ * The base as a dependency URI: a URL or local path as given, the bootstrap as its mirror (its
+ * suite in the name). Redacted again here, where it leaves for good: a cache entry made by an
+ * older guestforge may hold a source that was not.
+ */
 export function baseDependency(base: NonNullable<BuildContext['base']>): Dependency {
   const digest: Record<string, string> = base.sha256 ? { sha256: base.sha256 } : {};
-  if (/^https?:\/\//.test(base.source)) return { name: 'base', uri: base.source, digest };
-  if (base.source.startsWith('/')) return { name: 'base', uri: pathToFileURL(base.source).href, digest };
-  const mirror = / from (\S+)$/.exec(base.source)?.[1];
-  return { name: 'base', uri: mirror ?? 'urn:guestforge:bootstrap', digest, annotations: { bootstrap: base.source } };
+  const source = redactUrlsIn(base.source);
+  if (/^https?:\/\//.test(source)) return { name: 'base', uri: source, digest };
+  if (source.startsWith('/')) return { name: 'base', uri: pathToFileURL(source).href, digest };
+  const mirror = / from (\S+)$/.exec(source)?.[1];
+  return { name: 'base', uri: mirror ?? 'urn:guestforge:bootstrap', digest, annotations: { bootstrap: source } };
 }
 
 async function asOutput(path: string, format: string): Promise<OutputFile> {

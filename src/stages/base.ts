@@ -5,13 +5,13 @@
  * used read-only, as the backing file of the next stage's overlay.
  */
 import { imageInfo } from '../vm/image.ts';
-import { redactUrl } from '../util/url.ts';
+import { redactUrl, redactUrlsIn } from '../util/url.ts';
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { UserError } from '../errors.ts';
+import { errorMessage, UserError } from '../errors.ts';
 import type { Step } from '../log.ts';
 import { formatSize } from '../profile/units.ts';
 import { sha256File, tempPathFor } from '../util/fs.ts';
@@ -51,7 +51,8 @@ export async function download(url: string, target: string, step: Step, signal: 
   } catch (error) {
     await rm(temp, { force: true });
     if (error instanceof UserError) throw error;
-    throw new UserError(`download failed: ${url}: ${(error as Error).message}`, { cause: error });
+    // No cause: fetch's own messages may carry the URL whole (one with user:password@ is refused with it).
+    throw new UserError(`download failed: ${redactUrl(url)}: ${redactUrlsIn(errorMessage(error))}`);
   }
 }
 

@@ -9,6 +9,7 @@ import { convertImage, diskUsage, outputName, toolVersions, updateSums, writeRoo
 import { formatSize } from '../profile/units.ts';
 import { guestforgeVersion } from '../util/project.ts';
 import { writeFileAtomic } from '../util/fs.ts';
+import { redactUrlsIn } from '../util/url.ts';
 import type { BuildContext, Stage } from './types.ts';
 import { imageVersion, provenanceName, sbomName, writeBuildRecords } from '../publish/records.ts';
 import { signSums } from '../publish/sign.ts';
@@ -41,7 +42,8 @@ async function writeManifest(ctx: BuildContext): Promise<{ tools: Record<string,
     builtAt,
     profile: { file: ctx.profileFile, sha256: ctx.profileHash },
     os: ctx.verify?.os,
-    base: ctx.base,
+    // Redacted when made; again here, as the provenance does (baseDependency).
+    base: ctx.base && { ...ctx.base, source: redactUrlsIn(ctx.base.source) },
     accel: ctx.accel,
     outputs: ctx.outputs.map((o) => ({ file: basename(o.path), format: o.format, bytes: o.bytes, sha256: o.sha256 })),
     // What the outputs hold, uncompressed: the disk's size and its data (not holes, not zeroes).

@@ -257,10 +257,15 @@ export async function bootstrapKey(profile: Profile, mirrors?: string[]): Promis
   })).slice(0, 16);
 }
 
+/** Pure: the base as the manifest and provenance name it: suite, variant and first mirror, redacted. */
+export function bootstrapSource(profile: Profile, mirrors: readonly string[]): string {
+  const bootstrap = profile.base.bootstrap!;
+  return `mmdebstrap ${bootstrap.suite} (${bootstrap.variant}) from ${redactUrl(mirrors[0]?.split(' ')[1] ?? '?')}`;
+}
+
 /** The driver's bootstrap: mirrors from the host's apt sources (or the profile), then the base disk. */
 export async function bootstrapDebian(ctx: BuildContext, step: Step, output: string): Promise<{ source: string }> {
   const mirrors = await mirrorsOf(ctx.profile);
   await bootstrapBase(ctx, step, output, mirrors);
-  const bootstrap = ctx.profile.base.bootstrap!;
-  return { source: `mmdebstrap ${bootstrap.suite} (${bootstrap.variant}) from ${redactUrl(mirrors[0]?.split(' ')[1] ?? '?')}` };
+  return { source: bootstrapSource(ctx.profile, mirrors) };
 }
