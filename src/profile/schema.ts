@@ -48,7 +48,7 @@ const bootstrapBase = z
     mirror: z
       .union([z.literal('auto'), z.url({ protocol: /^https?$/ })])
       .default('auto')
-      .describe("Package mirror; 'auto' reads the host's apt sources (a Debian release the host does not name, such as trixie on a bookworm host, comes from the host's Debian archive)"),
+      .describe("Package mirror; 'auto' reads the host's apt sources (a Debian release the host does not name, such as trixie on a bookworm host, comes from the host's Debian archive). A user:password@ in the URL reaches apt through an owner-only auth file, never a command line or the image"),
     variant: z
       .enum(['important', 'standard', 'required', 'minbase'])
       .default('important')
