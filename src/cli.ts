@@ -22,7 +22,7 @@ interface CommandEntry {
 const commands: Record<string, CommandEntry> = {
   build: {
     summary: 'build an image from a profile: base, build VM, clean-up, apps, verify, compress, smoke boot',
-    usage: 'build <profile.yaml> [-o out/] [--no-smoke] [--junit f.xml] [--verbose] [--keep-work] [--no-cache] [--accel auto|kvm|tcg] [--backend qemu|libvirt] [--connect URI] [--json-events] [--sign-key KEY] [--on-error cleanup|keep|ask] [--debug-ssh-key KEY.pub] [--break before:STAGE|after:STAGE] [--package-only (OSv)]',
+    usage: 'build <profile.yaml> [-o out/] [--no-smoke] [--junit f.xml] [--verbose] [--keep-work] [--no-cache] [--accel auto|kvm|tcg] [--backend qemu|libvirt] [--connect URI] [--json-events] [--sign-key KEY] [--on-error cleanup|keep|ask] [--debug-ssh-key KEY.pub] [--break before:STAGE|after:STAGE] [--package-only (OSv)] [--allow-host-path DIR]...',
     load: () => import('./commands/build.ts'),
   },
   builds: {
@@ -42,7 +42,7 @@ const commands: Record<string, CommandEntry> = {
   },
   resume: {
     summary: 'go on with a kept build from the stage that failed or the --break point, with the profile as it is now',
-    usage: 'resume <build-id> [--no-smoke] [--on-error keep|cleanup|ask] [--debug-ssh-key KEY.pub] [--break before:STAGE|after:STAGE] [--verbose]',
+    usage: 'resume <build-id> [--no-smoke] [--on-error keep|cleanup|ask] [--debug-ssh-key KEY.pub] [--break before:STAGE|after:STAGE] [--verbose] [--allow-host-path DIR]...',
     load: () => import('./commands/debug.ts').then((m) => ({ run: m.resume })),
   },
   discard: {
@@ -52,17 +52,17 @@ const commands: Record<string, CommandEntry> = {
   },
   smoke: {
     summary: 'boot an image with a fresh NoCloud seed and check it from inside (an OSv image: judge its console)',
-    usage: 'smoke <image> [--profile p.yaml] [--require vrdma] [--junit f.xml] [--json] [--timeout 10m] [--log-dir d] [--allow-backing] [--verbose] [--expect REGEX] [--stays-up] (the last two: OSv)',
+    usage: 'smoke <image> [--profile p.yaml] [--require vrdma] [--junit f.xml] [--json] [--timeout 10m] [--log-dir d] [--allow-backing] [--verbose] [--allow-host-path DIR]... [--expect REGEX] [--stays-up] (the last two: OSv)',
     load: () => import('./commands/smoke.ts'),
   },
   rehearse: {
     summary: 'boot an image as a cluster node does (cloud-localds seed, NFS mounts) and run a job in it as its owner over SSH',
-    usage: 'rehearse <image> [--cluster clusters/vtorque.yaml] [--nodes N] [--require vrdma] [--profile p.yaml] [--junit f.xml] [--json] [--accel auto|kvm|tcg] [--log-dir d] [--allow-backing] [--verbose]',
+    usage: 'rehearse <image> [--cluster clusters/vtorque.yaml] [--nodes N] [--require vrdma] [--profile p.yaml] [--junit f.xml] [--json] [--accel auto|kvm|tcg] [--log-dir d] [--allow-backing] [--verbose] [--allow-host-path DIR]...',
     load: () => import('./commands/rehearse.ts'),
   },
   verify: {
     summary: "check any image offline against the cluster's guest requirements",
-    usage: 'verify <image> [--profile p.yaml] [--require vrdma] [--json] [--junit f.xml] [--allow-backing] [--explain RULE] | verify --explain RULE',
+    usage: 'verify <image> [--profile p.yaml] [--require vrdma] [--json] [--junit f.xml] [--allow-backing] [--explain RULE] [--allow-host-path DIR]... | verify --explain RULE',
     load: () => import('./commands/verify.ts'),
   },
   sign: {
@@ -87,17 +87,17 @@ const commands: Record<string, CommandEntry> = {
   },
   validate: {
     summary: 'check profiles; every problem as file:line:col field: message',
-    usage: 'validate <profile.yaml>...',
+    usage: 'validate <profile.yaml>... [--allow-host-path DIR]...',
     load: () => import('./commands/validate.ts'),
   },
   seed: {
     summary: 'write the NoCloud seed ISO a profile\'s VMs boot with (OSv: user-data only)',
-    usage: 'seed <profile.yaml> -o seed.iso',
+    usage: 'seed <profile.yaml> -o seed.iso [--allow-host-path DIR]...',
     load: () => import('./commands/seed.ts'),
   },
   plan: {
     summary: 'show the stages a build will run, the resolved profile and the NoCloud seed',
-    usage: 'plan <profile.yaml> [--json]',
+    usage: 'plan <profile.yaml> [--json] [--allow-host-path DIR]...',
     load: () => import('./commands/plan.ts'),
   },
   cache: {
@@ -124,6 +124,8 @@ function help(): string {
     ...lines,
     '',
     'global options: --debug (stack traces), -h/--help, --version',
+    'profiles: host files they name (apps[].src, extends, base.*.path, cloudInit.userData) must be in the',
+    '  profile file\'s own folder, by real path; --allow-host-path DIR (repeatable) allows DIR too',
     'exit codes: 0 ok, 1 build/verify failure, 2 usage or profile error, 130/143 interrupted',
     "run 'guestforge <command> --help' for a command's options",
   ].join('\n');

@@ -135,8 +135,8 @@ e2e('build exits 0 with the image, manifest, SHA256SUMS and a passing smoke JUni
 });
 
 /** `plan --json`'s cache lines for a profile: what the next build would take from the stage cache. */
-async function cachePlan(profile: string): Promise<{ stage: string; cache: string; why: string; entry?: string }[]> {
-  const r = await guestforge(['plan', '--json', profile], { timeoutMs: 120_000 });
+async function cachePlan(profile: string, ...options: string[]): Promise<{ stage: string; cache: string; why: string; entry?: string }[]> {
+  const r = await guestforge(['plan', '--json', profile, ...options], { timeoutMs: 120_000 });
   assert.is(r.exitCode, 0, r.all);
   return JSON.parse(r.stdout).cache;
 }
@@ -153,6 +153,9 @@ e2e('stage cache: after the build, plan shows base, provision, seal and inject a
   assert.equal(left.filter((p) => /\/(user-data\.txt|cloud-config\.txt|vendor-data\.txt|obj\.pkl|scripts)/.test(p)), [], left.join('\n'));
 });
 
+/** The app-change profile extends a shipped one from a folder of its own: the admin allows profiles/. */
+const allowShipped = ['--allow-host-path', join(root, 'profiles')];
+
 e2e('stage cache: changing only an app reruns inject onward, with no appliance (a fresh apps volume); base, provision and seal are hits; the build\'s verify passes every rule and sees the new app', async () => {
   const dir = join(tmp, 'app-change');
   await mkdir(dir, { recursive: true });
@@ -165,10 +168,10 @@ e2e('stage cache: changing only an app reruns inject onward, with no appliance (
     'apps:', // appended to the parent's apps (lists append)
     `  - { src: run.sh, dest: /opt-vm/${marker}/run.sh, mode: "0755" }`,
   ].join('\n'));
-  const before = await cachePlan(join(dir, 'p.yaml'));
+  const before = await cachePlan(join(dir, 'p.yaml'), ...allowShipped);
   assert.equal(before.slice(0, 4).map((l) => `${l.stage}:${l.cache}`), ['base:hit', 'provision:hit', 'seal:hit', 'inject:miss']);
   assert.match(before[3]!.why, /changed: apps/);
-  const r = await guestforge(['build', join(dir, 'p.yaml'), '-o', join(dir, 'out'), '--no-smoke']);
+  const r = await guestforge(['build', join(dir, 'p.yaml'), '-o', join(dir, 'out'), '--no-smoke', ...allowShipped]);
   assert.is(r.exitCode, 0, r.all);
   assert.match(r.all, /base: cache hit/);
   assert.match(r.all, /provision: cache hit/);
@@ -188,11 +191,11 @@ e2e('stage cache: a truncated entry is found broken by one of two builds started
   // writes the apps volume in a second). The default profile's chain shares it; only this file
   // builds that profile, and the files of the other lane read their own entries.
   const profile = join(tmp, 'app-change', 'p.yaml');
-  const entry = (await cachePlan(profile)).find((l) => l.stage === 'seal')?.entry;
+  const entry = (await cachePlan(profile, ...allowShipped)).find((l) => l.stage === 'seal')?.entry;
   assert.ok(entry, 'the seal entry should be cached');
   await truncate(entry!, Math.floor((await stat(entry!)).size / 2));
   const dir = join(tmp, 'corrupt');
-  const [a, b] = await Promise.all(['a', 'b'].map((x) => guestforge(['build', profile, '-o', join(dir, x), '--no-smoke'])));
+  const [a, b] = await Promise.all(['a', 'b'].map((x) => guestforge(['build', profile, '-o', join(dir, x), '--no-smoke', ...allowShipped])));
   assert.is(a!.exitCode, 0, a!.all);
   assert.is(b!.exitCode, 0, b!.all);
   const both = `${a!.all}\n${b!.all}`;
@@ -202,7 +205,7 @@ e2e('stage cache: a truncated entry is found broken by one of two builds started
   assert.match(both, /seal: waiting for pid \d+ \(building debian-13-hpc\)/);
   assert.is(both.match(/provision: cache hit/g)?.length, 2, both);
   for (const x of ['a', 'b']) assert.ok(existsSync(join(dir, x, 'debian-13-hpc.qcow2')));
-  const after = await cachePlan(profile);
+  const after = await cachePlan(profile, ...allowShipped);
   assert.is(after.find((l) => l.stage === 'seal')?.cache, 'hit', 'rebuilt and cached again');
   assert.is(after.find((l) => l.stage === 'inject')?.cache, 'hit', 'the apps written again on the new seal entry, and cached');
   const check = await run(['qemu-img', 'check', entry!], { allowFailure: true });
@@ -213,7 +216,7 @@ e2e('stage cache: a truncated entry is found broken by one of two builds started
 e2e('--break before:inject keeps the build; guestforge shell changes its disk; resume runs inject onward from it, caches nothing, and guestforge verify passes the image with the app and the change', async () => {
   const profile = join(tmp, 'app-change', 'p.yaml');
   const bOut = join(tmp, 'break-out');
-  const b = await guestforge(['build', profile, '-o', bOut, '--no-smoke', '--break', 'before:inject']);
+  const b = await guestforge(['build', profile, '-o', bOut, '--no-smoke', '--break', 'before:inject', ...allowShipped]);
   assert.is(b.exitCode, 0, b.all);
   assert.match(b.all, /provision: cache hit/);
   const id = /stopped before inject, as --break asked; kept as (debian-13-hpc-[0-9a-f]{12}):/.exec(b.all)?.[1];
@@ -228,6 +231,7 @@ e2e('--break before:inject keeps the build; guestforge shell changes its disk; r
   // lost+found: the apps folder is the apps volume, a filesystem of its own.
   assert.is(before, 'true\nlost+found\n', 'the app folder is there, empty, before inject');
   assert.is(after?.trim(), 'from-shell\nlost+found');
+  // No --allow-host-path again: the kept build's record carries it.
   const r = await guestforge(['resume', id!]);
   assert.is(r.exitCode, 0, r.all);
   assert.match(r.all, new RegExp(`resuming ${id} at inject`));

@@ -35,9 +35,9 @@ async function profileWith(edit: (text: string) => string): Promise<string> {
   return file;
 }
 
-async function validate(file: string) {
+async function validate(file: string, ...options: string[]) {
   try {
-    return await execa('node', [cli, 'validate', file], { reject: false });
+    return await execa('node', [cli, 'validate', file, ...options], { reject: false });
   } finally {
     await rm(file, { force: true });
   }
@@ -99,23 +99,23 @@ profiles('files that are not profiles: alias bomb, huge, FIFO, device, not UTF-8
   }
 });
 
-profiles('extends: 42, a suite that is an option, a 200-character name, an app src that is a device', async () => {
-  const cases: [(t: string) => string, RegExp][] = [
+profiles('extends: 42, a suite that is an option, a 200-character name, an app src that is a device (in a folder the admin allowed)', async () => {
+  const cases: [(t: string) => string, RegExp, string[]?][] = [
     [(t) => `extends: 42\n${t}`, /:1:\d+ extends: extends takes a profile file path, not 42/],
     [(t) => t.replace('suite: bookworm', 'suite: "--setup-hook=touch /tmp/pwned"'), /base\.bootstrap\.suite: expected a suite name/],
     [(t) => t.replace('name: debian-12-hpc', `name: ${'a'.repeat(200)}`), /name: expected a name .*at most 64 characters/],
     [(t) => t.replace('name: debian-12-hpc', 'name: logs'), /would clash with the output folder/],
-    [(t) => t.replace('src: apps/hello-mpi/run.sh', 'src: /dev/zero'), /apps\[0\]\.src: \/dev\/zero is not a file or folder/],
+    [(t) => t.replace('src: apps/hello-mpi/run.sh', 'src: /dev/zero'), /apps\[0\]\.src: \/dev\/zero is not a file or folder/, ['--allow-host-path', '/dev']],
     // Inside an app folder too: they would reach the apps volume (issue 32).
-    [(t) => t.replace('src: apps/hello-mpi/run.sh', `src: ${join(tmp, 'app-fifo')}`), /apps\[0\]\.src: .*app-fifo\/deep\/pipe is a FIFO/],
-    [(t) => t.replace('src: apps/hello-mpi/run.sh', `src: ${join(tmp, 'app-dev')}`), /apps\[0\]\.src: .*app-dev\/disk is a device node/],
+    [(t) => t.replace('src: apps/hello-mpi/run.sh', `src: ${join(tmp, 'app-fifo')}`), /apps\[0\]\.src: .*app-fifo\/deep\/pipe is a FIFO/, ['--allow-host-path', tmp]],
+    [(t) => t.replace('src: apps/hello-mpi/run.sh', `src: ${join(tmp, 'app-dev')}`), /apps\[0\]\.src: .*app-dev\/disk is a device node/, ['--allow-host-path', tmp]],
   ];
   await mkdir(join(tmp, 'app-fifo', 'deep'), { recursive: true });
   await execa('mkfifo', [join(tmp, 'app-fifo', 'deep', 'pipe')]);
   await mkdir(join(tmp, 'app-dev'), { recursive: true });
   await execa('mknod', [join(tmp, 'app-dev', 'disk'), 'b', '7', '0']);
-  for (const [edit, want] of cases) {
-    const r = await validate(await profileWith(edit));
+  for (const [edit, want, options = []] of cases) {
+    const r = await validate(await profileWith(edit), ...options);
     assert.is(r.exitCode, 2, r.stderr);
     assert.match(r.stderr, want);
   }
@@ -185,10 +185,10 @@ profiles('what were internal errors (exit 1, "please report it") are exit 2 nami
   assert.match(v.stderr, /missing-extent\.vmdk cannot be read as a disk image: .*nothere\.raw/);
 });
 
-profiles('extends naming a shadow-format file: exit 2, and no line of that file in any message', async () => {
+profiles('extends naming a shadow-format file in an allowed folder: exit 2, and no line of that file in any message', async () => {
   const shadow = join(tmp, 'shadow-like');
   await writeFile(shadow, 'root:$6$saltsalt$HASHHASHHASH:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n');
-  const r = await validate(await profileWith((t) => `extends: ${shadow}\n${t}`));
+  const r = await validate(await profileWith((t) => `extends: ${shadow}\n${t}`), '--allow-host-path', tmp);
   assert.is(r.exitCode, 2, r.stderr);
   assert.match(r.stderr, /shadow-like:1:1 <a 47-character key, not shown>: unknown key/);
   assert.not.match(r.stderr, /HASH|\$6\$|daemon/);
@@ -309,7 +309,7 @@ images('OSv package: no write through an app\'s symlink, no replacing a folder t
   await writeFile(file, osv.replace(/apps:[\s\S]*$/, `apps:\n  - src: ${appDir}\n    dest: /app\n  - src: ${join(appDir, 'hello.js')}\n    dest: /app/esc/x\n`));
   const out = join(tmp, 'osv-out');
   try {
-    const r = await execa('node', [cli, 'build', file, '-o', out, '--package-only'], { reject: false });
+    const r = await execa('node', [cli, 'build', file, '-o', out, '--package-only', '--allow-host-path', tmp], { reject: false });
     assert.is(r.exitCode, 2, r.stderr); // refused at validate: the second app is inside the first
     assert.match(r.stderr, /apps\[1\]\.dest: \/app\/esc\/x overlaps the dest of apps\[0\]/);
     // Past validate (a profile object made in code), the package writer still refuses the link.

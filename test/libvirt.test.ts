@@ -144,7 +144,9 @@ daemon('two profiles with --jobs 2 over a local and a remote URI: both images, a
   const store = new StageCache(join(cache, 'guestforge'));
   for (const e of await store.list()) if (e.profile === 'debian-13-vrdma' && e.stage !== 'base') await store.remove(e.stage, e.key);
   const out = join(dir, 'out');
-  const r = await guestforge(['build', join(root, 'profiles', 'debian-13-vrdma.yaml'), join(dir, 'matrix-b.yaml'), '--jobs', '2', '--connect', `qemu:///system,${remote}`, '--pool', pool, '--accel', 'tcg', '--no-smoke', '-o', out]);
+  const r = await guestforge(['build', join(root, 'profiles', 'debian-13-vrdma.yaml'), join(dir, 'matrix-b.yaml'), '--jobs', '2', '--connect', `qemu:///system,${remote}`, '--pool', pool, '--accel', 'tcg', '--no-smoke', '-o', out,
+    // matrix-b extends a test fixture from a folder of its own; each child build is passed the allowance too.
+    '--allow-host-path', join(root, 'test', 'fixtures', 'profiles')]);
   assert.is(r.exitCode, 0, r.all);
   assert.match(r.stdout, /^PROFILE\s+HOST\s+RESULT\s+TIME\s+OUTPUT \/ ERROR$/m);
   assert.match(r.stdout, /^debian-13-vrdma\s+qemu:\/\/\/system\s+ok\s+\d+s\s+\S+debian-13-vrdma\.qcow2$/m);

@@ -36,6 +36,11 @@ function findOsvDir(): string {
   }
 }
 const osvDir = findOsvDir();
+/**
+ * The profiles here extend the shipped osv-native from a folder of their own and take their base
+ * from osvDir: the admin allows profiles/, osvDir and the shared/osv osv-native itself names.
+ */
+const allowOsv = [join(root, 'profiles'), osvDir, resolve(root, '..', 'shared', 'osv')].flatMap((dir) => ['--allow-host-path', dir]);
 const tmp = await mkdtemp(join(tmpdir(), 'gf-osv-real-'));
 const env = { XDG_CACHE_HOME: join(tmp, 'xdg'), CI: '1' };
 const guestforge = (args: string[], timeoutMs = 5 * 60_000) => execa('node', [cli, ...args], { env, reject: false, all: true, timeout: timeoutMs });
@@ -114,7 +119,7 @@ pure('smoke.expect from a hostile profile: no back-references or nested quantifi
   assert.match(expectProblem('[(') ?? '', /not a regular expression/);
   const file = join(tmp, 'redos.yaml');
   await writeFile(file, `extends: ${join(root, 'profiles', 'osv-native.yaml')}\nsmoke:\n  expect: "^(a+)+$"\n`);
-  const r = await guestforge(['validate', file]);
+  const r = await guestforge(['validate', file, ...allowOsv]);
   assert.is(r.exitCode, 2, r.all);
   assert.match(r.all, /redos\.yaml:3:11 smoke\.expect: a quantified group holding a quantifier/);
 });
@@ -129,7 +134,7 @@ real('osv-native composes with the ZFS builder kernel, smoke-boots with the app\
   const profile = await nativeProfile('osv-native');
   const out = join(tmp, 'out');
   const junit = join(tmp, 'osv.xml');
-  const r = await guestforge(['build', profile, '-o', out, '--junit', junit, '--accel', 'tcg']);
+  const r = await guestforge(['build', profile, '-o', out, '--junit', junit, '--accel', 'tcg', ...allowOsv]);
   assert.is(r.exitCode, 0, r.all);
   assert.match(r.all, /compose the OSv image .*loader 6144 KiB \+ ZFS 122 MiB; 2 paths/);
   assert.match(r.all, /PASS {2}osv\.output {2}matched \/Hello from guestforge on OSv\/: Hello from guestforge on OSv/);
@@ -156,7 +161,7 @@ real('osv-native composes with the ZFS builder kernel, smoke-boots with the app\
 real('a disk too small for OSv\'s mkfs: exit 1 naming the size to set, no builder VM, no output', async () => {
   const profile = await nativeProfile('osv-small', ['disk:', '  size: 64M']);
   const out = join(tmp, 'small');
-  const r = await guestforge(['build', profile, '-o', out, '--accel', 'tcg']);
+  const r = await guestforge(['build', profile, '-o', out, '--accel', 'tcg', ...allowOsv]);
   assert.is(r.exitCode, 1, r.all);
   assert.match(r.all, /OSv's mkfs needs at least 64(\.0)? MiB/);
   assert.match(r.all, /set disk\.size to 70M or more/);
@@ -169,20 +174,20 @@ real('a builder kernel that is no kernel (pinned by its sha256): exit 1 with qem
   const fake = join(tmp, 'not-a-builder.elf');
   await writeFile(fake, 'not a kernel\n');
   const profile = await nativeProfile('osv-badbuilder', ['  builder:', `    path: ${fake}`, `    sha256: ${await sha256File(fake)}`, 'build:', '  timeout: 2m']);
-  const r = await guestforge(['build', profile, '-o', join(tmp, 'bad'), '--accel', 'tcg']);
+  const r = await guestforge(['build', profile, '-o', join(tmp, 'bad'), '--accel', 'tcg', ...allowOsv]);
   assert.is(r.exitCode, 1, r.all);
   // qemu refuses the file itself: its own words are the reason (a kernel that boots but is no OSv says so by its missing banner).
   assert.match(r.all, /the OSv builder VM failed to start: qemu: invalid kernel header/);
   assert.equal(await leftovers(), []);
   const wrongSum = await nativeProfile('osv-wrongsum', ['  builder:', `    path: ${fake}`, `    sha256: "${'0'.repeat(64)}"`]);
-  const w = await guestforge(['build', wrongSum, '-o', join(tmp, 'bad2'), '--accel', 'tcg']);
+  const w = await guestforge(['build', wrongSum, '-o', join(tmp, 'bad2'), '--accel', 'tcg', ...allowOsv]);
   assert.is(w.exitCode, 1, w.all);
   assert.match(w.all, /sha256 mismatch for .*not-a-builder\.elf/);
 });
 
 real('a smoke VM past build.smokeTimeout: exit 1, osv.power-off says it was still running, no qemu left', async () => {
   const profile = await nativeProfile('osv-timeout', ['build:', '  smokeTimeout: 1s']);
-  const r = await guestforge(['build', profile, '-o', join(tmp, 'timeout'), '--accel', 'tcg']);
+  const r = await guestforge(['build', profile, '-o', join(tmp, 'timeout'), '--accel', 'tcg', ...allowOsv]);
   assert.is(r.exitCode, 1, r.all);
   assert.match(r.all, /FAIL {2}osv\.power-off {2}still running after \d+ s/);
   assert.equal(await leftovers(), []);
@@ -191,7 +196,7 @@ real('a smoke VM past build.smokeTimeout: exit 1, osv.power-off says it was stil
 real('SIGINT while the builder VM runs: exit 130, qemu gone, no output', async () => {
   const profile = await nativeProfile('osv-sigint');
   const out = join(tmp, 'sigint');
-  const child = execa('node', [cli, 'build', profile, '-o', out, '--accel', 'tcg'], { env, reject: false, all: true, timeout: 5 * 60_000 });
+  const child = execa('node', [cli, 'build', profile, '-o', out, '--accel', 'tcg', ...allowOsv], { env, reject: false, all: true, timeout: 5 * 60_000 });
   let running: string[] = [];
   await waitUntil(async () => (running = (await leftovers()).filter((l) => l.includes('osv-zfs-builder'))).length > 0, { alive: () => isRunning(child), ceilingMs: 4 * 60_000, everyMs: 100 });
   assert.is(running.length, 1, 'the builder VM never ran');

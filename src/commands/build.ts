@@ -8,7 +8,7 @@ import { withSignals } from '../pipeline/signals.ts';
 import { smokeJunitCases } from '../smoke/run.ts';
 import { junitCases } from '../verify/print.ts';
 import { checkSigningKey } from '../publish/sign.ts';
-import { parseCommandArgs } from './args.ts';
+import { allowHostPathOption, loadOptionsOf, parseCommandArgs } from './args.ts';
 import { runMatrix, summaryTable, type MatrixJob } from '../pipeline/matrix.ts';
 import { isRemote } from '../vm/libvirt.ts';
 import { readFile } from 'node:fs/promises';
@@ -52,6 +52,7 @@ async function command(args: string[], emit?: (event: BuildEvent) => void): Prom
     'on-error': { type: 'string' },
     'debug-ssh-key': { type: 'string' },
     break: { type: 'string' },
+    ...allowHostPathOption,
   });
   if (positionals.length === 0) throw new UsageError('build: name a profile', { hint: 'guestforge build profiles/debian-12-hpc.yaml -o out/' });
   const accel = values.accel;
@@ -132,13 +133,13 @@ export function keptLines(kept: KeptBuild, running: boolean): string[] {
   return [head, ...howToReach(kept, running)];
 }
 
-type Values = Record<string, string | boolean | undefined>;
+type Values = Record<string, string | boolean | string[] | undefined>;
 
 async function single(file: string, values: Values, backend: string | undefined, hosts: string[], accel: string | undefined, rebuildFrom: string | undefined, debug: DebugOptions, emit?: (event: BuildEvent) => void): Promise<number> {
   const text = (name: string) => (typeof values[name] === 'string' ? (values[name] as string) : undefined);
   const junit = text('junit');
   const pool = text('pool');
-  const loaded = await loadProfileOrThrow(file);
+  const loaded = await loadProfileOrThrow(file, loadOptionsOf(values));
   const signKey = text('sign-key');
   if (signKey) await checkSigningKey(signKey);
   if (backend || hosts[0]) loaded.profile.build.backend = (backend ?? 'libvirt') as 'qemu' | 'libvirt';
@@ -206,7 +207,7 @@ async function matrix(files: string[], values: Values, hosts: string[]): Promise
   const jobs = values.jobs === undefined ? 1 : Number(values.jobs);
   if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`build: --jobs must be a whole number of at least 1, not "${values.jobs}"`);
   const loaded: MatrixJob[] = [];
-  for (const file of files) loaded.push({ file, name: (await loadProfileOrThrow(file)).profile.name });
+  for (const file of files) loaded.push({ file, name: (await loadProfileOrThrow(file, loadOptionsOf(values))).profile.name });
   const seen = new Map<string, string>();
   for (const job of loaded) {
     const other = seen.get(job.name);
@@ -218,6 +219,7 @@ async function matrix(files: string[], values: Values, hosts: string[]): Promise
   const passed: string[] = ['-o', String(values.output)];
   for (const flag of ['no-smoke', 'keep-work', 'no-cache', 'verbose'] as const) if (values[flag]) passed.push(`--${flag}`);
   for (const flag of ['accel', 'rebuild-from', 'pool', 'sign-key'] as const) if (typeof values[flag] === 'string') passed.push(`--${flag}`, values[flag] as string);
+  for (const dir of loadOptionsOf(values).allowHostPaths) passed.push('--allow-host-path', dir);
   if (values.backend === 'libvirt' && hosts.length === 0) passed.push('--backend', 'libvirt');
   if (values.backend === 'qemu') passed.push('--backend', 'qemu');
   const started = Date.now();

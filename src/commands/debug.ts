@@ -14,7 +14,7 @@ import { loadProfileOrThrow } from '../profile/index.ts';
 import { age, textTable } from '../report/table.ts';
 import { guestfsEnv, type Accel } from '../vm/accel.ts';
 import { debugOptions, keptLines, withKeptHint } from './build.ts';
-import { parseCommandArgs } from './args.ts';
+import { allowHostPathOption, loadOptionsOf, parseCommandArgs } from './args.ts';
 import { driverFor } from '../os/index.ts';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
@@ -114,9 +114,11 @@ export async function resume(args: string[]): Promise<number> {
     'on-error': { type: 'string' },
     'debug-ssh-key': { type: 'string' },
     break: { type: 'string' },
+    ...allowHostPathOption,
   });
   const kept = await findKept(positionals[0], 'resume');
-  const loaded = await loadProfileOrThrow(kept.profileFiles[0]!);
+  // The folders the kept build was allowed, and any given now.
+  const loaded = await loadProfileOrThrow(kept.profileFiles[0]!, { allowHostPaths: [...(kept.options.allowHostPaths ?? []), ...loadOptionsOf(values).allowHostPaths] });
   // The kept build's --backend/--connect/--pool, over the profile's.
   Object.assign(loaded.profile.build, kept.options.build ?? {});
   // A resume that fails is kept again unless asked otherwise: the admin is in the middle of a look inside.

@@ -4,7 +4,7 @@ import { UsageError } from '../errors.ts';
 import { metaData, secretFilePaths } from '../cloudinit/userdata.ts';
 import { driverFor } from '../os/index.ts';
 import { loadProfileOrThrow } from '../profile/index.ts';
-import { parseCommandArgs } from './args.ts';
+import { allowHostPathOption, loadOptionsOf, parseCommandArgs } from './args.ts';
 import { stages as registry } from '../stages/index.ts';
 import { StageChain } from '../cache/chain.ts';
 import { StageCache } from '../cache/store.ts';
@@ -56,10 +56,10 @@ export async function cachePlan(profile: Profile, stages: StageName[], noCache =
 }
 
 export async function run(args: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs('plan', args, { json: { type: 'boolean' }, 'no-cache': { type: 'boolean' } });
+  const { values, positionals } = parseCommandArgs('plan', args, { json: { type: 'boolean' }, 'no-cache': { type: 'boolean' }, ...allowHostPathOption });
   const [file] = positionals;
   if (!file || positionals.length > 1) throw new UsageError('plan: name one profile', { hint: 'guestforge plan profiles/debian-12-hpc.yaml' });
-  const { profile, files } = await loadProfileOrThrow(file);
+  const { profile, files } = await loadProfileOrThrow(file, loadOptionsOf(values));
   const driver = driverFor(profile.os.family);
   const stages = driver.stages(profile);
   const nonce = 'PLAN';

@@ -19,7 +19,7 @@ import { freemem, totalmem } from 'node:os';
 import { nonce as makeNonce } from '../util/fs.ts';
 import { cacheDir } from '../util/paths.ts';
 import { resolveAccel } from '../vm/backend.ts';
-import { parseCommandArgs } from './args.ts';
+import { allowHostPathOption, loadOptionsOf, parseCommandArgs } from './args.ts';
 import { diskFormatOf } from './verify.ts';
 
 export async function run(args: string[]): Promise<number> {
@@ -34,6 +34,7 @@ export async function run(args: string[]): Promise<number> {
     verbose: { type: 'boolean' },
     nodes: { type: 'string' },
     require: { type: 'string' },
+    ...allowHostPathOption,
   });
   const [image] = positionals;
   if (!image || positionals.length > 1) throw new UsageError('rehearse: name one image', { hint: 'guestforge rehearse out/debian-12-hpc.qcow2 [--cluster clusters/vtorque.yaml] [--junit rehearse.xml]' });
@@ -45,7 +46,7 @@ export async function run(args: string[]): Promise<number> {
   const cluster = await loadClusterOrThrow(values.cluster ?? defaultClusterFile);
   const count = nodes ?? cluster.nodes.count;
   if (values.require === 'vrdma' && count < 2) throw new UsageError('rehearse: --require vrdma checks RDMA between VMs: give --nodes 2 or more', { hint: 'one VM\'s vRDMA is proven by the smoke boot of a vrdma profile (its loopback check)' });
-  const profile = values.profile ? (await loadProfileOrThrow(values.profile)).profile : undefined;
+  const profile = values.profile ? (await loadProfileOrThrow(values.profile, loadOptionsOf(values))).profile : undefined;
   const layout = profile?.layout ?? defaultLayout;
   // What the guests' apt may reach: the mirrors images are built from (the host's apt sources, or the profile's own).
   const profileMirror = profile?.base.bootstrap?.mirror;

@@ -6,13 +6,13 @@ import { driverFor } from '../os/index.ts';
 import { ExitCode, UsageError } from '../errors.ts';
 import { loadProfileOrThrow } from '../profile/index.ts';
 import { nonce, tempPathFor } from '../util/fs.ts';
-import { parseCommandArgs } from './args.ts';
+import { allowHostPathOption, loadOptionsOf, parseCommandArgs } from './args.ts';
 
 export async function run(args: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs('seed', args, { output: { type: 'string', short: 'o' } });
+  const { values, positionals } = parseCommandArgs('seed', args, { output: { type: 'string', short: 'o' }, ...allowHostPathOption });
   const [file] = positionals;
   if (!file || positionals.length > 1 || !values.output) throw new UsageError('seed: name one profile and -o', { hint: 'guestforge seed profiles/osv-hello.yaml -o seed.iso' });
-  const { profile } = await loadProfileOrThrow(file);
+  const { profile } = await loadProfileOrThrow(file, loadOptionsOf(values));
   const target = resolve(values.output);
   const dir = await mkdtemp(join(tmpdir(), 'guestforge-seed-'));
   const temp = tempPathFor(target);

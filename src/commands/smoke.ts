@@ -17,7 +17,7 @@ import { rm } from 'node:fs/promises';
 import { diskFormatOf } from './verify.ts';
 import { inspectOsv } from '../os/osv/cmdline.ts';
 import { smokeOsv } from '../os/osv/smoke.ts';
-import { parseCommandArgs } from './args.ts';
+import { allowHostPathOption, loadOptionsOf, parseCommandArgs } from './args.ts';
 import { starterFor, type Backend } from '../vm/backend.ts';
 import { defaultPool, isRemote } from '../vm/libvirt.ts';
 
@@ -37,6 +37,7 @@ export async function run(args: string[]): Promise<number> {
     expect: { type: 'string' },
     'stays-up': { type: 'boolean' },
     json: { type: 'boolean' },
+    ...allowHostPathOption,
   });
   const [image] = positionals;
   if (!image || positionals.length > 1) throw new UsageError('smoke: name one image', { hint: 'guestforge smoke out/debian-12-hpc.qcow2 [--junit smoke.xml]' });
@@ -64,7 +65,7 @@ export async function run(args: string[]): Promise<number> {
   // The image's name (hostname in the seed, part of a libvirt domain's name) unless a profile says.
   let name = basename(image).replace(/\.(qcow2|raw|img)$/, '').replace(/[^A-Za-z0-9-]/g, '-') || 'smoke';
   if (values.profile) {
-    const { profile } = await loadProfileOrThrow(values.profile);
+    const { profile } = await loadProfileOrThrow(values.profile, loadOptionsOf(values));
     target = smokeTargetOf(profile);
     name = profile.name;
     profileFamily = profile.os.family;

@@ -1,14 +1,14 @@
 import { ExitCode, UsageError } from '../errors.ts';
 import { formatDiagnostic } from '../profile/diagnostic.ts';
 import { loadProfile } from '../profile/load.ts';
-import { parseCommandArgs } from './args.ts';
+import { allowHostPathOption, loadOptionsOf, parseCommandArgs } from './args.ts';
 
 export async function run(args: string[]): Promise<number> {
-  const { positionals } = parseCommandArgs('validate', args, {});
+  const { values, positionals } = parseCommandArgs('validate', args, { ...allowHostPathOption });
   if (positionals.length === 0) throw new UsageError('validate: name at least one profile', { hint: 'guestforge validate profiles/*.yaml' });
   let failed = 0;
   for (const file of positionals) {
-    const result = await loadProfile(file);
+    const result = await loadProfile(file, loadOptionsOf(values));
     if (result.ok) {
       process.stdout.write(`${file}: ok\n`);
     } else {

@@ -22,7 +22,7 @@ export function explainRule(rule: Rule): string[] {
     ...(rule.references ?? []).map((r) => `see: ${r}`),
   ];
 }
-import { parseCommandArgs } from './args.ts';
+import { allowHostPathOption, loadOptionsOf, parseCommandArgs } from './args.ts';
 import { inspectOsv } from '../os/osv/cmdline.ts';
 
 /** The image's format, or a usage error when it is missing or not a disk image. */
@@ -52,6 +52,7 @@ export async function run(args: string[]): Promise<number> {
     junit: { type: 'string' },
     verbose: { type: 'boolean', short: 'v' },
     explain: { type: 'string' },
+    ...allowHostPathOption,
   });
   const explained = values.explain === undefined ? undefined : rules.find((r) => r.id === values.explain);
   if (values.explain !== undefined && !explained) throw new UsageError(`verify: no rule "${values.explain}"`, { hint: `rules: ${rules.map((r) => r.id).join(', ')}` });
@@ -68,7 +69,7 @@ export async function run(args: string[]): Promise<number> {
   const format = await diskFormatOf(image, 'verify', { allowBacking: Boolean(values['allow-backing']), vmdk: true });
   // OSv images have no filesystem libguestfs reads: recognise them and report their command line.
   const osv = await inspectOsv(image, format);
-  const profileFamily = values.profile ? (await loadProfileOrThrow(values.profile)).profile.os.family : undefined;
+  const profileFamily = values.profile ? (await loadProfileOrThrow(values.profile, loadOptionsOf(values))).profile.os.family : undefined;
   // With a profile, its family decides: an image that only looks like OSv does not skip the Linux rules.
   if (osv !== undefined && profileFamily !== undefined && profileFamily !== 'osv') {
     process.stderr.write(`error: ${image} looks like an OSv image (${osv.version ?? 'command line at byte 512'}), but the profile is a ${profileFamily} one\n`);
@@ -88,7 +89,7 @@ export async function run(args: string[]): Promise<number> {
     }
     return ExitCode.ok;
   }
-  const options = values.profile ? verifyOptionsOf((await loadProfileOrThrow(values.profile)).profile) : { ...defaultVerifyOptions };
+  const options = values.profile ? verifyOptionsOf((await loadProfileOrThrow(values.profile, loadOptionsOf(values))).profile) : { ...defaultVerifyOptions };
   if (values.require?.includes('vrdma')) options.requireVrdma = true;
   if (values.require?.includes('no-rocm')) options.requireNoRocm = true;
   const log = new Logger({ verbose: Boolean(values.verbose) });

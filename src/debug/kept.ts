@@ -29,7 +29,7 @@ export interface KeptBuild {
   /** The profile file, then every file it extends (absolute). */
   profileFiles: string[];
   /** The build's options, for resume (the debug ones dropped). */
-  options: Pick<BuildOptions, 'outDir' | 'smoke' | 'signKey'> & { accel: string; build?: Partial<Pick<Profile['build'], 'backend' | 'connect' | 'pool'>> };
+  options: Pick<BuildOptions, 'outDir' | 'smoke' | 'signKey'> & { accel: string; build?: Partial<Pick<Profile['build'], 'backend' | 'connect' | 'pool'>>; allowHostPaths?: string[] };
   reason: 'failed' | 'break';
   /** The stage that failed, or the one the break stopped before. */
   stage: StageName;
@@ -82,6 +82,8 @@ export async function readKept(dir: string): Promise<KeptBuild | string | undefi
   if (!Array.isArray(k.plan) || !Number.isInteger(k.resumeIndex) || k.resumeIndex < 0 || k.resumeIndex >= k.plan.length) return 'its plan or resume point is not valid';
   if (!Array.isArray(k.profileFiles) || typeof k.profileFiles[0] !== 'string' || typeof k.since !== 'string' || Number.isNaN(Date.parse(k.since))) return 'its profile files or date are not valid';
   if (k.vm && !(Number.isInteger(k.vm.pid) && k.vm.pid > 1)) return 'its VM pid is not valid';
+  const allowed = (k.options as Partial<KeptBuild['options']> | undefined)?.allowHostPaths;
+  if (allowed !== undefined && !(Array.isArray(allowed) && allowed.every((d) => typeof d === 'string'))) return 'its allowed host folders are not valid';
   if (!diskOk(k.disk, [dir]) || !diskOk(k.resumeDisk, [dir, join(cacheDir(), 'stages')])) return 'its disks lie outside its folder and the stage cache';
   return {
     ...k,

@@ -286,6 +286,7 @@ async function keepBuild(ctx: BuildContext, loaded: LoadedProfile, stages: Stage
       accel: ctx.accel,
       build: { backend: ctx.profile.build.backend, pool: ctx.profile.build.pool, ...(ctx.profile.build.connect ? { connect: ctx.profile.build.connect } : {}) },
       ...(ctx.options.signKey ? { signKey: ctx.options.signKey } : {}),
+      ...(loaded.allowHostPaths.length > 0 ? { allowHostPaths: loaded.allowHostPaths } : {}),
     },
     reason,
     stage: stage.name,

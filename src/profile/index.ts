@@ -1,10 +1,10 @@
 import { UsageError } from '../errors.ts';
 import { formatDiagnostic } from './diagnostic.ts';
-import { loadProfile, type LoadedProfile } from './load.ts';
+import { loadProfile, type LoadedProfile, type LoadOptions } from './load.ts';
 
 /** Load a profile or stop with every problem listed (exit 2). */
-export async function loadProfileOrThrow(file: string): Promise<LoadedProfile> {
-  const result = await loadProfile(file);
+export async function loadProfileOrThrow(file: string, options: LoadOptions = {}): Promise<LoadedProfile> {
+  const result = await loadProfile(file, options);
   if (result.ok) return result.value;
   throw new UsageError(`invalid profile ${file}`, { hint: result.diagnostics.map(formatDiagnostic).join('\n') });
 }

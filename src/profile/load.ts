@@ -1,11 +1,13 @@
 /**
- * Profile loading: read → resolve `extends` and relative paths → validate with
- * the schema → cross-field rules. Every problem comes back as a Diagnostic
- * located in the file that wrote the field.
+ * Profile loading: read → resolve host paths to real paths inside the file's
+ * folder (host-paths.ts) → `extends` → validate with the schema → cross-field
+ * rules. Every problem comes back as a Diagnostic located in the file that
+ * wrote the field.
  */
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { z } from 'zod';
 import { shownKey, type Diagnostic } from './diagnostic.ts';
+import { confineHostPaths, realPathOf } from './host-paths.ts';
 import { mergeLayers, type Layer } from './merge.ts';
 import { checkRules } from './rules.ts';
 import { allowedKeys } from './schema-walk.ts';
@@ -13,35 +15,31 @@ import { profileSchema, type Profile } from './schema.ts';
 import { readSource, SourceError, type FieldPath, type Locations } from './source.ts';
 import { closest } from './suggest.ts';
 
+export interface LoadOptions {
+  /** Folders besides each profile file's own that its host files may be in (--allow-host-path). */
+  allowHostPaths?: readonly string[];
+}
+
 export interface LoadedProfile {
   profile: Profile;
-  /** The profile file given, then every file it extends. */
+  /** The profile file given, then every file it extends (real paths). */
   files: string[];
   locations: Locations;
+  /** The allowed folders outside the profiles' own, as real paths (a resumed build gets them again). */
+  allowHostPaths: string[];
 }
 
 export type LoadResult = { ok: true; value: LoadedProfile } | { ok: false; diagnostics: Diagnostic[] };
 
-/** Fields holding host paths; relative ones are resolved from the file that wrote them. */
-function resolvePaths(data: unknown, dir: string): void {
-  if (typeof data !== 'object' || data === null) return;
-  const d = data as Record<string, any>;
-  const fix = (value: unknown) => (typeof value === 'string' && !isAbsolute(value) ? resolve(dir, value) : value);
-  if (d.base?.image && typeof d.base.image === 'object' && 'path' in d.base.image) {
-    d.base.image.path = fix(d.base.image.path);
-  }
-  if (d.base?.builder && typeof d.base.builder === 'object' && 'path' in d.base.builder) d.base.builder.path = fix(d.base.builder.path);
-  if (Array.isArray(d.apps)) for (const app of d.apps) if (app && typeof app === 'object') app.src = fix(app.src);
-  if (d.cloudInit && typeof d.cloudInit.userData === 'string') d.cloudInit.userData = fix(d.cloudInit.userData);
-}
-
-async function readLayer(file: string, chain: string[], diagnostics: Diagnostic[]): Promise<Layer & { files: string[] }> {
+/** One file and what it extends; `file` is a real path, and host paths are confined to its folder (extends before it is read). */
+async function readLayer(file: string, chain: string[], allowed: readonly string[], diagnostics: Diagnostic[]): Promise<Layer & { files: string[] }> {
   const source = await readSource(file);
   const data = source.data as Record<string, unknown>;
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
     throw new SourceError([{ location: source.locations.find([])!, path: [], message: 'a profile must be a YAML mapping' }]);
   }
-  resolvePaths(data, dirname(file));
+  const refused = await confineHostPaths(data, dirname(file), allowed, source.locations);
+  diagnostics.push(...refused);
   const parentRef = data.extends;
   delete data.extends;
   const layer = { data, locations: source.locations, files: [file] };
@@ -49,9 +47,8 @@ async function readLayer(file: string, chain: string[], diagnostics: Diagnostic[
     diagnostics.push({ location: source.locations.find(['extends'])!, path: ['extends'], message: `extends takes a profile file path, not ${JSON.stringify(parentRef)}` });
     return layer;
   }
-  if (typeof parentRef !== 'string') return layer;
-  const parentFile = resolve(dirname(file), parentRef);
-  if (chain.includes(parentFile)) {
+  if (typeof parentRef !== 'string' || refused.some((d) => d.path[0] === 'extends')) return layer;
+  if (chain.includes(parentRef)) {
     diagnostics.push({
       location: source.locations.find(['extends'])!,
       path: ['extends'],
@@ -59,7 +56,7 @@ async function readLayer(file: string, chain: string[], diagnostics: Diagnostic[
     });
     return layer;
   }
-  const parent = await readLayer(parentFile, [...chain, parentFile], diagnostics);
+  const parent = await readLayer(parentRef, [...chain, parentRef], allowed, diagnostics);
   const merged = mergeLayers(parent, layer);
   return { ...merged, files: [file, ...parent.files] };
 }
@@ -97,12 +94,18 @@ export function parseLocated<S extends z.ZodType>(schema: S, data: unknown, loca
   return { ok: false, diagnostics };
 }
 
-export async function loadProfile(file: string): Promise<LoadResult> {
-  const absolute = resolve(file);
+export async function loadProfile(file: string, options: LoadOptions = {}): Promise<LoadResult> {
   const diagnostics: Diagnostic[] = [];
+  const allowed: string[] = [];
+  for (const dir of options.allowHostPaths ?? []) {
+    const real = await realPathOf(dir);
+    if (real !== undefined) allowed.push(real);
+  }
+  // A missing file or a loop of links: readSource says so, located at the name given.
+  const absolute = (await realPathOf(file)) ?? resolve(file);
   let layer: Layer & { files: string[] };
   try {
-    layer = await readLayer(absolute, [absolute], diagnostics);
+    layer = await readLayer(absolute, [absolute], allowed, diagnostics);
   } catch (error) {
     if (error instanceof SourceError) return { ok: false, diagnostics: error.diagnostics };
     throw error;
@@ -114,5 +117,5 @@ export async function loadProfile(file: string): Promise<LoadResult> {
     diagnostics.push({ location: layer.locations.find(problem.path)!, ...problem });
   }
   if (diagnostics.length > 0) return { ok: false, diagnostics };
-  return { ok: true, value: { profile: parsed.data, files: layer.files, locations: layer.locations } };
+  return { ok: true, value: { profile: parsed.data, files: layer.files, locations: layer.locations, allowHostPaths: allowed } };
 }

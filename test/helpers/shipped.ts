@@ -4,7 +4,11 @@ import { join, resolve } from 'node:path';
 
 const profilesDir = resolve(import.meta.dirname, '..', '..', 'profiles');
 
-export const shippedProfiles: { name: string; file: string }[] = readdirSync(profilesDir)
+/** Folders outside profiles/ a shipped profile reads, as its admin allows them (--allow-host-path): osv-native's base is in shared/osv beside the checkout. */
+const allowedFor: Record<string, string[]> = { 'osv-native': [resolve(profilesDir, '..', '..', 'shared', 'osv')] };
+
+export const shippedProfiles: { name: string; file: string; allowHostPaths: string[] }[] = readdirSync(profilesDir)
   .filter((f) => f.endsWith('.yaml'))
   .sort()
-  .map((f) => ({ name: f.replace(/\.yaml$/, ''), file: join(profilesDir, f) }));
+  .map((f) => f.replace(/\.yaml$/, ''))
+  .map((name) => ({ name, file: join(profilesDir, `${name}.yaml`), allowHostPaths: allowedFor[name] ?? [] }));
