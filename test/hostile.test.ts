@@ -4,7 +4,7 @@
  * reading the disk afterwards. One guestfish launch, on a small ext4 image.
  */
 import { rejects } from './helpers/rejects.ts';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
@@ -12,9 +12,11 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { timed } from './helpers/timing.ts';
 import { GuestSession } from '../src/guestfs/session.ts';
-import { injectApp } from '../src/stages/inject.ts';
+import { appTar, injectApp } from '../src/stages/inject.ts';
 import { writePackage } from '../src/os/osv/package.ts';
 import { loadProfileOrThrow } from '../src/profile/index.ts';
+import { loadProfile } from '../src/profile/load.ts';
+import { formatDiagnostic } from '../src/profile/diagnostic.ts';
 import { existsSync } from 'node:fs';
 import { startFailureHint } from '../src/vm/libvirt.ts';
 import { libvirtUriProblem } from '../src/vm/uri.ts';
@@ -195,6 +197,122 @@ profiles('extends naming a shadow-format file in an allowed folder: exit 2, and 
 });
 
 profiles.run();
+
+const hostFiles = suite('host files a profile names: only from its own folder (by real path), unless --allow-host-path');
+
+/** The profile's folder, with an app beside the profile, links out of it, and files just outside it. */
+const confined = join(tmp, 'confined');
+await mkdir(confined);
+await writeFile(join(confined, 'app.sh'), '#!/bin/sh\necho in the folder\n');
+await symlink('app.sh', join(confined, 'inside-link'));
+await symlink('/etc/shadow', join(confined, 'shadow-link'));
+await symlink('/etc', join(confined, 'etc-link'));
+// Shaped like a shadow file: no line of it may reach a message.
+await writeFile(join(tmp, 'outside'), 'root:$6$saltsalt$HASHHASHHASH:19000:0:99999:7:::\n');
+await writeFile(join(tmp, 'parent.yaml'), 'description: a parent profile outside the folder\n');
+await writeFile(join(tmp, 'user-data.yaml'), '#cloud-config\npackage_update: false\n');
+await execa('qemu-img', ['create', '-q', '-f', 'qcow2', join(tmp, 'base.qcow2'), '64M']);
+await execa('qemu-img', ['create', '-q', '-f', 'qcow2', join(confined, 'base-in.qcow2'), '64M']);
+await writeFile(join(tmp, 'builder.elf'), 'not a kernel\n');
+const zeros = '0'.repeat(64);
+
+const debianText = ['name: confined', 'os: { family: debian, release: "12" }', 'base:', '  bootstrap:', '    suite: bookworm', 'disk:', '  size: 4G', 'apps:', '  - src: app.sh', '    dest: /opt-vm/app/app.sh', ''].join('\n');
+const withSrc = (src: string) => debianText.replace('src: app.sh', `src: ${src}`);
+const osvText = ['name: confined-osv', 'os: { family: osv, runtime: native, cmdline: /app.sh }', 'base:', `  image: { path: base-in.qcow2, sha256: "${zeros}" }`, `  builder: { path: ../builder.elf, sha256: "${zeros}" }`, 'disk:', '  size: 128M', 'apps:', '  - src: app.sh', '    dest: /app.sh', ''].join('\n');
+
+let written = 0;
+async function confinedProfile(text: string): Promise<string> {
+  const file = join(confined, `p${(written += 1)}.yaml`);
+  await writeFile(file, text);
+  return file;
+}
+
+/** file:line:col of the first occurrence of `value` in `text`, as a diagnostic starts. */
+function located(file: string, text: string, value: string): string {
+  const lines = text.split('\n');
+  const line = lines.findIndex((l) => l.includes(value));
+  return `${file.slice(file.lastIndexOf('/') + 1)}:${line + 1}:${lines[line]!.indexOf(value) + 1}`;
+}
+
+for (const [name, text, field, value, allow, validWhenAllowed] of [
+  ['/etc/shadow', withSrc('/etc/shadow'), 'apps[0].src', '/etc/shadow', '/etc', true],
+  ['/root', withSrc('/root'), 'apps[0].src', '/root', '/root', false],
+  ['/proc/self/environ', withSrc('/proc/self/environ'), 'apps[0].src', '/proc/self/environ', '/proc', true],
+  ['../outside', withSrc('../outside'), 'apps[0].src', '../outside', tmp, true],
+  ['a link in the folder to /etc/shadow', withSrc('shadow-link'), 'apps[0].src', 'shadow-link', '/etc', true],
+  ['a path through a link in the folder to /etc', withSrc('etc-link/passwd'), 'apps[0].src', 'etc-link/passwd', '/etc', true],
+  ['extends of a profile outside', `extends: ../parent.yaml\n${debianText}`, 'extends', '../parent.yaml', tmp, true],
+  ['cloudInit.userData outside', `${debianText}cloudInit:\n  userData: ../user-data.yaml\n`, 'cloudInit.userData', '../user-data.yaml', tmp, true],
+  ['base.image.path outside', debianText.replace('  bootstrap:\n    suite: bookworm', `  image:\n    path: ../base.qcow2\n    sha256: "${zeros}"`), 'base.image.path', '../base.qcow2', tmp, true],
+  ['base.builder.path (OSv) outside', osvText, 'base.builder.path', '../builder.elf', tmp, true],
+] as const) {
+  hostFiles(`${name}: refused, located, the hint naming --allow-host-path; accepted with --allow-host-path ${allow === tmp ? '<its folder>' : allow}`, async () => {
+    const file = await confinedProfile(text);
+    const refused = await loadProfile(file);
+    assert.not.ok(refused.ok, `${name} was accepted`);
+    const said = refused.ok ? '' : refused.diagnostics.map(formatDiagnostic).join('\n');
+    assert.match(said, new RegExp(`${located(file, text, value).replace(/[.[\]/]/g, '\\$&')} ${field.replace(/[.[\]]/g, '\\$&')}: .* is outside ${confined.replace(/[.[\]/]/g, '\\$&')}, the folder of the profile that names it`), said);
+    assert.match(said, /hint: .*--allow-host-path DIR/);
+    assert.not.match(said, /HASH|\$6\$/);
+    const allowed = await loadProfile(file, { allowHostPaths: [allow] });
+    const after = allowed.ok ? '' : allowed.diagnostics.map(formatDiagnostic).join('\n');
+    assert.not.match(after, /is outside/, after);
+    if (validWhenAllowed) assert.ok(allowed.ok, after);
+  });
+}
+
+hostFiles('links are resolved before the check: a link in the folder to an app in the folder is accepted, and the profile then holds the real path the build reads', async () => {
+  const plain = await loadProfile(await confinedProfile(debianText));
+  assert.ok(plain.ok, plain.ok ? '' : plain.diagnostics.map(formatDiagnostic).join('\n'));
+  const linked = await loadProfile(await confinedProfile(withSrc('inside-link')));
+  assert.ok(linked.ok, linked.ok ? '' : linked.diagnostics.map(formatDiagnostic).join('\n'));
+  if (linked.ok) assert.is(linked.value.profile.apps[0]!.src, join(await realpath(confined), 'app.sh'));
+  const escaping = await loadProfile(await confinedProfile(withSrc('shadow-link')));
+  assert.match(escaping.ok ? '' : escaping.diagnostics.map(formatDiagnostic).join('\n'), /shadow-link \(really \/etc\/shadow\) is outside/);
+});
+
+hostFiles('an extends outside is not read: no line of it in any message', async () => {
+  const text = `extends: ../outside\n${debianText}`;
+  const file = await confinedProfile(text);
+  const r = await execa('node', [cli, 'validate', file], { reject: false });
+  assert.is(r.exitCode, 2, r.stderr);
+  assert.match(r.stderr, new RegExp(`${located(file, text, '../outside').replace(/[.[\]/]/g, '\\$&')} extends: \\.\\./outside is outside`));
+  assert.not.match(r.stderr, /HASH|\$6\$|unknown key/);
+});
+
+hostFiles('the command line: exit 2 with the hint, exit 0 with --allow-host-path (repeatable)', async () => {
+  const file = await confinedProfile(`${withSrc('/etc/shadow')}cloudInit:\n  userData: ../user-data.yaml\n`);
+  const r = await execa('node', [cli, 'validate', file], { reject: false });
+  assert.is(r.exitCode, 2, r.stderr);
+  assert.match(r.stderr, /apps\[0\]\.src: \/etc\/shadow is outside/);
+  assert.match(r.stderr, /cloudInit\.userData: \.\.\/user-data\.yaml is outside/);
+  assert.match(r.stderr, /hint: .*--allow-host-path DIR/);
+  const one = await execa('node', [cli, 'validate', file, '--allow-host-path', '/etc'], { reject: false });
+  assert.is(one.exitCode, 2, 'one folder allowed, the other still refused');
+  assert.not.match(one.stderr, /apps\[0\]\.src/);
+  const both = await execa('node', [cli, 'validate', file, '--allow-host-path', '/etc', '--allow-host-path', tmp], { reject: false });
+  assert.is(both.exitCode, 0, both.stderr);
+});
+
+hostFiles('a folder app: a link inside it pointing out is copied as a link, never followed', async () => {
+  const app = join(confined, 'tree');
+  await mkdir(app);
+  await writeFile(join(app, 'run.sh'), '#!/bin/sh\n');
+  await symlink('/etc/shadow', join(app, 'esc'));
+  const ok = await loadProfile(await confinedProfile(withSrc('tree').replace('dest: /opt-vm/app/app.sh', 'dest: /opt-vm/app')));
+  assert.ok(ok.ok, ok.ok ? '' : ok.diagnostics.map(formatDiagnostic).join('\n'));
+  const tar = await appTar({ src: app, dest: '/opt-vm/app', owner: '0:0' }, tmp);
+  try {
+    const listing = (await execa('tar', ['-tvf', tar])).stdout.split('\n');
+    assert.match(listing.find((l) => l.endsWith('./esc -> /etc/shadow')) ?? listing.join('\n'), /^l/);
+    const shadowBytes = (await execa('stat', ['-c', '%s', '/etc/shadow'])).stdout;
+    assert.not.ok(listing.some((l) => / \.\/esc$/.test(l)), `esc came in as a file of ${shadowBytes} bytes`);
+  } finally {
+    await rm(tar, { force: true });
+  }
+});
+
+hostFiles.run();
 
 const images = timed(suite('hostile images: inject writes only what the app brought'));
 
