@@ -17,6 +17,8 @@ import { writePackage } from '../src/os/osv/package.ts';
 import { loadProfileOrThrow } from '../src/profile/index.ts';
 import { loadProfile } from '../src/profile/load.ts';
 import { formatDiagnostic } from '../src/profile/diagnostic.ts';
+import { builderName, resolveBuilder } from '../src/os/osv/builder.ts';
+import type { BuildContext } from '../src/stages/types.ts';
 import { existsSync } from 'node:fs';
 import { startFailureHint } from '../src/vm/libvirt.ts';
 import { libvirtUriProblem } from '../src/vm/uri.ts';
@@ -310,6 +312,21 @@ hostFiles('a folder app: a link inside it pointing out is copied as a link, neve
   } finally {
     await rm(tar, { force: true });
   }
+});
+
+hostFiles('OSv: the builder kernel beside the base image is taken only when it really is there, not through a link out of the folder', async () => {
+  const dir = join(confined, 'osv-base');
+  await mkdir(dir);
+  await execa('qemu-img', ['create', '-q', '-f', 'qcow2', join(dir, 'base.qcow2'), '64M']);
+  await symlink(join(tmp, 'builder.elf'), join(dir, builderName));
+  const warnings: string[] = [];
+  const ctx = { profile: { base: { image: { path: join(dir, 'base.qcow2') } } }, log: { warn: (w: string) => warnings.push(w) } } as unknown as BuildContext;
+  const step = { update() {}, succeed() {}, fail() {} };
+  await rejects(resolveBuilder(ctx, step), /osv-zfs-builder\.elf is a link out of the base image's folder/, 'a builder linked from outside was used');
+  await rm(join(dir, builderName));
+  await writeFile(join(dir, builderName), 'a builder kernel\n');
+  assert.is(await resolveBuilder(ctx, step), join(await realpath(dir), builderName));
+  assert.match(warnings.join('\n'), /is not checked: no SHA256SUMS beside it/);
 });
 
 hostFiles.run();
