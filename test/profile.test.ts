@@ -7,6 +7,8 @@ import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { formatDiagnostic } from '../src/profile/diagnostic.ts';
 import { loadProfile } from '../src/profile/load.ts';
+import { hostPathFields } from '../src/profile/host-paths.ts';
+import { renderJsonSchema } from '../src/profile/json-schema.ts';
 import { bootstrapKey, buildStubDeb, hookDir, mmdebstrapArgs, stubPackages } from '../src/os/debian/bootstrap.ts';
 import { activeTrims, initramfsModules } from '../src/policy/boot.ts';
 
@@ -39,6 +41,17 @@ shipped('extends: lists append, scalars override, paths resolve from the writing
   assert.is(result.value.profile.vrdma.enabled, true);
   assert.is(result.value.profile.apps[0]?.src, join(root, 'profiles', 'apps', 'hello-mpi', 'run.sh'));
   assert.is(result.value.files.length, 2);
+});
+shipped('every schema field that names a host file is one the folder rule confines (host-paths.ts), and no other', () => {
+  const found: string[] = [];
+  const walk = (node: Record<string, any>, path: string[]) => {
+    if (typeof node.description === 'string' && node.description.includes('--allow-host-path')) found.push(path.join('.'));
+    for (const [key, child] of Object.entries(node.properties ?? {})) walk(child as Record<string, any>, [...path, key]);
+    if (node.items) walk(node.items, [...path, '*']);
+    for (const child of [...(node.anyOf ?? []), ...(node.oneOf ?? []), ...(node.allOf ?? [])]) walk(child, path);
+  };
+  walk(JSON.parse(renderJsonSchema()), []);
+  assert.equal([...new Set(found)].sort(), hostPathFields.map((f) => f.join('.')).sort());
 });
 shipped('the e2e and libvirt fixtures share the default profile\'s base, so tests bootstrap one base, not two', async () => {
   const keyOf = async (file: string) => {

@@ -14,6 +14,9 @@ const size = (example: string) =>
 const duration = (example: string) =>
   z.string().regex(durationPattern, { error: `expected a duration like ${example}` });
 
+/** How every field naming a host file is described: profile/host-paths.ts confines it, and a test finds them by this. */
+const hostFile = (what: string) => `${what}, relative to the profile file that names it; it must be inside that file's folder by real path (--allow-host-path DIR allows more)`;
+
 const sha256 = z
   .string()
   .regex(/^[0-9a-f]{64}$/i, { error: 'expected a sha256: 64 hex digits (sha256sum FILE)' })
@@ -29,7 +32,7 @@ const mode = z
 
 const imageBase = z
   .strictObject({
-    path: z.string().optional().describe('Local image file, relative to the profile that names it'),
+    path: z.string().optional().describe(hostFile('Local image file')),
     url: z.url({ protocol: /^https?$/ }).optional().describe('http(s) URL; downloaded to the cache and checked'),
     sha256,
     format: z.enum(['qcow2', 'raw']).default('qcow2').describe('Format of the image file'),
@@ -62,7 +65,7 @@ const bootstrapBase = z
 
 const builderKernel = z
   .strictObject({
-    path: z.string().optional().describe('Local file, relative to the profile that names it'),
+    path: z.string().optional().describe(hostFile('Local file')),
     url: z.url({ protocol: /^https?$/ }).optional().describe('http(s) URL; downloaded to the cache and checked'),
     sha256,
   })
@@ -143,7 +146,7 @@ function layoutDir(options: { shared: boolean }) {
 }
 
 const app = z.strictObject({
-  src: z.string().min(1).describe('File or directory on the host, relative to the profile'),
+  src: z.string().min(1).describe(hostFile('File or folder on the host (links inside a folder are copied as links)')),
   dest: guestPath.describe('Absolute path in the guest, inside layout.optVm (or a layout.appRoots folder)'),
   mode: mode.optional().describe('Octal mode for files (directories keep theirs)'),
   owner: z
@@ -191,7 +194,7 @@ const cloudInit = z
     userData: z
       .union([z.string(), z.record(z.string(), z.unknown())])
       .optional()
-      .describe('Extra cloud-config merged into the generated one: a file path, or inline keys'),
+      .describe(hostFile('Extra cloud-config merged into the generated one: inline keys, or a file path')),
   })
   .describe('Extra cloud-init configuration for the build VM');
 
@@ -263,7 +266,7 @@ const disk = z
 export const profileSchema = z
   .strictObject({
     $schema: z.string().optional().describe('Editor hint; ignored'),
-    extends: z.string().optional().describe('Profile this one builds on: maps deep-merge, lists append, scalars override'),
+    extends: z.string().optional().describe(hostFile('Profile this one builds on (maps deep-merge, lists append, scalars override)')),
     name: z
       .string()
       .regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, { error: 'expected a name of lower-case letters, digits, ".", "_" and "-", at most 64 characters' })
