@@ -41,8 +41,8 @@ const commands: Record<string, CommandEntry> = {
     load: () => import('./commands/debug.ts').then((m) => ({ run: m.shell })),
   },
   resume: {
-    summary: 'go on with a kept build from the stage that failed or the --break point, with the profile as it is now',
-    usage: 'resume <build-id> [--no-smoke] [--on-error keep|cleanup|ask] [--debug-ssh-key KEY.pub] [--break before:STAGE|after:STAGE] [--verbose] [--allow-host-path DIR]...',
+    summary: 'go on with a kept build from the stage that failed or the --break point, with the profile as it is now (-o, --sign-key, --allow-host-path and the backend as build takes them: the kept record holds none)',
+    usage: 'resume <build-id> [-o out/] [--no-smoke] [--sign-key KEY] [--accel auto|kvm|tcg] [--backend qemu|libvirt] [--connect URI] [--pool P] [--on-error keep|cleanup|ask] [--debug-ssh-key KEY.pub] [--break before:STAGE|after:STAGE] [--verbose] [--allow-host-path DIR]...',
     load: () => import('./commands/debug.ts').then((m) => ({ run: m.resume })),
   },
   discard: {

@@ -188,7 +188,7 @@ cmds('cache prune keeps a kept build (its owner has exited) unless it is older t
 
 cmds('a kept.json guestforge did not write (a pid of -1, a disk outside the folder) is refused by name, and nothing is signalled', async () => {
   const work = join(cache, 'guestforge', 'work');
-  const record = { stage: 'inject', reason: 'failed', plan: ['base', 'inject'], resumeIndex: 1, inputs: {}, state: { timings: [], warnings: [] }, options: { outDir: '/x', smoke: true, accel: 'tcg' }, profileFiles: ['/x.yaml'], since: new Date().toISOString() };
+  const record = { profileName: 'p', stage: 'inject', reason: 'failed', plan: ['base', 'inject'], resumeIndex: 1, inputs: {}, state: { timings: [], warnings: [] }, options: { outDir: '/x', smoke: true, accel: 'tcg' }, profileFiles: ['/x.yaml'], since: new Date().toISOString() };
   const cases: [string, object, RegExp, string][] = [
     ['p-00000000000a', { ...record, vm: { pid: -1, consoleSocket: '/', qmpSocket: '' } }, /its VM pid is not valid/, 'discard'],
     ['p-00000000000b', { ...record, disk: { path: join(cache, 'guestforge', 'stages', 'base-x.qcow2'), format: 'qcow2' } }, /its disks lie outside its folder/, 'shell'],

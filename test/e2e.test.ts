@@ -222,6 +222,8 @@ e2e('--break before:inject keeps the build; guestforge shell changes its disk; r
   const id = /stopped before inject, as --break asked; kept as (debian-13-hpc-[0-9a-f]{12}):/.exec(b.all)?.[1];
   assert.ok(id, b.all);
   assert.match(b.all, new RegExp(`disk: +guestforge shell ${id}`));
+  // kept.json holds no output folder nor allowed host folder: the resume line repeats build's own flags.
+  assert.ok(b.all.includes(`resume:   guestforge resume ${id} -o ${bOut} --no-smoke --allow-host-path `), b.all);
   assert.not.ok(existsSync(join(bOut, 'debian-13-hpc.qcow2')));
   // guestfish reads commands from stdin when it is not a terminal, as it does on one.
   const sh = await execa('node', [cli, 'shell', id!], { env, reject: false, all: true, timeout: 5 * 60_000, input: 'is-dir /opt-vm\nls /opt-vm\necho ==\nmkdir /opt-vm/from-shell\nls /opt-vm\n' });
@@ -231,8 +233,8 @@ e2e('--break before:inject keeps the build; guestforge shell changes its disk; r
   // lost+found: the apps folder is the apps volume, a filesystem of its own.
   assert.is(before, 'true\nlost+found\n', 'the app folder is there, empty, before inject');
   assert.is(after?.trim(), 'from-shell\nlost+found');
-  // No --allow-host-path again: the kept build's record carries it.
-  const r = await guestforge(['resume', id!]);
+  // kept.json holds neither -o nor --allow-host-path: resume is given them again, as build was.
+  const r = await guestforge(['resume', id!, '-o', bOut, '--no-smoke', ...allowShipped]);
   assert.is(r.exitCode, 0, r.all);
   assert.match(r.all, new RegExp(`resuming ${id} at inject`));
   // The shell may have changed the volume: a fresh one would drop what it left.

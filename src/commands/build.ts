@@ -14,8 +14,8 @@ import { isRemote } from '../vm/libvirt.ts';
 import { readFile } from 'node:fs/promises';
 import { howToReach, type KeptBuild } from '../debug/kept.ts';
 import type { BreakPoint, BuildOptions, OnError } from '../stages/types.ts';
+import { stageNames } from '../os/types.ts';
 
-export const stageNames = ['base', 'provision', 'seal', 'inject', 'verify', 'finalize', 'smoke', 'package', 'compose'] as const;
 
 export async function run(args: string[]): Promise<number> {
   if (!args.includes('--json-events')) return command(args);
@@ -55,14 +55,8 @@ async function command(args: string[], emit?: (event: BuildEvent) => void): Prom
     ...allowHostPathOption,
   });
   if (positionals.length === 0) throw new UsageError('build: name a profile', { hint: 'guestforge build profiles/debian-12-hpc.yaml -o out/' });
-  const accel = values.accel;
-  if (accel !== undefined && accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg') {
-    throw new UsageError(`build: --accel must be auto, kvm or tcg, not "${accel}"`);
-  }
-  const backend = values.backend;
-  if (backend !== undefined && backend !== 'qemu' && backend !== 'libvirt') {
-    throw new UsageError(`build: --backend must be qemu or libvirt, not "${backend}"`);
-  }
+  const accel = accelFlag(values.accel, 'build');
+  const backend = backendFlag(values.backend, 'build');
   const rebuildFrom = values['rebuild-from'];
   if (rebuildFrom !== undefined && !(stageNames as readonly string[]).includes(rebuildFrom)) {
     throw new UsageError(`build: --rebuild-from takes a stage name (${stageNames.join(', ')}), not "${rebuildFrom}"`);
@@ -82,6 +76,43 @@ async function command(args: string[], emit?: (event: BuildEvent) => void): Prom
 }
 
 type DebugOptions = Pick<BuildOptions, 'debugSshKey' | 'breakAt'> & { onError: OnError };
+
+export function accelFlag(value: string | undefined, command: string): 'auto' | 'kvm' | 'tcg' | undefined {
+  if (value !== undefined && value !== 'auto' && value !== 'kvm' && value !== 'tcg') throw new UsageError(`${command}: --accel must be auto, kvm or tcg, not "${value}"`);
+  return value;
+}
+
+export function backendFlag(value: string | undefined, command: string): 'qemu' | 'libvirt' | undefined {
+  if (value !== undefined && value !== 'qemu' && value !== 'libvirt') throw new UsageError(`${command}: --backend must be qemu or libvirt, not "${value}"`);
+  return value;
+}
+
+/** What build and resume were told, as the flags that tell resume the same (kept.json holds none of it, --allow-host-path included). */
+export interface RunFlags {
+  outDir: string;
+  smoke: boolean;
+  signKey?: string | undefined;
+  accel?: 'auto' | 'kvm' | 'tcg' | undefined;
+  backend?: 'qemu' | 'libvirt' | undefined;
+  connect?: string | undefined;
+  pool?: string | undefined;
+  /** --allow-host-path, as real paths (the loaded profile's). */
+  allowHostPaths: readonly string[];
+}
+
+/** Pure: the resume line's flags for a build run with these. */
+export function resumeFlags(f: RunFlags): string[] {
+  return [
+    '-o', f.outDir,
+    ...(f.smoke ? [] : ['--no-smoke']),
+    ...(f.signKey ? ['--sign-key', f.signKey] : []),
+    ...(f.accel ? ['--accel', f.accel] : []),
+    ...(f.backend ? ['--backend', f.backend] : []),
+    ...(f.connect ? ['--connect', f.connect] : []),
+    ...(f.pool ? ['--pool', f.pool] : []),
+    ...f.allowHostPaths.flatMap((dir) => ['--allow-host-path', dir]),
+  ];
+}
 
 /** --on-error, --debug-ssh-key, --break: checked before anything starts. */
 export async function debugOptions(values: Values, backend: string | undefined): Promise<DebugOptions> {
@@ -126,16 +157,16 @@ export function parsePublicKey(text: string, file: string): string {
 }
 
 /** After a build was kept: what was kept and how to get in, as the end of the error's hint (or the output of a --break). */
-export function keptLines(kept: KeptBuild, running: boolean): string[] {
+export function keptLines(kept: KeptBuild, running: boolean, flags: RunFlags): string[] {
   const head = kept.reason === 'break'
     ? `stopped before ${kept.stage}, as --break asked; kept as ${kept.id}:`
     : `the build is kept as ${kept.id}${running ? ' with its build VM running' : ''}:`;
-  return [head, ...howToReach(kept, running)];
+  return [head, ...howToReach(kept, running, resumeFlags(flags))];
 }
 
 type Values = Record<string, string | boolean | string[] | undefined>;
 
-async function single(file: string, values: Values, backend: string | undefined, hosts: string[], accel: string | undefined, rebuildFrom: string | undefined, debug: DebugOptions, emit?: (event: BuildEvent) => void): Promise<number> {
+async function single(file: string, values: Values, backend: 'qemu' | 'libvirt' | undefined, hosts: string[], accel: 'auto' | 'kvm' | 'tcg' | undefined, rebuildFrom: string | undefined, debug: DebugOptions, emit?: (event: BuildEvent) => void): Promise<number> {
   const text = (name: string) => (typeof values[name] === 'string' ? (values[name] as string) : undefined);
   const junit = text('junit');
   const pool = text('pool');
@@ -160,7 +191,7 @@ async function single(file: string, values: Values, backend: string | undefined,
     packageOnly: Boolean(values['package-only']),
     ...(signKey ? { signKey } : {}),
     ...(rebuildFrom ? { rebuildFrom: rebuildFrom as (typeof stageNames)[number] } : {}),
-    ...(accel ? { accel: accel as 'auto' | 'kvm' | 'tcg' } : {}),
+    ...(accel ? { accel } : {}),
   }, log, signal));
 
   if (junit && (ctx.verify || ctx.smoke)) {
@@ -170,7 +201,7 @@ async function single(file: string, values: Values, backend: string | undefined,
     ]);
   }
   if (kept) {
-    const lines = keptLines(kept, Boolean(kept.vm));
+    const lines = keptLines(kept, Boolean(kept.vm), { outDir: ctx.options.outDir, smoke: ctx.options.smoke, signKey, accel, backend, connect: hosts[0], pool, allowHostPaths: loaded.allowHostPaths });
     if (error) throw withKeptHint(error, lines);
     (emit ? process.stderr : process.stdout).write(`${lines.join('\n')}\n`);
     return ExitCode.ok;

@@ -4,16 +4,19 @@
  */
 import { connect } from 'node:net';
 import { ExitCode, UsageError, UserError } from '../errors.ts';
-import { runInteractive, run as exec } from '../exec/run.ts';
+import { runInteractive } from '../exec/run.ts';
 import { discardKept, findKept, inUse, listKept, stopVm, vmRunning } from '../debug/kept.ts';
+import { checkedKeptDisk } from '../debug/kept-check.ts';
 import { checkSigningKey } from '../publish/sign.ts';
 import { Logger } from '../log.ts';
 import { runBuild, plannedStages } from '../pipeline/pipeline.ts';
 import { withSignals } from '../pipeline/signals.ts';
 import { loadProfileOrThrow } from '../profile/index.ts';
 import { age, textTable } from '../report/table.ts';
-import { guestfsEnv, type Accel } from '../vm/accel.ts';
-import { debugOptions, keptLines, withKeptHint } from './build.ts';
+import { untrustedFileProblem } from '../util/trusted-path.ts';
+import { guestfsEnv } from '../vm/accel.ts';
+import { isRemote } from '../vm/libvirt.ts';
+import { accelFlag, backendFlag, debugOptions, keptLines, withKeptHint, type RunFlags } from './build.ts';
 import { allowHostPathOption, loadOptionsOf, parseCommandArgs } from './args.ts';
 import { driverFor } from '../os/index.ts';
 
@@ -100,32 +103,58 @@ export async function shell(args: string[]): Promise<number> {
   const { positionals } = parseCommandArgs('shell', args, {});
   const kept = await findKept(positionals[0], 'shell');
   if (!kept.disk) throw new UserError(`shell: ${kept.id} has no disk yet: it stopped in its first stage (${kept.stage})`, { hint: `guestforge resume ${kept.id} or guestforge discard ${kept.id}` });
+  await checkedKeptDisk(kept, kept.disk, 'shell');
   const running = await vmRunning(kept);
   const carries = kept.resumeDisk?.path === kept.disk.path;
   process.stderr.write(`guestfish on ${kept.disk.path}, ${running ? 'read-only: its VM is running' : 'read-write'}${!running && carries ? ' (resume goes on from what you leave here)' : !running ? ` (the failed ${kept.stage}'s disk: resume starts ${kept.stage} again from its input)` : ''}; exit or Ctrl-D leaves\n`);
-  return runInteractive(['guestfish', ...(running ? ['--ro'] : []), `--format=${kept.disk.format}`, '-a', kept.disk.path, '-i'], { env: guestfsEnv(kept.options.accel as Accel) });
+  return runInteractive(['guestfish', ...(running ? ['--ro'] : []), `--format=${kept.disk.format}`, '-a', kept.disk.path, '-i'], { env: guestfsEnv(kept.options.accel) });
 }
 
-/** Go on from the kept stage with the profile as it is now; what the earlier stages made must still match it. */
+/**
+ * Go on from the kept stage with the profile as it is now; what the earlier stages made must still match it.
+ * Where the image goes, how it is signed, smoke, the backend and the host folders a profile may name beyond its
+ * own (--allow-host-path) come from this command line, as build's do: kept.json may have been written by someone
+ * else, so nothing it says chooses a folder, a key or a host.
+ */
 export async function resume(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('resume', args, {
-    verbose: { type: 'boolean', short: 'v' },
+    output: { type: 'string', short: 'o', default: 'out' },
     'no-smoke': { type: 'boolean' },
+    'sign-key': { type: 'string' },
+    accel: { type: 'string' },
+    backend: { type: 'string' },
+    connect: { type: 'string' },
+    pool: { type: 'string' },
+    verbose: { type: 'boolean', short: 'v' },
     'on-error': { type: 'string' },
     'debug-ssh-key': { type: 'string' },
     break: { type: 'string' },
     ...allowHostPathOption,
   });
+  const flags: RunFlags = {
+    outDir: values.output,
+    smoke: !values['no-smoke'],
+    signKey: values['sign-key'],
+    accel: accelFlag(values.accel, 'resume'),
+    backend: backendFlag(values.backend, 'resume'),
+    connect: values.connect,
+    pool: values.pool,
+    allowHostPaths: loadOptionsOf(values).allowHostPaths,
+  };
+  isRemote(flags.connect); // a malformed URI is a usage error now
   const kept = await findKept(positionals[0], 'resume');
-  // The folders the kept build was allowed, and any given now.
-  const loaded = await loadProfileOrThrow(kept.profileFiles[0]!, { allowHostPaths: [...(kept.options.allowHostPaths ?? []), ...loadOptionsOf(values).allowHostPaths] });
-  // The kept build's --backend/--connect/--pool, over the profile's.
-  Object.assign(loaded.profile.build, kept.options.build ?? {});
+  // The record names the profile: only one that we (or root) own and no one else can change is loaded.
+  const untrusted = await untrustedFileProblem(kept.profileFiles[0]!);
+  if (untrusted) throw new UserError(`resume: the profile of the kept build ${kept.id} is not one to trust: ${untrusted}`, { hint: `build again from the profile (guestforge discard ${kept.id} removes the kept one)` });
+  // Host folders beyond the profile's own only as this command line allows them (--allow-host-path), like -o: not from the record.
+  const loaded = await loadProfileOrThrow(kept.profileFiles[0]!, { allowHostPaths: flags.allowHostPaths });
+  if (flags.backend || flags.connect) loaded.profile.build.backend = flags.backend ?? 'libvirt';
+  if (flags.connect) loaded.profile.build.connect = flags.connect;
+  if (flags.pool) loaded.profile.build.pool = flags.pool;
   // A resume that fails is kept again unless asked otherwise: the admin is in the middle of a look inside.
   const debug = await debugOptions({ ...values, 'on-error': values['on-error'] ?? (loaded.profile.build.backend === 'qemu' ? 'keep' : 'cleanup') }, loaded.profile.build.backend);
   if (loaded.profile.name !== kept.profileName) throw new UsageError(`resume: ${kept.profileFiles[0]} now builds "${loaded.profile.name}", not ${kept.profileName}`);
-  const smoke = values['no-smoke'] ? false : kept.options.smoke;
-  const planned = plannedStages(loaded, { smoke });
+  const planned = plannedStages(loaded, { smoke: flags.smoke });
   const plan = planned.map((s) => s.name);
   const done = kept.plan.slice(0, kept.resumeIndex);
   if (plan.slice(0, done.length).join() !== done.join()) throw new UsageError(`resume: the build now runs ${plan.join(', ')}; the kept one had run ${done.join(', ')}`, { hint: 'build again' });
@@ -143,25 +172,23 @@ export async function resume(args: string[]): Promise<number> {
       hint: `their disks in ${kept.id} no longer match it; build again (guestforge discard ${kept.id} removes the kept one)`,
     });
   }
-  if (kept.resumeDisk) {
-    const check = await exec(['qemu-img', 'info', '-U', kept.resumeDisk.path], { allowFailure: true });
-    if (check.exitCode !== 0) throw new UserError(`resume: the disk ${kept.id} goes on from is gone or broken: ${kept.resumeDisk.path}`, { hint: `guestforge discard ${kept.id}, then build again` });
-  }
-  if (kept.options.signKey) await checkSigningKey(kept.options.signKey);
+  // Its backing chain may reach the build's folder, the stage cache, the downloads and this profile's base image only.
+  if (kept.resumeDisk) await checkedKeptDisk(kept, kept.resumeDisk, 'resume', loaded.profile.base.image?.path ? [loaded.profile.base.image.path] : []);
+  if (flags.signKey) await checkSigningKey(flags.signKey);
   await stopVm(kept);
   const log = new Logger({ verbose: Boolean(values.verbose) });
   const { ctx, error, kept: again } = await withSignals((signal) => runBuild(loaded, {
     ...debug,
-    outDir: kept.options.outDir,
-    smoke,
+    outDir: flags.outDir,
+    smoke: flags.smoke,
     keepWork: false,
     noCache: true,
-    ...(kept.options.signKey ? { signKey: kept.options.signKey } : {}),
-    accel: kept.options.accel as Accel,
+    ...(flags.signKey ? { signKey: flags.signKey } : {}),
+    ...(flags.accel ? { accel: flags.accel } : {}),
     resume: { kept },
   }, log, signal));
   if (again) {
-    const lines = keptLines(again, Boolean(again.vm));
+    const lines = keptLines(again, Boolean(again.vm), { ...flags, outDir: ctx.options.outDir, allowHostPaths: loaded.allowHostPaths });
     if (error) throw withKeptHint(error, lines);
     out(lines.join('\n'));
     return ExitCode.ok;

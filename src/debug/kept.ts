@@ -4,22 +4,25 @@
  * open, which VM still runs and where the build resumes. `builds` lists them,
  * `console`/`shell` get in, `resume` goes on, `discard` removes them.
  */
-import { readdir, readFile, rm } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { constants } from 'node:fs';
+import { lstat, open, readdir, readFile, rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { UsageError, UserError } from '../errors.ts';
 import { lockIsStale, readLock } from '../util/lock.ts';
 import { qemuOptValue } from '../vm/qemu-args.ts';
 import type { StageName } from '../os/types.ts';
-import type { Profile } from '../profile/schema.ts';
-import type { BuildContext, BuildOptions, DiskRef } from '../stages/types.ts';
+import type { BuildContext, DiskRef } from '../stages/types.ts';
+import type { Accel } from '../vm/accel.ts';
+import { shellQuote } from '../util/quote.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 import { cacheDir } from '../util/paths.ts';
 import { stopKeptVm } from '../vm/qemu.ts';
+import { diskFileProblem, keptFileProblem, recordProblem } from './kept-check.ts';
 
 export const keptFile = 'kept.json';
 
-/** What a later stage needs from the earlier ones' context, carried over a resume. */
-export type CarriedState = Pick<BuildContext, 'base' | 'packageDir' | 'timings' | 'warnings'>;
+/** What a later stage needs from the earlier ones' context, carried over a resume (no path: OSv's package folder follows from -o). */
+export type CarriedState = Pick<BuildContext, 'base' | 'timings' | 'warnings'>;
 
 export interface KeptBuild {
   /** The work folder's name: `<profile>-<nonce>`. */
@@ -28,8 +31,13 @@ export interface KeptBuild {
   profileName: string;
   /** The profile file, then every file it extends (absolute). */
   profileFiles: string[];
-  /** The build's options, for resume (the debug ones dropped). */
-  options: Pick<BuildOptions, 'outDir' | 'smoke' | 'signKey'> & { accel: string; build?: Partial<Pick<Profile['build'], 'backend' | 'connect' | 'pool'>>; allowHostPaths?: string[] };
+  /**
+   * The accelerator, for shell's guestfish. Where the image goes, how it is signed, whether it is
+   * smoke-tested, what runs the VMs and which host folders a profile may name beyond its own
+   * (--allow-host-path) are not here: resume takes them from its command line, as build does
+   * (`howToReach` prints the flags to give).
+   */
+  options: { accel: Accel };
   reason: 'failed' | 'break';
   /** The stage that failed, or the one the break stopped before. */
   stage: StageName;
@@ -61,35 +69,54 @@ export async function writeKept(kept: KeptBuild): Promise<void> {
 }
 
 /**
- * The record in a kept build's folder, checked: a record that is not one
- * guestforge wrote is a string saying why. Paths the commands use (the
- * sockets) come from the folder, not the record; the disks must lie in the
- * folder (the resume disk may be a stage-cache entry), and the VM's pid must
- * be a process's.
+ * The record in a kept build's folder, checked (kept-check.ts): a record that
+ * is not one guestforge wrote is a string saying why. What the commands use is
+ * rebuilt from checked fields only; the folder, its id and the VM's sockets
+ * come from where the record lies, not from what it says.
  */
 export async function readKept(dir: string): Promise<KeptBuild | string | undefined> {
-  const text = await readFile(join(dir, keptFile), 'utf8').catch(() => undefined);
-  if (text === undefined) return undefined;
+  const file = join(dir, keptFile);
+  const st = await lstat(file).catch(() => undefined);
+  if (!st) return undefined;
+  const unsafe = await keptFileProblem(dir, st);
+  if (unsafe) return unsafe;
+  // O_NOFOLLOW: a link put in its place since the look above is not followed.
+  const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => undefined);
+  if (!handle) return 'kept.json cannot be opened (a link?)';
   let k: KeptBuild;
   try {
-    k = JSON.parse(text) as KeptBuild;
+    k = JSON.parse(await handle.readFile('utf8')) as KeptBuild;
   } catch {
     return 'kept.json is not JSON';
+  } finally {
+    await handle.close();
   }
-  const under = (path: unknown, root: string) => typeof path === 'string' && resolve(path).startsWith(`${root}/`);
-  const diskOk = (d: DiskRef | undefined, roots: string[]) => d === undefined || ((d.format === 'qcow2' || d.format === 'raw') && roots.some((r) => under(d.path, r)));
-  if (!k || typeof k !== 'object') return 'kept.json holds no record';
-  if (!Array.isArray(k.plan) || !Number.isInteger(k.resumeIndex) || k.resumeIndex < 0 || k.resumeIndex >= k.plan.length) return 'its plan or resume point is not valid';
-  if (!Array.isArray(k.profileFiles) || typeof k.profileFiles[0] !== 'string' || typeof k.since !== 'string' || Number.isNaN(Date.parse(k.since))) return 'its profile files or date are not valid';
-  if (k.vm && !(Number.isInteger(k.vm.pid) && k.vm.pid > 1)) return 'its VM pid is not valid';
-  const allowed = (k.options as Partial<KeptBuild['options']> | undefined)?.allowHostPaths;
-  if (allowed !== undefined && !(Array.isArray(allowed) && allowed.every((d) => typeof d === 'string'))) return 'its allowed host folders are not valid';
-  if (!diskOk(k.disk, [dir]) || !diskOk(k.resumeDisk, [dir, join(cacheDir(), 'stages')])) return 'its disks lie outside its folder and the stage cache';
+  const id = basename(dir);
+  const problem = recordProblem(k, id);
+  if (problem) return problem;
+  for (const d of [k.disk, k.resumeDisk]) {
+    const why = d && (await diskFileProblem(d.path, dir));
+    if (why) return `its disks lie outside its folder: ${why}`;
+  }
+  const { base, timings, warnings } = k.state;
   return {
-    ...k,
-    id: basename(dir),
+    id,
     workDir: dir,
-    ...(k.vm ? { vm: { pid: k.vm.pid, consoleSocket: join(dir, 'console.sock'), qmpSocket: join(dir, 'qmp.sock'), ...(Number.isInteger(k.vm.sshPort) ? { sshPort: k.vm.sshPort } : {}) } } : {}),
+    profileName: k.profileName,
+    profileFiles: k.profileFiles.filter((f) => typeof f === 'string'),
+    options: { accel: k.options.accel },
+    reason: k.reason,
+    stage: k.stage,
+    plan: k.plan,
+    resumeIndex: k.resumeIndex,
+    ...(k.error !== undefined ? { error: k.error } : {}),
+    since: k.since,
+    ...(k.disk ? { disk: { path: k.disk.path, format: k.disk.format } } : {}),
+    ...(k.resumeDisk ? { resumeDisk: { path: k.resumeDisk.path, format: k.resumeDisk.format } } : {}),
+    ...(k.vm ? { vm: { pid: k.vm.pid, consoleSocket: join(dir, 'console.sock'), qmpSocket: join(dir, 'qmp.sock'), ...(Number.isInteger(k.vm.sshPort) && k.vm.sshPort! > 0 && k.vm.sshPort! < 65536 ? { sshPort: k.vm.sshPort } : {}) } } : {}),
+    ...(k.password !== undefined ? { password: k.password } : {}),
+    inputs: k.inputs,
+    state: { ...(base ? { base: { source: base.source, cached: base.cached, ...(base.sha256 ? { sha256: base.sha256 } : {}) } } : {}), timings, warnings },
   };
 }
 
@@ -145,15 +172,19 @@ export async function discardKept(kept: KeptBuild): Promise<void> {
   await rm(kept.workDir, { recursive: true, force: true });
 }
 
-/** The lines `build` prints when it keeps a build, and `builds` per build. */
-export function howToReach(kept: KeptBuild, running: boolean): string[] {
+/**
+ * The lines `build` and `resume` print when they keep a build. `resumeFlags` are the running
+ * command's own (-o, --sign-key, --no-smoke, the backend, --allow-host-path), for the resume line: kept.json does
+ * not hold them.
+ */
+export function howToReach(kept: KeptBuild, running: boolean, resumeFlags: readonly string[] = []): string[] {
   const lines: string[] = [];
   if (running && kept.vm) {
     lines.push(`  console:  guestforge console ${kept.id}   (${kept.password ? `root, one-time password ${kept.password}` : 'no login: the guest never reached its report, so the console shows where it stands'}; Ctrl-] detaches)`);
     if (kept.vm.sshPort && kept.password) lines.push(`  ssh:      ssh -p ${kept.vm.sshPort} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@127.0.0.1   (with your --debug-ssh-key)`);
   }
   if (kept.disk) lines.push(`  disk:     guestforge shell ${kept.id}   (guestfish${running && kept.vm ? ', read-only while the VM runs' : ', read-write: resume goes on from it'})`);
-  lines.push(`  resume:   guestforge resume ${kept.id}   (runs ${kept.plan[kept.resumeIndex]} and what follows${kept.reason === 'failed' && kept.vm ? '; stops the VM first' : ''})`);
+  lines.push(`  resume:   ${shellQuote(['guestforge', 'resume', kept.id, ...resumeFlags])}   (runs ${kept.plan[kept.resumeIndex]} and what follows${kept.reason === 'failed' && kept.vm ? '; stops the VM first' : ''})`);
   lines.push(`  discard:  guestforge discard ${kept.id}   (stops the VM, removes ${kept.workDir})`);
   return lines;
 }

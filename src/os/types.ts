@@ -24,7 +24,8 @@ export interface BuildOnlyFile {
 }
 
 /** Stages known to the pipeline; a family picks and orders the ones it runs. */
-export type StageName = 'base' | 'provision' | 'seal' | 'inject' | 'verify' | 'finalize' | 'smoke' | 'package' | 'compose';
+export const stageNames = ['base', 'provision', 'seal', 'inject', 'verify', 'finalize', 'smoke', 'package', 'compose'] as const;
+export type StageName = (typeof stageNames)[number];
 
 export interface OsDriver {
   readonly family: Profile['os']['family'];

@@ -97,6 +97,9 @@ export async function runBuild(
   const stopBefore = breakIndex(stages, options.breakAt);
   const resume = options.resume?.kept;
   const firstIndex = resume ? resume.resumeIndex : 0;
+  // Whatever a record says: verify judges the disk as it is now, so a resume never starts past it.
+  const verifyIndex = stages.findIndex((s) => s.name === 'verify');
+  if (resume && verifyIndex >= 0 && firstIndex > verifyIndex) throw new UsageError(`resume: ${resume.id} would start at ${stages[firstIndex]?.name}, after verify; a resume never skips verify`);
   if (stopBefore !== undefined && stopBefore <= firstIndex) throw new UsageError(`--break ${options.breakAt!.when}:${options.breakAt!.stage}: the resumed build starts at ${stages[firstIndex]?.name}, after that point`);
   const outDir = resolve(options.outDir);
   const outStat = await lstat(outDir).catch(() => undefined);
@@ -263,16 +266,15 @@ async function keepBuild(ctx: BuildContext, loaded: LoadedProfile, stages: Stage
   // a build kept after verify goes on from verify (on the same disk: verify, finalize and smoke do not change it).
   const verifyAt = stages.findIndex((s) => s.name === 'verify');
   const resumeIndex = verifyAt >= 0 && index > verifyAt ? verifyAt : index;
-  // The disk to open and go on from: a failed build VM's own disk is looked at, but resume boots the stage's input again;
-  // otherwise an overlay of the stage's input (made once: a resumed build that stops again keeps using it), so what
-  // `shell` changes is what resume starts from and no cache entry is touched.
+  // The disk to open and go on from: a failed build VM's own disk is looked at, but resume boots the stage's input again.
+  // Resume goes on from an overlay of that input in the work folder (made once: a resumed build that stops again keeps
+  // using it), which is also what `shell` opens when there is no VM disk: what shell changes is what resume starts
+  // from, no cache entry is touched, and no disk the record names lies outside the folder (readKept refuses those).
   let disk = reason === 'failed' ? ctx.failed?.disk : undefined;
   let resumeDisk = ctx.disk;
-  if (!disk && ctx.disk) {
-    const ours = resolve(ctx.disk.path).startsWith(`${resolve(ctx.workDir)}/kept-`);
-    disk = ours ? ctx.disk : await createOverlay(ctx.disk, join(ctx.workDir, `kept-${makeNonce(4)}.qcow2`));
-    resumeDisk = disk;
-  }
+  const ours = ctx.disk !== undefined && resolve(ctx.disk.path).startsWith(`${resolve(ctx.workDir)}/kept-`);
+  if (ctx.disk && !ours) resumeDisk = await createOverlay(ctx.disk, join(ctx.workDir, `kept-${makeNonce(4)}.qcow2`));
+  if (!disk) disk = resumeDisk;
   const inputs: KeptBuild['inputs'] = {};
   for (const earlier of stages.slice(0, resumeIndex)) inputs[earlier.name] = (await earlier.cache?.inputs(ctx)) ?? null;
   const kept: KeptBuild = {
@@ -280,14 +282,8 @@ async function keepBuild(ctx: BuildContext, loaded: LoadedProfile, stages: Stage
     workDir: ctx.workDir,
     profileName: ctx.profile.name,
     profileFiles: loaded.files.map((f) => resolve(f)),
-    options: {
-      outDir: ctx.options.outDir,
-      smoke: ctx.options.smoke,
-      accel: ctx.accel,
-      build: { backend: ctx.profile.build.backend, pool: ctx.profile.build.pool, ...(ctx.profile.build.connect ? { connect: ctx.profile.build.connect } : {}) },
-      ...(ctx.options.signKey ? { signKey: ctx.options.signKey } : {}),
-      ...(loaded.allowHostPaths.length > 0 ? { allowHostPaths: loaded.allowHostPaths } : {}),
-    },
+    // The accelerator only: -o, --sign-key, --no-smoke, the backend and --allow-host-path come from resume's command line.
+    options: { accel: ctx.accel },
     reason,
     stage: stage.name,
     plan: stages.map((s) => s.name),
@@ -301,7 +297,6 @@ async function keepBuild(ctx: BuildContext, loaded: LoadedProfile, stages: Stage
     inputs,
     state: {
       ...(ctx.base ? { base: ctx.base } : {}),
-      ...(ctx.packageDir ? { packageDir: ctx.packageDir } : {}),
       timings: ctx.timings.filter((t) => stages.slice(0, resumeIndex).some((s) => s.name === t.stage)),
       warnings: ctx.warnings,
     },

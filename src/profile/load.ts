@@ -25,7 +25,7 @@ export interface LoadedProfile {
   /** The profile file given, then every file it extends (real paths). */
   files: string[];
   locations: Locations;
-  /** The allowed folders outside the profiles' own, as real paths (a resumed build gets them again). */
+  /** The allowed folders outside the profiles' own, as real paths (the resume line of a kept build repeats them: its record does not hold them). */
   allowHostPaths: string[];
 }
 

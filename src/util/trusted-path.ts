@@ -7,8 +7,8 @@
  * us, and none can be written by others, except a sticky folder such as
  * /tmp above the last one (others cannot rename or remove what is ours there).
  */
-import { lstat, mkdir } from 'node:fs/promises';
-import { join, resolve, sep } from 'node:path';
+import { lstat, mkdir, realpath } from 'node:fs/promises';
+import { dirname, join, resolve, sep } from 'node:path';
 import { UsageError } from '../errors.ts';
 
 /** Why `path` is not a folder we may trust, or undefined; components that do not exist yet are ours to make. */
@@ -30,6 +30,25 @@ export async function untrustedPathProblem(path: string, options: { mustExist?: 
     if (othersWrite && (last || (st.mode & 0o1000) === 0)) return `${current} can be written by other users (mode ${(st.mode & 0o7777).toString(8)})`;
   }
   return undefined;
+}
+
+/**
+ * Why a file guestforge reads and acts on as root (a profile named by a kept
+ * build's record) is not one we may trust, or undefined. Links are followed
+ * (whoever made the link, the file it reaches is what is read), then the same
+ * rule as for folders: the real file and every folder above it ours or root's,
+ * none writable by others.
+ */
+export async function untrustedFileProblem(path: string): Promise<string | undefined> {
+  const real = await realpath(path).catch(() => undefined);
+  if (!real) return `${path} does not exist`;
+  const st = await lstat(real);
+  if (!st.isFile()) return `${real} is not a regular file`;
+  const me = process.geteuid?.() ?? 0;
+  if (st.uid !== 0 && st.uid !== me) return `${real} belongs to uid ${st.uid}, another user`;
+  const othersWrite = (st.mode & 0o002) !== 0 || ((st.mode & 0o020) !== 0 && st.gid !== 0 && st.gid !== (process.getegid?.() ?? 0));
+  if (othersWrite) return `${real} can be written by other users (mode ${(st.mode & 0o777).toString(8)})`;
+  return untrustedPathProblem(dirname(real), { mustExist: true });
 }
 
 /** The folder, made if missing (mode for what is made), after checking it can be trusted; `what` names it in the error (-o out). */

@@ -59,12 +59,15 @@ export function isProtocolName(name: string): boolean {
 
 /**
  * The image and its backing files, top first. Refused (a usage error naming
- * the file): a backing file outside the image's own folder unless
- * `allowBacking`, a protocol (nbd:, http:) instead of a file, a loop, a
- * chain deeper than `maxBackingDepth`. Every qemu-img call has a timeout.
+ * the file): a backing file outside the image's own folder (or outside the
+ * folders and files `within` names, when given) unless `allowBacking`, a
+ * protocol (nbd:, http:) instead of a file, a loop, a chain deeper than
+ * `maxBackingDepth`. Every qemu-img call has a timeout.
  */
-export async function checkedBackingChain(image: string, command: string, options: { allowBacking?: boolean } = {}): Promise<ImageInfo[]> {
-  const folder = await realpath(dirname(resolve(image)));
+export async function checkedBackingChain(image: string, command: string, options: { allowBacking?: boolean; within?: string[] } = {}): Promise<ImageInfo[]> {
+  const folders = options.within
+    ? await Promise.all(options.within.map((w) => realpath(w).catch(() => undefined))).then((all) => all.filter((w): w is string => w !== undefined))
+    : [await realpath(dirname(resolve(image)))];
   const chain: ImageInfo[] = [];
   const seen = new Set<string>();
   let path = resolve(image);
@@ -73,9 +76,11 @@ export async function checkedBackingChain(image: string, command: string, option
     if (!real) throw new UsageError(`${command}: ${image} names a backing file that does not exist: ${path}`);
     if (seen.has(real)) throw new UsageError(`${command}: ${image} has a backing loop (${real} comes back)`);
     seen.add(real);
-    if (chain.length > 0 && !options.allowBacking && !isUnder(real, folder)) {
-      throw new UsageError(`${command}: ${image} is backed by ${real}, outside its own folder`, {
-        hint: 'an image from elsewhere could read any host file this way; flatten it (qemu-img convert -O qcow2 in out) or pass --allow-backing if you trust it',
+    if (chain.length > 0 && !options.allowBacking && !folders.some((f) => isUnder(real, f))) {
+      throw new UsageError(`${command}: ${image} is backed by ${real}, outside ${options.within ? folders.join(', ') : 'its own folder'}`, {
+        hint: options.within
+          ? 'a disk whose record another user could write could read any host file this way'
+          : 'an image from elsewhere could read any host file this way; flatten it (qemu-img convert -O qcow2 in out) or pass --allow-backing if you trust it',
       });
     }
     const st = await stat(real);

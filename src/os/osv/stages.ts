@@ -2,7 +2,9 @@
 import { join } from 'node:path';
 import { writeCpioArchive } from './cpio.ts';
 import { composeNative, composeWithCapstan, hasCapstan } from './compose.ts';
-import { bootCommand, writePackage } from './package.ts';
+import { bootCommand, packageDir, writePackage } from './package.ts';
+import { stat } from 'node:fs/promises';
+import { UserError } from '../../errors.ts';
 import { parseDuration, parseSize } from '../../profile/units.ts';
 import { resolveBuilder } from './builder.ts';
 import type { Stage } from '../../stages/types.ts';
@@ -30,15 +32,19 @@ export const composeStage: Stage = {
   async run(ctx, step) {
     const { profile } = ctx;
     const { fs } = osvOs(profile);
+    // A resumed build did not run the package stage: its package is where -o puts it (kept.json names no folder).
+    const pkg = ctx.packageDir ?? packageDir(ctx.options.outDir, profile);
+    if (!(await stat(pkg).then((s) => s.isDirectory(), () => false))) {
+      throw new UserError(`no Capstan package at ${pkg}`, { hint: 'resume with the -o the build had (its package stage wrote the package there), or build again' });
+    }
     if (await hasCapstan()) {
       step.update('capstan package compose');
       const target = join(ctx.workDir, `${profile.name}.qemu`);
-      await composeWithCapstan(ctx.packageDir!, profile.name, fs, profile.disk.size, target);
+      await composeWithCapstan(pkg, profile.name, fs, profile.disk.size, target);
       ctx.disk = { path: target, format: 'qcow2' };
       return;
     }
     if (fs !== 'zfs') {
-      const { UserError } = await import('../../errors.ts');
       throw new UserError('composing a ROFS image needs capstan on PATH (guestforge composes ZFS images natively)', {
         hint: 'install capstan, or set os.fs: zfs',
       });
@@ -46,7 +52,7 @@ export const composeStage: Stage = {
     const builder = await resolveBuilder(ctx, step);
     const disk = join(ctx.workDir, 'osv.raw');
     const archive = join(ctx.workDir, 'upload.cpio');
-    const names = await writeCpioArchive(ctx.packageDir!, archive, ['meta', 'Capstanfile']);
+    const names = await writeCpioArchive(pkg, archive, ['meta', 'Capstanfile']);
     step.update(`ZFS builder kernel: mkfs, then ${names.length} paths through cpiod`);
     const layout = await composeNative({
       base: ctx.disk!, builder, disk, diskBytes: parseSize(profile.disk.size), archive, cmdline: bootCommand(profile),
