@@ -6,7 +6,7 @@
  * disk's facts must equal the literal, and a disk with every rule broken
  * must fail every rule.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
@@ -18,6 +18,7 @@ import { evaluate, defaultVerifyOptions } from '../src/verify/run.ts';
 import { verifyOptionsOf } from '../src/stages/verify.ts';
 import { loadProfileOrThrow } from '../src/profile/index.ts';
 import { accountPasswords, kernelCmdlinesOf, parseFstab, parsePasswd, type GuestFacts } from '../src/verify/facts.ts';
+import { unreadableWhy } from '../src/verify/read.ts';
 import { makeImage as makeTreeImage, type Tree } from './helpers/tree-image.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -133,6 +134,10 @@ const breakers: Record<string, (t: Tree) => void> = {
     t['/etc/shadow'] = (t['/etc/shadow'] as string).replace('hpc:!:', 'hpc:$6$salt$hash:');
     delete t['/etc/ssh/sshd_config.d/50-cloud-init.conf'];
   },
+  'verify.complete': (t) => {
+    // A link to itself: stat gives ELOOP, which once ended verify with exit 1.
+    t['/etc/cloud/cloud.cfg.d/50_loop.cfg'] = { link: '50_loop.cfg' };
+  },
 };
 
 /** The facts a read of goodTree() gives: the literal the rule logic is tested on. */
@@ -195,6 +200,7 @@ const factBreakers: Record<string, (f: GuestFacts) => void> = {
     f.passwords.hpc = 'usable';
     f.sshdConfigs.pop();
   },
+  'verify.complete': (f) => (f.unread = [{ path: '/etc/cloud/cloud.cfg.d/50_loop.cfg', why: unreadableWhy }]),
 };
 
 /** Every rule that can be asked for, asked for: vRDMA and no ROCm. */
@@ -425,6 +431,31 @@ v('a disk with every rule broken: exit 1 and every rule fails', async () => {
   const r = await verify(await makeImage('all-broken', tree), '--require', 'vrdma', '--require', 'no-rocm');
   assert.is(r.exitCode, 1, r.stderr);
   assert.equal(r.report!.results.map((x) => `${x.id}=${x.verdict}`), rules.map((x) => `${x.id}=fail`));
+});
+
+v('a hostile disk within bounds: a 2 GiB rpm database and os-release (sparse), 3,000 cloud.cfg.d files and a loop of links give a verdict, exit 1, naming each', async () => {
+  const tree: Tree = {
+    '/usr/bin/true': '',
+    '/etc/passwd': 'root:x:0:0:root:/root:/bin/bash\n',
+    '/etc/shadow': 'root:*:19000:0:99999:7:::\n',
+    '/var/lib': { dir: true },
+    '/var/lib/cloud': { link: 'cloud' },
+  };
+  for (let i = 0; i < 3000; i += 1) tree[`/etc/cloud/cloud.cfg.d/${String(i).padStart(4, '0')}.cfg`] = `# ${i}\n`;
+  const image = await makeTreeImage(tmp, 'hostile', tree, async (dir) => {
+    await execa('mkdir', ['-p', join(dir, 'var/lib/rpm')]);
+    await execa('truncate', ['-s', '2G', join(dir, 'var/lib/rpm/Packages'), join(dir, 'etc/os-release')]);
+  });
+  const leftBefore = (await readdir(tmpdir())).filter((n) => n.startsWith('guestforge-rpmdb-')).length;
+  const r = await verify(image);
+  assert.is(r.exitCode, 1, r.stderr);
+  const complete = r.report!.results.find((x) => x.id === 'verify.complete')!;
+  assert.is(complete.verdict, 'fail');
+  assert.match(complete.evidence, /\/etc\/cloud\/cloud\.cfg\.d\/\*\.cfg \(3000 matches, more than the 256 verify reads: none judged\)/);
+  assert.match(complete.evidence, /\/etc\/os-release \(2048 MiB, more than the 1 MiB verify reads of such a file\)/);
+  assert.match(complete.evidence, /\/var\/lib\/rpm \(2048 MiB of files, more than the 256 MiB verify copies out\)/);
+  assert.match(complete.evidence, /\/var\/lib\/cloud\/instances \(libguestfs cannot stat it/);
+  assert.is((await readdir(tmpdir())).filter((n) => n.startsWith('guestforge-rpmdb-')).length, leftBefore, 'no copy of the database left');
 });
 
 v('usage errors exit 2: a missing file, a file that is no disk image', async () => {

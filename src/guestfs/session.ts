@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { CommandError, run } from '../exec/run.ts';
 import { nonce } from '../util/fs.ts';
+import { fishScript, splitScriptOutput } from './script.ts';
 import { guestfsEnv, type Accel } from '../vm/accel.ts';
 
 export interface GuestDisk {
@@ -80,7 +81,8 @@ export class GuestSession {
     }
   }
 
-  private static async launch(disks: GuestDisk[], options: OpenOptions): Promise<GuestSession> {
+  /** A guestfish listener with no disk and no appliance yet (nothing is launched until `run`). */
+  static async listen(options: Pick<OpenOptions, 'accel' | 'network' | 'logFile'>): Promise<GuestSession> {
     const env = guestfsEnv(options.accel);
     const argv = ['guestfish', '--listen'];
     if (options.network) argv.push('--network');
@@ -97,7 +99,12 @@ export class GuestSession {
     const pid = Number(/GUESTFISH_PID=(\d+)/.exec(said)?.[1]);
     if (!Number.isInteger(pid) || pid <= 0) throw new UserError(`guestfish --listen gave no PID: ${said.trim()}`);
     open.add(pid);
-    const session = new GuestSession(pid, env);
+    return new GuestSession(pid, env);
+  }
+
+  private static async launch(disks: GuestDisk[], options: OpenOptions): Promise<GuestSession> {
+    const session = await GuestSession.listen(options);
+    const pid = session.pid;
     try {
       for (const d of disks) {
         const flags = [`format:${d.format}`, ...(d.readonly ? ['readonly:true'] : []), ...(d.discard ? ['discard:besteffort'] : [])];
@@ -144,6 +151,36 @@ export class GuestSession {
     if (this.closed) throw new Error('guestfish session already closed');
     const result = await run(['guestfish', `--remote=${this.pid}`, '--', ...args], { env: this.env, timeoutMs });
     return result.stdout;
+  }
+
+  /**
+   * Many commands in one guestfish client (script.ts): each command's output,
+   * '' where it failed. A failure ends neither the batch nor the session.
+   */
+  async batch(commands: readonly (readonly string[])[], timeoutMs = 10 * 60_000): Promise<string[]> {
+    if (commands.length === 0) return [];
+    if (this.closed) throw new Error('guestfish session already closed');
+    const marker = `@@guestforge-${nonce(8)}-`;
+    const result = await run(['guestfish', `--remote=${this.pid}`], { env: this.env, input: fishScript(commands, marker), timeoutMs });
+    const outputs = splitScriptOutput(result.stdout, marker, commands.length);
+    if (outputs.length < commands.length) throw new UserError(`guestfish stopped answering after ${outputs.length} of ${commands.length} commands`, { hint: result.stderr.trim().split('\n').slice(-5).join('\n') || undefined });
+    return outputs;
+  }
+
+  /**
+   * A yes/no question that may fail without ending the session (guestfish's '-'
+   * prefix): undefined then. is-file and the like fail on a path through a loop
+   * of symbolic links, which a hostile image may hold anywhere.
+   */
+  async tryBool(...args: string[]): Promise<boolean | undefined> {
+    const answer = (await this.tryCall(...args)).trim();
+    return answer === 'true' ? true : answer === 'false' ? false : undefined;
+  }
+
+  /** One command that may fail without ending the session: its output, '' when it failed. */
+  async tryCall(...args: string[]): Promise<string> {
+    const [name, ...rest] = args;
+    return this.call(`-${name}`, ...rest);
   }
 
   async lines(...args: string[]): Promise<string[]> {

@@ -8,8 +8,9 @@ import { layoutPaths } from '../policy/layout.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
-import { run } from '../exec/run.ts';
+import { CommandError, run } from '../exec/run.ts';
 import type { GuestSession } from '../guestfs/session.ts';
+import { copyOutRpmDb, globAll, readLimits, readTexts, unreadableWhy, type Unread } from './read.ts';
 
 export interface PasswdEntry {
   name: string;
@@ -89,6 +90,8 @@ export interface GuestFacts {
   dsIdentify?: { path: string; text: string };
   /** Kernel command lines the boot loader passes, each with the file it was read from. */
   kernelCmdlines?: { path: string; cmdline: string }[];
+  /** What verify did not read (over a limit, through a loop of links): verify.complete fails on it. */
+  unread?: Unread[];
 }
 
 /**
@@ -268,7 +271,8 @@ export async function mountRoot(session: GuestSession, root: string, readonly: b
   await session.call('mount-options', opts, rootDevice, '/');
   const extra: [string, string, boolean][] = inspected.filter(([m]) => m !== '/').map(([m, d]) => [m, d, false]);
   const done = new Set(inspected.map(([m]) => m));
-  const wanted = parseFstab((await readIf(session, '/etc/fstab')) ?? '').filter((e) => e.spec.toUpperCase().startsWith('PARTUUID=') && !done.has(e.mountpoint) && !e.options.split(',').includes('noauto'));
+  const fstab = (await readTexts(session, [{ path: '/etc/fstab', limit: readLimits.fileBytes }], [])).get('/etc/fstab') ?? '';
+  const wanted = parseFstab(fstab).filter((e) => e.spec.toUpperCase().startsWith('PARTUUID=') && !done.has(e.mountpoint) && !e.options.split(',').includes('noauto'));
   if (wanted.length > 0 && wanted.length <= 64) {
     const byGuid = new Map<string, string>();
     for (const part of await session.lines('list-partitions')) {
@@ -284,7 +288,8 @@ export async function mountRoot(session: GuestSession, root: string, readonly: b
   // Outermost first, whichever list a mount point came from (/var before /var/lib).
   extra.sort((a, b) => a[0].split('/').length - b[0].split('/').length || a[0].localeCompare(b[0]));
   for (const [mountpoint, device, added] of extra) {
-    const isDir = await session.bool('is-dir', mountpoint);
+    // A mount point through a loop of links is no folder to mount on: left out, as one that is not a folder.
+    const isDir = await session.tryBool('is-dir', mountpoint);
     const real = isDir ? (await session.call('realpath', mountpoint)).trim() : '';
     if (!isDir || real !== mountpoint) continue;
     try {
@@ -304,96 +309,100 @@ export function parseFstab(text: string): { spec: string; mountpoint: string; ty
   });
 }
 
-async function readIf(session: GuestSession, path: string): Promise<string | undefined> {
-  return (await session.bool('is-file', path, 'followsymlinks:true')) ? session.call('cat', path) : undefined;
-}
-
-async function pathFacts(session: GuestSession, path: string, list: boolean): Promise<PathFacts> {
-  if (!(await session.bool('exists', path))) return { exists: false, isDir: false };
-  const isDir = await session.bool('is-dir', path, 'followsymlinks:true');
-  const mode = statField(await session.call('stat', path), 'mode');
+async function pathFacts(session: GuestSession, path: string, list: boolean, unread: Unread[]): Promise<PathFacts> {
+  const exists = await session.tryBool('exists', path);
+  if (exists === undefined) unread.push({ path, why: unreadableWhy });
+  if (!exists) return { exists: false, isDir: false };
+  const isDir = await session.tryBool('is-dir', path, 'followsymlinks:true');
+  if (isDir === undefined) unread.push({ path, why: unreadableWhy });
+  // stat follows links: a dangling one has no mode, and the call fails without ending the session.
+  const mode = statField(await session.tryCall('stat', path), 'mode');
   const entries = isDir && list ? await session.lines('ls', path) : undefined;
-  return { exists: true, isDir, ...(mode !== undefined ? { mode } : {}), ...(entries ? { entries } : {}) };
+  return { exists: true, isDir: Boolean(isDir), ...(mode !== undefined ? { mode } : {}), ...(entries ? { entries } : {}) };
 }
 
-async function glob(session: GuestSession, pattern: string): Promise<string[]> {
-  return session.lines('glob-expand', pattern);
-}
+/** Text files every verify reads (globs are added to them). */
+const fixedTexts = [
+  '/etc/os-release', '/usr/lib/os-release', '/etc/cloud/cloud.cfg', '/etc/passwd', '/etc/shadow', '/etc/ssh/sshd_config', '/etc/modules',
+  '/etc/cloud/ds-identify.cfg', '/etc/default/grub', '/boot/grub/grub.cfg', '/boot/grub2/grub.cfg', '/boot/grub2/grubenv', '/etc/kernel/cmdline',
+];
+const dpkgStatus = '/var/lib/dpkg/status';
 
+/**
+ * Everything the rules judge, read within bounds (read.ts): the globs in one
+ * guestfish round trip, every text file in two more, the rest with calls
+ * that may fail without ending the session. What was not read is in `unread`.
+ */
 export async function gatherFacts(
   session: GuestSession,
   root: string,
   layout: { workspace: string; optVm: string; home: string },
 ): Promise<GuestFacts> {
-  const osText = (await readIf(session, '/etc/os-release')) ?? (await readIf(session, '/usr/lib/os-release')) ?? '';
-  const osRelease = parseOsRelease(osText);
+  const unread: Unread[] = [];
+  const [cloudCfgD, sshdD, modulesD, grubD, blsEntries, vmlinuz] = await globAll(session, [
+    '/etc/cloud/cloud.cfg.d/*.cfg', '/etc/ssh/sshd_config.d/*.conf', '/etc/modules-load.d/*.conf', '/etc/default/grub.d/*.cfg', '/boot/loader/entries/*.conf', '/boot/vmlinuz-*',
+  ], unread) as [string[], string[], string[], string[], string[], string[]];
+  const texts = await readTexts(session, [
+    { path: dpkgStatus, limit: readLimits.statusBytes },
+    ...[...fixedTexts, ...cloudCfgD, ...sshdD, ...modulesD, ...grubD, ...blsEntries].map((path) => ({ path, limit: readLimits.fileBytes })),
+  ], unread);
+  const text = (path: string) => texts.get(path);
+
+  const osRelease = parseOsRelease(text('/etc/os-release') ?? text('/usr/lib/os-release') ?? '');
 
   let parsed = new Map<string, PackageDetail & { version: string }>();
   let packageSource: GuestFacts['packageSource'] = 'none';
-  const dpkg = await readIf(session, '/var/lib/dpkg/status');
-  if (dpkg !== undefined) {
-    parsed = parseDpkgPackages(dpkg);
+  const dpkg = text(dpkgStatus);
+  if (dpkg !== undefined || unread.some((u) => u.path === dpkgStatus)) {
+    parsed = parseDpkgPackages(dpkg ?? '');
     packageSource = 'dpkg';
   } else {
     for (const dbDir of ['/var/lib/rpm', '/usr/lib/sysimage/rpm']) {
-      if (!(await session.bool('is-dir', dbDir, 'followsymlinks:true'))) continue;
-      if ((await session.lines('ls', dbDir)).length === 0) continue;
+      const isDir = await session.tryBool('is-dir', dbDir, 'followsymlinks:true');
+      if (isDir === undefined) unread.push({ path: dbDir, why: unreadableWhy });
+      if (!isDir) continue;
+      const names = await session.lines('ls', dbDir);
+      if (names.length === 0) continue;
       packageSource = 'rpm';
       // RHEL 9's /var/lib/rpm is a symlink to /usr/lib/sysimage/rpm.
-      parsed = await rpmPackages(session, (await session.call('realpath', dbDir)).trim());
+      parsed = await rpmPackages(session, (await session.call('realpath', dbDir)).trim(), names, unread);
       break;
     }
   }
   const packages = new Map([...parsed].map(([name, p]) => [name, p.version]));
   const packageDetails: Record<string, PackageDetail> = Object.fromEntries([...parsed].map(([name, { version: _, ...detail }]) => [name, detail]));
 
-  const cloudConfigs: GuestFacts['cloudConfigs'] = [];
-  const mainCfg = await readIf(session, '/etc/cloud/cloud.cfg');
-  if (mainCfg !== undefined) cloudConfigs.push({ path: '/etc/cloud/cloud.cfg', text: mainCfg });
-  for (const path of (await glob(session, '/etc/cloud/cloud.cfg.d/*.cfg')).sort()) {
-    const text = await readIf(session, path);
-    if (text !== undefined) cloudConfigs.push({ path, text });
-  }
-
+  const inOrder = (paths: string[]) => paths.flatMap((path) => (texts.has(path) ? [{ path, text: texts.get(path)! }] : []));
+  const cloudConfigs = inOrder(['/etc/cloud/cloud.cfg', ...cloudCfgD]);
   const paths: Record<string, PathFacts> = {};
-  for (const [path, list] of layoutPaths(layout)) {
-    paths[path] = await pathFacts(session, path, list);
-  }
-  const passwdText = (await readIf(session, '/etc/passwd')) ?? '';
+  for (const [path, list] of layoutPaths(layout)) paths[path] = await pathFacts(session, path, list, unread);
+  const passwdText = text('/etc/passwd') ?? '';
   const passwd = parsePasswd(passwdText);
-  const shadow = (await readIf(session, '/etc/shadow')) ?? '';
-  const passwords = accountPasswords(passwdText, shadow);
-  const machineId = (await session.bool('is-file', '/etc/machine-id')) ? await fileHead(session, '/etc/machine-id') : undefined;
+  const passwords = accountPasswords(passwdText, text('/etc/shadow') ?? '');
+  const machineIdFile = await session.tryBool('is-file', '/etc/machine-id');
+  if (machineIdFile === undefined) unread.push({ path: '/etc/machine-id', why: unreadableWhy });
+  const machineId = machineIdFile ? await fileHead(session, '/etc/machine-id') : undefined;
   const dbusId = '/var/lib/dbus/machine-id';
-  const dbusMachineId = !(await session.bool('is-symlink', dbusId)) && (await session.bool('is-file', dbusId)) ? await fileHead(session, dbusId) : undefined;
-  const sshdConfigs: GuestFacts['sshdConfigs'] = [];
-  for (const path of ['/etc/ssh/sshd_config', ...(await glob(session, '/etc/ssh/sshd_config.d/*.conf')).sort()]) {
-    const text = await readIf(session, path);
-    if (text !== undefined) sshdConfigs.push({ path, text });
-  }
-  const kernels = (await glob(session, '/boot/vmlinuz-*')).map((p) => posix.basename(p).replace(/^vmlinuz-/, ''));
-  const rxeModules: Record<string, string[]> = {};
-  for (const version of kernels) {
-    rxeModules[version] = await glob(session, `/lib/modules/${version}/kernel/drivers/infiniband/sw/rxe/rdma_rxe.ko*`);
-  }
-  const modulesLoad: GuestFacts['modulesLoad'] = [];
-  for (const path of [...(await glob(session, '/etc/modules-load.d/*.conf')), '/etc/modules']) {
-    const text = await readIf(session, path);
-    if (text !== undefined) modulesLoad.push({ path, text });
-  }
+  const [dbusLink, dbusFile] = [await session.tryBool('is-symlink', dbusId), await session.tryBool('is-file', dbusId)];
+  if (dbusLink === undefined || dbusFile === undefined) unread.push({ path: dbusId, why: unreadableWhy });
+  const dbusMachineId = dbusLink === false && dbusFile ? await fileHead(session, dbusId) : undefined;
+  const sshdConfigs = inOrder(['/etc/ssh/sshd_config', ...sshdD]);
+  const kernels = vmlinuz.map((p) => posix.basename(p).replace(/^vmlinuz-/, ''));
+  const rxeGlobs = await session.batch(kernels.map((version) => ['glob-expand', `/lib/modules/${version}/kernel/drivers/infiniband/sw/rxe/rdma_rxe.ko*`]));
+  const rxeModules: Record<string, string[]> = Object.fromEntries(kernels.map((version, i) => [version, rxeGlobs[i]!.split('\n').filter(Boolean)]));
+  const modulesLoad = inOrder([...modulesD, '/etc/modules']);
   const cloudInitDisabledBy: string[] = [];
-  for (const path of ['/etc/cloud/cloud-init.disabled']) if (await session.bool('exists', path)) cloudInitDisabledBy.push(path);
-  const dsIdentifyText = await readIf(session, '/etc/cloud/ds-identify.cfg');
-  const bootFiles: { path: string; text: string }[] = [];
-  const bootPaths = [
-    '/etc/default/grub', ...(await glob(session, '/etc/default/grub.d/*.cfg')).sort(),
-    '/boot/grub/grub.cfg', '/boot/grub2/grub.cfg', ...(await glob(session, '/boot/loader/entries/*.conf')).sort(),
-    '/boot/grub2/grubenv', '/etc/kernel/cmdline',
-  ];
-  for (const path of bootPaths) {
-    const text = await readIf(session, path);
-    if (text !== undefined) bootFiles.push({ path, text });
+  for (const path of ['/etc/cloud/cloud-init.disabled']) {
+    const there = await session.tryBool('exists', path);
+    if (there === undefined) unread.push({ path, why: unreadableWhy });
+    if (there) cloudInitDisabledBy.push(path);
   }
+  const dsIdentifyText = text('/etc/cloud/ds-identify.cfg');
+  const bootFiles = inOrder(['/etc/default/grub', ...grubD, '/boot/grub/grub.cfg', '/boot/grub2/grub.cfg', ...blsEntries, '/boot/grub2/grubenv', '/etc/kernel/cmdline']);
+  const instancesDir = await session.tryBool('is-dir', '/var/lib/cloud/instances');
+  if (instancesDir === undefined) unread.push({ path: '/var/lib/cloud/instances', why: unreadableWhy });
+  // Names only (no file is read): one call each, however many there are.
+  const [hostKeys, units] = await session.batch([['glob-expand', '/etc/ssh/ssh_host_*'], ['glob-expand', '/etc/systemd/system/*.service']]);
   return {
     osRelease,
     packages,
@@ -409,12 +418,13 @@ export async function gatherFacts(
     ...(machineId ? { machineId } : {}),
     ...(dbusMachineId ? { dbusMachineId } : {}),
     sshdConfigs,
-    sshHostKeys: await glob(session, '/etc/ssh/ssh_host_*'),
-    cloudInstances: (await session.bool('is-dir', '/var/lib/cloud/instances')) ? await session.lines('ls', '/var/lib/cloud/instances') : [],
+    sshHostKeys: hostKeys!.split('\n').filter(Boolean),
+    cloudInstances: instancesDir ? await session.lines('ls', '/var/lib/cloud/instances') : [],
     kernels,
     rxeModules,
     modulesLoad,
-    systemdUnits: (await glob(session, '/etc/systemd/system/*.service')).map((p) => posix.basename(p)),
+    systemdUnits: units!.split('\n').filter(Boolean).map((p) => posix.basename(p)),
+    ...(unread.length ? { unread } : {}),
   };
 }
 
@@ -431,18 +441,24 @@ export function parseRpmQuery(stdout: string): Map<string, PackageDetail & { ver
 }
 
 /**
- * The rpm database, copied out of the image and read by the host's rpm.
- * libguestfs's own reader (inspect-list-applications2) fails here on RHEL 9's
- * sqlite database from a read-only mount (its WAL needs a writable folder),
- * and the guest's rpm cannot run offline in every image.
+ * The rpm database, copied out of the image and read by the host's rpm, within
+ * bounds (copyOutRpmDb). libguestfs's own reader (inspect-list-applications2)
+ * fails here on RHEL 9's sqlite database from a read-only mount (its WAL needs
+ * a writable folder), and the guest's rpm cannot run offline in every image. A
+ * database rpm cannot read is said in `unread`, not thrown: the image is what
+ * is wrong.
  */
-async function rpmPackages(session: GuestSession, dbDir: string): Promise<Map<string, PackageDetail & { version: string }>> {
+async function rpmPackages(session: GuestSession, dbDir: string, names: string[], unread: Unread[]): Promise<Map<string, PackageDetail & { version: string }>> {
   const local = await mkdtemp(join(tmpdir(), 'guestforge-rpmdb-'));
   try {
-    await session.call('copy-out', dbDir, local);
-    const copied = join(local, posix.basename(dbDir));
+    const copied = await copyOutRpmDb(session, dbDir, names, local, unread);
+    if (!copied) return new Map();
     const { stdout } = await run(['rpm', '--dbpath', copied, '-qa', '--qf', '%{NAME}\\t%{VERSION}-%{RELEASE}\\t%{ARCH}\\t%{SOURCERPM}\\t%{LICENSE}\\n'], { timeoutMs: 120_000 });
     return parseRpmQuery(stdout);
+  } catch (error) {
+    if (!(error instanceof CommandError) || error.result.argv[0] !== 'rpm') throw error;
+    unread.push({ path: dbDir, why: `rpm cannot read it: ${(error.result.stderr.trim().split('\n').at(-1) ?? '').slice(0, 200) || (error.result.timedOut ? 'timed out' : `exit ${error.result.exitCode}`)}` });
+    return new Map();
   } finally {
     await rm(local, { recursive: true, force: true });
   }

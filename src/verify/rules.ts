@@ -6,6 +6,7 @@
 import { parse } from 'yaml';
 import { layoutRules } from '../policy/layout.ts';
 import type { FileHead, GuestFacts } from './facts.ts';
+import { readLimits } from './read.ts';
 import type { Rule, RuleResult } from './types.ts';
 
 const pass = (evidence: string): RuleResult => ({ verdict: 'pass', evidence });
@@ -111,7 +112,8 @@ export const rules: Rule[] = [
     check: (f) => {
       const version = f.packages.get('cloud-init');
       if (version) return pass(`cloud-init ${version} (${f.packageSource} database)`);
-      return fail(f.packageSource === 'none' ? 'no package database found' : `cloud-init is not in the ${f.packageSource} database`);
+      const unread = f.unread?.length ? ' (verify did not read everything: see verify.complete)' : '';
+      return fail(`${f.packageSource === 'none' ? 'no package database found' : `cloud-init is not in the ${f.packageSource} database`}${unread}`);
     },
   },
   {
@@ -268,6 +270,19 @@ export const rules: Rule[] = [
         : `PasswordAuthentication ${auth ? `${auth.value} (${auth.from})` : 'yes (the default)'}`;
       if (allowed && withPassword.length) return fail(`${how}, and ${withPassword.join(', ')} have passwords`);
       return pass(`${how}; accounts with a password: ${withPassword.join(', ') || 'none'}`);
+    },
+  },
+  {
+    id: 'verify.complete',
+    title: 'everything judged was read',
+    severity: 'error',
+    why: 'verify reads a hostile image within bounds (a 2 GiB rpm database, 3,000 config files or a loop of links must not fill the host, take hours or stop verify), and a verdict on what it did not read would pass it unseen',
+    passes: `every file and folder the rules look at was read: no pattern (cloud.cfg.d/*.cfg, sshd_config.d/*.conf, /boot/vmlinuz-*, …) matches more than ${readLimits.globbedFiles} files, no configuration file is over ${readLimits.fileBytes / (1024 * 1024)} MiB (dpkg's status ${readLimits.statusBytes / (1024 * 1024)} MiB), the texts together are within ${readLimits.totalBytes / (1024 * 1024)} MiB, the rpm database within ${readLimits.rpmDbBytes / (1024 * 1024)} MiB and readable by rpm, and no path runs through a loop of symbolic links`,
+    check: (f) => {
+      const unread = f.unread ?? [];
+      if (unread.length === 0) return pass('every file the rules judge was read');
+      const shown = unread.slice(0, 10).map((u) => `${u.path} (${u.why})`).join('; ');
+      return fail(`not read: ${shown}${unread.length > 10 ? `; and ${unread.length - 10} more` : ''}`);
     },
   },
 ];
