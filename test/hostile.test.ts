@@ -25,6 +25,8 @@ import { libvirtUriProblem } from '../src/vm/uri.ts';
 import { acquireLock } from '../src/util/lock.ts';
 import { UsageError } from '../src/errors.ts';
 import { mountGuest } from '../src/verify/facts.ts';
+import { checkedBackingChain } from '../src/vm/image.ts';
+import { sha256File } from '../src/util/fs.ts';
 import { makeImage } from './helpers/tree-image.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -187,6 +189,38 @@ profiles('what were internal errors (exit 1, "please report it") are exit 2 nami
   const v = await execa('node', [cli, 'verify', vmdk], { reject: false, timeout: 60_000 });
   assert.is(v.exitCode, 2, v.stderr);
   assert.match(v.stderr, /missing-extent\.vmdk cannot be read as a disk image: .*nothere\.raw/);
+});
+
+profiles('a malformed vmdk descriptor (one that makes qemu-img abort, one it calls invalid) and a linked .publish.lock through publish: exit 2 naming the input, never "please report it"', async () => {
+  const descriptor = (lines: string) => `# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n${lines}`;
+  // qemu-img 7 dies on an assertion (exit 134) reading this one; it is still the input's fault, said as such.
+  const aborts = join(tmp, 'extent-size-not-a-number.vmdk');
+  await writeFile(aborts, descriptor('createType="monolithicFlat"\nRW two FLAT "x.raw" 0\n'));
+  const v = await execa('node', [cli, 'verify', aborts], { reject: false, timeout: 60_000 });
+  assert.is(v.exitCode, 2, v.stderr);
+  assert.match(v.stderr, /extent-size-not-a-number\.vmdk/);
+  assert.not.match(v.stderr, /please report it/);
+  const invalid = join(tmp, 'extent-line-junk.vmdk');
+  await writeFile(invalid, descriptor('RW 2048 FLAT "x.raw" 0 extra junk\n'));
+  const refused = await rejects(checkedBackingChain(invalid, 'verify'), /extent-line-junk\.vmdk cannot be read as a disk image: .*invalid VMDK image descriptor/);
+  assert.instance(refused, UsageError);
+
+  // A built image in out/, published into a share whose lock file is a link to a file that must not change.
+  const out = join(tmp, 'pub-out');
+  await mkdir(out, { recursive: true });
+  await writeFile(join(out, 'tiny.raw'), 'not much of a disk\n');
+  await writeFile(join(out, 'tiny.manifest.json'), JSON.stringify({ name: 'tiny', version: '1.0', builtAt: new Date().toISOString(), outputs: [{ file: 'tiny.raw', sha256: await sha256File(join(out, 'tiny.raw')) }] }));
+  const share = join(tmp, 'pub-share');
+  await mkdir(join(share, 'tiny'), { recursive: true });
+  const victim = join(tmp, 'victim-file');
+  await writeFile(victim, 'unchanged\n');
+  await symlink(victim, join(share, 'tiny', '.publish.lock'));
+  const p = await execa('node', [cli, 'publish', join(out, 'tiny.raw'), '--to', share], { reject: false, timeout: 60_000 });
+  assert.is(p.exitCode, 2, p.stderr);
+  assert.match(p.stderr, /\.publish\.lock: the lock file is a symbolic link/);
+  assert.not.match(p.stderr, /please report it/);
+  assert.is(await readFile(victim, 'utf8'), 'unchanged\n');
+  assert.equal((await readdir(join(share, 'tiny'))).sort(), ['.publish.lock'], 'nothing published, no temp folder left');
 });
 
 profiles('extends naming a shadow-format file in an allowed folder: exit 2, and no line of that file in any message', async () => {
