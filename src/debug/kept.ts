@@ -177,7 +177,7 @@ export async function discardKept(kept: KeptBuild): Promise<void> {
  * command's own (-o, --sign-key, --no-smoke, the backend, --allow-host-path), for the resume line: kept.json does
  * not hold them.
  */
-export function howToReach(kept: KeptBuild, running: boolean, resumeFlags: readonly string[] = []): string[] {
+export function howToReach(kept: KeptBuild, running: boolean, resumeFlags: readonly string[]): string[] {
   const lines: string[] = [];
   if (running && kept.vm) {
     lines.push(`  console:  guestforge console ${kept.id}   (${kept.password ? `root, one-time password ${kept.password}` : 'no login: the guest never reached its report, so the console shows where it stands'}; Ctrl-] detaches)`);
