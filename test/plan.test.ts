@@ -55,7 +55,9 @@ plan('a base image or builder URL with user:password@ or a query token is shown 
     await writeFile(builder, `extends: ${join(root, 'profiles', 'osv-native.yaml')}\nname: pinned-builder\nbase:\n  builder:\n    url: ${url('b.elf')}\n    sha256: "${sha}"\n`);
     for (const [file, field] of [[image, 'image'], [builder, 'builder']] as const) {
       for (const json of [false, true]) {
-        const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'plan', ...(json ? ['--json'] : []), file], { reject: false, all: true, env: { XDG_CACHE_HOME: join(dir, 'cache') } });
+        const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'plan', ...(json ? ['--json'] : []), file,
+          // The shipped profiles these extend are outside the temp folder; osv-native's base is in shared/osv.
+          '--allow-host-path', join(root, 'profiles'), '--allow-host-path', join(root, '..', 'shared', 'osv')], { reject: false, all: true, env: { XDG_CACHE_HOME: join(dir, 'cache') } });
         assert.is(r.exitCode, 0, r.all);
         assert.not.match(r.all, /s3cret|alice|token/, `${field}${json ? ' --json' : ''}`);
         if (json) {
