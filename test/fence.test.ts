@@ -10,7 +10,7 @@
  * up the old way (fenced in a network namespace all the same) and shows the
  * same attacks succeed against it.
  */
-import { lstat, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, readlink, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
@@ -103,6 +103,26 @@ t('a hostile guest (any uid, any handle) stays inside the exports: a forged hand
   const home2 = mounts.split('\n').find((l) => l.split(' ')[1] === '/exports/home');
   assert.match(home2 ?? '', /^gf-nfs-home \/exports\/home tmpfs \S*nosuid,nodev/, mounts);
   assert.not.ok(mounts.split('\n').some((l) => /^\/dev\//.test(l)), `no disk of the host is mounted where the server runs:\n${mounts}`);
+});
+
+t('a server a guest took over keeps nothing of the host: no disk mounted, no host file open, no way to mount, mknod or ptrace', async () => {
+  const pid = server.exportPath('home').split('/')[2]!;
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const bounding = BigInt(`0x${/^CapBnd:\s*([0-9a-f]+)$/m.exec(status)![1]}`);
+  for (const [name, bit] of [['sys_admin', 21n], ['mknod', 27n], ['sys_ptrace', 19n], ['sys_module', 16n], ['sys_rawio', 17n]] as const) {
+    assert.is(bounding & (1n << bit), 0n, `ganesha cannot gain ${name}`);
+  }
+  assert.ok((bounding & (1n << 2n)) !== 0n, 'it keeps dac_read_search (file handles)');
+  // Its standard descriptors are its own /dev/null (the host's log files would be a way back to the host's disk).
+  for (const fd of ['0', '1', '2']) assert.is(await readlink(`/proc/${pid}/fd/${fd}`), '/dev/null', `fd ${fd}`);
+  // Every process of its namespace works in the server's own root.
+  const inNamespace = (await run(['pgrep', '--ns', pid, '--nslist', 'pid'], { allowFailure: true })).stdout.split('\n').filter(Boolean);
+  assert.ok(inNamespace.length >= 2, `ganesha and socat: ${inNamespace.join(' ')}`);
+  const serverRoot = await realpath(`/proc/${pid}/root`).catch(() => '');
+  for (const p of inNamespace) {
+    assert.is(await readlink(`/proc/${p}/cwd`), '/', `process ${p} works in /`);
+    assert.is(await realpath(`/proc/${p}/root`).catch(() => ''), serverRoot, `process ${p} has the server's root`);
+  }
 });
 
 t('the private segment takes no frame from a local user: the VMs\' links and the hub are unix sockets in the private folder', async () => {

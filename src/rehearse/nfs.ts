@@ -49,10 +49,18 @@ export interface NfsServer {
 }
 
 /** Programs copied into the server's root with the libraries they load. */
-const programs = ['/usr/bin/ganesha.nfsd', '/usr/bin/socat', '/usr/bin/umount', '/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so'];
+const programs = ['/usr/bin/ganesha.nfsd', '/usr/bin/socat', '/usr/bin/umount', '/usr/bin/setpriv', '/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so'];
 
-/** Each export's tmpfs: memory is used only as files are written. */
+/**
+ * The capabilities ganesha keeps (its bounding set): files as any owner, handles, its port, its
+ * descriptor limit. Not mount, mknod, ptrace, modules, raw I/O: a server a guest took over can
+ * neither mount a host disk nor reach into another process.
+ */
+export const ganeshaCaps = ['chown', 'dac_override', 'dac_read_search', 'fowner', 'fsetid', 'setgid', 'setuid', 'net_bind_service', 'sys_resource'];
+
+/** Each export's tmpfs: memory is used only as files are written; files bounded in number too. */
 export const exportSize = '4g';
+const exportInodes = 262_144;
 
 const safePath = /^\/[A-Za-z0-9._/+-]+$/;
 
@@ -78,10 +86,10 @@ export function ganeshaConfig(runDir: string, exports: readonly Pick<NfsExport, 
 }
 
 /**
- * Pure: the script unshare runs as PID 1's parent in the new namespaces:
+ * Pure: the script that runs as PID 1 of the new namespaces (then becomes ganesha):
  * tmpfs root, program copy, exports filled from their seeds, proc, a
  * read-only /dev with null only, pivot_root, socat on the unix socket, then
- * ganesha in the foreground. `dir` is the host's private folder; inside, the
+ * ganesha in the foreground with a narrow capability bounding set. `dir` is the host's private folder; inside, the
  * server's run folder has the same path, so `ps` names the rehearsal.
  */
 export function fenceScript(dir: string, exports: readonly NfsExport[]): string {
@@ -92,7 +100,7 @@ export function fenceScript(dir: string, exports: readonly NfsExport[]): string 
     'ip link set lo up',
     `R=${q(root)}`,
     'mkdir -p "$R"',
-    'mount -t tmpfs -o size=64m,mode=0755,nodev,nosuid gf-nfs-root "$R"',
+    'mount -t tmpfs -o size=64m,nr_inodes=4096,mode=0755,nodev,nosuid,noexec gf-nfs-root "$R"',
     `mkdir -p "$R/gf" "$R/proc" "$R/dev" "$R/exports" "$R"${q(dir)}`,
     'mount -t tmpfs -o size=128m,mode=0755,nodev,nosuid gf-nfs-program "$R/gf"',
     `for f in ${programs.map(q).join(' ')}; do`,
@@ -107,20 +115,27 @@ export function fenceScript(dir: string, exports: readonly NfsExport[]): string 
       const mnt = `"$R/exports/${e.name}"`;
       return [
         `mkdir ${mnt}`,
-        `mount -t tmpfs -o size=${exportSize},mode=0755,nodev,nosuid gf-nfs-${e.name} ${mnt}`,
+        `mount -t tmpfs -o size=${exportSize},nr_inodes=${exportInodes},mode=0755,nodev,nosuid,noexec gf-nfs-${e.name} ${mnt}`,
         `cp -a ${q(`${e.seed}/.`)} ${mnt}/`,
         `chown ${e.uid}:${e.gid} ${mnt}`,
         `chmod ${e.mode.toString(8)} ${mnt}`,
       ];
     }),
     `cp ${q(`${dir}/ganesha.conf`)} "$R"${q(`${dir}/ganesha.conf`)}`,
-    // socat binds the host-visible socket before the host's files leave the view.
-    `socat UNIX-LISTEN:${q(`${dir}/nfs.sock`)},fork,mode=0600 TCP:127.0.0.1:${nfsFromGuest.port} &`,
     'mount -t proc -o nosuid,nodev,noexec proc "$R/proc"',
-    // dash gives a background job /dev/null: a read-only tmpfs holding only that.
+    // A read-only /dev holding only null; the kernel's knobs out of reach.
     'mount -t tmpfs -o size=16k,mode=0755,nosuid,noexec gf-nfs-dev "$R/dev" && mknod -m 666 "$R/dev/null" c 1 3 && mount -o remount,ro "$R/dev"',
+    'mount --bind "$R/proc/sys" "$R/proc/sys" && mount -o remount,bind,ro "$R/proc/sys" ',
+    '[ ! -e "$R/proc/sysrq-trigger" ] || mount --bind "$R/dev/null" "$R/proc/sysrq-trigger"',
+    // socat binds the host-visible socket before the host's files leave the view; its working folder
+    // and descriptors are the server's own, so nothing in the namespace keeps a way back to the host's disk.
+    `cd "$R" && socat UNIX-LISTEN:${q(`${dir}/nfs.sock`)},fork,max-children=64,mode=0600 TCP:127.0.0.1:${nfsFromGuest.port} < "$R/dev/null" > "$R/dev/null" 2>&1 &`,
+    // Bound before the host's files leave the view (after, the path would name a file in the server's own root).
+    `i=0; while [ ! -S ${q(`${dir}/nfs.sock`)} ]; do i=$((i+1)); [ $i -lt 300 ] || { echo 'socat did not listen on its socket' >&2; exit 1; }; sleep 0.1; done`,
     'cd "$R" && mkdir old && pivot_root . old && /usr/bin/umount -l /old && cd /',
-    `exec /usr/bin/ganesha.nfsd -F -L STDERR -f ${q(`${dir}/ganesha.conf`)} -p ${q(`${dir}/ganesha.pid`)}`,
+    // ganesha logs into its own tmpfs (bounded), not to a file of the host.
+    'exec < /dev/null > /dev/null 2>&1',
+    `exec /usr/bin/setpriv --bounding-set -all,${ganeshaCaps.map((c) => `+${c}`).join(',')} /usr/bin/ganesha.nfsd -F -L ${q(`${dir}/ganesha.log`)} -f ${q(`${dir}/ganesha.conf`)} -p ${q(`${dir}/ganesha.pid`)}`,
     '',
   ];
   return lines.join('\n');
@@ -156,14 +171,14 @@ export async function startNfsServer(dir: string, exports: NfsExport[], anon: { 
     if (!safePath.test(p)) throw new Error(`unsafe NFS server path: ${p}`);
   }
   for (const e of exports) if (!/^[a-z][a-z0-9-]*$/.test(e.name)) throw new Error(`unsafe NFS export name: ${e.name}`);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  await chmod(dir, 0o700);
-  await writeFile(join(dir, 'ganesha.conf'), ganeshaConfig(dir, exports, anon), { mode: 0o600 });
-  const script = join(dir, 'fence.sh');
-  await writeFile(script, fenceScript(dir, exports), { mode: 0o600 });
-  const logFile = join(dir, 'ganesha.log');
+  // A folder of our own made now (in the private work folder), files created new: nothing followed.
+  await mkdir(dir, { mode: 0o700 });
+  await writeFile(join(dir, 'ganesha.conf'), ganeshaConfig(dir, exports, anon), { mode: 0o600, flag: 'wx' });
+  // What the script itself says until ganesha starts (ganesha logs in its own filesystem).
+  const logFile = join(dir, 'fence.log');
   const socket = join(dir, 'nfs.sock');
-  const child = start(['setpriv', '--pdeathsig', 'KILL', 'unshare', '--net', '--mount', '--pid', '--fork', '--kill-child=SIGKILL', '--propagation', 'private', 'sh', script],
+  if (Buffer.byteLength(socket) > 107) throw new UserError(`the rehearsal's NFS socket path is too long for a unix socket: ${socket}`, { hint: 'use a shorter cache folder (XDG_CACHE_HOME)' });
+  const child = start(['setpriv', '--pdeathsig', 'KILL', 'unshare', '--net', '--mount', '--pid', '--fork', '--kill-child=SIGKILL', '--propagation', 'private', 'sh', '-c', fenceScript(dir, exports)],
     { stderrFile: logFile, stdoutFile: join(dir, 'fence.out'), ...(signal ? { cancelSignal: signal } : {}) });
   let exited = false;
   void child.then(() => (exited = true), () => (exited = true));
@@ -175,9 +190,10 @@ export async function startNfsServer(dir: string, exports: NfsExport[], anon: { 
   };
   let pid: number | undefined;
   const stop = async () => {
-    const inner = pid ?? (await serverPid());
+    const inner = exited ? undefined : (pid ?? (await serverPid()));
     // Nothing of the server is kept: no orderly shutdown (ganesha's takes 6 s) to wait for.
-    if (inner) {
+    // (Once unshare has ended, ganesha's PID may be another process's: never signalled then.)
+    if (inner && !exited) {
       try {
         process.kill(inner, 'SIGKILL');
       } catch {
@@ -199,17 +215,31 @@ export async function startNfsServer(dir: string, exports: NfsExport[], anon: { 
   for (const until = Date.now() + 2 * 60_000; Date.now() < until && !exited;) {
     if (await nfsAnswers(socket)) {
       pid = await serverPid();
-      if (pid) return { socket, exportPath: (name) => `/proc/${pid}/root/exports/${name}`, stop };
+      if (pid) {
+        const server = pid;
+        return {
+          socket,
+          stop,
+          exportPath: (name) => {
+            if (exited) throw new UserError('the rehearsal\'s NFS server stopped before the job\'s files were read', { hint: `its log is gone with it; the start's messages: ${logFile}` });
+            return `/proc/${server}/root/exports/${name}`;
+          },
+        };
+      }
     }
     await new Promise((r) => setTimeout(r, 500));
   }
+  // ganesha's own log is in its filesystem: read while it is there.
+  const inner = exited ? undefined : await serverPid();
+  const ganeshaSaid = inner ? await readFile(`/proc/${inner}/root${dir}/ganesha.log`, 'utf8').catch(() => '') : '';
   await stop();
-  const said = await readFile(logFile, 'utf8').catch(() => '');
+  const scriptSaid = await readFile(logFile, 'utf8').catch(() => '');
+  const said = `${scriptSaid}\n${ganeshaSaid.split('\n').slice(-200).join('\n')}`;
   const result = await child.catch((e: unknown) => e as { cause?: { code?: string } });
   if ((result as { cause?: { code?: string } })?.cause?.code === 'ENOENT') {
     throw new UserError('unshare not found: the rehearsal fences its NFS server in namespaces of its own', { hint: 'apt-get install util-linux' });
   }
-  const missing = /(ganesha\.nfsd|socat|libfsalvfs\.so)[^\n]*(No such file|not found|cannot stat)/.exec(said);
+  const missing = /(ganesha\.nfsd|socat|libfsalvfs\.so)[^\n]*(No such file|not found|cannot stat)/.exec(scriptSaid);
   if (missing) {
     throw new UserError(`${missing[1]} is missing: the rehearsal serves the cluster's NFS exports with nfs-ganesha through socat`, { hint: 'apt-get install nfs-ganesha nfs-ganesha-vfs socat' });
   }
