@@ -441,16 +441,34 @@ images('verify, smoke and rehearse refuse an image another user could swap betwe
   const run = (...argv: string[]) => execa(argv[0]!, argv.slice(1));
   const shared = join(tmp, 'shared');
   await mkdir(shared);
-  await chmod(shared, 0o1777); // sticky, like /tmp, but the image's own folder: another user may put a link in its place
+  await chmod(shared, 0o777); // not sticky: another user may rename the image away and put a link in its place
   const img = join(shared, 'img.qcow2');
   await run('qemu-img', 'create', '-q', '-f', 'qcow2', img, '64M');
   for (const command of ['verify', 'smoke', 'rehearse']) {
     const r = await execa('node', [cli, command, img], { reject: false, timeout: 60_000 });
     assert.is(r.exitCode, 2, `${command}: ${r.stderr}`);
-    assert.match(r.stderr, new RegExp(`${command}: .*img\\.qcow2 can be changed by another user: .*shared can be written by other users \\(mode 1777\\)`));
+    assert.match(r.stderr, new RegExp(`${command}: .*img\\.qcow2 can be changed by another user: .*shared can be written by other users \\(mode 777\\)`));
   }
+  // Sticky, like /tmp: others can neither rename nor replace a file of ours, so the check passes
+  // and verify goes on to read the disk itself (a broken qcow2 header: refused for what it is, not where it is).
+  const sticky = join(tmp, 'sticky');
+  await mkdir(sticky);
+  await chmod(sticky, 0o1777);
+  const inSticky = join(sticky, 'img.qcow2');
+  await writeFile(inSticky, Buffer.concat([Buffer.from('QFI\xfb', 'latin1'), Buffer.alloc(508, 0xff)]));
+  const fine = await execa('node', [cli, 'verify', inSticky], { reject: false, timeout: 60_000 });
+  assert.is(fine.exitCode, 2, fine.stderr);
+  assert.match(fine.stderr, /img\.qcow2 cannot be read as a disk image/);
+  assert.not.match(fine.stderr, /can be changed by another user/);
   const own = join(tmp, 'own');
   await mkdir(own);
+  // A backing name with "..": the kernel follows a link before "..", so the file checked may not be the file qemu opens.
+  const dotted = join(own, 'dotted.qcow2');
+  await run('qemu-img', 'create', '-q', '-f', 'qcow2', join(own, 'base.qcow2'), '64M');
+  await run('qemu-img', 'create', '-q', '-f', 'qcow2', '-u', '-b', '../own/base.qcow2', '-F', 'qcow2', dotted, '64M');
+  const dots = await execa('node', [cli, 'verify', dotted], { reject: false, timeout: 60_000 });
+  assert.is(dots.exitCode, 2, dots.stderr);
+  assert.match(dots.stderr, /names its backing file with "\.\.": \.\.\/own\/base\.qcow2/);
   const theirs = join(own, 'theirs.qcow2');
   await run('qemu-img', 'create', '-q', '-f', 'qcow2', theirs, '64M');
   await run('chown', '65534', theirs);

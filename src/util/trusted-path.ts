@@ -12,7 +12,8 @@ import { dirname, join, resolve, sep } from 'node:path';
 import { UsageError } from '../errors.ts';
 
 /** Why `path` is not a folder we may trust, or undefined; components that do not exist yet are ours to make. */
-export async function untrustedPathProblem(path: string, options: { mustExist?: boolean } = {}): Promise<string | undefined> {
+/** `stickyLast`: the last folder may be a sticky one others write (/tmp) — for a file of ours in it, which others cannot replace. */
+export async function untrustedPathProblem(path: string, options: { mustExist?: boolean; stickyLast?: boolean } = {}): Promise<string | undefined> {
   const parts = resolve(path).split(sep).filter(Boolean);
   const me = process.geteuid?.() ?? 0;
   const myGroup = process.getegid?.() ?? 0;
@@ -27,7 +28,7 @@ export async function untrustedPathProblem(path: string, options: { mustExist?: 
     const last = i === parts.length;
     // Group write is others' write unless the group is root's or our own (a user's private group, umask 002).
     const othersWrite = (st.mode & 0o002) !== 0 || ((st.mode & 0o020) !== 0 && st.gid !== 0 && st.gid !== myGroup);
-    if (othersWrite && (last || (st.mode & 0o1000) === 0)) return `${current} can be written by other users (mode ${(st.mode & 0o7777).toString(8)})`;
+    if (othersWrite && ((last && !options.stickyLast) || (st.mode & 0o1000) === 0)) return `${current} can be written by other users (mode ${(st.mode & 0o7777).toString(8)})`;
   }
   return undefined;
 }

@@ -86,8 +86,10 @@ export async function checkedBackingChain(image: string, command: string, option
     const st = await stat(real);
     if (!st.isFile()) throw new UsageError(`${command}: ${real} in ${image}'s chain is not a regular file`);
     // Checked now, opened by path later (qemu, libguestfs): only if no other user can swap or change it in between.
-    const untrusted = (await writableByOthers(real, st)) ?? (await untrustedPathProblem(dirname(real), { mustExist: true }))
-      ?? (chain.length === 0 ? await untrustedPathProblem(dirname(resolve(image)), { mustExist: true }) : undefined);
+    // A sticky folder such as /tmp may hold it when the file is root's or ours: others can neither replace nor rename it.
+    const mine = await writableByOthers(real, st);
+    const untrusted = mine ?? (await untrustedPathProblem(dirname(real), { mustExist: true, stickyLast: true }))
+      ?? (chain.length === 0 ? await untrustedPathProblem(dirname(resolve(image)), { mustExist: true, stickyLast: true }) : undefined);
     if (untrusted) {
       throw new UsageError(`${command}: ${image}${real === resolve(image) ? '' : ` (${real})`} can be changed by another user: ${untrusted}`, {
         hint: 'guestforge checks the image, then opens it again by name: copy it into a folder only root or you can write, and name that copy',
@@ -112,6 +114,12 @@ export async function checkedBackingChain(image: string, command: string, option
     chain.push(info);
     if (!info.backing) return chain;
     if (info.backingRaw && isProtocolName(info.backingRaw)) throw new UsageError(`${command}: ${image} is backed by ${info.backingRaw}, not a plain file`);
+    // qemu opens the name as written, and the kernel follows a link before `..`: a name with `..`
+    // could be checked as one file and opened as another. And no link on the way to it, for the same reason.
+    const written = info.backingRaw ?? '';
+    if (written.split('/').includes('..')) throw new UsageError(`${command}: ${image} names its backing file with "..": ${written}`, { hint: 'rebase it onto a plain path (qemu-img rebase -u -b PATH) or flatten it (qemu-img convert -O qcow2 in out)' });
+    const onTheWay = await untrustedPathProblem(dirname(info.backing), { mustExist: true, stickyLast: true });
+    if (onTheWay) throw new UsageError(`${command}: ${image}'s backing file ${info.backing} can be changed by another user: ${onTheWay}`, { hint: 'flatten it (qemu-img convert -O qcow2 in out) into a folder only root or you can write' });
     if (chain.length >= maxBackingDepth) throw new UsageError(`${command}: ${image}'s backing chain is deeper than ${maxBackingDepth}`, { hint: 'flatten it: qemu-img convert -O qcow2' });
     path = info.backing;
   }
