@@ -50,10 +50,12 @@ export function privateNetdev(node: NodeSpec, count: number, dir: string): strin
  * Pure: the argv of the segment's hub for three nodes or more: a qemu with no
  * machine whose only devices are one datagram link per node, each joined to
  * hub 0 (qemu repeats every frame to the other ports, like a switch of old).
+ * It dies with guestforge (`setpriv --pdeathsig KILL`), even one killed by
+ * SIGKILL that could not stop it: no hub is left holding the segment's sockets.
  */
 export function hubArgs(nodes: NodeSpec[], dir: string): string[] {
   const sock = (name: string) => qemuOptValue(posix.join(dir, `${name}.sock`));
-  return ['qemu-system-x86_64', '-machine', 'none', '-nodefaults', '-display', 'none', ...nodes.flatMap((n) => [
+  return ['setpriv', '--pdeathsig', 'KILL', 'qemu-system-x86_64', '-machine', 'none', '-nodefaults', '-display', 'none', ...nodes.flatMap((n) => [
     '-netdev', `dgram,id=link${n.index},local.type=unix,local.path=${sock(`hub-${n.name}`)},remote.type=unix,remote.path=${sock(n.name)}`,
     '-netdev', `hubport,id=port${n.index},hubid=0,netdev=link${n.index}`,
   ])];

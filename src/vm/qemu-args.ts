@@ -31,9 +31,10 @@ export interface VmSpec {
    */
   guestForwards?: { address: string; port: number; command: string[] }[];
   /**
-   * The guest reaches nothing outside: no mirror, and not the host's loopback
-   * services at 10.0.2.2 (slirp `restrict=on`; the host forward still works).
-   * For VMs that check an image (smoke), not ones that install (build).
+   * The guest reaches nothing outside but what `guestForwards` names (a
+   * rehearsal's NFS server and mirrors), and not the host's loopback services
+   * at 10.0.2.2 (slirp `restrict=on`; the host forward still works).
+   * For VMs that check an image (smoke, rehearse), not ones that install (build).
    */
   isolated?: boolean;
   /** Attach the seed as a raw virtio disk instead of a cdrom (vTorque). */
