@@ -57,7 +57,7 @@ const commands: Record<string, CommandEntry> = {
   },
   rehearse: {
     summary: 'boot an image as a cluster node does (cloud-localds seed, NFS mounts) and run a job in it as its owner over SSH',
-    usage: 'rehearse <image> [--cluster clusters/vtorque.yaml] [--nodes N] [--require vrdma] [--profile p.yaml] [--junit f.xml] [--json] [--accel auto|kvm|tcg] [--log-dir d] [--allow-backing] [--verbose] [--allow-host-path DIR]...',
+    usage: 'rehearse <image> [--cluster clusters/vtorque.yaml] [--nodes N] [--job CMD] [--expect REGEX] [--require vrdma] [--profile p.yaml] [--junit f.xml] [--json] [--accel auto|kvm|tcg] [--log-dir d] [--allow-backing] [--verbose] [--allow-host-path DIR]...',
     load: () => import('./commands/rehearse.ts'),
   },
   verify: {

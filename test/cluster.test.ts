@@ -2,7 +2,7 @@
  * Cluster descriptions (rehearse's input) from elsewhere: every bad value is
  * refused with file:line:col and the field, before anything is started.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -25,10 +25,22 @@ async function refused(yaml: string): Promise<string> {
   throw new Error(`accepted:\n${yaml}`);
 }
 
-test('the shipped description and an empty one load, with vTorque defaults', async () => {
+test('every shipped description and an empty one load, with vTorque defaults', async () => {
   const c = await loadClusterOrThrow();
   assert.is(c.seed.instanceId, 'fixed');
   assert.is(c.vm.cpu, 'Penryn');
+  assert.is(c.nodes.mpiCommand, '/opt-vm/hello-mpi/bin/mpi-job.sh', 'the shipped example\'s rank check, named by the shipped file');
+  const shipped = (await readdir(join(import.meta.dirname, '..', 'clusters'))).filter((f) => f.endsWith('.yaml'));
+  assert.ok(shipped.length >= 2, shipped.join(', '));
+  for (const f of shipped) {
+    const loaded = await loadClusterOrThrow(join(import.meta.dirname, '..', 'clusters', f));
+    assert.is(loaded.seed.transport, 'virtio-disk', f);
+  }
+  const hpcc = await loadClusterOrThrow(join(import.meta.dirname, '..', 'clusters', 'vtorque-hpcc.yaml'));
+  assert.is(hpcc.nodes.mpiCommand, undefined, 'the admin\'s job only');
+  assert.is(hpcc.job.name, 'hpcc');
+  assert.is(testBounded(hpcc.job.expect!, '... PASSED\nEnd of HPC Challenge tests.\n'), true);
+  assert.is(testBounded(hpcc.job.expect!, '... FAILED\nEnd of HPC Challenge tests.\n'), false);
   const file = join(tmp, 'min.yaml');
   await writeFile(file, 'name: min\n');
   assert.is((await loadClusterOrThrow(file)).nfs.software.mount, '/opt');
@@ -48,7 +60,11 @@ test('mount points: system folders, "..", unknown placeholders, nesting and dupl
   assert.match(await refused('name: c\nnfs:\n  home:\n    mount: /workspace\n'), /is also the mount point/);
 });
 
-test('job.expect must be a regular expression; vm.memory at least 256M', async () => {
+test('job.expect must be a regular expression, job.name a Torque job name; vm.memory at least 256M', async () => {
+  // The name becomes the streams' file names in the home export: no slash, no dot first, no shell word.
+  for (const bad of ['"../x"', '"a b"', '".hidden"', '"$(id)"', 'abcdefghijklmnop']) {
+    assert.match(await refused(`name: c\njob:\n  name: ${bad}\n`), /c\.yaml:3:\d+ job\.name: expected a Torque job name/, bad);
+  }
   const expect = await refused('name: c\njob:\n  expect: "(unclosed"\n');
   assert.match(expect, /c\.yaml:3:\d+/);
   assert.match(expect, /job\.expect.*not a valid JavaScript regular expression/);

@@ -2,7 +2,8 @@
  * guestforge rehearse for real under TCG: the default profile's image (built
  * from .test-cache/, where e2e.test.ts left its stages) booted as a vTorque
  * node boots it, with the real, fenced nfs-ganesha and SSH as the job
- * owner (the job also tries a forged NFS handle from inside the guest); SIGINT mid-rehearsal leaving nothing; a bad cluster file located.
+ * owner (the job also tries a forged NFS handle from inside the guest, shows Torque's environment and
+ * exits 3, which fails the rehearsal on the job alone); SIGINT mid-rehearsal of three nodes leaving nothing; a bad cluster file located.
  * The failure paths of the in-guest checks (an image without the NFS client)
  * run without a kernel in rehearse-fake.test.ts.
  */
@@ -48,6 +49,7 @@ interface Report {
   checks: { id: string; status: string; detail: string }[];
   jobReadyMs?: number;
   jobOutput?: string;
+  job?: { id: string; exitCode?: number; stdout: string; stderr: string };
 }
 
 const r = timed(suite('rehearse'));
@@ -62,7 +64,7 @@ r('a bad cluster file: exit 2 naming file, line, column and field', async () => 
   assert.match(res.all, /bad-cluster\.yaml:3:8 vm\.cpu: expected letters, digits/);
 });
 
-r('the default profile\'s image passes a vTorque rehearsal: NFS home and workspace, SSH as the owner, the job\'s output on the export', async () => {
+r('the default profile\'s image in a vTorque rehearsal: NFS home and workspace, SSH as the owner, the job with Torque\'s environment; a job that exits 3 fails it with its status and stderr', async () => {
   const out = join(tmp, 'out');
   const build = await guestforge(['build', join(root, 'profiles', 'debian-13-hpc.yaml'), '-o', out, '--no-smoke']);
   assert.is(build.exitCode, 0, build.all);
@@ -72,46 +74,61 @@ r('the default profile\'s image passes a vTorque rehearsal: NFS home and workspa
   const cluster = parse(await readFile(join(root, 'clusters', 'vtorque.yaml'), 'utf8')) as { job: { command: string } };
   const probe = (await readFile(join(root, 'test', 'fixtures', 'nfs4probe.py'))).toString('base64');
   const hostFsid = (await run(['stat', '-f', '-c', '%i', '/'])).stdout.trim();
-  cluster.job.command = `${cluster.job.command} && echo ${probe} | base64 -d > /tmp/nfs4probe.py && python3 /tmp/nfs4probe.py 10.0.2.100:2049 escape home ${hostFsid}`;
+  // Then it shows the environment Torque gives a job, says something on stderr and exits 3: the rehearsal must fail on it alone.
+  cluster.job.command = `${cluster.job.command} && echo ${probe} | base64 -d > /tmp/nfs4probe.py && python3 /tmp/nfs4probe.py 10.0.2.100:2049 escape home ${hostFsid}`
+    + ' && env | grep ^PBS_ | sort && cat "$PBS_NODEFILE" && echo "the solver diverged at step 7" >&2 && exit 3';
   const clusterFile = join(tmp, 'vtorque-hostile-job.yaml');
   await writeFile(clusterFile, stringify(cluster));
   const res = await guestforge(['rehearse', join(out, 'debian-13-hpc.qcow2'), '--cluster', clusterFile, '--json', '--junit', junit, '--log-dir', join(tmp, 'logs')]);
-  assert.is(res.exitCode, 0, res.all);
+  assert.is(res.exitCode, 1, res.all);
   const report = JSON.parse(res.stdout) as Report;
   const byId = new Map(report.checks.map((c) => [c.id, c]));
-  for (const id of ['vm.job-ready', 'cloud-init.done', 'rehearse.runcmd', 'owner.ids', 'nfs.home', 'nfs.workspace', 'nfs.software', 'ssh.host-keys', 'units.failed', 'cloud-init.deprecations', 'cloud-init.packages', 'layout.workspace-writable', 'layout.opt-empty', 'layout.opt-vm', 'job.run', 'nfs.job-output']) {
+  for (const id of ['vm.job-ready', 'cloud-init.done', 'rehearse.runcmd', 'owner.ids', 'nfs.home', 'nfs.workspace', 'nfs.software', 'ssh.host-keys', 'units.failed', 'cloud-init.deprecations', 'cloud-init.packages', 'layout.workspace-writable', 'layout.opt-empty', 'layout.opt-vm', 'nfs.job-output']) {
     assert.is(byId.get(id)?.status, 'pass', `${id}: ${byId.get(id)?.detail}`);
   }
+  // The job alone failed, with its status and the tail of its stderr.
+  assert.equal(report.checks.filter((c) => c.status === 'fail').map((c) => c.id), ['job.run']);
+  assert.match(byId.get('job.run')!.detail, /^\d{5}\.vtorque: exit 3 after \d+\.\d s\nstderr \(last lines\):\nthe solver diverged at step 7\n/);
+  assert.is(report.job?.exitCode, 3);
+  assert.match(res.stderr + (await readFile(join(tmp, 'logs', 'rehearse.log'), 'utf8')), /job \d{5}\.vtorque \(STDIN\) on the VM as jobuser/);
+  // Torque's environment in the guest, and the streams as Torque names them, kept beside the logs.
+  const o = await readFile(report.job!.stdout, 'utf8');
+  for (const v of [`PBS_JOBID=${report.job!.id}`, 'PBS_JOBNAME=STDIN', 'PBS_NODEFILE=/home/jobuser/pbs_nodefile.', 'PBS_O_WORKDIR=/home/jobuser', 'PBS_NP=1', 'PBS_NUM_NODES=1']) assert.ok(o.includes(v), `${v} in\n${o}`);
+  assert.match(report.job!.stdout, /\/logs\/STDIN\.o\d{5}$/);
+  assert.is(await readFile(report.job!.stderr, 'utf8'), 'the solver diverged at step 7\n');
+  // On the host's home export, owned by the owner's uid (read while the server ran).
+  assert.match(byId.get('nfs.job-output')!.detail, /home\/STDIN\.o\d+ 2001:2001, home\/STDIN\.e\d+ 2001:2001, workspace\/job-\S+\.done 2001:2001/);
   assert.match(byId.get('rehearse.runcmd')!.detail, /instance-id iid-local01/);
   assert.match(byId.get('owner.ids')!.detail, /jobuser is 2001:2001/);
   // The cluster's boot-time packages: measured by cloud-init, reported (the README's advice rests on it).
   assert.match(byId.get('cloud-init.packages')!.detail, /boot-time package run took \d+(\.\d+)? s/);
   assert.match(byId.get('nfs.workspace')!.detail, /nfs4 +10\.0\.2\.100:\/workspace/);
   assert.match(byId.get('layout.opt-empty')!.detail, /\/opt is a mount point/);
-  assert.match(byId.get('nfs.job-output')!.detail, /2001:2001, workspace\/job-\S+ 2001:2001/);
   assert.match(report.jobOutput ?? '', /workspace \/workspace is writable/);
   // From inside the guest: the export answered, the forged handle for the host's disk did not.
   assert.match(report.jobOutput ?? '', /"export": "OK", "forged": \{"status": "(STALE|BADHANDLE)"/);
   assert.ok((report.jobReadyMs ?? 0) > 0);
   const xml = await readFile(junit, 'utf8');
   assert.is((xml.match(/<testcase /g) ?? []).length, report.checks.length);
-  assert.match(xml, /failures="0"/);
+  assert.match(xml, /failures="1"/);
   assert.match(await readFile(join(tmp, 'logs', 'rehearse-console.log'), 'latin1'), /GUESTFORGE-RESULT:\S+:ok/);
   assert.equal(await leftovers(), []);
   assert.equal(await rehearseWork(), []);
 });
 
-r('SIGINT mid-rehearsal of two nodes: exit 130, neither VM nor the NFS server left, no work folder', async () => {
+r('SIGINT mid-rehearsal of three nodes: exit 130, no VM, no segment hub, no NFS server left, no work folder', async () => {
   const image = join(tmp, 'out', 'debian-13-hpc.qcow2');
   assert.ok(existsSync(image), 'the earlier test built the image');
-  const child = execa('node', [cli, 'rehearse', image, '--nodes', '2'], { env: rehearseEnv, reject: false, all: true, timeout: 5 * 60_000 });
+  const child = execa('node', [cli, 'rehearse', image, '--nodes', '3'], { env: rehearseEnv, reject: false, all: true, timeout: 5 * 60_000 });
   let seen = '';
   child.all?.on('data', (chunk: Buffer) => (seen += chunk.toString()));
-  await waitUntil(() => /booting vnode02/.test(seen), { alive: () => isRunning(child), ceilingMs: 4 * 60_000 });
-  assert.match(seen, /booting vnode02/, 'both VMs were started');
+  await waitUntil(() => /booting vnode03/.test(seen), { alive: () => isRunning(child), ceilingMs: 4 * 60_000 });
+  assert.match(seen, /booting vnode03/, 'all three VMs were started');
   await new Promise((res) => setTimeout(res, 3000));
   const running = await leftovers();
-  assert.is(running.filter((l) => l.includes('qemu-system')).length, 2, running.join('\n'));
+  // Three VMs and, from three nodes on, the segment's hub (a qemu with no machine).
+  assert.is(running.filter((l) => l.includes('qemu-system') && !l.includes('-machine none')).length, 3, running.join('\n'));
+  assert.is(running.filter((l) => l.includes('qemu-system') && l.includes('-machine none')).length, 1, running.join('\n'));
   assert.ok(running.some((l) => l.includes('ganesha')), 'ganesha runs before the signal');
   child.kill('SIGINT');
   const res = await child;

@@ -54,9 +54,14 @@ v('rehearse --nodes 2: two VMs on a private segment, an MPI job across them, RDM
   // The vTorque cluster minus its boot-time apt run (rehearse.test.ts proves that one): two VMs
   // running apt side by side under TCG would add minutes and prove nothing about the multi-node job.
   const cluster = join(tmp, 'two-nodes.yaml');
-  await writeFile(cluster, 'name: vtorque-no-boot-install\nbootPackages: []\n');
+  // Its job is an admin's kind, across both VMs with Torque's environment and no rank lines; the shipped
+  // MPI example is the separate mpi.ranks check (and Open MPI over UCX on rxe is tried with it).
+  await writeFile(cluster, [
+    'name: vtorque-no-boot-install', 'bootPackages: []',
+    'job: { command: \'mpirun -np "$PBS_NP" --hostfile "$PBS_NODEFILE" hostname | sort; echo "np=$PBS_NP job=$PBS_JOBID"\', expect: \'^vnode01\\nvnode02\\nnp=2 job=\\d+\\.vtorque-no-boot-install\' }',
+    'nodes: { mpiCommand: /opt-vm/hello-mpi/bin/mpi-job.sh }', ''].join('\n'));
   const r = await execa('node', [cli, 'rehearse', image, '--cluster', cluster, '--nodes', '2', '--require', 'vrdma', '--json', '--junit', junit, '--log-dir', join(tmp, 'rehearse2')], { env: own, reject: false, all: false, timeout: 30 * 60_000 });
-  const report = JSON.parse(r.stdout || '{}') as { ok: boolean; checks: { id: string; status: string; detail: string }[]; nodes?: { name: string }[]; jobReadyMs?: number; mpiMs?: number; rdmaBetweenVms?: string };
+  const report = JSON.parse(r.stdout || '{}') as { ok: boolean; checks: { id: string; status: string; detail: string }[]; nodes?: { name: string }[]; jobReadyMs?: number; mpiMs?: number; rdmaBetweenVms?: string; job?: { exitCode?: number; stdout: string; env: Record<string, string> } };
   const byId = new Map(report.checks?.map((c) => [c.id, c]));
   const failed = report.checks?.filter((c) => c.status === 'fail').map((c) => `${c.id}: ${c.detail}`).join('\n');
   assert.is(r.exitCode, 0, failed || r.stderr);
@@ -65,6 +70,12 @@ v('rehearse --nodes 2: two VMs on a private segment, an MPI job across them, RDM
     assert.is(byId.get(id)?.status, 'pass', `${id}: ${byId.get(id)?.detail}`);
   }
   assert.match(byId.get('mpi.ranks')!.detail, /rank 0 of 2 on vnode0[12].*rank 1 of 2 on vnode0[12]/);
+  // The admin's kind of job: across both VMs, Torque's environment, its streams as Torque names them.
+  assert.match(byId.get('job.run')!.detail, /^\d+\.vtorque-no-boot-install: exit 0 after /);
+  assert.is(report.job?.exitCode, 0);
+  assert.is(report.job?.env.PBS_NODEFILE?.startsWith('/home/jobuser/'), true, report.job?.env.PBS_NODEFILE);
+  assert.match(await readFile(report.job!.stdout, 'utf8'), /^vnode01\nvnode02\nnp=2 job=/);
+  assert.match(report.job!.stdout, /STDIN\.o\d+$/);
   assert.match(byId.get('vnode02/vrdma.rxe-private')!.detail, /state ACTIVE/);
   assert.match(byId.get('vrdma.between-vms')!.detail, /192\.168\.77\.12\): #bytes .* = \d+ \d+ /);
   assert.equal(report.nodes?.map((n) => n.name), ['vnode01', 'vnode02']);

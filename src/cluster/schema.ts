@@ -117,7 +117,16 @@ export const clusterSchema = z
       .describe('NFS exports and where they mount: the owner\'s home, the job workspace, the cluster\'s software share'),
     job: z
       .strictObject({
-        command: z.string().min(1).default('/opt-vm/hello-mpi/bin/run.sh').describe('Run over SSH as the owner, in the home folder, with WORKSPACE set'),
+        name: z
+          .string()
+          .regex(/^[A-Za-z][A-Za-z0-9_.-]{0,14}$/, { error: 'expected a Torque job name: a letter, then up to 14 letters, digits, _ . -' })
+          .default('STDIN')
+          .describe('The job\'s name: its streams land in the home folder as NAME.o<number> and NAME.e<number> (Torque calls a job read from standard input STDIN)'),
+        command: z
+          .string()
+          .min(1)
+          .default('/opt-vm/hello-mpi/bin/run.sh')
+          .describe('The job: run over SSH as the owner on the first VM, in a login shell in the home folder, with Torque\'s environment (PBS_JOBID, PBS_NODEFILE, PBS_O_WORKDIR, PBS_NP, …) and WORKSPACE; `rehearse --job` overrides it. It passes when it exits 0 (and its stdout matches `expect`)'),
         expect: z
           .string()
           .refine((v) => {
@@ -129,7 +138,7 @@ export const clusterSchema = z
             }
           }, { error: 'not a valid JavaScript regular expression' })
           .optional()
-          .describe('A regular expression the job\'s output must match'),
+          .describe('A regular expression the job\'s stdout must match, run with a 1 s bound (`rehearse --expect` overrides it)'),
       })
       .prefault({})
       .describe('The job script the batch system runs'),
@@ -147,8 +156,8 @@ export const clusterSchema = z
         mpiCommand: z
           .string()
           .min(1)
-          .default('/opt-vm/hello-mpi/bin/mpi-job.sh')
-          .describe('The multi-node job: run on vnode01 as the owner with PBS_NODEFILE set; it must print "rank R of N on HOST" once per rank'),
+          .optional()
+          .describe('A check of the shipped MPI example across the VMs (check mpi.ranks), besides the job: run on vnode01 as the owner with Torque\'s environment; it must print "rank R of N on HOST" once per rank. Left out, only the job runs across the nodes; `rehearse --job` leaves it out'),
       })
       .prefault({})
       .describe('A job across several VMs, as vTorque runs one per node: hostnames vnode01…, a node file, the owner\'s SSH key in the NFS home'),

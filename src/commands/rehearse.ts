@@ -34,16 +34,30 @@ export async function run(args: string[]): Promise<number> {
     verbose: { type: 'boolean' },
     nodes: { type: 'string' },
     require: { type: 'string' },
+    job: { type: 'string' },
+    expect: { type: 'string' },
     ...allowHostPathOption,
   });
   const [image] = positionals;
-  if (!image || positionals.length > 1) throw new UsageError('rehearse: name one image', { hint: 'guestforge rehearse out/debian-12-hpc.qcow2 [--cluster clusters/vtorque.yaml] [--junit rehearse.xml]' });
+  if (!image || positionals.length > 1) throw new UsageError('rehearse: name one image', { hint: 'guestforge rehearse out/debian-13-hpc.qcow2 [--cluster clusters/vtorque.yaml] [--nodes N] [--job \'CMD\' [--expect REGEX]] [--junit rehearse.xml]' });
   const accelWanted = values.accel;
   if (accelWanted !== 'auto' && accelWanted !== 'kvm' && accelWanted !== 'tcg') throw new UsageError(`rehearse: --accel must be auto, kvm or tcg, not "${accelWanted}"`);
   const nodes = values.nodes === undefined ? undefined : Number(values.nodes);
   if (nodes !== undefined && (!Number.isInteger(nodes) || nodes < 1 || nodes > 8)) throw new UsageError(`rehearse: --nodes must be a whole number from 1 to 8, not "${values.nodes}"`);
   if (values.require !== undefined && values.require !== 'vrdma') throw new UsageError(`rehearse: --require takes vrdma, not "${values.require}"`);
   const cluster = await loadClusterOrThrow(values.cluster ?? defaultClusterFile);
+  // Your own job instead of the cluster file's: its expect, and no check of the shipped MPI example.
+  if (values.job !== undefined) {
+    if (!values.job.trim()) throw new UsageError('rehearse: --job needs a command', { hint: 'guestforge rehearse IMAGE --job \'mpirun --hostfile "$PBS_NODEFILE" my-app input\' [--expect \'REGEX\']' });
+    cluster.job = { ...cluster.job, command: values.job };
+    delete cluster.job.expect;
+    delete cluster.nodes.mpiCommand;
+  }
+  if (values.expect !== undefined) {
+    const problem = regexProblem(values.expect);
+    if (problem) throw new UsageError(`rehearse: --expect is not a valid JavaScript regular expression: ${problem}`);
+    cluster.job.expect = values.expect;
+  }
   const count = nodes ?? cluster.nodes.count;
   if (values.require === 'vrdma' && count < 2) throw new UsageError('rehearse: --require vrdma checks RDMA between VMs: give --nodes 2 or more', { hint: 'one VM\'s vRDMA is proven by the smoke boot of a vrdma profile (its loopback check)' });
   const profile = values.profile ? (await loadProfileOrThrow(values.profile, loadOptionsOf(values))).profile : undefined;
@@ -83,4 +97,14 @@ export async function run(args: string[]): Promise<number> {
   if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else for (const line of formatRehearsal(report)) process.stdout.write(`${line}\n`);
   return report.ok ? ExitCode.ok : ExitCode.failure;
+}
+
+/** Pure: why `pattern` is not a JavaScript regular expression, or undefined. */
+export function regexProblem(pattern: string): string | undefined {
+  try {
+    new RegExp(pattern);
+    return undefined;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
 }

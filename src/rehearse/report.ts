@@ -6,7 +6,11 @@ const s = (ms?: number) => (ms === undefined ? '—' : `${(ms / 1000).toFixed(1)
 
 export function formatRehearsal(report: RehearsalReport): string[] {
   const lines = report.checks.map((c) => `${c.status.toUpperCase().padEnd(4)}  ${c.id}  ${c.detail.split('\n').join('\n      ')}`);
-  lines.push(`job-ready ${s(report.jobReadyMs)} · cloud-init done ${s(report.cloudInitDoneMs)} · job ${s(report.jobMs)}${report.nodes ? ' (the slowest VM, from its start)' : ' (from VM start)'}`);
+  lines.push(`job-ready ${s(report.jobReadyMs)} · cloud-init done ${s(report.cloudInitDoneMs)}${report.nodes ? ' (the slowest VM, from its start)' : ' (from VM start)'} · job ${s(report.jobMs)} · VM start to the job's end ${s(report.jobEndMs)}`);
+  const job = report.job;
+  if (job) {
+    lines.push(`job ${job.id} on ${job.node}: ${job.exitCode === undefined ? 'no exit status' : `exit ${job.exitCode}`}, wall ${s(job.wallMs)}; stdout ${job.stdout}, stderr ${job.stderr}`);
+  }
   for (const n of report.nodes ?? []) lines.push(`  ${n.name} ${n.address}: job-ready ${s(n.jobReadyMs)} · cloud-init done ${s(n.cloudInitDoneMs)} · console ${n.serialLog}`);
   if (report.mpiMs !== undefined) lines.push(`MPI job across ${report.nodes?.length ?? 1} VMs: ${s(report.mpiMs)}${report.rdmaBetweenVms ? ` · ib_send_bw between VMs: ${report.rdmaBetweenVms}` : ''}`);
   lines.push(report.ok ? `rehearsal passed: ${report.checks.length} checks` : `rehearsal failed: ${report.checks.filter((c) => c.status === 'fail').map((c) => c.id).join(', ')}`);

@@ -1,0 +1,101 @@
+/**
+ * The rehearsal's job as Torque gives it: the environment, the .o/.e files,
+ * the exit status and the verdict. The command line runs for real here, in a
+ * login bash on the host with a temp home and workspace (what SSH runs in the
+ * guest); the booted runs are rehearse.test.ts (one node, a failing job) and
+ * vrdma.test.ts (two nodes, an mpirun job).
+ */
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { execa } from 'execa';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { timed } from './helpers/timing.ts';
+import { jobCommandLine, judgeJob, parseStatus, tail, torqueJob, type JobPlan } from '../src/rehearse/job.ts';
+
+const root = resolve(import.meta.dirname, '..');
+const cli = join(root, 'bin', 'guestforge.js');
+const tmp = await mkdtemp(join(tmpdir(), 'gf-job-'));
+const t = timed(suite('rehearse job (Torque environment, streams, status)'));
+
+const plan = (over: Partial<JobPlan> = {}): JobPlan => ({
+  name: 'STDIN', clusterName: 'vtorque', nonce: 'a1b2c3d4e5f6', owner: 'jobuser', home: '/home/jobuser', workspace: '/workspace',
+  nodeFile: '/home/jobuser/pbs_nodefile.a1b2c3d4e5f6', nodes: 2, slotsPerNode: 2, nodeFileWritten: true, ...over,
+});
+
+t('torqueJob: the id, the stream names and the environment pbs_mom gives a job', () => {
+  const job = torqueJob(plan());
+  assert.match(job.id, /^\d{5}\.vtorque$/);
+  assert.is(job.id, `${job.seq}.vtorque`);
+  assert.is(job.stdoutName, `STDIN.o${job.seq}`);
+  assert.is(job.stderrName, `STDIN.e${job.seq}`);
+  assert.is(job.env.PBS_JOBID, job.id);
+  assert.is(job.env.PBS_NODEFILE, '/home/jobuser/pbs_nodefile.a1b2c3d4e5f6');
+  assert.is(job.env.PBS_O_WORKDIR, '/home/jobuser');
+  assert.is(job.env.PBS_NP, '4', 'one slot per vCPU of each node');
+  assert.is(job.env.PBS_NUM_NODES, '2');
+  assert.is(job.env.PBS_NUM_PPN, '2');
+  assert.is(job.env.WORKSPACE, '/workspace');
+  assert.is(job.nodeFileFromHostname, undefined, 'several nodes: the host wrote the node file');
+  assert.is(torqueJob(plan({ nodes: 1, slotsPerNode: 3, nodeFileWritten: false })).nodeFileFromHostname, 3);
+  assert.is.not(torqueJob(plan({ nonce: '000000aaaaaa' })).seq, job.seq, 'another rehearsal, another number');
+});
+
+t('the command line, run in a login bash: streams in the .o and .e files, the status in the workspace, the node file from hostname, quotes kept', async () => {
+  const home = join(tmp, 'home');
+  const ws = join(tmp, 'ws');
+  await mkdir(home);
+  await mkdir(ws);
+  const job = torqueJob(plan({ home, workspace: ws, nodeFile: join(home, 'nodes'), nodes: 1, slotsPerNode: 2, nodeFileWritten: false }));
+  const command = `echo "it's $PBS_JOBID np=$PBS_NP in $(pwd)"; cat "$PBS_NODEFILE"; echo 'to stderr' >&2; read -r x && echo "read $x"; exit 3`;
+  const r = await execa('sh', ['-c', jobCommandLine(job, command)], { env: { HOME: home }, reject: false, input: 'from stdin\n' });
+  assert.is(r.exitCode, 3, 'the job\'s status is the line\'s');
+  const out = await readFile(join(home, job.stdoutName), 'utf8');
+  assert.is(out, `it's ${job.id} np=2 in ${home}\n${hostname()}\n${hostname()}\n`, 'no stdin: read fails, as a batch job\'s would');
+  assert.is(await readFile(join(home, job.stderrName), 'utf8'), 'to stderr\n');
+  assert.is(parseStatus(await readFile(join(ws, job.statusName), 'utf8')), 3);
+});
+
+t('judgeJob: exit status, wall time, each stream\'s tail; expect on stdout, bounded', () => {
+  const failed = judgeJob({ exitCode: 3, stdout: 'step 1\nstep 2\n', stderr: 'a\nb\nc\nd\ne\nf\nSegmentation fault\n', wallMs: 1234 });
+  assert.is(failed.ok, false);
+  assert.match(failed.detail, /^exit 3 after 1\.2 s\nstderr \(last lines\):\nc\nd\ne\nf\nSegmentation fault\nstdout \(last lines\):\nstep 1\nstep 2$/);
+  const lost = judgeJob({ stdout: '', wallMs: 300_000, transport: 'no answer in 5m (timeouts.job)' });
+  assert.is(lost.ok, false);
+  assert.match(lost.detail, /^the job did not finish: no answer in 5m \(timeouts\.job\) \(after 300\.0 s\)\nstderr: empty\nstdout: empty$/);
+  const ok = judgeJob({ exitCode: 0, stdout: 'HPL ... PASSED\nEnd of HPC Challenge tests.\n', wallMs: 60_000, expect: 'End of HPC Challenge tests' });
+  assert.is(ok.ok, true, ok.detail);
+  assert.match(ok.detail, /^exit 0 after 60\.0 s, stdout matches \/End of HPC Challenge tests\//);
+  const onStderr = judgeJob({ exitCode: 0, stdout: 'nothing\n', stderr: 'End of HPC Challenge tests\n', wallMs: 1, expect: 'End of HPC' });
+  assert.is(onStderr.ok, false, 'expect reads stdout, the .o file');
+  assert.match(onStderr.detail, /but its stdout does not match \/End of HPC\//);
+  const hang = judgeJob({ exitCode: 0, stdout: `${'a'.repeat(40)}!`, wallMs: 1, expect: '(a+)+$' });
+  assert.is(hang.ok, false);
+  assert.match(hang.detail, /did not finish in 1 s/);
+});
+
+t('parseStatus and tail', () => {
+  assert.is(parseStatus('0\n'), 0);
+  assert.is(parseStatus('255'), 255);
+  assert.is(parseStatus(undefined), undefined);
+  assert.is(parseStatus('3\nrm -rf /\n'), undefined, 'only the number the wrapper writes');
+  assert.is(tail('a\n\nb\nc\n', 2), 'b\nc');
+  assert.is(tail(undefined, 3), '');
+});
+
+t('rehearse --job and --expect: an empty command or a broken regex is exit 2 before any VM', async () => {
+  const image = join(tmp, 'none.qcow2');
+  const empty = await execa('node', [cli, 'rehearse', image, '--job', ' '], { reject: false });
+  assert.is(empty.exitCode, 2, empty.stderr);
+  assert.match(empty.stderr, /rehearse: --job needs a command/);
+  const broken = await execa('node', [cli, 'rehearse', image, '--job', 'true', '--expect', '('], { reject: false });
+  assert.is(broken.exitCode, 2, broken.stderr);
+  assert.match(broken.stderr, /rehearse: --expect is not a valid JavaScript regular expression: .*Unterminated group/);
+});
+
+t.after(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+t.run();
