@@ -2,7 +2,8 @@
  * npm run bench
  * Both Debian releases side by side, in one run and one fresh stage cache: debian-13-hpc and
  * debian-12-hpc each built cold (smoke included), rehearsed at 1 and 2 nodes with the vTorque
- * cluster file, and their vRDMA profiles built on the same bases; then one table: cold build,
+ * cluster file (the default release also at 4 nodes, and the hpcc example across 2), and
+ * their vRDMA profiles built on the same bases; then one table: cold build,
  * image size, smoke boot split into firmware + GRUB, kernel and userspace, job-ready at 1 and 2
  * nodes. The Debian 12 profiles are built here, not in npm test.
  *
@@ -20,7 +21,11 @@
  *             job-ready latency, cloud-init done, job time
  *   rehearse2 the same with two nodes booted side by side: job-ready of the
  *             slower, the MPI job's wall time, ib_send_bw between the VMs
- *             (with a vrdma profile: npm run bench -- profiles/debian-12-vrdma.yaml)
+ *             (with a vrdma profile: npm run bench -- profiles/debian-12-vrdma.yaml);
+ *             rehearse3 … rehearse8 the same with that many nodes (3 on: the segment's hub)
+ *   hpcc      profiles/debian-13-hpcc.yaml built on the same cache and rehearsed
+ *             across 2 nodes with clusters/vtorque-hpcc.yaml: an admin's own
+ *             MPI application as the job (its wall time, VM start → its end)
  *   dib       diskimage-builder's cold build of the same Debian release
  *             (debian-minimal vm cloud-init-datasources, NoCloud) when
  *             disk-image-create is on PATH: time, size, and its smoke boot;
@@ -87,29 +92,42 @@ async function variant(kind: string): Promise<string> {
   } else if (kind === 'packages') {
     await writeFile(file, `extends: ${profile}\npackages: [tree]\n`);
   } else {
-    throw new Error(`bench: unknown run "${kind}" (cold, app, app-nosmoke, packages, same, rehearse, rehearse2, dib)`);
+    throw new Error(`bench: unknown run "${kind}" (cold, app, app-nosmoke, packages, same, rehearse, rehearse2…rehearse8, hpcc, dib)`);
   }
   return file;
 }
 
 /** The rehearsal figures of an image: what every job pays before it can start. */
-interface RehearseReport { ok?: boolean; jobReadyMs?: number; cloudInitDoneMs?: number; jobMs?: number; mpiMs?: number; rdmaBetweenVms?: string }
+interface RehearseReport {
+  ok?: boolean; jobReadyMs?: number; cloudInitDoneMs?: number; jobMs?: number; jobEndMs?: number; mpiMs?: number; rdmaBetweenVms?: string;
+  job?: { id: string; exitCode?: number; stdoutTail: string };
+  checks?: { id: string; status: string; detail: string }[];
+}
 
-async function rehearse(image: string, nodes: number): Promise<RehearseReport> {
-  process.stderr.write(`bench: rehearse ${image} --nodes ${nodes}\n`);
-  const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'rehearse', image, '--json', '--nodes', String(nodes)], { env: { XDG_CACHE_HOME: cache, CI: '1' }, reject: false, all: false });
+/** A rehearsal at `nodes` VMs (with the shipped cluster file unless `args` names another) and its figures. */
+async function rehearse(image: string, nodes: number, args: string[] = []): Promise<RehearseReport> {
+  process.stderr.write(`bench: rehearse ${image} --nodes ${nodes} ${args.join(' ')}\n`);
+  const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'rehearse', image, '--json', '--nodes', String(nodes), ...args], { env: { XDG_CACHE_HOME: cache, CI: '1' }, reject: false, all: false });
   const report = JSON.parse(r.stdout || '{}') as RehearseReport;
   const or = (ms?: number) => (ms !== undefined ? secs(ms) : '—');
-  console.log(`\nrehearse ${image}, ${nodes} node(s) (${report.ok ? 'passed' : `FAILED, exit ${r.exitCode}`})`);
-  console.log(`  job-ready  ${or(report.jobReadyMs)}  VM start → SSH as the job owner works${nodes > 1 ? ' (the slower VM; they boot side by side)' : ''}`);
+  console.log(`\nrehearse ${image}, ${nodes} node(s)${args.length ? ` ${args.join(' ')}` : ''} (${report.ok ? 'passed' : `FAILED, exit ${r.exitCode}: ${(report.checks ?? []).filter((c) => c.status === 'fail').map((c) => c.id).join(', ') || r.stderr.trim().split('\n').pop()}`})`);
+  console.log(`  job-ready  ${or(report.jobReadyMs)}  VM start → SSH as the job owner works${nodes > 1 ? ' (the slowest VM; they boot side by side)' : ''}`);
   console.log(`  cloud-init ${or(report.cloudInitDoneMs)}  VM start → cloud-init status --wait returned`);
-  console.log(`  job        ${or(report.jobMs)}`);
+  console.log(`  job        ${or(report.jobMs)}  the job's wall time (${report.job ? `${report.job.id}, exit ${report.job.exitCode ?? 'none'}` : 'not run'})`);
+  console.log(`  job's end  ${or(report.jobEndMs)}  VM start → the job's end`);
   if (nodes > 1) {
-    console.log(`  MPI job    ${or(report.mpiMs)}  mpirun -np ${nodes} --hostfile $PBS_NODEFILE (compile included)`);
+    console.log(`  MPI        ${or(report.mpiMs)}  the shipped example, mpirun -np ${nodes} --hostfile $PBS_NODEFILE (compile included)`);
     console.log(`  RDMA       ${report.rdmaBetweenVms ?? '—'}  ib_send_bw vnode01 → vnode02: #bytes #iters BWpeak BWavg[MB/s] MsgRate`);
   }
   if (!report.ok) process.exitCode = 1;
   return report;
+}
+
+/** The admin's-own-job example: profiles/debian-13-hpcc.yaml built on the run's cache, hpcc across 2 nodes. */
+async function hpccExample(): Promise<{ built: boolean; report?: RehearseReport }> {
+  const b = await build('hpcc', join(root, 'profiles', 'debian-13-hpcc.yaml'), ['--no-smoke']);
+  if (!b) return { built: false };
+  return { built: true, report: await rehearse(b.image, 2, ['--cluster', join(root, 'clusters', 'vtorque-hpcc.yaml')]) };
 }
 
 interface DibFigures { ms: number; bytes: number; bootMs?: number; elements: string; note?: string }
@@ -244,6 +262,9 @@ interface ReleaseFigures {
   boot?: BootTiming;
   one?: RehearseReport;
   two?: RehearseReport;
+  /** The default release only: four VMs (the segment's hub), and the hpcc example across two. */
+  four?: RehearseReport;
+  hpcc?: { built: boolean; report?: RehearseReport };
   vrdma?: { name: string; ok: boolean; smokeMs?: number };
 }
 
@@ -269,6 +290,13 @@ async function releases(): Promise<void> {
   printReleases(columns);
   for (const col of columns) if (images.has(col)) col.two = await rehearse(images.get(col)!, 2);
   printReleases(columns);
+  // The default release: four VMs through the segment's hub, then an admin's own application (hpcc) across two.
+  const main = columns[0]!;
+  if (images.has(main)) {
+    main.four = await rehearse(images.get(main)!, 4);
+    main.hpcc = await hpccExample();
+  }
+  printReleases(columns);
   for (const col of columns) {
     const vrdma = col.name.replace(/-hpc$/, '-vrdma');
     const v = await build(vrdma, join(root, 'profiles', `${vrdma}.yaml`));
@@ -293,9 +321,13 @@ function printReleases(columns: ReleaseFigures[]): void {
     ['  userspace to the report', (c) => boot(c, c.boot?.userspaceMs)],
     ['rehearsal, 1 node: job-ready (SSH as the owner)', (c) => boot(c, c.one?.jobReadyMs)],
     ['rehearsal, 1 node: cloud-init done', (c) => boot(c, c.one?.cloudInitDoneMs)],
+    ['rehearsal, 1 node: VM start → the job\'s end', (c) => boot(c, c.one?.jobEndMs)],
     ['rehearsal, 2 nodes: job-ready (slower VM)', (c) => boot(c, c.two?.jobReadyMs)],
-    ['rehearsal, 2 nodes: MPI job', (c) => or(c.two?.mpiMs)],
-    ['rehearsals passed', (c) => [c.one, c.two].map((r) => (r ? (r.ok ? 'yes' : 'NO') : '—')).join(' / ')],
+    ['rehearsal, 2 nodes: MPI example', (c) => or(c.two?.mpiMs)],
+    ['rehearsal, 4 nodes: job-ready (slowest VM)', (c) => boot(c, c.four?.jobReadyMs)],
+    ['rehearsal, 4 nodes: MPI example across all four', (c) => or(c.four?.mpiMs)],
+    ['hpcc example, 2 nodes: job wall / VM start → job end', (c) => (c.hpcc?.report ? `${or(c.hpcc.report.jobMs)} / ${boot(c, c.hpcc.report.jobEndMs)}` : c.hpcc ? 'NOT BUILT' : '—')],
+    ['rehearsals passed (1 / 2 / 4 nodes / hpcc)', (c) => [c.one, c.two, c.four, c.hpcc?.report].map((r) => (r ? (r.ok ? 'yes' : 'NO') : '—')).join(' / ')],
     ['vRDMA profile built and smoke-booted', (c) => (c.vrdma ? `${c.vrdma.ok ? 'yes' : 'NO'} (${c.vrdma.name}${c.vrdma.smokeMs !== undefined ? `, result after ${secs(c.vrdma.smokeMs)}` : ''})` : '—')],
   ];
   console.log(`\n| figure (TCG, 2 cores, this run; × its column's floor) | ${columns.map((c) => c.name).join(' | ')} |`);
@@ -311,11 +343,16 @@ try {
     await releases();
   } else {
     for (const kind of runs) {
-      if (kind === 'rehearse' || kind === 'rehearse2') {
+      const rehearseNodes = /^rehearse([2-8])?$/.exec(kind);
+      if (rehearseNodes) {
         if (lastImage) {
-          const r = await rehearse(lastImage, kind === 'rehearse2' ? 2 : 1);
+          const r = await rehearse(lastImage, Number(rehearseNodes[1] ?? 1));
           if (kind === 'rehearse') figures.jobReadyMs = r.jobReadyMs;
         } else process.stderr.write('bench: rehearse needs a build run before it\n');
+        continue;
+      }
+      if (kind === 'hpcc') {
+        await hpccExample();
         continue;
       }
       if (kind === 'dib') {
