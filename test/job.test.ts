@@ -12,6 +12,7 @@ import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { timed } from './helpers/timing.ts';
+import { bootPlotProblem } from '../src/rehearse/boot-plot.ts';
 import { jobCommandLine, judgeJob, parseStatus, tail, torqueJob, type JobPlan } from '../src/rehearse/job.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -92,6 +93,22 @@ t('rehearse --job and --expect: an empty command or a broken regex is exit 2 bef
   const broken = await execa('node', [cli, 'rehearse', image, '--job', 'true', '--expect', '('], { reject: false });
   assert.is(broken.exitCode, 2, broken.stderr);
   assert.match(broken.stderr, /rehearse: --expect is not a valid JavaScript regular expression: .*Unterminated group/);
+});
+
+t('the guest\'s boot plot is kept only when it is the picture systemd draws', () => {
+  const head = '<?xml version="1.0" standalone="no"?>\n<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">\n<svg width="1200px" height="900px" version="1.1" xmlns="http://www.w3.org/2000/svg">\n';
+  const body = '<style type="text/css">\n<![CDATA[\n rect { stroke-width: 1; }\n]]>\n</style>\n<g transform="translate(20.000,100)">\n  <rect class="activating" x="1.0" y="0.0" width="2.0" height="19.0" />\n  <text class="left" x="1.0" y="14.0">cloud-init-main.service (8.4s)</text>\n</g>\n';
+  assert.is(bootPlotProblem(`${head}${body}</svg>\n`), undefined);
+  assert.is(bootPlotProblem(`<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg">${body}</svg>`), undefined, 'no DOCTYPE is fine');
+  for (const [bad, why] of [
+    [`${head}<script>fetch('file:///etc/shadow')</script></svg>`, /holds "<script"/],
+    [`${head}<rect onload="alert(1)" /></svg>`, /holds "onload="/],
+    [`${head}<a href="http://x"><text>x</text></a></svg>`, /holds "href="/],
+    [`${head}<foreignObject><html/></foreignObject></svg>`, /holds "<foreignObject"/],
+    ['<?xml version="1.0"?>\n<!DOCTYPE svg [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n<svg>&x;</svg>', /not an SVG document/],
+    ['Failed to connect to bus: No such file or directory', /not an SVG document/],
+    [`${head}${body}`, /cut short/],
+  ] as const) assert.match(bootPlotProblem(bad) ?? 'kept', why, bad.slice(0, 60));
 });
 
 t.after(async () => {

@@ -111,6 +111,8 @@ r('the default profile\'s image in a vTorque rehearsal: NFS home and workspace, 
   assert.is((xml.match(/<testcase /g) ?? []).length, report.checks.length);
   assert.match(xml, /failures="1"/);
   assert.match(await readFile(join(tmp, 'logs', 'rehearse-console.log'), 'latin1'), /GUESTFORGE-RESULT:\S+:ok/);
+  // The boot unit by unit, as systemd drew it, beside the logs.
+  assert.match(await readFile(join(tmp, 'logs', 'rehearse-boot.svg'), 'utf8'), /<svg[\s\S]*cloud-init[\s\S]*<\/svg>\s*$/);
   assert.equal(await leftovers(), []);
   assert.equal(await rehearseWork(), []);
 });

@@ -28,6 +28,7 @@ import { startQemu, type VmRunner } from '../vm/qemu.ts';
 import { parseSerialLine, SerialTail, type CheckLine } from '../vm/serial.ts';
 import { mirrorForwards, mirrorHostsLines } from './mirror.ts';
 import { makeExportDir, nfsFromGuest, startNfsServer, type NfsExport, type NfsServer } from './nfs.ts';
+import { bootPlotCommand, bootPlotProblem } from './boot-plot.ts';
 import { jobCommandLine, judgeJob, parseStatus, tail, torqueJob } from './job.ts';
 import { hubArgs, networkConfig, nodeFile, nodeSpecs, parseRanks, privateNetdev, rankProblem, userMac, type NodeSpec } from './nodes.ts';
 import { makeKeyPair, ssh, type SshTarget } from './ssh.ts';
@@ -287,6 +288,14 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
       if (!n.result) add(`${n.prefix}rehearse.in-guest-checks`, false, 'the checks in runcmd never reported (see the console log)');
     }));
     report.cloudInitDoneMs = Math.max(...nodes.map((n) => n.cloudInitDoneMs ?? 0));
+    // The boot unit by unit (systemd-analyze plot), beside the logs: what an admin deciding what to cut looks at.
+    await Promise.all(nodes.map(async (n) => {
+      const plot = await ssh(n.target, bootPlotCommand, 120_000);
+      const file = join(o.logDir, `rehearse${n.spec ? `-${n.spec.name}` : ''}-boot.svg`);
+      const problem = plot.exitCode !== 0 ? `exit ${plot.exitCode}: ${tail(plot.stderr, 1)}` : bootPlotProblem(plot.stdout);
+      if (problem) log.warn(`rehearse: ${n.spec?.name ?? 'the VM'}'s boot plot not kept: ${problem}`);
+      else await writeFile(file, plot.stdout, { mode: 0o600 });
+    }));
     for (const n of nodes) checks.push(...n.guest.map((c) => ({ ...c, id: `${n.prefix}${c.id}` })));
 
     const first = nodes[0]!;
