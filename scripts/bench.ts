@@ -36,9 +36,13 @@
  * budget (issue 18), from this one run.
  * --image FILE: the rehearse runs use this image instead of the last build's
  * (e.g. --image out/debian-12-vrdma.qcow2 --runs rehearse,rehearse2).
+ * --chart FILE: where the side-by-side run writes its boot chart (default docs/bench-boot.svg):
+ * per image the floor, then the smoke boot's firmware + GRUB, kernel and userspace, and the
+ * 1-node rehearsal's job-ready and cloud-init done, to scale (scripts/boot-chart.ts).
  * A benchmark, not a test: it prints figures and fails only when a build fails.
  */
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -48,11 +52,12 @@ import { formatBootTiming, type BootTiming } from '../src/smoke/boot-timing.ts';
 import { GuestSession } from '../src/guestfs/session.ts';
 import { mountGuest } from '../src/verify/facts.ts';
 import { floorBoot, floorInitramfs, imageKernel } from './floor.ts';
+import { bootChart } from './boot-chart.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { runs: { type: 'string' }, image: { type: 'string' } },
+  options: { runs: { type: 'string' }, image: { type: 'string' }, chart: { type: 'string' } },
 });
 const profile = resolve(positionals[0] ?? join(root, 'profiles', 'debian-13-hpc.yaml'));
 // No profile and no --runs: the two releases side by side. A profile alone: the single-profile runs.
@@ -305,8 +310,25 @@ async function releases(): Promise<void> {
   printReleases(columns);
 }
 
-/** The side-by-side table of what has been measured so far. */
+/** Where the side-by-side run draws its boot chart (--chart FILE; the README shows docs/bench-boot.svg). */
+const chartFile = resolve(values.chart ?? join(root, 'docs', 'bench-boot.svg'));
+
+/** The side-by-side table of what has been measured so far, and the boot chart of it. */
 function printReleases(columns: ReleaseFigures[]): void {
+  const measured = columns.filter((c) => c.boot || c.floor);
+  if (measured.length > 0) {
+    const chart = bootChart(measured.map((c) => ({
+      name: c.name,
+      ...(c.floor ? { floorMs: c.floor.ms } : {}),
+      ...(c.boot?.beforeKernelMs !== undefined ? { beforeKernelMs: c.boot.beforeKernelMs } : {}),
+      ...(c.boot?.kernelMs !== undefined ? { kernelMs: c.boot.kernelMs + (c.boot.initrdMs ?? 0) } : {}),
+      ...(c.boot?.userspaceMs !== undefined ? { userspaceMs: c.boot.userspaceMs } : {}),
+      ...(c.one?.jobReadyMs !== undefined ? { jobReadyMs: c.one.jobReadyMs } : {}),
+      ...(c.one?.cloudInitDoneMs !== undefined ? { cloudInitDoneMs: c.one.cloudInitDoneMs } : {}),
+    })), `Boot under TCG, 2 cores, npm run bench of ${new Date().toISOString().slice(0, 10)}: smoke boot and 1-node rehearsal against the floor`);
+    writeFileSync(chartFile, chart);
+    console.log(`\nboot chart: ${chartFile}`);
+  }
   const or = (ms?: number) => (ms === undefined ? '—' : secs(ms));
   // A boot figure in seconds and as a multiple of its own column's floor, measured in this run.
   const boot = (c: ReleaseFigures, ms?: number) => (ms === undefined ? '—' : `${secs(ms)}${c.floor ? ` (${(ms / c.floor.ms).toFixed(1)}×)` : ''}`);

@@ -10,6 +10,7 @@ import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { floorArgs, floorBoot, floorInit, floorInitramfs, floorMarker } from '../scripts/floor.ts';
+import { bootChart } from '../scripts/boot-chart.ts';
 import { timed } from './helpers/timing.ts';
 
 const floor = timed(suite('the bench\'s floor boot'));
@@ -33,6 +34,25 @@ floor('a real direct-kernel boot with the host\'s kernel prints the marker and e
   const ms = await floorBoot(join('/boot', kernels.at(-1)!), await floorInitramfs(dir));
   assert.ok(ms > 0 && ms < 180_000, String(ms));
   process.stderr.write(`  floor with ${kernels.at(-1)}: ${(ms / 1000).toFixed(1)} s\n`);
+});
+
+floor('the boot chart: bars to scale on one axis, each figure as seconds and a multiple of the floor, names escaped', () => {
+  const svg = bootChart([
+    { name: 'a<b>&"c"', floorMs: 4000, beforeKernelMs: 16000, kernelMs: 8000, userspaceMs: 36000, jobReadyMs: 100_000, cloudInitDoneMs: 200_000 },
+    { name: 'floor only', floorMs: 5000 },
+  ], 'title & more');
+  assert.match(svg, /^<\?xml version="1.0" encoding="UTF-8"\?>\n<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+  assert.match(svg, /<\/svg>\n$/);
+  assert.ok(svg.includes('a&lt;b&gt;&amp;&quot;c&quot;') && svg.includes('title &amp; more'), 'text escaped');
+  assert.not.match(svg, /<b>/);
+  // One axis for every bar: the floor's width against the firmware's is 4 s against 16 s.
+  const width = (colour: string) => Number(new RegExp(`width="([\\d.]+)" height="\\d+" fill="${colour}"`).exec(svg)?.[1]);
+  assert.ok(Math.abs(width('#e0a030') / width('#9e9e9e') - 4) < 0.01, `${width('#e0a030')} / ${width('#9e9e9e')}`);
+  assert.match(svg, /smoke result 60\.0 s \(15\.0×\)/);
+  assert.match(svg, /job-ready 100\.0 s \(25\.0×\)/);
+  assert.match(svg, /cloud-init done 200\.0 s \(50\.0×\)/);
+  assert.match(svg, />200 s</, 'the axis reaches the longest figure');
+  assert.is((svg.match(/>floor</g) ?? []).length, 2, 'a floor bar per image');
 });
 
 floor.run();
