@@ -38,6 +38,8 @@ t('torqueJob: the id, the stream names and the environment pbs_mom gives a job',
   assert.is(job.env.PBS_NUM_NODES, '2');
   assert.is(job.env.PBS_NUM_PPN, '2');
   assert.is(job.env.WORKSPACE, '/workspace');
+  assert.is(job.env.PBS_O_SHELL, '/bin/bash');
+  assert.is(job.env.PBS_O_QUEUE, 'batch');
   assert.is(job.nodeFileFromHostname, undefined, 'several nodes: the host wrote the node file');
   assert.is(torqueJob(plan({ nodes: 1, slotsPerNode: 3, nodeFileWritten: false })).nodeFileFromHostname, 3);
   assert.is.not(torqueJob(plan({ nonce: '000000aaaaaa' })).seq, job.seq, 'another rehearsal, another number');
@@ -50,12 +52,28 @@ t('the command line, run in a login bash: streams in the .o and .e files, the st
   await mkdir(ws);
   const job = torqueJob(plan({ home, workspace: ws, nodeFile: join(home, 'nodes'), nodes: 1, slotsPerNode: 2, nodeFileWritten: false }));
   const command = `echo "it's $PBS_JOBID np=$PBS_NP in $(pwd)"; cat "$PBS_NODEFILE"; echo 'to stderr' >&2; read -r x && echo "read $x"; exit 3`;
-  const r = await execa('sh', ['-c', jobCommandLine(job, command)], { env: { HOME: home }, reject: false, input: 'from stdin\n' });
+  const r = await execa('sh', ['-c', jobCommandLine(job, command, 60)], { env: { HOME: home }, reject: false, input: 'from stdin\n' });
   assert.is(r.exitCode, 3, 'the job\'s status is the line\'s');
   const out = await readFile(join(home, job.stdoutName), 'utf8');
   assert.is(out, `it's ${job.id} np=2 in ${home}\n${hostname()}\n${hostname()}\n`, 'no stdin: read fails, as a batch job\'s would');
   assert.is(await readFile(join(home, job.stderrName), 'utf8'), 'to stderr\n');
   assert.is(parseStatus(await readFile(join(ws, job.statusName), 'utf8')), 3);
+
+  // At its time limit the job is ended in the guest, status 124, as Torque's walltime ends one.
+  const started = Date.now();
+  const late = await execa('sh', ['-c', jobCommandLine(job, 'echo started; sleep 30', 1)], { env: { HOME: home }, reject: false });
+  assert.is(late.exitCode, 124);
+  assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+  assert.is(parseStatus(await readFile(join(ws, job.statusName), 'utf8')), 124);
+  assert.is(await readFile(join(home, job.stdoutName), 'utf8'), 'started\n');
+
+  // A node file that cannot be written: the job does not run, the .e file says why, the status is 97.
+  const lost = torqueJob(plan({ home, workspace: ws, nodeFile: join(home, 'no', 'such', 'nodes'), nodes: 1, slotsPerNode: 1, nodeFileWritten: false }));
+  const r97 = await execa('sh', ['-c', jobCommandLine(lost, 'echo ran', 60)], { env: { HOME: home }, reject: false });
+  assert.is(r97.exitCode, 97);
+  assert.is(await readFile(join(home, lost.stdoutName), 'utf8'), '');
+  assert.match(await readFile(join(home, lost.stderrName), 'utf8'), /guestforge: cannot write the node file .*\/no\/such\/nodes\n$/);
+  assert.is(parseStatus(await readFile(join(ws, lost.statusName), 'utf8')), 97);
 });
 
 t('judgeJob: exit status, wall time, each stream\'s tail; expect on stdout, bounded', () => {
@@ -71,6 +89,8 @@ t('judgeJob: exit status, wall time, each stream\'s tail; expect on stdout, boun
   const onStderr = judgeJob({ exitCode: 0, stdout: 'nothing\n', stderr: 'End of HPC Challenge tests\n', wallMs: 1, expect: 'End of HPC' });
   assert.is(onStderr.ok, false, 'expect reads stdout, the .o file');
   assert.match(onStderr.detail, /but its stdout does not match \/End of HPC\//);
+  const limit = judgeJob({ exitCode: 124, stdout: 'step 1\n', wallMs: 300_500, limit: '5m' });
+  assert.match(limit.detail, /^ended at its time limit, 5m \(timeouts\.job; exit 124\) after 300\.5 s\n/);
   const hang = judgeJob({ exitCode: 0, stdout: `${'a'.repeat(40)}!`, wallMs: 1, expect: '(a+)+$' });
   assert.is(hang.ok, false);
   assert.match(hang.detail, /did not finish in 1 s/);
@@ -83,6 +103,8 @@ t('parseStatus and tail', () => {
   assert.is(parseStatus('3\nrm -rf /\n'), undefined, 'only the number the wrapper writes');
   assert.is(tail('a\n\nb\nc\n', 2), 'b\nc');
   assert.is(tail(undefined, 3), '');
+  // The guest's words reach the terminal: no escape sequence (title, clipboard, link) survives.
+  assert.is(tail('ok\u001b]52;c;ZXZpbA==\u0007 \u001b[31mred\u001b[0m\u009b2J\n', 1), 'ok]52;c;ZXZpbA== [31mred[0m2J');
 });
 
 t('rehearse --job and --expect: an empty command or a broken regex is exit 2 before any VM', async () => {
@@ -95,20 +117,32 @@ t('rehearse --job and --expect: an empty command or a broken regex is exit 2 bef
   assert.match(broken.stderr, /rehearse: --expect is not a valid JavaScript regular expression: .*Unterminated group/);
 });
 
-t('the guest\'s boot plot is kept only when it is the picture systemd draws', () => {
+t('the guest\'s boot plot is kept only when it is made of what systemd\'s plot is made of', () => {
   const head = '<?xml version="1.0" standalone="no"?>\n<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">\n<svg width="1200px" height="900px" version="1.1" xmlns="http://www.w3.org/2000/svg">\n';
-  const body = '<style type="text/css">\n<![CDATA[\n rect { stroke-width: 1; }\n]]>\n</style>\n<g transform="translate(20.000,100)">\n  <rect class="activating" x="1.0" y="0.0" width="2.0" height="19.0" />\n  <text class="left" x="1.0" y="14.0">cloud-init-main.service (8.4s)</text>\n</g>\n';
+  const body = '<!-- This file is a systemd-analyze SVG file. -->\n<defs>\n<style type="text/css">\n<![CDATA[\n rect { stroke-width: 1; stroke-opacity: 0; }\n rect.activating { fill: rgb(255,0,0); fill-opacity: 0.7; }\n text.left { font-family: Verdana, Helvetica; font-size: 14px; text-anchor: start; }\n]]>\n</style>\n</defs>\n'
+    + '<rect class="background" width="1200.000" height="900.000" />\n<g transform="translate(20.000,100)">\n  <rect class="activating" x="1.0" y="0.0" width="2.0" height="19.0" />\n  <line class="sec5" x1="0.000" y1="0" x2="0.000" y2="400.000" />\n'
+    + '  <text class="left" x="1.0" y="14.0">cloud-init-main.service (8.4s)</text>\n  <text class="left" x="2.0" y="34.0">systemd-fsck@dev-disk-by\\x2duuid-1234.service &amp; more</text>\n</g>\n';
   assert.is(bootPlotProblem(`${head}${body}</svg>\n`), undefined);
   assert.is(bootPlotProblem(`<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg">${body}</svg>`), undefined, 'no DOCTYPE is fine');
   for (const [bad, why] of [
-    [`${head}<script>fetch('file:///etc/shadow')</script></svg>`, /holds "<script"/],
-    [`${head}<rect onload="alert(1)" /></svg>`, /holds "onload="/],
-    [`${head}<a href="http://x"><text>x</text></a></svg>`, /holds "href="/],
-    [`${head}<foreignObject><html/></foreignObject></svg>`, /holds "<foreignObject"/],
+    [`${head}<script>fetch('file:///etc/shadow')</script></svg>`, /holds "<script>"/],
+    [`${head}<s:script xmlns:s="http://www.w3.org/2000/svg">alert(1)</s:script></svg>`, /holds "<s:script/],
+    [`${head}<h:iframe xmlns:h="http://www.w3.org/1999/xhtml" /></svg>`, /holds "<h:iframe/],
+    [`${head}<rect onload="alert(1)" /></svg>`, /holds "onload=\\"alert\(1\)\\"" in/],
+    [`${head}<rect x="1" style="fill:url(http://x/)" /></svg>`, /holds "style=/],
+    [`${head}<a href="http://x"><text>x</text></a></svg>`, /holds "<a href/],
+    [`${head}<text><set attributeName="href" to="&#106;avascript:x"/></text></svg>`, /holds "&#"/],
+    [`${head}<style>@import url(http://evil/);</style></svg>`, /style sheet with more than plain rules/],
+    [`${head}<style>rect { fill: \\75 rl(http://x) }</style></svg>`, /style sheet with more than plain rules/],
+    [`${head}<foreignObject><html/></foreignObject></svg>`, /holds "<foreignObject>"/],
+    [`${head}<svg xmlns="http://evil/"></svg></svg>`, /holds "xmlns=\\"http:\/\/evil\/\\""/],
+    [`${head}<![CDATA[<script>x</script>]]></svg>`, /CDATA section outside a style sheet/],
     ['<?xml version="1.0"?>\n<!DOCTYPE svg [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n<svg>&x;</svg>', /not an SVG document/],
+    ['<?xml version="1.0"?>\n<!DOCTYPE svg SYSTEM "http://evil/x.dtd">\n<svg></svg>', /not an SVG document/],
+    [`${head}<?xml-stylesheet href="http://evil/x.css"?></svg>`, /holds "<\?"/],
     ['Failed to connect to bus: No such file or directory', /not an SVG document/],
     [`${head}${body}`, /cut short/],
-  ] as const) assert.match(bootPlotProblem(bad) ?? 'kept', why, bad.slice(0, 60));
+  ] as const) assert.match(bootPlotProblem(bad) ?? 'kept', why, bad.slice(-80));
 });
 
 t.after(async () => {

@@ -53,6 +53,9 @@ const mount = z.strictObject({
   mount: guestPath.describe('Where the export is mounted in the VM ({owner} is the job owner\'s name)'),
 }).describe('An NFS export of the cluster, served by the rehearsal\'s own NFS server');
 
+/** The job a cluster file that names none runs: the default profile's single-node sample app. */
+export const defaultJobCommand = '/opt-vm/hello-mpi/bin/run.sh';
+
 export const clusterSchema = z
   .strictObject({
     $schema: z.string().optional().describe('Editor hint; ignored'),
@@ -125,7 +128,7 @@ export const clusterSchema = z
         command: z
           .string()
           .min(1)
-          .default('/opt-vm/hello-mpi/bin/run.sh')
+          .default(defaultJobCommand)
           .describe('The job: run over SSH as the owner on the first VM, in a login shell in the home folder, with Torque\'s environment (PBS_JOBID, PBS_NODEFILE, PBS_O_WORKDIR, PBS_NP, …) and WORKSPACE; `rehearse --job` overrides it. It passes when it exits 0 (and its stdout matches `expect`)'),
         expect: z
           .string()
@@ -144,7 +147,7 @@ export const clusterSchema = z
       .describe('The job script the batch system runs'),
     nodes: z
       .strictObject({
-        count: z.int().min(1).max(8).default(1).describe('VMs per rehearsal (`rehearse --nodes N` overrides); from 2 on they share a private segment and run the MPI job across it'),
+        count: z.int().min(1).max(8).default(1).describe('VMs per rehearsal (`rehearse --nodes N` overrides); from 2 on they share a private segment, the job gets every VM in PBS_NODEFILE, and `mpiCommand` (if named) runs across them'),
         subnet: z
           .string()
           .superRefine((v, ctx) => {

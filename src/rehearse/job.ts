@@ -57,6 +57,9 @@ export function torqueJob(p: JobPlan): TorqueJob {
       PBS_O_HOME: p.home,
       PBS_O_LOGNAME: p.owner,
       PBS_QUEUE: 'batch',
+      PBS_O_QUEUE: 'batch',
+      PBS_O_SHELL: '/bin/bash',
+      PBS_O_PATH: '/usr/local/bin:/usr/bin:/bin',
       PBS_ENVIRONMENT: 'PBS_BATCH',
       PBS_NP: String(p.nodes * p.slotsPerNode),
       PBS_NUM_NODES: String(p.nodes),
@@ -74,16 +77,19 @@ export function torqueJob(p: JobPlan): TorqueJob {
  * Pure: the line run over SSH as the owner on the first node. Like pbs_mom it
  * starts in the home folder with the job's environment, runs the command in a
  * login shell with stdin from /dev/null and the streams into the .o and .e
- * files, then writes the exit status to the workspace. Every value is quoted.
+ * files, ends it after `limitS` seconds (`timeout`: status 124, as Torque's
+ * walltime limit ends a job), then writes the exit status to the workspace.
+ * A node file that cannot be written is said on the .e file. Every value is quoted.
  */
-export function jobCommandLine(job: TorqueJob, command: string): string {
+export function jobCommandLine(job: TorqueJob, command: string, limitS: number): string {
   const q = (s: string) => shellQuote([s]);
-  const nodeFile = job.nodeFileFromHostname
-    ? `i=0; while [ $i -lt ${job.nodeFileFromHostname} ]; do hostname; i=$((i+1)); done > ${q(job.env.PBS_NODEFILE!)} && `
+  const nodeFile = q(job.env.PBS_NODEFILE!);
+  const writeNodeFile = job.nodeFileFromHostname
+    ? `{ i=0; while [ $i -lt ${job.nodeFileFromHostname} ]; do hostname; i=$((i+1)); done > ${nodeFile} || { echo "guestforge: cannot write the node file "${nodeFile} >&2; exit 97; }; } && `
     : '';
   const env = Object.entries(job.env).map(([k, v]) => `${k}=${q(v)}`).join(' ');
   const status = posix.join(job.env.WORKSPACE!, job.statusName);
-  return `cd && ${nodeFile}env ${env} bash -l -c ${q(command)} < /dev/null > ${q(job.stdoutName)} 2> ${q(job.stderrName)}; rc=$?; echo $rc > ${q(status)}; exit $rc`;
+  return `cd && ( ${writeNodeFile}env ${env} timeout -k 10 ${limitS} bash -l -c ${q(command)} < /dev/null ) > ${q(job.stdoutName)} 2> ${q(job.stderrName)}; rc=$?; echo $rc > ${q(status)}; exit $rc`;
 }
 
 /** Pure: the exit status the wrapper wrote ("3\n"), or undefined when it wrote none or something else. */
@@ -92,9 +98,14 @@ export function parseStatus(text: string | undefined): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-/** Pure: the last `n` non-empty lines of a stream, or '' for none. */
+/**
+ * Pure: the last `n` non-empty lines of a stream, or '' for none. The guest
+ * wrote them and they reach the terminal: control characters (escape
+ * sequences that set titles, the clipboard or links) are dropped.
+ */
 export function tail(text: string | undefined, n: number): string {
-  return (text ?? '').split('\n').map((l) => l.trimEnd()).filter(Boolean).slice(-n).join('\n');
+  // eslint-disable-next-line no-control-regex
+  return (text ?? '').replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, '').split('\n').map((l) => l.trimEnd()).filter(Boolean).slice(-n).join('\n');
 }
 
 export interface JobOutcome {
@@ -106,6 +117,8 @@ export interface JobOutcome {
   expect?: string;
   /** Why no status came back, when none did. */
   transport?: string;
+  /** The time limit as the cluster file says it (timeouts.job), for a job `timeout` ended (124). */
+  limit?: string;
 }
 
 /** Pure: pass or fail, and the words for it: the status, the wall time, the tail of each stream. */
@@ -116,6 +129,7 @@ export function judgeJob(o: JobOutcome): { ok: boolean; detail: string } {
     tail(o.stdout, 5) ? `stdout (last lines):\n${tail(o.stdout, 5)}` : 'stdout: empty',
   ].join('\n');
   if (o.exitCode === undefined) return { ok: false, detail: `the job did not finish: ${o.transport ?? 'no exit status came back'} (after ${wall})\n${streams}` };
+  if (o.exitCode === 124 && o.limit) return { ok: false, detail: `ended at its time limit, ${o.limit} (timeouts.job; exit 124) after ${wall}\n${streams}` };
   if (o.exitCode !== 0) return { ok: false, detail: `exit ${o.exitCode} after ${wall}\n${streams}` };
   if (o.expect !== undefined) {
     const matched = testBounded(o.expect, o.stdout ?? '');

@@ -12,7 +12,7 @@
 import { testBounded } from '../util/bounded-regex.ts';
 import { chmod, lstat, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import type { Cluster } from '../cluster/schema.ts';
+import { defaultJobCommand, type Cluster } from '../cluster/schema.ts';
 import { redactUserData, renderCloudConfig } from '../cloudinit/yaml.ts';
 import { readChecks } from '../cloudinit/checks.ts';
 import { run, shellQuote, start, type RunResult } from '../exec/run.ts';
@@ -31,7 +31,7 @@ import { makeExportDir, nfsFromGuest, startNfsServer, type NfsExport, type NfsSe
 import { bootPlotCommand, bootPlotProblem } from './boot-plot.ts';
 import { jobCommandLine, judgeJob, parseStatus, tail, torqueJob } from './job.ts';
 import { hubArgs, networkConfig, nodeFile, nodeSpecs, parseRanks, privateNetdev, rankProblem, userMac, type NodeSpec } from './nodes.ts';
-import { makeKeyPair, ssh, type SshTarget } from './ssh.ts';
+import { makeKeyPair, ssh, sshArgs, type SshTarget } from './ssh.ts';
 import { exportNames, mountPointOf, pseudoOf, rehearsalUserData } from './userdata.ts';
 
 export interface RehearseOptions {
@@ -73,7 +73,8 @@ export interface RehearsalReport {
   /** The job as its batch user sees it: id, exit status, wall time, where its streams were kept, their tails. */
   job?: {
     id: string; name: string; command: string; node: string; exitCode?: number; wallMs: number; endMs: number;
-    stdout: string; stderr: string; stdoutTail: string; stderrTail: string; env: Record<string, string>;
+    /** The copies of its .o and .e files beside the logs (absent when the job left none). */
+    stdout?: string; stderr?: string; stdoutTail: string; stderrTail: string; env: Record<string, string>;
   };
   serialLog: string;
   /** Multi-node: each VM's own figures (jobReadyMs above is the slowest one's: the job waits for all). */
@@ -138,6 +139,9 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
   await mkdir(o.workDir, { recursive: true, mode: 0o700 });
   await mkdir(o.logDir, { recursive: true, mode: 0o700 });
   const specs: (NodeSpec | undefined)[] = multi ? nodeSpecs(count, cluster.nodes.subnet) : [undefined];
+  if (multi && cluster.nodes.mpiCommand === undefined && cluster.job.command === defaultJobCommand) {
+    log.warn(`rehearse: ${count} nodes, but nothing runs across them: the job is the single-node sample and the cluster file names no nodes.mpiCommand; give a job that uses $PBS_NODEFILE (--job) or name nodes.mpiCommand (clusters/vtorque.yaml names the shipped MPI example)`);
+  }
   const checks: RehearsalCheck[] = [];
   const report: RehearsalReport = { ok: false, checks, serialLog: join(o.logDir, multi ? 'rehearse-vnode01-console.log' : 'rehearse-console.log') };
   const add = (id: string, ok: boolean, detail: string, ms?: number) => checks.push({ id, status: ok ? 'pass' : 'fail', detail, ...(ms !== undefined ? { seconds: ms / 1000 } : {}) });
@@ -288,14 +292,6 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
       if (!n.result) add(`${n.prefix}rehearse.in-guest-checks`, false, 'the checks in runcmd never reported (see the console log)');
     }));
     report.cloudInitDoneMs = Math.max(...nodes.map((n) => n.cloudInitDoneMs ?? 0));
-    // The boot unit by unit (systemd-analyze plot), beside the logs: what an admin deciding what to cut looks at.
-    await Promise.all(nodes.map(async (n) => {
-      const plot = await ssh(n.target, bootPlotCommand, 120_000);
-      const file = join(o.logDir, `rehearse${n.spec ? `-${n.spec.name}` : ''}-boot.svg`);
-      const problem = plot.exitCode !== 0 ? `exit ${plot.exitCode}: ${tail(plot.stderr, 1)}` : bootPlotProblem(plot.stdout);
-      if (problem) log.warn(`rehearse: ${n.spec?.name ?? 'the VM'}'s boot plot not kept: ${problem}`);
-      else await writeFile(file, plot.stdout, { mode: 0o600 });
-    }));
     for (const n of nodes) checks.push(...n.guest.map((c) => ({ ...c, id: `${n.prefix}${c.id}` })));
 
     const first = nodes[0]!;
@@ -307,7 +303,9 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
     o.step?.update(`job ${job.id}: ${cluster.job.command}`);
     log.info(`rehearse: job ${job.id} (${job.name}) on ${first.spec?.name ?? 'the VM'} as ${cluster.owner.name}: ${cluster.job.command}`);
     const t0 = Date.now();
-    const ran = await ssh(first.target, jobCommandLine(job, cluster.job.command), parseDuration(cluster.timeouts.job));
+    // The guest ends the job at the limit (timeout: 124); SSH gets 40 s more to bring that back.
+    const limitMs = parseDuration(cluster.timeouts.job);
+    const ran = await ssh(first.target, jobCommandLine(job, cluster.job.command, Math.ceil(limitMs / 1000)), limitMs + 40_000);
     const wallMs = Date.now() - t0;
     report.jobMs = wallMs;
     report.jobEndMs = Date.now() - first.started;
@@ -316,18 +314,25 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
     const stdout = await readUntrusted(streams.stdout);
     const stderr = await readUntrusted(streams.stderr);
     const statusFile = join(exportPaths.workspace!, job.statusName);
-    const exitCode = parseStatus(await readUntrusted(statusFile));
-    for (const [name, text] of [[job.stdoutName, stdout], [job.stderrName, stderr]] as const) {
-      if (text !== undefined) await writeFile(join(o.logDir, name), text, { mode: 0o600 });
+    // Past the limit the host's SSH gave up: whatever the workspace says, the job did not end in time.
+    const exitCode = ran.timedOut ? undefined : parseStatus(await readUntrusted(statusFile));
+    const kept: { stdout?: string; stderr?: string } = {};
+    for (const [key, name, text] of [['stdout', job.stdoutName, stdout], ['stderr', job.stderrName, stderr]] as const) {
+      const copy = join(o.logDir, name);
+      await rm(copy, { force: true }); // a --log-dir used before may hold one of the same name
+      if (text === undefined) continue;
+      await writeFile(copy, text, { mode: 0o600, flag: 'wx' });
+      kept[key] = copy;
     }
     report.jobOutput = stdout;
-    const transport = ran.timedOut ? `no answer in ${cluster.timeouts.job} (timeouts.job)` : `ssh exit ${ran.exitCode}: ${tail(ran.stderr, 2).replaceAll('\n', ' | ') || 'no message'}`;
-    const verdict = judgeJob({ exitCode, stdout, stderr, wallMs, ...(cluster.job.expect !== undefined ? { expect: cluster.job.expect } : {}), transport });
+    const transport = ran.timedOut ? `no answer in ${cluster.timeouts.job} (timeouts.job) and 40 s more`
+      : ran.exitCode === 255 ? `SSH failed (exit 255): ${tail(ran.stderr, 2).replaceAll('\n', ' | ') || 'the connection closed'}`
+        : `no exit status in the workspace (${job.statusName}; SSH said exit ${ran.exitCode}): could the job's owner write ${ws}?`;
+    const verdict = judgeJob({ exitCode, stdout, stderr, wallMs, ...(cluster.job.expect !== undefined ? { expect: cluster.job.expect } : {}), transport, limit: cluster.timeouts.job });
     report.job = {
       id: job.id, name: job.name, command: cluster.job.command, node: first.spec?.name ?? 'the VM',
       ...(exitCode !== undefined ? { exitCode } : {}), wallMs, endMs: report.jobEndMs,
-      stdout: join(o.logDir, job.stdoutName), stderr: join(o.logDir, job.stderrName),
-      stdoutTail: tail(stdout, 10), stderrTail: tail(stderr, 10), env: job.env,
+      ...kept, stdoutTail: tail(stdout, 10), stderrTail: tail(stderr, 10), env: job.env,
     };
     add('job.run', verdict.ok, `${job.id}: ${verdict.detail}`, wallMs);
 
@@ -344,6 +349,8 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
       `on the host's exports: ${found.map(([name, owner]) => `${name} ${owner ?? 'missing'}`).join(', ')} (want ${want})`);
 
     if (multi) await acrossNodes(nodes, { env: job.env, exportHome: exportPaths.home! });
+    // After the job (its figures are not the plot's): each boot unit by unit, beside the logs.
+    await Promise.all(nodes.map((n) => keepBootPlot(n)));
     return finish();
   } finally {
     // Every VM and the NFS server are stopped even when one stop fails.
@@ -357,6 +364,19 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
     }
   }
 
+  /** The VM's systemd-analyze plot beside the logs, when it is what systemd draws (read capped, written afresh). */
+  async function keepBootPlot(n: NodeVm): Promise<void> {
+    const file = join(o.logDir, `rehearse${n.spec ? `-${n.spec.name}` : ''}-boot.svg`);
+    const raw = join(o.workDir, `boot-plot${n.spec ? `-${n.spec.name}` : ''}.svg`);
+    await rm(file, { force: true });
+    const plot = await run(sshArgs(n.target, bootPlotCommand), { allowFailure: true, timeoutMs: 120_000, stdoutFile: raw });
+    const svg = await readUntrusted(raw, 4_000_000);
+    await rm(raw, { force: true });
+    const problem = plot.exitCode !== 0 ? `exit ${plot.exitCode}: ${tail(plot.stderr, 1)}` : svg === undefined ? 'nothing came back' : bootPlotProblem(svg);
+    if (problem) log.warn(`rehearse: ${n.spec?.name ?? 'the VM'}'s boot plot not kept: ${problem}`);
+    else await writeFile(file, svg!, { mode: 0o600, flag: 'wx' });
+  }
+
   function finish(): RehearsalReport {
     if (multi) {
       report.nodes = nodes.map((n) => ({
@@ -367,6 +387,13 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
     }
     report.ok = checks.every((c) => c.status !== 'fail') && checks.length > 0;
     return report;
+  }
+
+  /** For a failure with SSH's silent 255: which VMs are no longer running, and why. */
+  async function vmsGone(which: NodeVm[]): Promise<string> {
+    const gone: string[] = [];
+    for (const n of which) if (await n.vm?.stopped()) gone.push(`${n.spec?.name ?? 'the VM'} stopped ${(await n.vm!.failure()) ?? 'by itself'}`);
+    return gone.length ? `; ${gone.join('; ')}` : '';
   }
 
   /** The multi-node part: every pair reachable over SSH by name, the MPI job across all VMs, RDMA verbs between two. */
@@ -442,7 +469,7 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
     const ok = client.exitCode === 0 && served.exitCode === 0 && line !== undefined;
     add('vrdma.between-vms', ok, ok
       ? `ib_send_bw ${nodes[0]!.spec!.name} (${dev1}) → ${nodes[1]!.spec!.name} (${dev2}, ${nodes[1]!.spec!.address}): #bytes #iters BWpeak BWavg[MB/s] MsgRate = ${line}`
-      : `ib_send_bw failed (client exit ${client.exitCode}, server exit ${served.exitCode}): ${`${client.stdout}\n${client.stderr}\n${served.stderr}`.trim().split('\n').slice(-3).join(' | ')}`);
+      : `ib_send_bw failed (client exit ${client.exitCode}, server exit ${served.exitCode}, ${attempt} attempt${attempt > 1 ? 's' : ''}): ${tail(`${client.stdout}\n${client.stderr}\n${served.stdout}\n${served.stderr}`, 4).replaceAll('\n', ' | ') || 'no output'}${await vmsGone(nodes.slice(0, 2))}`);
 
     // Open MPI over UCX on the rxe devices: reported, never failing the rehearsal (TCP is what jobs get).
     if (mpiCommand === undefined) return; // tried with the shipped example; an admin's job says what it uses

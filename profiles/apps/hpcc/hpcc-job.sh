@@ -17,5 +17,6 @@ echo "hpcc: $ranks ranks on $(sort -u "$PBS_NODEFILE" | tr '\n' ' ')in $run"
 mpirun -np "$ranks" --hostfile "$PBS_NODEFILE" hpcc
 # hpcc writes hpccoutf.txt: HPL's residual check, the summary, and its last words.
 grep -E 'PASSED|FAILED' hpccoutf.txt || true
+if grep -q FAILED hpccoutf.txt; then echo "hpcc: a residual check FAILED (see $run/hpccoutf.txt)" >&2; exit 1; fi
 grep -E '^(CommWorldProcs|HPL_N|HPL_Tflops|StarSTREAM_Triad|MPIRandomAccess_GUPs|MPIFFT_Gflops|RandomlyOrderedRingBandwidth_GBytes)=' hpccoutf.txt || true
 grep -F 'End of HPC Challenge tests.' hpccoutf.txt
