@@ -24,7 +24,7 @@ function attributeAllowed(name: string, value: string): boolean {
     case 'type': return value === 'text/css';
     case 'transform': return /^(translate|scale)\([\d.,\s-]+\)$/.test(value);
     case 'x': case 'y': case 'x1': case 'y1': case 'x2': case 'y2': case 'width': case 'height': case 'version':
-      return /^-?[\d.]+(px)?$/.test(value);
+      return /^-?[\d.]+(px|%)?$/.test(value);
     case 'class': return /^[\w -]*$/.test(value);
     default: return false;
   }
