@@ -14,7 +14,7 @@
 export const bootPlotCommand = 'systemd-analyze plot | head -c 4000000';
 
 const doctype = '<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">';
-const elements = new Set(['svg', 'g', 'rect', 'line', 'text', 'defs', 'style']);
+const elements = new Set(['svg', 'g', 'rect', 'line', 'text', 'title', 'defs', 'style']);
 const svgNamespace = 'http://www.w3.org/2000/svg';
 
 /** Pure: may this attribute be kept with this value. */
