@@ -5,6 +5,7 @@
  * truth for types, defaults, docs and schema/cluster.schema.json.
  */
 import { z } from 'zod';
+import { regexProblem } from '../util/bounded-regex.ts';
 import { guestPathProblem, systemPlace } from '../policy/paths.ts';
 import { durationPattern, parseSize, sizePattern } from '../profile/units.ts';
 
@@ -132,14 +133,7 @@ export const clusterSchema = z
           .describe('The job: run over SSH as the owner on the first VM, in a login shell in the home folder, with Torque\'s environment (PBS_JOBID, PBS_NODEFILE, PBS_O_WORKDIR, PBS_NP, …) and WORKSPACE; `rehearse --job` overrides it. It passes when it exits 0 (and its stdout matches `expect`)'),
         expect: z
           .string()
-          .refine((v) => {
-            try {
-              new RegExp(v);
-              return true;
-            } catch {
-              return false;
-            }
-          }, { error: 'not a valid JavaScript regular expression' })
+          .refine((v) => regexProblem(v) === undefined, { error: 'not a valid JavaScript regular expression' })
           .optional()
           .describe('A regular expression the job\'s stdout must match, run with a 1 s bound (`rehearse --expect` overrides it)'),
       })

@@ -1,5 +1,6 @@
 /** guestforge rehearse <image>: boot it as a cluster node would, and run a job in it as its owner. */
 import { ensureTrustedDir } from '../util/trusted-path.ts';
+import { regexProblem } from '../util/bounded-regex.ts';
 import { makeWorkDir } from '../util/workdir.ts';
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -97,14 +98,4 @@ export async function run(args: string[]): Promise<number> {
   if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else for (const line of formatRehearsal(report)) process.stdout.write(`${line}\n`);
   return report.ok ? ExitCode.ok : ExitCode.failure;
-}
-
-/** Pure: why `pattern` is not a JavaScript regular expression, or undefined. */
-export function regexProblem(pattern: string): string | undefined {
-  try {
-    new RegExp(pattern);
-    return undefined;
-  } catch (error) {
-    return error instanceof Error ? error.message : String(error);
-  }
 }

@@ -87,9 +87,14 @@ export function jobCommandLine(job: TorqueJob, command: string, limitS: number):
   const writeNodeFile = job.nodeFileFromHostname
     ? `{ i=0; while [ $i -lt ${job.nodeFileFromHostname} ]; do hostname; i=$((i+1)); done > ${nodeFile} || { echo "guestforge: cannot write the node file "${nodeFile} >&2; exit 97; }; } && `
     : '';
-  const env = Object.entries(job.env).map(([k, v]) => `${k}=${q(v)}`).join(' ');
+  const env = envAssignments(job.env);
   const status = posix.join(job.env.WORKSPACE!, job.statusName);
   return `cd && ( ${writeNodeFile}env ${env} timeout -k 10 ${limitS} bash -l -c ${q(command)} < /dev/null ) > ${q(job.stdoutName)} 2> ${q(job.stderrName)}; rc=$?; echo $rc > ${q(status)}; exit $rc`;
+}
+
+/** Pure: `K='v' K2='v2'`, each value quoted: the job's environment on a shell line. */
+export function envAssignments(env: Record<string, string>): string {
+  return Object.entries(env).map(([k, v]) => `${k}=${shellQuote([v])}`).join(' ');
 }
 
 /** Pure: the exit status the wrapper wrote ("3\n"), or undefined when it wrote none or something else. */

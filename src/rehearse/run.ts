@@ -9,7 +9,6 @@
  * them from vnode01 with PBS_NODEFILE, plus RDMA verbs between them when the
  * image has vRDMA. Everything it starts is stopped in `finally`.
  */
-import { testBounded } from '../util/bounded-regex.ts';
 import { chmod, lstat, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { defaultJobCommand, type Cluster } from '../cluster/schema.ts';
@@ -29,7 +28,7 @@ import { parseSerialLine, SerialTail, type CheckLine } from '../vm/serial.ts';
 import { mirrorForwards, mirrorHostsLines } from './mirror.ts';
 import { makeExportDir, nfsFromGuest, startNfsServer, type NfsExport, type NfsServer } from './nfs.ts';
 import { bootPlotCommand, bootPlotProblem } from './boot-plot.ts';
-import { jobCommandLine, judgeJob, parseStatus, tail, torqueJob } from './job.ts';
+import { envAssignments, jobCommandLine, judgeJob, parseStatus, tail, torqueJob } from './job.ts';
 import { hubArgs, networkConfig, nodeFile, nodeSpecs, parseRanks, privateNetdev, rankProblem, userMac, type NodeSpec } from './nodes.ts';
 import { makeKeyPair, ssh, sshArgs, type SshTarget } from './ssh.ts';
 import { exportNames, mountPointOf, pseudoOf, rehearsalUserData } from './userdata.ts';
@@ -417,7 +416,7 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
     /** The shipped MPI example from vnode01 (optionally with more mpirun options), its output read back from the export and judged by its rank lines. */
     const runMpi = async (command: string, name: string, extra?: { mpirunArgs: string; limitS: number }) => {
       const outName = `${name}-${nonce}.out`;
-      const env = `${extra ? `MPIRUN_ARGS=${shellQuote([extra.mpirunArgs])} ` : ''}${Object.entries(p.env).map(([k, v]) => `${k}=${shellQuote([v])}`).join(' ')}`;
+      const env = `${extra ? `MPIRUN_ARGS=${shellQuote([extra.mpirunArgs])} ` : ''}${envAssignments(p.env)}`;
       const t0 = Date.now();
       const r = await ssh(nodes[0]!.target, `cd && ${env} ${extra ? `timeout ${extra.limitS} ` : ''}sh -c ${shellQuote([command])} > ${outName} 2>&1`,
         extra ? (extra.limitS + 30) * 1000 : parseDuration(cluster.timeouts.job));

@@ -8,6 +8,16 @@ import vm from 'node:vm';
 /** How much of the text is searched: its end, where a job's verdict usually is. */
 const maxText = 1024 * 1024;
 
+/** Pure: why `pattern` is not a JavaScript regular expression, or undefined. */
+export function regexProblem(pattern: string): string | undefined {
+  try {
+    new RegExp(pattern);
+    return undefined;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+}
+
 /** true or false; 'timeout' when the pattern did not finish in `ms` (it backtracks catastrophically). */
 export function testBounded(pattern: string, text: string, ms = 1000): boolean | 'timeout' {
   try {
