@@ -114,14 +114,14 @@ async function rehearse(image: string, nodes: number, args: string[] = []): Prom
   process.stderr.write(`bench: rehearse ${image} --nodes ${nodes} ${args.join(' ')}\n`);
   const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'rehearse', image, '--json', '--nodes', String(nodes), ...args], { env: { XDG_CACHE_HOME: cache, CI: '1' }, reject: false, all: false });
   const report = JSON.parse(r.stdout || '{}') as RehearseReport;
-  const or = (ms?: number) => (ms !== undefined ? secs(ms) : '—');
+  const or = (ms?: number) => (ms !== undefined ? `${secs(ms)}${runFloorMs ? ` (${(ms / runFloorMs).toFixed(1)}× the floor)` : ''}` : '—');
   console.log(`\nrehearse ${image}, ${nodes} node(s)${args.length ? ` ${args.join(' ')}` : ''} (${report.ok ? 'passed' : `FAILED, exit ${r.exitCode}: ${(report.checks ?? []).filter((c) => c.status === 'fail').map((c) => c.id).join(', ') || r.stderr.trim().split('\n').pop()}`})`);
   console.log(`  job-ready  ${or(report.jobReadyMs)}  VM start → SSH as the job owner works${nodes > 1 ? ' (the slowest VM; they boot side by side)' : ''}`);
   console.log(`  cloud-init ${or(report.cloudInitDoneMs)}  VM start → cloud-init status --wait returned`);
-  console.log(`  job        ${or(report.jobMs)}  the job's wall time (${report.job ? `${report.job.id}, exit ${report.job.exitCode ?? 'none'}` : 'not run'})`);
+  console.log(`  job        ${report.jobMs !== undefined ? secs(report.jobMs) : '—'}  the job's wall time (${report.job ? `${report.job.id}, exit ${report.job.exitCode ?? 'none'}` : 'not run'})`);
   console.log(`  job's end  ${or(report.jobEndMs)}  VM start → the job's end`);
   if (nodes > 1) {
-    console.log(`  MPI        ${or(report.mpiMs)}  the shipped example, mpirun -np ${nodes} --hostfile $PBS_NODEFILE (compile included)`);
+    console.log(`  MPI        ${report.mpiMs !== undefined ? secs(report.mpiMs) : '—'}  the shipped example, mpirun -np ${nodes} --hostfile $PBS_NODEFILE (compile included)`);
     console.log(`  RDMA       ${report.rdmaBetweenVms ?? '—'}  ib_send_bw vnode01 → vnode02: #bytes #iters BWpeak BWavg[MB/s] MsgRate`);
   }
   if (!report.ok) process.exitCode = 1;
@@ -358,12 +358,16 @@ function printReleases(columns: ReleaseFigures[]): void {
 }
 
 let lastImage: string | undefined = values.image ? resolve(values.image) : undefined;
+/** This run's floor, once measured (a cold build's image, or --image's): rehearsal figures print as its multiples. */
+let runFloorMs: number | undefined;
 /** The figures of this one run, for the table at the end. */
 const figures: { floorMs?: number; dataBytes?: number; smokeMs?: number; jobReadyMs?: number; imageBytes?: number; coldMs?: number; coldNoSmokeMs?: number; appMs?: number; appNoSmokeMs?: number; dib?: DibFigures } = {};
 try {
   if (!runs) {
     await releases();
   } else {
+    // --image: the floor with that image's kernel, before anything else boots.
+    if (lastImage) figures.floorMs = runFloorMs = (await floor(lastImage))?.ms;
     for (const kind of runs) {
       const rehearseNodes = /^rehearse([2-8])?$/.exec(kind);
       if (rehearseNodes) {
@@ -387,7 +391,7 @@ try {
       lastImage = b.image;
       if (kind === 'cold') {
         await sizeBreakdown(lastImage).catch((error: unknown) => process.stderr.write(`bench: no size breakdown: ${String(error)}\n`));
-        figures.floorMs = (await floor(lastImage))?.ms;
+        figures.floorMs = runFloorMs = (await floor(lastImage))?.ms;
         figures.coldMs = wall;
         figures.coldNoSmokeMs = wall - (m.timings.find((t) => t.stage === 'smoke')?.ms ?? 0);
         figures.imageBytes = m.outputs[0]?.bytes;
