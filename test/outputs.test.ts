@@ -12,7 +12,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { convertImage, diskUsage, usageOfMap, outputName, writeRootfsOutputs } from '../src/pipeline/outputs.ts';
 import { run } from '../src/exec/run.ts';
-import type { DiskRef } from '../src/stages/types.ts';
+import type { DiskRef } from '../src/model/disk.ts';
 import { makeImage } from './helpers/tree-image.ts';
 import { timed } from './helpers/timing.ts';
 

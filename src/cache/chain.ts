@@ -6,9 +6,8 @@
  * a broken entry is removed by the build after it holds the entry's lock
  * (pipeline.ts decideAndLock), never here.
  */
-import type { KeyContext, Stage } from '../stages/types.ts';
 import { decide, type Decision } from './decide.ts';
-import type { ChainNode, Entry, StageCache } from './store.ts';
+import type { CacheableStage, ChainNode, Entry, KeyInputsContext, StageCache } from './store.ts';
 
 export interface ChainOptions {
   /** undefined with --no-cache: every cached stage is a miss that is not stored. */
@@ -34,12 +33,12 @@ export class StageChain {
     return this.options.version;
   }
 
-  forced(stage: Stage): boolean {
+  forced(stage: { readonly name: string }): boolean {
     const from = this.options.rebuildFrom;
     return from !== undefined && this.options.stageNames.indexOf(from) <= this.options.stageNames.indexOf(stage.name);
   }
 
-  async decide(stage: Stage, ctx: KeyContext): Promise<Decision> {
+  async decide<C extends KeyInputsContext>(stage: CacheableStage<C>, ctx: C): Promise<Decision> {
     const { cache } = this.options;
     if (!stage.cache) return { kind: 'uncached', why: 'runs on every build' };
     if (!cache) return { kind: 'uncached', why: '--no-cache' };
@@ -64,7 +63,7 @@ export class StageChain {
   }
 
   /** The stage ran without being stored: its disk is named only if the stage can name it. */
-  advanceUncached(stage: Stage, ctx: KeyContext): void {
+  advanceUncached<C extends KeyInputsContext>(stage: CacheableStage<C>, ctx: C): void {
     this.node = stage.cache?.identity?.(ctx);
     this.startsFromDisk = true;
   }

@@ -2,18 +2,17 @@
  * Hit or miss for one stage, and why: shared by the build and by `plan`, so
  * what plan says is what the build does.
  */
-import type { Stage, KeyContext } from '../stages/types.ts';
-import { changedParts, stageKey, type ChainNode, type Entry, type StageCache } from './store.ts';
+import { changedParts, stageKey, type CacheableStage, type ChainNode, type Entry, type KeyInputsContext, type StageCache } from './store.ts';
 
 export type Decision =
   | { kind: 'hit'; key: string; parts: Record<string, string>; entry: Entry }
   | { kind: 'miss'; key: string; parts: Record<string, string>; why: string }
   | { kind: 'uncached'; why: string };
 
-export async function decide(
+export async function decide<C extends KeyInputsContext>(
   cache: StageCache,
-  stage: Stage,
-  ctx: KeyContext,
+  stage: CacheableStage<C>,
+  ctx: C,
   chain: { parent?: ChainNode; startsFromDisk: boolean },
   version: string,
   options: { readOnly?: boolean } = {},
@@ -30,7 +29,7 @@ export async function decide(
 }
 
 /** Compare with this profile's latest entry of the stage: which named input changed. */
-async function whyMissed(cache: StageCache, stage: Stage, profile: string, parts: Record<string, string>, parent: ChainNode | undefined, version: string): Promise<string> {
+async function whyMissed(cache: StageCache, stage: CacheableStage<KeyInputsContext>, profile: string, parts: Record<string, string>, parent: ChainNode | undefined, version: string): Promise<string> {
   const before = await cache.previous(stage.name, profile);
   if (!before) return `no ${stage.name} entry for ${profile} yet`;
   const reasons: string[] = [];

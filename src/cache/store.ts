@@ -16,7 +16,7 @@
 import { chmod, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../exec/run.ts';
-import type { StageName } from '../os/types.ts';
+import type { StageName } from '../model/stage.ts';
 import { nonce, sha256Text, writeFileAtomic } from '../util/fs.ts';
 import { acquireLock, lockHolder, tryLock, type Lock, type LockHolder } from '../util/lock.ts';
 
@@ -24,6 +24,25 @@ import { acquireLock, lockHolder, tryLock, type Lock, type LockHolder } from '..
 export interface ChainNode {
   key: string;
   id: string;
+}
+
+/** What a stage's key hashes: named parts, so a miss can say which changed. */
+export type KeyInputs = Record<string, string>;
+
+/** The least a key is computed from: the profile's name names the entries of one profile. */
+export interface KeyInputsContext {
+  readonly profile: { readonly name: string };
+}
+
+/** What the cache asks of a stage (stages/types.ts's Stage is one): its name and, when it is cached, its key's inputs. */
+export interface CacheableStage<C extends KeyInputsContext> {
+  readonly name: StageName;
+  readonly cache?: {
+    /** Hashes of everything the stage reads; undefined when this profile's stage is not cached. */
+    inputs(ctx: C): Promise<KeyInputs | undefined>;
+    /** A stage that is not cached may still name its disk (an image checked by sha256). */
+    identity?(ctx: C): ChainNode | undefined;
+  };
 }
 
 export interface EntryRecord {

@@ -13,8 +13,8 @@ import { runMatrix, summaryTable, type MatrixJob } from '../pipeline/matrix.ts';
 import { isRemote } from '../vm/libvirt.ts';
 import { readFile } from 'node:fs/promises';
 import { howToReach, type KeptBuild } from '../debug/kept.ts';
-import type { BreakPoint, BuildOptions, OnError } from '../stages/types.ts';
-import { stageNames } from '../os/types.ts';
+import type { BreakPoint, BuildOptions, OnError } from '../model/build.ts';
+import { stageNames } from '../model/stage.ts';
 
 
 export async function run(args: string[]): Promise<number> {

@@ -8,7 +8,7 @@ import { allowHostPathOption, loadOptionsOf, parseCommandArgs } from './args.ts'
 import { stages as registry } from '../stages/index.ts';
 import { StageChain } from '../cache/chain.ts';
 import { StageCache } from '../cache/store.ts';
-import type { StageName } from '../os/types.ts';
+import type { StageName } from '../model/stage.ts';
 import type { Profile } from '../profile/schema.ts';
 import { cacheDir } from '../util/paths.ts';
 import { guestforgeVersion } from '../util/project.ts';

@@ -10,7 +10,7 @@ import { verifyOptionsOf } from '../stages/verify.ts';
 import { failedRules, formatReport, junitCases } from '../verify/print.ts';
 import { defaultVerifyOptions, verifyImage } from '../verify/run.ts';
 import { rules } from '../verify/rules.ts';
-import type { Rule } from '../verify/types.ts';
+import type { Rule } from '../model/verify.ts';
 
 /** A rule's record as `verify --explain` prints it. */
 export function explainRule(rule: Rule): string[] {

@@ -3,7 +3,7 @@
  * Ctrl-C, end of input or an interruption answer "clean up".
  */
 import { createInterface } from 'node:readline';
-import type { FailureChoice } from '../pipeline/pipeline.ts';
+import type { FailureChoice } from '../model/build.ts';
 
 export function parseChoice(answer: string): FailureChoice | undefined {
   const word = answer.trim().toLowerCase();

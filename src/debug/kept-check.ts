@@ -14,9 +14,9 @@ import type { Stats } from 'node:fs';
 import { lstat, realpath } from 'node:fs/promises';
 import { isAbsolute, join, normalize, relative, sep } from 'node:path';
 import { UserError } from '../errors.ts';
-import { stageNames } from '../os/types.ts';
+import { stageNames } from '../model/stage.ts';
 import { isUnder } from '../policy/paths.ts';
-import type { DiskRef } from '../stages/types.ts';
+import type { DiskRef } from '../model/disk.ts';
 import { cacheDir } from '../util/paths.ts';
 import { checkedBackingChain } from '../vm/image.ts';
 

@@ -7,9 +7,12 @@
 import type { SeedFiles } from '../cloudinit/seed.ts';
 import type { GuestSession } from '../guestfs/session.ts';
 import type { Step } from '../log.ts';
-import type { Problem } from '../profile/problem.ts';
+import type { Problem } from '../model/problem.ts';
 import type { Profile } from '../profile/schema.ts';
-import type { BuildContext, DiskRef, SmokeReport } from '../stages/types.ts';
+import type { BuildContext } from '../stages/types.ts';
+import type { SmokeReport } from '../model/smoke.ts';
+import type { DiskRef } from '../model/disk.ts';
+import type { StageName } from '../model/stage.ts';
 
 export type CloudConfig = Record<string, unknown>;
 
@@ -22,10 +25,6 @@ export interface BuildOnlyFile {
   path: string;
   content: string;
 }
-
-/** Stages known to the pipeline; a family picks and orders the ones it runs. */
-export const stageNames = ['base', 'provision', 'seal', 'inject', 'verify', 'finalize', 'smoke', 'package', 'compose'] as const;
-export type StageName = (typeof stageNames)[number];
 
 export interface OsDriver {
   readonly family: Profile['os']['family'];

@@ -5,9 +5,10 @@ import { run } from '../exec/run.ts';
 import { GuestSession } from '../guestfs/session.ts';
 import { mountGuest } from '../verify/facts.ts';
 import type { Accel } from '../vm/accel.ts';
-import type { DiskRef, OutputFile } from '../stages/types.ts';
+import type { DiskRef, OutputFile } from '../model/disk.ts';
 import { sha256File, tempPathFor, writeFileAtomic } from '../util/fs.ts';
 import { acquireLock } from '../util/lock.ts';
+import type { DiskUsage } from '../model/disk.ts';
 
 export type Compression = 'zstd' | 'zlib' | 'none';
 
@@ -49,12 +50,6 @@ export async function convertImage(
     throw error;
   }
   return { path: target, format, bytes: (await stat(target)).size, sha256: await sha256File(target) };
-}
-
-/** How much of a disk is data: its virtual size, and the bytes that are neither holes nor zeroes. */
-export interface DiskUsage {
-  virtualBytes: number;
-  dataBytes: number;
 }
 
 /**

@@ -16,7 +16,8 @@ import { driverFor } from '../os/index.ts';
 import type { LoadedProfile } from '../profile/load.ts';
 import { stages as registry } from '../stages/index.ts';
 import { completeManifest } from '../stages/finalize.ts';
-import type { BreakPoint, BuildContext, BuildOptions, OnError, Stage } from '../stages/types.ts';
+import type { BuildContext, Stage } from '../stages/types.ts';
+import type { BreakPoint, BuildOptions, FailureChoice, OnError } from '../model/build.ts';
 import { nonce as makeNonce, sha256Text } from '../util/fs.ts';
 import { cacheDir } from '../util/paths.ts';
 import type { Accel } from '../vm/accel.ts';
@@ -67,9 +68,6 @@ export interface BuildOutcome {
 export interface ResumeFrom {
   kept: KeptBuild;
 }
-
-/** The answer to a failed stage: clean up, keep it for a look inside, or run the stage again. */
-export type FailureChoice = 'cleanup' | 'keep' | 'retry';
 
 /** Checks --break against the plan: a usage error names the stages it can be. */
 export function breakIndex(stages: readonly Stage[], at: BreakPoint | undefined): number | undefined {

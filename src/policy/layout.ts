@@ -7,9 +7,9 @@
  */
 import { posix } from 'node:path';
 import { shellWord as sq } from '../util/quote.ts';
-import type { GuestFacts } from '../verify/facts.ts';
+import type { GuestFacts } from '../model/facts.ts';
 import { isUnder } from './paths.ts';
-import type { RuleResult, VerifyOptions } from '../verify/types.ts';
+import type { RuleResult, VerifyOptions } from '../model/verify.ts';
 
 /** The cluster mounts its own software folder here at job start. */
 export const clusterOpt = '/opt';

@@ -7,7 +7,7 @@ import { access, readdir, stat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { imageInfo } from '../vm/image.ts';
 import type { Profile } from './schema.ts';
-import type { Problem } from './problem.ts';
+import type { Problem } from '../model/problem.ts';
 import { clusterOpt, layoutProblems, volumeOwnFolder } from '../policy/layout.ts';
 import { guestPathProblem, isUnder } from '../policy/paths.ts';
 import { driverFor } from '../os/index.ts';
@@ -16,7 +16,6 @@ import { parseCloudConfig } from '../cloudinit/yaml.ts';
 import { readUntrusted } from '../util/fs.ts';
 import { formatSize, parseSize } from './units.ts';
 
-export type { Problem } from './problem.ts';
 
 /** Smallest disk a bootstrapped Debian guest fits in, with room for packages. */
 export const minBootstrapDisk = 2 * 1024 ** 3;

@@ -7,25 +7,7 @@
  *   chain <tree> <unit> [@<at>] [+<took>]   systemd-analyze critical-chain to cloud-config.service
  * Pure: the smoke runner adds the host's view (time to the result line).
  */
-
-export interface BootTiming {
-  /** Host: from qemu's start to the kernel's (firmware, boot loader), i.e. time to result minus the guest's uptime. */
-  beforeKernelMs?: number;
-  /** Kernel start to the initramfs's start, or to userspace when there is none. */
-  kernelMs?: number;
-  initrdMs?: number;
-  /** Userspace start (systemd in the root file system) to the guest's report. */
-  userspaceMs?: number;
-  /** The slowest units as systemd-analyze blame lists them. */
-  units: { unit: string; ms: number }[];
-  /** cloud-init's stages (the last one up to the report). */
-  cloudInit: { stage: string; ms: number }[];
-  /**
-   * The critical chain to cloud-config.service, the unit first (cloud-final, still running
-   * when the report is made, follows it): when each unit became active and how long it took.
-   */
-  chain: { unit: string; atMs?: number; ms?: number }[];
-}
+import type { BootTiming } from '../model/smoke.ts';
 
 const spanUnits: Record<string, number> = { h: 3_600_000, min: 60_000, s: 1000, ms: 1, us: 0.001, 'µs': 0.001 };
 

@@ -15,7 +15,8 @@ import { errorMessage, UserError } from '../errors.ts';
 import type { Step } from '../log.ts';
 import { formatSize } from '../profile/units.ts';
 import { sha256File, tempPathFor } from '../util/fs.ts';
-import type { BuildContext, DiskRef, Stage } from './types.ts';
+import type { BuildContext, Stage } from './types.ts';
+import type { DiskRef } from '../model/disk.ts';
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(() => true, () => false);

@@ -1,5 +1,5 @@
 /** The stage registry. A stage a family lists but nobody has written yet is reported, not skipped. */
-import type { StageName } from '../os/types.ts';
+import type { StageName } from '../model/stage.ts';
 import { baseStage } from './base.ts';
 import { finalizeStage } from './finalize.ts';
 import { injectStage } from './inject.ts';

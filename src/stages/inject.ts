@@ -14,7 +14,8 @@ import { UserError } from '../errors.ts';
 import { run } from '../exec/run.ts';
 import { GuestSession } from '../guestfs/session.ts';
 import type { App, Profile } from '../profile/schema.ts';
-import { gatherFacts, mountGuest, type AppsFolderMount, type GuestFacts } from '../verify/facts.ts';
+import { gatherFacts, mountGuest } from '../verify/facts.ts';
+import { type AppsFolderMount, type GuestFacts } from '../model/facts.ts';
 import { hashTree, nonce, sha256Text } from '../util/fs.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import { writeAtArgs } from '../vm/image.ts';
@@ -23,7 +24,8 @@ import { isUnder } from '../policy/paths.ts';
 import { volumeOwnFolder } from '../policy/layout.ts';
 import { formatSize } from '../profile/units.ts';
 import { fstrimAll, keepsFacts } from './seal.ts';
-import type { DiskRef, Stage } from './types.ts';
+import type { Stage } from './types.ts';
+import type { DiskRef } from '../model/disk.ts';
 
 /** Bump when what the inject stage does or reads back changes, so older entries are not reused. */
 const injectRecipe = 4;

@@ -4,49 +4,21 @@
  * the OS driver gives and, on failure or signal, cleans up in reverse.
  */
 import type { Logger, Step } from '../log.ts';
-import type { OsDriver, StageName } from '../os/types.ts';
+import type { OsDriver } from '../os/types.ts';
+import type { StageName } from '../model/stage.ts';
 import type { Profile } from '../profile/schema.ts';
 import type { Accel } from '../vm/accel.ts';
-import type { CheckLine } from '../vm/serial.ts';
-import type { BootTiming } from '../smoke/boot-timing.ts';
-import type { VerifyReport } from '../verify/types.ts';
-import type { GuestFacts } from '../verify/facts.ts';
-import type { ChainNode, StageCache } from '../cache/store.ts';
+import type { CheckLine } from '../model/smoke.ts';
+import type { BootTiming } from '../model/smoke.ts';
+import type { VerifyReport } from '../model/verify.ts';
+import type { GuestFacts } from '../model/facts.ts';
+import type { CacheableStage, StageCache } from '../cache/store.ts';
 import type { Backend } from '../vm/backend.ts';
 import type { RunningVm } from '../vm/qemu.ts';
-import type { StageName as StageId } from '../os/types.ts';
-import type { DiskUsage } from '../pipeline/outputs.ts';
-
-export interface DiskRef {
-  path: string;
-  format: 'qcow2' | 'raw';
-}
-
-export interface BuildOptions {
-  outDir: string;
-  smoke: boolean;
-  keepWork: boolean;
-  noCache: boolean;
-  /** Run this stage and every later one even when cached (and cache the new results). */
-  rebuildFrom?: StageId;
-  /** OSv: write the Capstan package and stop. */
-  packageOnly?: boolean;
-  /** gpg key (id, fingerprint or e-mail in the keyring) to sign SHA256SUMS with. */
-  signKey?: string;
-  /** What a failed stage leaves: everything cleaned up (default), kept for a look inside, or asked on the terminal. */
-  onError?: OnError;
-  /** An SSH public key (its text) the kept build VM lets root in with, on a 127.0.0.1 port. */
-  debugSshKey?: string;
-  /** Stop before or after a stage as if it had failed with --on-error keep (nothing is cleaned up). */
-  breakAt?: BreakPoint;
-}
-
-export type OnError = 'cleanup' | 'keep' | 'ask';
-
-export interface BreakPoint {
-  when: 'before' | 'after';
-  stage: StageId;
-}
+import type { DiskUsage } from '../model/disk.ts';
+import type { DiskRef, OutputFile } from '../model/disk.ts';
+import type { SmokeReport } from '../model/smoke.ts';
+import type { BuildOptions } from '../model/build.ts';
 
 /** What a failed stage leaves for the admin, when the build keeps it. */
 export interface FailedStageState {
@@ -58,28 +30,10 @@ export interface FailedStageState {
   password?: string;
 }
 
-export interface OutputFile {
-  path: string;
-  format: string;
-  bytes: number;
-  sha256: string;
-}
-
 export interface StageTiming {
   stage: StageName;
   ms: number;
   note?: string;
-}
-
-export interface SmokeReport {
-  ok: boolean;
-  detail: string;
-  checks: CheckLine[];
-  warnings: string[];
-  bootMs?: number;
-  /** Where the boot's time went (Linux smoke only). */
-  boot?: BootTiming;
-  serialLog: string;
 }
 
 export interface BuildContext {
@@ -129,14 +83,10 @@ export interface BuildContext {
 export type KeyContext = Pick<BuildContext, 'profile' | 'driver'>;
 
 /**
- * A stage whose result is a disk can be cached: its key hashes `inputs`
- * (named, so a miss can say which changed) with the parent's key and id.
+ * A stage whose result is a disk can be cached: its key hashes the inputs the
+ * cache asks for (named, so a miss can say which changed) with the parent's key and id.
  */
-export interface StageCacheSpec {
-  /** Hashes of everything the stage reads; undefined when this profile's stage is not cached. */
-  inputs(ctx: KeyContext): Promise<Record<string, string> | undefined>;
-  /** A stage that is not cached may still name its disk (an image checked by sha256). */
-  identity?(ctx: KeyContext): ChainNode | undefined;
+export interface StageCacheSpec extends NonNullable<CacheableStage<KeyContext>['cache']> {
   /** Kept with the entry and handed back on a hit (the seal and inject stages' facts). */
   save?(ctx: BuildContext): unknown;
   restore?(ctx: BuildContext, data: unknown): void;

@@ -9,7 +9,7 @@ import { activeTrims } from '../policy/boot.ts';
 import { UserError } from '../errors.ts';
 import { evaluate, verifyImage } from '../verify/run.ts';
 import { failedRules, formatReport } from '../verify/print.ts';
-import type { VerifyOptions } from '../verify/types.ts';
+import type { VerifyOptions } from '../model/verify.ts';
 import type { Profile } from '../profile/schema.ts';
 import type { Stage } from './types.ts';
 

@@ -1,6 +1,6 @@
 /** Human and CI renderings of a verify report. */
 import type { JunitCase } from '../report/junit.ts';
-import type { VerifyReport } from './types.ts';
+import type { VerifyReport } from '../model/verify.ts';
 
 const marks = { pass: 'PASS', fail: 'FAIL', warn: 'WARN', skip: 'skip' } as const;
 

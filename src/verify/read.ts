@@ -11,6 +11,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import type { GuestSession } from '../guestfs/session.ts';
+import type { Unread } from '../model/facts.ts';
 
 const MiB = 1024 * 1024;
 
@@ -26,12 +27,6 @@ export const readLimits = {
   /** The rpm database's files, copied to the host for rpm to read. */
   rpmDbBytes: 256 * MiB,
 } as const;
-
-/** A path verify did not read, and why: verify.complete fails naming it. */
-export interface Unread {
-  path: string;
-  why: string;
-}
 
 /** libguestfs could not stat it: the path runs through a loop of symbolic links (ELOOP), or something as odd. */
 export const unreadableWhy = 'libguestfs cannot stat it (a loop of symbolic links on the way?)';

@@ -5,9 +5,9 @@
  */
 import { parse } from 'yaml';
 import { layoutRules } from '../policy/layout.ts';
-import type { FileHead, GuestFacts } from './facts.ts';
+import type { FileHead, GuestFacts } from '../model/facts.ts';
 import { readLimits } from './read.ts';
-import type { Rule, RuleResult } from './types.ts';
+import type { Rule, RuleResult } from '../model/verify.ts';
 
 const pass = (evidence: string): RuleResult => ({ verdict: 'pass', evidence });
 const fail = (evidence: string): RuleResult => ({ verdict: 'fail', evidence });

@@ -1,9 +1,10 @@
 import { defaultLayout } from '../profile/schema.ts';
 import { GuestSession, type GuestDisk } from '../guestfs/session.ts';
 import type { Accel } from '../vm/accel.ts';
-import { gatherFacts, mountGuest, type GuestFacts } from './facts.ts';
+import { gatherFacts, mountGuest } from './facts.ts';
+import { type GuestFacts } from '../model/facts.ts';
 import { osFamily, rules } from './rules.ts';
-import type { VerifyOptions, VerifyReport } from './types.ts';
+import type { VerifyOptions, VerifyReport } from '../model/verify.ts';
 
 export const defaultVerifyOptions: VerifyOptions = { requireVrdma: false, requireNoRocm: false, ...defaultLayout };
 

@@ -2,7 +2,7 @@
 import { chmod } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { run } from '../exec/run.ts';
-import type { DiskRef } from '../stages/types.ts';
+import type { DiskRef } from '../model/disk.ts';
 
 /**
  * A new qcow2 backed by `backing` (absolute path, explicit format: qemu

@@ -9,6 +9,7 @@
  * where the nonce is fresh per boot, so stale text cannot pass for a result.
  */
 import { chmod, open, writeFile } from 'node:fs/promises';
+import type { CheckLine } from '../model/smoke.ts';
 
 /**
  * An empty console log, owner-only (the console shows what cloud-init and the
@@ -18,12 +19,6 @@ import { chmod, open, writeFile } from 'node:fs/promises';
 export async function freshConsoleLog(path: string): Promise<void> {
   await writeFile(path, '', { mode: 0o600 });
   await chmod(path, 0o600);
-}
-
-export interface CheckLine {
-  id: string;
-  status: 'pass' | 'fail' | 'warn';
-  detail: string;
 }
 
 export type SerialEvent =

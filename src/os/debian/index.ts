@@ -1,7 +1,7 @@
 import type { Profile } from '../../profile/schema.ts';
 import { linuxBuildSeed, linuxClusterSeed } from '../linux-seed.ts';
 import type { CloudConfig, OsDriver } from '../types.ts';
-import type { Problem } from '../../profile/problem.ts';
+import type { Problem } from '../../model/problem.ts';
 import { debianReleases } from '../../host/apt-sources.ts';
 import { bootstrapDebian, bootstrapKey, mirrorAuthFiles } from './bootstrap.ts';
 

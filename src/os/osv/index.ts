@@ -3,7 +3,7 @@ import { profileUserData } from '../linux-seed.ts';
 import { parseDuration } from '../../profile/units.ts';
 import { smokeOsv } from './smoke.ts';
 import type { OsOf, Profile } from '../../profile/schema.ts';
-import type { Problem } from '../../profile/problem.ts';
+import type { Problem } from '../../model/problem.ts';
 import type { OsDriver } from '../types.ts';
 
 /** The OSv part of a profile; the OSv stages call this, so a wrong family fails loudly. */
