@@ -2,7 +2,7 @@
 // and the README's verify rule table from the rule records.
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { renderJsonSchema } from '../src/profile/json-schema.ts';
+import { renderJsonSchema } from '../src/loader/json-schema.ts';
 import { renderReference } from '../src/profile/reference.ts';
 import { projectRoot } from '../src/util/project.ts';
 import { withRuleTable } from '../src/verify/table.ts';

@@ -10,13 +10,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { loadProfileOrThrow } from '../src/profile/index.ts';
-import { appsVolumeFstab, appsVolumeOf, sfdiskScript, type AppsVolume } from '../src/os/debian/bootstrap.ts';
+import { loadProfileOrThrow } from '../src/loader/index.ts';
+import { appsVolumeFstab, appsVolumeOf, sfdiskScript } from '../src/os/debian/bootstrap.ts';
+import { type AppsVolume } from '../src/model/disk.ts';
 import { profileBlocker, volumeBlocker, writeAppsVolume } from '../src/stages/inject.ts';
 import { parsePartList } from '../src/stages/seal.ts';
 import { writeAtArgs } from '../src/vm/image.ts';
 import { run } from '../src/exec/run.ts';
-import type { GuestFacts } from '../src/verify/facts.ts';
+import type { GuestFacts } from '../src/model/facts.ts';
 import type { Profile } from '../src/profile/schema.ts';
 import { timed } from './helpers/timing.ts';
 

@@ -17,8 +17,8 @@ import { changedParts, stageKey, StageCache, type Entry } from '../src/cache/sto
 import { run } from '../src/exec/run.ts';
 import { StageChain } from '../src/cache/chain.ts';
 import { driverFor } from '../src/os/index.ts';
-import { loadProfileOrThrow } from '../src/profile/index.ts';
-import { stages } from '../src/stages/index.ts';
+import { loadProfileOrThrow } from '../src/loader/index.ts';
+import { baseStage, injectStage, provisionStage } from '../src/stages/index.ts';
 import { guestforgeVersion } from '../src/util/project.ts';
 
 const tmp = await mkdtemp(join(tmpdir(), 'gf-cache-'));
@@ -61,9 +61,9 @@ store('plan on a cache with a corrupted entry reports it and leaves it byte for 
   // The provision entry this profile's build would use, made as the build makes it, then corrupted.
   const { profile } = await loadProfileOrThrow(file);
   const driver = driverFor(profile.os.family);
-  const chain = new StageChain({ cache: new StageCache(join(root, 'guestforge')), version: await guestforgeVersion(), readOnly: true, stageNames: driver.stages(profile) });
-  chain.advanceUncached(stages.base!, { profile, driver });
-  const miss = await chain.decide(stages.provision!, { profile, driver });
+  const chain = new StageChain({ cache: new StageCache(join(root, 'guestforge')), version: await guestforgeVersion(), readOnly: true, stageNames: driver.plan(profile).map((s) => s.name) });
+  chain.advanceUncached(baseStage, { profile, driver });
+  const miss = await chain.decide(provisionStage, { profile, driver });
   assert.is(miss.kind, 'miss');
   const cache = new StageCache(join(root, 'guestforge'));
   const entry = await cache.store(await disk(), { stage: 'provision', key: miss.kind === 'miss' ? miss.key : '', profile: 'plan-ro', guestforge: '0', parts: {} });
@@ -81,9 +81,9 @@ store('plan on a cache with a corrupted entry reports it and leaves it byte for 
   assert.not.ok(existsSync(entry.path.replace(/\.qcow2$/, '.lock')), 'plan took no lock');
 
   // The build's own walk looks without the lock, so it must not remove either: that waits for the lock.
-  const buildChain = new StageChain({ cache, version: await guestforgeVersion(), readOnly: false, stageNames: driver.stages(profile) });
-  buildChain.advanceUncached(stages.base!, { profile, driver });
-  const seen = await buildChain.decide(stages.provision!, { profile, driver });
+  const buildChain = new StageChain({ cache, version: await guestforgeVersion(), readOnly: false, stageNames: driver.plan(profile).map((s) => s.name) });
+  buildChain.advanceUncached(baseStage, { profile, driver });
+  const seen = await buildChain.decide(provisionStage, { profile, driver });
   assert.is(seen.kind, 'miss');
   assert.ok((await readFile(entry.path)).equals(before), 'the build\'s unlocked look removed nothing');
   assert.ok(existsSync(entry.path.replace(/\.qcow2$/, '.json')));
@@ -92,11 +92,11 @@ store('plan on a cache with a corrupted entry reports it and leaves it byte for 
 store('after a stage that will run, a stage with nothing to cache is uncached, as the build says', async () => {
   const { profile } = await loadProfileOrThrow(join(import.meta.dirname, '..', 'profiles', 'debian-12-hpc.yaml'));
   const driver = driverFor(profile.os.family);
-  const chain = new StageChain({ cache: new StageCache(join(tmp, 'c-willrun')), version: '0', readOnly: true, stageNames: driver.stages(profile) });
+  const chain = new StageChain({ cache: new StageCache(join(tmp, 'c-willrun')), version: '0', readOnly: true, stageNames: driver.plan(profile).map((s) => s.name) });
   chain.markWillRun();
-  const nothing = { ...stages.inject!, cache: { ...stages.inject!.cache!, inputs: async () => undefined } };
+  const nothing = { ...injectStage, cache: { ...injectStage.cache!, inputs: async () => undefined } };
   assert.is((await chain.decide(nothing, { profile, driver })).kind, 'uncached');
-  assert.is((await chain.decide(stages.inject!, { profile, driver })).kind, 'miss');
+  assert.is((await chain.decide(injectStage, { profile, driver })).kind, 'miss');
 });
 
 store('a stored entry is a hit; a truncated one is a miss and is removed', async () => {

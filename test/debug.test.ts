@@ -16,14 +16,14 @@ import { parsePublicKey, debugOptions } from '../src/commands/build.ts';
 import { parseChoice } from '../src/debug/ask.ts';
 import { breakIndex } from '../src/pipeline/pipeline.ts';
 import { qemuArgs } from '../src/vm/qemu-args.ts';
-import { stages } from '../src/stages/index.ts';
+import { baseStage, finalizeStage, injectStage, provisionStage, smokeStage, verifyStage } from '../src/stages/index.ts';
 import type { Stage } from '../src/stages/types.ts';
 import { writeWrongShaProfile } from './helpers/wrong-sha.ts';
 import { timed } from './helpers/timing.ts';
 import { onPty } from './helpers/pty.ts';
 import { killAll, release, run, start } from '../src/exec/run.ts';
 import { stopKeptVm } from '../src/vm/qemu.ts';
-import { pidAlive } from '../src/util/lock.ts';
+import { pidAlive } from '../src/exec/lock.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const cli = join(root, 'bin', 'guestforge.js');
@@ -66,7 +66,7 @@ flags('--on-error, --debug-ssh-key and --break are checked before anything start
 });
 
 flags('--break is placed in the plan: the stage before which the build stops; the first and last points are refused', () => {
-  const plan = ['base', 'provision', 'inject', 'verify', 'finalize', 'smoke'].map((n) => stages[n as keyof typeof stages]!) as Stage[];
+  const plan: Stage[] = [baseStage, provisionStage, injectStage, verifyStage, finalizeStage, smokeStage];
   assert.is(breakIndex(plan, { when: 'before', stage: 'inject' }), 2);
   assert.is(breakIndex(plan, { when: 'after', stage: 'inject' }), 3);
   assert.is(breakIndex(plan, undefined), undefined);

@@ -4,7 +4,7 @@ import { withRuleTable } from '../src/verify/table.ts';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { renderJsonSchema } from '../src/profile/json-schema.ts';
+import { renderJsonSchema } from '../src/loader/json-schema.ts';
 import { renderReference } from '../src/profile/reference.ts';
 
 const root = resolve(import.meta.dirname, '..');

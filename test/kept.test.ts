@@ -17,7 +17,7 @@ import { checkedKeptDisk, recordProblem } from '../src/debug/kept-check.ts';
 import { resumeFlags } from '../src/commands/build.ts';
 import { Logger } from '../src/log.ts';
 import { runBuild } from '../src/pipeline/pipeline.ts';
-import { loadProfileOrThrow } from '../src/profile/index.ts';
+import { loadProfileOrThrow } from '../src/loader/index.ts';
 import { untrustedFileProblem } from '../src/util/trusted-path.ts';
 
 const root = resolve(import.meta.dirname, '..');

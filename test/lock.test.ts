@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { acquireLock, lockHolder, parseHolder, readLock } from '../src/util/lock.ts';
+import { acquireLock, lockHolder, parseHolder, readLock } from '../src/exec/lock.ts';
 
 const tmp = await mkdtemp(join(tmpdir(), 'gf-lock-'));
 const worker = join(import.meta.dirname, 'helpers', 'lock-worker.ts');

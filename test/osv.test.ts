@@ -20,7 +20,7 @@ import { cmdlineOffset, readCmdline, writeCmdline } from '../src/os/osv/cmdline.
 import { freePort, readyLine, sendFile, waitForSerial } from '../src/os/osv/compose.ts';
 import { archiveNames, writeCpioArchive } from '../src/os/osv/cpio.ts';
 import { bootCommand, writePackage } from '../src/os/osv/package.ts';
-import { loadProfileOrThrow } from '../src/profile/index.ts';
+import { loadProfileOrThrow } from '../src/loader/index.ts';
 import { SerialTail } from '../src/vm/serial.ts';
 
 const root = resolve(import.meta.dirname, '..');

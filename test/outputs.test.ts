@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { convertImage, diskUsage, usageOfMap, outputName, writeRootfsOutputs } from '../src/pipeline/outputs.ts';
+import { convertImage, diskUsage, usageOfMap, outputName, writeRootfsOutputs } from '../src/stages/outputs.ts';
 import { run } from '../src/exec/run.ts';
 import type { DiskRef } from '../src/model/disk.ts';
 import { makeImage } from './helpers/tree-image.ts';

@@ -6,9 +6,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { formatDiagnostic } from '../src/profile/diagnostic.ts';
-import { loadProfile } from '../src/profile/load.ts';
+import { loadProfile } from '../src/loader/profile.ts';
 import { hostPathFields } from '../src/profile/host-paths.ts';
-import { renderJsonSchema } from '../src/profile/json-schema.ts';
+import { renderJsonSchema } from '../src/loader/json-schema.ts';
 import { bootstrapKey, buildStubDeb, hookDir, mmdebstrapArgs, stubPackages } from '../src/os/debian/bootstrap.ts';
 import { activeTrims, initramfsModules } from '../src/policy/boot.ts';
 

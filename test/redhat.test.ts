@@ -14,12 +14,13 @@ import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { timed } from './helpers/timing.ts';
-import { buildUserData, smokeUserData, smokeTargetOf } from '../src/cloudinit/userdata.ts';
+import { smokeUserData, smokeTargetOf } from '../src/cloudinit/userdata.ts';
+import { buildUserData } from '../src/os/linux-seed.ts';
 import { run } from '../src/exec/run.ts';
 import { GuestSession } from '../src/guestfs/session.ts';
 import { debian } from '../src/os/debian/index.ts';
 import { redhat, selinuxConfig } from '../src/os/redhat/index.ts';
-import { loadProfileOrThrow } from '../src/profile/index.ts';
+import { loadProfileOrThrow } from '../src/loader/index.ts';
 import type { Profile } from '../src/profile/schema.ts';
 import { mountGuest } from '../src/verify/facts.ts';
 import { makeImage, type Tree } from './helpers/tree-image.ts';
@@ -90,10 +91,10 @@ unit('vRDMA packages come from each family\'s driver', async () => {
 
 unit('the smoke user-data does not depend on the family, only on whether the image has an apps volume', async () => {
   // The bootstrapped Debian image has one (its layout.opt-vm check also asks that it is mounted); the imported Rocky image has none.
-  assert.is(smokeTargetOf(deb).appsVolumeLabel, 'gf-apps');
-  assert.is(smokeTargetOf(rocky).appsVolumeLabel, undefined);
-  const { appsVolumeLabel: _, ...debWithout } = smokeTargetOf(deb);
-  assert.equal(await smokeUserData(smokeTargetOf(rocky), 'N'), await smokeUserData(debWithout, 'N'));
+  assert.is(smokeTargetOf(deb, debian.appsVolume?.(deb)).appsVolumeLabel, 'gf-apps');
+  assert.is(smokeTargetOf(rocky, redhat.appsVolume?.(rocky)).appsVolumeLabel, undefined);
+  const { appsVolumeLabel: _, ...debWithout } = smokeTargetOf(deb, debian.appsVolume?.(deb));
+  assert.equal(await smokeUserData(smokeTargetOf(rocky, redhat.appsVolume?.(rocky)), 'N'), await smokeUserData(debWithout, 'N'));
 });
 
 unit('SELinux config parsing', () => {

@@ -16,8 +16,9 @@ import { timed } from './helpers/timing.ts';
 import { datasourceVerdict, rules, sshdSetting } from '../src/verify/rules.ts';
 import { evaluate, defaultVerifyOptions } from '../src/verify/run.ts';
 import { verifyOptionsOf } from '../src/stages/verify.ts';
-import { loadProfileOrThrow } from '../src/profile/index.ts';
-import { accountPasswords, kernelCmdlinesOf, parseFstab, parsePasswd, type GuestFacts } from '../src/verify/facts.ts';
+import { loadProfileOrThrow } from '../src/loader/index.ts';
+import { accountPasswords, kernelCmdlinesOf, parseFstab, parsePasswd } from '../src/verify/facts.ts';
+import { type GuestFacts } from '../src/model/facts.ts';
 import { unreadableWhy } from '../src/verify/read.ts';
 import { makeImage as makeTreeImage, type Tree } from './helpers/tree-image.ts';
 

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { run } from '../exec/run.ts';
 import type { StageName } from '../model/stage.ts';
 import { nonce, sha256Text, writeFileAtomic } from '../util/fs.ts';
-import { acquireLock, lockHolder, tryLock, type Lock, type LockHolder } from '../util/lock.ts';
+import { acquireLock, lockHolder, tryLock, type Lock, type LockHolder } from '../exec/lock.ts';
 
 /** Who a disk in the chain is, for the key of the stage built on it. */
 export interface ChainNode {
@@ -73,7 +73,7 @@ export function stageKey(stage: StageName, parts: Record<string, string>, parent
   return sha256Text(JSON.stringify({ stage, parts: sorted, parent: parent ?? null, guestforge: version })).slice(0, 16);
 }
 
-export type { Lock, LockHolder } from '../util/lock.ts';
+export type { Lock, LockHolder } from '../exec/lock.ts';
 
 export class StageCache {
   readonly dir: string;

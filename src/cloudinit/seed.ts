@@ -3,6 +3,16 @@ import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../exec/run.ts';
 
+/**
+ * A file the build VM needs and the image must not keep (a mirror's apt
+ * credentials): the seed writes it owner-only, the build VM's last command
+ * removes it, and logs and `plan` show its content as <redacted>.
+ */
+export interface BuildOnlyFile {
+  path: string;
+  content: string;
+}
+
 export interface SeedFiles {
   userData: string;
   /** Absent for OSv, whose cloud-init reads user-data only. */

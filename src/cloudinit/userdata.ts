@@ -6,15 +6,14 @@
  */
 import { readFile } from 'node:fs/promises';
 import { posix } from 'node:path';
-import type { CloudConfig, OsDriver } from '../os/types.ts';
+import type { CloudConfig } from './yaml.ts';
+import type { BuildOnlyFile } from './seed.ts';
 import type { Profile } from '../profile/schema.ts';
 import { mergeLayers } from '../profile/merge.ts';
 import { Locations } from '../profile/source.ts';
 import { readShipped } from '../util/project.ts';
 import { parseCloudConfig } from './yaml.ts';
-import { vrdmaBuildConfig } from '../os/vrdma.ts';
 import { inGuestLayoutChecks, provisionLayoutScript, type Layout } from '../policy/layout.ts';
-import { appsVolumeOf } from '../os/debian/bootstrap.ts';
 import { shellWord } from '../util/quote.ts';
 import { activeTrims } from '../policy/boot.ts';
 import { readChecks } from './checks.ts';
@@ -80,11 +79,21 @@ async function extraUserData(profile: Profile): Promise<CloudConfig> {
 
 /**
  * Paths of write_files entries shown as <redacted> in logs and plan: the extra user-data's
- * marked `secret: true`, and the driver's build-only files (a mirror's credentials).
+ * marked `secret: true`, and the family's build-only files (a mirror's credentials).
  */
-export async function secretFilePaths(profile: Profile, driver?: OsDriver): Promise<string[]> {
+export async function secretFilePaths(profile: Profile, buildOnly: readonly BuildOnlyFile[] = []): Promise<string[]> {
   const marked = writeFilesOf(await extraUserDataAsWritten(profile)).filter((f) => f.secret === true && typeof f.path === 'string').map((f) => f.path as string);
-  return [...marked, ...((await driver?.buildOnlyFiles?.(profile)) ?? []).map((f) => f.path)];
+  return [...marked, ...buildOnly.map((f) => f.path)];
+}
+
+/** What a guest family adds to the build VM's user-data (os/linux-seed.ts asks the driver). */
+export interface FamilyUserData {
+  /** Where cloud-init's datasource list goes. */
+  datasourceFile: string;
+  /** Secrets the build VM needs for a while, written owner-only and removed by its last command. */
+  buildOnly: readonly BuildOnlyFile[];
+  /** cloud-config only this family needs (its own keys, then vRDMA's), merged before the profile's own user-data. */
+  configs: readonly CloudConfig[];
 }
 
 /** Before the profile's commands: the layout's folders. */
@@ -103,14 +112,14 @@ export function layoutCheckCommand(profile: Profile): string[] {
 }
 
 /** The build VM's cloud-config. */
-export async function buildUserData(profile: Profile, driver: OsDriver, nonce: string): Promise<CloudConfig> {
+export async function composeBuildUserData(profile: Profile, family: FamilyUserData, nonce: string): Promise<CloudConfig> {
   const [staticPart, report, runCommands] = await Promise.all([
     readShipped('cloud-init', 'build.yaml').then(parseCloudConfig),
     readShipped('cloud-init', 'report.sh'),
     readShipped('cloud-init', 'run-commands.sh'),
   ]);
   const trims = activeTrims(profile);
-  const buildOnly = (await driver.buildOnlyFiles?.(profile)) ?? [];
+  const { buildOnly } = family;
   // The other trims once the build VM's own first boot has run everything: its last runcmd
   // (not write_files' defer, which some RHEL-family cloud-init builds leave out).
   const late = [
@@ -120,7 +129,7 @@ export async function buildUserData(profile: Profile, driver: OsDriver, nonce: s
   const generated: CloudConfig = {
     bootcmd: [startedBootcmd(nonce)],
     write_files: [
-      { path: driver.datasourceFile, permissions: '0644', content: 'datasource_list: [ NoCloud, None ]\n' },
+      { path: family.datasourceFile, permissions: '0644', content: 'datasource_list: [ NoCloud, None ]\n' },
       { path: `${guestDir}/report.sh`, permissions: '0755', content: report },
       { path: `${guestDir}/run-commands.sh`, permissions: '0755', content: runCommands },
       ...profile.commands.map((command, index) => commandFile(index, command)),
@@ -138,8 +147,7 @@ export async function buildUserData(profile: Profile, driver: OsDriver, nonce: s
   return mergeCloudConfig(
     staticPart,
     generated,
-    driver.buildConfig(profile),
-    await vrdmaBuildConfig(profile, driver),
+    ...family.configs,
     await extraUserData(profile),
     // Last: the profile's commands run once everything above is in place,
     // then the layout is checked (a command must not fill /opt either);
@@ -174,7 +182,8 @@ export interface SmokeTarget extends Layout {
   vrdma: boolean;
 }
 
-export function smokeTargetOf(profile: Profile): SmokeTarget {
-  const volume = appsVolumeOf(profile);
+/** `appsVolume`: the family's apps volume for this profile (its driver's appsVolume), if it has one. */
+export function smokeTargetOf(profile: Profile, appsVolume: { label: string } | undefined): SmokeTarget {
+  const volume = appsVolume;
   return { ...profile.layout, vrdma: profile.vrdma.enabled, ...(volume ? { appsVolumeLabel: volume.label } : {}) };
 }

@@ -1,5 +1,7 @@
 import { Document, parse } from 'yaml';
-import type { CloudConfig } from '../os/types.ts';
+
+/** A cloud-config document as a value: parsed, merged and written back as YAML 1.1. */
+export type CloudConfig = Record<string, unknown>;
 
 /**
  * cloud-init reads with PyYAML, i.e. YAML 1.1 (yes/no are booleans), and a

@@ -2,7 +2,7 @@
 import { resolve } from 'node:path';
 import { UsageError } from '../errors.ts';
 import { formatDiagnostic } from '../profile/diagnostic.ts';
-import { parseLocated } from '../profile/load.ts';
+import { parseLocated } from '../profile/located.ts';
 import { readSource, SourceError } from '../profile/source.ts';
 import { projectRoot } from '../util/project.ts';
 import { clusterSchema, type Cluster } from './schema.ts';

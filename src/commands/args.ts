@@ -1,6 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { UsageError } from '../errors.ts';
-import type { LoadOptions } from '../profile/load.ts';
+import type { LoadOptions } from '../loader/profile.ts';
 
 /** node:util parseArgs, with its errors turned into usage errors (exit 2). */
 export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options']>>(

@@ -1,6 +1,6 @@
 import { errorMessage, ExitCode, UsageError, UserError } from '../errors.ts';
 import { Logger, type BuildEvent } from '../log.ts';
-import { loadProfileOrThrow } from '../profile/index.ts';
+import { loadProfileOrThrow } from '../loader/index.ts';
 import { formatSize } from '../profile/units.ts';
 import { writeJunit } from '../report/junit.ts';
 import { runBuild } from '../pipeline/pipeline.ts';

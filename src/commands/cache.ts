@@ -13,7 +13,7 @@ import { run as exec } from '../exec/run.ts';
 import { formatSize, parseDuration, parseSize } from '../profile/units.ts';
 import { age, textTable } from '../report/table.ts';
 import { cacheDir } from '../util/paths.ts';
-import { lockIsStale, readLock } from '../util/lock.ts';
+import { lockIsStale, readLock } from '../exec/lock.ts';
 import { parseCommandArgs } from './args.ts';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);

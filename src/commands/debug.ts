@@ -11,7 +11,7 @@ import { checkSigningKey } from '../publish/sign.ts';
 import { Logger } from '../log.ts';
 import { runBuild, plannedStages } from '../pipeline/pipeline.ts';
 import { withSignals } from '../pipeline/signals.ts';
-import { loadProfileOrThrow } from '../profile/index.ts';
+import { loadProfileOrThrow } from '../loader/index.ts';
 import { age, textTable } from '../report/table.ts';
 import { untrustedFileProblem } from '../util/trusted-path.ts';
 import { guestfsEnv } from '../vm/accel.ts';

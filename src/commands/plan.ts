@@ -3,13 +3,13 @@ import { redactUrl } from '../util/url.ts';
 import { UsageError } from '../errors.ts';
 import { metaData, secretFilePaths } from '../cloudinit/userdata.ts';
 import { driverFor } from '../os/index.ts';
-import { loadProfileOrThrow } from '../profile/index.ts';
+import { loadProfileOrThrow } from '../loader/index.ts';
 import { allowHostPathOption, loadOptionsOf, parseCommandArgs } from './args.ts';
-import { stages as registry } from '../stages/index.ts';
 import { StageChain } from '../cache/chain.ts';
 import { StageCache } from '../cache/store.ts';
 import type { StageName } from '../model/stage.ts';
 import type { Profile } from '../profile/schema.ts';
+import type { Stage } from '../stages/types.ts';
 import { cacheDir } from '../util/paths.ts';
 import { guestforgeVersion } from '../util/project.ts';
 import { backendOf, describeBackend } from '../vm/backend.ts';
@@ -25,21 +25,17 @@ export interface CacheLine {
  * What a build would take from the stage cache, decided by the build's own
  * chain walk in read-only mode: a broken entry is reported, never removed.
  */
-export async function cachePlan(profile: Profile, stages: StageName[], noCache = false): Promise<CacheLine[]> {
+export async function cachePlan(profile: Profile, stages: readonly Stage[], noCache = false): Promise<CacheLine[]> {
   const driver = driverFor(profile.os.family);
   const chain = new StageChain({
     ...(noCache ? {} : { cache: new StageCache(cacheDir()) }),
     version: await guestforgeVersion(),
     readOnly: true,
-    stageNames: stages,
+    stageNames: stages.map((s) => s.name),
   });
   const lines: CacheLine[] = [];
-  for (const name of stages) {
-    const stage = registry[name];
-    if (!stage) {
-      lines.push({ stage: name, cache: 'runs', why: 'not available in this guestforge yet' });
-      continue;
-    }
+  for (const stage of stages) {
+    const { name } = stage;
     const d = await chain.decide(stage, { profile, driver });
     if (d.kind === 'hit') {
       chain.advanceTo(d.key, d.entry);
@@ -61,12 +57,13 @@ export async function run(args: string[]): Promise<number> {
   if (!file || positionals.length > 1) throw new UsageError('plan: name one profile', { hint: 'guestforge plan profiles/debian-12-hpc.yaml' });
   const { profile, files } = await loadProfileOrThrow(file, loadOptionsOf(values));
   const driver = driverFor(profile.os.family);
-  const stages = driver.stages(profile);
+  const planned = driver.plan(profile);
+  const stages = planned.map((s) => s.name);
   const nonce = 'PLAN';
   const seed = await driver.buildSeed(profile, nonce);
-  const userData = seed?.userData === undefined ? undefined : redactUserData(seed.userData, await secretFilePaths(profile, driver));
+  const userData = seed?.userData === undefined ? undefined : redactUserData(seed.userData, await secretFilePaths(profile, (await driver.buildOnlyFiles?.(profile)) ?? []));
   const meta = seed?.metaData ?? metaData(profile, nonce);
-  const cache = await cachePlan(profile, stages, Boolean(values['no-cache']));
+  const cache = await cachePlan(profile, planned, Boolean(values['no-cache']));
   // Shown, not used: hashes and keys as <redacted> (plan output lands in CI logs).
   const { image, builder, bootstrap } = profile.base;
   const base = {
@@ -85,9 +82,8 @@ export async function run(args: string[]): Promise<number> {
   out(`profile: ${files.join(' <- ')}`);
   out(`stages: ${stages.join(' → ')}`);
   if (seed) out(`VMs run by: ${describeBackend(backendOf(profile.build))}`);
-  for (const name of stages) {
-    const stage = registry[name];
-    out(`  ${name.padEnd(10)} ${stage ? stage.describe(profile) : '(not available in this guestforge yet)'}`);
+  for (const stage of planned) {
+    out(`  ${stage.name.padEnd(10)} ${stage.describe(profile, driver)}`);
   }
   out(`stage cache (${cacheDir()}/stages):`);
   for (const c of cache) out(`  ${c.stage.padEnd(10)} ${c.cache.padEnd(5)} ${c.entry ? `${c.entry} (${c.why})` : c.why}`);

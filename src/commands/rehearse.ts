@@ -8,7 +8,7 @@ import { defaultClusterFile, loadClusterOrThrow } from '../cluster/load.ts';
 import { ExitCode, UsageError } from '../errors.ts';
 import { Logger } from '../log.ts';
 import { withSignals } from '../pipeline/signals.ts';
-import { loadProfileOrThrow } from '../profile/index.ts';
+import { loadProfileOrThrow } from '../loader/index.ts';
 import { defaultLayout } from '../profile/schema.ts';
 import { readHostSources } from '../host/apt-sources.ts';
 import { writeJunit } from '../report/junit.ts';

@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { buildSeedIso } from '../cloudinit/seed.ts';
 import { driverFor } from '../os/index.ts';
 import { ExitCode, UsageError } from '../errors.ts';
-import { loadProfileOrThrow } from '../profile/index.ts';
+import { loadProfileOrThrow } from '../loader/index.ts';
 import { nonce, tempPathFor } from '../util/fs.ts';
 import { allowHostPathOption, loadOptionsOf, parseCommandArgs } from './args.ts';
 

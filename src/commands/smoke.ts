@@ -7,7 +7,7 @@ import { ExitCode, UsageError } from '../errors.ts';
 import { resolveAccel } from '../vm/backend.ts';
 import { withSignals } from '../pipeline/signals.ts';
 import { Logger } from '../log.ts';
-import { loadProfileOrThrow } from '../profile/index.ts';
+import { loadProfileOrThrow } from '../loader/index.ts';
 import { parseDuration } from '../profile/units.ts';
 import { writeJunit } from '../report/junit.ts';
 import { formatSmoke, smokeImage, smokeJunitCases } from '../smoke/run.ts';
@@ -15,6 +15,7 @@ import { nonce as makeNonce } from '../util/fs.ts';
 import { cacheDir } from '../util/paths.ts';
 import { rm } from 'node:fs/promises';
 import { diskFormatOf } from './verify.ts';
+import { driverFor } from '../os/index.ts';
 import { inspectOsv } from '../os/osv/cmdline.ts';
 import { smokeOsv } from '../os/osv/smoke.ts';
 import { allowHostPathOption, loadOptionsOf, parseCommandArgs } from './args.ts';
@@ -66,7 +67,7 @@ export async function run(args: string[]): Promise<number> {
   let name = basename(image).replace(/\.(qcow2|raw|img)$/, '').replace(/[^A-Za-z0-9-]/g, '-') || 'smoke';
   if (values.profile) {
     const { profile } = await loadProfileOrThrow(values.profile, loadOptionsOf(values));
-    target = smokeTargetOf(profile);
+    target = smokeTargetOf(profile, driverFor(profile.os.family).appsVolume?.(profile));
     name = profile.name;
     profileFamily = profile.os.family;
     expect ??= profile.smoke.expect;

@@ -1,6 +1,6 @@
 import { ExitCode, UsageError } from '../errors.ts';
 import { formatDiagnostic } from '../profile/diagnostic.ts';
-import { loadProfile } from '../profile/load.ts';
+import { loadProfile } from '../loader/profile.ts';
 import { allowHostPathOption, loadOptionsOf, parseCommandArgs } from './args.ts';
 
 export async function run(args: string[]): Promise<number> {

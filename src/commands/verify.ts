@@ -3,7 +3,7 @@ import { ExitCode, UsageError } from '../errors.ts';
 import { withSignals } from '../pipeline/signals.ts';
 import { resolveAccel } from '../vm/backend.ts';
 import { Logger } from '../log.ts';
-import { loadProfileOrThrow } from '../profile/index.ts';
+import { loadProfileOrThrow } from '../loader/index.ts';
 import { writeJunit } from '../report/junit.ts';
 import { checkedBackingChain } from '../vm/image.ts';
 import { verifyOptionsOf } from '../stages/verify.ts';

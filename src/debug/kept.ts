@@ -8,7 +8,7 @@ import { constants } from 'node:fs';
 import { lstat, open, readdir, readFile, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { UsageError, UserError } from '../errors.ts';
-import { lockIsStale, readLock } from '../util/lock.ts';
+import { lockIsStale, readLock } from '../exec/lock.ts';
 import { qemuOptValue } from '../vm/qemu-args.ts';
 import type { StageName } from '../model/stage.ts';
 import type { BuildContext } from '../stages/types.ts';

@@ -5,7 +5,7 @@
  * code read answers and decide. Note: a failing remote command ends the
  * session, so callers test with exists/is-dir/is-file before they read.
  */
-import { pidAlive } from '../util/lock.ts';
+import { pidAlive } from '../exec/lock.ts';
 import { readFileSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -4,12 +4,12 @@
  * uses it to turn "not found" into an install hint.
  */
 import type { ToolInfo } from './tool-info.ts';
-import { vmTools } from '../vm/tools.ts';
 
 export type { ToolInfo } from './tool-info.ts';
 
 export const tools = {
-  ...vmTools,
+  'qemu-system-x86_64': { apt: 'qemu-system-x86', versionArgs: ['--version'], usedBy: 'build, smoke, rehearse' },
+  virsh: { apt: 'libvirt-clients', versionArgs: ['--version'], usedBy: 'build --backend libvirt' },
   'qemu-img': { apt: 'qemu-utils', versionArgs: ['--version'], usedBy: 'build, verify' },
   guestfish: { apt: 'libguestfs-tools', versionArgs: ['--version'], usedBy: 'build, verify' },
   xorriso: { apt: 'xorriso', versionArgs: ['-version'], usedBy: 'build, smoke, seed' },

@@ -29,3 +29,10 @@ export interface BreakPoint {
 
 /** The answer to a failed stage: clean up, keep it for a look inside, or run the stage again. */
 export type FailureChoice = 'cleanup' | 'keep' | 'retry';
+
+/** Where the build's base disk came from: the manifest and the provenance name it. */
+export interface BaseSource {
+  source: string;
+  sha256?: string;
+  cached: boolean;
+}

@@ -17,3 +17,15 @@ export interface DiskUsage {
   virtualBytes: number;
   dataBytes: number;
 }
+
+/** A bootstrapped base's apps volume: a partition of its own, mounted at the apps folder. */
+export interface AppsVolume {
+  /** Byte offset of its partition (the second, first on the disk). */
+  offset: number;
+  bytes: number;
+  label: string;
+  /** Where it is mounted: the profile's apps folder. */
+  mountpoint: string;
+  /** fstab's pass: 2 (checked at boot), or 0 with the boot-no-fsck trim (no systemd-fsck unit at all). */
+  fsckPass: 0 | 2;
+}

@@ -2,7 +2,7 @@ import type { OsFamily } from '../profile/schema.ts';
 import { debian } from './debian/index.ts';
 import { osv } from './osv/index.ts';
 import { redhat } from './redhat/index.ts';
-import type { OsDriver } from './types.ts';
+import type { OsDriver } from '../stages/driver.ts';
 
 export const drivers = { debian, redhat, osv } satisfies Record<OsFamily, OsDriver>;
 

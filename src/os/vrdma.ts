@@ -7,7 +7,8 @@
 import { shellWord } from '../util/quote.ts';
 import type { Profile } from '../profile/schema.ts';
 import { readShipped } from '../util/project.ts';
-import type { CloudConfig, OsDriver } from './types.ts';
+import type { CloudConfig } from '../cloudinit/yaml.ts';
+import type { OsDriver } from '../stages/driver.ts';
 
 export const vrdmaUnit = 'guestforge-vrdma.service';
 export const vrdmaLinkScript = '/usr/local/sbin/guestforge-vrdma-link';

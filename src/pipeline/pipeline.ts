@@ -13,8 +13,7 @@ import { askOnTerminal } from '../debug/ask.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import type { Logger, Step } from '../log.ts';
 import { driverFor } from '../os/index.ts';
-import type { LoadedProfile } from '../profile/load.ts';
-import { stages as registry } from '../stages/index.ts';
+import type { LoadedProfile } from '../loader/profile.ts';
 import { completeManifest } from '../stages/finalize.ts';
 import type { BuildContext, Stage } from '../stages/types.ts';
 import type { BreakPoint, BuildOptions, FailureChoice, OnError } from '../model/build.ts';
@@ -29,18 +28,11 @@ import { backendOf, describeBackend, resolveAccel } from '../vm/backend.ts';
 
 export function plannedStages(loaded: Pick<LoadedProfile, 'profile'>, options: Pick<BuildOptions, 'smoke' | 'packageOnly'>): Stage[] {
   const driver = driverFor(loaded.profile.os.family);
-  let names = driver.stages(loaded.profile).filter((name) => options.smoke || name !== 'smoke');
-  if (options.packageOnly) {
-    if (!names.includes('package')) throw new UsageError(`--package-only is for OSv profiles; ${driver.title} builds have no package stage`);
-    names = ['package'];
-  }
-  const missing = names.filter((name) => !registry[name]);
-  if (missing.length > 0) {
-    throw new UserError(`${driver.title} builds need the stage(s) ${missing.join(', ')}, which this guestforge does not have yet`, {
-      hint: 'see the README for what each guest family supports today',
-    });
-  }
-  return names.map((name) => registry[name]!);
+  const planned = driver.plan(loaded.profile).filter((stage) => options.smoke || stage.name !== 'smoke');
+  if (!options.packageOnly) return [...planned];
+  const only = planned.filter((stage) => stage.name === 'package');
+  if (only.length === 0) throw new UsageError(`--package-only is for OSv profiles; ${driver.title} builds have no package stage`);
+  return only;
 }
 
 /** A Step that remembers its last detail, for the stage's summary line. */

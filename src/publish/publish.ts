@@ -12,7 +12,7 @@ import { ensureTrustedDir } from '../util/trusted-path.ts';
 import { constants, createReadStream, createWriteStream } from 'node:fs';
 import { chmod, lstat, mkdir, open, readdir, readFile, readlink, realpath, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { acquireLock, pidAlive } from '../util/lock.ts';
+import { acquireLock, pidAlive } from '../exec/lock.ts';
 import { basename, dirname, join } from 'node:path';
 import { UsageError, UserError } from '../errors.ts';
 import { nonce, sha256File } from '../util/fs.ts';

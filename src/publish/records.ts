@@ -7,17 +7,38 @@ import { activeTrims } from '../policy/boot.ts';
 import { stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { describeBackend } from '../vm/backend.ts';
-import type { BuildContext } from '../stages/types.ts';
+import { describeBackend, type Backend } from '../vm/backend.ts';
+import type { Accel } from '../vm/accel.ts';
+import type { Profile } from '../profile/schema.ts';
+import type { BaseSource, BuildOptions } from '../model/build.ts';
 import type { OutputFile } from '../model/disk.ts';
+import type { GuestFacts } from '../model/facts.ts';
+import type { VerifyReport } from '../model/verify.ts';
 import { guestforgeVersion } from '../util/project.ts';
 import { sha256File, writeFileAtomic } from '../util/fs.ts';
 import { redactUrlsIn } from '../util/url.ts';
 import { fileDependency, provenanceStatement, type Dependency } from './provenance.ts';
 import { spdxDocument } from './sbom.ts';
 
+/** What the records read of a finished build (the pipeline's BuildContext is one). */
+export interface BuildRecordInput {
+  readonly profile: Profile;
+  readonly profileFile: string;
+  readonly profileFiles: readonly string[];
+  readonly profileHash: string;
+  readonly startedAt: string;
+  readonly nonce: string;
+  readonly accel: Accel;
+  readonly backend: Backend;
+  readonly options: Pick<BuildOptions, 'outDir' | 'smoke'>;
+  readonly base?: BaseSource;
+  readonly outputs: readonly OutputFile[];
+  readonly verify?: VerifyReport;
+  readonly facts?: Pick<GuestFacts, 'packageSource'>;
+}
+
 /** The profile's `version`, else the build's UTC start date and the resolved profile's short hash. */
-export function imageVersion(ctx: Pick<BuildContext, 'profile' | 'profileHash' | 'startedAt'>): string {
+export function imageVersion(ctx: Pick<BuildRecordInput, 'profile' | 'profileHash' | 'startedAt'>): string {
   return ctx.profile.version ?? `${ctx.startedAt.slice(0, 10).replaceAll('-', '')}-${ctx.profileHash.slice(0, 8)}`;
 }
 
@@ -29,7 +50,7 @@ export const provenanceName = (name: string) => `${name}.provenance.json`;
  * suite in the name). Redacted again here, where it leaves for good: a cache entry made by an
  * older guestforge may hold a source that was not.
  */
-export function baseDependency(base: NonNullable<BuildContext['base']>): Dependency {
+export function baseDependency(base: BaseSource): Dependency {
   const digest: Record<string, string> = base.sha256 ? { sha256: base.sha256 } : {};
   const source = redactUrlsIn(base.source);
   if (/^https?:\/\//.test(source)) return { name: 'base', uri: source, digest };
@@ -43,7 +64,7 @@ async function asOutput(path: string, format: string): Promise<OutputFile> {
 }
 
 export async function writeBuildRecords(
-  ctx: BuildContext,
+  ctx: BuildRecordInput,
   run: { tools: Record<string, string>; finishedOn: string; manifest: string },
 ): Promise<OutputFile[]> {
   const { profile } = ctx;

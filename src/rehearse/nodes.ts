@@ -8,7 +8,7 @@
 import { posix } from 'node:path';
 import { shellWord } from '../util/quote.ts';
 import { qemuOptValue } from '../vm/qemu-args.ts';
-import type { CloudConfig } from '../os/types.ts';
+import type { CloudConfig } from '../cloudinit/yaml.ts';
 
 /** The user (slirp) NIC of every rehearsal VM; each VM has its own slirp, so they may share it. */
 export const userMac = '52:54:00:12:34:56';

@@ -7,7 +7,7 @@
  */
 import { posix } from 'node:path';
 import type { Cluster, NfsExportName } from '../cluster/schema.ts';
-import type { CloudConfig } from '../os/types.ts';
+import type { CloudConfig } from '../cloudinit/yaml.ts';
 import { inGuestLayoutChecks, type Layout } from '../policy/layout.ts';
 import { nfsFromGuest } from './nfs.ts';
 import { hostsLines, mpiSiteCommand, mpiSiteDir, mpiSiteSettings, type NodeSpec } from './nodes.ts';

@@ -5,7 +5,7 @@
  */
 import { rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { convertImage, diskUsage, outputName, toolVersions, updateSums, writeRootfsOutputs, type DiskFormat, type RootfsFormat } from '../pipeline/outputs.ts';
+import { convertImage, diskUsage, outputName, toolVersions, updateSums, writeRootfsOutputs, type DiskFormat, type RootfsFormat } from './outputs.ts';
 import { formatSize } from '../profile/units.ts';
 import { guestforgeVersion } from '../util/project.ts';
 import { writeFileAtomic } from '../util/fs.ts';

@@ -1,5 +1,4 @@
-/** The stage registry. A stage a family lists but nobody has written yet is reported, not skipped. */
-import type { StageName } from '../model/stage.ts';
+/** The generic stages, as the Linux families' drivers plan them (OSv plans its own with some of them). */
 import { baseStage } from './base.ts';
 import { finalizeStage } from './finalize.ts';
 import { injectStage } from './inject.ts';
@@ -8,16 +7,8 @@ import { provisionStage } from './provision.ts';
 import { smokeStage } from './smoke.ts';
 import type { Stage } from './types.ts';
 import { verifyStage } from './verify.ts';
-import { composeStage, packageStage } from '../os/osv/stages.ts';
 
-export const stages: Partial<Record<StageName, Stage>> = {
-  base: baseStage,
-  provision: provisionStage,
-  seal: sealStage,
-  inject: injectStage,
-  verify: verifyStage,
-  finalize: finalizeStage,
-  smoke: smokeStage,
-  package: packageStage,
-  compose: composeStage,
-};
+export { baseStage, finalizeStage, injectStage, provisionStage, sealStage, smokeStage, verifyStage };
+
+/** Make or import the base, provision it in a build VM, seal, add the apps, verify, write the outputs, smoke-boot. */
+export const linuxPlan: readonly Stage[] = [baseStage, provisionStage, sealStage, injectStage, verifyStage, finalizeStage, smokeStage];

@@ -19,7 +19,7 @@ import { type AppsFolderMount, type GuestFacts } from '../model/facts.ts';
 import { hashTree, nonce, sha256Text } from '../util/fs.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import { writeAtArgs } from '../vm/image.ts';
-import { appsVolumeOf, type AppsVolume } from '../os/debian/bootstrap.ts';
+import { type AppsVolume } from '../model/disk.ts';
 import { isUnder } from '../policy/paths.ts';
 import { volumeOwnFolder } from '../policy/layout.ts';
 import { formatSize } from '../profile/units.ts';
@@ -153,20 +153,20 @@ export async function writeAppsVolume(apps: readonly App[], volume: AppsVolume, 
 export const injectStage: Stage = {
   name: 'inject',
   title: 'apps',
-  describe(profile) {
+  describe(profile, driver) {
     if (profile.apps.length === 0) return 'no apps: nothing to do';
-    const volume = appsVolumeOf(profile);
+    const volume = driver.appsVolume?.(profile);
     const blocker = profileBlocker(profile, volume);
     return volume && !blocker
       ? `${profile.apps.length} app(s) as a fresh ${formatSize(volume.bytes)} apps volume at ${volume.mountpoint} (mke2fs -d, qemu-img: no appliance; guestfish if the build's commands installed there)`
       : `${profile.apps.length} app(s) into ${profile.layout.optVm} with one guestfish launch (${blocker})`;
   },
   cache: {
-    async inputs({ profile }) {
+    async inputs({ profile, driver }) {
       if (profile.apps.length === 0) return undefined;
       const hash = (value: unknown) => sha256Text(JSON.stringify(value)).slice(0, 16);
       const apps = await Promise.all(profile.apps.map(async (a) => ({ dest: a.dest, owner: a.owner, mode: a.mode ?? null, content: await hashTree(a.src) })));
-      const volume = appsVolumeOf(profile);
+      const volume = driver.appsVolume?.(profile);
       return {
         recipe: String(injectRecipe),
         apps: hash(apps),
@@ -184,7 +184,7 @@ export const injectStage: Stage = {
       step.update('no apps');
       return;
     }
-    const volume = appsVolumeOf(profile);
+    const volume = ctx.driver.appsVolume?.(profile);
     const blocker = volumeBlocker(profile, volume, ctx.facts);
     const disk = await createOverlay(ctx.disk!, join(ctx.workDir, 'inject.qcow2'));
     if (volume && !blocker) {

@@ -67,7 +67,7 @@ export const provisionStage: Stage = {
 
     const seed = await ctx.driver.buildSeed(profile, ctx.nonce);
     if (!seed) throw new Error(`${ctx.driver.title} has no build VM seed`);
-    await writeFile(join(ctx.logDir, 'build-user-data.yaml'), redactUserData(seed.userData, await secretFilePaths(profile, ctx.driver)), { mode: 0o600 });
+    await writeFile(join(ctx.logDir, 'build-user-data.yaml'), redactUserData(seed.userData, await secretFilePaths(profile, (await ctx.driver.buildOnlyFiles?.(profile)) ?? [])), { mode: 0o600 });
     // --on-error keep|ask: the VM can be left running for its admin (qemu backend: a console socket, a process of its own).
     const keepable = (ctx.options.onError ?? 'cleanup') !== 'cleanup' && ctx.backend.kind === 'qemu';
     const password = keepable ? randomBytes(12).toString('base64url') : undefined;

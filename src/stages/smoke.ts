@@ -8,13 +8,12 @@ import { formatSmoke, smokeImage } from '../smoke/run.ts';
 import { formatBootTiming } from '../smoke/boot-timing.ts';
 import { starterFor } from '../vm/backend.ts';
 import type { Stage } from './types.ts';
-import { driverFor } from '../os/index.ts';
 
 export const smokeStage: Stage = {
   name: 'smoke',
   title: 'smoke boot',
-  describe(profile) {
-    const own = driverFor(profile.os.family).describeSmoke?.(profile);
+  describe(profile, driver) {
+    const own = driver.describeSmoke?.(profile);
     if (own) return own;
     return `boot ${profile.name}.${profile.disk.format} with a fresh seed; check cloud-init done, NoCloud, ${inGuestLayoutIds(profile.layout).join(', ')}${profile.vrdma.enabled ? ', vRDMA link, verbs device, ib_send_bw loopback' : ''}; timeout ${profile.build.smokeTimeout}`;
   },
@@ -24,7 +23,7 @@ export const smokeStage: Stage = {
     const ref = { path: image.path, format: image.format as 'qcow2' | 'raw' };
     const report = ctx.driver.smoke ? await ctx.driver.smoke(ctx, step, ref) : await smokeImage(ref, {
       name: ctx.profile.name,
-      target: smokeTargetOf(ctx.profile),
+      target: smokeTargetOf(ctx.profile, ctx.driver.appsVolume?.(ctx.profile)),
       accel: ctx.accel,
       nonce: ctx.nonce,
       workDir: join(ctx.workDir, 'smoke'),

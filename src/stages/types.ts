@@ -4,7 +4,7 @@
  * the OS driver gives and, on failure or signal, cleans up in reverse.
  */
 import type { Logger, Step } from '../log.ts';
-import type { OsDriver } from '../os/types.ts';
+import type { OsDriver } from './driver.ts';
 import type { StageName } from '../model/stage.ts';
 import type { Profile } from '../profile/schema.ts';
 import type { Accel } from '../vm/accel.ts';
@@ -18,7 +18,7 @@ import type { RunningVm } from '../vm/qemu.ts';
 import type { DiskUsage } from '../model/disk.ts';
 import type { DiskRef, OutputFile } from '../model/disk.ts';
 import type { SmokeReport } from '../model/smoke.ts';
-import type { BuildOptions } from '../model/build.ts';
+import type { BaseSource, BuildOptions } from '../model/build.ts';
 
 /** What a failed stage leaves for the admin, when the build keeps it. */
 export interface FailedStageState {
@@ -62,7 +62,7 @@ export interface BuildContext {
   disk?: DiskRef;
   /** The stage cache; unset with --no-cache. */
   readonly cache?: StageCache;
-  base?: { source: string; sha256?: string; cached: boolean };
+  base?: BaseSource;
   /** OSv: the Capstan package folder. */
   packageDir?: string;
   /** Read from the guest by the seal stage (and the inject stage, which adds the apps), judged by the verify stage. */
@@ -96,7 +96,7 @@ export interface Stage {
   readonly name: StageName;
   readonly title: string;
   /** One line for `plan`: what this stage will do with this profile. */
-  describe(profile: Profile): string;
+  describe(profile: Profile, driver: OsDriver): string;
   run(ctx: BuildContext, step: Step): Promise<void>;
   cache?: StageCacheSpec;
   /** Undo what run left behind when the build fails or is interrupted. */

@@ -1,13 +1,19 @@
 /** Which runner starts a stage's VM: qemu as our child, or a libvirt domain. */
 import type { Logger } from '../log.ts';
-import type { Profile } from '../profile/schema.ts';
 import { chooseAccel, probeAccel, type Accel } from './accel.ts';
 import { defaultUri, isRemote, libvirtStarter, virsh, type LibvirtStartOptions, type LibvirtTarget } from './libvirt.ts';
 import { startQemu, type VmStarter } from './qemu.ts';
 
 export type Backend = { kind: 'qemu' } | { kind: 'libvirt'; target: LibvirtTarget };
 
-export function backendOf(build: Profile['build']): Backend {
+/** The profile's `build` section's say (profile/schema.ts checks the URI and the pool). */
+export interface BackendChoice {
+  backend: 'qemu' | 'libvirt';
+  connect?: string | undefined;
+  pool: string;
+}
+
+export function backendOf(build: BackendChoice): Backend {
   if (build.backend === 'qemu') return { kind: 'qemu' };
   return { kind: 'libvirt', target: { ...(build.connect ? { uri: build.connect } : {}), pool: build.pool } };
 }

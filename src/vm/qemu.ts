@@ -7,7 +7,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import { UserError } from '../errors.ts';
 import { release, shellQuote, start } from '../exec/run.ts';
-import { pidAlive } from '../util/lock.ts';
+import { pidAlive } from '../exec/lock.ts';
 import type { Logger } from '../log.ts';
 import { qemuArgs, type VmSpec } from './qemu-args.ts';
 import { qmpCommand } from './qmp.ts';

@@ -5,7 +5,7 @@
  * holder inside. With `hold`, take the lock once and wait to be killed.
  */
 import { open, rm } from 'node:fs/promises';
-import { acquireLock } from '../../src/util/lock.ts';
+import { acquireLock } from '../../src/exec/lock.ts';
 
 const [lockPath, marker, roundsText, mode] = process.argv.slice(2);
 if (mode === 'hold') {

@@ -19,7 +19,8 @@ import { mirrorLines } from '../../host/apt-sources.ts';
 import { aptAuthPath, splitSourceLines } from './apt-auth.ts';
 import { activeTrims, type StubPackage } from '../../policy/boot.ts';
 import type { BuildContext } from '../../stages/types.ts';
-import type { BuildOnlyFile } from '../types.ts';
+import type { BuildOnlyFile } from '../../cloudinit/seed.ts';
+import type { AppsVolume } from '../../model/disk.ts';
 
 /** What every guestforge Debian base has, besides the profile's extra packages. */
 export function bootstrapPackages(profile: Profile): string[] {
@@ -108,17 +109,6 @@ export const partitionOffset = 1024 * 1024;
 
 /** The label the apps volume's filesystem carries, and its fstab names it by. */
 export const appsVolumeLabel = 'gf-apps';
-
-export interface AppsVolume {
-  /** Byte offset of its partition (the second, first on the disk). */
-  offset: number;
-  bytes: number;
-  label: string;
-  /** Where it is mounted: the profile's apps folder. */
-  mountpoint: string;
-  /** fstab's pass: 2 (checked at boot), or 0 with the boot-no-fsck trim (no systemd-fsck unit at all). */
-  fsckPass: 0 | 2;
-}
 
 /**
  * Pure: where a bootstrapped base keeps its apps volume, or undefined when it has none (an

@@ -1,14 +1,16 @@
 import type { Profile } from '../../profile/schema.ts';
 import { linuxBuildSeed, linuxClusterSeed } from '../linux-seed.ts';
-import type { CloudConfig, OsDriver } from '../types.ts';
+import type { CloudConfig } from '../../cloudinit/yaml.ts';
+import type { OsDriver } from '../../stages/driver.ts';
+import { linuxPlan } from '../../stages/index.ts';
 import type { Problem } from '../../model/problem.ts';
 import { debianReleases } from '../../host/apt-sources.ts';
-import { bootstrapDebian, bootstrapKey, mirrorAuthFiles } from './bootstrap.ts';
+import { appsVolumeOf, bootstrapDebian, bootstrapKey, mirrorAuthFiles } from './bootstrap.ts';
 
 export const debian: OsDriver = {
   family: 'debian',
   title: 'Debian',
-  stages: () => ['base', 'provision', 'seal', 'inject', 'verify', 'finalize', 'smoke'],
+  plan: () => linuxPlan,
   vrdmaPackages: ['rdma-core', 'ibverbs-providers', 'ibverbs-utils', 'rdmacm-utils', 'infiniband-diags', 'perftest'],
   // The cloud kernel has no rdma_rxe; the generic one does. Removing the
   // running kernel asks a debconf question whose default aborts: answer it.
@@ -28,6 +30,7 @@ export const debian: OsDriver = {
   },
   // The base names its mirror without credentials: the build VM's apt gets them in an auth file.
   buildOnlyFiles: mirrorAuthFiles,
+  appsVolume: appsVolumeOf,
   offlineFixups: async () => [],
   datasourceFile: '/etc/cloud/cloud.cfg.d/90_guestforge_datasource.cfg',
   clusterLayout: true,

@@ -4,7 +4,9 @@ import { parseDuration } from '../../profile/units.ts';
 import { smokeOsv } from './smoke.ts';
 import type { OsOf, Profile } from '../../profile/schema.ts';
 import type { Problem } from '../../model/problem.ts';
-import type { OsDriver } from '../types.ts';
+import type { OsDriver } from '../../stages/driver.ts';
+import { baseStage, finalizeStage, smokeStage } from '../../stages/index.ts';
+import { composeStage, packageStage } from './stages.ts';
 
 /** The OSv part of a profile; the OSv stages call this, so a wrong family fails loudly. */
 export function osvOs(profile: Profile): OsOf<'osv'> {
@@ -34,7 +36,7 @@ function checkProfile(profile: Profile): Problem[] {
 export const osv: OsDriver = {
   family: 'osv',
   title: 'OSv unikernel',
-  stages: () => ['base', 'package', 'compose', 'finalize', 'smoke'],
+  plan: () => [baseStage, packageStage, composeStage, finalizeStage, smokeStage],
   vrdmaPackages: [],
   buildConfig: () => ({}),
   offlineFixups: async () => [],

@@ -1,7 +1,9 @@
 import type { GuestSession } from '../../guestfs/session.ts';
 import type { Profile } from '../../profile/schema.ts';
 import { linuxBuildSeed, linuxClusterSeed } from '../linux-seed.ts';
-import type { CloudConfig, OsDriver } from '../types.ts';
+import type { CloudConfig } from '../../cloudinit/yaml.ts';
+import type { OsDriver } from '../../stages/driver.ts';
+import { linuxPlan } from '../../stages/index.ts';
 
 /** Pure: SELINUX= and SELINUXTYPE= from /etc/selinux/config. */
 export function selinuxConfig(text: string): { mode?: 'enforcing' | 'permissive' | 'disabled'; type: string } {
@@ -13,7 +15,7 @@ export function selinuxConfig(text: string): { mode?: 'enforcing' | 'permissive'
 export const redhat: OsDriver = {
   family: 'redhat',
   title: 'RedHat family',
-  stages: () => ['base', 'provision', 'seal', 'inject', 'verify', 'finalize', 'smoke'],
+  plan: () => linuxPlan,
   vrdmaPackages: ['rdma-core', 'libibverbs', 'libibverbs-utils', 'librdmacm-utils', 'infiniband-diags', 'perftest'],
   // rdma_rxe ships in kernel-modules-extra, per kernel version.
   vrdmaKernel: {

@@ -19,7 +19,7 @@ import { constants } from 'node:fs';
 import { mkdir, open, readFile, rm, stat, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
-import { run } from '../exec/run.ts';
+import { run } from './run.ts';
 
 export interface LockHolder {
   pid: number;

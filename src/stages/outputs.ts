@@ -7,7 +7,7 @@ import { mountGuest } from '../verify/facts.ts';
 import type { Accel } from '../vm/accel.ts';
 import type { DiskRef, OutputFile } from '../model/disk.ts';
 import { sha256File, tempPathFor, writeFileAtomic } from '../util/fs.ts';
-import { acquireLock } from '../util/lock.ts';
+import { acquireLock } from '../exec/lock.ts';
 import type { DiskUsage } from '../model/disk.ts';
 
 export type Compression = 'zstd' | 'zlib' | 'none';

@@ -5,15 +5,13 @@
  * wrote the field.
  */
 import { dirname, resolve } from 'node:path';
-import type { z } from 'zod';
-import { shownKey, type Diagnostic } from './diagnostic.ts';
-import { confineHostPaths, realPathOf } from './host-paths.ts';
-import { mergeLayers, type Layer } from './merge.ts';
+import type { Diagnostic } from '../profile/diagnostic.ts';
+import { confineHostPaths, realPathOf } from '../profile/host-paths.ts';
+import { parseLocated } from '../profile/located.ts';
+import { mergeLayers, type Layer } from '../profile/merge.ts';
+import { profileSchema, type Profile } from '../profile/schema.ts';
+import { readSource, SourceError, type Locations } from '../profile/source.ts';
 import { checkRules } from './rules.ts';
-import { allowedKeys } from './schema-walk.ts';
-import { profileSchema, type Profile } from './schema.ts';
-import { readSource, SourceError, type FieldPath, type Locations } from './source.ts';
-import { closest } from './suggest.ts';
 
 export interface LoadOptions {
   /** Folders besides each profile file's own that its host files may be in (--allow-host-path). */
@@ -59,39 +57,6 @@ async function readLayer(file: string, chain: string[], allowed: readonly string
   const parent = await readLayer(parentRef, [...chain, parentRef], allowed, diagnostics);
   const merged = mergeLayers(parent, layer);
   return { ...merged, files: [file, ...parent.files] };
-}
-
-function hintFor(schema: z.ZodType, issue: z.core.$ZodIssue, data: unknown): { message: string; hint?: string; preferKey: boolean; path: FieldPath } {
-  const path = issue.path as FieldPath;
-  if (issue.code === 'unrecognized_keys') {
-    const known = allowedKeys(schema as Parameters<typeof allowedKeys>[0], path, data);
-    const key = issue.keys[0] ?? '';
-    const guess = closest(key, known);
-    return {
-      path: [...path, key],
-      message: `unknown key "${shownKey(key)}"${issue.keys.length > 1 ? ` (and ${issue.keys.slice(1).map(shownKey).join(', ')})` : ''}`,
-      hint: guess ? `did you mean "${guess}"?` : known.length ? `allowed here: ${known.join(', ')}` : undefined,
-      preferKey: true,
-    };
-  }
-  if (issue.code === 'invalid_union' && 'discriminator' in issue && issue.discriminator) {
-    return { path, message: issue.message, hint: `one of: ${(issue as { options?: unknown[] }).options?.join(', ')}`, preferKey: false };
-  }
-  if (issue.code === 'invalid_type' && issue.input === undefined) {
-    return { path, message: `required field missing (expected ${issue.expected})`, preferKey: true };
-  }
-  return { path, message: issue.message, preferKey: false };
-}
-
-/** Validate data with a schema; every issue becomes a Diagnostic located where the field was written. */
-export function parseLocated<S extends z.ZodType>(schema: S, data: unknown, locations: Locations): { ok: true; data: z.output<S> } | { ok: false; diagnostics: Diagnostic[] } {
-  const parsed = schema.safeParse(data, { reportInput: true });
-  if (parsed.success) return { ok: true, data: parsed.data };
-  const diagnostics = parsed.error.issues.map((issue): Diagnostic => {
-    const { path, message, hint, preferKey } = hintFor(schema, issue, data);
-    return { location: locations.find(path, preferKey)!, path, message, ...(hint ? { hint } : {}) };
-  });
-  return { ok: false, diagnostics };
 }
 
 export async function loadProfile(file: string, options: LoadOptions = {}): Promise<LoadResult> {

@@ -1,6 +1,6 @@
 import { UsageError } from '../errors.ts';
-import { formatDiagnostic } from './diagnostic.ts';
-import { loadProfile, type LoadedProfile, type LoadOptions } from './load.ts';
+import { formatDiagnostic } from '../profile/diagnostic.ts';
+import { loadProfile, type LoadedProfile, type LoadOptions } from './profile.ts';
 
 /** Load a profile or stop with every problem listed (exit 2). */
 export async function loadProfileOrThrow(file: string, options: LoadOptions = {}): Promise<LoadedProfile> {

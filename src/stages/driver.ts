@@ -1,36 +1,25 @@
 /**
- * What differs between guest families lives behind this interface, one file
- * per family (mkosi's distribution plug-ins). The registry in index.ts is
- * typed `satisfies Record<OsFamily, OsDriver>`, so a new family does not
- * compile until it is complete.
+ * What the pipeline and the generic stages ask of a guest family's driver. One
+ * driver per family lives in src/os/<family>/ (mkosi's distribution plug-ins);
+ * the registry in os/index.ts is typed `satisfies Record<OsFamily, OsDriver>`,
+ * so a new family does not compile until it is complete.
  */
-import type { SeedFiles } from '../cloudinit/seed.ts';
+import type { CloudConfig } from '../cloudinit/yaml.ts';
+import type { BuildOnlyFile, SeedFiles } from '../cloudinit/seed.ts';
+import type { AppsVolume } from '../model/disk.ts';
 import type { GuestSession } from '../guestfs/session.ts';
 import type { Step } from '../log.ts';
-import type { Problem } from '../model/problem.ts';
-import type { Profile } from '../profile/schema.ts';
-import type { BuildContext } from '../stages/types.ts';
-import type { SmokeReport } from '../model/smoke.ts';
 import type { DiskRef } from '../model/disk.ts';
-import type { StageName } from '../model/stage.ts';
-
-export type CloudConfig = Record<string, unknown>;
-
-/**
- * A file the build VM needs and the image must not keep (a mirror's apt
- * credentials): the seed writes it owner-only, the build VM's last command
- * removes it, and logs and `plan` show its content as <redacted>.
- */
-export interface BuildOnlyFile {
-  path: string;
-  content: string;
-}
+import type { Problem } from '../model/problem.ts';
+import type { SmokeReport } from '../model/smoke.ts';
+import type { Profile } from '../profile/schema.ts';
+import type { BuildContext, Stage } from './types.ts';
 
 export interface OsDriver {
   readonly family: Profile['os']['family'];
   readonly title: string;
-  /** The stages a build of this family runs, in order. */
-  stages(profile: Profile): StageName[];
+  /** The plan: the stages a build of this family runs, in order (the generic ones from stages/, its own beside them). */
+  plan(profile: Profile): readonly Stage[];
   /** Packages that give RDMA verbs over soft-RoCE in this family. */
   readonly vrdmaPackages: readonly string[];
   /**
@@ -48,6 +37,8 @@ export interface OsDriver {
    * session (e.g. SELinux relabel). Returns what it did, for the build log.
    */
   offlineFixups(profile: Profile, session: GuestSession): Promise<string[]>;
+  /** The apps volume a build of this profile makes (Debian's bootstrap), or undefined: the apps folder is then a folder of the root disk. */
+  appsVolume?(profile: Profile): AppsVolume | undefined;
   /** Where cloud-init's datasource list goes. */
   readonly datasourceFile: string;
   /** The cluster's layout rules (/opt, workspace, apps folder) apply to this family's guests. */

@@ -6,15 +6,14 @@ import { constants } from 'node:fs';
 import { access, readdir, stat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { imageInfo } from '../vm/image.ts';
-import type { Profile } from './schema.ts';
+import type { Profile } from '../profile/schema.ts';
 import type { Problem } from '../model/problem.ts';
 import { clusterOpt, layoutProblems, volumeOwnFolder } from '../policy/layout.ts';
 import { guestPathProblem, isUnder } from '../policy/paths.ts';
 import { driverFor } from '../os/index.ts';
-import { appsVolumeOf } from '../os/debian/bootstrap.ts';
 import { parseCloudConfig } from '../cloudinit/yaml.ts';
 import { readUntrusted } from '../util/fs.ts';
-import { formatSize, parseSize } from './units.ts';
+import { formatSize, parseSize } from '../profile/units.ts';
 
 
 /** Smallest disk a bootstrapped Debian guest fits in, with room for packages. */
@@ -158,7 +157,7 @@ export async function checkRules(profile: Profile): Promise<Problem[]> {
   if (profile.base.bootstrap && diskBytes < minBootstrapDisk) {
     problems.push({ path: ['disk', 'size'], message: `${profile.disk.size} is too small for a bootstrapped guest`, hint: `use at least ${formatSize(minBootstrapDisk)}` });
   }
-  const volume = appsVolumeOf(profile)?.bytes;
+  const volume = driver.appsVolume?.(profile)?.bytes;
   if (volume !== undefined) {
     if (volume < minAppsVolume) problems.push({ path: ['disk', 'appsVolume'], message: `${profile.disk.appsVolume} is too small for an ext4 apps volume`, hint: `use at least ${formatSize(minAppsVolume)}, or "none" to keep apps in the root filesystem` });
     else if (diskBytes >= minBootstrapDisk && diskBytes - volume < minBootstrapDisk) problems.push({ path: ['disk', 'appsVolume'], message: `${profile.disk.appsVolume} leaves the root filesystem ${formatSize(diskBytes - volume)} of the ${profile.disk.size} disk`, hint: `the root needs ${formatSize(minBootstrapDisk)}: raise disk.size or lower disk.appsVolume` });

@@ -1,0 +1,110 @@
+/**
+ * The architecture as a test: src/'s folders in layers, from the commands at the top to the
+ * model at the bottom. An import (type imports included) may go sideways to a folder of its own
+ * layer or down, never up; no two folders import each other, even inside one layer; src/model/
+ * imports nothing of the project. The README's "Code layout" names the same layers.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+
+const src = resolve(import.meta.dirname, '..', 'src');
+
+/** Top to bottom. A folder's files, or a top-level file by its name. */
+export const layers: string[][] = [
+  ['cli.ts', 'commands'],
+  ['pipeline', 'rehearse', 'debug'],
+  ['loader'],
+  ['os'],
+  ['stages'],
+  ['publish', 'smoke', 'verify', 'cache'],
+  ['cloudinit', 'cluster'],
+  ['profile'],
+  ['guestfs', 'vm'],
+  ['policy'],
+  ['exec'],
+  ['host', 'util', 'report', 'errors.ts', 'log.ts'],
+  ['model'],
+];
+
+/**
+ * Imports allowed to go up a layer (at most five), each with its reason. Key: "from-file -> to-file".
+ */
+const exceptions: Record<string, string> = {};
+
+interface Edge { from: string; to: string; typeOnly: boolean }
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? sourceFiles(path) : path.endsWith('.ts') ? [path] : [];
+  });
+}
+
+/** Every relative import of src/: static, re-exports, type-only and dynamic ones. */
+export function importsOf(): Edge[] {
+  const edges: Edge[] = [];
+  for (const file of sourceFiles(src)) {
+    const text = readFileSync(file, 'utf8');
+    const found = [
+      ...[...text.matchAll(/^\s*(?:import|export)\s+(type\s+)?(?:[^'";]*?\sfrom\s+)?['"](\.{1,2}\/[^'"]+)['"]/gm)].map((m) => ({ spec: m[2]!, typeOnly: Boolean(m[1]) })),
+      ...[...text.matchAll(/\bimport\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/g)].map((m) => ({ spec: m[1]!, typeOnly: false })),
+    ];
+    for (const { spec, typeOnly } of found) edges.push({ from: relative(src, file), to: relative(src, resolve(dirname(file), spec)), typeOnly });
+  }
+  return edges;
+}
+
+/** The layer unit of a file: its top folder under src/, or its own name at the top. */
+export const unitOf = (file: string): string => file.split('/')[0]!;
+
+const layerOf = (unit: string): number => layers.findIndex((l) => l.includes(unit));
+
+const edges = importsOf();
+const Layers = suite('layers');
+
+Layers('every folder and top-level file of src/ is in exactly one layer', () => {
+  const units = [...new Set(sourceFiles(src).map((f) => unitOf(relative(src, f))))].sort();
+  assert.ok(units.length > 10, `found ${units.length} units under src/`);
+  const missing = units.filter((u) => layerOf(u) < 0);
+  assert.equal(missing, [], `not in any layer: ${missing.join(', ')}`);
+  const all = layers.flat();
+  assert.equal(all.length, new Set(all).size, 'a unit is listed twice');
+  const gone = all.filter((u) => !units.includes(u));
+  assert.equal(gone, [], `listed but not in src/: ${gone.join(', ')}`);
+});
+
+Layers('the import reader sees static, type, re-export and dynamic imports', () => {
+  const has = (from: string, to: string, typeOnly?: boolean) => edges.some((e) => e.from === from && e.to === to && (typeOnly === undefined || e.typeOnly === typeOnly));
+  assert.ok(edges.length > 300, `${edges.length} imports`);
+  assert.ok(has('cli.ts', 'commands/build.ts'), 'a dynamic import of the CLI');
+  assert.ok(edges.some((e) => e.typeOnly), 'some type-only import');
+});
+
+Layers('no import goes up a layer (type imports included), beyond the listed exceptions', () => {
+  const up = edges
+    .filter((e) => layerOf(unitOf(e.from)) > layerOf(unitOf(e.to)))
+    .map((e) => `${e.from} -> ${e.to}${e.typeOnly ? ' (type)' : ''}`);
+  const unexplained = up.filter((line) => !(line.replace(' (type)', '') in exceptions));
+  assert.equal(unexplained, [], `imports that go up a layer:\n${unexplained.join('\n')}`);
+  assert.ok(Object.keys(exceptions).length <= 5, 'at most five exceptions');
+  for (const key of Object.keys(exceptions)) assert.ok(up.some((line) => line.replace(' (type)', '') === key), `a stale exception: ${key}`);
+});
+
+Layers('no two folders import each other, even inside one layer', () => {
+  const pairs = new Set(edges.filter((e) => unitOf(e.from) !== unitOf(e.to)).map((e) => `${unitOf(e.from)} -> ${unitOf(e.to)}`));
+  const cycles = [...pairs].filter((p) => {
+    const [a, b] = p.split(' -> ');
+    return a! < b! && pairs.has(`${b} -> ${a}`);
+  });
+  assert.equal(cycles, [], `folders that import each other: ${cycles.join(', ')}`);
+});
+
+Layers('src/model/ imports nothing of the project', () => {
+  const out = edges.filter((e) => unitOf(e.from) === 'model' && unitOf(e.to) !== 'model').map((e) => `${e.from} -> ${e.to}`);
+  assert.ok(edges.some((e) => unitOf(e.to) === 'model'), 'something imports the model');
+  assert.equal(out, []);
+});
+
+Layers.run();
