@@ -36,3 +36,9 @@ export interface BaseSource {
   sha256?: string;
   cached: boolean;
 }
+
+/**
+ * How a build ended, as every stage's cleanup is told (Packer's StateCancelled, StateHalted):
+ * a kept build keeps its work folder for resume; only a succeeded one keeps what it published.
+ */
+export type BuildEnd = 'succeeded' | 'failed' | 'cancelled' | 'kept';

@@ -16,7 +16,8 @@ import { driverFor } from '../os/index.ts';
 import type { LoadedProfile } from '../loader/profile.ts';
 import { completeManifest } from '../stages/finalize.ts';
 import type { BuildContext, Stage } from '../stages/types.ts';
-import type { BreakPoint, BuildOptions, FailureChoice, OnError } from '../model/build.ts';
+import type { OsDriver } from '../stages/driver.ts';
+import type { BreakPoint, BuildEnd, BuildOptions, FailureChoice, OnError } from '../model/build.ts';
 import { nonce as makeNonce, sha256Text } from '../util/fs.ts';
 import { cacheDir } from '../util/paths.ts';
 import type { Accel } from '../vm/accel.ts';
@@ -26,8 +27,7 @@ import { StageCache, type Lock } from '../cache/store.ts';
 import { guestforgeVersion } from '../util/project.ts';
 import { backendOf, describeBackend, resolveAccel } from '../vm/backend.ts';
 
-export function plannedStages(loaded: Pick<LoadedProfile, 'profile'>, options: Pick<BuildOptions, 'smoke' | 'packageOnly'>): Stage[] {
-  const driver = driverFor(loaded.profile.os.family);
+export function plannedStages(loaded: Pick<LoadedProfile, 'profile'>, options: Pick<BuildOptions, 'smoke' | 'packageOnly'>, driver: OsDriver = driverFor(loaded.profile.os.family)): Stage[] {
   const planned = driver.plan(loaded.profile).filter((stage) => options.smoke || stage.name !== 'smoke');
   if (!options.packageOnly) return [...planned];
   const only = planned.filter((stage) => stage.name === 'package');
@@ -75,12 +75,13 @@ export function breakIndex(stages: readonly Stage[], at: BreakPoint | undefined)
 
 export async function runBuild(
   loaded: LoadedProfile,
-  options: BuildOptions & { accel?: 'auto' | Accel; resume?: ResumeFrom },
+  options: BuildOptions & { accel?: 'auto' | Accel; resume?: ResumeFrom; /** The profile family's driver unless given (the pipeline's tests give a fake). */ driver?: OsDriver },
   log: Logger,
   signal: AbortSignal,
 ): Promise<BuildOutcome> {
   const { profile } = loaded;
-  const stages = plannedStages(loaded, options);
+  const driver = options.driver ?? driverFor(profile.os.family);
+  const stages = plannedStages(loaded, options, driver);
   if (options.rebuildFrom && !stages.some((s) => s.name === options.rebuildFrom)) {
     throw new UsageError(`--rebuild-from ${options.rebuildFrom}: this build has no such stage (it runs ${stages.map((s) => s.name).join(', ')})`);
   }
@@ -114,7 +115,7 @@ export async function runBuild(
     profileFiles: loaded.files,
     startedAt: new Date().toISOString(),
     profileHash: sha256Text(JSON.stringify(profile)),
-    driver: driverFor(profile.os.family),
+    driver,
     // A package-only build starts no VM: no probe (12 s when KVM hangs).
     accel: options.packageOnly ? 'tcg' : await resolveAccel(options.accel ?? profile.build.accel, log, backend),
     backend,
@@ -126,7 +127,7 @@ export async function runBuild(
     ...(options.noCache || resume ? {} : { cache: new StageCache(cacheDir()) }),
     log,
     signal,
-    options: { ...options, outDir },
+    options: { ...withoutDriver(options), outDir },
     outputs: [],
     timings: [],
     warnings: [],
@@ -144,6 +145,7 @@ export async function runBuild(
     stageNames: stages.map((s) => s.name),
   });
   let kept: KeptBuild | undefined;
+  let end: BuildEnd = 'failed';
   // Keeping must not lose the build: if writing the record fails, or a signal comes meanwhile, it is cleaned up as usual.
   const keep = async (index: number, reason: KeptBuild['reason'], error?: unknown) => {
     try {
@@ -167,7 +169,7 @@ export async function runBuild(
         await keep(index, 'break');
         log.info(`stopped before ${stage.name} (--break ${options.breakAt!.when}:${options.breakAt!.stage}); the build is kept as ${kept!.id}`);
         // Nothing unfinished stays at the output path (a break after finalize takes its image back; resume makes it again).
-        await cleanUp(ran, ctx);
+        end = 'kept';
         return { ctx, kept };
       }
       const input = ctx.disk;
@@ -209,7 +211,7 @@ export async function runBuild(
         await ctx.failed?.vm?.stop();
         ctx.failed = undefined;
         if (choice !== 'retry') throw error;
-        await stage.cleanup?.(ctx).catch((e: unknown) => log.warn(`cleanup of ${stage.name} failed: ${(e as Error).message}`));
+        await stage.cleanup(ctx, 'failed').catch((e: unknown) => log.warn(`cleanup of ${stage.name} failed: ${(e as Error).message}`));
         log.info(`${stage.name}: running it again, as asked`);
         ctx.disk = input;
         index -= 1;
@@ -221,23 +223,31 @@ export async function runBuild(
       step.succeed(step.last);
     }
     await completeManifest(ctx);
+    end = 'succeeded';
     log.detail(`build took ${((Date.now() - started) / 1000).toFixed(1)}s`);
     return { ctx };
   } catch (error) {
     // Even a kept build takes back what it published (finalize's outputs): the output folder never holds a failed image.
-    await cleanUp(ran, ctx);
+    end = kept ? 'kept' : signal.aborted ? 'cancelled' : 'failed';
     return { ctx, error, ...(kept ? { kept } : {}) };
   } finally {
+    await cleanUp(ran, ctx, end);
     if (kept) log.detail(`work folder kept for ${kept.id}: ${workDir}`);
     else if (options.keepWork) log.info(`work folder kept: ${workDir}`);
     else await rm(workDir, { recursive: true, force: true });
   }
 }
 
-/** Every stage that ran takes back what it left, the last first (Packer's step cleanup). */
-async function cleanUp(ran: Stage[], ctx: BuildContext): Promise<void> {
+/** The build's options as the context and a kept build's record hold them: no driver object. */
+function withoutDriver<T extends { driver?: unknown }>(options: T): Omit<T, 'driver'> {
+  const { driver: _driver, ...rest } = options;
+  return rest;
+}
+
+/** Every stage that ran takes back what it made, the last first, told how the build ended (Packer's step cleanup). */
+async function cleanUp(ran: Stage[], ctx: BuildContext, end: BuildEnd): Promise<void> {
   for (const stage of [...ran].reverse()) {
-    await stage.cleanup?.(ctx).catch((e: unknown) => ctx.log.warn(`cleanup of ${stage.name} failed: ${(e as Error).message}`));
+    await stage.cleanup(ctx, end).catch((e: unknown) => ctx.log.warn(`cleanup of ${stage.name} failed: ${(e as Error).message}`));
   }
 }
 

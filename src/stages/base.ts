@@ -17,6 +17,7 @@ import { formatSize } from '../profile/units.ts';
 import { sha256File, tempPathFor } from '../util/fs.ts';
 import type { BuildContext, Stage } from './types.ts';
 import type { DiskRef } from '../model/disk.ts';
+import { removeWorkFiles } from './cleanup.ts';
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(() => true, () => false);
@@ -132,5 +133,9 @@ export const baseStage: Stage = {
   async run(ctx, step) {
     ctx.disk = ctx.profile.base.image ? await useImage(ctx, step) : await useBootstrap(ctx, step);
     step.update(ctx.base?.source ?? ctx.disk.path);
+  },
+  async cleanup(ctx, end) {
+    // The bootstrapped disk (the pipeline moves it into the cache when it is cached); an image is only read.
+    await removeWorkFiles(ctx, end, 'base.qcow2');
   },
 };

@@ -90,8 +90,9 @@ export const finalizeStage: Stage = {
     const usage = ctx.diskUsage;
     step.update(`${ctx.outputs.map((o) => `${basename(o.path)} ${formatSize(o.bytes)}`).join(', ')} (data ${formatSize(usage.dataBytes)} of a ${formatSize(usage.virtualBytes)} disk)`);
   },
-  async cleanup(ctx) {
-    // Reached only when the build failed after this stage: no output may look finished.
+  async cleanup(ctx, end) {
+    // A build that did not succeed, kept or not, takes back what it published: no output may look finished.
+    if (end === 'succeeded') return;
     for (const out of ctx.outputs) {
       await rm(out.path, { force: true });
       ctx.log.info(`removed ${out.path}: the build failed after it was written (rerun with --no-smoke to keep an unsmoked image)`);

@@ -26,6 +26,7 @@ import { formatSize } from '../profile/units.ts';
 import { fstrimAll, keepsFacts } from './seal.ts';
 import type { Stage } from './types.ts';
 import type { DiskRef } from '../model/disk.ts';
+import { removeWorkFiles } from './cleanup.ts';
 
 /** Bump when what the inject stage does or reads back changes, so older entries are not reused. */
 const injectRecipe = 4;
@@ -217,6 +218,10 @@ export const injectStage: Stage = {
       await session.close();
     }
     ctx.disk = disk;
+  },
+  async cleanup(ctx, end) {
+    // Its scratch files (the staged tree, the volume's image, app tars) go in run's own finally.
+    await removeWorkFiles(ctx, end, 'inject.qcow2');
   },
 };
 

@@ -17,6 +17,7 @@ import { bootError, bootVm } from '../vm/qemu.ts';
 import { sha256Text } from '../util/fs.ts';
 import { imageInfo } from '../vm/image.ts';
 import type { Stage } from './types.ts';
+import { removeWorkFiles } from './cleanup.ts';
 
 /** Console lines worth showing next to the spinner while the build VM works. */
 export function progressOf(line: string): string | undefined {
@@ -134,5 +135,9 @@ export const provisionStage: Stage = {
     }
     ctx.disk = overlay;
     step.update(`result after ${((outcome.resultMs ?? 0) / 1000).toFixed(0)}s`);
+  },
+  async cleanup(ctx, end) {
+    // The VM itself is stopped by run, or by the pipeline when a failed build is not kept.
+    await removeWorkFiles(ctx, end, 'provision.qcow2', 'seed.iso', 'seed', 'qmp.sock', 'console.sock');
   },
 };

@@ -14,6 +14,7 @@ import { type AppsFolderMount } from '../model/facts.ts';
 import { sha256Text } from '../util/fs.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import type { Stage, StageCacheSpec } from './types.ts';
+import { removeWorkFiles } from './cleanup.ts';
 
 /** A cache entry that keeps the facts verify judges, so a hit costs no guestfish launch (seal and inject). */
 export const keepsFacts: Pick<StageCacheSpec, 'save' | 'restore'> = {
@@ -67,6 +68,9 @@ export const sealStage: Stage = {
       await session.close();
     }
     ctx.disk = disk;
+  },
+  async cleanup(ctx, end) {
+    await removeWorkFiles(ctx, end, 'seal.qcow2');
   },
 };
 

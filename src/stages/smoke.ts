@@ -8,6 +8,7 @@ import { formatSmoke, smokeImage } from '../smoke/run.ts';
 import { formatBootTiming } from '../smoke/boot-timing.ts';
 import { starterFor } from '../vm/backend.ts';
 import type { Stage } from './types.ts';
+import { removeWorkFiles } from './cleanup.ts';
 
 export const smokeStage: Stage = {
   name: 'smoke',
@@ -42,5 +43,9 @@ export const smokeStage: Stage = {
     if (report.boot) for (const line of formatBootTiming(report.boot)) ctx.log.detail(`  boot ${line}`);
     if (!report.ok) throw new UserError(`smoke test failed: ${report.detail.split('\n')[0]}`, { hint: report.detail.split('\n').slice(1).join('\n') || `console log: ${report.serialLog}` });
     step.update(`${report.checks.length} checks, ${ctx.driver.smoke ? 'done' : 'result'} after ${((report.bootMs ?? 0) / 1000).toFixed(0)}s`);
+  },
+  async cleanup(ctx, end) {
+    // The smoke VM is stopped by smokeImage (or the driver's smoke) on every exit; its seed and overlay stay here.
+    await removeWorkFiles(ctx, end, 'smoke');
   },
 };

@@ -18,7 +18,7 @@ import type { RunningVm } from '../vm/qemu.ts';
 import type { DiskUsage } from '../model/disk.ts';
 import type { DiskRef, OutputFile } from '../model/disk.ts';
 import type { SmokeReport } from '../model/smoke.ts';
-import type { BaseSource, BuildOptions } from '../model/build.ts';
+import type { BaseSource, BuildEnd, BuildOptions } from '../model/build.ts';
 
 /** What a failed stage leaves for the admin, when the build keeps it. */
 export interface FailedStageState {
@@ -99,6 +99,11 @@ export interface Stage {
   describe(profile: Profile, driver: OsDriver): string;
   run(ctx: BuildContext, step: Step): Promise<void>;
   cache?: StageCacheSpec;
-  /** Undo what run left behind when the build fails or is interrupted. */
-  cleanup?(ctx: BuildContext): Promise<void>;
+  /**
+   * Undo what run made (Packer's step cleanup). The pipeline calls it for every stage that ran,
+   * the last first, on every exit, saying how the build ended: the files a run made in the work
+   * folder go unless the build is kept (its record points at them); what a stage published goes
+   * unless the build succeeded. Removing the work folder afterwards is only a safety net.
+   */
+  cleanup(ctx: BuildContext, end: BuildEnd): Promise<void>;
 }

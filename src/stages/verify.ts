@@ -48,4 +48,7 @@ export const verifyStage: Stage = {
     for (const w of warned) ctx.log.warn(`verify ${w.id}: ${w.evidence}`);
     step.update(`${report.results.filter((r) => r.verdict === 'pass').length} rules passed${warned.length ? `, ${warned.length} warnings` : ''}`);
   },
+  async cleanup() {
+    // Nothing to undo: verify reads the disk (one read-only launch) and writes only ctx.verify.
+  },
 };

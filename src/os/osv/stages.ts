@@ -3,12 +3,13 @@ import { join } from 'node:path';
 import { writeCpioArchive } from './cpio.ts';
 import { composeNative, composeWithCapstan, hasCapstan } from './compose.ts';
 import { bootCommand, packageDir, writePackage } from './package.ts';
-import { stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { UserError } from '../../errors.ts';
 import { parseDuration, parseSize } from '../../profile/units.ts';
 import { resolveBuilder } from './builder.ts';
 import type { Stage } from '../../stages/types.ts';
 import { osvOs } from './index.ts';
+import { removeWorkFiles } from '../../stages/cleanup.ts';
 
 export const packageStage: Stage = {
   name: 'package',
@@ -20,6 +21,14 @@ export const packageStage: Stage = {
     ctx.packageDir = await writePackage(ctx.profile, ctx.options.outDir);
     ctx.log.info(`Capstan package: ${ctx.packageDir}`);
     step.update(ctx.packageDir);
+  },
+  async cleanup(ctx, end) {
+    // The package is an output (--package-only stops here): it goes when the build did not
+    // succeed, unless the build is kept, whose resume composes from it.
+    if (end === 'succeeded' || end === 'kept' || !ctx.packageDir) return;
+    await rm(ctx.packageDir, { recursive: true, force: true });
+    ctx.log.info(`removed ${ctx.packageDir}: the build did not finish`);
+    ctx.packageDir = undefined;
   },
 };
 
@@ -61,5 +70,8 @@ export const composeStage: Stage = {
     });
     step.update(`loader ${Math.round(layout.loaderBytes / 1024)} KiB + ZFS ${Math.round(layout.partitionBytes / 1024 / 1024)} MiB; ${names.length} paths`);
     ctx.disk = { path: disk, format: 'raw' };
+  },
+  async cleanup(ctx, end) {
+    await removeWorkFiles(ctx, end, `${ctx.profile.name}.qemu`, 'osv.raw', 'upload.cpio');
   },
 };
