@@ -107,4 +107,17 @@ Layers('src/model/ imports nothing of the project', () => {
   assert.equal(out, []);
 });
 
+Layers('no file outside src/vm/ runs qemu-img or virsh (host/tools.ts names every program, as data)', () => {
+  const offenders: string[] = [];
+  for (const file of sourceFiles(src)) {
+    const rel = relative(src, file);
+    if (rel.startsWith('vm/') || rel === 'host/tools.ts') continue;
+    readFileSync(file, 'utf8').split('\n').forEach((line, i) => {
+      if (/['"`](qemu-img|virsh)['"`]/.test(line)) offenders.push(`${rel}:${i + 1}: ${line.trim()}`);
+    });
+  }
+  assert.equal(offenders, []);
+  assert.ok(readFileSync(join(src, 'vm', 'qemu-img.ts'), 'utf8').includes("'qemu-img'"), 'the door itself is seen by the same pattern');
+});
+
 Layers.run();

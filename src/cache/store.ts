@@ -19,6 +19,7 @@ import { run } from '../exec/run.ts';
 import type { StageName } from '../model/stage.ts';
 import { nonce, sha256Text, writeFileAtomic } from '../util/fs.ts';
 import { acquireLock, lockHolder, tryLock, type Lock, type LockHolder } from '../exec/lock.ts';
+import { qemuImgCheck } from '../vm/qemu-img.ts';
 
 /** Who a disk in the chain is, for the key of the stage built on it. */
 export interface ChainNode {
@@ -201,14 +202,6 @@ export class StageCache {
   async previous(stage: StageName, profile: string): Promise<Entry | undefined> {
     return (await this.list()).find((e) => e.stage === stage && e.profile === profile);
   }
-}
-
-/** undefined when the image is sound, else the first lines of what qemu-img found. */
-export async function qemuImgCheck(path: string): Promise<string | undefined> {
-  const r = await run(['qemu-img', 'check', '-q', '-U', path], { allowFailure: true });
-  if (r.exitCode === 0) return undefined;
-  const said = `${r.stderr}\n${r.stdout}`.trim().split('\n').filter(Boolean);
-  return `qemu-img check exit ${r.exitCode}: ${said.slice(0, 2).join(' | ') || 'no detail'}`;
 }
 
 /** Say which named inputs differ from an earlier entry: the "why" of a miss. */

@@ -9,12 +9,12 @@ import { join } from 'node:path';
 import { choosePrune } from '../cache/prune.ts';
 import { StageCache, type Entry } from '../cache/store.ts';
 import { UsageError } from '../errors.ts';
-import { run as exec } from '../exec/run.ts';
 import { formatSize, parseDuration, parseSize } from '../profile/units.ts';
 import { age, textTable } from '../report/table.ts';
 import { cacheDir } from '../util/paths.ts';
 import { lockIsStale, readLock } from '../exec/lock.ts';
 import { parseCommandArgs } from './args.ts';
+import { backingFiles } from '../vm/qemu-img.ts';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 
@@ -42,9 +42,7 @@ async function busyEntries(root: string, going: Set<string>): Promise<{ busy: Se
     }
     for (const name of await readdir(join(work, dir)).catch(() => [] as string[])) {
       if (!name.endsWith('.qcow2')) continue;
-      const r = await exec(['qemu-img', 'info', '--output=json', '-U', '--backing-chain', join(work, dir, name)], { allowFailure: true });
-      if (r.exitCode !== 0) continue;
-      for (const layer of JSON.parse(r.stdout) as { filename: string }[]) busy.add(layer.filename);
+      for (const file of (await backingFiles(join(work, dir, name))) ?? []) busy.add(file);
     }
   }
   return { busy, dead };

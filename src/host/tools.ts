@@ -24,6 +24,11 @@ export const tools = {
   capstan: { apt: 'not in Debian: build it from github.com/cloudius-systems/capstan', versionArgs: ['--version'], usedBy: 'build (osv), optional', optional: true },
 } as const satisfies Record<string, ToolInfo>;
 
+/** The programs whose versions a build's manifest records (mmdebstrap when it bootstraps), with the table's version arguments. */
+export function manifestTools(bootstraps: boolean): string[][] {
+  const names: (keyof typeof tools)[] = ['qemu-img', 'qemu-system-x86_64', 'guestfish', 'xorriso', ...(bootstraps ? ['mmdebstrap' as const] : [])];
+  return names.map((name) => [name, ...tools[name].versionArgs]);
+}
 
 export function aptPackageFor(program: string): string | undefined {
   return (tools as Record<string, ToolInfo>)[program]?.apt;

@@ -5,7 +5,8 @@
  */
 import { rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { convertImage, diskUsage, outputName, toolVersions, updateSums, writeRootfsOutputs, type DiskFormat, type RootfsFormat } from './outputs.ts';
+import { convertImage, outputName, toolVersions, updateSums, writeRootfsOutputs, type RootfsFormat } from './outputs.ts';
+import { diskUsage, type DiskFormat } from '../vm/qemu-img.ts';
 import { formatSize } from '../profile/units.ts';
 import { guestforgeVersion } from '../util/project.ts';
 import { writeFileAtomic } from '../util/fs.ts';
@@ -13,6 +14,7 @@ import { redactUrlsIn } from '../util/url.ts';
 import type { BuildContext, Stage } from './types.ts';
 import { imageVersion, provenanceName, sbomName, writeBuildRecords } from '../publish/records.ts';
 import { signSums } from '../publish/sign.ts';
+import { manifestTools } from '../host/tools.ts';
 
 export function outputFormats(ctx: Pick<BuildContext, 'profile'>): { disks: DiskFormat[]; rootfs: RootfsFormat[] } {
   const all = [...new Set([ctx.profile.disk.format, ...ctx.profile.outputs])];
@@ -27,13 +29,7 @@ export function manifestPath(ctx: BuildContext): string {
 }
 
 async function writeManifest(ctx: BuildContext): Promise<{ tools: Record<string, string>; builtAt: string }> {
-  const tools = await toolVersions([
-    ['qemu-img', '--version'],
-    ['qemu-system-x86_64', '--version'],
-    ['guestfish', '--version'],
-    ['xorriso', '-version'],
-    ...(ctx.profile.base.bootstrap ? [['mmdebstrap', '--version']] : []),
-  ]);
+  const tools = await toolVersions(manifestTools(Boolean(ctx.profile.base.bootstrap)));
   const builtAt = new Date().toISOString();
   const manifest = {
     name: ctx.profile.name,

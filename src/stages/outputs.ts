@@ -8,29 +8,14 @@ import type { Accel } from '../vm/accel.ts';
 import type { DiskRef, OutputFile } from '../model/disk.ts';
 import { sha256File, tempPathFor, writeFileAtomic } from '../util/fs.ts';
 import { acquireLock } from '../exec/lock.ts';
-import type { DiskUsage } from '../model/disk.ts';
+import { convertDisk, type Compression, type DiskFormat } from '../vm/qemu-img.ts';
 
-export type Compression = 'zstd' | 'zlib' | 'none';
 
-export type DiskFormat = 'qcow2' | 'raw' | 'vmdk';
 export type RootfsFormat = 'tar' | 'squashfs';
 
 /** File names of each output, next to each other in the output folder. */
 export function outputName(name: string, format: DiskFormat | RootfsFormat): string {
   return format === 'tar' ? `${name}.rootfs.tar` : format === 'squashfs' ? `${name}.rootfs.sqsh` : `${name}.${format}`;
-}
-
-/** Pure: the qemu-img command that makes a standalone output from a backing chain. */
-export function convertArgs(source: DiskRef, format: DiskFormat, compress: Compression, target: string): string[] {
-  const argv = ['qemu-img', 'convert', '-f', source.format, '-O', format, '-m', '8', '-W'];
-  if (format === 'qcow2') {
-    if (compress !== 'none') argv.push('-c', '-o', `compression_type=${compress}`);
-  } else if (format === 'vmdk') {
-    // The VMware/OVA flavour: compressed, read sequentially, what importers expect.
-    argv.push('-o', 'subformat=streamOptimized');
-  }
-  argv.push(source.path, target);
-  return argv;
 }
 
 /** Convert to `target` via a temp file next to it; a failure leaves nothing at `target`. */
@@ -43,33 +28,13 @@ export async function convertImage(
 ): Promise<OutputFile> {
   const temp = tempPathFor(target);
   try {
-    await run(convertArgs(source, format, compress, temp), { timeoutMs: 60 * 60_000, ...(signal ? { cancelSignal: signal } : {}) });
+    await convertDisk(source, format, temp, { compress, timeoutMs: 60 * 60_000, ...(signal ? { signal } : {}) });
     await rename(temp, target);
   } catch (error) {
     await rm(temp, { force: true });
     throw error;
   }
   return { path: target, format, bytes: (await stat(target)).size, sha256: await sha256File(target) };
-}
-
-/**
- * Pure: a disk's usage from `qemu-img map --output=json` (through the whole backing chain), whose
- * extents cover the disk from start to end: their sum is its size, and those with data that is not
- * zeroes are what a compressed image has to hold. After the seal stage's fstrim that is the
- * guest's live data and its filesystems' metadata, so the compressed size against it shows how
- * well the data compresses.
- */
-export function usageOfMap(json: string): DiskUsage {
-  const extents = JSON.parse(json) as { length: number; data?: boolean; zero?: boolean }[];
-  if (!Array.isArray(extents)) throw new Error('qemu-img map gave no list of extents');
-  return {
-    virtualBytes: extents.reduce((sum, e) => sum + e.length, 0),
-    dataBytes: extents.reduce((sum, e) => sum + (e.data && !e.zero ? e.length : 0), 0),
-  };
-}
-
-export async function diskUsage(source: DiskRef): Promise<DiskUsage> {
-  return usageOfMap((await run(['qemu-img', 'map', '--output=json', '-f', source.format, source.path], { timeoutMs: 5 * 60_000 })).stdout);
 }
 
 /** Rewrite this build's lines of SHA256SUMS; a lock keeps parallel builds into one folder from losing lines. */

@@ -1,7 +1,7 @@
 /**
  * A build is a list of stages (Packer's steps): each reads the context, adds
- * what it produces, and can undo itself. The pipeline runs them in the order
- * the OS driver gives and, on failure or signal, cleans up in reverse.
+ * what it produces, and undoes itself. The pipeline runs them in the order the
+ * OS driver plans and, however the build ends, cleans up in reverse.
  */
 import type { Logger, Step } from '../log.ts';
 import type { OsDriver } from './driver.ts';

@@ -21,6 +21,7 @@ import { activeTrims, type StubPackage } from '../../policy/boot.ts';
 import type { BuildContext } from '../../stages/types.ts';
 import type { BuildOnlyFile } from '../../cloudinit/seed.ts';
 import type { AppsVolume } from '../../model/disk.ts';
+import { convertPlain } from '../../vm/qemu-img.ts';
 
 /** What every guestforge Debian base has, besides the profile's extra packages. */
 export function bootstrapPackages(profile: Profile): string[] {
@@ -187,7 +188,7 @@ export async function bootstrapBase(ctx: BuildContext, step: Step, output: strin
     await rm(authFile, { force: true });
     await rm(rootDir, { recursive: true, force: true });
   }
-  await run(['qemu-img', 'convert', '-O', 'qcow2', raw, output]);
+  await convertPlain({ path: raw, format: 'raw' }, 'qcow2', output);
   await rm(raw, { force: true });
 
   step.update('GRUB (one guestfish launch)');

@@ -7,8 +7,8 @@ import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../../errors.ts';
-import { run } from '../../exec/run.ts';
 import { mbrEntry2, zfsPartitionType } from './disk.ts';
+import { copyHead } from '../../vm/qemu-img.ts';
 
 export const cmdlineOffset = 512;
 /** guestforge keeps the command line within the sectors before OSv's loader; longer ones are refused. */
@@ -42,7 +42,7 @@ async function headOf(image: string, format: 'qcow2' | 'raw' | 'vmdk', sectors =
   const dir = await mkdtemp(join(tmpdir(), 'guestforge-head-'));
   const scratch = join(dir, 'head.raw');
   try {
-    await run(['qemu-img', 'dd', '-f', format, '-O', 'raw', 'bs=512', `count=${sectors}`, `if=${image}`, `of=${scratch}`]);
+    await copyHead(image, format, sectors, scratch);
     return await readFile(scratch);
   } finally {
     await rm(dir, { recursive: true, force: true });

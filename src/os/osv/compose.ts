@@ -22,6 +22,7 @@ import { freshConsoleLog, SerialTail } from '../../vm/serial.ts';
 import { writeCmdline } from './cmdline.ts';
 import { loaderBytes, mbrEntry2, osvLayout, zfsPartitionEntry, type OsvLayout } from './disk.ts';
 import { freePort } from '../../util/net.ts';
+import { convertPlain } from '../../vm/qemu-img.ts';
 
 export { freePort } from '../../util/net.ts';
 
@@ -86,7 +87,7 @@ export interface NativeCompose {
  * files are not carried over (nothing on the host reads ZFS): the apps bring what they need.
  */
 export async function composeNative(c: NativeCompose): Promise<OsvLayout> {
-  await run(['qemu-img', 'convert', '-f', c.base.format, '-O', 'raw', c.base.path, c.disk]);
+  await convertPlain(c.base, 'raw', c.disk);
   const handle = await open(c.disk, 'r+');
   let layout: OsvLayout;
   try {
