@@ -21,7 +21,7 @@ import type { OsDriver } from '../src/stages/driver.ts';
 import { baseStage, finalizeStage, injectStage, linuxPlan, provisionStage, sealStage, smokeStage, verifyStage } from '../src/stages/index.ts';
 import type { BuildContext, Stage } from '../src/stages/types.ts';
 import { driverFor } from '../src/os/index.ts';
-import { composeStage, packageStage } from '../src/os/osv/stages.ts';
+import { composeStage } from '../src/os/osv/stages.ts';
 import { sha256File } from '../src/util/fs.ts';
 
 const root = resolve(import.meta.dirname, '..');

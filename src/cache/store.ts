@@ -15,7 +15,6 @@
  */
 import { chmod, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run } from '../exec/run.ts';
 import type { StageName } from '../model/stage.ts';
 import { nonce, sha256Text, writeFileAtomic } from '../util/fs.ts';
 import { acquireLock, lockHolder, tryLock, type Lock, type LockHolder } from '../exec/lock.ts';

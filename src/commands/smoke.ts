@@ -15,9 +15,7 @@ import { nonce as makeNonce } from '../util/fs.ts';
 import { cacheDir } from '../util/paths.ts';
 import { rm } from 'node:fs/promises';
 import { diskFormatOf } from './verify.ts';
-import { driverFor } from '../os/index.ts';
-import { inspectOsv } from '../os/osv/cmdline.ts';
-import { smokeOsv } from '../os/osv/smoke.ts';
+import { driverFor, recognizeImage } from '../os/index.ts';
 import { allowHostPathOption, loadOptionsOf, parseCommandArgs } from './args.ts';
 import { starterFor, type Backend } from '../vm/backend.ts';
 import { defaultPool, isRemote } from '../vm/libvirt.ts';
@@ -55,8 +53,8 @@ export async function run(args: string[]): Promise<number> {
   isRemote(values.connect); // a malformed URI is a usage error before anything starts
   const backend: Backend = values.backend === 'qemu' ? { kind: 'qemu' } : { kind: 'libvirt', target: { ...(values.connect ? { uri: values.connect } : {}), pool: values.pool } };
   const format = await diskFormatOf(image, 'smoke', { allowBacking: Boolean(values['allow-backing']) });
-  // OSv images are judged by their console (the app's output, the power state), not with a seed.
-  const osv = await inspectOsv(image, format);
+  // An image its family recognises (OSv) is judged that family's way (the console: the app's output, the power state), not with a seed.
+  const own = await recognizeImage(image, format);
   let expect = values.expect;
   let powerOff = !values['stays-up'];
   const expectWrong = expect !== undefined ? expectProblem(expect) : undefined;
@@ -73,9 +71,9 @@ export async function run(args: string[]): Promise<number> {
     expect ??= profile.smoke.expect;
     if (!values['stays-up']) powerOff = profile.smoke.powerOff;
   }
-  if (values.profile && osv && profileFamily !== 'osv') throw new UsageError(`smoke: ${image} looks like an OSv image, but the profile is a ${profileFamily} one`, { hint: 'check the image and the profile belong together' });
-  if (!osv && (expect !== undefined || values['stays-up'])) throw new UsageError('smoke: --expect and --stays-up are for OSv images', { hint: 'a Linux image is checked from inside, through its seed' });
-  if (osv && values.backend !== 'qemu') throw new UsageError('smoke: OSv images boot with --backend qemu only');
+  if (values.profile && own && profileFamily !== own.family) throw new UsageError(`smoke: ${image} looks like ${own.looksLike}, but the profile is a ${profileFamily} one`, { hint: 'check the image and the profile belong together' });
+  if (!own && (expect !== undefined || values['stays-up'])) throw new UsageError('smoke: --expect and --stays-up are for OSv images', { hint: 'a Linux image is checked from inside, through its seed' });
+  if (own && values.backend !== 'qemu') throw new UsageError('smoke: OSv images boot with --backend qemu only');
   for (const r of values.require ?? []) {
     if (r !== 'vrdma') throw new UsageError(`smoke: unknown --require "${r}"`, { hint: 'known: vrdma' });
     target = { ...target, vrdma: true };
@@ -87,8 +85,8 @@ export async function run(args: string[]): Promise<number> {
   const report = await withSignals(async (signal) => {
     const step = log.step(`smoke boot ${image}`);
     try {
-      const r = osv
-        ? await smokeOsv({ path: image, format }, {
+      const r = own
+        ? await own.smoke({ path: image, format }, {
           ...(expect !== undefined ? { expect } : {}), powerOff, accel: await resolveAccel(accelWanted, log), workDir, logDir, timeoutMs, log, signal, step,
         })
         : await smokeImage({ path: image, format }, {
@@ -96,7 +94,7 @@ export async function run(args: string[]): Promise<number> {
           timeoutMs, stallMs: Math.min(timeoutMs, 5 * 60_000), memoryMiB: 1024, cpus: 2, log, signal, step,
           starter: starterFor(backend, { namePrefix: `${name}-smoke`, diskIsResult: false, log }),
         });
-      if (r.ok) step.succeed(`${osv ? 'done' : 'result'} after ${((r.bootMs ?? 0) / 1000).toFixed(1)}s`);
+      if (r.ok) step.succeed(`${own ? 'done' : 'result'} after ${((r.bootMs ?? 0) / 1000).toFixed(1)}s`);
       else step.fail();
       return r;
     } catch (error) {

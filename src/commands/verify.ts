@@ -23,7 +23,7 @@ export function explainRule(rule: Rule): string[] {
   ];
 }
 import { allowHostPathOption, loadOptionsOf, parseCommandArgs } from './args.ts';
-import { inspectOsv } from '../os/osv/cmdline.ts';
+import { recognizeImage } from '../os/index.ts';
 
 /** The image's format, or a usage error when it is missing or not a disk image. */
 export async function diskFormatOf(image: string, command: string, options: { allowBacking?: boolean; vmdk: true }): Promise<'qcow2' | 'raw' | 'vmdk'>;
@@ -67,26 +67,17 @@ export async function run(args: string[]): Promise<number> {
     if (r !== 'vrdma' && r !== 'no-rocm') throw new UsageError(`verify: unknown --require "${r}"`, { hint: 'known: vrdma, no-rocm' });
   }
   const format = await diskFormatOf(image, 'verify', { allowBacking: Boolean(values['allow-backing']), vmdk: true });
-  // OSv images have no filesystem libguestfs reads: recognise them and report their command line.
-  const osv = await inspectOsv(image, format);
+  // An image its family recognises (OSv: no filesystem libguestfs reads) is reported its way.
+  const own = await recognizeImage(image, format);
   const profileFamily = values.profile ? (await loadProfileOrThrow(values.profile, loadOptionsOf(values))).profile.os.family : undefined;
-  // With a profile, its family decides: an image that only looks like OSv does not skip the Linux rules.
-  if (osv !== undefined && profileFamily !== undefined && profileFamily !== 'osv') {
-    process.stderr.write(`error: ${image} looks like an OSv image (${osv.version ?? 'command line at byte 512'}), but the profile is a ${profileFamily} one\n`);
+  // With a profile, its family decides: an image that only looks like another family's does not skip the Linux rules.
+  if (own !== undefined && profileFamily !== undefined && profileFamily !== own.family) {
+    process.stderr.write(`error: ${image} looks like ${own.looksLike}, but the profile is a ${profileFamily} one\n`);
     return ExitCode.failure;
   }
-  if (osv !== undefined) {
-    const report = { image, os: { family: 'osv', ...(osv.version ? { version: osv.version } : {}) }, cmdline: osv.cmdline, ...(osv.zfs ? { zfs: osv.zfs } : {}), results: [] };
-    if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-    else {
-      process.stdout.write([
-        `OSv image: ${osv.version ?? 'version banner not found in the loader'}`,
-        `command line (byte 512): ${osv.cmdline || '(empty: a base, no app to run)'}`,
-        osv.zfs ? `ZFS partition: MBR entry 2 at ${osv.zfs.start} bytes, ${Math.round(osv.zfs.bytes / 1024 / 1024)} MiB` : 'no ZFS partition (a kernel-only loader)',
-        'the cluster\'s Linux guest rules do not apply to OSv',
-        '',
-      ].join('\n'));
-    }
+  if (own !== undefined) {
+    if (values.json) process.stdout.write(`${JSON.stringify({ image, ...own.report }, null, 2)}\n`);
+    else process.stdout.write([...own.lines, ''].join('\n'));
     return ExitCode.ok;
   }
   const options = values.profile ? verifyOptionsOf((await loadProfileOrThrow(values.profile, loadOptionsOf(values))).profile) : { ...defaultVerifyOptions };

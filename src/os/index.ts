@@ -2,10 +2,19 @@ import type { OsFamily } from '../profile/schema.ts';
 import { debian } from './debian/index.ts';
 import { osv } from './osv/index.ts';
 import { redhat } from './redhat/index.ts';
-import type { OsDriver } from '../stages/driver.ts';
+import type { OsDriver, OwnImage } from '../stages/driver.ts';
 
 export const drivers = { debian, redhat, osv } satisfies Record<OsFamily, OsDriver>;
 
 export function driverFor(family: OsFamily): OsDriver {
   return drivers[family];
+}
+
+/** The first family that recognises the image as its own (OSv's loader), or undefined: a disk verify and smoke read as Linux. */
+export async function recognizeImage(image: string, format: 'qcow2' | 'raw' | 'vmdk'): Promise<OwnImage | undefined> {
+  for (const driver of Object.values(drivers) as OsDriver[]) {
+    const own = await driver.recognize?.(image, format);
+    if (own) return own;
+  }
+  return undefined;
 }

@@ -7,7 +7,7 @@ import { ensureTrustedDir } from '../util/trusted-path.ts';
 import { makeWorkDir } from '../util/workdir.ts';
 import { lstat, mkdir, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { errorMessage, UsageError, UserError } from '../errors.ts';
+import { errorMessage, UsageError } from '../errors.ts';
 import { discardKept, writeKept, type KeptBuild } from '../debug/kept.ts';
 import { askOnTerminal } from '../debug/ask.ts';
 import { createOverlay } from '../vm/overlay.ts';

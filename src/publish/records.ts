@@ -80,7 +80,8 @@ export async function writeBuildRecords(
     ...(ctx.verify?.os ? { os: { id: ctx.verify.os.id, version: ctx.verify.os.version } } : {}),
     packageSource: ctx.facts?.packageSource ?? 'none',
     packages: ctx.verify?.packages ?? [],
-    stubs: profile.os.family === 'debian' && profile.base.bootstrap
+    // Stubs come with a bootstrap's trims (each trim record names the families it applies to).
+    stubs: profile.base.bootstrap
       ? activeTrims(profile).flatMap((t) => (t.bootstrap?.stub ? [{ name: t.bootstrap.stub.name, replaces: t.bootstrap.stub.provides.map((p) => p.name), why: `trim ${t.id}: ${t.why}` }] : []))
       : [],
     created: run.finishedOn,

@@ -8,12 +8,38 @@ import type { CloudConfig } from '../cloudinit/yaml.ts';
 import type { BuildOnlyFile, SeedFiles } from '../cloudinit/seed.ts';
 import type { AppsVolume } from '../model/disk.ts';
 import type { GuestSession } from '../guestfs/session.ts';
-import type { Step } from '../log.ts';
+import type { Logger, Step } from '../log.ts';
+import type { Accel } from '../vm/accel.ts';
 import type { DiskRef } from '../model/disk.ts';
 import type { Problem } from '../model/problem.ts';
 import type { SmokeReport } from '../model/smoke.ts';
 import type { Profile } from '../profile/schema.ts';
 import type { BuildContext, Stage } from './types.ts';
+
+/** How a family's own smoke boot of an image is run (OSv's: judged by the console). */
+export interface OwnSmokeOptions {
+  expect?: string;
+  powerOff: boolean;
+  accel: Accel;
+  workDir: string;
+  logDir: string;
+  timeoutMs: number;
+  log: Logger;
+  signal: AbortSignal;
+  step?: Step;
+}
+
+/** An image a family recognises by itself, one that libguestfs cannot read (OSv: its loader and command line). */
+export interface OwnImage {
+  readonly family: Profile['os']['family'];
+  /** What it looks like, for messages: "an OSv image (OSv v0.57.0)". */
+  readonly looksLike: string;
+  /** What `verify` prints of it, line by line, and its `--json` report's fields. */
+  readonly lines: readonly string[];
+  readonly report: Readonly<Record<string, unknown>>;
+  /** Boot it and judge it the family's way (`smoke`). */
+  smoke(image: DiskRef, options: OwnSmokeOptions): Promise<SmokeReport>;
+}
 
 export interface OsDriver {
   readonly family: Profile['os']['family'];
@@ -51,6 +77,8 @@ export interface OsDriver {
   smoke?(ctx: BuildContext, step: Step, image: DiskRef): Promise<SmokeReport>;
   /** What that smoke checks, for plan. */
   describeSmoke?(profile: Profile): string;
+  /** Recognise an image of this family that verify and smoke cannot treat as a Linux disk; undefined when it is not one. */
+  recognize?(image: string, format: 'qcow2' | 'raw' | 'vmdk'): Promise<OwnImage | undefined>;
   /** Family-specific profile problems (the rules pass runs them after parsing). */
   checkProfile(profile: Profile): Problem[];
   /** Make a base from scratch (`base.bootstrap`); families without it need `base.image`. */

@@ -8,8 +8,6 @@ import type { OsDriver } from './driver.ts';
 import type { StageName } from '../model/stage.ts';
 import type { Profile } from '../profile/schema.ts';
 import type { Accel } from '../vm/accel.ts';
-import type { CheckLine } from '../model/smoke.ts';
-import type { BootTiming } from '../model/smoke.ts';
 import type { VerifyReport } from '../model/verify.ts';
 import type { GuestFacts } from '../model/facts.ts';
 import type { CacheableStage, StageCache } from '../cache/store.ts';

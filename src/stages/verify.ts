@@ -17,7 +17,7 @@ export function verifyOptionsOf(profile: Profile): VerifyOptions {
   return {
     requireVrdma: profile.vrdma.enabled,
     // The stub is made at bootstrap: an imported base keeps what it has (the trim's table row says so).
-    requireNoRocm: profile.os.family === 'debian' && Boolean(profile.base.bootstrap) && activeTrims(profile).some((t) => t.id === 'ucx-no-rocm'),
+    requireNoRocm: Boolean(profile.base.bootstrap) && activeTrims(profile).some((t) => t.id === 'ucx-no-rocm'),
     workspace: profile.layout.workspace,
     workspaceMode: profile.layout.workspaceMode,
     optVm: profile.layout.optVm,

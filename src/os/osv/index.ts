@@ -7,6 +7,7 @@ import type { Problem } from '../../model/problem.ts';
 import type { OsDriver } from '../../stages/driver.ts';
 import { baseStage, finalizeStage, smokeStage } from '../../stages/index.ts';
 import { composeStage, packageStage } from './stages.ts';
+import { recognizeOsv } from './recognize.ts';
 
 /** The OSv part of a profile; the OSv stages call this, so a wrong family fails loudly. */
 export function osvOs(profile: Profile): OsOf<'osv'> {
@@ -37,6 +38,7 @@ export const osv: OsDriver = {
   family: 'osv',
   title: 'OSv unikernel',
   plan: () => [baseStage, packageStage, composeStage, finalizeStage, smokeStage],
+  recognize: recognizeOsv,
   vrdmaPackages: [],
   buildConfig: () => ({}),
   offlineFixups: async () => [],

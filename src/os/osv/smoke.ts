@@ -8,31 +8,20 @@
 import { testBounded } from '../../util/bounded-regex.ts';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Logger, Step } from '../../log.ts';
 import type { CheckLine } from '../../model/smoke.ts';
 import type { SmokeReport } from '../../model/smoke.ts';
 import type { DiskRef } from '../../model/disk.ts';
-import type { Accel } from '../../vm/accel.ts';
 import { createOverlay } from '../../vm/overlay.ts';
 import { startQemu } from '../../vm/qemu.ts';
 import { cleanLine, SerialTail } from '../../vm/serial.ts';
 import { shellQuote } from '../../exec/run.ts';
 import { osvFailureLines } from './compose.ts';
+import type { OwnSmokeOptions } from '../../stages/driver.ts';
 
 /** Console lines longer than this are cut before they are kept or matched. */
 export const maxLineChars = 1000;
 
-export interface OsvSmokeOptions {
-  expect?: string;
-  powerOff: boolean;
-  accel: Accel;
-  workDir: string;
-  logDir: string;
-  timeoutMs: number;
-  log: Logger;
-  signal: AbortSignal;
-  step?: Step;
-}
+export type OsvSmokeOptions = OwnSmokeOptions;
 
 /** What the console showed, judged: pure, so the verdicts are tested without a VM. */
 export function judgeOsvConsole(lines: string[], o: { expect?: string; powerOff: boolean; stoppedBySelf: boolean; timedOut: boolean; seconds: number }): CheckLine[] {
