@@ -120,14 +120,6 @@ Layers('no file outside src/vm/ runs qemu-img or virsh (host/tools.ts names ever
   assert.ok(readFileSync(join(src, 'vm', 'qemu-img.ts'), 'utf8').includes("'qemu-img'"), 'the door itself is seen by the same pattern');
 });
 
-/**
- * Family knowledge outside src/os/<family>/ still to move behind the driver, each with its reason;
- * the test fails on any other and on an entry that no longer holds.
- */
-const familyExceptions: Record<string, string> = {
-  'verify/rules.ts': 'verify tells a guest\'s family from its os-release and picks the verbs packages by it: a driver method needs the standalone verify to reach the drivers, which sit above it',
-};
-
 Layers('no code outside src/os/<family>/ branches on a family name or imports a family\'s module', () => {
   const offenders = new Set<string>();
   for (const file of sourceFiles(src)) {
@@ -138,8 +130,7 @@ Layers('no code outside src/os/<family>/ branches on a family name or imports a 
     if (rel.startsWith('os/')) continue;
     if (/from\s+['"][./]*os\/(debian|redhat|osv)\//.test(code)) offenders.add(rel);
   }
-  assert.equal([...offenders].filter((f) => !(f in familyExceptions)), [], 'family knowledge outside its driver');
-  for (const f of Object.keys(familyExceptions)) assert.ok(offenders.has(f), `a stale exception: ${f}`);
+  assert.equal([...offenders], [], 'family knowledge outside its driver');
 });
 
 Layers.run();

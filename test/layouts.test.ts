@@ -24,8 +24,13 @@ import { timed } from './helpers/timing.ts';
 import { writeTree, type Tree } from './helpers/tree-image.ts';
 import { GuestSession } from '../src/guestfs/session.ts';
 import { gatherFacts, mountRoot } from '../src/verify/facts.ts';
-import { defaultVerifyOptions, evaluate } from '../src/verify/run.ts';
+import { defaultVerifyOptions as noFamilies, evaluate } from '../src/verify/run.ts';
+import { guestFamilies } from '../src/os/index.ts';
+
 import { diskFormatOf } from '../src/commands/verify.ts';
+
+/** The options without a profile, as `guestforge verify` makes them: every Linux driver's family. */
+const defaultVerifyOptions = { ...noFamilies, families: guestFamilies };
 
 const root = resolve(import.meta.dirname, '..');
 const cli = join(root, 'bin', 'guestforge.js');

@@ -14,13 +14,17 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { timed } from './helpers/timing.ts';
 import { datasourceVerdict, rules, sshdSetting } from '../src/verify/rules.ts';
-import { evaluate, defaultVerifyOptions } from '../src/verify/run.ts';
+import { evaluate, defaultVerifyOptions as noFamilies } from '../src/verify/run.ts';
+import { guestFamilies } from '../src/os/index.ts';
 import { verifyOptionsOf } from '../src/stages/verify.ts';
 import { loadProfileOrThrow } from '../src/loader/index.ts';
 import { accountPasswords, kernelCmdlinesOf, parseFstab, parsePasswd } from '../src/verify/facts.ts';
 import { type GuestFacts } from '../src/model/facts.ts';
 import { unreadableWhy } from '../src/verify/read.ts';
 import { makeImage as makeTreeImage, type Tree } from './helpers/tree-image.ts';
+
+/** The options without a profile, as `guestforge verify` makes them: every Linux driver's family. */
+const defaultVerifyOptions = { ...noFamilies, families: guestFamilies };
 
 const root = resolve(import.meta.dirname, '..');
 const cli = join(root, 'bin', 'guestforge.js');
@@ -289,11 +293,11 @@ logic('without vRDMA or no-ROCm required those rules are skipped, not passed', (
 logic('size.no-rocm is asked for by a bootstrapped Debian 13 profile only: not 12, not an imported 13 base, not with boot.keep', async () => {
   const load = async (name: string) => (await loadProfileOrThrow(join(root, 'profiles', name))).profile;
   const d13 = await load('debian-13-hpc.yaml');
-  assert.is(verifyOptionsOf(d13).requireNoRocm, true);
-  assert.is(verifyOptionsOf(await load('debian-12-hpc.yaml')).requireNoRocm, false);
-  assert.is(verifyOptionsOf({ ...d13, boot: { keep: ['ucx-no-rocm'] } }).requireNoRocm, false);
+  assert.is(verifyOptionsOf(d13, guestFamilies).requireNoRocm, true);
+  assert.is(verifyOptionsOf(await load('debian-12-hpc.yaml'), guestFamilies).requireNoRocm, false);
+  assert.is(verifyOptionsOf({ ...d13, boot: { keep: ['ucx-no-rocm'] } }, guestFamilies).requireNoRocm, false);
   const { bootstrap: _, ...imported } = d13.base;
-  assert.is(verifyOptionsOf({ ...d13, base: { ...imported, image: { path: '/i.qcow2', sha256: 'a'.repeat(64), format: 'qcow2' } } } as typeof d13).requireNoRocm, false, 'the stub is made at bootstrap: an imported base keeps its own');
+  assert.is(verifyOptionsOf({ ...d13, base: { ...imported, image: { path: '/i.qcow2', sha256: 'a'.repeat(64), format: 'qcow2' } } } as typeof d13, guestFamilies).requireNoRocm, false, 'the stub is made at bootstrap: an imported base keeps its own');
 });
 
 logic('size.no-rocm names every ROCm and LLVM package, and the stub that stands in for them', () => {

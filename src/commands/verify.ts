@@ -23,7 +23,7 @@ export function explainRule(rule: Rule): string[] {
   ];
 }
 import { allowHostPathOption, loadOptionsOf, parseCommandArgs } from './args.ts';
-import { recognizeImage } from '../os/index.ts';
+import { guestFamilies, recognizeImage } from '../os/index.ts';
 
 /** The image's format, or a usage error when it is missing or not a disk image. */
 export async function diskFormatOf(image: string, command: string, options: { allowBacking?: boolean; vmdk: true }): Promise<'qcow2' | 'raw' | 'vmdk'>;
@@ -80,7 +80,7 @@ export async function run(args: string[]): Promise<number> {
     else process.stdout.write([...own.lines, ''].join('\n'));
     return ExitCode.ok;
   }
-  const options = values.profile ? verifyOptionsOf((await loadProfileOrThrow(values.profile, loadOptionsOf(values))).profile) : { ...defaultVerifyOptions };
+  const options = values.profile ? verifyOptionsOf((await loadProfileOrThrow(values.profile, loadOptionsOf(values))).profile, guestFamilies) : { ...defaultVerifyOptions, families: guestFamilies };
   if (values.require?.includes('vrdma')) options.requireVrdma = true;
   if (values.require?.includes('no-rocm')) options.requireNoRocm = true;
   const log = new Logger({ verbose: Boolean(values.verbose) });

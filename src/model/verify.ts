@@ -9,7 +9,18 @@ export interface RuleResult {
   evidence: string;
 }
 
+/** How verify tells a guest's family, and what that family's verbs userspace is: each Linux OS driver gives its own. */
+export interface GuestFamily {
+  readonly family: string;
+  /** os-release IDs (ID, or any of ID_LIKE) of this family's guests. */
+  readonly osReleaseIds: readonly string[];
+  /** The packages vrdma.packages requires. */
+  readonly verbsPackages: readonly string[];
+}
+
 export interface VerifyOptions {
+  /** The families an image may be of, in the order they are tried (the drivers' `guest`; a profile's build: its own). */
+  families: readonly GuestFamily[];
   /** Check the vRDMA rules even without a profile asking for them. */
   requireVrdma: boolean;
   /** Refuse the AMD GPU runtime (ROCm, and the LLVM it brings): the profile's ucx-no-rocm trim, or --require no-rocm. */

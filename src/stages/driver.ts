@@ -12,6 +12,7 @@ import type { Logger, Step } from '../log.ts';
 import type { Accel } from '../vm/accel.ts';
 import type { DiskRef } from '../model/disk.ts';
 import type { Problem } from '../model/problem.ts';
+import type { GuestFamily } from '../model/verify.ts';
 import type { SmokeReport } from '../model/smoke.ts';
 import type { Profile } from '../profile/schema.ts';
 import type { BuildContext, Stage } from './types.ts';
@@ -77,6 +78,8 @@ export interface OsDriver {
   smoke?(ctx: BuildContext, step: Step, image: DiskRef): Promise<SmokeReport>;
   /** What that smoke checks, for plan. */
   describeSmoke?(profile: Profile): string;
+  /** How verify tells this family's guests and which verbs packages they need (the Linux families). */
+  readonly guest?: GuestFamily;
   /** Recognise an image of this family that verify and smoke cannot treat as a Linux disk; undefined when it is not one. */
   recognize?(image: string, format: 'qcow2' | 'raw' | 'vmdk'): Promise<OwnImage | undefined>;
   /** Family-specific profile problems (the rules pass runs them after parsing). */

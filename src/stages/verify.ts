@@ -9,12 +9,14 @@ import { activeTrims } from '../policy/boot.ts';
 import { UserError } from '../errors.ts';
 import { evaluate, verifyImage } from '../verify/run.ts';
 import { failedRules, formatReport } from '../verify/print.ts';
-import type { VerifyOptions } from '../model/verify.ts';
+import type { VerifyOptions, GuestFamily } from '../model/verify.ts';
 import type { Profile } from '../profile/schema.ts';
 import type { Stage } from './types.ts';
 
-export function verifyOptionsOf(profile: Profile): VerifyOptions {
+/** The verify options a profile asks for; `families`: what the image may be (the build's: its own family). */
+export function verifyOptionsOf(profile: Profile, families: readonly GuestFamily[]): VerifyOptions {
   return {
+    families,
     requireVrdma: profile.vrdma.enabled,
     // The stub is made at bootstrap: an imported base keeps what it has (the trim's table row says so).
     requireNoRocm: Boolean(profile.base.bootstrap) && activeTrims(profile).some((t) => t.id === 'ucx-no-rocm'),
@@ -32,7 +34,7 @@ export const verifyStage: Stage = {
     return `cloud-init + NoCloud, ${layoutRules.map((r) => r.title).join(', ')}${profile.vrdma.enabled ? ', vRDMA' : ''}, hygiene`;
   },
   async run(ctx, step) {
-    const options = verifyOptionsOf(ctx.profile);
+    const options = verifyOptionsOf(ctx.profile, ctx.driver.guest ? [ctx.driver.guest] : []);
     const report = ctx.facts
       ? evaluate(ctx.disk!.path, ctx.facts, options)
       : await verifyImage(ctx.disk!, ctx.accel, options);

@@ -7,20 +7,17 @@ import { parse } from 'yaml';
 import { layoutRules } from '../policy/layout.ts';
 import type { FileHead, GuestFacts } from '../model/facts.ts';
 import { readLimits } from './read.ts';
-import type { Rule, RuleResult } from '../model/verify.ts';
+import type { GuestFamily, Rule, RuleResult } from '../model/verify.ts';
 
 const pass = (evidence: string): RuleResult => ({ verdict: 'pass', evidence });
 const fail = (evidence: string): RuleResult => ({ verdict: 'fail', evidence });
 const warn = (evidence: string): RuleResult => ({ verdict: 'warn', evidence });
 const skip = (evidence: string): RuleResult => ({ verdict: 'skip', evidence });
 
-export type Family = 'debian' | 'redhat';
-
-export function osFamily(os: Record<string, string>): Family | undefined {
+/** The first family whose os-release IDs the guest's ID or ID_LIKE names. */
+export function familyOf(os: Record<string, string>, families: readonly GuestFamily[]): GuestFamily | undefined {
   const ids = [os.ID ?? '', ...(os.ID_LIKE ?? '').split(/\s+/)].map((s) => s.toLowerCase());
-  if (ids.some((id) => id === 'debian' || id === 'ubuntu')) return 'debian';
-  if (ids.some((id) => ['rhel', 'fedora', 'centos', 'rocky', 'almalinux'].includes(id))) return 'redhat';
-  return undefined;
+  return families.find((f) => ids.some((id) => f.osReleaseIds.includes(id)));
 }
 
 /** datasource_list as cloud-init would end up with it: the last file that sets it wins. */
@@ -68,11 +65,6 @@ export function datasourceVerdict(f: GuestFacts): RuleResult {
   return list.includes('NoCloud') ? pass(shown) : fail(`NoCloud missing: ${shown}`);
 }
 
-const rdmaPackages: Record<Family, string[]> = {
-  debian: ['rdma-core', 'ibverbs-providers'],
-  redhat: ['rdma-core', 'libibverbs'],
-};
-
 /**
  * Package names of the AMD GPU runtime. Not LLVM itself: it comes with ROCm (libamd-comgr) but a
  * profile may want it for its own sake (clang, mesa, numba).
@@ -96,8 +88,8 @@ export const rules: Rule[] = [
       { state: 'a derivative known by ID_LIKE only', apply: (f) => { f.osRelease = { ID: 'mydistro', ID_LIKE: 'ubuntu debian', VERSION_ID: '1' }; } },
       { state: 'Rocky Linux (RedHat family)', apply: (f) => { f.osRelease = { ID: 'rocky', ID_LIKE: 'rhel centos fedora', VERSION_ID: '9.3' }; } },
     ],
-    check: (f) => {
-      const family = osFamily(f.osRelease);
+    check: (f, o) => {
+      const family = familyOf(f.osRelease, o.families)?.family;
       const name = f.osRelease.PRETTY_NAME ?? f.osRelease.ID ?? 'no /etc/os-release';
       return family ? pass(`${name} (${family} family, version ${f.osRelease.VERSION_ID ?? '?'})`) : fail(`unknown OS: ${name}`);
     },
@@ -141,9 +133,11 @@ export const rules: Rule[] = [
     passes: 'with vRDMA asked for (profile or --require vrdma): rdma-core and the verbs providers (ibverbs-providers on Debian, libibverbs on RedHat) are installed; skipped otherwise',
     references: ['https://github.com/linux-rdma/rdma-core'],
     check: onlyWithVrdma((f, o) => {
-      const family = osFamily(f.osRelease) ?? 'debian';
-      const missing = rdmaPackages[family].filter((p) => !f.packages.has(p));
-      return missing.length ? fail(`missing: ${missing.join(', ')}`) : pass(rdmaPackages[family].map((p) => `${p} ${f.packages.get(p)}`).join(', '));
+      // A guest of no known family (os.family fails) is held to the first family's list.
+      const wanted = (familyOf(f.osRelease, o.families) ?? o.families[0])?.verbsPackages ?? [];
+      if (wanted.length === 0) return fail('no family to name the verbs packages');
+      const missing = wanted.filter((p) => !f.packages.has(p));
+      return missing.length ? fail(`missing: ${missing.join(', ')}`) : pass(wanted.map((p) => `${p} ${f.packages.get(p)}`).join(', '));
     }),
   },
   {

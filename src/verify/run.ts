@@ -3,10 +3,11 @@ import { GuestSession, type GuestDisk } from '../guestfs/session.ts';
 import type { Accel } from '../vm/accel.ts';
 import { gatherFacts, mountGuest } from './facts.ts';
 import { type GuestFacts } from '../model/facts.ts';
-import { osFamily, rules } from './rules.ts';
+import { familyOf, rules } from './rules.ts';
 import type { VerifyOptions, VerifyReport } from '../model/verify.ts';
 
-export const defaultVerifyOptions: VerifyOptions = { requireVrdma: false, requireNoRocm: false, ...defaultLayout };
+/** Without a profile: the cluster's default layout, nothing extra required; the families come from the drivers (os/index.ts guestFamilies). */
+export const defaultVerifyOptions: Omit<VerifyOptions, 'families'> = { requireVrdma: false, requireNoRocm: false, ...defaultLayout };
 
 export function evaluate(image: string, facts: GuestFacts, options: VerifyOptions): VerifyReport {
   const results = rules.map((rule) => ({ id: rule.id, title: rule.title, severity: rule.severity, ...rule.check(facts, options) }));
@@ -15,7 +16,7 @@ export function evaluate(image: string, facts: GuestFacts, options: VerifyOption
     image,
     ok: !results.some((r) => r.verdict === 'fail'),
     ...(os.ID
-      ? { os: { id: os.ID, family: osFamily(os) ?? 'unknown', version: os.VERSION_ID ?? '', pretty: os.PRETTY_NAME ?? os.ID } }
+      ? { os: { id: os.ID, family: familyOf(os, options.families)?.family ?? 'unknown', version: os.VERSION_ID ?? '', pretty: os.PRETTY_NAME ?? os.ID } }
       : {}),
     results,
     packages: [...facts.packages].map(([name, version]) => ({ name, version, ...facts.packageDetails?.[name] })).sort((a, b) => a.name.localeCompare(b.name)),

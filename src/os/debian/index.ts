@@ -11,6 +11,7 @@ export const debian: OsDriver = {
   family: 'debian',
   title: 'Debian',
   plan: () => linuxPlan,
+  guest: { family: 'debian', osReleaseIds: ['debian', 'ubuntu'], verbsPackages: ['rdma-core', 'ibverbs-providers'] },
   vrdmaPackages: ['rdma-core', 'ibverbs-providers', 'ibverbs-utils', 'rdmacm-utils', 'infiniband-diags', 'perftest'],
   // The cloud kernel has no rdma_rxe; the generic one does. Removing the
   // running kernel asks a debconf question whose default aborts: answer it.

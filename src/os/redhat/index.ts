@@ -16,6 +16,7 @@ export const redhat: OsDriver = {
   family: 'redhat',
   title: 'RedHat family',
   plan: () => linuxPlan,
+  guest: { family: 'redhat', osReleaseIds: ['rhel', 'fedora', 'centos', 'rocky', 'almalinux'], verbsPackages: ['rdma-core', 'libibverbs'] },
   vrdmaPackages: ['rdma-core', 'libibverbs', 'libibverbs-utils', 'librdmacm-utils', 'infiniband-diags', 'perftest'],
   // rdma_rxe ships in kernel-modules-extra, per kernel version.
   vrdmaKernel: {
