@@ -99,6 +99,7 @@ if [ "$result" = error ]; then
     if [ -f "$seed/guestforge-debug-password" ]; then
       stay=1
       printf 'root:%s\n' "$(cat "$seed/guestforge-debug-password")" | chpasswd \
+        && say "$tag-KEPT:$nonce:console" \
         && say "guestforge: kept for debugging: root can log in on the console with the one-time password"
     fi
     if [ -f "$seed/guestforge-debug-ssh-key" ]; then

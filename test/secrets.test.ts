@@ -20,7 +20,7 @@ import { loadProfileOrThrow } from '../src/loader/index.ts';
 import { makeWorkDir } from '../src/util/workdir.ts';
 import { redactUrl, redactUrlsIn } from '../src/util/url.ts';
 import { aptAuthPath, splitMirrorUrl, splitSourceLines } from '../src/os/debian/apt-auth.ts';
-import { bootstrapKey, bootstrapSource, mmdebstrapArgs } from '../src/os/debian/bootstrap.ts';
+import { bootstrapKey, bootstrapMirror, bootstrapSource, mmdebstrapArgs } from '../src/os/debian/bootstrap.ts';
 import { secretFilePaths } from '../src/cloudinit/userdata.ts';
 import { writeOwnerOnly } from '../src/util/fs.ts';
 import { download } from '../src/stages/base.ts';
@@ -210,6 +210,9 @@ test('provenance and manifest name the base redacted: a credentialed mirror, a t
     // As a cache entry made before sources were redacted would hold them.
     { source: 'https://alice:s3cret@127.0.0.1:9/img.qcow2?token=abc', sha256: 'b'.repeat(64), cached: true },
     { source: `mmdebstrap bookworm (important) from ${credMirror}`, sha256: 'c'.repeat(64), cached: true },
+    // The mirror as a field of its own (bootstrapMirror), whatever the description says; a field left unredacted is redacted here.
+    { source: 'mmdebstrap bookworm (important) from somewhere else', mirror: bootstrapMirror([`deb ${credMirror}?token=abc bookworm main`]), sha256: 'c'.repeat(64), cached: false },
+    { source: 'mmdebstrap bookworm (important)', mirror: credMirror, sha256: 'c'.repeat(64), cached: true },
   ];
   for (const base of bases) {
     const dependency = baseDependency(base);

@@ -1,4 +1,4 @@
-import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -79,6 +79,14 @@ serial('the seed\'s started line and the login prompt', () => {
   assert.equal(parseSerialLine('vm login: \r', 'n1'), { kind: 'login' });
   assert.is(parseSerialLine('debian-12-hpc login: [   53.2] cloud-init[486]: Cloud-init v. 22.4.2 running', 'n1'), undefined);
   assert.match(startedBootcmd('n1')[2]!, /echo GUESTFORGE-STARTED:n1 > "\$c"/);
+});
+
+serial('a kept build VM says it opened its console in a line with the nonce, not in words', async () => {
+  assert.equal(parseSerialLine('GUESTFORGE-KEPT:n1:console\r', 'n1'), { kind: 'kept', open: 'console' });
+  assert.is(parseSerialLine('GUESTFORGE-KEPT:old:console', 'n1'), undefined, 'another build\'s line');
+  assert.is(parseSerialLine('guestforge: kept for debugging: root can log in on the console with the one-time password', 'n1'), undefined, 'the words are for people');
+  const report = await readFile(join(import.meta.dirname, '..', 'cloud-init', 'report.sh'), 'utf8');
+  assert.match(report, /chpasswd \\\n\s+&& say "\$tag-KEPT:\$nonce:console"/, 'report.sh prints it once the password is set');
 });
 serial.run();
 

@@ -32,7 +32,10 @@ export type FailureChoice = 'cleanup' | 'keep' | 'retry';
 
 /** Where the build's base disk came from: the manifest and the provenance name it. */
 export interface BaseSource {
+  /** For people: what the base is ("mmdebstrap trixie (important) from http://…", a URL or a path). */
   source: string;
+  /** A bootstrapped base: the mirror it came from, redacted (the provenance's dependency URI). */
+  mirror?: string;
   sha256?: string;
   cached: boolean;
 }

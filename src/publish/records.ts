@@ -55,7 +55,8 @@ export function baseDependency(base: BaseSource): Dependency {
   const source = redactUrlsIn(base.source);
   if (/^https?:\/\//.test(source)) return { name: 'base', uri: source, digest };
   if (source.startsWith('/')) return { name: 'base', uri: pathToFileURL(source).href, digest };
-  const mirror = / from (\S+)$/.exec(source)?.[1];
+  // Entries cached before the mirror was a field of its own name it only in their description.
+  const mirror = base.mirror ? redactUrlsIn(base.mirror) : / from (\S+)$/.exec(source)?.[1];
   return { name: 'base', uri: mirror ?? 'urn:guestforge:bootstrap', digest, annotations: { bootstrap: source } };
 }
 

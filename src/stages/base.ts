@@ -27,8 +27,8 @@ async function exists(path: string): Promise<boolean> {
 async function useBootstrap(ctx: BuildContext, step: Step): Promise<DiskRef> {
   if (!ctx.driver.bootstrap) throw new UserError(`${ctx.driver.title} guests cannot be bootstrapped`, { hint: 'use base.image' });
   const path = join(ctx.workDir, 'base.qcow2');
-  const { source } = await ctx.driver.bootstrap(ctx, step, path);
-  ctx.base = { source, cached: false, sha256: await sha256File(path) };
+  const { source, mirror } = await ctx.driver.bootstrap(ctx, step, path);
+  ctx.base = { source, ...(mirror ? { mirror } : {}), cached: false, sha256: await sha256File(path) };
   return { path, format: 'qcow2' };
 }
 

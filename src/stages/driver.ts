@@ -85,7 +85,7 @@ export interface OsDriver {
   /** Family-specific profile problems (the rules pass runs them after parsing). */
   checkProfile(profile: Profile): Problem[];
   /** Make a base from scratch (`base.bootstrap`); families without it need `base.image`. */
-  bootstrap?(ctx: BuildContext, step: Step, output: string): Promise<{ source: string }>;
+  bootstrap?(ctx: BuildContext, step: Step, output: string): Promise<{ source: string; mirror?: string }>;
   /** The cache inputs of a bootstrapped base (undefined when the profile does not bootstrap). */
   bootstrapKey?(profile: Profile): Promise<string>;
   /** The build VM's NoCloud seed; undefined for a family that provisions without a VM. */

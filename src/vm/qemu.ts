@@ -199,10 +199,10 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
       for (const line of await tail.poll()) {
         lastOutput = Date.now();
         options.onLine?.(line);
-        // report.sh says so once it set the one-time password of a build VM kept after a failure.
-        if (/guestforge: kept for debugging: root can log in on the console/.test(line)) opened = true;
         const event = parseSerialLine(line, options.nonce);
         if (!event) continue;
+        // report.sh says so, with the nonce, once it set the one-time password of a build VM kept after a failure.
+        if (event.kind === 'kept') opened = true;
         if (event.kind === 'check') checks.push(event.check);
         else if (event.kind === 'warn') warnings.push(event.message);
         else if (event.kind === 'timing' && timing.length < 64 && event.text.length <= 512) timing.push(event.text);

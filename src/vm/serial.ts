@@ -27,6 +27,8 @@ export type SerialEvent =
   | { kind: 'warn'; message: string }
   | { kind: 'timing'; text: string }
   | { kind: 'panic'; line: string }
+  /** A failed build VM kept for debugging opened its console to root (report.sh set the one-time password). */
+  | { kind: 'kept'; open: 'console' }
   /** The seed's bootcmd ran: cloud-init found the NoCloud seed. */
   | { kind: 'started' }
   | { kind: 'login' };
@@ -51,6 +53,7 @@ export function parseSerialLine(line: string, nonce: string): SerialEvent | unde
     if (warn) return { kind: 'warn', message: warn[1] ?? '' };
     const timing = new RegExp(`^GUESTFORGE-TIMING:${nonce}:(.*)$`).exec(text);
     if (timing) return { kind: 'timing', text: timing[1] ?? '' };
+    if (new RegExp(`^GUESTFORGE-KEPT:${nonce}:console$`).test(text)) return { kind: 'kept', open: 'console' };
     // A kernel message may share the console line: the tag, then anything but more of a nonce.
     if (new RegExp(`^GUESTFORGE-STARTED:${nonce}(?![0-9a-zA-Z])`).test(text)) return { kind: 'started' };
   }

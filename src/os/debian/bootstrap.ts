@@ -251,12 +251,19 @@ export async function bootstrapKey(profile: Profile, mirrors?: string[]): Promis
 /** Pure: the base as the manifest and provenance name it: suite, variant and first mirror, redacted. */
 export function bootstrapSource(profile: Profile, mirrors: readonly string[]): string {
   const bootstrap = profile.base.bootstrap!;
-  return `mmdebstrap ${bootstrap.suite} (${bootstrap.variant}) from ${redactUrl(mirrors[0]?.split(' ')[1] ?? '?')}`;
+  return `mmdebstrap ${bootstrap.suite} (${bootstrap.variant}) from ${bootstrapMirror(mirrors) ?? '?'}`;
+}
+
+/** The first mirror mmdebstrap is given, redacted: the base's mirror as its records name it. */
+export function bootstrapMirror(mirrors: readonly string[]): string | undefined {
+  const uri = mirrors[0]?.split(' ')[1];
+  return uri ? redactUrl(uri) : undefined;
 }
 
 /** The driver's bootstrap: mirrors from the host's apt sources (or the profile), then the base disk. */
 export async function bootstrapDebian(ctx: BuildContext, step: Step, output: string): Promise<{ source: string }> {
   const mirrors = await mirrorsOf(ctx.profile);
   await bootstrapBase(ctx, step, output, mirrors);
-  return { source: bootstrapSource(ctx.profile, mirrors) };
+  const mirror = bootstrapMirror(mirrors);
+  return { source: bootstrapSource(ctx.profile, mirrors), ...(mirror ? { mirror } : {}) };
 }
