@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { shippedProfiles } from './helpers/shipped.ts';
-import { withRuleTable } from '../src/verify/table.ts';
+import { withBootTrimTable, withRuleTable } from '../src/verify/table.ts';
 import { join, resolve } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -32,9 +32,12 @@ schema('every shipped profile points editors at the schema', async () => {
     assert.match(text, /^# yaml-language-server: \$schema=\.\.\/schema\/profile\.schema\.json$/m, name);
   }
 });
-schema('the README rule table matches the verify rule records', async () => {
-  const readme = await readFile(join(root, 'README.md'), 'utf8');
-  assert.is(readme, withRuleTable(readme), 'README rule table is stale: run npm run schema');
-  assert.match(readme, /\| `layout\.opt-empty` \|/);
+schema('the docs\' generated tables match the verify rule and boot trim records', async () => {
+  const verify = await readFile(join(root, 'docs', 'verify.md'), 'utf8');
+  assert.is(verify, withRuleTable(verify), 'docs/verify.md rule table is stale: run npm run schema');
+  assert.match(verify, /\| `layout\.opt-empty` \|/);
+  const boot = await readFile(join(root, 'docs', 'boot.md'), 'utf8');
+  assert.is(boot, withBootTrimTable(boot), 'docs/boot.md trim table is stale: run npm run schema');
+  assert.match(boot, /\| `ucx-no-rocm` \|/);
 });
 schema.run();

@@ -2,7 +2,7 @@
  * The architecture as a test: src/'s folders in layers, from the commands at the top to the
  * model at the bottom. An import (type imports included) may go sideways to a folder of its own
  * layer or down, never up; no two folders import each other, even inside one layer; src/model/
- * imports nothing of the project. The README's "Code layout" names the same layers.
+ * imports nothing of the project. The README's "Where the code lives" names the same layers.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';

@@ -33,14 +33,19 @@ export function renderBootTrimTable(): string {
 }
 
 /** Replace the text between two markers; the markers must be there. */
-function between(readme: string, start: string, end: string, content: string): string {
-  const a = readme.indexOf(start);
-  const b = readme.indexOf(end);
-  if (a < 0 || b < a) throw new Error(`README.md lacks the markers ${start} … ${end}`);
-  return `${readme.slice(0, a + start.length)}\n${content}\n${readme.slice(b)}`;
+function between(doc: string, start: string, end: string, content: string, file: string): string {
+  const a = doc.indexOf(start);
+  const b = doc.indexOf(end);
+  if (a < 0 || b < a) throw new Error(`${file} lacks the markers ${start} … ${end}`);
+  return `${doc.slice(0, a + start.length)}\n${content}\n${doc.slice(b)}`;
 }
 
-/** The README with both generated tables brought up to date. */
-export function withRuleTable(readme: string): string {
-  return between(between(readme, tableStart, tableEnd, renderRuleTable()), trimsStart, trimsEnd, renderBootTrimTable());
+/** docs/verify.md with its rule table brought up to date from the rule records. */
+export function withRuleTable(doc: string): string {
+  return between(doc, tableStart, tableEnd, renderRuleTable(), 'docs/verify.md');
+}
+
+/** docs/boot.md with its trim table brought up to date from the trim records. */
+export function withBootTrimTable(doc: string): string {
+  return between(doc, trimsStart, trimsEnd, renderBootTrimTable(), 'docs/boot.md');
 }
