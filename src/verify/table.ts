@@ -19,7 +19,7 @@ const trimsEnd = '<!-- boot-trims:end -->';
 
 /** Pure: the families and releases a trim is for, and why not the others. */
 export function trimScope(t: BootTrim): string {
-  const families = (t.families ?? ['debian', 'redhat']).join(', ');
+  const families = t.families?.join(', ') ?? 'every Linux family';
   return t.releases ? `${families} ${t.releases.only.join(', ')} only (${t.releases.because.replaceAll('|', '\\|')})` : `${families}, every release`;
 }
 
