@@ -57,9 +57,9 @@ function fakeDriver(failAt: number | undefined, calls: [string, BuildEnd][], abo
   return { driver: { ...driverFor('debian'), plan: () => plan }, seen };
 }
 
-async function build(driver: OsDriver, out: string, signal = new AbortController().signal) {
+async function build(driver: OsDriver, out: string, signal = new AbortController().signal, keepWork = false) {
   await mkdir(out, { recursive: true });
-  return runBuild(loaded, { outDir: out, smoke: true, keepWork: false, noCache: true, accel: 'tcg', driver }, new Logger({ tty: false }), signal);
+  return runBuild(loaded, { outDir: out, smoke: true, keepWork, noCache: true, accel: 'tcg', driver }, new Logger({ tty: false }), signal);
 }
 
 const Pipeline = suite('pipeline cleanup with a fake driver');
@@ -86,6 +86,18 @@ Pipeline('a build that succeeds: every stage is told "succeeded" (its outputs st
   assert.equal(calls, [...names].reverse().map((n) => [n, 'succeeded']));
   assert.equal((await readdir(out)).filter((f) => f.startsWith('published-')).sort(), names.map((n) => `published-${n}`).sort());
   assert.ok(seen.workDir && !existsSync(seen.workDir));
+});
+
+Pipeline('--keep-work: a failed build keeps what each stage made in the work folder, and still takes back what it published', async () => {
+  const calls: [string, BuildEnd][] = [];
+  const { driver, seen } = fakeDriver(3, calls);
+  const out = join(tmp, 'out-keep-work');
+  const outcome = await build(driver, out, undefined, true);
+  assert.ok(outcome.error);
+  assert.equal(calls, names.slice(0, 4).reverse().map((n) => [n, 'failed']));
+  assert.equal((await readdir(seen.workDir!)).filter((f) => f.startsWith('made-')).sort(), names.slice(0, 4).map((n) => `made-${n}`).sort());
+  assert.equal((await readdir(out)).filter((f) => f.startsWith('published-')), []);
+  await rm(seen.workDir!, { recursive: true, force: true });
 });
 
 Pipeline('an interrupted build: the stages are told "cancelled"', async () => {
@@ -121,7 +133,7 @@ Stages('each removes the work files its run makes when the build failed, and kee
       const workDir = join(tmp, `work-${stage.name}-${end}`);
       await mkdir(join(workDir, 'other'), { recursive: true });
       for (const f of files) await writeFile(join(workDir, f), 'x');
-      await stage.cleanup({ workDir, profile: loaded.profile, log: new Logger({ tty: false }) } as unknown as BuildContext, end);
+      await stage.cleanup({ workDir, options: { keepWork: false }, profile: loaded.profile, log: new Logger({ tty: false }) } as unknown as BuildContext, end);
       const left = (await readdir(workDir)).sort();
       assert.equal(left, end === 'kept' ? [...files, 'other'].sort() : ['other'], `${stage.name}, ${end}`);
     }

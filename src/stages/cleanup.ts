@@ -3,8 +3,11 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BuildEnd } from '../model/build.ts';
 
-/** A kept build's record points at its work folder's disks (resume, shell): they stay then. */
-export async function removeWorkFiles(ctx: { readonly workDir: string }, end: BuildEnd, ...names: string[]): Promise<void> {
-  if (end === 'kept') return;
+/**
+ * A kept build's record points at its work folder's disks (resume, shell): they stay then; so do
+ * they with --keep-work, which keeps the work folder for a look at what each stage made.
+ */
+export async function removeWorkFiles(ctx: { readonly workDir: string; readonly options: { readonly keepWork?: boolean } }, end: BuildEnd, ...names: string[]): Promise<void> {
+  if (end === 'kept' || ctx.options.keepWork) return;
   for (const name of names) await rm(join(ctx.workDir, name), { recursive: true, force: true });
 }

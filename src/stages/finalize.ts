@@ -60,7 +60,7 @@ export const finalizeStage: Stage = {
   title: 'compress and write outputs',
   describe(profile) {
     const formats = [...new Set([profile.disk.format, ...profile.outputs])];
-    return `qemu-img convert / guestfish → ${formats.map((f) => outputName(profile.name, f)).join(', ')}${profile.disk.format === 'qcow2' && profile.disk.compress !== 'none' ? ` (${profile.disk.compress})` : ''}, manifest, SHA256SUMS`;
+    return `written by qemu-img convert / guestfish: ${formats.map((f) => outputName(profile.name, f)).join(', ')}${profile.disk.format === 'qcow2' && profile.disk.compress !== 'none' ? ` (${profile.disk.compress})` : ''}, manifest, SHA256SUMS`;
   },
   async run(ctx, step) {
     const { disks, rootfs } = outputFormats(ctx);

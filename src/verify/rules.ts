@@ -91,7 +91,7 @@ export const rules: Rule[] = [
     check: (f, o) => {
       const family = familyOf(f.osRelease, o.families)?.family;
       const name = f.osRelease.PRETTY_NAME ?? f.osRelease.ID ?? 'no /etc/os-release';
-      return family ? pass(`${name} (${family} family, version ${f.osRelease.VERSION_ID ?? '?'})`) : fail(`unknown OS: ${name}`);
+      return family ? pass(`${name} (${family} family, version ${f.osRelease.VERSION_ID ?? '?'})`) : fail(`not a ${o.families.map((g) => g.family).join(' or ') || 'known'} guest: ${name}`);
     },
   },
   {
