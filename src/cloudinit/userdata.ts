@@ -184,6 +184,5 @@ export interface SmokeTarget extends Layout {
 
 /** `appsVolume`: the family's apps volume for this profile (its driver's appsVolume), if it has one. */
 export function smokeTargetOf(profile: Profile, appsVolume: { label: string } | undefined): SmokeTarget {
-  const volume = appsVolume;
-  return { ...profile.layout, vrdma: profile.vrdma.enabled, ...(volume ? { appsVolumeLabel: volume.label } : {}) };
+  return { ...profile.layout, vrdma: profile.vrdma.enabled, ...(appsVolume ? { appsVolumeLabel: appsVolume.label } : {}) };
 }

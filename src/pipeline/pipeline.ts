@@ -211,7 +211,7 @@ export async function runBuild(
         await ctx.failed?.vm?.stop();
         ctx.failed = undefined;
         if (choice !== 'retry') throw error;
-        await stage.cleanup(ctx, 'failed').catch((e: unknown) => log.warn(`cleanup of ${stage.name} failed: ${(e as Error).message}`));
+        await undo(stage, ctx, 'failed');
         log.info(`${stage.name}: running it again, as asked`);
         ctx.disk = input;
         index -= 1;
@@ -246,9 +246,12 @@ function withoutDriver<T extends { driver?: unknown }>(options: T): Omit<T, 'dri
 
 /** Every stage that ran takes back what it made, the last first, told how the build ended (Packer's step cleanup). */
 async function cleanUp(ran: Stage[], ctx: BuildContext, end: BuildEnd): Promise<void> {
-  for (const stage of [...ran].reverse()) {
-    await stage.cleanup(ctx, end).catch((e: unknown) => ctx.log.warn(`cleanup of ${stage.name} failed: ${(e as Error).message}`));
-  }
+  for (const stage of [...ran].reverse()) await undo(stage, ctx, end);
+}
+
+/** One stage's cleanup; its failure is said, and the other cleanups still run. */
+async function undo(stage: Stage, ctx: BuildContext, end: BuildEnd): Promise<void> {
+  await stage.cleanup(ctx, end).catch((e: unknown) => ctx.log.warn(`cleanup of ${stage.name} failed: ${(e as Error).message}`));
 }
 
 /** What the admin wants after a stage failed: --on-error's answer, or the terminal's. */
