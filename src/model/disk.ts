@@ -1,5 +1,8 @@
 /** The disks and files a build makes: references, outputs, usage (leaf types: no project imports). */
 
+/** The disk formats guestforge reads and writes (a build's own disks are qcow2 or raw). */
+export type DiskFormat = 'qcow2' | 'raw' | 'vmdk';
+
 export interface DiskRef {
   path: string;
   format: 'qcow2' | 'raw';

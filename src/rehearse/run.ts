@@ -25,7 +25,7 @@ import type { Accel } from '../vm/accel.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import { startQemu, type VmRunner } from '../vm/qemu.ts';
 import { parseSerialLine, SerialTail } from '../vm/serial.ts';
-import { type CheckLine } from '../model/smoke.ts';
+import type { CheckLine } from '../model/smoke.ts';
 import { mirrorForwards, mirrorHostsLines } from './mirror.ts';
 import { makeExportDir, nfsFromGuest, startNfsServer, type NfsExport, type NfsServer } from './nfs.ts';
 import { bootPlotCommand, bootPlotProblem } from './boot-plot.ts';

@@ -6,11 +6,10 @@
  */
 import type { CloudConfig } from '../cloudinit/yaml.ts';
 import type { BuildOnlyFile, SeedFiles } from '../cloudinit/seed.ts';
-import type { AppsVolume } from '../model/disk.ts';
 import type { GuestSession } from '../guestfs/session.ts';
 import type { Logger, Step } from '../log.ts';
 import type { Accel } from '../vm/accel.ts';
-import type { DiskRef } from '../model/disk.ts';
+import type { AppsVolume, DiskFormat, DiskRef } from '../model/disk.ts';
 import type { Problem } from '../model/problem.ts';
 import type { GuestFamily } from '../model/verify.ts';
 import type { SmokeReport } from '../model/smoke.ts';
@@ -81,7 +80,7 @@ export interface OsDriver {
   /** How verify tells this family's guests and which verbs packages they need (the Linux families). */
   readonly guest?: GuestFamily;
   /** Recognise an image of this family that verify and smoke cannot treat as a Linux disk; undefined when it is not one. */
-  recognize?(image: string, format: 'qcow2' | 'raw' | 'vmdk'): Promise<OwnImage | undefined>;
+  recognize?(image: string, format: DiskFormat): Promise<OwnImage | undefined>;
   /** Family-specific profile problems (the rules pass runs them after parsing). */
   checkProfile(profile: Profile): Problem[];
   /** Make a base from scratch (`base.bootstrap`); families without it need `base.image`. */

@@ -6,7 +6,8 @@
 import { rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { convertImage, outputName, toolVersions, updateSums, writeRootfsOutputs, type RootfsFormat } from './outputs.ts';
-import { diskUsage, type DiskFormat } from '../vm/qemu-img.ts';
+import { diskUsage } from '../vm/qemu-img.ts';
+import type { DiskFormat } from '../model/disk.ts';
 import { formatSize } from '../profile/units.ts';
 import { guestforgeVersion } from '../util/project.ts';
 import { writeFileAtomic } from '../util/fs.ts';

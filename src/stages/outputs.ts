@@ -5,10 +5,10 @@ import { run } from '../exec/run.ts';
 import { GuestSession } from '../guestfs/session.ts';
 import { mountGuest } from '../verify/facts.ts';
 import type { Accel } from '../vm/accel.ts';
-import type { DiskRef, OutputFile } from '../model/disk.ts';
+import type { DiskFormat, DiskRef, OutputFile } from '../model/disk.ts';
 import { sha256File, tempPathFor, writeFileAtomic } from '../util/fs.ts';
 import { acquireLock } from '../exec/lock.ts';
-import { convertDisk, type Compression, type DiskFormat } from '../vm/qemu-img.ts';
+import { convertDisk, type Compression } from '../vm/qemu-img.ts';
 
 
 export type RootfsFormat = 'tar' | 'squashfs';

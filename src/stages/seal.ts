@@ -10,7 +10,7 @@ import { UserError } from '../errors.ts';
 import { GuestSession } from '../guestfs/session.ts';
 import { readShipped } from '../util/project.ts';
 import { factsFromJson, factsToJson, gatherFacts, mountGuest, statField } from '../verify/facts.ts';
-import { type AppsFolderMount } from '../model/facts.ts';
+import type { AppsFolderMount } from '../model/facts.ts';
 import { sha256Text } from '../util/fs.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import type { Stage, StageCacheSpec } from './types.ts';

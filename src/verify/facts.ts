@@ -11,7 +11,7 @@ import { join, posix } from 'node:path';
 import { CommandError, run } from '../exec/run.ts';
 import type { GuestSession } from '../guestfs/session.ts';
 import { copyOutRpmDb, globAll, readLimits, readTexts, unreadableWhy } from './read.ts';
-import { type Unread } from '../model/facts.ts';
+import type { Unread } from '../model/facts.ts';
 import type { FileHead, GuestFacts, PackageDetail, PasswdEntry, PasswordState, PathFacts } from '../model/facts.ts';
 
 /**

@@ -2,7 +2,7 @@ import { defaultLayout } from '../profile/schema.ts';
 import { GuestSession, type GuestDisk } from '../guestfs/session.ts';
 import type { Accel } from '../vm/accel.ts';
 import { gatherFacts, mountGuest } from './facts.ts';
-import { type GuestFacts } from '../model/facts.ts';
+import type { GuestFacts } from '../model/facts.ts';
 import { familyOf, rules } from './rules.ts';
 import type { VerifyOptions, VerifyReport } from '../model/verify.ts';
 

@@ -4,9 +4,8 @@
  * fake of this module can stand in for the tool (Packer's QEMU Driver). Argv builders are pure.
  */
 import { run } from '../exec/run.ts';
-import type { DiskRef, DiskUsage } from '../model/disk.ts';
+import type { DiskFormat, DiskRef, DiskUsage } from '../model/disk.ts';
 
-export type DiskFormat = 'qcow2' | 'raw' | 'vmdk';
 export type Compression = 'zstd' | 'zlib' | 'none';
 
 /** Pure: the qemu-img command that makes a standalone output from a backing chain. */
@@ -23,7 +22,7 @@ export function convertArgs(source: DiskRef, format: DiskFormat, compress: Compr
 }
 
 /** A plain copy into another format (a bootstrapped raw disk into qcow2, an OSv base into raw): no compression, writes in order. */
-export async function convertPlain(source: DiskRef | { path: string; format: DiskFormat }, format: DiskFormat, target: string): Promise<void> {
+export async function convertPlain(source: { path: string; format: DiskFormat }, format: DiskFormat, target: string): Promise<void> {
   await run(['qemu-img', 'convert', '-f', source.format, '-O', format, source.path, target]);
 }
 

@@ -12,7 +12,7 @@ import type { Logger } from '../log.ts';
 import { qemuArgs, type VmSpec } from './qemu-args.ts';
 import { qmpCommand } from './qmp.ts';
 import { freshConsoleLog, parseSerialLine, SerialTail } from './serial.ts';
-import { type CheckLine } from '../model/smoke.ts';
+import type { CheckLine } from '../model/smoke.ts';
 
 export interface WatchOptions {
   /** What this VM is, for messages: "build VM", "smoke VM". */

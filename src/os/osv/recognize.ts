@@ -1,9 +1,10 @@
 /** An OSv image as verify and smoke meet it: no filesystem libguestfs reads, so it is recognised by its loader and command line. */
+import type { DiskFormat } from '../../model/disk.ts';
 import type { OwnImage } from '../../stages/driver.ts';
 import { inspectOsv } from './cmdline.ts';
 import { smokeOsv } from './smoke.ts';
 
-export async function recognizeOsv(image: string, format: 'qcow2' | 'raw' | 'vmdk'): Promise<OwnImage | undefined> {
+export async function recognizeOsv(image: string, format: DiskFormat): Promise<OwnImage | undefined> {
   const osv = await inspectOsv(image, format);
   if (!osv) return undefined;
   return {

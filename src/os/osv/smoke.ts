@@ -8,8 +8,7 @@
 import { testBounded } from '../../util/bounded-regex.ts';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { CheckLine } from '../../model/smoke.ts';
-import type { SmokeReport } from '../../model/smoke.ts';
+import type { CheckLine, SmokeReport } from '../../model/smoke.ts';
 import type { DiskRef } from '../../model/disk.ts';
 import { createOverlay } from '../../vm/overlay.ts';
 import { startQemu } from '../../vm/qemu.ts';
@@ -21,7 +20,6 @@ import type { OwnSmokeOptions } from '../../stages/driver.ts';
 /** Console lines longer than this are cut before they are kept or matched. */
 export const maxLineChars = 1000;
 
-export type OsvSmokeOptions = OwnSmokeOptions;
 
 /** What the console showed, judged: pure, so the verdicts are tested without a VM. */
 export function judgeOsvConsole(lines: string[], o: { expect?: string; powerOff: boolean; stoppedBySelf: boolean; timedOut: boolean; seconds: number }): CheckLine[] {
@@ -49,7 +47,7 @@ export function judgeOsvConsole(lines: string[], o: { expect?: string; powerOff:
   return checks;
 }
 
-export async function smokeOsv(image: DiskRef, o: OsvSmokeOptions): Promise<SmokeReport> {
+export async function smokeOsv(image: DiskRef, o: OwnSmokeOptions): Promise<SmokeReport> {
   await mkdir(o.workDir, { recursive: true });
   await mkdir(o.logDir, { recursive: true, mode: 0o700 });
   const overlay = await createOverlay(image, join(o.workDir, 'osv-smoke.qcow2'));
