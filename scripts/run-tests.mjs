@@ -51,10 +51,11 @@ function runFile(file, lane) {
     child.on('close', (code) => {
       const fileTotal = Number(/Total:\s+(\d+)/.exec(stdout)?.[1] ?? 0);
       const filePassed = Number(/Passed:\s+(\d+)/.exec(stdout)?.[1] ?? 0);
-      // A file that crashed before uvu's summary counts as one failure.
-      const crashed = code !== 0 && filePassed === fileTotal;
+      // A file that crashed before uvu's summary counts as one failure, and so does a file that ran
+      // no test (its suite never started: a lost `.run()`, a bad filter).
+      const crashed = (code !== 0 && filePassed === fileTotal) || fileTotal === 0;
       const seconds = (Date.now() - t0) / 1000;
-      process.stdout.write(`${all}\n== ${file}: ${filePassed}/${fileTotal} passed${crashed ? ' (crashed)' : ''} in ${seconds.toFixed(1)} s${lanes.length > 1 ? ` (lane ${lane}, ended at ${clock().trim()})` : ''}\n`);
+      process.stdout.write(`${all}\n== ${file}: ${filePassed}/${fileTotal} passed${crashed ? (fileTotal === 0 ? ' (no test ran: a failure)' : ' (crashed)') : ''} in ${seconds.toFixed(1)} s${lanes.length > 1 ? ` (lane ${lane}, ended at ${clock().trim()})` : ''}\n`);
       resolve({ file, seconds, fileTotal, filePassed, crashed });
     });
   });

@@ -10,7 +10,8 @@ import { loadProfile } from '../src/loader/profile.ts';
 import { hostPathFields } from '../src/profile/host-paths.ts';
 import { renderJsonSchema } from '../src/loader/json-schema.ts';
 import { bootstrapKey, buildStubDeb, hookDir, mmdebstrapArgs, stubPackages } from '../src/os/debian/bootstrap.ts';
-import { activeTrims, initramfsModules } from '../src/policy/boot.ts';
+import { initramfsModules } from '../src/os/debian/format.ts';
+import { activeTrims } from '../src/policy/boot.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const cli = join(root, 'bin', 'guestforge.js');

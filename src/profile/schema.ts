@@ -4,6 +4,7 @@
  * profile reference are generated from it.
  */
 import { z } from 'zod';
+import { osSections } from '../os/format.ts';
 import { bootTrimIds } from '../policy/boot.ts';
 import { guestPathProblem, systemPlace } from '../policy/paths.ts';
 import { libvirtUriProblem } from '../vm/uri.ts';
@@ -81,39 +82,8 @@ const base = z
   })
   .describe('Where the guest starts from');
 
-const debianOs = z.strictObject({
-  family: z.literal('debian'),
-  release: z.string().min(1).describe('Debian release, e.g. "12"'),
-  kernel: z
-    .enum(['generic', 'cloud'])
-    .default('generic')
-    .describe('linux-image-amd64 (generic, has rdma_rxe) or linux-image-cloud-amd64 (smaller, no rdma_rxe)'),
-});
-
-const redhatOs = z.strictObject({
-  family: z.literal('redhat'),
-  release: z.enum(['8', '9']).describe('Major release'),
-  distro: z.enum(['rocky', 'alma', 'rhel', 'centos']).default('rocky').describe('Which rebuild of RHEL'),
-  selinux: z
-    .enum(['relabel', 'keep'])
-    .default('relabel')
-    .describe('After offline edits: relabel (selinux-relabel or /.autorelabel) or keep labels'),
-});
-
-const osvOs = z.strictObject({
-  family: z.literal('osv'),
-  release: z.string().default('latest').describe('OSv release of the base image'),
-  runtime: z.enum(['native', 'java', 'node', 'python']).describe('How the app is started (Capstan run.yaml runtime)'),
-  cmdline: z.string().optional().describe('Command line (native) or main file (java/node/python)'),
-  bootcmd: z.string().optional().describe('Full OSv boot command; overrides what runtime derives'),
-  env: z.record(z.string(), z.string()).default({}).describe('Environment of the app'),
-  fs: z.enum(['zfs', 'rofs']).default('zfs').describe('Filesystem of the composed image'),
-  version: z.string().default('0.1.0').describe('Capstan package version'),
-  author: z.string().default('guestforge').describe('Capstan package author'),
-});
-
 export const osSchema = z
-  .discriminatedUnion('family', [debianOs, redhatOs, osvOs])
+  .discriminatedUnion('family', osSections)
   .describe('Guest OS; fields after family depend on it');
 
 const user = z.strictObject({
