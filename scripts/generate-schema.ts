@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { renderJsonSchema } from '../src/loader/json-schema.ts';
 import { renderReference } from '../src/profile/reference.ts';
 import { projectRoot } from '../src/util/project.ts';
-import { withBootTrimTable, withRuleTable } from '../src/verify/table.ts';
+import { withBootTrimTable, withVerifyTables } from '../src/verify/table.ts';
 
 const json = renderJsonSchema();
 await writeFile(join(projectRoot, 'schema', 'profile.schema.json'), json);
@@ -15,7 +15,7 @@ await writeFile(join(projectRoot, 'schema', 'cluster.schema.json'), cluster);
 await writeFile(join(projectRoot, 'docs', 'cluster-reference.md'), `# Cluster description reference\n\nGenerated from src/cluster/schema.ts by \`npm run schema\`; do not edit.\n\n${renderReference(JSON.parse(cluster))}`);
 console.log('wrote schema/{profile,cluster}.schema.json and docs/{profile,cluster}-reference.md');
 
-for (const [doc, update] of [['verify.md', withRuleTable], ['boot.md', withBootTrimTable]] as const) {
+for (const [doc, update] of [['verify.md', withVerifyTables], ['boot.md', withBootTrimTable]] as const) {
   const path = join(projectRoot, 'docs', doc);
   await writeFile(path, update(await readFile(path, 'utf8')));
 }

@@ -10,6 +10,7 @@ import { verifyOptionsOf } from '../stages/verify.ts';
 import { failedRules, formatReport, junitCases } from '../verify/print.ts';
 import { defaultVerifyOptions, verifyImage } from '../verify/run.ts';
 import { rules } from '../verify/rules.ts';
+import { sysprepOf } from '../guestfs/sysprep.ts';
 import type { Rule } from '../model/verify.ts';
 
 /** A rule's record as `verify --explain` prints it. */
@@ -19,6 +20,7 @@ export function explainRule(rule: Rule): string[] {
     `why: ${rule.why}`,
     `passes when: ${rule.passes}`,
     ...(rule.acceptable?.length ? [`accepted states (each checked by the tests): ${rule.acceptable.map((a) => a.state).join('; ')}`] : []),
+    ...sysprepOf(rule.id).map((op) => `made so by: the seal stage's sysprep operation ${op.id} (${op.what})`),
     ...(rule.references ?? []).map((r) => `see: ${r}`),
   ];
 }

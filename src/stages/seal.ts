@@ -8,7 +8,7 @@
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { GuestSession } from '../guestfs/session.ts';
-import { readShipped } from '../util/project.ts';
+import { sysprepDone, sysprepOperations, sysprepScript } from '../guestfs/sysprep.ts';
 import { factsFromJson, factsToJson, gatherFacts, mountGuest, statField } from '../verify/facts.ts';
 import type { AppsFolderMount } from '../model/facts.ts';
 import { sha256Text } from '../util/fs.ts';
@@ -31,7 +31,7 @@ export const sealStage: Stage = {
   name: 'seal',
   title: 'clean-up and facts (guestfish)',
   describe() {
-    return 'one guestfish launch: sysprep (cloud-init state, machine-id, host keys, caches, logs), facts for verify, fstrim';
+    return `one guestfish launch: sysprep (${sysprepOperations.map((op) => op.id).join(', ')}), facts for verify, fstrim`;
   },
   cache: {
     async inputs({ profile }) {
@@ -39,7 +39,7 @@ export const sealStage: Stage = {
       return {
         recipe: String(sealRecipe),
         layout: hash(profile.layout),
-        sysprep: hash(await readShipped('src', 'guestfs', 'sysprep.sh')),
+        sysprep: hash(sysprepScript()),
         os: hash(profile.os),
         inspect: profile.base.image ? 'inspect' : 'single-fs',
       };
@@ -54,8 +54,8 @@ export const sealStage: Stage = {
     try {
       const root = await mountGuest(session, { readonly: false, inspect: profile.base.image !== undefined });
       step.update('sysprep');
-      const said = await session.call('sh', await readShipped('src', 'guestfs', 'sysprep.sh'));
-      if (!said.includes('sysprep-done')) throw new UserError(`offline clean-up did not finish: ${said.trim().split('\n').slice(-3).join(' | ')}`);
+      const said = await session.call('sh', sysprepScript());
+      if (!said.includes(sysprepDone)) throw new UserError(`offline clean-up did not finish: ${said.trim().split('\n').slice(-3).join(' | ')}`);
       for (const note of await ctx.driver.offlineFixups(profile, session)) ctx.log.info(`seal: ${note}`);
 
       step.update('reading facts for verify');
