@@ -97,6 +97,8 @@ vrdma_private() {
     sleep 1
   done
   echo "${vlink:-no RDMA link on $vdev}"
+  # The device's name, for the host's ib_send_bw between VMs (a DATA line, not these words).
+  echo "$vlink" | sed -n 's,^link \([^/ ]*\)/.*,\1,p' > "$out/rdma-device"
   echo "$vlink" | grep -q 'state ACTIVE'
 }
 
@@ -110,5 +112,8 @@ check cloud-init.deprecations no_deprecations
 check cloud-init.packages boot_packages
 if [ -n "${PRIVATE_MAC:-}" ]; then
   check net.private private_net
-  if command -v rdma > /dev/null && command -v ib_send_bw > /dev/null; then check vrdma.rxe-private vrdma_private; fi
+  if command -v rdma > /dev/null && command -v ib_send_bw > /dev/null; then
+    check vrdma.rxe-private vrdma_private
+    [ -s "$out/rdma-device" ] && echo "GUESTFORGE-DATA:$NONCE:vrdma.rxe-private device $(head -n1 "$out/rdma-device")" > "$console"
+  fi
 fi

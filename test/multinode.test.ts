@@ -15,7 +15,8 @@ import { subnetProblem } from '../src/cluster/schema.ts';
 import { defaultLayout } from '../src/profile/schema.ts';
 import { mirrorForwards, mirrorHostsLines } from '../src/rehearse/mirror.ts';
 import { hubArgs, hostMemoryProblem, mpiSiteCommand, mpiSiteDir, mpiSiteSettings, networkConfig, nodeFile, nodeSpecs, parseRanks, privateNetdev, rankProblem, userMac } from '../src/rehearse/nodes.ts';
-import { cloudLocaldsArgs, ibSendBwLine } from '../src/rehearse/run.ts';
+import { cloudLocaldsArgs } from '../src/rehearse/node-vm.ts';
+import { ibSendBwLine, rdmaDeviceOf } from '../src/rehearse/rdma.ts';
 import { rehearsalUserData } from '../src/rehearse/userdata.ts';
 import { qemuArgs } from '../src/vm/qemu-args.ts';
 
@@ -137,6 +138,13 @@ t('ib_send_bw: the result line is found among its banner', () => {
   const out = [' #bytes     #iterations    BW peak[MB/sec]    BW average[MB/sec]   MsgRate[Mpps]', ' 65536      1000             33.21              31.02  \t\t   0.000496', '---'].join('\n');
   assert.is(ibSendBwLine(out), '65536 1000 33.21 31.02 0.000496');
   assert.is(ibSendBwLine('Couldn\'t connect to 192.168.77.12:18515'), undefined);
+});
+
+t('the rxe device for ib_send_bw: the field the guest handed over (a DATA line), only when it is a plain name', () => {
+  const node = (fields?: Record<string, string>) => ({ data: new Map(fields ? [['vrdma.rxe-private', fields]] : []) });
+  assert.is(rdmaDeviceOf(node({ device: 'rxe_cluster' })), 'rxe_cluster');
+  assert.is(rdmaDeviceOf(node()), undefined, 'no field: not read out of the check\'s words');
+  for (const hostile of ['rxe0;reboot', '$(id)', 'a b', '']) assert.is(rdmaDeviceOf(node({ device: hostile })), undefined, hostile);
 });
 
 t('the private subnet: a /24 that is not slirp\'s, loopback or multicast; located when wrong', async () => {

@@ -21,6 +21,10 @@ serial('checks and panics', () => {
     kind: 'check', check: { id: 'layout.opt-empty', status: 'fail', detail: '/opt holds x' },
   });
   assert.is(parseSerialLine('[  1.0] Kernel panic - not syncing: VFS', 'n1')?.kind, 'panic');
+  // A check's field travels on a line of its own, never read out of the check's words.
+  assert.equal(parseSerialLine('GUESTFORGE-DATA:n1:vrdma.rxe-private device rxe_cluster\r', 'n1'), { kind: 'data', id: 'vrdma.rxe-private', key: 'device', value: 'rxe_cluster' });
+  assert.is(parseSerialLine('GUESTFORGE-DATA:old:vrdma.rxe-private device rxe0', 'n1'), undefined);
+  assert.is(parseSerialLine('GUESTFORGE-DATA:n1:vrdma.rxe-private de;vice rxe0', 'n1'), undefined, 'a key is a plain name');
   assert.is(cleanLine('a\x1b[31mb\r'), 'ab');
 });
 serial('boot timing: the guest\'s TIMING lines become phases, slowest units and cloud-init stages', () => {

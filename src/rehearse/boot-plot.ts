@@ -10,6 +10,14 @@
  * refused with what it was.
  */
 
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run } from '../exec/run.ts';
+import { readUntrusted } from '../util/fs.ts';
+import { tail } from './job.ts';
+import { sshArgs } from './ssh.ts';
+import type { NodeVm, Rehearsal } from './types.ts';
+
 /** The command run in the guest: the plot, cut at 4 MB (a guest could send more). */
 export const bootPlotCommand = 'systemd-analyze plot | head -c 4000000';
 
@@ -60,4 +68,17 @@ export function bootPlotProblem(svg: string): string | undefined {
     if (rest !== '') return `holds ${shown(tag)}, which systemd's plot never writes`;
   }
   return undefined;
+}
+
+/** A VM's plot beside the logs, when it is what systemd draws (read capped, written afresh); a warning otherwise. */
+export async function keepBootPlot(r: Pick<Rehearsal, 'o' | 'log'>, n: NodeVm): Promise<void> {
+  const file = join(r.o.logDir, `rehearse${n.spec ? `-${n.spec.name}` : ''}-boot.svg`);
+  const raw = join(r.o.workDir, `boot-plot${n.spec ? `-${n.spec.name}` : ''}.svg`);
+  await rm(file, { force: true });
+  const plot = await run(sshArgs(n.target, bootPlotCommand), { allowFailure: true, timeoutMs: 120_000, stdoutFile: raw });
+  const svg = await readUntrusted(raw, 4_000_000);
+  await rm(raw, { force: true });
+  const problem = plot.exitCode !== 0 ? `exit ${plot.exitCode}: ${tail(plot.stderr, 1)}` : svg === undefined ? 'nothing came back' : bootPlotProblem(svg);
+  if (problem) r.log.warn(`rehearse: ${n.spec?.name ?? 'the VM'}'s boot plot not kept: ${problem}`);
+  else await writeFile(file, svg!, { mode: 0o600, flag: 'wx' });
 }

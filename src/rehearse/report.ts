@@ -1,6 +1,6 @@
 /** How a rehearsal is shown: lines for people, JUnit cases for CI. */
 import type { JunitCase } from '../report/junit.ts';
-import type { RehearsalReport } from './run.ts';
+import type { RehearsalReport } from './types.ts';
 
 const s = (ms?: number) => (ms === undefined ? '—' : `${(ms / 1000).toFixed(1)} s`);
 

@@ -6,6 +6,7 @@
  *   GUESTFORGE-CHECK:<nonce>:<id> pass|fail|warn <detail>
  *   GUESTFORGE-WARN:<nonce>:<message>
  *   GUESTFORGE-TIMING:<nonce>:<kind> <figures>   (smoke: where the boot's time went)
+ *   GUESTFORGE-DATA:<nonce>:<check id> <key> <value>   (a field of that check, for the host to use)
  * where the nonce is fresh per boot, so stale text cannot pass for a result.
  */
 import { chmod, open, writeFile } from 'node:fs/promises';
@@ -26,6 +27,8 @@ export type SerialEvent =
   | { kind: 'check'; check: CheckLine }
   | { kind: 'warn'; message: string }
   | { kind: 'timing'; text: string }
+  /** A field a check hands the host (rehearse: the RDMA device the guest made), as a field, not in its words. */
+  | { kind: 'data'; id: string; key: string; value: string }
   | { kind: 'panic'; line: string }
   /** A failed build VM kept for debugging opened its console to root (report.sh set the one-time password). */
   | { kind: 'kept'; open: 'console' }
@@ -51,6 +54,8 @@ export function parseSerialLine(line: string, nonce: string): SerialEvent | unde
     if (check) return { kind: 'check', check: { id: check[1]!, status: check[2] as CheckLine['status'], detail: check[3] ?? '' } };
     const warn = new RegExp(`^GUESTFORGE-WARN:${nonce}:(.*)$`).exec(text);
     if (warn) return { kind: 'warn', message: warn[1] ?? '' };
+    const data = new RegExp(`^GUESTFORGE-DATA:${nonce}:(\\S+) ([\\w.-]+) (.*)$`).exec(text);
+    if (data) return { kind: 'data', id: data[1]!, key: data[2]!, value: data[3]! };
     const timing = new RegExp(`^GUESTFORGE-TIMING:${nonce}:(.*)$`).exec(text);
     if (timing) return { kind: 'timing', text: timing[1] ?? '' };
     if (new RegExp(`^GUESTFORGE-KEPT:${nonce}:console$`).test(text)) return { kind: 'kept', open: 'console' };

@@ -1,0 +1,58 @@
+/**
+ * RDMA verbs between the first two VMs of a rehearsal: ib_send_bw over the rxe devices the
+ * guests put on their private NICs. The guests name their devices in GUESTFORGE-DATA lines
+ * (fields, not the check's words); only a plain name reaches the command line.
+ */
+import type { RunResult } from '../exec/run.ts';
+import { tail } from './job.ts';
+import { vmsGone } from './node-vm.ts';
+import { ssh } from './ssh.ts';
+import type { NodeVm, Rehearsal } from './types.ts';
+
+/** The result line of ib_send_bw's client ("65536 200 33.21 31.02 0.000496"), or undefined. */
+export function ibSendBwLine(output: string): string | undefined {
+  return output.split('\n').filter((l) => /^ *\d+ +\d+ +[\d.]+ +[\d.]+/.test(l)).pop()?.trim().replace(/\s+/g, ' ');
+}
+
+/** Pure: the rxe device a VM's guest named for its private NIC, when it is a plain name. */
+export function rdmaDeviceOf(n: Pick<NodeVm, 'data'>): string | undefined {
+  const device = n.data.get('vrdma.rxe-private')?.device;
+  return device !== undefined && /^[\w.-]{1,64}$/.test(device) ? device : undefined;
+}
+
+/** ib_send_bw from the first VM to the second: the vrdma.between-vms check. The two devices when it could run. */
+export async function checkRdmaBetweenVms(r: Rehearsal): Promise<[string, string] | undefined> {
+  const pair = r.nodes.slice(0, 2);
+  const rxe = pair.map((n) => r.checks.find((c) => c.id === `${n.prefix}vrdma.rxe-private`));
+  if (rxe.every((c) => c === undefined)) {
+    if (r.o.requireVrdma) r.add('vrdma.between-vms', false, 'the image has no vRDMA userspace (rdma, ib_send_bw): build it with vrdma.enabled');
+    return undefined;
+  }
+  const [dev1, dev2] = pair.map(rdmaDeviceOf);
+  if (rxe.some((c) => c?.status !== 'pass') || !dev1 || !dev2) {
+    const down = pair.filter((n, i) => rxe[i]?.status !== 'pass' || !rdmaDeviceOf(n)).map((n) => n.spec!.name);
+    r.add('vrdma.between-vms', false, `not run: rxe on the private NIC is not ACTIVE, or its device not named, on ${down.join(' and ') || 'both'}`);
+    return undefined;
+  }
+  const [a, b] = pair as [NodeVm, NodeVm];
+  r.o.step?.update(`ib_send_bw ${a.spec!.name} → ${b.spec!.name}`);
+  const server = ssh(b.target, `timeout 120 ib_send_bw -d ${dev2} -F -n 1000`, 150_000);
+  let serverDone = false;
+  void server.then(() => (serverDone = true));
+  // The server starts over SSH under TCG: the client retries until it listens (or is gone).
+  let client: RunResult;
+  let attempt = 0;
+  do {
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    client = await ssh(a.target, `timeout 60 ib_send_bw -d ${dev1} -F -n 1000 ${b.spec!.address}`, 90_000);
+    attempt += 1;
+  } while (attempt < 8 && !serverDone && /Couldn't connect|Unable to open file descriptor for socket connection/.test(`${client.stdout}${client.stderr}`));
+  const served = await server;
+  const line = ibSendBwLine(client.stdout);
+  r.report.rdmaBetweenVms = line;
+  const ok = client.exitCode === 0 && served.exitCode === 0 && line !== undefined;
+  r.add('vrdma.between-vms', ok, ok
+    ? `ib_send_bw ${a.spec!.name} (${dev1}) → ${b.spec!.name} (${dev2}, ${b.spec!.address}): #bytes #iters BWpeak BWavg[MB/s] MsgRate = ${line}`
+    : `ib_send_bw failed (client exit ${client.exitCode}, server exit ${served.exitCode}, ${attempt} attempt${attempt > 1 ? 's' : ''}): ${tail(`${client.stdout}\n${client.stderr}\n${served.stdout}\n${served.stderr}`, 4).replaceAll('\n', ' | ') || 'no output'}${await vmsGone(pair)}`);
+  return [dev1, dev2];
+}
