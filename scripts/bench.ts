@@ -51,7 +51,7 @@ import { execa } from 'execa';
 import { formatBootTiming } from '../src/smoke/boot-timing.ts';
 import type { BootTiming } from '../src/model/smoke.ts';
 import { GuestSession } from '../src/guestfs/session.ts';
-import { mountGuest } from '../src/verify/facts.ts';
+import { mountGuest } from '../src/verify/mount.ts';
 import { floorBoot, floorInitramfs, imageKernel } from './floor.ts';
 import { bootChart } from './boot-chart.ts';
 

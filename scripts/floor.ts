@@ -8,7 +8,7 @@ import { chmod, mkdir, rm, writeFile, copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../src/exec/run.ts';
 import { GuestSession } from '../src/guestfs/session.ts';
-import { mountGuest } from '../src/verify/facts.ts';
+import { mountGuest } from '../src/verify/mount.ts';
 
 export const floorMarker = 'GUESTFORGE-FLOOR';
 

@@ -24,7 +24,7 @@ import { startFailureHint } from '../src/vm/libvirt.ts';
 import { libvirtUriProblem } from '../src/vm/uri.ts';
 import { acquireLock } from '../src/exec/lock.ts';
 import { UsageError } from '../src/errors.ts';
-import { mountGuest } from '../src/verify/facts.ts';
+import { mountGuest } from '../src/verify/mount.ts';
 import { checkedBackingChain } from '../src/vm/image.ts';
 import { sha256File } from '../src/util/fs.ts';
 import { makeImage } from './helpers/tree-image.ts';

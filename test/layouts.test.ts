@@ -23,7 +23,8 @@ import * as assert from 'uvu/assert';
 import { timed } from './helpers/timing.ts';
 import { writeTree, type Tree } from './helpers/tree-image.ts';
 import { GuestSession } from '../src/guestfs/session.ts';
-import { gatherFacts, mountRoot } from '../src/verify/facts.ts';
+import { gatherFacts } from '../src/verify/facts.ts';
+import { mountRoot } from '../src/verify/mount.ts';
 import { defaultVerifyOptions as noFamilies, evaluate } from '../src/verify/run.ts';
 import { guestFamilies } from '../src/os/index.ts';
 

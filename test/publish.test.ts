@@ -16,7 +16,7 @@ import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { timed } from './helpers/timing.ts';
-import { parseDpkgPackages, parseRpmQuery } from '../src/verify/facts.ts';
+import { parseDpkgPackages, parseRpmQuery } from '../src/verify/parse.ts';
 import { packageUrl, spdxDocument } from '../src/publish/sbom.ts';
 import { provenanceStatement } from '../src/publish/provenance.ts';
 import { baseDependency } from '../src/publish/records.ts';

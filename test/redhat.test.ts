@@ -22,7 +22,7 @@ import { debian } from '../src/os/debian/index.ts';
 import { redhat, selinuxConfig } from '../src/os/redhat/index.ts';
 import { loadProfileOrThrow } from '../src/loader/index.ts';
 import type { Profile } from '../src/profile/schema.ts';
-import { mountGuest } from '../src/verify/facts.ts';
+import { mountGuest } from '../src/verify/mount.ts';
 import { makeImage, type Tree } from './helpers/tree-image.ts';
 
 const root = resolve(import.meta.dirname, '..');

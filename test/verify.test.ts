@@ -18,7 +18,8 @@ import { evaluate, defaultVerifyOptions as noFamilies } from '../src/verify/run.
 import { guestFamilies } from '../src/os/index.ts';
 import { verifyOptionsOf } from '../src/stages/verify.ts';
 import { loadProfileOrThrow } from '../src/loader/index.ts';
-import { accountPasswords, kernelCmdlinesOf, parseFstab, parsePasswd } from '../src/verify/facts.ts';
+import { accountPasswords, kernelCmdlinesOf, parsePasswd } from '../src/verify/parse.ts';
+import { parseFstab } from '../src/verify/mount.ts';
 import type { GuestFacts } from '../src/model/facts.ts';
 import { unreadableWhy } from '../src/verify/read.ts';
 import { makeImage as makeTreeImage, type Tree } from './helpers/tree-image.ts';

@@ -3,7 +3,7 @@ import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { run } from '../exec/run.ts';
 import { GuestSession } from '../guestfs/session.ts';
-import { mountGuest } from '../verify/facts.ts';
+import { mountGuest } from '../verify/mount.ts';
 import type { Accel } from '../vm/accel.ts';
 import type { DiskFormat, DiskRef, OutputFile } from '../model/disk.ts';
 import { sha256File, tempPathFor, writeFileAtomic } from '../util/fs.ts';

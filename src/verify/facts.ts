@@ -3,7 +3,6 @@
  * session, using libguestfs's own calls (not the guest's binaries), so that
  * images from anywhere can be checked.
  */
-import { UsageError } from '../errors.ts';
 import { layoutPaths } from '../policy/layout.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,36 +10,9 @@ import { join, posix } from 'node:path';
 import { CommandError, run } from '../exec/run.ts';
 import type { GuestSession } from '../guestfs/session.ts';
 import { copyOutRpmDb, globAll, readLimits, readTexts, unreadableWhy } from './read.ts';
+import { accountPasswords, kernelCmdlinesOf, parseDpkgPackages, parseOsRelease, parsePasswd, parseRpmQuery, statField } from './parse.ts';
 import type { Unread } from '../model/facts.ts';
-import type { FileHead, GuestFacts, PackageDetail, PasswdEntry, PasswordState, PathFacts } from '../model/facts.ts';
-
-/**
- * The kernel command lines a boot loader's files give: GRUB's defaults
- * (GRUB_CMDLINE_LINUX and _DEFAULT in /etc/default/grub and grub.d), the
- * first `linux` line of a generated grub.cfg (the default entry), BLS entries'
- * `options` (RHEL 8/9), grubenv's kernelopts and /etc/kernel/cmdline. Pure.
- */
-export function kernelCmdlinesOf(files: { path: string; text: string }[]): { path: string; cmdline: string }[] {
-  const out: { path: string; cmdline: string }[] = [];
-  for (const { path, text } of files) {
-    if (path.startsWith('/etc/default/grub')) {
-      const parts = [...text.matchAll(/^\s*GRUB_CMDLINE_LINUX(?:_DEFAULT)?=(?:"([^"]*)"|'([^']*)'|(\S*))/gm)].map((m) => m[1] ?? m[2] ?? m[3] ?? '');
-      if (parts.length) out.push({ path, cmdline: parts.join(' ').trim() });
-    } else if (/\/grub2?\/grub\.cfg$/.test(path)) {
-      const line = /^\s*linux(?:efi|16)?\s+\S+\s*(.*)$/m.exec(text);
-      if (line) out.push({ path, cmdline: line[1]!.trim() });
-    } else if (path.startsWith('/boot/loader/entries/')) {
-      const line = /^options\s+(.*)$/m.exec(text);
-      if (line) out.push({ path, cmdline: line[1]!.trim() });
-    } else if (/grubenv$/.test(path)) {
-      const line = /^kernelopts=(.*)$/m.exec(text);
-      if (line) out.push({ path, cmdline: line[1]!.trim() });
-    } else if (path === '/etc/kernel/cmdline') {
-      out.push({ path, cmdline: text.trim() });
-    }
-  }
-  return out;
-}
+import type { FileHead, GuestFacts, PackageDetail, PathFacts } from '../model/facts.ts';
 
 /** Facts as JSON (kept with the seal and inject stages' cache entries) and back. */
 export function factsToJson(facts: GuestFacts): unknown {
@@ -50,180 +22,6 @@ export function factsToJson(facts: GuestFacts): unknown {
 export function factsFromJson(data: unknown): GuestFacts {
   const raw = data as Omit<GuestFacts, 'packages'> & { packages: [string, string][] };
   return { ...raw, packages: new Map(raw.packages) };
-}
-
-export function parseOsRelease(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line.trim());
-    if (m) out[m[1]!] = m[2]!.replace(/^["']|["']$/g, '');
-  }
-  return out;
-}
-
-/** Installed packages of a dpkg status file: version, architecture, and the source package (`Source: name (version)` when its version differs). */
-export function parseDpkgPackages(text: string): Map<string, PackageDetail & { version: string }> {
-  const packages = new Map<string, PackageDetail & { version: string }>();
-  for (const stanza of text.split(/\n\n+/)) {
-    const field = (f: string) => new RegExp(`^${f}: (.+)$`, 'm').exec(stanza)?.[1]?.trim();
-    const name = field('Package');
-    const version = field('Version');
-    if (!name || !version || !field('Status')?.endsWith(' installed')) continue;
-    const arch = field('Architecture');
-    const source = field('Source');
-    packages.set(name, {
-      version,
-      ...(arch ? { arch } : {}),
-      // No Source field: the source package has the binary's name and version.
-      source: source ? (/\(/.test(source) ? source.replace(/\s*\((.+)\)$/, ' $1') : `${source} ${version}`) : `${name} ${version}`,
-    });
-  }
-  return packages;
-}
-
-function fieldState(field: string): PasswordState {
-  return field === '' ? 'empty' : /^[!*]/.test(field) ? 'locked' : 'usable';
-}
-
-/** Pure: the first field and the password field of each account line, in order (comments and blank lines left out). */
-function accountLines(text: string): [string, string][] {
-  // glibc's files backend skips leading blanks, then blank and # lines.
-  return text.split('\n').map((l) => l.trimStart()).filter((l) => l && !l.startsWith('#')).map((l) => l.split(':')).filter((f) => f.length >= 2).map((f) => [f[0]!, f[1]!]);
-}
-
-/**
- * Pure: each account's password as the system reads it. pam_unix takes the
- * passwd field unless it is `x`; then glibc's first shadow line for the name.
- * So a hash or an empty field in passwd wins over a locked shadow line. A name
- * on two lines of either file is `duplicate`. An `x` with no shadow line has no
- * entry (no password opens it).
- */
-export function accountPasswords(passwdText: string, shadowText: string): Record<string, PasswordState> {
-  const out: Record<string, PasswordState> = {};
-  const shadow = new Map<string, string>();
-  const twice = new Set<string>();
-  for (const [name, field] of accountLines(shadowText)) {
-    if (shadow.has(name)) twice.add(name);
-    else shadow.set(name, field);
-  }
-  const seen = new Set<string>();
-  for (const [name, field] of accountLines(passwdText)) {
-    if (seen.has(name)) twice.add(name);
-    seen.add(name);
-    if (out[name] !== undefined) continue;
-    if (field !== 'x') out[name] = fieldState(field);
-    else if (shadow.has(name)) out[name] = fieldState(shadow.get(name)!);
-  }
-  for (const name of twice) out[name] = 'duplicate';
-  return out;
-}
-
-/** Accounts as glibc reads them: leading blanks skipped; a line short of home and shell still names a uid (su then uses /bin/sh). */
-export function parsePasswd(text: string): PasswdEntry[] {
-  return text
-    .split('\n')
-    .map((l) => l.trimStart())
-    .filter((l) => l && !l.startsWith('#'))
-    .map((l) => l.split(':'))
-    .filter((f) => f.length >= 4 && /^\d+$/.test(f[2] ?? ''))
-    .map((f) => ({ name: f[0]!, uid: Number(f[2]), home: f[5] ?? '', shell: f[6] ?? '' }));
-}
-
-/** guestfish prints stat structs as "field: value" lines. */
-/** Pure: one numeric field (mode, uid, gid…) of guestfish's stat or statns answer. */
-export function statField(text: string, name: string): number | undefined {
-  const m = new RegExp(`^(?:st_)?${name}: (\\d+)$`, 'm').exec(text);
-  return m ? Number(m[1]) : undefined;
-}
-
-/**
- * Mount the guest's filesystems. With `inspect`, or when there is more than
- * one Linux filesystem, libguestfs inspection finds the root and its mounts;
- * otherwise the only Linux filesystem is the root (cheaper: no inspection).
- * Returns the root device.
- */
-/** The image's layout is not one guestforge can judge: what was found, never a guessed verdict (exit 2). */
-export class UnknownLayoutError extends UsageError {}
-
-export async function mountGuest(session: GuestSession, options: { readonly: boolean; inspect: boolean }): Promise<string> {
-  const opts = options.readonly ? 'ro' : '';
-  const all = (await session.lines('list-filesystems')).map((l) => l.split(': ') as [string, string]);
-  const filesystems = all.filter(([, type]) => type && /^(ext[234]|xfs|btrfs)$/.test(type));
-  if (filesystems.length === 1 && !options.inspect) {
-    const device = filesystems[0]![0]!;
-    await session.call('mount-options', opts, device, '/');
-    return device;
-  }
-  const found = all.map(([device, type]) => `${device} (${type})`).join(', ') || 'no filesystems';
-  const roots = await session.lines('inspect-os');
-  if (roots.length > 1) {
-    const named: string[] = [];
-    for (const r of roots) named.push(`${r}: ${(await session.call('inspect-get-product-name', r)).trim()}`);
-    throw new UnknownLayoutError(`the image holds ${roots.length} operating systems (${named.join('; ')}): which one the cluster boots is not clear`, { hint: `filesystems found: ${found}` });
-  }
-  const root = roots[0];
-  if (!root) {
-    // Inspection knows the common distributions only; a lone Linux
-    // filesystem is still the root, and the rules judge what is on it.
-    const only = filesystems.length === 1 ? filesystems[0]![0]! : undefined;
-    if (!only) throw new UnknownLayoutError(`no Linux operating system found on the image (filesystems: ${found})`, { hint: 'is this a guest disk image? verify reads ext2/3/4, xfs and btrfs roots, plain or in partitions (MBR, GPT) or LVM' });
-    await session.call('mount-options', opts, only, '/');
-    return only;
-  }
-  await mountRoot(session, root, options.readonly);
-  return root;
-}
-
-/**
- * An inspected root and everything its fstab mounts (UUID, LABEL, LVM, btrfs subvolumes from
- * libguestfs's inspection; GPT PARTUUIDs, which inspection leaves out, added here), outermost
- * first. The fstab is the image's: a mount point must be a folder reached without a link (a
- * link could point the mount at the appliance's own folders), and an added mount that fails is
- * left out rather than failing the read (a `nofail` line the guest boots without).
- */
-export async function mountRoot(session: GuestSession, root: string, readonly: boolean): Promise<void> {
-  const opts = readonly ? 'ro' : '';
-  const inspected = (await session.lines('inspect-get-mountpoints', root)).map((l) => l.split(': ') as [string, string]);
-  const rootDevice = inspected.find(([m]) => m === '/')?.[1] ?? root;
-  await session.call('mount-options', opts, rootDevice, '/');
-  const extra: [string, string, boolean][] = inspected.filter(([m]) => m !== '/').map(([m, d]) => [m, d, false]);
-  const done = new Set(inspected.map(([m]) => m));
-  const fstab = (await readTexts(session, [{ path: '/etc/fstab', limit: readLimits.fileBytes }], [])).get('/etc/fstab') ?? '';
-  const wanted = parseFstab(fstab).filter((e) => e.spec.toUpperCase().startsWith('PARTUUID=') && !done.has(e.mountpoint) && !e.options.split(',').includes('noauto'));
-  if (wanted.length > 0 && wanted.length <= 64) {
-    const byGuid = new Map<string, string>();
-    for (const part of await session.lines('list-partitions')) {
-      const disk = (await session.call('part-to-dev', part)).trim();
-      if ((await session.call('part-get-parttype', disk)).trim() !== 'gpt') continue;
-      byGuid.set((await session.call('part-get-gpt-guid', disk, (await session.call('part-to-partnum', part)).trim())).trim().toLowerCase(), part);
-    }
-    for (const e of wanted) {
-      const device = byGuid.get(e.spec.slice('PARTUUID='.length).toLowerCase());
-      if (device) extra.push([e.mountpoint, device, true]);
-    }
-  }
-  // Outermost first, whichever list a mount point came from (/var before /var/lib).
-  extra.sort((a, b) => a[0].split('/').length - b[0].split('/').length || a[0].localeCompare(b[0]));
-  for (const [mountpoint, device, added] of extra) {
-    // A mount point through a loop of links is no folder to mount on: left out, as one that is not a folder.
-    const isDir = await session.tryBool('is-dir', mountpoint);
-    const real = isDir ? (await session.call('realpath', mountpoint)).trim() : '';
-    if (!isDir || real !== mountpoint) continue;
-    try {
-      await session.call('mount-options', opts, device, mountpoint);
-    } catch (error) {
-      if (!added) throw error;
-    }
-  }
-}
-
-/** fstab entries (spec, absolute mount point without `..`, options); comments, swap and odd lines left out. Pure. */
-export function parseFstab(text: string): { spec: string; mountpoint: string; type: string; options: string }[] {
-  return text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')).flatMap((line) => {
-    const [spec, mountpoint, type = 'auto', options = 'defaults'] = line.split(/\s+/);
-    if (!spec || !mountpoint || !mountpoint.startsWith('/') || mountpoint.split('/').includes('..') || type === 'swap') return [];
-    return [{ spec, mountpoint, type, options }];
-  });
 }
 
 async function pathFacts(session: GuestSession, path: string, list: boolean, unread: Unread[]): Promise<PathFacts> {
@@ -343,18 +141,6 @@ export async function gatherFacts(
     systemdUnits: units!.split('\n').filter(Boolean).map((p) => posix.basename(p)),
     ...(unread.length ? { unread } : {}),
   };
-}
-
-/** `rpm -qa` lines of NAME, VERSION-RELEASE, ARCH, SOURCERPM and LICENSE, tab-separated ("(none)" where rpm has no value). */
-export function parseRpmQuery(stdout: string): Map<string, PackageDetail & { version: string }> {
-  const packages = new Map<string, PackageDetail & { version: string }>();
-  for (const line of stdout.split('\n')) {
-    const [name, version, arch, sourceRpm, license] = line.trim().split('\t').map((v) => (v === '(none)' ? '' : v));
-    if (!name || !version || name === 'gpg-pubkey') continue;
-    const source = sourceRpm ? /^(.+)-([^-]+-[^-]+)\.src\.rpm$/.exec(sourceRpm) : null;
-    packages.set(name, { version, ...(arch ? { arch } : {}), ...(source ? { source: `${source[1]} ${source[2]}` } : {}), ...(license ? { license } : {}) });
-  }
-  return packages;
 }
 
 /**

@@ -1,7 +1,8 @@
 import { defaultLayout } from '../profile/schema.ts';
 import { GuestSession, type GuestDisk } from '../guestfs/session.ts';
 import type { Accel } from '../vm/accel.ts';
-import { gatherFacts, mountGuest } from './facts.ts';
+import { gatherFacts } from './facts.ts';
+import { mountGuest } from './mount.ts';
 import type { GuestFacts } from '../model/facts.ts';
 import { familyOf, rules } from './rules.ts';
 import type { VerifyOptions, VerifyReport } from '../model/verify.ts';
