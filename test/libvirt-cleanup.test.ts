@@ -14,7 +14,7 @@ import * as assert from 'uvu/assert';
 import { killAll, run } from '../src/exec/run.ts';
 import { Logger } from '../src/log.ts';
 import { leftovers, libvirtStarter, type LibvirtTarget } from '../src/vm/libvirt.ts';
-import { bootVm } from '../src/vm/qemu.ts';
+import { bootVm } from '../src/vm/watch.ts';
 import type { VmSpec } from '../src/vm/qemu-args.ts';
 import { budgetFromEnv, VirshTimeout } from '../src/vm/virsh.ts';
 import { timed } from './helpers/timing.ts';

@@ -4,7 +4,7 @@ import type { Logger, Step } from '../log.ts';
 import type { CheckLine } from '../model/smoke.ts';
 import type { Layout } from '../policy/layout.ts';
 import type { Accel } from '../vm/accel.ts';
-import type { VmRunner } from '../vm/qemu.ts';
+import type { VmRunner } from '../vm/runner.ts';
 import type { SerialTail } from '../vm/serial.ts';
 import type { NodeSpec } from './nodes.ts';
 import type { SshTarget } from './ssh.ts';

@@ -16,7 +16,9 @@ import type { DiskRef } from '../model/disk.ts';
 import type { Accel } from '../vm/accel.ts';
 import { parseBootTiming } from './boot-timing.ts';
 import { createOverlay } from '../vm/overlay.ts';
-import { bootVm, startQemu, type VmStarter } from '../vm/qemu.ts';
+import { startQemu } from '../vm/qemu.ts';
+import type { VmStarter } from '../vm/runner.ts';
+import { bootVm } from '../vm/watch.ts';
 
 export interface SmokeOptions {
   name: string;

@@ -13,7 +13,7 @@ import { buildSeedIso } from '../cloudinit/seed.ts';
 import { parseDuration, parseSize } from '../profile/units.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import { starterFor } from '../vm/backend.ts';
-import { bootError, bootVm } from '../vm/qemu.ts';
+import { bootError, bootVm } from '../vm/watch.ts';
 import { sha256Text } from '../util/fs.ts';
 import { imageInfo } from '../vm/image.ts';
 import type { Stage } from './types.ts';

@@ -12,7 +12,7 @@ import type { VerifyReport } from '../model/verify.ts';
 import type { GuestFacts } from '../model/facts.ts';
 import type { CacheableStage, StageCache } from '../cache/store.ts';
 import type { Backend } from '../vm/backend.ts';
-import type { RunningVm } from '../vm/qemu.ts';
+import type { RunningVm } from '../vm/runner.ts';
 import type { DiskRef, DiskUsage, OutputFile } from '../model/disk.ts';
 import type { SmokeReport } from '../model/smoke.ts';
 import type { BaseSource, BuildEnd, BuildOptions } from '../model/build.ts';

@@ -2,7 +2,8 @@
 import type { Logger } from '../log.ts';
 import { chooseAccel, probeAccel, type Accel } from './accel.ts';
 import { defaultUri, isRemote, libvirtStarter, virsh, type LibvirtStartOptions, type LibvirtTarget } from './libvirt.ts';
-import { startQemu, type VmStarter } from './qemu.ts';
+import { startQemu } from './qemu.ts';
+import type { VmStarter } from './runner.ts';
 
 export type Backend = { kind: 'qemu' } | { kind: 'libvirt'; target: LibvirtTarget };
 

@@ -23,7 +23,7 @@ import { nonce } from '../util/fs.ts';
 import { readShipped } from '../util/project.ts';
 import type { Accel } from './accel.ts';
 import type { VmSpec } from './qemu-args.ts';
-import type { VmRunner, VmStarter } from './qemu.ts';
+import type { VmRunner, VmStarter } from './runner.ts';
 
 export interface LibvirtTarget {
   /** undefined: the local system daemon (qemu:///system). */
