@@ -19,7 +19,8 @@ import * as assert from 'uvu/assert';
 import { timed } from './helpers/timing.ts';
 import { running as isRunning, waitUntil } from './helpers/wait.ts';
 import { run } from '../src/exec/run.ts';
-import { domainXml, leftovers, virsh } from '../src/vm/libvirt.ts';
+import { domainXml } from '../src/vm/domain-xml.ts';
+import { leftovers, virsh } from '../src/vm/libvirt.ts';
 import { StageCache } from '../src/cache/store.ts';
 
 const root = resolve(import.meta.dirname, '..');
