@@ -77,6 +77,11 @@ t('each VM: network-config by MAC, its hostname, every node in /etc/hosts, Open 
   assert.equal((single.mounts as string[][])[0]!.slice(0, 4), ['10.0.2.100:/home', '/home/jobuser', 'nfs4', 'vers=4.1,port=2049,_netdev'], 'the NFS server as slirp forwards it, not the host');
   assert.is(single.hostname, undefined, 'one VM keeps the image\'s hostname, as before');
   assert.not.ok((single.write_files as { path: string }[]).some((f) => f.path === '/etc/hosts'));
+  // Host keys as vTorque's runcmd makes them (the whole openssh-server postinst again), or only the missing ones.
+  assert.match((single.runcmd as string[][])[0]!.join(' '), /^sh -c dpkg-reconfigure -f noninteractive openssh-server /);
+  const keygen = rehearsalUserData({ ...cluster, seed: { ...cluster.seed, hostKeys: 'ssh-keygen' } }, { nonce: 'N', checks: '#!/bin/sh\n', layout: defaultLayout }) as Record<string, any>;
+  assert.equal((keygen.runcmd as string[][])[0], ['ssh-keygen', '-A']);
+  assert.equal((keygen.runcmd as string[][]).slice(1), (single.runcmd as string[][]).slice(1), 'nothing else changes');
   assert.equal(cloudLocaldsArgs('/w/seed.img', '/w/ud', undefined, '/w/nc'), ['cloud-localds', '--disk-format', 'raw', '--filesystem', 'iso9660', '--network-config=/w/nc', '/w/seed.img', '/w/ud']);
 });
 

@@ -51,13 +51,14 @@ v('rehearse --nodes 2: two VMs on a private segment, an MPI job across them, RDM
   const junit = join(tmp, 'rehearse2.xml');
   // Its work folder (disks, seeds, NFS config) in a cache of its own, so what is left running is told apart from other files' VMs.
   const own = { XDG_CACHE_HOME: join(tmp, 'xdg'), CI: '1' };
-  // The vTorque cluster minus its boot-time apt run (rehearse.test.ts proves that one): two VMs
-  // running apt side by side under TCG would add minutes and prove nothing about the multi-node job.
+  // The vTorque cluster minus its boot-time apt run and its dpkg-reconfigure of openssh-server
+  // (rehearse.test.ts proves both): two VMs running apt, or the postinst's perl and daemon-reloads
+  // (~200 s each), side by side under TCG would add minutes and prove nothing about the multi-node job.
   const cluster = join(tmp, 'two-nodes.yaml');
   // Its job is an admin's kind, across both VMs with Torque's environment and no rank lines; the shipped
   // MPI example is the separate mpi.ranks check (and Open MPI over UCX on rxe is tried with it).
   await writeFile(cluster, [
-    'name: vtorque-no-boot-install', 'bootPackages: []',
+    'name: vtorque-no-boot-install', 'bootPackages: []', 'seed: { hostKeys: ssh-keygen }',
     'job: { command: \'mpirun -np "$PBS_NP" --hostfile "$PBS_NODEFILE" hostname | sort; echo "np=$PBS_NP job=$PBS_JOBID"\', expect: \'^vnode01\\nvnode02\\nnp=2 job=\\d+\\.vtorque-no-boot-install\' }',
     'nodes: { mpiCommand: /opt-vm/hello-mpi/bin/mpi-job.sh }', ''].join('\n'));
   const r = await execa('node', [cli, 'rehearse', image, '--cluster', cluster, '--nodes', '2', '--require', 'vrdma', '--json', '--junit', junit, '--log-dir', join(tmp, 'rehearse2')], { env: own, reject: false, all: false, timeout: 30 * 60_000 });

@@ -69,6 +69,10 @@ export const clusterSchema = z
           .enum(['fixed', 'fresh'])
           .default('fixed')
           .describe('fixed: no meta-data, so cloud-localds writes instance-id iid-local01 for every VM (vTorque); fresh: a new id per boot'),
+        hostKeys: z
+          .enum(['dpkg-reconfigure', 'ssh-keygen'])
+          .default('dpkg-reconfigure')
+          .describe('How runcmd makes the SSH host keys before sshd is restarted: dpkg-reconfigure openssh-server (vTorque; the whole postinst runs again: about 200 s of a TCG boot here, see docs/rehearse.md) or ssh-keygen -A (only the missing keys)'),
       })
       .prefault({})
       .describe('The NoCloud seed, made by cloud-localds as the batch system makes it'),

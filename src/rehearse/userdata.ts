@@ -66,7 +66,9 @@ export function rehearsalUserData(cluster: Cluster, options: { nonce: string; ch
       ] : []),
     ],
     runcmd: [
-      ['sh', '-c', 'dpkg-reconfigure -f noninteractive openssh-server > /dev/null 2>&1 || ssh-keygen -A'],
+      cluster.seed.hostKeys === 'ssh-keygen'
+        ? ['ssh-keygen', '-A']
+        : ['sh', '-c', 'dpkg-reconfigure -f noninteractive openssh-server > /dev/null 2>&1 || ssh-keygen -A'],
       ['sh', '-c', 'systemctl restart ssh || systemctl restart sshd'],
       ...(options.role ? [mpiSiteCommand()] : []),
       ['sh', checksPath],
