@@ -62,7 +62,7 @@ v('rehearse --nodes 2: two VMs on a private segment, an MPI job across them, RDM
     'job: { command: \'mpirun -np "$PBS_NP" --hostfile "$PBS_NODEFILE" hostname | sort; echo "np=$PBS_NP job=$PBS_JOBID"\', expect: \'^vnode01\\nvnode02\\nnp=2 job=\\d+\\.vtorque-no-boot-install\' }',
     'nodes: { mpiCommand: /opt-vm/hello-mpi/bin/mpi-job.sh }', ''].join('\n'));
   const r = await execa('node', [cli, 'rehearse', image, '--cluster', cluster, '--nodes', '2', '--require', 'vrdma', '--json', '--junit', junit, '--log-dir', join(tmp, 'rehearse2')], { env: own, reject: false, all: false, timeout: 30 * 60_000 });
-  const report = JSON.parse(r.stdout || '{}') as { ok: boolean; checks: { id: string; status: string; detail: string }[]; nodes?: { name: string }[]; jobReadyMs?: number; mpiMs?: number; rdmaBetweenVms?: string; job?: { exitCode?: number; stdout: string; env: Record<string, string> } };
+  const report = JSON.parse(r.stdout || '{}') as { ok: boolean; checks: { id: string; status: string; detail: string }[]; nodes?: { name: string }[]; jobReadyMs?: number; cloudInitDoneMs?: number; mpiMs?: number; rdmaBetweenVms?: string; job?: { exitCode?: number; stdout: string; env: Record<string, string> } };
   const byId = new Map(report.checks?.map((c) => [c.id, c]));
   const failed = report.checks?.filter((c) => c.status === 'fail').map((c) => `${c.id}: ${c.detail}`).join('\n');
   assert.is(r.exitCode, 0, failed || r.stderr);
@@ -82,7 +82,7 @@ v('rehearse --nodes 2: two VMs on a private segment, an MPI job across them, RDM
   assert.equal(report.nodes?.map((n) => n.name), ['vnode01', 'vnode02']);
   // Figures for the log (the benchmark owns the targets): what a two-node job waits for and gets.
   const ucx = byId.get('mpi.ucx-rxe');
-  process.stderr.write(`\n  two nodes: job-ready ${report.jobReadyMs} ms, MPI ${report.mpiMs} ms, ib_send_bw ${report.rdmaBetweenVms}; mpi.ucx-rxe ${ucx?.status}: ${ucx?.detail}\n`);
+  process.stderr.write(`\n  two nodes: job-ready ${report.jobReadyMs} ms, cloud-init done ${report.cloudInitDoneMs} ms, MPI ${report.mpiMs} ms, ib_send_bw ${report.rdmaBetweenVms}; mpi.ucx-rxe ${ucx?.status}: ${ucx?.detail}\n`);
   assert.match(await readFile(junit, 'utf8'), /name="vrdma\.between-vms"/);
   const left = await execa('pgrep', ['-af', 'qemu-system|ganesha.nfsd'], { reject: false });
   assert.equal(left.stdout.split('\n').filter((l) => l.includes(tmp)), [], 'nothing may be left running');
