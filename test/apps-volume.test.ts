@@ -13,7 +13,7 @@ import * as assert from 'uvu/assert';
 import { loadProfileOrThrow } from '../src/loader/index.ts';
 import { appsVolumeFstab, appsVolumeOf, sfdiskScript } from '../src/os/debian/bootstrap.ts';
 import type { AppsVolume } from '../src/model/disk.ts';
-import { profileBlocker, volumeBlocker, writeAppsVolume } from '../src/stages/inject.ts';
+import { profileBlocker, volumeBlocker, writeAppsVolume } from '../src/stages/apps-volume.ts';
 import { parsePartList } from '../src/stages/seal.ts';
 import { writeAtArgs } from '../src/vm/image.ts';
 import { run } from '../src/exec/run.ts';
