@@ -12,7 +12,7 @@ import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { UsageError } from '../src/errors.ts';
-import { parsePublicKey, debugOptions } from '../src/commands/build.ts';
+import { parsePublicKey, debugOptions } from '../src/commands/build-flags.ts';
 import { parseChoice } from '../src/debug/ask.ts';
 import { breakIndex } from '../src/pipeline/pipeline.ts';
 import { qemuArgs } from '../src/vm/qemu-args.ts';

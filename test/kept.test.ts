@@ -14,7 +14,7 @@ import { timed } from './helpers/timing.ts';
 import { run } from '../src/exec/run.ts';
 import { readKept, type KeptBuild } from '../src/debug/kept.ts';
 import { checkedKeptDisk, recordProblem } from '../src/debug/kept-check.ts';
-import { resumeFlags } from '../src/commands/build.ts';
+import { resumeFlags } from '../src/commands/build-flags.ts';
 import { Logger } from '../src/log.ts';
 import { runBuild } from '../src/pipeline/pipeline.ts';
 import { loadProfileOrThrow } from '../src/loader/index.ts';

@@ -16,7 +16,7 @@ import { age, textTable } from '../report/table.ts';
 import { untrustedFileProblem } from '../util/trusted-path.ts';
 import { guestfsEnv } from '../vm/accel.ts';
 import { isRemote } from '../vm/libvirt.ts';
-import { accelFlag, backendFlag, debugOptions, keptLines, withKeptHint, type RunFlags } from './build.ts';
+import { accelFlag, backendFlag, debugOptions, keptLines, withKeptHint, type RunFlags } from './build-flags.ts';
 import { allowHostPathOption, loadOptionsOf, parseCommandArgs } from './args.ts';
 import { driverFor } from '../os/index.ts';
 
