@@ -8,24 +8,23 @@ import { makeWorkDir } from '../util/workdir.ts';
 import { lstat, mkdir, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { errorMessage, UsageError } from '../errors.ts';
-import { discardKept, writeKept, type KeptBuild } from '../debug/kept.ts';
-import { askOnTerminal } from '../debug/ask.ts';
-import { createOverlay } from '../vm/overlay.ts';
+import { discardKept, type KeptBuild } from '../debug/kept.ts';
 import type { Logger, Step } from '../log.ts';
 import { driverFor } from '../os/index.ts';
 import type { LoadedProfile } from '../loader/profile.ts';
 import { completeManifest } from '../stages/finalize.ts';
 import type { BuildContext, Stage } from '../stages/types.ts';
 import type { OsDriver } from '../stages/driver.ts';
-import type { BreakPoint, BuildEnd, BuildOptions, FailureChoice, OnError } from '../model/build.ts';
+import type { BreakPoint, BuildEnd, BuildOptions } from '../model/build.ts';
 import { nonce as makeNonce, sha256Text } from '../util/fs.ts';
 import { cacheDir } from '../util/paths.ts';
 import type { Accel } from '../vm/accel.ts';
-import type { Decision } from '../cache/decide.ts';
 import { StageChain } from '../cache/chain.ts';
 import { StageCache, type Lock } from '../cache/store.ts';
 import { guestforgeVersion } from '../util/project.ts';
 import { backendOf, describeBackend, resolveAccel } from '../vm/backend.ts';
+import { decideAndLock, useEntry } from './cache-step.ts';
+import { chooseOnFailure, keepBuild } from './keep.ts';
 
 export function plannedStages(loaded: Pick<LoadedProfile, 'profile'>, options: Pick<BuildOptions, 'smoke' | 'packageOnly'>, driver: OsDriver = driverFor(loaded.profile.os.family)): Stage[] {
   const planned = driver.plan(loaded.profile).filter((stage) => options.smoke || stage.name !== 'smoke');
@@ -252,90 +251,4 @@ async function cleanUp(ran: Stage[], ctx: BuildContext, end: BuildEnd): Promise<
 /** One stage's cleanup; its failure is said, and the other cleanups still run. */
 async function undo(stage: Stage, ctx: BuildContext, end: BuildEnd): Promise<void> {
   await stage.cleanup(ctx, end).catch((e: unknown) => ctx.log.warn(`cleanup of ${stage.name} failed: ${(e as Error).message}`));
-}
-
-/** What the admin wants after a stage failed: --on-error's answer, or the terminal's. */
-async function chooseOnFailure(ctx: BuildContext, stage: Stage, error: unknown, policy: OnError): Promise<FailureChoice> {
-  if (policy === 'keep') return 'keep';
-  if (policy === 'cleanup') return 'cleanup';
-  return askOnTerminal(`${stage.name} failed: ${errorMessage(error)}${ctx.failed?.vm ? ' (its VM is still running)' : ''}\n`, ctx.signal);
-}
-
-/** Write the record that lets console, shell, resume and discard find this build. */
-async function keepBuild(ctx: BuildContext, loaded: LoadedProfile, stages: Stage[], index: number, reason: KeptBuild['reason'], error?: unknown): Promise<KeptBuild> {
-  const stage = stages[index]!;
-  const failedVm = reason === 'failed' ? ctx.failed?.vm : undefined;
-  // Verify judges the disk as it is now (shell may have changed it), and the manifest needs its verdicts:
-  // a build kept after verify goes on from verify (on the same disk: verify, finalize and smoke do not change it).
-  const verifyAt = stages.findIndex((s) => s.name === 'verify');
-  const resumeIndex = verifyAt >= 0 && index > verifyAt ? verifyAt : index;
-  // The disk to open and go on from: a failed build VM's own disk is looked at, but resume boots the stage's input again.
-  // Resume goes on from an overlay of that input in the work folder (made once: a resumed build that stops again keeps
-  // using it), which is also what `shell` opens when there is no VM disk: what shell changes is what resume starts
-  // from, no cache entry is touched, and no disk the record names lies outside the folder (readKept refuses those).
-  let disk = reason === 'failed' ? ctx.failed?.disk : undefined;
-  let resumeDisk = ctx.disk;
-  const ours = ctx.disk !== undefined && resolve(ctx.disk.path).startsWith(`${resolve(ctx.workDir)}/kept-`);
-  if (ctx.disk && !ours) resumeDisk = await createOverlay(ctx.disk, join(ctx.workDir, `kept-${makeNonce(4)}.qcow2`));
-  if (!disk) disk = resumeDisk;
-  const inputs: KeptBuild['inputs'] = {};
-  for (const earlier of stages.slice(0, resumeIndex)) inputs[earlier.name] = (await earlier.cache?.inputs(ctx)) ?? null;
-  const kept: KeptBuild = {
-    id: basename(ctx.workDir),
-    workDir: ctx.workDir,
-    profileName: ctx.profile.name,
-    profileFiles: loaded.files.map((f) => resolve(f)),
-    // The accelerator only: -o, --sign-key, --no-smoke, the backend and --allow-host-path come from resume's command line.
-    options: { accel: ctx.accel },
-    reason,
-    stage: stage.name,
-    plan: stages.map((s) => s.name),
-    resumeIndex,
-    ...(error ? { error: errorMessage(error) } : {}),
-    since: new Date().toISOString(),
-    ...(disk ? { disk } : {}),
-    ...(resumeDisk ? { resumeDisk } : {}),
-    ...(failedVm ? { vm: { pid: failedVm.pid, consoleSocket: failedVm.consoleSocket, qmpSocket: failedVm.qmpSocket, ...(failedVm.sshPort ? { sshPort: failedVm.sshPort } : {}) } } : {}),
-    ...(failedVm && ctx.failed?.password ? { password: ctx.failed.password } : {}),
-    inputs,
-    state: {
-      ...(ctx.base ? { base: ctx.base } : {}),
-      timings: ctx.timings.filter((t) => stages.slice(0, resumeIndex).some((s) => s.name === t.stage)),
-      warnings: ctx.warnings,
-    },
-  };
-  await writeKept(kept);
-  return kept;
-}
-
-/**
- * Hit, miss or uncached. On a miss the entry's lock is taken (waiting while
- * another build makes it) and the cache is looked at again: the other build
- * may have made it meanwhile.
- */
-async function decideAndLock(ctx: BuildContext, chain: StageChain, stage: Stage, step: Step, locked: (lock: Lock) => void): Promise<Decision> {
-  const decision = await chain.decide(stage, ctx);
-  if (decision.kind !== 'miss' || !ctx.cache) return decision;
-  const lock = await ctx.cache.lock(stage.name, decision.key, { profile: ctx.profile.name }, {
-    signal: ctx.signal,
-    onWait: (by) => {
-      const message = `waiting for pid ${by.pid} (building ${by.profile}), which is making this ${stage.name} entry`;
-      step.update(message);
-      ctx.log.info(`${stage.name}: ${message}`);
-    },
-  });
-  locked(lock);
-  if (chain.forced(stage)) return decision;
-  // Under the lock: look again (another build may have made it) and remove a broken entry.
-  const again = await ctx.cache.lookup(stage.name, decision.key);
-  if (again.hit) return { kind: 'hit', key: decision.key, parts: decision.parts, entry: again.entry };
-  // A broken entry was removed just now, under the lock: say so rather than what the first look guessed.
-  return again.reason === 'no entry' ? decision : { ...decision, why: again.reason };
-}
-
-function useEntry(ctx: BuildContext, chain: StageChain, stage: Stage, hit: Extract<Decision, { kind: 'hit' }>): void {
-  ctx.disk = { path: hit.entry.path, format: 'qcow2' };
-  chain.advanceTo(hit.key, hit.entry);
-  stage.cache?.restore?.(ctx, hit.entry.data);
-  ctx.log.info(`${stage.name}: cache hit (${hit.entry.path}, made ${hit.entry.created} for ${hit.entry.profile})`);
 }
