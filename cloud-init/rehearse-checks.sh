@@ -2,7 +2,8 @@
 # guestforge rehearse: checks run as root from the cluster's runcmd, i.e. at
 # the end of the VM's first boot with the cluster's seed. Each prints
 #   GUESTFORGE-CHECK:<nonce>:<id> pass|fail <detail>
-# to the serial console, then one GUESTFORGE-RESULT line.
+# to the serial console (a check that hands the host a field adds
+#   GUESTFORGE-DATA:<nonce>:<id> <key> <value>), then one GUESTFORGE-RESULT line.
 # guestforge sets NONCE, OWNER, OWNER_UID, OWNER_GID and MOUNTS ("name:dir ...")
 # in front of this file and appends the generated layout checks.
 console=/dev/ttyS0

@@ -77,7 +77,7 @@ for (const t of times) {
 
 console.log('\ntest file times:');
 for (const t of [...times].sort((a, b) => b.seconds - a.seconds)) {
-  console.log(`  ${t.file.padEnd(24)} ${t.seconds.toFixed(1).padStart(7)} s  ${t.filePassed}/${t.fileTotal}${t.crashed ? ' crashed' : ''}`);
+  console.log(`  ${t.file.padEnd(24)} ${t.seconds.toFixed(1).padStart(7)} s  ${t.filePassed}/${t.fileTotal}${t.crashed ? (t.fileTotal === 0 ? ' no test ran' : ' crashed') : ''}`);
 }
 console.log(`  ${'total (wall)'.padEnd(24)} ${((Date.now() - started) / 1000).toFixed(1).padStart(7)} s${lanes.length > 1 ? ' in two lanes' : ''}`);
 console.log(`${passed} passed, ${total - passed} failed`);

@@ -117,6 +117,10 @@ Layers('the families\' format files import only each other and the model', () =>
   assert.ok(formatFiles.includes('os/format.ts') && formatFiles.includes('os/linux-format.ts') && formatFiles.filter((f) => f.split('/').length === 3).length >= 3, formatFiles.join(' '));
   const out = edges.filter((e) => unitOf(e.from) === 'os-format' && !['os-format', 'model'].includes(unitOf(e.to))).map((e) => `${e.from} -> ${e.to}`);
   assert.equal(out, []);
+  // Packages and node: modules too (the import reader above sees only the project's own files): zod alone.
+  const bare = formatFiles.flatMap((f) => [...readFileSync(join(src, f), 'utf8').matchAll(/(?:from\s+|import\s*\(\s*|^\s*import\s+)['"]([^'"./][^'"]*)['"]/gm)].map((m) => `${f}: ${m[1]}`));
+  assert.equal(bare.filter((b) => !b.endsWith(': zod')), []);
+  assert.ok(bare.some((b) => b.endsWith(': zod')), 'the reader sees a package import');
   assert.ok(edges.some((e) => e.from === 'profile/schema.ts' && unitOf(e.to) === 'os-format'), 'the profile schema reads the os sections');
 });
 

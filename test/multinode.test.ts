@@ -15,7 +15,7 @@ import { subnetProblem } from '../src/cluster/schema.ts';
 import { defaultLayout } from '../src/profile/schema.ts';
 import { mirrorForwards, mirrorHostsLines } from '../src/rehearse/mirror.ts';
 import { hubArgs, hostMemoryProblem, mpiSiteCommand, mpiSiteDir, mpiSiteSettings, networkConfig, nodeFile, nodeSpecs, parseRanks, privateNetdev, rankProblem, userMac } from '../src/rehearse/nodes.ts';
-import { cloudLocaldsArgs } from '../src/rehearse/node-vm.ts';
+import { cloudLocaldsArgs, keepField } from '../src/rehearse/node-vm.ts';
 import { ibSendBwLine, rdmaDeviceOf } from '../src/rehearse/rdma.ts';
 import { rehearsalUserData } from '../src/rehearse/userdata.ts';
 import { qemuArgs } from '../src/vm/qemu-args.ts';
@@ -150,6 +150,14 @@ t('the rxe device for ib_send_bw: the field the guest handed over (a DATA line),
   assert.is(rdmaDeviceOf(node({ device: 'rxe_cluster' })), 'rxe_cluster');
   assert.is(rdmaDeviceOf(node()), undefined, 'no field: not read out of the check\'s words');
   for (const hostile of ['rxe0;reboot', '$(id)', 'a b', '']) assert.is(rdmaDeviceOf(node({ device: hostile })), undefined, hostile);
+  // What a guest hands over is bounded: 16 checks of 16 fields, values of 256 characters.
+  const flooded = { data: new Map<string, Record<string, string>>() };
+  for (let i = 0; i < 40; i += 1) for (let k = 0; k < 40; k += 1) keepField(flooded, `check${i}`, `key${k}`, 'v');
+  keepField(flooded, 'check0', 'long', 'x'.repeat(257));
+  assert.is(flooded.data.size, 16);
+  assert.is(Object.keys(flooded.data.get('check0')!).length, 16);
+  keepField(flooded, 'check0', 'key0', 'again');
+  assert.is(flooded.data.get('check0')!.key0, 'again', 'a known field may be said again');
 });
 
 t('the private subnet: a /24 that is not slirp\'s, loopback or multicast; located when wrong', async () => {

@@ -4,7 +4,7 @@
  * next key). The build drives it with locks and stores; `plan` drives it
  * read-only, so what plan says is what the build does. The walk only looks:
  * a broken entry is removed by the build after it holds the entry's lock
- * (pipeline.ts decideAndLock), never here.
+ * (pipeline/cache-step.ts decideAndLock), never here.
  */
 import { decide, type Decision } from './decide.ts';
 import type { CacheableStage, ChainNode, Entry, KeyInputsContext, StageCache } from './store.ts';

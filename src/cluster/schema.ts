@@ -72,7 +72,7 @@ export const clusterSchema = z
         hostKeys: z
           .enum(['dpkg-reconfigure', 'ssh-keygen'])
           .default('dpkg-reconfigure')
-          .describe('How runcmd makes the SSH host keys before sshd is restarted: dpkg-reconfigure openssh-server (vTorque; the whole postinst runs again: about 200 s of a TCG boot here, see docs/rehearse.md) or ssh-keygen -A (only the missing keys)'),
+          .describe('How runcmd makes the SSH host keys before sshd is restarted: dpkg-reconfigure openssh-server as vTorque does (ssh-keygen -A if it fails), which runs the package\'s whole postinst again (ucf, deb-systemd-helper, three daemon-reloads: 193 s of a TCG boot on a slow day, see docs/rehearse.md), or ssh-keygen -A, which makes the missing keys and nothing else'),
       })
       .prefault({})
       .describe('The NoCloud seed, made by cloud-localds as the batch system makes it'),

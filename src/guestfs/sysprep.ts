@@ -2,7 +2,8 @@
  * The seal stage's offline clean-up as records, virt-sysprep's way: each operation is its shell
  * lines (run in the guest's root by one guestfish `sh` call, under `set -e`), what it cleans and
  * why, and the verify rule that checks its result where verify can see it. The script, its cache
- * key, docs/verify.md's table and `verify --explain` all come from these.
+ * key, docs/verify.md's table and `verify --explain` all come from these; the script carries only
+ * each operation's id and lines, so rewording its text does not change the seal stage's key.
  */
 export interface SysprepOperation {
   /** virt-sysprep's name for the same operation where it has one. */
@@ -87,7 +88,7 @@ export const sysprepDone = 'sysprep-done';
 /** Pure: the shell script the seal stage runs in the guest's root, from the operations. */
 export function sysprepScript(operations: readonly SysprepOperation[] = sysprepOperations): string {
   return ['# guestforge offline clean-up (src/guestfs/sysprep.ts), run in the guest\'s root by one guestfish `sh` call.', 'set -e',
-    ...operations.flatMap((op) => [`# ${op.id}: ${op.what}`, op.script]), `echo ${sysprepDone}`, ''].join('\n');
+    ...operations.flatMap((op) => [`# ${op.id}`, op.script]), `echo ${sysprepDone}`, ''].join('\n');
 }
 
 /** The operations whose result a verify rule checks. */

@@ -88,10 +88,17 @@ async function readConsole(r: Rehearsal, n: NodeVm): Promise<void> {
     r.log.detail(`console${n.spec ? ` ${n.spec.name}` : ''}: ${line}`);
     const event = parseSerialLine(line, r.nonce);
     if (event?.kind === 'check') n.guest.push(event.check);
-    else if (event?.kind === 'data') n.data.set(event.id, { ...n.data.get(event.id), [event.key]: event.value });
+    else if (event?.kind === 'data') keepField(n, event.id, event.key, event.value);
     else if (event?.kind === 'result' && !n.result) n.result = { ok: event.ok, at: Date.now() };
     else if (!r.multi && /\blogin:\s*$/.test(line)) r.o.step?.update('login prompt');
   }
+}
+
+/** A field a guest's check handed over; bounded, since the guest may be hostile: 16 checks of 16 fields, values of 256 characters. */
+export function keepField(n: Pick<NodeVm, 'data'>, id: string, key: string, value: string): void {
+  const fields = n.data.get(id);
+  if (value.length > 256 || (!fields && n.data.size >= 16) || (fields && !(key in fields) && Object.keys(fields).length >= 16)) return;
+  n.data.set(id, { ...fields, [key]: value });
 }
 
 /** Job-ready: SSH as the owner works (which needs the NFS home: the key is there). Undefined, or why not. */
