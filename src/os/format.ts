@@ -15,4 +15,4 @@ export const formats = [debian, redhat, osv] as const;
 export const osSections = [debian.os, redhat.os, osv.os] as const;
 
 /** A family's name, as its os section says it. */
-export const familyOf = (format: (typeof formats)[number]): string => format.os.shape.family.value;
+export const formatFamily = (format: (typeof formats)[number]): string => format.os.shape.family.value;

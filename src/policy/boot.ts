@@ -8,7 +8,7 @@
  * with `systemd-analyze blame` and `cloud-init analyze blame` inside the smoke VM.
  */
 import type { BootTrim } from '../model/trim.ts';
-import { familyOf, formats } from '../os/format.ts';
+import { formatFamily, formats } from '../os/format.ts';
 
 /** Every family's trims, each once, in the order the families list them. */
 export const bootTrims: readonly BootTrim[] = [...new Set(formats.flatMap((f) => f.trims))];
@@ -16,7 +16,7 @@ export const bootTrims: readonly BootTrim[] = [...new Set(formats.flatMap((f) =>
 export const bootTrimIds = bootTrims.map((t) => t.id) as [string, ...string[]];
 
 /** The families whose format lists a trim. */
-export const trimFamilies = (trim: BootTrim): string[] => formats.filter((f) => f.trims.includes(trim)).map(familyOf);
+export const trimFamilies = (trim: BootTrim): string[] => formats.filter((f) => f.trims.includes(trim)).map(formatFamily);
 
 /** Pure: whether a trim is for this family and release at all (keep aside). */
 export function trimApplies(trim: BootTrim, os: { family: string; release: string }): boolean {

@@ -31,10 +31,10 @@ export async function checkPairs(r: Rehearsal): Promise<boolean> {
   return reachable;
 }
 
-export interface MpiRun { ms: number; output?: string | undefined; problem?: string | undefined }
+interface MpiRun { ms: number; output?: string | undefined; problem?: string | undefined }
 
 /** The shipped MPI example from the first VM (optionally with more mpirun options), its output read back from the export and judged by its rank lines. */
-export async function runMpi(r: Rehearsal, p: { env: Record<string, string>; exportHome: string }, command: string, name: string, extra?: { mpirunArgs: string; limitS: number }): Promise<MpiRun> {
+async function runMpi(r: Rehearsal, p: { env: Record<string, string>; exportHome: string }, command: string, name: string, extra?: { mpirunArgs: string; limitS: number }): Promise<MpiRun> {
   const ranks = r.nodes.length * r.cluster.vm.cpus; // the node file has one line per slot
   const outName = `${name}-${r.nonce}.out`;
   const env = `${extra ? `MPIRUN_ARGS=${shellQuote([extra.mpirunArgs])} ` : ''}${envAssignments(p.env)}`;
