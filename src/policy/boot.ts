@@ -18,13 +18,8 @@ export const bootTrimIds = bootTrims.map((t) => t.id) as [string, ...string[]];
 /** The families whose format lists a trim. */
 export const trimFamilies = (trim: BootTrim): string[] => formats.filter((f) => f.trims.includes(trim)).map(formatFamily);
 
-/** Pure: whether a trim is for this family and release at all (keep aside). */
-export function trimApplies(trim: BootTrim, os: { family: string; release: string }): boolean {
-  if (!trimFamilies(trim).includes(os.family)) return false;
-  return !trim.releases || trim.releases.only.includes(os.release);
-}
-
-/** The trims a profile gets: all of its family's and release's but the ones it keeps. */
+/** The trims a profile gets: its family's own, for its release, but the ones it keeps. */
 export function activeTrims(profile: { os: { family: string; release: string }; boot: { keep: readonly string[] } }): BootTrim[] {
-  return bootTrims.filter((t) => !profile.boot.keep.includes(t.id) && trimApplies(t, profile.os));
+  const own = formats.find((f) => formatFamily(f) === profile.os.family)?.trims ?? [];
+  return own.filter((t) => !profile.boot.keep.includes(t.id) && (!t.releases || t.releases.only.includes(profile.os.release)));
 }

@@ -24,7 +24,7 @@ import { hubArgs, nodeFile, nodeSpecs, type NodeSpec } from './nodes.ts';
 import { checkRdmaBetweenVms } from './rdma.ts';
 import { runJob } from './run-job.ts';
 import { makeKeyPair } from './ssh.ts';
-import { seconds, type NodeVm, type Rehearsal, type RehearsalReport, type RehearseOptions } from './types.ts';
+import { seconds, type NodeVm, type Rehearsal, type RehearsalCheck, type RehearsalReport, type RehearseOptions } from './types.ts';
 import { exportNames, mountPointOf, pseudoOf } from './userdata.ts';
 
 export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise<RehearsalReport> {
@@ -38,14 +38,14 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
     log.warn(`rehearse: ${count} nodes, but nothing runs across them: the job is the single-node sample and the cluster file names no nodes.mpiCommand; give a job that uses $PBS_NODEFILE (--job) or name nodes.mpiCommand (clusters/vtorque.yaml names the shipped MPI example)`);
   }
   const nodes: NodeVm[] = [];
+  const checks: RehearsalCheck[] = []; // the report's own list: every phase adds to it
   const r: Rehearsal = {
-    o, cluster, nonce, log, multi, nodes, checks: [],
-    report: { ok: false, checks: [], serialLog: join(o.logDir, multi ? 'rehearse-vnode01-console.log' : 'rehearse-console.log') },
+    o, cluster, nonce, log, multi, nodes, checks,
+    report: { ok: false, checks, serialLog: join(o.logDir, multi ? 'rehearse-vnode01-console.log' : 'rehearse-console.log') },
     add(id, ok, detail, ms) {
       r.checks.push({ id, status: ok ? 'pass' : 'fail', detail, ...(ms !== undefined ? { seconds: ms / 1000 } : {}) });
     },
   };
-  r.report.checks = r.checks;
 
   const keyDir = join(o.workDir, 'ssh');
   await mkdir(keyDir, { recursive: true, mode: 0o700 });
