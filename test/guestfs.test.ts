@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -20,12 +20,18 @@ guestfs('one appliance serves many calls, and closing it leaves no process', asy
     assert.is((await session.call('cat', '/hello')).trimEnd(), 'from guestforge');
     assert.ok(await session.bool('is-file', '/hello'));
     assert.not.ok(await session.bool('exists', '/missing'));
+    // A failed command's reason is printed by the server, not by `guestfish --remote`: the error carries it.
+    const failed = await session.call('cat', '/missing').catch((e: unknown) => e);
+    assert.instance(failed, Error);
+    assert.match((failed as Error & { hint?: string }).hint ?? '', /libguestfs: error: [a-z-]+: \/missing: No such file or directory/);
   } finally {
     await session.close();
   }
   let alive = true;
   try { process.kill(session.pid, 0); } catch { alive = false; }
   assert.not.ok(alive, 'guestfish listener still running');
+  const left = (await readdir(tmpdir())).filter((f) => f.startsWith('guestforge-guestfish-'));
+  assert.equal(left, [], 'the session\'s private folder is removed at close');
   await rm(dir, { recursive: true, force: true });
 });
 guestfs.run();

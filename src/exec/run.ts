@@ -61,7 +61,7 @@ function lastLines(text: string, count: number): string {
 export class CommandError extends UserError {
   constructor(
     readonly result: RunResult,
-    envShown: Record<string, string | undefined> = {},
+    readonly envShown: Record<string, string | undefined> = {},
   ) {
     const name = result.argv[0] ?? '?';
     const how = result.timedOut ? 'timed out' : `exited with code ${result.exitCode}`;
@@ -74,6 +74,15 @@ export class CommandError extends UserError {
       hint: redactUrlsIn(`command: ${envPrefix}${shellQuote(result.argv)}${tail ? `\n${tail.replace(/^/gm, '  | ')}` : ''}`),
     });
     this.name = 'CommandError';
+  }
+
+  /**
+   * The same failure with more of what the program said, from where it said it (a daemon's
+   * log: `guestfish --remote` prints a failed command's reason on its server's stderr).
+   */
+  withStderr(more: string): CommandError {
+    const stderr = [this.result.stderr.trimEnd(), more.trimEnd()].filter(Boolean).join('\n');
+    return new CommandError({ ...this.result, stderr }, this.envShown);
   }
 }
 

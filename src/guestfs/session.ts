@@ -6,8 +6,8 @@
  * session, so callers test with exists/is-dir/is-file before they read.
  */
 import { pidAlive } from '../exec/lock.ts';
-import { readFileSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtemp, open as openFile, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
@@ -24,7 +24,8 @@ export interface GuestDisk {
   discard?: boolean;
 }
 
-const open = new Set<number>();
+/** Every listener still running, by PID: its private folder. */
+const open = new Map<number, string>();
 
 /** 20-25 s is normal under TCG here; a hung appliance kernel never answers. */
 export const launchTimeoutMs = 180_000;
@@ -50,9 +51,10 @@ export function expectedDeviceNames(count: number): string[] | undefined {
 
 /** Kill every appliance still running (signal handler, failed stage). */
 export function killAllSessions(): void {
-  for (const pid of open) {
+  for (const [pid, dir] of open) {
     for (const child of childrenOf(pid)) killQuietly(child, 'SIGTERM');
     killQuietly(pid, 'SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
   }
   open.clear();
 }
@@ -63,6 +65,10 @@ export class GuestSession {
   private constructor(
     readonly pid: number,
     private readonly env: Record<string, string>,
+    /** Where the server writes: `guestfish --remote` prints a failed command's reason there, not on its own stderr. */
+    private readonly serverLog: string,
+    /** The session's own private folder (the server's log when no logFile was given), removed at close. */
+    private readonly ownDir: string,
   ) {}
 
   /**
@@ -86,20 +92,29 @@ export class GuestSession {
     const env = guestfsEnv(options.accel);
     const argv = ['guestfish', '--listen'];
     if (options.network) argv.push('--network');
-    // The listener daemonizes holding its stdout and stderr: give it files,
-    // not our pipes, or we would wait for the daemon to exit.
-    const pidFile = join(tmpdir(), `guestforge-guestfish-${process.pid}-${nonce(4)}.out`);
+    // The listener daemonizes holding its stdout and stderr: give it files, not our pipes, or we
+    // would wait for the daemon to exit. Its stderr is kept (a private folder, mode 0700): that is
+    // where a failed remote command's reason goes.
+    const ownDir = await mkdtemp(join(tmpdir(), 'guestforge-guestfish-'));
+    const pidFile = join(ownDir, 'listen.out');
+    const serverLog = options.logFile ?? join(ownDir, 'server.log');
     let said = '';
     try {
-      await run(argv, { env, timeoutMs: 60_000, stdoutFile: pidFile, stderrFile: options.logFile ?? '/dev/null' });
+      await run(argv, { env, timeoutMs: 60_000, stdoutFile: pidFile, stderrFile: serverLog });
       said = await readFile(pidFile, 'utf8');
+    } catch (error) {
+      await rm(ownDir, { recursive: true, force: true });
+      throw error;
     } finally {
       await rm(pidFile, { force: true });
     }
     const pid = Number(/GUESTFISH_PID=(\d+)/.exec(said)?.[1]);
-    if (!Number.isInteger(pid) || pid <= 0) throw new UserError(`guestfish --listen gave no PID: ${said.trim()}`);
-    open.add(pid);
-    return new GuestSession(pid, env);
+    if (!Number.isInteger(pid) || pid <= 0) {
+      await rm(ownDir, { recursive: true, force: true });
+      throw new UserError(`guestfish --listen gave no PID: ${said.trim()}`);
+    }
+    open.set(pid, ownDir);
+    return new GuestSession(pid, env, serverLog, ownDir);
   }
 
   private static async launch(disks: GuestDisk[], options: OpenOptions): Promise<GuestSession> {
@@ -149,8 +164,12 @@ export class GuestSession {
 
   async callWithin(timeoutMs: number, ...args: string[]): Promise<string> {
     if (this.closed) throw new Error('guestfish session already closed');
-    const result = await run(['guestfish', `--remote=${this.pid}`, '--', ...args], { env: this.env, timeoutMs });
-    return result.stdout;
+    const from = sizeOf(this.serverLog);
+    try {
+      return (await run(['guestfish', `--remote=${this.pid}`, '--', ...args], { env: this.env, timeoutMs })).stdout;
+    } catch (error) {
+      throw error instanceof CommandError ? error.withStderr(await tailFrom(this.serverLog, from)) : error;
+    }
   }
 
   /**
@@ -161,9 +180,13 @@ export class GuestSession {
     if (commands.length === 0) return [];
     if (this.closed) throw new Error('guestfish session already closed');
     const marker = `@@guestforge-${nonce(8)}-`;
+    const from = sizeOf(this.serverLog);
     const result = await run(['guestfish', `--remote=${this.pid}`], { env: this.env, input: fishScript(commands, marker), timeoutMs });
     const outputs = splitScriptOutput(result.stdout, marker, commands.length);
-    if (outputs.length < commands.length) throw new UserError(`guestfish stopped answering after ${outputs.length} of ${commands.length} commands`, { hint: result.stderr.trim().split('\n').slice(-5).join('\n') || undefined });
+    if (outputs.length < commands.length) {
+      const said = `${result.stderr.trim()}\n${await tailFrom(this.serverLog, from)}`.trim();
+      throw new UserError(`guestfish stopped answering after ${outputs.length} of ${commands.length} commands`, { hint: said.split('\n').slice(-5).join('\n') || undefined });
+    }
     return outputs;
   }
 
@@ -203,6 +226,34 @@ export class GuestSession {
       killQuietly(this.pid, 'SIGKILL');
     }
     open.delete(this.pid);
+    await rm(this.ownDir, { recursive: true, force: true });
+  }
+}
+
+function sizeOf(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** What `file` gained past byte `from`: its last 4 KiB at most (a log may be long, the reason is at its end). */
+async function tailFrom(file: string, from: number): Promise<string> {
+  const cap = 4096;
+  let handle: Awaited<ReturnType<typeof openFile>> | undefined;
+  try {
+    handle = await openFile(file, 'r');
+    const size = (await handle.stat()).size;
+    const start = Math.max(from, size - cap);
+    if (size <= start) return '';
+    const buffer = Buffer.alloc(size - start);
+    await handle.read(buffer, 0, buffer.length, start);
+    return buffer.toString('utf8');
+  } catch {
+    return '';
+  } finally {
+    await handle?.close();
   }
 }
 
