@@ -30,7 +30,8 @@ guestfs('one appliance serves many calls, and closing it leaves no process', asy
   let alive = true;
   try { process.kill(session.pid, 0); } catch { alive = false; }
   assert.not.ok(alive, 'guestfish listener still running');
-  const left = (await readdir(tmpdir())).filter((f) => f.startsWith('guestforge-guestfish-'));
+  // Named by the process that opened it (other files' sessions may run beside this one).
+  const left = (await readdir(tmpdir())).filter((f) => f.startsWith(`guestforge-guestfish-${process.pid}-`));
   assert.equal(left, [], 'the session\'s private folder is removed at close');
   await rm(dir, { recursive: true, force: true });
 });

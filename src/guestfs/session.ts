@@ -95,7 +95,7 @@ export class GuestSession {
     // The listener daemonizes holding its stdout and stderr: give it files, not our pipes, or we
     // would wait for the daemon to exit. Its stderr is kept (a private folder, mode 0700): that is
     // where a failed remote command's reason goes.
-    const ownDir = await mkdtemp(join(tmpdir(), 'guestforge-guestfish-'));
+    const ownDir = await mkdtemp(join(tmpdir(), `guestforge-guestfish-${process.pid}-`));
     const pidFile = join(ownDir, 'listen.out');
     const serverLog = options.logFile ?? join(ownDir, 'server.log');
     let said = '';
