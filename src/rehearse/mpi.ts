@@ -66,8 +66,8 @@ export async function checkUcxOnRxe(r: Rehearsal, p: { env: Record<string, strin
   const ucxArgs = `--mca pml ucx --mca btl ^tcp,openib,uct -x UCX_NET_DEVICES=${devices[0]}:1 -x UCX_TLS=rc,self,sm`;
   const ucx = await runMpi(r, p, command, 'mpi-ucx', { mpirunArgs: ucxArgs, limitS: 90 });
   r.checks.push({ id: 'mpi.ucx-rxe', status: ucx.problem === undefined ? 'pass' : 'warn', detail: ucx.problem === undefined
-    ? `Open MPI over UCX on ${devices.join('/')} (${ucxArgs}): ${rankLines(ucx.output)}`
-    : `Open MPI over UCX on rxe did not work (jobs use TCP): ${ucx.problem}` });
+    ? `Open MPI over UCX on ${devices.join('/')} (${ucxArgs}) in ${seconds(ucx.ms)}: ${rankLines(ucx.output)}`
+    : `Open MPI over UCX on rxe did not work (jobs use TCP), after ${seconds(ucx.ms)}: ${ucx.problem}` });
 }
 
 const rankLines = (output: string | undefined) => (output ?? '').trim().split('\n').filter((l) => l.startsWith('rank ')).join(' | ');
