@@ -33,6 +33,17 @@ exec('a shell\'s own 127 (command -v of something absent) is an answer, not a mi
   assert.is(findOnPath('exec.test.ts', resolve(import.meta.dirname)), undefined, 'not executable');
   assert.ok(findOnPath('sh'));
 });
+exec('a failure\'s stderr reaches the hint without escape sequences or control characters; withStderr adds a daemon\'s words', async () => {
+  // What a program may print when it quotes a hostile image's path: clear the screen, retitle the window, a C1 CSI.
+  const error = await run(['sh', '-c', 'printf "mount: /mnt\\033[2J\\033]0;owned\\007\\302\\233\\061m: bad\\n" >&2; exit 3']).catch((e: unknown) => e);
+  assert.instance(error, CommandError);
+  const hint = (error as CommandError).hint ?? '';
+  assert.match(hint, /\| mount: \/mnt\]0;owned1m: bad$/m);
+  assert.not.match(hint, /[\x00-\x08\x0b-\x1f\x7f-\x9f]/);
+  const more = (error as CommandError).withStderr('libguestfs: error: the reason\x1b[31m');
+  assert.is(more.result.exitCode, 3);
+  assert.match(more.hint ?? '', /\| mount: \/mnt.*\n {2}\| libguestfs: error: the reason$/);
+});
 exec('shellQuote quotes what a shell would split', () => {
   assert.is(shellQuote(['a', 'b c', "it's"]), `a 'b c' 'it'\\''s'`);
 });

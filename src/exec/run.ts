@@ -10,6 +10,7 @@ import { execa, type Options, type ResultPromise } from 'execa';
 import { UserError } from '../errors.ts';
 import { aptPackageFor } from '../host/tools.ts';
 import { shellQuote } from '../util/quote.ts';
+import { withoutControls } from '../util/text.ts';
 import { redactUrlsIn } from '../util/url.ts';
 
 export interface RunOptions {
@@ -69,7 +70,8 @@ export class CommandError extends UserError {
       .filter(([, v]) => v !== undefined)
       .map(([k, v]) => `${k}=${shellQuote([v as string])} `)
       .join('');
-    const tail = lastLines(result.stderr || result.stdout, 20);
+    // A program's words may quote what a hostile image holds (paths, file contents): no control characters reach the terminal.
+    const tail = withoutControls(lastLines(result.stderr || result.stdout, 20));
     super(`${name} ${how}`, {
       hint: redactUrlsIn(`command: ${envPrefix}${shellQuote(result.argv)}${tail ? `\n${tail.replace(/^/gm, '  | ')}` : ''}`),
     });

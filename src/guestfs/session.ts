@@ -6,13 +6,15 @@
  * session, so callers test with exists/is-dir/is-file before they read.
  */
 import { pidAlive } from '../exec/lock.ts';
-import { readFileSync, rmSync, statSync } from 'node:fs';
-import { mkdtemp, open as openFile, readFile, rm } from 'node:fs/promises';
+import { readFileSync, rmSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { CommandError, run } from '../exec/run.ts';
-import { nonce } from '../util/fs.ts';
+import { nonce, sizeOf, tailFrom } from '../util/fs.ts';
+import { withoutControls } from '../util/text.ts';
+import { redactUrlsIn } from '../util/url.ts';
 import { fishScript, splitScriptOutput } from './script.ts';
 import { guestfsEnv, type Accel } from '../vm/accel.ts';
 
@@ -103,8 +105,10 @@ export class GuestSession {
       await run(argv, { env, timeoutMs: 60_000, stdoutFile: pidFile, stderrFile: serverLog });
       said = await readFile(pidFile, 'utf8');
     } catch (error) {
+      // What the listener said before it failed is in its log: keep it in the error, then drop the folder.
+      const failed = error instanceof CommandError ? error.withStderr(await tailFrom(serverLog, 0)) : error;
       await rm(ownDir, { recursive: true, force: true });
-      throw error;
+      throw failed;
     } finally {
       await rm(pidFile, { force: true });
     }
@@ -184,8 +188,8 @@ export class GuestSession {
     const result = await run(['guestfish', `--remote=${this.pid}`], { env: this.env, input: fishScript(commands, marker), timeoutMs });
     const outputs = splitScriptOutput(result.stdout, marker, commands.length);
     if (outputs.length < commands.length) {
-      const said = `${result.stderr.trim()}\n${await tailFrom(this.serverLog, from)}`.trim();
-      throw new UserError(`guestfish stopped answering after ${outputs.length} of ${commands.length} commands`, { hint: said.split('\n').slice(-5).join('\n') || undefined });
+      const said = withoutControls(`${result.stderr.trim()}\n${await tailFrom(this.serverLog, from)}`.trim());
+      throw new UserError(`guestfish stopped answering after ${outputs.length} of ${commands.length} commands`, { hint: redactUrlsIn(said.split('\n').slice(-5).join('\n')) || undefined });
     }
     return outputs;
   }
@@ -227,33 +231,6 @@ export class GuestSession {
     }
     open.delete(this.pid);
     await rm(this.ownDir, { recursive: true, force: true });
-  }
-}
-
-function sizeOf(file: string): number {
-  try {
-    return statSync(file).size;
-  } catch {
-    return 0;
-  }
-}
-
-/** What `file` gained past byte `from`: its last 4 KiB at most (a log may be long, the reason is at its end). */
-async function tailFrom(file: string, from: number): Promise<string> {
-  const cap = 4096;
-  let handle: Awaited<ReturnType<typeof openFile>> | undefined;
-  try {
-    handle = await openFile(file, 'r');
-    const size = (await handle.stat()).size;
-    const start = Math.max(from, size - cap);
-    if (size <= start) return '';
-    const buffer = Buffer.alloc(size - start);
-    await handle.read(buffer, 0, buffer.length, start);
-    return buffer.toString('utf8');
-  } catch {
-    return '';
-  } finally {
-    await handle?.close();
   }
 }
 

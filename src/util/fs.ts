@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, createReadStream } from 'node:fs';
+import { constants, createReadStream, statSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, readlink, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, basename } from 'node:path';
 
@@ -84,5 +84,33 @@ export async function readUntrusted(path: string, maxBytes = 1024 * 1024, option
     return st.size > maxBytes ? `${text}\n[… cut at ${maxBytes} of ${st.size} bytes]` : text;
   } finally {
     await handle.close();
+  }
+}
+
+/** A file's size in bytes, 0 when there is none. */
+export function sizeOf(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** What `file` gained past byte `from`: its last 4 KiB at most (a log may be long, the reason is at its end). */
+export async function tailFrom(file: string, from: number): Promise<string> {
+  const cap = 4096;
+  let handle: Awaited<ReturnType<typeof open>> | undefined;
+  try {
+    handle = await open(file, 'r');
+    const size = (await handle.stat()).size;
+    const start = Math.max(from, size - cap);
+    if (size <= start) return '';
+    const buffer = Buffer.alloc(size - start);
+    await handle.read(buffer, 0, buffer.length, start);
+    return buffer.toString('utf8');
+  } catch {
+    return '';
+  } finally {
+    await handle?.close();
   }
 }

@@ -11,6 +11,7 @@
  */
 import { chmod, open, writeFile } from 'node:fs/promises';
 import type { CheckLine } from '../model/smoke.ts';
+import { withoutControls } from '../util/text.ts';
 
 /**
  * An empty console log, owner-only (the console shows what cloud-init and the
@@ -36,11 +37,8 @@ export type SerialEvent =
   | { kind: 'started' }
   | { kind: 'login' };
 
-// eslint-disable-next-line no-control-regex
-const escapes = /\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1b[=>]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/g;
-
 export function cleanLine(line: string): string {
-  return line.replace(escapes, '').replace(/\r/g, '').trimEnd();
+  return withoutControls(line).replace(/\r/g, '').trimEnd();
 }
 
 export function parseSerialLine(line: string, nonce: string): SerialEvent | undefined {
