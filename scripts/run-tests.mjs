@@ -23,8 +23,9 @@ const files = readdirSync('test')
 
 // Lane A, in this order; lane B: every other file, the slow ones last. Lane B's fast files
 // fill the bootstrap's minutes (its VM files wait for the base); five guestfish files that need
-// no base finish lane A, so that both lanes end together (CI, 2026-12-03: lane A ended 0.9 min
-// before lane B; rehearse.test has since lost minutes of TCG, hostile.test's 2.3 min moved here).
+// no base finish lane A, so that both lanes end together (the CI run of 2026-12-03 evening, with
+// four of them: lane A ended 0.9 min before lane B; rehearse.test has since lost minutes of TCG,
+// and hostile.test's 2.3 min moved here).
 const laneA = ['e2e.test.ts', 'rehearse.test.ts', 'verify.test.ts', 'redhat.test.ts', 'guestfs.test.ts', 'outputs.test.ts', 'hostile.test.ts'];
 const lastInB = ['libvirt.test.ts', 'vrdma.test.ts', 'layouts.test.ts'];
 const rank = (f) => (lastInB.includes(f) ? 1 + lastInB.indexOf(f) : 0);

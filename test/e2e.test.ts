@@ -179,7 +179,8 @@ e2e('stage cache: changing only an app reruns inject onward, with no appliance (
   assert.match(r.all, /inject: wrote the \d+ MiB apps volume at \/opt-vm \(5 apps, no appliance\) in [\d.]+ s/);
   assert.not.match(r.all, /go in with guestfish/);
   assert.not.ok(existsSync(join(dir, 'out', 'logs', 'debian-13-hpc', 'build-console.log')), 'no build VM ran');
-  // The build's own verify verdicts (guestforge verify runs on the resumed image below).
+  // The build's own verify verdicts (read from the work disk before finalize; the output file itself is
+  // read back by guestfish in 'an independent guestfish read' below, and by outputs.test.ts's formats).
   const manifest = JSON.parse(await readFile(join(dir, 'out', 'debian-13-hpc.manifest.json'), 'utf8')) as { verify: { id: string; verdict: string; evidence: string }[] };
   for (const x of manifest.verify) assert.is(x.verdict, x.id.startsWith('vrdma.') ? 'skip' : 'pass', `${x.id}: ${x.evidence}`);
   assert.match(manifest.verify.find((x) => x.id === 'layout.opt-vm')?.evidence ?? '', new RegExp(`^/opt-vm: (.*, )?${marker}(, |$)`));

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { run } from '../src/exec/run.ts';
+import { rejects } from './helpers/rejects.ts';
 import { expectedDeviceNames, GuestSession } from '../src/guestfs/session.ts';
 
 const guestfs = suite('guestfish session (real libguestfs, TCG)');
@@ -21,9 +22,8 @@ guestfs('one appliance serves many calls, and closing it leaves no process', asy
     assert.ok(await session.bool('is-file', '/hello'));
     assert.not.ok(await session.bool('exists', '/missing'));
     // A failed command's reason is printed by the server, not by `guestfish --remote`: the error carries it.
-    const failed = await session.call('cat', '/missing').catch((e: unknown) => e);
-    assert.instance(failed, Error);
-    assert.match((failed as Error & { hint?: string }).hint ?? '', /libguestfs: error: [a-z-]+: \/missing: No such file or directory/);
+    const failed = await rejects(session.call('cat', '/missing'), /guestfish exited with code 1/);
+    assert.match(failed.hint ?? '', /libguestfs: error: [a-z_-]+: \/missing: No such file or directory/);
   } finally {
     await session.close();
   }

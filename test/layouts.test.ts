@@ -186,7 +186,8 @@ made('every layout, each disk in its format, read through its fstab mounts: ever
   // One appliance per disk, as verify opens them, side by side. With several disks in one appliance the
   // kernel may name them out of the order they were added, and libguestfs then handed a btrfs root back as
   // btrfsvol:/dev/sda1/root for the second disk, which its next call could not find (CI, under load).
-  await Promise.all(passing.map(async (layout) => {
+  // allSettled: a disk that fails still lets the others' appliances close before the next test.
+  const read = await Promise.allSettled(passing.map(async (layout) => {
     const session = await GuestSession.open([{ path: imageOf(layout), format: formatOf(layout), readonly: true }], {
       accel: 'tcg', smp: 2, onRetry: (reason) => process.stderr.write(`\n  layouts: ${layout.name} launched again: ${reason}\n`),
     });
@@ -206,6 +207,8 @@ made('every layout, each disk in its format, read through its fstab mounts: ever
       await session.close();
     }
   }));
+  const failed = read.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+  if (failed) throw failed.reason;
 });
 
 made('verify takes a vmdk (its format read by qemu-img, the disk by libguestfs as above); smoke and rehearse boot qcow2 or raw only', async () => {

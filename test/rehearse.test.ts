@@ -12,7 +12,7 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
-import { parseDocument } from 'yaml';
+import { parse, parseDocument } from 'yaml';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { timed } from './helpers/timing.ts';
@@ -106,6 +106,10 @@ r('the default profile\'s image in a vTorque rehearsal: NFS home and workspace, 
   // On the host's home export, owned by the owner's uid (read while the server ran).
   assert.match(byId.get('nfs.job-output')!.detail, /home\/STDIN\.o\d+ 2001:2001, home\/STDIN\.e\d+ 2001:2001, workspace\/job-\S+\.done 2001:2001/);
   assert.match(byId.get('rehearse.runcmd')!.detail, /instance-id iid-local01/);
+  // The seed the VM got (kept beside the logs, redacted) made the host keys as this test's cluster file asked.
+  const runcmd = (parse(await readFile(join(tmp, 'logs', 'rehearse-user-data.yaml'), 'utf8')) as { runcmd: unknown[] }).runcmd.map((c) => JSON.stringify(c));
+  assert.ok(runcmd.includes('["ssh-keygen","-A"]'), runcmd.join('\n'));
+  assert.not.ok(runcmd.some((c) => c.includes('dpkg-reconfigure')), runcmd.join('\n'));
   assert.match(byId.get('owner.ids')!.detail, /jobuser is 2001:2001/);
   // The cluster's boot-time packages: measured by cloud-init, reported (the README's advice rests on it).
   assert.match(byId.get('cloud-init.packages')!.detail, /boot-time package run took \d+(\.\d+)? s/);
