@@ -21,8 +21,9 @@ export function rdmaDeviceOf(n: Pick<NodeVm, 'data'>): string | undefined {
 }
 
 /**
- * Messages of 64 KiB sent: 12.5 MiB, as many as the smoke VM's loopback sends (cloud-init/smoke-checks.sh). Soft-RoCE under TCG moves
- * 3-5 MB/s here, so the 1,000 of before took 15-20 s of every two-node rehearsal for the same verdict.
+ * Messages of 64 KiB sent: 12.5 MiB, as many as the smoke VM's loopback sends
+ * (cloud-init/smoke-checks.sh). Soft-RoCE under TCG moves 3-5 MB/s here, so the
+ * 1,000 of before took 15-20 s of every two-node rehearsal for the same verdict.
  */
 const iterations = 200;
 
