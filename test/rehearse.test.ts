@@ -1,7 +1,8 @@
 /**
  * guestforge rehearse for real under TCG: the default profile's image (built
  * from .test-cache/, where e2e.test.ts left its stages) booted as a vTorque
- * node boots it (host keys by ssh-keygen -A, see below), with the real, fenced nfs-ganesha and SSH as the job
+ * node boots it (host keys by ssh-keygen -A, see below), with the real,
+ * fenced nfs-ganesha and SSH as the job
  * owner (the job also tries a forged NFS handle from inside the guest, shows Torque's environment and
  * exits 3, which fails the rehearsal on the job alone); SIGINT mid-rehearsal of three nodes leaving nothing; a bad cluster file located.
  * The failure paths of the in-guest checks (an image without the NFS client)
