@@ -7,7 +7,7 @@ import { Logger } from '../src/log.ts';
 import type { VmRunner, VmStarter } from '../src/vm/runner.ts';
 import { bootVm } from '../src/vm/watch.ts';
 import type { VmSpec } from '../src/vm/qemu-args.ts';
-import { cleanLine, parseSerialLine, startedBootcmd } from '../src/vm/serial.ts';
+import { bootLoaderMark, cleanLine, parseSerialLine, startedBootcmd } from '../src/vm/serial.ts';
 import { formatBootTiming, parseBootTiming, parseSystemdSpan } from '../src/smoke/boot-timing.ts';
 
 const serial = suite('serial console');
@@ -76,6 +76,21 @@ serial('boot timing: the guest\'s TIMING lines become phases, slowest units and 
   assert.match(formatBootTiming(t).join('\n'), /^phases: before kernel 15\.5s, kernel 8\.7s, initramfs \?, userspace to report 63\.8s\nslowest units: cloud-init-local\.service 20\.1s/);
   assert.match(formatBootTiming(t).join('\n'), /\ncritical chain: systemd-networkd-wait-online\.service @62\.3s \+1\.8s → cloud-init\.service @24\.1s \+7\.2s → cloud-config\.service \+5\.7s$/);
 });
+serial('GRUB\'s loading lines split the time before the kernel', () => {
+  assert.is(bootLoaderMark('\x1b[0m  Loading Linux 6.12.118+deb13-amd64 ...\r'), 'kernel');
+  assert.is(bootLoaderMark('  Loading initial ramdisk ...'), 'initrd');
+  assert.is(bootLoaderMark('[    2.1] Loading Linux modules'), undefined, 'a kernel or systemd line');
+  assert.is(bootLoaderMark('Loading Linux 6.1 ... done'), undefined);
+  const phases = 'phases uptime=60.0 UserspaceTimestampMonotonic=9000000';
+  // qemu started at 0; the result line came at 80 s, the guest's clock said 60 s: 20 s before the kernel.
+  const split = parseBootTiming([phases], 80_000, { kernelMs: 6500, initrdMs: 11_000 });
+  assert.equal(split.beforeKernel, { firmwareMs: 6500, kernelReadMs: 4500, initrdReadMs: 9000 });
+  assert.match(formatBootTiming(split)[0]!, /before kernel 20\.0s \(firmware and GRUB's start 6\.5s, GRUB reading the kernel 4\.5s, the initramfs and the kernel unpacking 9\.0s\)/);
+  assert.equal(parseBootTiming([phases], 80_000, { kernelMs: 6500 }).beforeKernel, { firmwareMs: 6500 }, 'no initramfs line');
+  assert.is(parseBootTiming([phases], 80_000, { kernelMs: 25_000, initrdMs: 26_000 }).beforeKernel, undefined, 'a line after the kernel started is not GRUB\'s');
+  assert.equal(parseBootTiming([phases], 80_000, { kernelMs: 6500, initrdMs: 30_000 }).beforeKernel, { firmwareMs: 6500 }, 'an initramfs line after the kernel started');
+  assert.is(parseBootTiming([phases], 80_000).beforeKernel, undefined);
+});
 serial('the seed\'s started line and the login prompt', () => {
   assert.equal(parseSerialLine('GUESTFORGE-STARTED:n1\r', 'n1'), { kind: 'started' });
   assert.is(parseSerialLine('GUESTFORGE-STARTED:old', 'n1'), undefined);
@@ -130,6 +145,10 @@ watch('a login prompt and no started line from the seed: fails as no-cloud-init,
     const fine = await bootVm(spec, options, scriptedVm(['GUESTFORGE-STARTED:n1', 'vm login: ', 'GUESTFORGE-RESULT:n1:ok'], true));
     assert.is(fine.failure, undefined, fine.detail);
     assert.ok(fine.ok);
+    assert.equal(fine.bootLoader, {}, 'GRUB printed nothing');
+    const grub = await bootVm(spec, options, scriptedVm(['  Loading Linux 6.12.118+deb13-amd64 ...', '  Loading initial ramdisk ...', 'GUESTFORGE-STARTED:n1', 'GUESTFORGE-RESULT:n1:ok', '  Loading Linux 9 ...'], true));
+    assert.ok(grub.bootLoader.kernelMs !== undefined && grub.bootLoader.initrdMs !== undefined && grub.bootLoader.kernelMs <= grub.bootLoader.initrdMs, JSON.stringify(grub.bootLoader));
+    assert.ok(grub.bootLoader.initrdMs! <= grub.resultMs!, 'seen when the watcher read them, before the result');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -10,6 +10,13 @@ export interface CheckLine {
 export interface BootTiming {
   /** Host: from qemu's start to the kernel's (firmware, boot loader), i.e. time to result minus the guest's uptime. */
   beforeKernelMs?: number;
+  /**
+   * That time split at GRUB's console lines (absent when GRUB printed none): qemu's start to
+   * "Loading Linux" (the firmware, GRUB's core, modules, config and menu), then to "Loading initial
+   * ramdisk" (GRUB reading the kernel through the firmware), then to the kernel's clock (GRUB
+   * reading the initramfs, the kernel unpacking itself). To the watcher's half-second poll.
+   */
+  beforeKernel?: { firmwareMs: number; kernelReadMs?: number; initrdReadMs?: number };
   /** Kernel start to the initramfs's start, or to userspace when there is none. */
   kernelMs?: number;
   initrdMs?: number;

@@ -24,7 +24,10 @@ export function parseSystemdSpan(text: string): number | undefined {
   return Math.round(ms);
 }
 
-export function parseBootTiming(lines: readonly string[], resultMs?: number): BootTiming {
+/** When GRUB's console lines were first seen, from qemu's start (vm/watch.ts). */
+export interface BootLoaderMarks { kernelMs?: number; initrdMs?: number }
+
+export function parseBootTiming(lines: readonly string[], resultMs?: number, loader: BootLoaderMarks = {}): BootTiming {
   const timing: BootTiming = { units: [], cloudInit: [], chain: [] };
   for (const line of lines) {
     const [kind, ...rest] = line.trim().split(/\s+/);
@@ -66,13 +69,23 @@ export function parseBootTiming(lines: readonly string[], resultMs?: number): Bo
       if (stage && /^[a-z-]+$/.test(stage) && ms && /^\d+$/.test(ms)) timing.cloudInit.push({ stage, ms: Number(ms) });
     }
   }
+  if (timing.beforeKernelMs !== undefined && loader.kernelMs !== undefined && loader.kernelMs <= timing.beforeKernelMs) {
+    const { kernelMs, initrdMs } = loader;
+    const initrdSeen = initrdMs !== undefined && initrdMs >= kernelMs && initrdMs <= timing.beforeKernelMs;
+    timing.beforeKernel = {
+      firmwareMs: kernelMs,
+      ...(initrdSeen ? { kernelReadMs: initrdMs - kernelMs, initrdReadMs: timing.beforeKernelMs - initrdMs } : {}),
+    };
+  }
   return timing;
 }
 
 /** A few lines for logs and the bench: phases, then the slowest units and cloud-init stages. */
 export function formatBootTiming(t: BootTiming, top = 5): string[] {
   const s = (ms?: number) => (ms === undefined ? '?' : `${(ms / 1000).toFixed(1)}s`);
-  const lines = [`phases: before kernel ${s(t.beforeKernelMs)}, kernel ${s(t.kernelMs)}, initramfs ${s(t.initrdMs)}, userspace to report ${s(t.userspaceMs)}`];
+  const b = t.beforeKernel;
+  const split = b ? ` (firmware and GRUB's start ${s(b.firmwareMs)}${b.kernelReadMs !== undefined ? `, GRUB reading the kernel ${s(b.kernelReadMs)}, the initramfs and the kernel unpacking ${s(b.initrdReadMs)}` : ''})` : '';
+  const lines = [`phases: before kernel ${s(t.beforeKernelMs)}${split}, kernel ${s(t.kernelMs)}, initramfs ${s(t.initrdMs)}, userspace to report ${s(t.userspaceMs)}`];
   if (t.units.length > 0) lines.push(`slowest units: ${t.units.slice(0, top).map((u) => `${u.unit} ${s(u.ms)}`).join(', ')}`);
   if (t.cloudInit.length > 0) lines.push(`cloud-init stages: ${t.cloudInit.map((c) => `${c.stage} ${s(c.ms)}`).join(', ')}`);
   // The chain's units that took time, in boot order.

@@ -96,7 +96,7 @@ export async function smokeImage(image: DiskRef, options: SmokeOptions): Promise
       checks: outcome.checks,
       warnings: outcome.warnings,
       ...(outcome.resultMs !== undefined ? { bootMs: outcome.resultMs } : {}),
-      ...(outcome.timing.length > 0 ? { boot: parseBootTiming(outcome.timing, outcome.resultMs) } : {}),
+      ...(outcome.timing.length > 0 ? { boot: parseBootTiming(outcome.timing, outcome.resultMs, outcome.bootLoader) } : {}),
       serialLog,
     };
   } finally {

@@ -65,6 +65,20 @@ export function parseSerialLine(line: string, nonce: string): SerialEvent | unde
   return undefined;
 }
 
+/**
+ * Pure: GRUB's own console lines as Debian's grub.cfg prints them before it reads the kernel and
+ * the initramfs through the firmware ("Loading Linux 6.12.… ...", "Loading initial ramdisk ...").
+ * The watcher notes when each first appears, so the time before the kernel splits into firmware
+ * plus GRUB's start, the kernel's read and the initramfs's read. Figures only: a guest that forges
+ * one skews its own timing, nothing else.
+ */
+export function bootLoaderMark(line: string): 'kernel' | 'initrd' | undefined {
+  const clean = cleanLine(line);
+  if (/^\s*Loading Linux \S+ \.\.\.\s*$/.test(clean)) return 'kernel';
+  if (/^\s*Loading initial ramdisk \.\.\.\s*$/.test(clean)) return 'initrd';
+  return undefined;
+}
+
 /** Follows a growing log file, line by line. */
 export class SerialTail {
   private offset = 0;

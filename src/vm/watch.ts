@@ -10,7 +10,7 @@ import type { CheckLine } from '../model/smoke.ts';
 import type { VmSpec } from './qemu-args.ts';
 import { stopKeptVm } from './qemu.ts';
 import type { RunningVm, VmRunner, VmStarter } from './runner.ts';
-import { parseSerialLine, SerialTail } from './serial.ts';
+import { bootLoaderMark, parseSerialLine, SerialTail } from './serial.ts';
 
 export interface WatchOptions {
   /** What this VM is, for messages: "build VM", "smoke VM". */
@@ -46,6 +46,8 @@ export interface BootOutcome {
   timing: string[];
   /** From start to the result line. */
   resultMs?: number;
+  /** From start to GRUB's "Loading Linux" and "Loading initial ramdisk" lines, first seen (to the watcher's poll). */
+  bootLoader: { kernelMs?: number; initrdMs?: number };
   totalMs: number;
   consoleTail: string[];
   serialLog: string;
@@ -80,6 +82,7 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
   const checks: CheckLine[] = [];
   const warnings: string[] = [];
   const timing: string[] = [];
+  const bootLoader: BootOutcome['bootLoader'] = {};
   let lastOutput = Date.now();
   let result: { ok: boolean; detail: string; at: number } | undefined;
   let failure: BootFailure | undefined;
@@ -98,6 +101,8 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
       for (const line of await tail.poll()) {
         lastOutput = Date.now();
         options.onLine?.(line);
+        const mark = result ? undefined : bootLoaderMark(line);
+        if (mark) bootLoader[`${mark}Ms`] ??= lastOutput - started;
         const event = parseSerialLine(line, options.nonce);
         if (!event) continue;
         // report.sh says so, with the nonce, once it set the one-time password of a build VM kept after a failure.
@@ -178,6 +183,7 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
     checks,
     warnings,
     timing,
+    bootLoader,
     ...(result ? { resultMs: result.at - started } : {}),
     totalMs: Date.now() - started,
     consoleTail: tail.tail(40),
