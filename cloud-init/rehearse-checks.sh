@@ -61,6 +61,18 @@ boot_packages() {
   fi
   echo "the cluster's boot-time package run took ${pkg_took:-?} s (apt-get update, then an install of every listed package, present or not)"
 }
+# The same run's seconds alone, when it ran and succeeded (a field for the host's report).
+packages_seconds() {
+  grep -a -E 'finish: modules-final/config-package[-_]update[-_]upgrade[-_]install: SUCCESS:' "${CLOUD_INIT_LOG:-/var/log/cloud-init.log}" 2>/dev/null | tail -n 1 | sed -n 's/.*took \([0-9.]*\) seconds.*/\1/p'
+}
+# What the cluster's own runcmd lines cost before these checks (host keys, sshd's restart): from
+# cloud-init's start of the runcmd script (scripts-user) to now, by cloud-init.log's clock.
+runcmd_seconds() {
+  start=$(grep -a -E 'start: modules-final/config-scripts[-_]user:' "${CLOUD_INIT_LOG:-/var/log/cloud-init.log}" 2>/dev/null | tail -n 1 | cut -c1-23 | tr , .)
+  [ -n "$start" ] && start=$(date -d "$start" +%s.%N 2>/dev/null) || return 0
+  awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f\n", b - a }'
+}
+runcmd_took=$(runcmd_seconds)
 host_keys_fresh() {
   boot=$(date -d "$(uptime -s)" +%s)
   keys=$(ls /etc/ssh/ssh_host_*_key 2>/dev/null)
@@ -111,6 +123,10 @@ check ssh.host-keys host_keys_fresh
 check units.failed no_failed_units
 check cloud-init.deprecations no_deprecations
 check cloud-init.packages boot_packages
+# The two costs of the cluster's own user-data, as fields for the host's report.
+packages_took=$(packages_seconds)
+[ -n "$packages_took" ] && echo "GUESTFORGE-DATA:$NONCE:cloud-init.packages seconds $packages_took" > "$console"
+[ -n "$runcmd_took" ] && echo "GUESTFORGE-DATA:$NONCE:cloud-init.runcmd seconds $runcmd_took" > "$console"
 if [ -n "${PRIVATE_MAC:-}" ]; then
   check net.private private_net
   if command -v rdma > /dev/null && command -v ib_send_bw > /dev/null; then

@@ -82,6 +82,19 @@ checks('cloud-init.packages: the boot-time package run\'s time, as cloud-init to
   const none = await runRehearseFunction('boot_packages', `${stamp}finish: modules-final/config-scripts-user: SUCCESS: config-scripts-user ran successfully and took 0.1 seconds\n`);
   assert.is(none.exitCode, 0);
   assert.match(none.stdout, /no boot-time package run/);
+  // The seconds alone, for the host's report: only a run that succeeded.
+  assert.is((await runRehearseFunction('packages_seconds', `${stamp}finish: modules-final/config-package-update-upgrade-install: SUCCESS: config-package-update-upgrade-install ran successfully and took 51.234 seconds\n`)).stdout, '51.234');
+  assert.is((await runRehearseFunction('packages_seconds', `${stamp}finish: modules-final/config-package_update_upgrade_install: FAIL: running config-package_update_upgrade_install with frequency once-per-instance took 3.100 seconds\n`)).stdout, '');
+});
+
+checks('cloud-init.runcmd: the cluster\'s runcmd lines before the checks, timed from cloud-init\'s start of scripts-user by its log\'s clock', async () => {
+  const started = new Date(Date.now() - 42_000);
+  const local = (d: Date) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')} ${d.toTimeString().slice(0, 8)},${String(d.getMilliseconds()).padStart(3, '0')}`;
+  const log = `${local(started)} - handlers.py[DEBUG]: start: modules-final/config-scripts_user: running config-scripts_user with frequency once-per-instance\n`;
+  const took = Number((await runRehearseFunction('runcmd_seconds', log)).stdout);
+  assert.ok(took >= 41.5 && took < 50, `took ${took}`);
+  const none = await runRehearseFunction('runcmd_seconds', `${stamp}finish: modules-final/config-package-update-upgrade-install: SUCCESS: took 1 seconds\n`);
+  assert.equal([none.exitCode, none.stdout], [0, '']);
 });
 
 checks('cloud-init.deprecations: cloud-init\'s own forms fail; other lines that say "deprecat" do not', async () => {

@@ -15,7 +15,8 @@ import { subnetProblem } from '../src/cluster/schema.ts';
 import { defaultLayout } from '../src/profile/schema.ts';
 import { mirrorForwards, mirrorHostsLines } from '../src/rehearse/mirror.ts';
 import { hubArgs, hostMemoryProblem, mpiSiteCommand, mpiSiteDir, mpiSiteSettings, networkConfig, nodeFile, nodeSpecs, parseRanks, privateNetdev, rankProblem, userMac } from '../src/rehearse/nodes.ts';
-import { cloudLocaldsArgs, keepField } from '../src/rehearse/node-vm.ts';
+import { cloudLocaldsArgs, keepField, secondsField } from '../src/rehearse/node-vm.ts';
+import { formatRehearsal } from '../src/rehearse/report.ts';
 import { ibSendBwLine, rdmaDeviceOf } from '../src/rehearse/rdma.ts';
 import { rehearsalUserData } from '../src/rehearse/userdata.ts';
 import { qemuArgs } from '../src/vm/qemu-args.ts';
@@ -158,6 +159,17 @@ t('the rxe device for ib_send_bw: the field the guest handed over (a DATA line),
   assert.is(Object.keys(flooded.data.get('check0')!).length, 16);
   keepField(flooded, 'check0', 'key0', 'again');
   assert.is(flooded.data.get('check0')!.key0, 'again', 'a known field may be said again');
+});
+
+t('the cluster\'s own costs: seconds the guest handed over, only plain figures, shown as shares of cloud-init done', () => {
+  const node = (seconds?: string) => ({ data: new Map(seconds === undefined ? [] : [['cloud-init.packages', { seconds }]]) });
+  assert.is(secondsField(node('51.234'), 'cloud-init.packages'), 51_234);
+  assert.is(secondsField(node('12'), 'cloud-init.packages'), 12_000);
+  assert.is(secondsField(node(), 'cloud-init.packages'), undefined);
+  for (const hostile of ['1e9', '-3', '99999', 'NaN', '1.5;reboot', '', ' 3']) assert.is(secondsField(node(hostile), 'cloud-init.packages'), undefined, hostile);
+  const lines = formatRehearsal({ ok: true, checks: [], serialLog: 'c.log', cloudInitDoneMs: 200_000, clusterCost: { packagesMs: 110_000, runcmdMs: 5_000 } });
+  assert.ok(lines.includes('of cloud-init done, the cluster\'s user-data: boot-time packages 110.0 s (55%), runcmd before the checks (host keys, sshd restart) 5.0 s (3%)'), lines.join('\n'));
+  assert.not.ok(formatRehearsal({ ok: true, checks: [], serialLog: 'c.log' }).some((l) => l.includes('user-data:')), 'nothing timed: no line');
 });
 
 t('the private subnet: a /24 that is not slirp\'s, loopback or multicast; located when wrong', async () => {

@@ -49,6 +49,8 @@ interface Report {
   ok: boolean;
   checks: { id: string; status: string; detail: string }[];
   jobReadyMs?: number;
+  cloudInitDoneMs?: number;
+  clusterCost?: { packagesMs?: number; runcmdMs?: number };
   jobOutput?: string;
   job?: { id: string; exitCode?: number; stdout: string; stderr: string };
 }
@@ -114,6 +116,9 @@ r('the default profile\'s image in a vTorque rehearsal: NFS home and workspace, 
   assert.match(byId.get('owner.ids')!.detail, /jobuser is 2001:2001/);
   // The cluster's boot-time packages: measured by cloud-init, reported (the README's advice rests on it).
   assert.match(byId.get('cloud-init.packages')!.detail, /boot-time package run took \d+(\.\d+)? s/);
+  // ...and handed to the host as figures, with the cluster's runcmd lines before the checks: both inside cloud-init done.
+  const cost = report.clusterCost ?? {};
+  assert.ok(cost.packagesMs !== undefined && cost.runcmdMs !== undefined && cost.packagesMs + cost.runcmdMs < (report.cloudInitDoneMs ?? 0), JSON.stringify({ cost, done: report.cloudInitDoneMs }));
   assert.match(byId.get('nfs.workspace')!.detail, /nfs4 +10\.0\.2\.100:\/workspace/);
   assert.match(byId.get('layout.opt-empty')!.detail, /\/opt is a mount point/);
   assert.match(report.jobOutput ?? '', /workspace \/workspace is writable/);

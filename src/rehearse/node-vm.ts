@@ -101,6 +101,13 @@ export function keepField(n: Pick<NodeVm, 'data'>, id: string, key: string, valu
   n.data.set(id, { ...fields, [key]: value });
 }
 
+/** Pure: a guest's field of seconds (cloud-init.packages, cloud-init.runcmd) as ms; undefined unless a plain figure under a day. */
+export function secondsField(n: Pick<NodeVm, 'data'>, id: string): number | undefined {
+  const value = n.data.get(id)?.seconds;
+  if (value === undefined || !/^\d{1,5}(\.\d{1,6})?$/.test(value) || Number(value) >= 86_400) return undefined;
+  return Math.round(Number(value) * 1000);
+}
+
 /** Job-ready: SSH as the owner works (which needs the NFS home: the key is there). Undefined, or why not. */
 export async function waitReady(r: Rehearsal, n: NodeVm): Promise<string | undefined> {
   const { o, cluster } = r;

@@ -7,6 +7,11 @@ const s = (ms?: number) => (ms === undefined ? '—' : `${(ms / 1000).toFixed(1)
 export function formatRehearsal(report: RehearsalReport): string[] {
   const lines = report.checks.map((c) => `${c.status.toUpperCase().padEnd(4)}  ${c.id}  ${c.detail.split('\n').join('\n      ')}`);
   lines.push(`job-ready ${s(report.jobReadyMs)} · cloud-init done ${s(report.cloudInitDoneMs)}${report.nodes ? ' (the slowest VM, from its start)' : ' (from VM start)'} · job ${s(report.jobMs)} · VM start to the job's end ${s(report.jobEndMs)}`);
+  const cost = report.clusterCost;
+  if (cost) {
+    const share = (ms?: number) => (ms === undefined ? '—' : `${s(ms)}${report.cloudInitDoneMs ? ` (${Math.round((100 * ms) / report.cloudInitDoneMs)}%)` : ''}`);
+    lines.push(`of cloud-init done, the cluster's user-data: boot-time packages ${share(cost.packagesMs)}, runcmd before the checks (host keys, sshd restart) ${share(cost.runcmdMs)}`);
+  }
   const job = report.job;
   if (job) {
     lines.push(`job ${job.id} on ${job.node}: ${job.exitCode === undefined ? 'no exit status' : `exit ${job.exitCode}`}, wall ${s(job.wallMs)}; stdout ${job.stdout}, stderr ${job.stderr}`);

@@ -19,7 +19,7 @@ import { keepBootPlot } from './boot-plot.ts';
 import { mirrorForwards } from './mirror.ts';
 import { checkMpiRanks, checkPairs, checkUcxOnRxe } from './mpi.ts';
 import { makeExportDir, nfsFromGuest, startNfsServer, type NfsExport, type NfsServer } from './nfs.ts';
-import { bootNode, prepareNode, waitCloudInit, waitReady } from './node-vm.ts';
+import { bootNode, prepareNode, secondsField, waitCloudInit, waitReady } from './node-vm.ts';
 import { hubArgs, nodeFile, nodeSpecs, type NodeSpec } from './nodes.ts';
 import { checkRdmaBetweenVms } from './rdma.ts';
 import { runJob } from './run-job.ts';
@@ -136,6 +136,10 @@ function finish(r: Rehearsal): RehearsalReport {
       ...(n.cloudInitDoneMs !== undefined ? { cloudInitDoneMs: n.cloudInitDoneMs } : {}),
     }));
   }
+  // The cluster's own costs inside cloud-init done, as the slowest VM timed them.
+  const cost = (id: string) => Math.max(-1, ...r.nodes.map((n) => secondsField(n, id) ?? -1));
+  const [packagesMs, runcmdMs] = [cost('cloud-init.packages'), cost('cloud-init.runcmd')];
+  if (packagesMs >= 0 || runcmdMs >= 0) report.clusterCost = { ...(packagesMs >= 0 ? { packagesMs } : {}), ...(runcmdMs >= 0 ? { runcmdMs } : {}) };
   report.ok = r.checks.every((c) => c.status !== 'fail') && r.checks.length > 0;
   return report;
 }

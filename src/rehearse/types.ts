@@ -39,6 +39,12 @@ export interface RehearsalReport {
   jobReadyMs?: number;
   /** VM start → `cloud-init status --wait` returned. */
   cloudInitDoneMs?: number;
+  /**
+   * Two parts of cloud-init done that are the cluster's user-data, as the guest timed them (the
+   * slowest VM's): its boot-time `packages` run (apt-get update, install), and its runcmd lines
+   * before our checks (host keys, sshd's restart).
+   */
+  clusterCost?: { packagesMs?: number; runcmdMs?: number };
   /** The job's wall time (SSH start to its end). */
   jobMs?: number;
   /** The first VM's start → the job's end: what a one-job allocation costs from boot. */
