@@ -11,6 +11,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { floorArgs, floorBoot, floorInit, floorInitramfs, floorMarker } from '../scripts/floor.ts';
 import { bootChart } from '../scripts/boot-chart.ts';
+import { dibInvocation } from '../scripts/dib.ts';
 import { timed } from './helpers/timing.ts';
 
 const floor = timed(suite('the bench\'s floor boot'));
@@ -53,6 +54,22 @@ floor('the boot chart: bars to scale on one axis, each figure as seconds and a m
   assert.match(svg, /cloud-init done 200\.0 s \(50\.0×\)/);
   assert.match(svg, />200 s</, 'the axis reaches the longest figure');
   assert.is((svg.match(/>floor</g) ?? []).length, 2, 'a floor bar per image');
+});
+
+floor('the bench\'s diskimage-builder run: the profile\'s suite, mirror and packages, like for like', () => {
+  const lines = ['deb http://mirror.example/debian trixie main', 'deb http://mirror.example/debian trixie-updates main', 'deb http://mirror.example/debian-security trixie-security main'];
+  const d = dibInvocation({ suite: 'trixie', packages: ['nfs-common', 'openmpi-bin', 'libmetis5', 'less', 'less'] }, lines, true, '/w/dib');
+  assert.equal(d.argv, ['-o', '/w/dib', '-t', 'qcow2', '-p', 'nfs-common,openmpi-bin,libmetis5,less', 'debian-minimal', 'vm', 'cloud-init-datasources']);
+  assert.equal(d.env, {
+    DIB_RELEASE: 'trixie', DIB_CLOUD_INIT_DATASOURCES: 'NoCloud', DIB_DISTRIBUTION_MIRROR: 'http://mirror.example/debian',
+    DIB_DEBIAN_SECURITY_MIRROR: 'http://mirror.example/debian-security', DIB_DEBIAN_SECURITY_SUBPATH: '-security',
+  });
+  assert.is(d.note, undefined);
+  const flat = dibInvocation({ suite: 'bookworm', packages: [] }, [], false, '/w/dib');
+  assert.equal(flat.elements, ['debian-minimal', 'cloud-init-datasources'], 'no device-mapper: no vm element');
+  assert.not.ok(flat.argv.includes('-p'), 'no packages: no -p');
+  assert.match(flat.note ?? '', /no boot loader and no boot/);
+  assert.is(flat.env.DIB_DISTRIBUTION_MIRROR, undefined, 'no line for the suite: diskimage-builder\'s own default');
 });
 
 floor.run();

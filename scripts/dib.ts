@@ -1,0 +1,46 @@
+/**
+ * The bench's yardstick: diskimage-builder building what the profile builds, like for like. The
+ * same Debian suite from the same mirror (the lines guestforge would bootstrap from), and the
+ * same packages: the ones the profile bootstraps (the cluster's MPI, NFS and METIS) and the ones
+ * its build VM installs. Pure: bench.ts runs it.
+ */
+
+export interface DibProfile {
+  suite: string;
+  /** base.bootstrap.packages, then the profile's packages. */
+  packages: string[];
+}
+
+export interface DibInvocation {
+  argv: string[];
+  env: Record<string, string>;
+  elements: string[];
+  /** Why the comparison is not quite like for like, when it is not. */
+  note?: string;
+}
+
+/**
+ * diskimage-builder's argv and environment. `lines` are the one-line apt sources of the suite and
+ * its companions (mirrorLines); `deviceMapper` says whether its vm element can partition a disk
+ * (kpartx needs the kernel's device-mapper: without it, one filesystem on the whole disk, no boot
+ * loader, so the image is timed and sized but not booted).
+ */
+export function dibInvocation(p: DibProfile, lines: string[], deviceMapper: boolean, out: string): DibInvocation {
+  const uriOf = (suite: string) => lines.map((l) => l.split(' ')).find((f) => f[2] === suite)?.[1];
+  const mirror = uriOf(p.suite);
+  const security = uriOf(`${p.suite}-security`);
+  const elements = ['debian-minimal', ...(deviceMapper ? ['vm'] : []), 'cloud-init-datasources'];
+  const packages = [...new Set(p.packages)];
+  return {
+    argv: ['-o', out, '-t', 'qcow2', ...(packages.length ? ['-p', packages.join(',')] : []), ...elements],
+    env: {
+      DIB_RELEASE: p.suite,
+      DIB_CLOUD_INIT_DATASOURCES: 'NoCloud',
+      ...(mirror ? { DIB_DISTRIBUTION_MIRROR: mirror } : {}),
+      // diskimage-builder 3.13 (Debian 12's) names the security suite "<suite>-security" for bullseye only.
+      ...(security ? { DIB_DEBIAN_SECURITY_MIRROR: security, DIB_DEBIAN_SECURITY_SUBPATH: '-security' } : {}),
+    },
+    elements,
+    ...(deviceMapper ? {} : { note: 'no vm element: this kernel has no device-mapper for its partitions, so no boot loader and no boot' }),
+  };
+}
