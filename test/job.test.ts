@@ -12,7 +12,7 @@ import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { timed } from './helpers/timing.ts';
-import { bootPlotProblem } from '../src/rehearse/boot-plot.ts';
+import { bootPlotProblem } from '../src/smoke/boot-plot.ts';
 import { jobCommandLine, judgeJob, parseStatus, tail, torqueJob, type JobPlan } from '../src/rehearse/job.ts';
 
 const root = resolve(import.meta.dirname, '..');

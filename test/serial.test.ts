@@ -9,6 +9,8 @@ import { bootVm } from '../src/vm/watch.ts';
 import type { VmSpec } from '../src/vm/qemu-args.ts';
 import { bootLoaderMark, cleanLine, parseSerialLine, startedBootcmd } from '../src/vm/serial.ts';
 import { formatBootTiming, parseBootTiming, parseSystemdSpan } from '../src/smoke/boot-timing.ts';
+import { plotFromConsole } from '../src/smoke/boot-plot.ts';
+import { gzipSync } from 'node:zlib';
 
 const serial = suite('serial console');
 serial('result lines need the right nonce', () => {
@@ -91,6 +93,21 @@ serial('GRUB\'s loading lines split the time before the kernel', () => {
   assert.equal(parseBootTiming([phases], 80_000, { kernelMs: 6500, initrdMs: 30_000 }).beforeKernel, { firmwareMs: 6500 }, 'an initramfs line after the kernel started');
   assert.is(parseBootTiming([phases], 80_000).beforeKernel, undefined);
 });
+serial('the smoke VM\'s boot plot: gzip in base64 lines, then end; decoded, bounded and checked like the rehearsal\'s', async () => {
+  const svg = await readFile(join(import.meta.dirname, 'fixtures', 'systemd-plot.svg'), 'utf8');
+  const lines = (text: string | Buffer) => [...(gzipSync(text).toString('base64').match(/.{1,64}/g) ?? []), 'end'];
+  assert.equal(plotFromConsole(lines(svg)), { svg });
+  assert.equal(parseSerialLine(`GUESTFORGE-PLOT:n1:${lines(svg)[0]}\r`, 'n1'), { kind: 'plot', chunk: lines(svg)[0] });
+  assert.equal(parseSerialLine('GUESTFORGE-PLOT:n1:end', 'n1'), { kind: 'plot', chunk: 'end' });
+  assert.is(parseSerialLine('GUESTFORGE-PLOT:n1:not base64!', 'n1'), undefined);
+  assert.is(parseSerialLine('GUESTFORGE-PLOT:old:end', 'n1'), undefined, 'another boot\'s');
+  assert.match((plotFromConsole([]) as { problem: string }).problem, /sent none/);
+  assert.match((plotFromConsole(lines(svg).slice(0, -1)) as { problem: string }).problem, /cut short/);
+  assert.match((plotFromConsole(lines('<svg><script>x</script></svg>')) as { problem: string }).problem, /not an SVG document/);
+  assert.match((plotFromConsole(['AAAA', 'end']) as { problem: string }).problem, /not a gzip stream/);
+  // A bomb: 5 MB of zeroes gzip to a few KB; cut at 4 MB, not kept.
+  assert.match((plotFromConsole(lines(Buffer.alloc(5_000_000))) as { problem: string }).problem, /at most 4000000 bytes/);
+});
 serial('the seed\'s started line and the login prompt', () => {
   assert.equal(parseSerialLine('GUESTFORGE-STARTED:n1\r', 'n1'), { kind: 'started' });
   assert.is(parseSerialLine('GUESTFORGE-STARTED:old', 'n1'), undefined);
@@ -149,6 +166,9 @@ watch('a login prompt and no started line from the seed: fails as no-cloud-init,
     const grub = await bootVm(spec, options, scriptedVm(['  Loading Linux 6.12.118+deb13-amd64 ...', '  Loading initial ramdisk ...', 'GUESTFORGE-STARTED:n1', 'GUESTFORGE-RESULT:n1:ok', '  Loading Linux 9 ...'], true));
     assert.ok(grub.bootLoader.kernelMs !== undefined && grub.bootLoader.initrdMs !== undefined && grub.bootLoader.kernelMs <= grub.bootLoader.initrdMs, JSON.stringify(grub.bootLoader));
     assert.ok(grub.bootLoader.initrdMs! <= grub.resultMs!, 'seen when the watcher read them, before the result');
+    assert.equal(grub.plot, [], 'no plot lines');
+    const plotted = await bootVm(spec, options, scriptedVm(['GUESTFORGE-STARTED:n1', 'GUESTFORGE-PLOT:n1:AAAA', 'GUESTFORGE-RESULT:n1:ok', 'GUESTFORGE-PLOT:n1:H4sI', 'GUESTFORGE-PLOT:n1:end', 'GUESTFORGE-PLOT:n1:BBBB'], true));
+    assert.equal(plotted.plot, ['H4sI', 'end'], 'after the result only, up to its end line');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -42,4 +42,6 @@ export interface SmokeReport {
   /** Where the boot's time went (Linux smoke only). */
   boot?: BootTiming;
   serialLog: string;
+  /** The guest's systemd-analyze plot (SVG) beside the console log, when it sent one that passed the check. */
+  bootPlot?: string;
 }

@@ -4,7 +4,7 @@
  * from the serial console. The image itself is never written: the VM runs
  * on a throwaway overlay.
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { metaData, smokeUserData, type SmokeTarget } from '../cloudinit/userdata.ts';
 import { buildSeedIso } from '../cloudinit/seed.ts';
@@ -15,6 +15,7 @@ import type { SmokeReport } from '../model/smoke.ts';
 import type { DiskRef } from '../model/disk.ts';
 import type { Accel } from '../vm/accel.ts';
 import { parseBootTiming } from './boot-timing.ts';
+import { plotFromConsole } from './boot-plot.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import { startQemu } from '../vm/qemu.ts';
 import type { VmStarter } from '../vm/runner.ts';
@@ -85,6 +86,19 @@ export async function smokeImage(image: DiskRef, options: SmokeOptions): Promise
       },
       options.starter ?? startQemu,
     );
+    // The boot's plot, sent after the result: beside the console log when it is what systemd draws.
+    const plotFile = join(options.logDir, 'smoke-boot.svg');
+    await rm(plotFile, { force: true });
+    let bootPlot: string | undefined;
+    if (outcome.resultMs !== undefined) {
+      const plot = plotFromConsole(outcome.plot);
+      if ('svg' in plot) {
+        await writeFile(plotFile, plot.svg, { mode: 0o600, flag: 'wx' });
+        bootPlot = plotFile;
+      } else {
+        options.log.warn(`smoke: the boot plot (systemd-analyze plot) not kept: ${plot.problem}`);
+      }
+    }
     const detail = outcome.ok
       ? 'all checks passed'
       : outcome.failure === 'error-result' && outcome.checks.length > 0
@@ -98,6 +112,7 @@ export async function smokeImage(image: DiskRef, options: SmokeOptions): Promise
       ...(outcome.resultMs !== undefined ? { bootMs: outcome.resultMs } : {}),
       ...(outcome.timing.length > 0 ? { boot: parseBootTiming(outcome.timing, outcome.resultMs, outcome.bootLoader) } : {}),
       serialLog,
+      ...(bootPlot ? { bootPlot } : {}),
     };
   } finally {
     await rm(overlay.path, { force: true });

@@ -7,6 +7,7 @@
  *   GUESTFORGE-WARN:<nonce>:<message>
  *   GUESTFORGE-TIMING:<nonce>:<kind> <figures>   (smoke: where the boot's time went)
  *   GUESTFORGE-DATA:<nonce>:<check id> <key> <value>   (a field of that check, for the host to use)
+ *   GUESTFORGE-PLOT:<nonce>:<base64>|end   (smoke: the boot's systemd-analyze plot, gzipped, after the result)
  * where the nonce is fresh per boot, so stale text cannot pass for a result.
  */
 import { chmod, open, writeFile } from 'node:fs/promises';
@@ -30,6 +31,8 @@ export type SerialEvent =
   | { kind: 'timing'; text: string }
   /** A field a check hands the host (rehearse: the RDMA device the guest made), as a field, not in its words. */
   | { kind: 'data'; id: string; key: string; value: string }
+  /** A line of the smoke VM's boot plot (gzip in base64), or "end" after the last. */
+  | { kind: 'plot'; chunk: string }
   | { kind: 'panic'; line: string }
   /** A failed build VM kept for debugging opened its console to root (report.sh set the one-time password). */
   | { kind: 'kept'; open: 'console' }
@@ -54,6 +57,8 @@ export function parseSerialLine(line: string, nonce: string): SerialEvent | unde
     if (warn) return { kind: 'warn', message: warn[1] ?? '' };
     const data = new RegExp(`^GUESTFORGE-DATA:${nonce}:(\\S+) ([\\w.-]+) (.*)$`).exec(text);
     if (data) return { kind: 'data', id: data[1]!, key: data[2]!, value: data[3]! };
+    const plot = new RegExp(`^GUESTFORGE-PLOT:${nonce}:([A-Za-z0-9+/=]{1,128}|end)$`).exec(text);
+    if (plot) return { kind: 'plot', chunk: plot[1]! };
     const timing = new RegExp(`^GUESTFORGE-TIMING:${nonce}:(.*)$`).exec(text);
     if (timing) return { kind: 'timing', text: timing[1] ?? '' };
     if (new RegExp(`^GUESTFORGE-KEPT:${nonce}:console$`).test(text)) return { kind: 'kept', open: 'console' };

@@ -46,6 +46,8 @@ export interface BootOutcome {
   timing: string[];
   /** From start to the result line. */
   resultMs?: number;
+  /** The boot plot's lines after the result (smoke; smoke/boot-plot.ts decodes them), at most plotMaxChunks. */
+  plot: string[];
   /** From start to GRUB's "Loading Linux" and "Loading initial ramdisk" lines, first seen (to the watcher's poll). */
   bootLoader: { kernelMs?: number; initrdMs?: number };
   totalMs: number;
@@ -57,6 +59,8 @@ export interface BootOutcome {
 }
 
 const pollMs = 500;
+/** 64-character lines of base64: 6 MB, more than a plot of bootPlotMaxBytes gzipped. */
+const plotMaxChunks = 100_000;
 
 export async function bootVm(spec: VmSpec, options: WatchOptions, starter: VmStarter): Promise<BootOutcome> {
   const started = Date.now();
@@ -83,6 +87,11 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
   const warnings: string[] = [];
   const timing: string[] = [];
   const bootLoader: BootOutcome['bootLoader'] = {};
+  const plot: string[] = [];
+  // After the result only (it would not count before), once, bounded; a line after "end" is not the plot's.
+  const keepPlot = (chunk: string) => {
+    if (result && plot.at(-1) !== 'end' && plot.length < plotMaxChunks) plot.push(chunk);
+  };
   let lastOutput = Date.now();
   let result: { ok: boolean; detail: string; at: number } | undefined;
   let failure: BootFailure | undefined;
@@ -105,6 +114,7 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
         if (mark) bootLoader[`${mark}Ms`] ??= lastOutput - started;
         const event = parseSerialLine(line, options.nonce);
         if (!event) continue;
+        if (event.kind === 'plot') keepPlot(event.chunk);
         // report.sh says so, with the nonce, once it set the one-time password of a build VM kept after a failure.
         if (event.kind === 'kept') opened = true;
         if (event.kind === 'check') checks.push(event.check);
@@ -159,7 +169,11 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
   const keep = Boolean(options.keepOnFailure && vm.release && stillRunning && failure !== 'interrupted' && (failure || (result && !result.ok)));
   if (!keep) await vm.stop();
   await vm.sync?.().catch(() => undefined);
-  await tail.poll();
+  // What came after the last poll: the plot's last lines are written just before the power-off.
+  for (const line of await tail.poll()) {
+    const event = parseSerialLine(line, options.nonce);
+    if (event?.kind === 'plot') keepPlot(event.chunk);
+  }
 
   if (!failure) {
     const crashed = result ? undefined : await vm.failure();
@@ -183,6 +197,7 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
     checks,
     warnings,
     timing,
+    plot,
     bootLoader,
     ...(result ? { resultMs: result.at - started } : {}),
     totalMs: Date.now() - started,
