@@ -36,6 +36,8 @@
  *             timed, not booted
  * Then one table of every figure against issue 34's targets, in seconds and as multiples of the
  * run's floor, each with what it does on KVM, and the boot chart of the run.
+ * --out DIR: keep each build's output folder (image, manifest, logs with the consoles and the
+ * smoke boot's plot) under DIR instead of the run's temp folder.
  * --image FILE: the rehearse runs use this image instead of the last build's
  * (e.g. --image out/debian-12-vrdma.qcow2 --runs rehearse,rehearse2).
  * --chart FILE: where the boot chart goes (default docs/bench-boot.svg): per image the floor,
@@ -46,7 +48,7 @@
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { mirrorLines } from '../src/host/apt-sources.ts';
 import { execa } from 'execa';
@@ -61,7 +63,7 @@ import { dibInvocation } from './dib.ts';
 const root = resolve(import.meta.dirname, '..');
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { runs: { type: 'string' }, image: { type: 'string' }, chart: { type: 'string' } },
+  options: { runs: { type: 'string' }, image: { type: 'string' }, chart: { type: 'string' }, out: { type: 'string' } },
 });
 const profile = resolve(positionals[0] ?? join(root, 'profiles', 'debian-13-hpc.yaml'));
 // No profile and no --runs: the two releases side by side. A profile alone: the single-profile runs.
@@ -70,6 +72,8 @@ const runs = values.runs === undefined && positionals.length === 0 && !values.im
   : (values.runs ?? 'cold,app,app-nosmoke,packages,same,rehearse,rehearse2,dib').split(',').filter(Boolean);
 const work = await mkdtemp(join(tmpdir(), 'gf-bench-'));
 const cache = join(work, 'cache');
+/** Where each build writes its image, records and logs: --out DIR keeps them (e.g. for --image later); else the run's temp folder. */
+const outRoot = values.out ? resolve(values.out) : work;
 
 interface Manifest {
   name: string;
@@ -170,7 +174,7 @@ async function dib(): Promise<DibFigures | undefined> {
     return undefined;
   }
   const deviceMapper = (await execa('dmsetup', ['version'], { reject: false })).exitCode === 0;
-  const out = join(work, 'dib', 'debian-dib');
+  const out = join(outRoot, 'dib', 'debian-dib');
   const packages = [...bootstrap.packages, ...p.packages];
   const d = dibInvocation({ suite: bootstrap.suite, packages }, await mirrorLines(bootstrap.suite, bootstrap.mirror), deviceMapper, out);
   process.stderr.write(`bench: disk-image-create ${d.argv.join(' ')}${d.note ? `; ${d.note}` : ''}\n`);
@@ -219,7 +223,7 @@ async function sizeBreakdown(image: string): Promise<void> {
 
 /** One build through the CLI, its manifest's figures printed; undefined when it failed. */
 async function build(kind: string, target: string, extra: string[] = []): Promise<{ m: Manifest; wall: number; image: string } | undefined> {
-  const out = join(work, `out-${kind}`);
+  const out = join(outRoot, `out-${kind}`);
   process.stderr.write(`bench: ${kind} build of ${target}\n`);
   const started = Date.now();
   const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'build', target, '-o', out, ...extra], {
@@ -406,7 +410,9 @@ try {
         figures.dib = await dib();
         continue;
       }
-      const b = await build(kind, await variant(kind), kind === 'app-nosmoke' ? ['--no-smoke'] : []);
+      // A variant is a profile in the run's folder naming the profile's own files: allowed explicitly.
+      const allow = kind === 'cold' || kind === 'same' ? [] : ['--allow-host-path', dirname(profile)];
+      const b = await build(kind, await variant(kind), [...allow, ...(kind === 'app-nosmoke' ? ['--no-smoke'] : [])]);
       if (!b) break;
       const { m, wall } = b;
       lastImage = b.image;
