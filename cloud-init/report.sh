@@ -75,17 +75,6 @@ if [ -n "$checks" ] && [ -f "$checks" ]; then
     result=error; detail="${detail:+$detail; }a smoke check failed"
   fi
 fi
-if [ -n "$checks" ]; then
-  # Where the boot's time went (smoke only): systemd's phase timestamps (systemd-analyze time
-  # refuses while cloud-final still runs), its slowest units, cloud-init's stages.
-  up=$(cut -d' ' -f1 /proc/uptime)
-  phases=$(systemctl show -p InitRDTimestampMonotonic -p UserspaceTimestampMonotonic 2>/dev/null | tr '\n' ' ')
-  say "$tag-TIMING:$nonce:phases uptime=$up $phases"
-  systemd-analyze blame --no-pager 2>/dev/null | head -n 15 | while IFS= read -r line; do say "$tag-TIMING:$nonce:unit $line"; done
-  # What cloud-config waited for, one unit after the other (its two header lines left out).
-  systemd-analyze critical-chain --no-pager cloud-config.service 2>/dev/null | grep -F '.' | grep -v '^The time' | head -n 30 | while IFS= read -r line; do say "$tag-TIMING:$nonce:chain $line"; done
-  [ -f /run/guestforge/cloud-init-stages ] && while IFS= read -r line; do say "$tag-TIMING:$nonce:cloud-init $line"; done < /run/guestforge/cloud-init-stages
-fi
 # `build --on-error keep`: after a failure only, open the build VM to its admin
 # with what the seed carries beside user-data (a one-time root password, an SSH
 # key) and stay up. A build VM that succeeds never reads them, so they reach no
@@ -127,7 +116,20 @@ for d in /var/lib/cloud/instances/*/; do
   rm -rf "$d"user-data.txt* "$d"vendor-data*.txt* "$d"cloud-config.txt "$d"vendor-cloud-config.txt "$d"obj.pkl "$d"scripts
 done
 rm -rf /var/lib/guestforge/commands
+# The guest's clock at the result line, so the host can tell the time before the kernel from it.
+up=$(cut -d' ' -f1 /proc/uptime)
 say "$tag-RESULT:$nonce:$result${detail:+:$detail}"
+if [ -n "$checks" ]; then
+  # Where the boot's time went (smoke only), after the result: these systemd-analyze runs take
+  # seconds under TCG and are not the boot's. systemd's phase timestamps (systemd-analyze time
+  # refuses while cloud-final still runs), its slowest units, cloud-init's stages.
+  phases=$(systemctl show -p InitRDTimestampMonotonic -p UserspaceTimestampMonotonic 2>/dev/null | tr '\n' ' ')
+  say "$tag-TIMING:$nonce:phases uptime=$up $phases"
+  systemd-analyze blame --no-pager 2>/dev/null | head -n 15 | while IFS= read -r line; do say "$tag-TIMING:$nonce:unit $line"; done
+  # What cloud-config waited for, one unit after the other (its two header lines left out).
+  systemd-analyze critical-chain --no-pager cloud-config.service 2>/dev/null | grep -F '.' | grep -v '^The time' | head -n 30 | while IFS= read -r line; do say "$tag-TIMING:$nonce:chain $line"; done
+  [ -f /run/guestforge/cloud-init-stages ] && while IFS= read -r line; do say "$tag-TIMING:$nonce:cloud-init $line"; done < /run/guestforge/cloud-init-stages
+fi
 if [ -n "$checks" ] && command -v systemd-run > /dev/null 2>&1 && command -v systemd-analyze > /dev/null 2>&1; then
   # Smoke: the boot's plot for the host. systemd-analyze plot wants the boot finished, and it is
   # not while cloud-final runs this script: a service of its own (simple, so its start job ends at

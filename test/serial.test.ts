@@ -93,6 +93,14 @@ serial('GRUB\'s loading lines split the time before the kernel', () => {
   assert.equal(parseBootTiming([phases], 80_000, { kernelMs: 6500, initrdMs: 30_000 }).beforeKernel, { firmwareMs: 6500 }, 'an initramfs line after the kernel started');
   assert.is(parseBootTiming([phases], 80_000).beforeKernel, undefined);
 });
+serial('report.sh reads the guest\'s clock just before the result line and times the boot after it', async () => {
+  // The uptime says when the kernel started only if it is read when the host sees the result; the
+  // systemd-analyze runs take seconds under TCG, so they come after it (and out of the smoke result).
+  const report = await readFile(join(import.meta.dirname, '..', 'cloud-init', 'report.sh'), 'utf8');
+  const at = (text: string) => report.lastIndexOf(text);
+  assert.ok(at("up=$(cut -d' ' -f1 /proc/uptime)\nsay \"$tag-RESULT:") > 0, 'uptime read right before the last result line');
+  assert.ok(at('say "$tag-RESULT:') < at('TIMING:$nonce:phases uptime=$up') && at('say "$tag-RESULT:') < at('systemd-analyze blame'), 'timing after the result');
+});
 serial('the smoke VM\'s boot plot: gzip in base64 lines, then end; decoded, bounded and checked like the rehearsal\'s', async () => {
   const svg = await readFile(join(import.meta.dirname, 'fixtures', 'systemd-plot.svg'), 'utf8');
   const lines = (text: string | Buffer) => [...(gzipSync(text).toString('base64').match(/.{1,64}/g) ?? []), 'end'];
@@ -167,8 +175,9 @@ watch('a login prompt and no started line from the seed: fails as no-cloud-init,
     assert.ok(grub.bootLoader.kernelMs !== undefined && grub.bootLoader.initrdMs !== undefined && grub.bootLoader.kernelMs <= grub.bootLoader.initrdMs, JSON.stringify(grub.bootLoader));
     assert.ok(grub.bootLoader.initrdMs! <= grub.resultMs!, 'seen when the watcher read them, before the result');
     assert.equal(grub.plot, [], 'no plot lines');
-    const plotted = await bootVm(spec, options, scriptedVm(['GUESTFORGE-STARTED:n1', 'GUESTFORGE-PLOT:n1:AAAA', 'GUESTFORGE-RESULT:n1:ok', 'GUESTFORGE-PLOT:n1:H4sI', 'GUESTFORGE-PLOT:n1:end', 'GUESTFORGE-PLOT:n1:BBBB'], true));
+    const plotted = await bootVm(spec, options, scriptedVm(['GUESTFORGE-STARTED:n1', 'GUESTFORGE-PLOT:n1:AAAA', 'GUESTFORGE-RESULT:n1:ok', 'GUESTFORGE-TIMING:n1:phases uptime=1.0', 'GUESTFORGE-PLOT:n1:H4sI', 'GUESTFORGE-PLOT:n1:end', 'GUESTFORGE-PLOT:n1:BBBB'], true));
     assert.equal(plotted.plot, ['H4sI', 'end'], 'after the result only, up to its end line');
+    assert.equal(plotted.timing, ['phases uptime=1.0'], 'the timing lines follow the result');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

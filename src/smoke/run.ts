@@ -79,7 +79,8 @@ export async function smokeImage(image: DiskRef, options: SmokeOptions): Promise
         log: options.log,
         signal: options.signal,
         onLine: (line) => {
-          options.log.detail(`console: ${line}`);
+          // The plot's base64 lines are in the console log; build.log gets the words only.
+          if (!line.includes('GUESTFORGE-PLOT:')) options.log.detail(`console: ${line}`);
           if (/\blogin:\s*$/.test(line)) options.step?.update('login prompt');
           else if (/Cloud-init v\. \S+ finished/.test(line)) options.step?.update('cloud-init finished');
         },

@@ -87,6 +87,9 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
   const warnings: string[] = [];
   const timing: string[] = [];
   const bootLoader: BootOutcome['bootLoader'] = {};
+  const keepTiming = (text: string) => {
+    if (timing.length < 64 && text.length <= 512) timing.push(text);
+  };
   const plot: string[] = [];
   // After the result only (it would not count before), once, bounded; a line after "end" is not the plot's.
   const keepPlot = (chunk: string) => {
@@ -119,7 +122,7 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
         if (event.kind === 'kept') opened = true;
         if (event.kind === 'check') checks.push(event.check);
         else if (event.kind === 'warn') warnings.push(event.message);
-        else if (event.kind === 'timing' && timing.length < 64 && event.text.length <= 512) timing.push(event.text);
+        else if (event.kind === 'timing') keepTiming(event.text);
         else if (event.kind === 'result' && !result) result = { ...event, at: Date.now() };
         else if (event.kind === 'started') seedRead = true;
         else if (event.kind === 'login') loginAt ??= Date.now();
@@ -169,10 +172,11 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
   const keep = Boolean(options.keepOnFailure && vm.release && stillRunning && failure !== 'interrupted' && (failure || (result && !result.ok)));
   if (!keep) await vm.stop();
   await vm.sync?.().catch(() => undefined);
-  // What came after the last poll: the plot's last lines are written just before the power-off.
+  // What came after the last poll: the smoke VM's timing and plot lines follow its result, just before the power-off.
   for (const line of await tail.poll()) {
     const event = parseSerialLine(line, options.nonce);
     if (event?.kind === 'plot') keepPlot(event.chunk);
+    else if (event?.kind === 'timing') keepTiming(event.text);
   }
 
   if (!failure) {
