@@ -4,8 +4,9 @@
  * the second the image's smoke boot split into firmware + GRUB, kernel and
  * userspace to the smoke result, with the rehearsal's job-ready and
  * cloud-init-done marked on the same axis (a separate boot of the same image,
- * as a cluster node boots it). The axis is in seconds, with the floor's
- * multiples marked: what an admin deciding what to cut wants to see.
+ * as a cluster node boots it). The axis is in seconds, with the targets' floor
+ * multiples marked (4× for the smoke result, 5× for job-ready): what an admin
+ * deciding what to cut wants to see.
  */
 
 export interface ChartImage {
@@ -38,7 +39,8 @@ export function bootChart(images: ChartImage[], title: string): string {
   const gap = 52;
   const height = top + images.length * (rowH * 2 + gap) + 70;
   out.push(`<?xml version="1.0" encoding="UTF-8"?>`);
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${left + width + 60}" height="${height}" font-family="sans-serif" font-size="12">`);
+  // Room on the right for the words at the end of the longest bar.
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${left + width + 240}" height="${height}" font-family="sans-serif" font-size="12">`);
   out.push(`<rect width="100%" height="100%" fill="#ffffff"/>`);
   out.push(`<text x="10" y="22" font-size="15" font-weight="bold">${esc(title)}</text>`);
   // The axis: a line every 20 s.
@@ -65,6 +67,14 @@ export function bootChart(images: ChartImage[], title: string): string {
       at += s(ms);
     }
     if (at > 0) out.push(`<text x="${(x(at) + 4).toFixed(1)}" y="${bootY + 13}" fill="#333">smoke result ${at.toFixed(1)} s${times(at * 1000)}</text>`);
+    // Issue 34's targets on the same axis: the smoke result at 4× the floor, job-ready at 5×.
+    if (image.floorMs !== undefined) {
+      for (const [k, label] of [[4, 'smoke target'], [5, 'job-ready target']] as const) {
+        const tx = x(k * s(image.floorMs));
+        out.push(`<line x1="${tx.toFixed(1)}" y1="${y + rowH - 2}" x2="${tx.toFixed(1)}" y2="${bootY + rowH - 4}" stroke="#333" stroke-dasharray="3,3"/>`);
+        out.push(`<text x="${(tx + 3).toFixed(1)}" y="${y + rowH - 4 - (k - 4) * 11}" font-size="10" fill="#333">${k}× floor: ${label}</text>`);
+      }
+    }
     // The rehearsal's marks, on the same axis.
     const marks = [['jobReady', image.jobReadyMs, 'job-ready'], ['cloudInit', image.cloudInitDoneMs, 'cloud-init done']] as const;
     for (const [i, [key, ms, label]] of marks.entries()) {

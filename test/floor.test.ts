@@ -54,6 +54,11 @@ floor('the boot chart: bars to scale on one axis, each figure as seconds and a m
   assert.match(svg, /cloud-init done 200\.0 s \(50\.0×\)/);
   assert.match(svg, />200 s</, 'the axis reaches the longest figure');
   assert.is((svg.match(/>floor</g) ?? []).length, 2, 'a floor bar per image');
+  // The targets on the same axis, from each image's own floor: 4 × 4 s and 5 × 4 s.
+  const dash = (label: string) => Number(new RegExp(`x="([\\d.]+)" y="[\\d.-]+" font-size="10" fill="#333">${label}`).exec(svg)?.[1]);
+  const zero = Number(/<rect x="([\d.]+)" y="\d+" width="[\d.]+" height="\d+" fill="#9e9e9e"/.exec(svg)?.[1]);
+  const floorWidth = width('#9e9e9e');
+  assert.ok(Math.abs((dash('4× floor: smoke target') - 3 - zero) / floorWidth - 4) < 0.01 && Math.abs((dash('5× floor: job-ready target') - 3 - zero) / floorWidth - 5) < 0.01, `${dash('4× floor: smoke target')} ${zero} ${floorWidth}`);
 });
 
 floor('the bench\'s diskimage-builder run: the profile\'s suite, mirror and packages, like for like', () => {
