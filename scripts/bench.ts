@@ -48,7 +48,7 @@
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { mirrorLines } from '../src/host/apt-sources.ts';
 import { execa } from 'execa';
@@ -58,7 +58,7 @@ import { GuestSession } from '../src/guestfs/session.ts';
 import { mountGuest } from '../src/verify/mount.ts';
 import { floorBoot, floorInitramfs, imageKernel } from './floor.ts';
 import { bootChart } from './boot-chart.ts';
-import { dibInvocation } from './dib.ts';
+import { baselineToolsHook, dibInvocation } from './dib.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const { values, positionals } = parseArgs({
@@ -115,10 +115,13 @@ interface RehearseReport {
   checks?: { id: string; status: string; detail: string }[];
 }
 
+let rehearsals = 0;
 /** A rehearsal at `nodes` VMs (with the shipped cluster file unless `args` names another) and its figures. */
 async function rehearse(image: string, nodes: number, args: string[] = []): Promise<RehearseReport> {
   process.stderr.write(`bench: rehearse ${image} --nodes ${nodes} ${args.join(' ')}\n`);
-  const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'rehearse', image, '--json', '--nodes', String(nodes), ...args], { env: { XDG_CACHE_HOME: cache, CI: '1' }, reject: false, all: false });
+  // Its logs (consoles, each VM's boot plot) beside the builds' (--out keeps them).
+  const logDir = join(outRoot, `rehearse-${basename(image, '.qcow2')}-${nodes}${args.length ? `-${rehearsals += 1}` : ''}`);
+  const r = await execa('node', [join(root, 'bin', 'guestforge.js'), 'rehearse', image, '--json', '--nodes', String(nodes), '--log-dir', logDir, ...args], { env: { XDG_CACHE_HOME: cache, CI: '1' }, reject: false, all: false });
   const report = JSON.parse(r.stdout || '{}') as RehearseReport;
   const or = (ms?: number) => (ms !== undefined ? `${secs(ms)}${runFloorMs ? ` (${(ms / runFloorMs).toFixed(1)}× the floor)` : ''}` : '—');
   console.log(`\nrehearse ${image}, ${nodes} node(s)${args.length ? ` ${args.join(' ')}` : ''} (${report.ok ? 'passed' : `FAILED, exit ${r.exitCode}: ${(report.checks ?? []).filter((c) => c.status === 'fail').map((c) => c.id).join(', ') || r.stderr.trim().split('\n').pop()}`})`);
@@ -176,10 +179,20 @@ async function dib(): Promise<DibFigures | undefined> {
   const deviceMapper = (await execa('dmsetup', ['version'], { reject: false })).exitCode === 0;
   const out = join(outRoot, 'dib', 'debian-dib');
   const packages = [...bootstrap.packages, ...p.packages];
-  const d = dibInvocation({ suite: bootstrap.suite, packages }, await mirrorLines(bootstrap.suite, bootstrap.mirror), deviceMapper, out);
+  const elements = join(work, 'dib-elements');
+  const d = dibInvocation({ suite: bootstrap.suite, packages }, await mirrorLines(bootstrap.suite, bootstrap.mirror), deviceMapper, out, elements, join(work, 'dib-cache'));
+  if (d.overrideBase) {
+    // The host's own base element, copied, with the one hook this suite breaks replaced (scripts/dib.ts).
+    const installed = (await execa('python3', ['-c', 'import diskimage_builder, os; print(os.path.dirname(diskimage_builder.__file__))'])).stdout.trim();
+    await execa('mkdir', ['-p', elements]);
+    await execa('cp', ['-r', '--', join(installed, 'elements', 'base'), join(elements, 'base')]);
+    await writeFile(join(elements, 'base', 'pre-install.d', '03-baseline-tools'), baselineToolsHook, { mode: 0o755 });
+    process.stderr.write(`bench: diskimage-builder's base element with its baseline tools for ${bootstrap.suite} (${elements})\n`);
+  }
   process.stderr.write(`bench: disk-image-create ${d.argv.join(' ')}${d.note ? `; ${d.note}` : ''}\n`);
   const started = Date.now();
   const r = await execa('disk-image-create', d.argv, { env: d.env, reject: false, all: true });
+  await rm(elements, { recursive: true, force: true });
   const ms = Date.now() - started;
   if (r.exitCode !== 0) {
     process.stderr.write(`${r.all?.slice(-2000)}\nbench: diskimage-builder failed (exit ${r.exitCode}): no comparison\n`);

@@ -13,6 +13,8 @@ export interface DibProfile {
 
 export interface DibInvocation {
   argv: string[];
+  /** An element folder to put in front of diskimage-builder's own (ELEMENTS_PATH), when the suite needs one. */
+  overrideBase: boolean;
   env: Record<string, string>;
   elements: string[];
   /** Why the comparison is not quite like for like, when it is not. */
@@ -25,17 +27,36 @@ export interface DibInvocation {
  * (kpartx needs the kernel's device-mapper: without it, one filesystem on the whole disk, no boot
  * loader, so the image is timed and sized but not booted).
  */
-export function dibInvocation(p: DibProfile, lines: string[], deviceMapper: boolean, out: string): DibInvocation {
+/** The suites Debian 12's diskimage-builder (3.13) builds as it is: its base element's baseline tools exist there. */
+const dibKnownSuites = new Set(['buster', 'bullseye', 'bookworm']);
+
+/**
+ * The one hook of diskimage-builder 3.13's base element that a later suite breaks: it installs
+ * software-properties-common, which trixie dropped. The bench runs a copy of the host's base
+ * element with this hook in its place (the same apt update, the package that still exists).
+ */
+export const baselineToolsHook = '#!/bin/bash\n# guestforge bench: the baseline tools without software-properties-common (gone in trixie).\nset -eu -o pipefail\napt-get -y update\ninstall-packages apt-transport-https\n';
+
+/**
+ * `cache`: diskimage-builder's own cache (DIB_IMAGE_CACHE), fresh per run like guestforge's stage
+ * cache, so both builds start from nothing (its default, ~/.cache/image-create, keeps the
+ * bootstrapped tree between runs).
+ */
+export function dibInvocation(p: DibProfile, lines: string[], deviceMapper: boolean, out: string, elementsPath?: string, cache?: string): DibInvocation {
   const uriOf = (suite: string) => lines.map((l) => l.split(' ')).find((f) => f[2] === suite)?.[1];
   const mirror = uriOf(p.suite);
   const security = uriOf(`${p.suite}-security`);
   const elements = ['debian-minimal', ...(deviceMapper ? ['vm'] : []), 'cloud-init-datasources'];
   const packages = [...new Set(p.packages)];
+  const overrideBase = !dibKnownSuites.has(p.suite);
   return {
+    overrideBase,
     argv: ['-o', out, '-t', 'qcow2', ...(packages.length ? ['-p', packages.join(',')] : []), ...elements],
     env: {
       DIB_RELEASE: p.suite,
       DIB_CLOUD_INIT_DATASOURCES: 'NoCloud',
+      ...(overrideBase && elementsPath ? { ELEMENTS_PATH: elementsPath } : {}),
+      ...(cache ? { DIB_IMAGE_CACHE: cache } : {}),
       ...(mirror ? { DIB_DISTRIBUTION_MIRROR: mirror } : {}),
       // diskimage-builder 3.13 (Debian 12's) names the security suite "<suite>-security" for bullseye only.
       ...(security ? { DIB_DEBIAN_SECURITY_MIRROR: security, DIB_DEBIAN_SECURITY_SUBPATH: '-security' } : {}),

@@ -11,7 +11,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { floorArgs, floorBoot, floorInit, floorInitramfs, floorMarker } from '../scripts/floor.ts';
 import { bootChart } from '../scripts/boot-chart.ts';
-import { dibInvocation } from '../scripts/dib.ts';
+import { baselineToolsHook, dibInvocation } from '../scripts/dib.ts';
 import { timed } from './helpers/timing.ts';
 
 const floor = timed(suite('the bench\'s floor boot'));
@@ -70,6 +70,13 @@ floor('the bench\'s diskimage-builder run: the profile\'s suite, mirror and pack
     DIB_DEBIAN_SECURITY_MIRROR: 'http://mirror.example/debian-security', DIB_DEBIAN_SECURITY_SUBPATH: '-security',
   });
   assert.is(d.note, undefined);
+  assert.ok(d.overrideBase, 'trixie: diskimage-builder 3.13\'s base element names a package trixie dropped');
+  assert.is(dibInvocation({ suite: 'trixie', packages: [] }, lines, true, '/w/dib', '/w/elements').env.ELEMENTS_PATH, '/w/elements');
+  assert.is(dibInvocation({ suite: 'trixie', packages: [] }, lines, true, '/w/dib', '/w/elements', '/w/dib-cache').env.DIB_IMAGE_CACHE, '/w/dib-cache', 'its own cache, fresh like ours');
+  assert.not.ok(dibInvocation({ suite: 'bookworm', packages: [] }, lines, true, '/w/dib', '/w/elements').overrideBase, 'bookworm: as it is');
+  assert.is(dibInvocation({ suite: 'bookworm', packages: [] }, lines, true, '/w/dib', '/w/elements').env.ELEMENTS_PATH, undefined);
+  assert.match(baselineToolsHook, /^#!\/bin\/bash\n[\s\S]*apt-get -y update\ninstall-packages apt-transport-https\n$/);
+  assert.not.match(baselineToolsHook, /software-properties-common\n/);
   const flat = dibInvocation({ suite: 'bookworm', packages: [] }, [], false, '/w/dib');
   assert.equal(flat.elements, ['debian-minimal', 'cloud-init-datasources'], 'no device-mapper: no vm element');
   assert.not.ok(flat.argv.includes('-p'), 'no packages: no -p');
