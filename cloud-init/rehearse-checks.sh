@@ -66,10 +66,11 @@ packages_seconds() {
   grep -a -E 'finish: modules-final/config-package[-_]update[-_]upgrade[-_]install: SUCCESS:' "${CLOUD_INIT_LOG:-/var/log/cloud-init.log}" 2>/dev/null | tail -n 1 | sed -n 's/.*took \([0-9.]*\) seconds.*/\1/p'
 }
 # What the cluster's own runcmd lines cost before these checks (host keys, sshd's restart): from
-# cloud-init's start of the runcmd script (scripts-user) to now, by cloud-init.log's clock.
+# cloud-init's start of the runcmd script (scripts-user) to now. cloud-init stamps its log in UTC,
+# whatever the guest's timezone (the cluster's user-data may set one).
 runcmd_seconds() {
   start=$(grep -a -E 'start: modules-final/config-scripts[-_]user:' "${CLOUD_INIT_LOG:-/var/log/cloud-init.log}" 2>/dev/null | tail -n 1 | cut -c1-23 | tr , .)
-  [ -n "$start" ] && start=$(date -d "$start" +%s.%N 2>/dev/null) || return 0
+  [ -n "$start" ] && start=$(date -u -d "$start UTC" +%s.%N 2>/dev/null) || return 0
   awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f\n", b - a }'
 }
 runcmd_took=$(runcmd_seconds)

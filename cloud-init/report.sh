@@ -2,7 +2,8 @@
 # guestforge result reporter. Runs as cloud-init's power_state condition, i.e.
 # after cloud-init has finished, prints one result line to the serial console
 # and exits 0 so the VM powers off either way (a failed build VM kept for
-# debugging excepted: see below).
+# debugging excepted: see below; a smoke VM powers off once its boot plot is
+# sent, and says exit 1 so that cloud-init does not).
 #   report.sh NONCE [CHECKS_SCRIPT]
 nonce=$1
 checks=${2:-}
@@ -134,8 +135,10 @@ if [ -n "$checks" ] && command -v systemd-run > /dev/null 2>&1 && command -v sys
   # Smoke: the boot's plot for the host. systemd-analyze plot wants the boot finished, and it is
   # not while cloud-final runs this script: a service of its own (simple, so its start job ends at
   # once) waits for that, a minute at most, sends the plot after the result (gzip, base64, then
-  # "end") and powers off, instead of cloud-init (exit 1: its condition false).
-  plot="timeout 60 systemctl is-system-running --wait > /dev/null 2>&1; systemd-analyze plot 2> /dev/null | head -c 4000000 | gzip -9 | base64 -w 64 | sed 's/^/$tag-PLOT:$nonce:/' > $console; echo $tag-PLOT:$nonce:end > $console; systemctl poweroff"
-  systemd-run --quiet --no-block --unit guestforge-plot sh -c "$plot" > /dev/null 2>&1 && exit 1
+  # "end"; "none" when it could not make one), and the VM powers off when the service ends, however
+  # it ends, within 90 s (instead of cloud-init: exit 1, its condition false). No "$" inside: systemd
+  # would expand it.
+  plot="timeout 60 systemctl is-system-running --wait > /dev/null 2>&1; systemd-analyze plot > /run/guestforge/plot.svg 2> /dev/null && test -s /run/guestforge/plot.svg && head -c 4000000 /run/guestforge/plot.svg | gzip -9 | base64 -w 64 | sed 's/^/$tag-PLOT:$nonce:/' > $console && echo $tag-PLOT:$nonce:end > $console || echo $tag-PLOT:$nonce:none > $console"
+  systemd-run --quiet --no-block --unit guestforge-plot -p RuntimeMaxSec=90 -p SuccessAction=poweroff -p FailureAction=poweroff sh -c "$plot" > /dev/null 2>&1 && exit 1
 fi
 exit 0

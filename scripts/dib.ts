@@ -21,12 +21,6 @@ export interface DibInvocation {
   note?: string;
 }
 
-/**
- * diskimage-builder's argv and environment. `lines` are the one-line apt sources of the suite and
- * its companions (mirrorLines); `deviceMapper` says whether its vm element can partition a disk
- * (kpartx needs the kernel's device-mapper: without it, one filesystem on the whole disk, no boot
- * loader, so the image is timed and sized but not booted).
- */
 /** The suites Debian 12's diskimage-builder (3.13) builds as it is: its base element's baseline tools exist there. */
 const dibKnownSuites = new Set(['buster', 'bullseye', 'bookworm']);
 
@@ -38,7 +32,11 @@ const dibKnownSuites = new Set(['buster', 'bullseye', 'bookworm']);
 export const baselineToolsHook = '#!/bin/bash\n# guestforge bench: the baseline tools without software-properties-common (gone in trixie).\nset -eu -o pipefail\napt-get -y update\ninstall-packages apt-transport-https\n';
 
 /**
- * `cache`: diskimage-builder's own cache (DIB_IMAGE_CACHE), fresh per run like guestforge's stage
+ * diskimage-builder's argv and environment. `lines` are the one-line apt sources of the suite and
+ * its companions (mirrorLines); `deviceMapper` says whether its vm element can partition a disk
+ * (kpartx needs the kernel's device-mapper: without it, one filesystem on the whole disk, no boot
+ * loader, so the image is timed and sized but not booted); `elementsPath` holds the overriding
+ * base element when the suite needs it; `cache` is diskimage-builder's own cache (DIB_IMAGE_CACHE), fresh per run like guestforge's stage
  * cache, so both builds start from nothing (its default, ~/.cache/image-create, keeps the
  * bootstrapped tree between runs).
  */

@@ -144,7 +144,24 @@ t('the guest\'s boot plot is kept only when it is made of what systemd\'s plot i
     [`${head}<?xml-stylesheet href="http://evil/x.css"?></svg>`, /holds "<\?"/],
     ['Failed to connect to bus: No such file or directory', /not an SVG document/],
     [`${head}${body}`, /cut short/],
+    [`${head}<text>\u009b2J\u007f</text><bad\u009b31m></svg>`, /holds "<bad31m>"/],
   ] as const) assert.match(bootPlotProblem(bad) ?? 'kept', why, bad.slice(-80));
+  // What a hostile guest sends gzipped (4 MB packs into a few KB): every regex meets only bounded tags.
+  const tail = '</svg>\n';
+  for (const [bad, why] of [
+    [`${head}<svg${' '.repeat(3_900_000)}>${tail}`, /tag longer than 4096/],
+    [`${head}${'<style>'.repeat(500_000)}${tail}`, /more than 2 style sheets/],
+    [`${head}${'<rect x="1"  '.repeat(400)}>${tail}`, /tag longer than 4096/],
+    [`${head}<text>${' '.repeat(3_900_000)}</text>${tail}`, undefined],
+    [`${head}<text${' '.repeat(4000)}>x</text>${tail}`, undefined],
+    [`${head}<rect ${'x="1" '.repeat(600)}/>${tail}`, undefined],
+  ] as const) {
+    const started = Date.now();
+    const problem = bootPlotProblem(bad);
+    assert.ok(Date.now() - started < 1000, `${Date.now() - started} ms for ${bad.slice(200, 240)}`);
+    if (why) assert.match(problem ?? 'kept', why);
+    else assert.is(problem, undefined);
+  }
 });
 
 t.after(async () => {

@@ -114,7 +114,10 @@ serial('the smoke VM\'s boot plot: gzip in base64 lines, then end; decoded, boun
   assert.match((plotFromConsole(lines('<svg><script>x</script></svg>')) as { problem: string }).problem, /not an SVG document/);
   assert.match((plotFromConsole(['AAAA', 'end']) as { problem: string }).problem, /not a gzip stream/);
   // A bomb: 5 MB of zeroes gzip to a few KB; cut at 4 MB, not kept.
-  assert.match((plotFromConsole(lines(Buffer.alloc(5_000_000))) as { problem: string }).problem, /at most 4000000 bytes/);
+  assert.match((plotFromConsole(lines(Buffer.alloc(5_000_000))) as { problem: string }).problem, /at most 4000000 bytes \(Cannot create a Buffer larger than 4000000 bytes/);
+  assert.match((plotFromConsole(['none']) as { problem: string }).problem, /could not make it/);
+  assert.equal(parseSerialLine('GUESTFORGE-PLOT:n1:none', 'n1'), { kind: 'plot', chunk: 'none' });
+  assert.is(parseSerialLine(`GUESTFORGE-PLOT:n1:${'A'.repeat(77)}`, 'n1'), undefined, 'longer than base64 lines are');
 });
 serial('the seed\'s started line and the login prompt', () => {
   assert.equal(parseSerialLine('GUESTFORGE-STARTED:n1\r', 'n1'), { kind: 'started' });
@@ -178,6 +181,9 @@ watch('a login prompt and no started line from the seed: fails as no-cloud-init,
     const plotted = await bootVm(spec, options, scriptedVm(['GUESTFORGE-STARTED:n1', 'GUESTFORGE-PLOT:n1:AAAA', 'GUESTFORGE-RESULT:n1:ok', 'GUESTFORGE-TIMING:n1:phases uptime=1.0', 'GUESTFORGE-PLOT:n1:H4sI', 'GUESTFORGE-PLOT:n1:end', 'GUESTFORGE-PLOT:n1:BBBB'], true));
     assert.equal(plotted.plot, ['H4sI', 'end'], 'after the result only, up to its end line');
     assert.equal(plotted.timing, ['phases uptime=1.0'], 'the timing lines follow the result');
+    // A RedHat image reboots once to relabel: the marks are the last boot's.
+    const twice = await bootVm(spec, options, scriptedVm(['  Loading Linux 5.14 ...', '  Loading initial ramdisk ...', 'GUESTFORGE-STARTED:n1', '  Loading Linux 5.14 ...', 'GUESTFORGE-RESULT:n1:ok'], true));
+    assert.ok(twice.bootLoader.kernelMs !== undefined && twice.bootLoader.initrdMs === undefined, JSON.stringify(twice.bootLoader));
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

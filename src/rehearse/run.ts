@@ -136,7 +136,7 @@ function finish(r: Rehearsal): RehearsalReport {
       ...(n.cloudInitDoneMs !== undefined ? { cloudInitDoneMs: n.cloudInitDoneMs } : {}),
     }));
   }
-  // The cluster's own costs inside cloud-init done, as the slowest VM timed them.
+  // The cluster's own costs inside cloud-init done: each the most any VM took (they may be two VMs').
   const cost = (id: string) => Math.max(-1, ...r.nodes.map((n) => secondsField(n, id) ?? -1));
   const [packagesMs, runcmdMs] = [cost('cloud-init.packages'), cost('cloud-init.runcmd')];
   if (packagesMs >= 0 || runcmdMs >= 0) report.clusterCost = { ...(packagesMs >= 0 ? { packagesMs } : {}), ...(runcmdMs >= 0 ? { runcmdMs } : {}) };

@@ -41,7 +41,7 @@ export interface RehearsalReport {
   cloudInitDoneMs?: number;
   /**
    * Two parts of cloud-init done that are the cluster's user-data, as the guest timed them (the
-   * slowest VM's): its boot-time `packages` run (apt-get update, install), and its runcmd lines
+   * most any VM took, each on its own): its boot-time `packages` run (apt-get update, install), and its runcmd lines
    * before our checks (host keys, sshd's restart).
    */
   clusterCost?: { packagesMs?: number; runcmdMs?: number };

@@ -8,6 +8,7 @@
  * instruction. Anything else, however harmless it may be, is refused with what it was.
  */
 import { gunzipSync } from 'node:zlib';
+import { withoutControls } from '../util/text.ts';
 
 /** The most of a plot that is read: systemd's plot of a batch VM's boot is a few hundred KB. */
 export const bootPlotMaxBytes = 4_000_000;
@@ -29,8 +30,30 @@ function attributeAllowed(name: string, value: string): boolean {
   }
 }
 
+/** A piece of the guest's text in a message: short, quoted, and no terminal control (C1 and DEL too). */
 function shown(text: string): string {
-  return JSON.stringify(text.length > 60 ? `${text.slice(0, 60)}…` : text);
+  return JSON.stringify(withoutControls(text.length > 60 ? `${text.slice(0, 60)}…` : text));
+}
+
+/** systemd's tags are short and its plot has one style sheet: longer tags or more sheets are not its. */
+const maxTagChars = 4096;
+const maxStyleSheets = 2;
+
+/**
+ * Linear bounds, checked before any pattern: no tag longer than maxTagChars, every tag closed, at most
+ * maxStyleSheets style sheets. The patterns below then never meet the long runs that make a regex
+ * backtrack (a tag of spaces, thousands of `<style`), which a hostile guest could send gzipped.
+ */
+function boundsProblem(body: string): string | undefined {
+  let styles = 0;
+  for (let at = body.indexOf('<'); at !== -1; at = body.indexOf('<', at + 1)) {
+    const end = body.indexOf('>', at);
+    if (end === -1) return 'holds a tag that never closes';
+    if (end - at > maxTagChars) return `holds a tag longer than ${maxTagChars} characters`;
+    if (body.startsWith('<style', at) && (styles += 1) > maxStyleSheets) return `holds more than ${maxStyleSheets} style sheets`;
+    at = end;
+  }
+  return undefined;
 }
 
 /** Pure: why this text is not a plot to keep, or undefined. */
@@ -38,7 +61,9 @@ export function bootPlotProblem(svg: string): string | undefined {
   const head = new RegExp(`^<\\?xml version="1\\.0"( encoding="UTF-8")?( standalone="no")?\\?>\\s*(${doctype.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}\\s*)?(?=<svg[\\s>])`).exec(svg);
   if (!head) return 'not an SVG document as systemd writes one';
   const body = svg.slice(head[0].length);
-  if (!/<\/svg>\s*$/.test(body)) return 'cut short (more than 4 MB, or the command failed half-way)';
+  if (!/<\/svg>\s*$/.test(body)) return `cut short (more than ${bootPlotMaxBytes} bytes, or the command failed half-way)`;
+  const bounds = boundsProblem(body);
+  if (bounds) return bounds;
   // Comments are inert (systemd writes one); a unit name's \x2d escape is text. Nothing else of XML's.
   const markup = /<\?|<!(?!\[CDATA\[|--)|&#|&(?!(amp|lt|gt|quot|apos);)/.exec(body);
   if (markup) return `holds ${shown(markup[0])}, which systemd's plot never writes`;
@@ -55,8 +80,8 @@ export function bootPlotProblem(svg: string): string | undefined {
     for (const [pair, attribute, value] of rest.matchAll(/\s+([A-Za-z][\w.-]*)="([^"<>]*)"/g)) {
       if (!attributeAllowed(attribute ?? '', value ?? '')) return `holds ${shown(pair.trim())} in ${shown(tag)}, which systemd's plot never writes`;
     }
-    rest = rest.replace(/\s+([A-Za-z][\w.-]*)="([^"<>]*)"/g, '').replace(/\s*\/?\s*$/, '');
-    if (rest !== '') return `holds ${shown(tag)}, which systemd's plot never writes`;
+    rest = rest.replace(/\s+([A-Za-z][\w.-]*)="([^"<>]*)"/g, '').trim();
+    if (rest !== '' && rest !== '/') return `holds ${shown(tag)}, which systemd's plot never writes`;
   }
   return undefined;
 }
@@ -67,6 +92,7 @@ export function bootPlotProblem(svg: string): string | undefined {
  */
 export function plotFromConsole(chunks: readonly string[]): { svg: string } | { problem: string } {
   if (chunks.length === 0) return { problem: 'the guest sent none (no systemd-run, or the boot never finished)' };
+  if (chunks.at(-1) === 'none') return { problem: 'the guest could not make it (systemd-analyze plot failed, or the boot did not finish within a minute)' };
   if (chunks.at(-1) !== 'end') return { problem: 'cut short: the VM stopped before the end line' };
   const text = chunks.slice(0, -1).join('');
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return { problem: 'not base64' };

@@ -1,6 +1,6 @@
 /**
  * Where a smoke boot's time went, from the guest's GUESTFORGE-TIMING lines
- * (cloud-init/report.sh prints them just before its result):
+ * (cloud-init/report.sh prints them just after its result, the uptime read just before it):
  *   phases uptime=<s> InitRDTimestampMonotonic=<µs> UserspaceTimestampMonotonic=<µs>
  *   unit <span> <unit>          systemd-analyze blame, slowest first
  *   cloud-init <stage> <ms>     from /run/cloud-init/status.json

@@ -4,7 +4,8 @@
  * from the serial console. The image itself is never written: the VM runs
  * on a throwaway overlay.
  */
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
+import { writeFileAtomic } from '../util/fs.ts';
 import { join } from 'node:path';
 import { metaData, smokeUserData, type SmokeTarget } from '../cloudinit/userdata.ts';
 import { buildSeedIso } from '../cloudinit/seed.ts';
@@ -52,6 +53,9 @@ export async function smokeImage(image: DiskRef, options: SmokeOptions): Promise
       iso,
     );
     const serialLog = join(options.logDir, 'smoke-console.log');
+    // This boot's plot or none: never an older one beside a new console log.
+    const plotFile = join(options.logDir, 'smoke-boot.svg');
+    await rm(plotFile, { force: true });
     options.step?.update('booting');
     const outcome = await bootVm(
       {
@@ -71,6 +75,8 @@ export async function smokeImage(image: DiskRef, options: SmokeOptions): Promise
       },
       {
         label: 'smoke VM',
+        // After its result the guest times its boot and sends the plot; its plot service powers it off within 90 s.
+        powerOffGraceMs: 150_000,
         // The seed's bootcmd says so on the console; a login prompt without it for a minute: cloud-init never ran.
         startedWithinMs: 60_000,
         nonce: options.nonce,
@@ -88,17 +94,15 @@ export async function smokeImage(image: DiskRef, options: SmokeOptions): Promise
       options.starter ?? startQemu,
     );
     // The boot's plot, sent after the result: beside the console log when it is what systemd draws.
-    const plotFile = join(options.logDir, 'smoke-boot.svg');
-    await rm(plotFile, { force: true });
+    // A diagnostic: a plot that cannot be kept is a warning, never the smoke's verdict.
     let bootPlot: string | undefined;
     if (outcome.resultMs !== undefined) {
       const plot = plotFromConsole(outcome.plot);
-      if ('svg' in plot) {
-        await writeFile(plotFile, plot.svg, { mode: 0o600, flag: 'wx' });
-        bootPlot = plotFile;
-      } else {
-        options.log.warn(`smoke: the boot plot (systemd-analyze plot) not kept: ${plot.problem}`);
-      }
+      const problem = 'svg' in plot
+        ? await writeFileAtomic(plotFile, plot.svg, 0o600).then(() => undefined, (error: unknown) => (error as Error).message)
+        : plot.problem;
+      if (problem) options.log.warn(`smoke: the boot plot (systemd-analyze plot) not kept: ${problem}`);
+      else bootPlot = plotFile;
     }
     const detail = outcome.ok
       ? 'all checks passed'

@@ -7,7 +7,7 @@
  *   GUESTFORGE-WARN:<nonce>:<message>
  *   GUESTFORGE-TIMING:<nonce>:<kind> <figures>   (smoke: where the boot's time went)
  *   GUESTFORGE-DATA:<nonce>:<check id> <key> <value>   (a field of that check, for the host to use)
- *   GUESTFORGE-PLOT:<nonce>:<base64>|end   (smoke: the boot's systemd-analyze plot, gzipped, after the result)
+ *   GUESTFORGE-PLOT:<nonce>:<base64>|end|none   (smoke: the boot's systemd-analyze plot, gzipped, after the result)
  * where the nonce is fresh per boot, so stale text cannot pass for a result.
  */
 import { chmod, open, writeFile } from 'node:fs/promises';
@@ -31,7 +31,7 @@ export type SerialEvent =
   | { kind: 'timing'; text: string }
   /** A field a check hands the host (rehearse: the RDMA device the guest made), as a field, not in its words. */
   | { kind: 'data'; id: string; key: string; value: string }
-  /** A line of the smoke VM's boot plot (gzip in base64), or "end" after the last. */
+  /** A line of the smoke VM's boot plot (gzip in base64), "end" after the last, or "none" when the guest made none. */
   | { kind: 'plot'; chunk: string }
   | { kind: 'panic'; line: string }
   /** A failed build VM kept for debugging opened its console to root (report.sh set the one-time password). */
@@ -57,7 +57,7 @@ export function parseSerialLine(line: string, nonce: string): SerialEvent | unde
     if (warn) return { kind: 'warn', message: warn[1] ?? '' };
     const data = new RegExp(`^GUESTFORGE-DATA:${nonce}:(\\S+) ([\\w.-]+) (.*)$`).exec(text);
     if (data) return { kind: 'data', id: data[1]!, key: data[2]!, value: data[3]! };
-    const plot = new RegExp(`^GUESTFORGE-PLOT:${nonce}:([A-Za-z0-9+/=]{1,128}|end)$`).exec(text);
+    const plot = new RegExp(`^GUESTFORGE-PLOT:${nonce}:([A-Za-z0-9+/=]{1,76}|end|none)$`).exec(text);
     if (plot) return { kind: 'plot', chunk: plot[1]! };
     const timing = new RegExp(`^GUESTFORGE-TIMING:${nonce}:(.*)$`).exec(text);
     if (timing) return { kind: 'timing', text: timing[1] ?? '' };
@@ -116,7 +116,8 @@ export class SerialTail {
   /** The last n non-empty lines, for error reports. */
   tail(n: number): string[] {
     const all = this.partial ? [...this.lines, cleanLine(this.partial)] : this.lines;
-    return all.filter((l) => l.trim() !== '').slice(-n);
+    // The smoke VM's plot comes in base64 lines after its result: they would crowd out what matters.
+    return all.filter((l) => l.trim() !== '' && !l.includes('GUESTFORGE-PLOT:')).slice(-n);
   }
 }
 

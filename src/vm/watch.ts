@@ -59,7 +59,7 @@ export interface BootOutcome {
 }
 
 const pollMs = 500;
-/** 64-character lines of base64: 6 MB, more than a plot of bootPlotMaxBytes gzipped. */
+/** Lines of at most 76 characters of base64 (64 as the guest writes them): 7.6 MB, more than bootPlotMaxBytes gzipped. */
 const plotMaxChunks = 100_000;
 
 export async function bootVm(spec: VmSpec, options: WatchOptions, starter: VmStarter): Promise<BootOutcome> {
@@ -91,9 +91,10 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
     if (timing.length < 64 && text.length <= 512) timing.push(text);
   };
   const plot: string[] = [];
-  // After the result only (it would not count before), once, bounded; a line after "end" is not the plot's.
+  // After the result only (it would not count before), once, bounded; a line after "end" or "none" is not the plot's.
   const keepPlot = (chunk: string) => {
-    if (result && plot.at(-1) !== 'end' && plot.length < plotMaxChunks) plot.push(chunk);
+    const last = plot.at(-1);
+    if (result && last !== 'end' && last !== 'none' && plot.length < plotMaxChunks) plot.push(chunk);
   };
   let lastOutput = Date.now();
   let result: { ok: boolean; detail: string; at: number } | undefined;
@@ -113,8 +114,12 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
       for (const line of await tail.poll()) {
         lastOutput = Date.now();
         options.onLine?.(line);
+        // GRUB's marks of the last boot before the result (a RedHat image reboots once to relabel).
         const mark = result ? undefined : bootLoaderMark(line);
-        if (mark) bootLoader[`${mark}Ms`] ??= lastOutput - started;
+        if (mark === 'kernel') {
+          bootLoader.kernelMs = lastOutput - started;
+          delete bootLoader.initrdMs;
+        } else if (mark === 'initrd') bootLoader.initrdMs ??= lastOutput - started;
         const event = parseSerialLine(line, options.nonce);
         if (!event) continue;
         if (event.kind === 'plot') keepPlot(event.chunk);
@@ -174,6 +179,7 @@ async function watch(vm: VmRunner, spec: VmSpec, options: WatchOptions, started:
   await vm.sync?.().catch(() => undefined);
   // What came after the last poll: the smoke VM's timing and plot lines follow its result, just before the power-off.
   for (const line of await tail.poll()) {
+    options.onLine?.(line);
     const event = parseSerialLine(line, options.nonce);
     if (event?.kind === 'plot') keepPlot(event.chunk);
     else if (event?.kind === 'timing') keepTiming(event.text);
