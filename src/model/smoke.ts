@@ -6,6 +6,9 @@ export interface CheckLine {
   detail: string;
 }
 
+/** When GRUB's "Loading Linux" and "Loading initial ramdisk" lines were first seen, from qemu's start (vm/watch.ts). */
+export interface BootLoaderMarks { kernelMs?: number; initrdMs?: number }
+
 /** Where a smoke boot's time went, from the guest's GUESTFORGE-TIMING lines (smoke/boot-timing.ts parses them). */
 export interface BootTiming {
   /** Host: from qemu's start to the kernel's (firmware, boot loader), i.e. time to result minus the guest's uptime. */

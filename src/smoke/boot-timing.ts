@@ -7,7 +7,7 @@
  *   chain <tree> <unit> [@<at>] [+<took>]   systemd-analyze critical-chain to cloud-config.service
  * Pure: the smoke runner adds the host's view (time to the result line).
  */
-import type { BootTiming } from '../model/smoke.ts';
+import type { BootLoaderMarks, BootTiming } from '../model/smoke.ts';
 
 const spanUnits: Record<string, number> = { h: 3_600_000, min: 60_000, s: 1000, ms: 1, us: 0.001, 'µs': 0.001 };
 
@@ -23,9 +23,6 @@ export function parseSystemdSpan(text: string): number | undefined {
   }
   return Math.round(ms);
 }
-
-/** When GRUB's console lines were first seen, from qemu's start (vm/watch.ts). */
-export interface BootLoaderMarks { kernelMs?: number; initrdMs?: number }
 
 export function parseBootTiming(lines: readonly string[], resultMs?: number, loader: BootLoaderMarks = {}): BootTiming {
   const timing: BootTiming = { units: [], cloudInit: [], chain: [] };

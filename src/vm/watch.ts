@@ -6,7 +6,7 @@
 import { UserError } from '../errors.ts';
 import { shellQuote } from '../exec/run.ts';
 import type { Logger } from '../log.ts';
-import type { CheckLine } from '../model/smoke.ts';
+import type { BootLoaderMarks, CheckLine } from '../model/smoke.ts';
 import type { VmSpec } from './qemu-args.ts';
 import { stopKeptVm } from './qemu.ts';
 import type { RunningVm, VmRunner, VmStarter } from './runner.ts';
@@ -48,8 +48,8 @@ export interface BootOutcome {
   resultMs?: number;
   /** The boot plot's lines after the result (smoke; smoke/boot-plot.ts decodes them), at most plotMaxChunks. */
   plot: string[];
-  /** From start to GRUB's "Loading Linux" and "Loading initial ramdisk" lines, first seen (to the watcher's poll). */
-  bootLoader: { kernelMs?: number; initrdMs?: number };
+  /** GRUB's lines of the last boot before the result, to the watcher's poll. */
+  bootLoader: BootLoaderMarks;
   totalMs: number;
   consoleTail: string[];
   serialLog: string;
