@@ -53,6 +53,7 @@ import { parseArgs } from 'node:util';
 import { mirrorLines } from '../src/host/apt-sources.ts';
 import { execa } from 'execa';
 import { formatBootTiming } from '../src/smoke/boot-timing.ts';
+import { clusterCostLine } from '../src/rehearse/report.ts';
 import type { BootTiming } from '../src/model/smoke.ts';
 import { GuestSession } from '../src/guestfs/session.ts';
 import { mountGuest } from '../src/verify/mount.ts';
@@ -127,8 +128,8 @@ async function rehearse(image: string, nodes: number, args: string[] = []): Prom
   console.log(`\nrehearse ${image}, ${nodes} node(s)${args.length ? ` ${args.join(' ')}` : ''} (${report.ok ? 'passed' : `FAILED, exit ${r.exitCode}: ${(report.checks ?? []).filter((c) => c.status === 'fail').map((c) => c.id).join(', ') || r.stderr.trim().split('\n').pop()}`})`);
   console.log(`  job-ready  ${or(report.jobReadyMs)}  VM start → SSH as the job owner works${nodes > 1 ? ' (the slowest VM; they boot side by side)' : ''}`);
   console.log(`  cloud-init ${or(report.cloudInitDoneMs)}  VM start → cloud-init status --wait returned`);
-  const cost = report.clusterCost;
-  if (cost) console.log(`    of which the cluster's user-data: boot-time packages ${cost.packagesMs !== undefined ? secs(cost.packagesMs) : '—'}, runcmd before the checks (host keys, sshd restart) ${cost.runcmdMs !== undefined ? secs(cost.runcmdMs) : '—'}`);
+  const cost = clusterCostLine(report);
+  if (cost) console.log(`    ${cost}`);
   console.log(`  job        ${report.jobMs !== undefined ? secs(report.jobMs) : '—'}  the job's wall time (${report.job ? `${report.job.id}, exit ${report.job.exitCode ?? 'none'}` : 'not run'})`);
   console.log(`  job's end  ${or(report.jobEndMs)}  VM start → the job's end`);
   if (nodes > 1) {

@@ -1,10 +1,10 @@
 /** A rehearsal VM's boot plot, fetched over SSH and kept beside the logs when it is what systemd draws (smoke/boot-plot.ts). */
 
-import { rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../exec/run.ts';
 import { bootPlotMaxBytes, bootPlotProblem } from '../smoke/boot-plot.ts';
-import { readUntrusted } from '../util/fs.ts';
+import { readUntrusted, writeFileAtomic } from '../util/fs.ts';
 import { tail } from './job.ts';
 import { sshArgs } from './ssh.ts';
 import type { NodeVm, Rehearsal } from './types.ts';
@@ -22,5 +22,5 @@ export async function keepBootPlot(r: Pick<Rehearsal, 'o' | 'log'>, n: NodeVm): 
   await rm(raw, { force: true });
   const problem = plot.exitCode !== 0 ? `exit ${plot.exitCode}: ${tail(plot.stderr, 1)}` : svg === undefined ? 'nothing came back' : bootPlotProblem(svg);
   if (problem) r.log.warn(`rehearse: ${n.spec?.name ?? 'the VM'}'s boot plot not kept: ${problem}`);
-  else await writeFile(file, svg!, { mode: 0o600, flag: 'wx' });
+  else await writeFileAtomic(file, svg!, 0o600);
 }

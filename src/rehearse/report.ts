@@ -4,14 +4,19 @@ import type { RehearsalReport } from './types.ts';
 
 const s = (ms?: number) => (ms === undefined ? '—' : `${(ms / 1000).toFixed(1)} s`);
 
+/** The cluster's own costs inside cloud-init done, each with its share of it; undefined when the guest timed none. */
+export function clusterCostLine(report: Pick<RehearsalReport, 'clusterCost' | 'cloudInitDoneMs'>): string | undefined {
+  const cost = report.clusterCost;
+  if (!cost) return undefined;
+  const share = (ms?: number) => (ms === undefined ? '—' : `${s(ms)}${report.cloudInitDoneMs ? ` (${Math.round((100 * ms) / report.cloudInitDoneMs)}%)` : ''}`);
+  return `of cloud-init done, the cluster's user-data: boot-time packages ${share(cost.packagesMs)}, runcmd before the checks (host keys, sshd restart) ${share(cost.runcmdMs)}`;
+}
+
 export function formatRehearsal(report: RehearsalReport): string[] {
   const lines = report.checks.map((c) => `${c.status.toUpperCase().padEnd(4)}  ${c.id}  ${c.detail.split('\n').join('\n      ')}`);
   lines.push(`job-ready ${s(report.jobReadyMs)} · cloud-init done ${s(report.cloudInitDoneMs)}${report.nodes ? ' (the slowest VM, from its start)' : ' (from VM start)'} · job ${s(report.jobMs)} · VM start to the job's end ${s(report.jobEndMs)}`);
-  const cost = report.clusterCost;
-  if (cost) {
-    const share = (ms?: number) => (ms === undefined ? '—' : `${s(ms)}${report.cloudInitDoneMs ? ` (${Math.round((100 * ms) / report.cloudInitDoneMs)}%)` : ''}`);
-    lines.push(`of cloud-init done, the cluster's user-data: boot-time packages ${share(cost.packagesMs)}, runcmd before the checks (host keys, sshd restart) ${share(cost.runcmdMs)}`);
-  }
+  const cost = clusterCostLine(report);
+  if (cost) lines.push(cost);
   const job = report.job;
   if (job) {
     lines.push(`job ${job.id} on ${job.node}: ${job.exitCode === undefined ? 'no exit status' : `exit ${job.exitCode}`}, wall ${s(job.wallMs)}; stdout ${job.stdout}, stderr ${job.stderr}`);
