@@ -22,7 +22,7 @@ interface CommandEntry {
 const commands: Record<string, CommandEntry> = {
   build: {
     summary: 'build an image from a profile: base, build VM, clean-up, apps, verify, compress, smoke boot',
-    usage: 'build <profile.yaml> [-o out/] [--no-smoke] [--junit f.xml] [--verbose] [--keep-work] [--no-cache] [--accel auto|kvm|tcg] [--backend qemu|libvirt] [--connect URI] [--json-events] [--sign-key KEY] [--on-error cleanup|keep|ask] [--debug-ssh-key KEY.pub] [--break before:STAGE|after:STAGE] [--package-only (OSv)] [--allow-host-path DIR]...',
+    usage: 'build <profile.yaml> [-o out/] [--no-smoke] [--smoke-firmware bios,uefi,uefi-secure] [--junit f.xml] [--verbose] [--keep-work] [--no-cache] [--accel auto|kvm|tcg] [--backend qemu|libvirt] [--connect URI] [--json-events] [--sign-key KEY] [--on-error cleanup|keep|ask] [--debug-ssh-key KEY.pub] [--break before:STAGE|after:STAGE] [--package-only (OSv)] [--allow-host-path DIR]...',
     load: () => import('./commands/build.ts'),
   },
   builds: {
@@ -51,8 +51,8 @@ const commands: Record<string, CommandEntry> = {
     load: () => import('./commands/debug.ts').then((m) => ({ run: m.discard })),
   },
   smoke: {
-    summary: 'boot an image with a fresh NoCloud seed and check it from inside (an OSv image: judge its console)',
-    usage: 'smoke <image> [--profile p.yaml] [--require vrdma] [--junit f.xml] [--json] [--timeout 10m] [--log-dir d] [--allow-backing] [--verbose] [--allow-host-path DIR]... [--expect REGEX] [--stays-up] (the last two: OSv)',
+    summary: 'boot an image with a fresh NoCloud seed and check it from inside, under each firmware it claims (an OSv image: judge its console)',
+    usage: 'smoke <image> [--profile p.yaml] [--firmware bios|uefi|uefi-secure]... [--require vrdma] [--junit f.xml] [--json] [--timeout 10m] [--log-dir d] [--allow-backing] [--verbose] [--allow-host-path DIR]... [--expect REGEX] [--stays-up] (the last two: OSv)',
     load: () => import('./commands/smoke.ts'),
   },
   rehearse: {
@@ -62,7 +62,7 @@ const commands: Record<string, CommandEntry> = {
   },
   verify: {
     summary: "check any image offline against the cluster's guest requirements",
-    usage: 'verify <image> [--profile p.yaml] [--require vrdma] [--json] [--junit f.xml] [--allow-backing] [--explain RULE] [--allow-host-path DIR]... | verify --explain RULE',
+    usage: 'verify <image> [--profile p.yaml] [--firmware bios|uefi|hybrid] [--require vrdma|no-rocm|secure-boot] [--json] [--junit f.xml] [--allow-backing] [--explain RULE] [--allow-host-path DIR]... | verify --explain RULE',
     load: () => import('./commands/verify.ts'),
   },
   sign: {

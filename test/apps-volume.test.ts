@@ -11,10 +11,10 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadProfileOrThrow } from '../src/loader/index.ts';
-import { appsVolumeFstab, appsVolumeOf, sfdiskScript } from '../src/os/debian/bootstrap.ts';
+import { appsVolumeFstab, appsVolumeOf, diskLayoutOf, espFstab, espMkfsArgs, espVolumeId, grubInstallScript, grubPackages, sfdiskScript } from '../src/os/debian/bootstrap.ts';
 import type { AppsVolume } from '../src/model/disk.ts';
 import { profileBlocker, volumeBlocker, writeAppsVolume } from '../src/stages/apps-volume.ts';
-import { parsePartList } from '../src/stages/seal.ts';
+import { parsePartList } from '../src/verify/parse.ts';
 import { writeAtArgs } from '../src/vm/image.ts';
 import { run } from '../src/exec/run.ts';
 import type { GuestFacts } from '../src/model/facts.ts';
@@ -24,21 +24,75 @@ import { timed } from './helpers/timing.ts';
 const root = join(import.meta.dirname, '..');
 const tmp = await mkdtemp(join(tmpdir(), 'gf-apps-volume-'));
 const t = timed(suite('apps volume (real mke2fs, qemu-img, debugfs)'));
-const { profile } = await loadProfileOrThrow(join(root, 'profiles', 'debian-12-hpc.yaml'));
+const { profile: hybrid } = await loadProfileOrThrow(join(root, 'profiles', 'debian-12-hpc.yaml'));
+// The MBR layout, whose offsets the volume tests below name; the default (hybrid) has its own test.
+const profile: Profile = { ...hybrid, disk: { ...hybrid.disk, firmware: 'bios' } };
 const noStep = { update() {} };
 const mib = 1024 * 1024;
 
-t('a bootstrapped base has a 512 MiB volume first on the disk (partition 2), the root after it (partition 1, last, so it can grow); none for an imported base or appsVolume: none', () => {
-  const volume = appsVolumeOf(profile)!;
+t('a BIOS base has a 512 MiB volume first on the disk (partition 2), the root after it (partition 1, last, so it can grow); none for an imported base or appsVolume: none', () => {
+  const bios = profile;
+  const layout = diskLayoutOf(bios)!;
+  const volume = appsVolumeOf(bios)!;
   assert.equal(volume, { offset: mib, bytes: 512 * mib, label: 'gf-apps', mountpoint: '/opt-vm', fsckPass: 0 });
-  assert.is(sfdiskScript(volume), `label: dos\nstart=${(513 * mib) / 512}, type=83, bootable\nstart=2048, size=${(512 * mib) / 512}, type=83\n`);
-  assert.is(sfdiskScript(undefined), 'label: dos\nstart=2048, type=83, bootable\n');
+  assert.is(sfdiskScript(layout, 'D'), `label: dos\nstart=${(513 * mib) / 512}, type=83, bootable\nstart=2048, size=${(512 * mib) / 512}, type=83\n`);
+  assert.is(sfdiskScript(diskLayoutOf({ ...bios, disk: { ...bios.disk, appsVolume: 'none' } })!, 'D'), 'label: dos\nstart=2048, type=83, bootable\n');
+  assert.is(espFstab(layout), '', 'no ESP on a BIOS disk');
   assert.is(appsVolumeFstab(volume), 'LABEL=gf-apps /opt-vm ext4 defaults,nofail,nodev 0 0\n');
   // Checked at boot when the profile keeps the check.
   assert.is(appsVolumeFstab(appsVolumeOf({ ...profile, boot: { keep: ['boot-no-fsck'] } })!), 'LABEL=gf-apps /opt-vm ext4 defaults,nofail,nodev 0 2\n');
   assert.is(appsVolumeOf({ ...profile, disk: { ...profile.disk, appsVolume: 'none' } }), undefined);
   assert.is(appsVolumeOf({ ...profile, base: { image: { path: '/x.qcow2' } } as Profile['base'] }), undefined);
   assert.is(appsVolumeOf({ ...profile, disk: { ...profile.disk, appsVolume: '100.5M' } })!.bytes, 100 * mib, 'whole MiB');
+});
+
+t('a hybrid base (the default) is GPT: BIOS boot 14 and ESP 15 first, then the apps volume 2, the root 1 last and clear of the backup table; uefi has no BIOS boot partition', () => {
+  const layout = diskLayoutOf(hybrid)!;
+  const size = 4 * 1024 * mib;
+  assert.equal(layout.biosBoot, { offset: mib, bytes: mib });
+  assert.equal(layout.esp, { offset: 2 * mib, bytes: 64 * mib, volumeId: espVolumeId(hybrid) });
+  assert.equal(layout.apps, { offset: 66 * mib, bytes: 512 * mib, label: 'gf-apps', mountpoint: '/opt-vm', fsckPass: 0 });
+  assert.equal(layout.root, { offset: 578 * mib, bytes: size - 578 * mib - mib }, 'the last MiB holds the backup table (33 sectors) and alignment');
+  const script = sfdiskScript(layout, '/w/base.raw');
+  assert.match(script, /^label: gpt\n\/w\/base\.raw1 : start=1183744, size=7202816, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="root"\n/);
+  assert.match(script, /\/w\/base\.raw14 : start=2048, size=2048, type=21686148-6449-6E6F-744E-656564454649/);
+  assert.match(script, /\/w\/base\.raw15 : start=4096, size=131072, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B/);
+  assert.match(espFstab(layout), /^UUID=[0-9A-F]{4}-[0-9A-F]{4} \/boot\/efi vfat umask=0077,noauto,nofail,x-systemd\.automount 0 0\n$/);
+  assert.equal(espMkfsArgs(layout.esp!, 'D').slice(0, 5), ['mkfs.vfat', '-F', '32', '-s', '1'], 'one sector a cluster: FAT32 needs 65525 clusters or firmwares read it as FAT16');
+  assert.is(espVolumeId(hybrid), espVolumeId({ ...hybrid, name: 'other' } as typeof hybrid), 'bases are shared between hybrids: the id comes from what the base is');
+  const uefi = diskLayoutOf({ ...hybrid, disk: { ...hybrid.disk, firmware: 'uefi' } })!;
+  assert.is(uefi.biosBoot, undefined);
+  assert.equal(uefi.esp!.offset, mib);
+  assert.is(uefi.apps!.offset, 65 * mib);
+  // What each firmware installs, and how.
+  assert.equal(grubPackages('bios'), ['grub-pc']);
+  assert.ok(grubPackages('hybrid').includes('grub-cloud-amd64') && grubPackages('hybrid').includes('shim-signed'));
+  assert.ok(grubPackages('uefi').includes('grub-efi-amd64-signed') && !grubPackages('uefi').includes('grub-pc-bin'));
+  assert.match(grubInstallScript('hybrid'), /grub-install --target=i386-pc "\$disk"\ngrub-install --target=x86_64-efi --efi-directory=\/boot\/efi --no-nvram --uefi-secure-boot --force-extra-removable\ntouch \/etc\/grub.d\/enable_cloud\nupdate-grub$/);
+  assert.not.match(grubInstallScript('uefi'), /i386-pc/);
+  assert.not.match(grubInstallScript('bios'), /x86_64-efi/);
+});
+
+t('sfdisk makes the hybrid layout as planned, and mkfs.vfat an ESP that is FAT32 by its cluster count (real sfdisk, mkfs.vfat, fsck.fat)', async () => {
+  const layout = diskLayoutOf(hybrid)!;
+  const raw = join(tmp, 'hybrid.raw');
+  await run(['truncate', '-s', '4G', raw]);
+  await run(['sfdisk', '--quiet', raw], { input: sfdiskScript(layout, raw) });
+  const dump = (await run(['sfdisk', '--json', raw])).stdout;
+  const parts = (JSON.parse(dump) as { partitiontable: { partitions: { node: string; start: number; size: number; type: string }[] } }).partitiontable.partitions;
+  const byNumber = Object.fromEntries(parts.map((p) => [Number(/(\d+)$/.exec(p.node)![1]), { start: p.start * 512, size: p.size * 512, type: p.type }]));
+  assert.equal(byNumber[1], { start: layout.root.offset, size: layout.root.bytes, type: '0FC63DAF-8483-4772-8E79-3D69D8477DE4' });
+  assert.equal(byNumber[2]!.start, layout.apps!.offset);
+  assert.equal(byNumber[14]!.type, '21686148-6449-6E6F-744E-656564454649');
+  assert.equal(byNumber[15], { start: layout.esp!.offset, size: layout.esp!.bytes, type: 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B' });
+  await run(espMkfsArgs(layout.esp!, raw));
+  const esp = join(tmp, 'esp.img');
+  await run(['dd', `if=${raw}`, `of=${esp}`, 'bs=1M', `skip=${layout.esp!.offset / mib}`, `count=${layout.esp!.bytes / mib}`, 'status=none']);
+  const fsck = await run(['fsck.fat', '-n', esp]);
+  assert.not.match(fsck.stdout + fsck.stderr, /less than the required minimum/);
+  assert.match((await run(['file', '-s', esp])).stdout, /FAT \(32 bit\).*serial number 0x([0-9a-f]{8})/i);
+  await rm(raw, { force: true });
+  await rm(esp, { force: true });
 });
 
 t('the volume is written fresh only when every app is inside it, the apps folder is the volume the base made, and the build left nothing there (lost+found is the filesystem\'s own)', () => {

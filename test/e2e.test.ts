@@ -18,6 +18,11 @@ import { timed } from './helpers/timing.ts';
 import { running, waitUntil } from './helpers/wait.ts';
 import { onPty } from './helpers/pty.ts';
 import { run } from '../src/exec/run.ts';
+import { GuestSession } from '../src/guestfs/session.ts';
+import { peFacts } from '../src/verify/boot.ts';
+import { prepareFirmware } from '../src/vm/firmware.ts';
+import { startQemu } from '../src/vm/qemu.ts';
+import { unsignPe } from './helpers/pe.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const cli = join(root, 'bin', 'guestforge.js');
@@ -76,10 +81,30 @@ e2e('build exits 0 with the image, manifest, SHA256SUMS and a passing smoke JUni
   assert.ok(manifest.packages.some((p: { name: string }) => p.name === 'cloud-init'));
   assert.ok(manifest.packages.some((p: { name: string }) => p.name === 'less'), 'profile package installed in the build VM');
   assert.is(manifest.smoke.ok, true);
+  // Smoked under each firmware the hybrid image claims, SeaBIOS then OVMF with Secure Boot enforced, each on a copy
+  // grown by 2 GiB as a cluster grows the disk it copies: growpart moved the root's end, the ESP and apps volume stayed.
+  assert.equal(manifest.smokes.map((s: { firmware: string }) => s.firmware), ['bios', 'uefi-secure']);
+  for (const s of manifest.smokes as { firmware: string; ok: boolean; grownToBytes: number; checks: { id: string; status: string; detail: string }[] }[]) {
+    assert.is(s.ok, true, s.firmware);
+    assert.is(s.grownToBytes, 6 * 1024 ** 3, s.firmware);
+    const passed = new Map(s.checks.filter((c) => c.status === 'pass').map((c) => [c.id, c.detail]));
+    assert.match(passed.get('firmware.booted') ?? '', new RegExp(`booted through ${s.firmware.replace('-secure', '')}`), s.firmware);
+    assert.match(passed.get('disk.grown') ?? 'not passed', /disk 6442450944 bytes; root vda1 grown to \d+ bytes, file system \d+; partitions 2:\d+:\d+ 14:2048:2048 15:4096:131072 unchanged/, s.firmware);
+  }
+  const secure = manifest.smokes[1].checks.find((c: { id: string }) => c.id === 'firmware.secure-boot');
+  assert.is(secure?.status, 'pass', JSON.stringify(secure));
+  assert.match(secure.detail, /SecureBoot variable 1; kernel: Secure boot enabled; lockdown: .*\[integrity\]/i);
+  // What verify read off the disk, and the signed chain's packages, in the manifest and the SBOM.
+  assert.equal(Object.keys(manifest.firmware.bootsUnder).sort(), ['bios', 'uefi']);
+  assert.match(manifest.firmware.bootsUnder.uefi, /EFI\/BOOT\/BOOTX64\.EFI on ESP partition 15, signed, with grubx64\.efi beside it \(shim\)/);
+  assert.is(manifest.firmware.claims, 'hybrid');
+  for (const name of ['shim-signed', 'grub-efi-amd64-signed', 'grub-cloud-amd64']) assert.ok(manifest.firmware.bootChain.some((p: { name: string }) => p.name === name), name);
   // The SBOM and provenance beside it, listed in SHA256SUMS (checked by sha256sum -c below).
   assert.match(manifest.version, /^\d{8}-[0-9a-f]{8}$/);
   const sbom = JSON.parse(await readFile(join(out, 'debian-13-hpc.spdx.json'), 'utf8'));
   assert.is(sbom.spdxVersion, 'SPDX-2.3');
+  assert.match(sbom.packages[0].comment, /^Boots under BIOS and UEFI \(claims hybrid\); Secure Boot: proven by the smoke boot/);
+  assert.match(sbom.packages.find((p: { name: string }) => p.name === 'shim-signed')?.comment ?? '', /boot chain/);
   const cloudInit = manifest.packages.find((p: { name: string }) => p.name === 'cloud-init');
   const sbomCloudInit = sbom.packages.find((p: { name: string }) => p.name === 'cloud-init');
   assert.is(sbomCloudInit?.versionInfo, cloudInit.version, 'the SBOM lists cloud-init with the manifest\'s version');
@@ -124,6 +149,8 @@ e2e('build exits 0 with the image, manifest, SHA256SUMS and a passing smoke JUni
   assert.match(xml, /name="units.failed"/, 'the smoke boot checks that no unit failed');
   assert.match(xml, /name="layout.workspace-writable"/);
   assert.match(xml, /failures="0"/);
+  assert.match(xml, /classname="guestforge\.smoke\.uefi-secure" name="firmware\.secure-boot"/);
+  assert.ok(existsSync(join(out, 'logs', 'debian-13-hpc', 'smoke-console-uefi-secure.log')));
   assert.equal(await qemuUsing(out), []);
   assert.equal(await workLeft(), []);
   // Logs (user-data, console) and cache entries are the owner's only; the image and its manifest are meant to be shared.
@@ -136,6 +163,45 @@ e2e('build exits 0 with the image, manifest, SHA256SUMS and a passing smoke JUni
     const userData = await readFile(join(out, 'logs', 'debian-13-hpc', 'build-user-data.yaml'), 'utf8');
     assert.match(userData, /^#cloud-config/);
   }
+});
+
+e2e('Secure Boot refuses the image with its kernel replaced by an unsigned one (its signature cut off): GRUB asks shim, and nothing of Linux runs', async () => {
+  const dir = join(tmp, 'unsigned');
+  await mkdir(dir, { recursive: true });
+  const overlay = join(dir, 'tampered.qcow2');
+  await run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', join(out, 'debian-13-hpc.qcow2'), '-F', 'qcow2', overlay]);
+  // One guestfish launch: the kernel out, its Authenticode signature cut off as sbattach --remove does, back in.
+  const session = await GuestSession.open([{ path: overlay, format: 'qcow2' }], { accel: 'tcg', smp: 2 });
+  let unsigned: Buffer;
+  try {
+    await session.call('mount', '/dev/sda1', '/');
+    const kernel = (await session.lines('glob-expand', '/boot/vmlinuz-*'))[0]!;
+    await session.call('download', kernel, join(dir, 'vmlinuz'));
+    const signed = await readFile(join(dir, 'vmlinuz'));
+    assert.is(peFacts(new Uint8Array(signed.subarray(0, 4096))).signed, true, 'Debian\'s kernel comes signed');
+    unsigned = unsignPe(signed);
+    await writeFile(join(dir, 'vmlinuz'), unsigned);
+    await session.call('upload', join(dir, 'vmlinuz'), kernel);
+  } finally {
+    await session.close();
+  }
+  assert.is(peFacts(new Uint8Array(unsigned.subarray(0, 4096))).signed, false);
+  const serial = join(dir, 'console.log');
+  const vm = await startQemu({
+    disk: overlay, diskFormat: 'qcow2', memoryMiB: 1024, cpus: 2, accel: 'tcg', serialLog: serial, qmpSocket: join(dir, 'qmp.sock'),
+    unsafeCache: true, isolated: true, uefi: (await prepareFirmware('uefi-secure', join(dir, 'vars.fd')))!,
+  }, 'unsigned-kernel VM');
+  const text = () => readFile(serial, 'latin1').catch(() => '');
+  try {
+    // GRUB gives up after the initrd too, then waits for a key: the refusal is on the console within seconds of the menu.
+    await waitUntil(async () => /you need to load the kernel first/.test(await text()), { alive: async () => !(await vm.stopped()), ceilingMs: 5 * 60_000, everyMs: 1000 });
+  } finally {
+    await vm.stop();
+  }
+  const console = await text();
+  assert.match(console, /Loading Linux [^\n]*\n[\s\S]*error: bad shim signature/, console.slice(-2000));
+  assert.match(console, /error: you need to load the kernel first/);
+  assert.not.match(console, /GUESTFORGE-|cloud-init|login:/, 'nothing of the guest ran');
 });
 
 /** `plan --json`'s cache lines for a profile: what the next build would take from the stage cache. */

@@ -67,7 +67,7 @@ r('a bad cluster file: exit 2 naming file, line, column and field', async () => 
   assert.match(res.all, /bad-cluster\.yaml:3:8 vm\.cpu: expected letters, digits/);
 });
 
-r('the default profile\'s image in a vTorque rehearsal: NFS home and workspace, SSH as the owner, the job with Torque\'s environment; a job that exits 3 fails it with its status and stderr', async () => {
+r('the default profile\'s image in a vTorque rehearsal booted with UEFI (vm.firmware: uefi): NFS home and workspace, SSH as the owner, the job with Torque\'s environment; a job that exits 3 fails it with its status and stderr', async () => {
   const out = join(tmp, 'out');
   const build = await guestforge(['build', join(root, 'profiles', 'debian-13-hpc.yaml'), '-o', out, '--no-smoke']);
   assert.is(build.exitCode, 0, build.all);
@@ -82,6 +82,9 @@ r('the default profile\'s image in a vTorque rehearsal: NFS home and workspace, 
   // boot-time apt run stays: it goes through the rehearsal's mirror forward, which only a real VM proves.
   const shipped = parseDocument(await readFile(join(root, 'clusters', 'vtorque.yaml'), 'utf8'));
   shipped.setIn(['seed', 'hostKeys'], 'ssh-keygen');
+  // A site that boots its job VMs with UEFI (issue 36): OVMF on q35 (the default machine for it), a fresh vars file per VM;
+  // vTorque's Penryn CPU and raw virtio seed as shipped. SeaBIOS on i440fx is rehearsed by multinode.test.ts and vrdma.test.ts.
+  shipped.setIn(['vm', 'firmware'], 'uefi');
   const clusterFile = join(tmp, 'vtorque.yaml');
   await writeFile(clusterFile, shipped.toString());
   const cluster = shipped.toJS() as { job: { command: string } };
@@ -128,7 +131,11 @@ r('the default profile\'s image in a vTorque rehearsal: NFS home and workspace, 
   const xml = await readFile(junit, 'utf8');
   assert.is((xml.match(/<testcase /g) ?? []).length, report.checks.length);
   assert.match(xml, /failures="1"/);
-  assert.match(await readFile(join(tmp, 'logs', 'rehearse-console.log'), 'latin1'), /GUESTFORGE-RESULT:\S+:ok/);
+  const nodeConsole = await readFile(join(tmp, 'logs', 'rehearse-console.log'), 'latin1');
+  assert.match(nodeConsole, /GUESTFORGE-RESULT:\S+:ok/);
+  // Booted by OVMF's boot manager from the disk's removable path, on q35.
+  assert.match(nodeConsole, /BdsDxe: starting Boot\d+ "UEFI Misc Device"/);
+  assert.match(res.all, /rehearse: booting the VM \(q35, uefi, cpu Penryn, seed on virtio-disk/);
   // The boot unit by unit, as systemd drew it, beside the logs.
   assert.match(await readFile(join(tmp, 'logs', 'rehearse-boot.svg'), 'utf8'), /<svg[\s\S]*cloud-init[\s\S]*<\/svg>\s*$/);
   assert.equal(await leftovers(), []);

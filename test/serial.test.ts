@@ -81,6 +81,10 @@ serial('boot timing: the guest\'s TIMING lines become phases, slowest units and 
 serial('GRUB\'s loading lines split the time before the kernel', () => {
   assert.is(bootLoaderMark('\x1b[0m  Loading Linux 6.12.118+deb13-amd64 ...\r'), 'kernel');
   assert.is(bootLoaderMark('  Loading initial ramdisk ...'), 'initrd');
+  // OVMF copies GRUB's firmware console to the serial port: each line comes twice, on one line.
+  assert.is(bootLoaderMark('\rLoading Linux 6.12.118+deb13-amd64 ...Loading Linux 6.12.118+deb13-amd64 ...'), 'kernel');
+  assert.is(bootLoaderMark('\rLoading initial ramdisk ...Loading initial ramdisk ...'), 'initrd');
+  assert.is(bootLoaderMark('Loading initial ramdisk ...Loading initial ramdisk ...Loading initial ramdisk ...'), undefined);
   assert.is(bootLoaderMark('[    2.1] Loading Linux modules'), undefined, 'a kernel or systemd line');
   assert.is(bootLoaderMark('Loading Linux 6.1 ... done'), undefined);
   const phases = 'phases uptime=60.0 UserspaceTimestampMonotonic=9000000';

@@ -21,8 +21,9 @@ import { loadProfileOrThrow } from '../src/loader/index.ts';
 import { accountPasswords, kernelCmdlinesOf, parsePasswd } from '../src/verify/parse.ts';
 import { parseFstab } from '../src/verify/mount.ts';
 import type { GuestFacts } from '../src/model/facts.ts';
+import type { VerifyOptions } from '../src/model/verify.ts';
 import { unreadableWhy } from '../src/verify/read.ts';
-import { makeImage as makeTreeImage, type Tree } from './helpers/tree-image.ts';
+import { fakePe, makeBootDisk, makeImage as makeTreeImage, type Tree } from './helpers/tree-image.ts';
 
 /** The options without a profile, as `guestforge verify` makes them: every Linux driver's family. */
 const defaultVerifyOptions = { ...noFamilies, families: guestFamilies };
@@ -53,7 +54,8 @@ function goodTree(): Tree {
     '/etc/modules-load.d/guestforge-vrdma.conf': 'rdma_rxe\n',
     '/etc/systemd/system/guestforge-vrdma.service': '[Unit]\nDescription=soft-RoCE link\n',
     '/var/lib/dpkg/status': packages.map((p) => dpkgEntry(p.split(' ')[0]!, p.split(' ')[1]!)).join('\n'),
-    [`/boot/vmlinuz-${kernel}`]: 'not really a kernel\n',
+    // Not really a kernel: a signed PE header, which is all verify reads of one.
+    [`/boot/vmlinuz-${kernel}`]: fakePe(true),
     [`/lib/modules/${kernel}/kernel/drivers/infiniband/sw/rxe/rdma_rxe.ko`]: 'not really a module\n',
     '/usr/bin/true': '',
     '/bin': { link: 'usr/bin' },
@@ -67,7 +69,14 @@ function goodTree(): Tree {
   };
 }
 
-const makeImage = (name: string, tree: Tree) => makeTreeImage(tmp, name, tree);
+/**
+ * The good disk is hybrid, as guestforge's default: GRUB's boot code and a BIOS boot partition,
+ * and an ESP whose removable loader is a signed shim with a signed grubx64.efi beside it. A tree
+ * holding `noBiosCode` gets no boot code (boot.firmware's breaker: the disk cannot do what it claims).
+ */
+const noBiosCode = '/.test-no-bios-code';
+const signedEsp = { 'EFI/BOOT/BOOTX64.EFI': fakePe(true), 'EFI/BOOT/grubx64.efi': fakePe(true), 'EFI/debian/grub.cfg': Buffer.from('configfile $prefix/grub.cfg\n') };
+const makeImage = (name: string, tree: Tree) => makeBootDisk(tmp, name, tree, { table: 'gpt', bios: !(noBiosCode in tree), esp: signedEsp });
 
 interface Report {
   ok: boolean;
@@ -140,6 +149,12 @@ const breakers: Record<string, (t: Tree) => void> = {
     t['/etc/shadow'] = (t['/etc/shadow'] as string).replace('hpc:!:', 'hpc:$6$salt$hash:');
     delete t['/etc/ssh/sshd_config.d/50-cloud-init.conf'];
   },
+  'boot.firmware': (t) => {
+    t[noBiosCode] = '';
+  },
+  'boot.secure-boot': (t) => {
+    t[`/boot/vmlinuz-${kernel}`] = fakePe(false);
+  },
   'verify.complete': (t) => {
     // A link to itself: stat gives ELOOP, which once ended verify with exit 1.
     t['/etc/cloud/cloud.cfg.d/50_loop.cfg'] = { link: '50_loop.cfg' };
@@ -179,6 +194,11 @@ function goodFacts(): GuestFacts {
     sshHostKeys: [],
     cloudInstances: [],
     kernels: [kernel],
+    kernelPe: { [kernel]: { pe: true, x64: true, signed: true } },
+    boot: {
+      table: 'gpt', mbrCode: 'grub', biosBoot: { partnum: 14, core: true },
+      esp: { partnum: 15, fsType: 'vfat', readable: true, loaders: { 'EFI/BOOT/BOOTX64.EFI': { pe: true, x64: true, signed: true }, 'EFI/BOOT/grubx64.efi': { pe: true, x64: true, signed: true } } },
+    },
     rxeModules: { [kernel]: [`/lib/modules/${kernel}/kernel/drivers/infiniband/sw/rxe/rdma_rxe.ko`] },
     modulesLoad: [{ path: '/etc/modules-load.d/guestforge-vrdma.conf', text: 'rdma_rxe\n' }],
     systemdUnits: ['guestforge-vrdma.service'],
@@ -207,10 +227,14 @@ const factBreakers: Record<string, (f: GuestFacts) => void> = {
     f.sshdConfigs.pop();
   },
   'verify.complete': (f) => (f.unread = [{ path: '/etc/cloud/cloud.cfg.d/50_loop.cfg', why: unreadableWhy }]),
+  'boot.firmware': (f) => (f.boot!.mbrCode = 'none'),
+  'boot.secure-boot': (f) => (f.kernelPe![kernel]!.signed = false),
 };
 
-/** Every rule that can be asked for, asked for: vRDMA and no ROCm. */
-const withVrdma = { ...defaultVerifyOptions, requireVrdma: true, requireNoRocm: true };
+/** Every rule that can be asked for, asked for: vRDMA, no ROCm, a hybrid firmware claim and Secure Boot. */
+const withVrdma: VerifyOptions = { ...defaultVerifyOptions, requireVrdma: true, requireNoRocm: true, firmware: 'hybrid', secureBoot: true };
+/** The same, as verify's flags. */
+const everyRequirement = ['--require', 'vrdma', '--require', 'no-rocm', '--firmware', 'hybrid', '--require', 'secure-boot'];
 const verdicts = (f: GuestFacts, o = withVrdma) => evaluate('literal', f, o).results.map((r) => `${r.id}=${r.verdict}`);
 
 const logic = suite('verify rules over facts (no appliance)');
@@ -288,7 +312,7 @@ logic('without vRDMA or no-ROCm required those rules are skipped, not passed', (
   const facts = goodFacts();
   factBreakers['vrdma.kernel']!(facts);
   factBreakers['size.no-rocm']!(facts);
-  assert.equal(verdicts(facts, defaultVerifyOptions), rules.map((r) => `${r.id}=${r.id.startsWith('vrdma.') || r.id === 'size.no-rocm' ? 'skip' : 'pass'}`));
+  assert.equal(verdicts(facts, defaultVerifyOptions), rules.map((r) => `${r.id}=${r.id.startsWith('vrdma.') || r.id === 'size.no-rocm' || r.id === 'boot.secure-boot' ? 'skip' : 'pass'}`));
 });
 
 logic('size.no-rocm is asked for by a bootstrapped Debian 13 profile only: not 12, not an imported 13 base, not with boot.keep', async () => {
@@ -421,7 +445,7 @@ const v = timed(suite('verify (real read-only guestfish on hand-made disks)'));
 v('the good disk: exit 0, every rule passes, one JUnit case per rule, and the facts read are the literal', async () => {
   const image = await makeImage('good', goodTree());
   const junit = join(tmp, 'verify.xml');
-  const r = await verify(image, '--require', 'vrdma', '--require', 'no-rocm', '--junit', junit);
+  const r = await verify(image, ...everyRequirement, '--junit', junit);
   assert.is(r.exitCode, 0, r.stderr);
   for (const result of r.report!.results) assert.is(result.verdict, 'pass', `${result.id}: ${result.evidence}`);
   const expected = evaluate(image, goodFacts(), withVrdma);
@@ -434,9 +458,25 @@ v('the good disk: exit 0, every rule passes, one JUnit case per rule, and the fa
 v('a disk with every rule broken: exit 1 and every rule fails', async () => {
   const tree = goodTree();
   for (const breakIt of Object.values(breakers)) breakIt(tree);
-  const r = await verify(await makeImage('all-broken', tree), '--require', 'vrdma', '--require', 'no-rocm');
+  const r = await verify(await makeImage('all-broken', tree), ...everyRequirement);
   assert.is(r.exitCode, 1, r.stderr);
   assert.equal(r.report!.results.map((x) => `${x.id}=${x.verdict}`), rules.map((x) => `${x.id}=fail`));
+});
+
+v('firmware as the disk says it: a BIOS-only MBR disk and a UEFI-only GPT disk (unsigned loader) made by hand, each failing a hybrid claim by the firmware it lacks', async () => {
+  const tree = goodTree();
+  const biosOnly = await verify(await makeBootDisk(tmp, 'bios-only', tree, { table: 'dos', bios: true }), '--firmware', 'hybrid');
+  assert.is(biosOnly.exitCode, 1, biosOnly.stderr);
+  const b = biosOnly.report!.results.find((x) => x.id === 'boot.firmware')!;
+  assert.is(b.verdict, 'fail');
+  assert.is(b.evidence, 'claims hybrid, but UEFI cannot boot it: BIOS (GRUB\'s boot code in the first sector); not UEFI');
+  assert.equal(biosOnly.report!.results.filter((x) => x.verdict === 'fail').map((x) => x.id), ['boot.firmware'], 'nothing else is wrong with it');
+  const uefiOnly = await verify(await makeBootDisk(tmp, 'uefi-only', tree, { table: 'gpt', bios: false, esp: { 'EFI/BOOT/BOOTX64.EFI': fakePe(false) } }), '--firmware', 'hybrid', '--require', 'secure-boot');
+  assert.is(uefiOnly.exitCode, 1, uefiOnly.stderr);
+  const byId = new Map(uefiOnly.report!.results.map((x) => [x.id, x]));
+  assert.is(byId.get('boot.firmware')!.evidence, 'claims hybrid, but BIOS cannot boot it: not BIOS; UEFI (EFI/BOOT/BOOTX64.EFI on ESP partition 15, unsigned)');
+  assert.is(byId.get('boot.secure-boot')!.verdict, 'fail');
+  assert.is(byId.get('boot.secure-boot')!.evidence, 'EFI/BOOT/BOOTX64.EFI is not signed; no grubx64.efi beside it');
 });
 
 v('a hostile disk within bounds: a 2 GiB rpm database and os-release (sparse), 3,000 cloud.cfg.d files and a loop of links give a verdict, exit 1, naming each', async () => {

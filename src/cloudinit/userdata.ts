@@ -14,7 +14,8 @@ import { Locations } from '../profile/source.ts';
 import { readShipped } from '../util/project.ts';
 import { parseCloudConfig } from './yaml.ts';
 import { inGuestLayoutChecks, provisionLayoutScript, type Layout } from '../policy/layout.ts';
-import { shellWord } from '../util/quote.ts';
+import { shellQuote, shellWord } from '../util/quote.ts';
+import type { BootFirmware } from '../model/disk.ts';
 import { activeTrims } from '../policy/boot.ts';
 import { readChecks } from './checks.ts';
 import { startedBootcmd } from '../vm/serial.ts';
@@ -163,7 +164,14 @@ export async function smokeUserData(profile: SmokeTarget, nonce: string): Promis
     readShipped('cloud-init', 'report.sh'),
     readChecks('smoke-checks.sh'),
   ]);
-  const vars = `VRDMA='${profile.vrdma ? 1 : 0}'\n`;
+  const grow = profile.grow;
+  const vars = [
+    `VRDMA='${profile.vrdma ? 1 : 0}'`,
+    `FIRMWARE=${shellQuote([profile.firmware ?? ''])}`,
+    `GROW_DISK_BYTES=${shellQuote([grow ? String(grow.diskBytes) : ''])}`,
+    `GROW_KEEP=${shellQuote([(grow?.keep ?? []).map((k) => `${k.partnum}:${k.offset / 512}:${k.bytes / 512}`).join(' ')])}`,
+    '',
+  ].join('\n');
   return mergeCloudConfig(staticPart, {
     bootcmd: [startedBootcmd(nonce)],
     write_files: [
@@ -180,6 +188,13 @@ export async function smokeUserData(profile: SmokeTarget, nonce: string): Promis
 /** What the smoke checks need to know; from a profile, or defaults for any image. */
 export interface SmokeTarget extends Layout {
   vrdma: boolean;
+  /** The firmware this boot runs under: the guest checks it booted through it (and Secure Boot is on). */
+  firmware?: BootFirmware;
+  /**
+   * The disk was grown to `diskBytes` before the boot, as a cluster enlarges the copy it boots:
+   * the guest checks that the root grew and that the partitions in `keep` did not move.
+   */
+  grow?: { diskBytes: number; keep: { partnum: number; offset: number; bytes: number }[] };
 }
 
 /** `appsVolume`: the family's apps volume for this profile (its driver's appsVolume), if it has one. */

@@ -78,7 +78,11 @@ export const clusterSchema = z
       .describe('The NoCloud seed, made by cloud-localds as the batch system makes it'),
     vm: z
       .strictObject({
-        machine: word.default('pc').describe('qemu machine type; pc is the newest pc-i440fx'),
+        firmware: z
+          .enum(['bios', 'uefi', 'uefi-secure'])
+          .default('bios')
+          .describe('The node\'s VM firmware: bios (SeaBIOS, vTorque), uefi (OVMF from Debian\'s ovmf package, a fresh vars file per VM) or uefi-secure (OVMF\'s Secure Boot build with Microsoft\'s keys enrolled, Secure Boot enforced)'),
+        machine: word.optional().describe('qemu machine type; default pc (the newest pc-i440fx) for bios, q35 for uefi (Secure Boot needs q35\'s SMM)'),
         cpu: word.default('Penryn').describe('CPU model of the node\'s VMs (vTorque: Penryn, no x86-64-v2)'),
         memory: z
           .string()
@@ -178,8 +182,16 @@ export const clusterSchema = z
         ?? points.filter((_, j) => j !== i).map(([other, , p]) => (point === p || point.startsWith(`${p}/`) || p.startsWith(`${point}/`) ? `${point} meets the mount point of ${other} (${p})` : undefined)).find(Boolean);
       if (problem) ctx.addIssue({ code: 'custom', path: ['nfs', name, 'mount'], message: `with owner ${cluster.owner.name}: ${problem}` });
     }
+    // OVMF's Secure Boot build runs only with SMM, which i440fx lacks; SeaBIOS on q35 is fine, OVMF on i440fx without SMM too.
+    const machine = clusterMachine(cluster);
+    if (cluster.vm.firmware === 'uefi-secure' && !/^(pc-)?q35/.test(machine)) ctx.addIssue({ code: 'custom', path: ['vm', 'machine'], message: `${machine} has no SMM, which OVMF's Secure Boot build needs: use q35 (or leave vm.machine out)` });
   })
   .describe('A cluster guestforge rehearse boots images like');
 
 export type Cluster = z.output<typeof clusterSchema>;
+
+/** The node VMs' machine: the cluster's, or the firmware's default (pc for SeaBIOS, q35 for OVMF). */
+export function clusterMachine(cluster: { vm: { firmware: 'bios' | 'uefi' | 'uefi-secure'; machine?: string | undefined } }): string {
+  return cluster.vm.machine ?? (cluster.vm.firmware === 'bios' ? 'pc' : 'q35');
+}
 export type NfsExportName = keyof Cluster['nfs'];

@@ -5,7 +5,9 @@ import { formatSize } from '../profile/units.ts';
 import { writeJunit } from '../report/junit.ts';
 import { runBuild } from '../pipeline/pipeline.ts';
 import { withSignals } from '../pipeline/signals.ts';
-import { smokeJunitCases } from '../smoke/run.ts';
+import { smokeFirmwares, smokeJunitCases } from '../smoke/run.ts';
+import { bootFirmwareTitle } from '../policy/firmware.ts';
+import type { BootFirmware } from '../model/disk.ts';
 import { junitCases } from '../verify/print.ts';
 import { checkSigningKey } from '../publish/sign.ts';
 import { allowHostPathOption, loadOptionsOf, parseCommandArgs } from './args.ts';
@@ -33,6 +35,7 @@ async function command(args: string[], emit?: (event: BuildEvent) => void): Prom
   const { values, positionals } = parseCommandArgs('build', args, {
     output: { type: 'string', short: 'o', default: 'out' },
     'no-smoke': { type: 'boolean' },
+    'smoke-firmware': { type: 'string' },
     junit: { type: 'string' },
     'keep-work': { type: 'boolean' },
     'no-cache': { type: 'boolean' },
@@ -63,6 +66,7 @@ async function command(args: string[], emit?: (event: BuildEvent) => void): Prom
   if (backend === 'qemu' && hosts.length > 0) throw new UsageError('build: --connect is for --backend libvirt');
 
   const debug = await debugOptions(values, backend);
+  smokeFirmwareFlag(values['smoke-firmware']);
   if (positionals.length > 1 || values.jobs !== undefined) {
     if (debug.onError !== 'cleanup' || debug.breakAt) throw new UsageError('build: --on-error keep|ask and --break are for one profile (a look inside one build)');
     if (emit) throw new UsageError('build: --json-events is for one profile (a build of several reads its children\'s events and prints a table)');
@@ -78,6 +82,7 @@ async function single(file: string, values: Values, backend: 'qemu' | 'libvirt' 
   const junit = text('junit');
   const pool = text('pool');
   const loaded = await loadProfileOrThrow(file, loadOptionsOf(values));
+  const smokeFirmware = smokeFirmwareFlag(text('smoke-firmware'), smokeFirmwares(loaded.profile));
   const signKey = text('sign-key');
   if (signKey) await checkSigningKey(signKey);
   if (backend || hosts[0]) loaded.profile.build.backend = (backend ?? 'libvirt') as 'qemu' | 'libvirt';
@@ -93,6 +98,7 @@ async function single(file: string, values: Values, backend: 'qemu' | 'libvirt' 
     ...debug,
     outDir: text('output') ?? 'out',
     smoke: !values['no-smoke'],
+    ...(smokeFirmware ? { smokeFirmware } : {}),
     keepWork: Boolean(values['keep-work']),
     noCache: Boolean(values['no-cache']),
     packageOnly: Boolean(values['package-only']),
@@ -104,7 +110,7 @@ async function single(file: string, values: Values, backend: 'qemu' | 'libvirt' 
   if (junit && (ctx.verify || ctx.smoke)) {
     await writeJunit(junit, `guestforge build ${loaded.profile.name}`, [
       ...(ctx.verify ? junitCases(ctx.verify) : []),
-      ...(ctx.smoke ? smokeJunitCases(ctx.smoke) : []),
+      ...(ctx.smokes ?? (ctx.smoke ? [ctx.smoke] : [])).flatMap(smokeJunitCases),
     ]);
   }
   if (kept) {
@@ -146,7 +152,7 @@ async function matrix(files: string[], values: Values, hosts: string[]): Promise
   if (typeof values['sign-key'] === 'string') await checkSigningKey(values['sign-key']);
   const passed: string[] = ['-o', String(values.output)];
   for (const flag of ['no-smoke', 'keep-work', 'no-cache', 'verbose'] as const) if (values[flag]) passed.push(`--${flag}`);
-  for (const flag of ['accel', 'rebuild-from', 'pool', 'sign-key'] as const) if (typeof values[flag] === 'string') passed.push(`--${flag}`, values[flag] as string);
+  for (const flag of ['accel', 'rebuild-from', 'pool', 'sign-key', 'smoke-firmware'] as const) if (typeof values[flag] === 'string') passed.push(`--${flag}`, values[flag] as string);
   for (const dir of loadOptionsOf(values).allowHostPaths) passed.push('--allow-host-path', dir);
   if (values.backend === 'libvirt' && hosts.length === 0) passed.push('--backend', 'libvirt');
   if (values.backend === 'qemu') passed.push('--backend', 'qemu');
@@ -158,4 +164,19 @@ async function matrix(files: string[], values: Values, hosts: string[]): Promise
   const failed = results.filter((r) => !r.ok).length;
   out(`${results.length - failed} of ${results.length} builds succeeded in ${((Date.now() - started) / 1000).toFixed(0)}s (logs: ${values.output}/logs/<profile>/build.log)`);
   return failed > 0 ? ExitCode.failure : ExitCode.ok;
+}
+
+/**
+ * --smoke-firmware bios,uefi: smoke under these firmwares only (a CI lane that proves one), each
+ * one the image claims (`claimed`, once the profile is loaded). Undefined: every one it claims.
+ */
+export function smokeFirmwareFlag(value: string | undefined, claimed?: readonly BootFirmware[]): BootFirmware[] | undefined {
+  if (value === undefined) return undefined;
+  const known = Object.keys(bootFirmwareTitle) as BootFirmware[];
+  const asked = [...new Set(value.split(',').map((v) => v.trim()).filter(Boolean))];
+  const wrong = asked.find((f) => !known.includes(f as BootFirmware));
+  if (wrong !== undefined || asked.length === 0) throw new UsageError(`build: --smoke-firmware takes ${known.join(', ')} (comma-separated), not "${wrong ?? value}"`);
+  const unclaimed = claimed ? asked.filter((f) => !claimed.includes(f as BootFirmware)) : [];
+  if (unclaimed.length > 0) throw new UsageError(`build: --smoke-firmware ${unclaimed.join(',')}: the profile's image is smoked under ${claimed!.join(', ')} (disk.firmware, disk.secureBoot)`, { hint: 'a boot under a firmware the image does not claim proves nothing about it' });
+  return asked as BootFirmware[];
 }

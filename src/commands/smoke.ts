@@ -10,7 +10,9 @@ import { Logger } from '../log.ts';
 import { loadProfileOrThrow } from '../loader/index.ts';
 import { parseDuration } from '../profile/units.ts';
 import { writeJunit } from '../report/junit.ts';
-import { formatSmoke, smokeImage, smokeJunitCases } from '../smoke/run.ts';
+import { formatSmoke, mergeReports, smokeEach, smokeFirmwares, smokeGrowth, smokeJunitCases } from '../smoke/run.ts';
+import type { BootFirmware } from '../model/disk.ts';
+import type { SmokeReport } from '../model/smoke.ts';
 import { nonce as makeNonce } from '../util/fs.ts';
 import { cacheDir } from '../util/paths.ts';
 import { rm } from 'node:fs/promises';
@@ -35,6 +37,7 @@ export async function run(args: string[]): Promise<number> {
     pool: { type: 'string', default: defaultPool },
     expect: { type: 'string' },
     'stays-up': { type: 'boolean' },
+    firmware: { type: 'string', multiple: true },
     json: { type: 'boolean' },
     ...allowHostPathOption,
   });
@@ -60,12 +63,17 @@ export async function run(args: string[]): Promise<number> {
   const expectWrong = expect !== undefined ? expectProblem(expect) : undefined;
   if (expectWrong) throw new UsageError(`smoke: --expect: ${expectWrong}`);
   let target: SmokeTarget = { ...defaultLayout, vrdma: false };
+  // Without a profile: SeaBIOS, unless --firmware says; with one, every firmware it claims, its disk grown as a cluster grows it.
+  let boots: BootFirmware[] = ['bios'];
+  let grow: ReturnType<typeof smokeGrowth>;
   let profileFamily = '';
   // The image's name (hostname in the seed, part of a libvirt domain's name) unless a profile says.
   let name = basename(image).replace(/\.(qcow2|raw|img)$/, '').replace(/[^A-Za-z0-9-]/g, '-') || 'smoke';
   if (values.profile) {
     const { profile } = await loadProfileOrThrow(values.profile, loadOptionsOf(values));
     target = smokeTargetOf(profile, driverFor(profile.os.family).appsVolume?.(profile));
+    boots = smokeFirmwares(profile);
+    grow = smokeGrowth(driverFor(profile.os.family).diskLayout?.(profile));
     name = profile.name;
     profileFamily = profile.os.family;
     expect ??= profile.smoke.expect;
@@ -74,6 +82,13 @@ export async function run(args: string[]): Promise<number> {
   if (values.profile && own && profileFamily !== own.family) throw new UsageError(`smoke: ${image} looks like ${own.looksLike}, but the profile is a ${profileFamily} one`, { hint: 'check the image and the profile belong together' });
   if (!own && (expect !== undefined || values['stays-up'])) throw new UsageError('smoke: --expect and --stays-up are for OSv images', { hint: 'a Linux image is checked from inside, through its seed' });
   if (own && values.backend !== 'qemu') throw new UsageError('smoke: OSv images boot with --backend qemu only');
+  if (values.firmware) {
+    const known = ['bios', 'uefi', 'uefi-secure'];
+    const wrong = values.firmware.find((f) => !known.includes(f));
+    if (wrong !== undefined) throw new UsageError(`smoke: --firmware must be ${known.join(', ')}, not "${wrong}"`, { hint: 'bios: SeaBIOS on pc; uefi: OVMF on q35; uefi-secure: OVMF with Secure Boot enforced' });
+    if (own) throw new UsageError('smoke: --firmware is for Linux images: OSv boots through its own BIOS loader');
+    boots = [...new Set(values.firmware as BootFirmware[])];
+  }
   for (const r of values.require ?? []) {
     if (r !== 'vrdma') throw new UsageError(`smoke: unknown --require "${r}"`, { hint: 'known: vrdma' });
     target = { ...target, vrdma: true };
@@ -89,11 +104,11 @@ export async function run(args: string[]): Promise<number> {
         ? await own.smoke({ path: image, format }, {
           ...(expect !== undefined ? { expect } : {}), powerOff, accel: await resolveAccel(accelWanted, log), workDir, logDir, timeoutMs, log, signal, step,
         })
-        : await smokeImage({ path: image, format }, {
+        : await smokeEach({ path: image, format }, boots, {
           name, target, accel: await resolveAccel(accelWanted, log, backend), nonce, workDir, logDir,
           timeoutMs, stallMs: Math.min(timeoutMs, 5 * 60_000), memoryMiB: 1024, cpus: 2, log, signal, step,
           starter: starterFor(backend, { namePrefix: `${name}-smoke`, diskIsResult: false, log }),
-        });
+        }, grow).then(mergeReports);
       if (r.ok) step.succeed(`${own ? 'done' : 'result'} after ${((r.bootMs ?? 0) / 1000).toFixed(1)}s`);
       else step.fail();
       return r;
@@ -104,12 +119,15 @@ export async function run(args: string[]): Promise<number> {
       await rm(workDir, { recursive: true, force: true });
     }
   });
-  if (values.junit) await writeJunit(values.junit, `guestforge smoke ${image}`, smokeJunitCases(report));
+  const each: SmokeReport[] = (report as { boots?: SmokeReport[] }).boots ?? [report];
+  if (values.junit) await writeJunit(values.junit, `guestforge smoke ${image}`, each.flatMap(smokeJunitCases));
   if (values.json) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } else {
-    for (const line of formatSmoke(report)) process.stdout.write(`${line}\n`);
-    process.stdout.write(`console log: ${report.serialLog}\n`);
+    for (const boot of each) {
+      for (const line of formatSmoke(boot)) process.stdout.write(`${line}\n`);
+      process.stdout.write(`console log: ${boot.serialLog}\n`);
+    }
   }
   return report.ok ? ExitCode.ok : ExitCode.failure;
 }

@@ -50,6 +50,7 @@ export async function run(args: string[]): Promise<number> {
     'allow-backing': { type: 'boolean' },
     profile: { type: 'string' },
     require: { type: 'string', multiple: true },
+    firmware: { type: 'string' },
     json: { type: 'boolean' },
     junit: { type: 'string' },
     verbose: { type: 'boolean', short: 'v' },
@@ -66,7 +67,7 @@ export async function run(args: string[]): Promise<number> {
   }
   if (!image || positionals.length > 1) throw new UsageError('verify: name one image', { hint: 'guestforge verify out/debian-12-hpc.qcow2 [--profile p] [--require vrdma] [--explain RULE]' });
   for (const r of values.require ?? []) {
-    if (r !== 'vrdma' && r !== 'no-rocm') throw new UsageError(`verify: unknown --require "${r}"`, { hint: 'known: vrdma, no-rocm' });
+    if (r !== 'vrdma' && r !== 'no-rocm' && r !== 'secure-boot') throw new UsageError(`verify: unknown --require "${r}"`, { hint: 'known: vrdma, no-rocm, secure-boot' });
   }
   const format = await diskFormatOf(image, 'verify', { allowBacking: Boolean(values['allow-backing']), vmdk: true });
   // An image its family recognises (OSv: no filesystem libguestfs reads) is reported its way.
@@ -85,6 +86,11 @@ export async function run(args: string[]): Promise<number> {
   const options = values.profile ? verifyOptionsOf((await loadProfileOrThrow(values.profile, loadOptionsOf(values))).profile, guestFamilies) : { ...defaultVerifyOptions, families: guestFamilies };
   if (values.require?.includes('vrdma')) options.requireVrdma = true;
   if (values.require?.includes('no-rocm')) options.requireNoRocm = true;
+  if (values.require?.includes('secure-boot')) options.secureBoot = true;
+  if (values.firmware !== undefined) {
+    if (values.firmware !== 'bios' && values.firmware !== 'uefi' && values.firmware !== 'hybrid') throw new UsageError(`verify: --firmware must be bios, uefi or hybrid, not "${values.firmware}"`, { hint: 'the firmware the image claims; boot.firmware fails when it cannot boot under it' });
+    options.firmware = values.firmware;
+  }
   const log = new Logger({ verbose: Boolean(values.verbose) });
   const report = await withSignals(async () => {
     const step = log.step(`verify ${image} (one read-only guestfish launch)`);

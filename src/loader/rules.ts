@@ -10,6 +10,7 @@ import type { Profile } from '../profile/schema.ts';
 import type { Problem } from '../model/problem.ts';
 import { clusterOpt, layoutProblems, volumeOwnFolder } from '../policy/layout.ts';
 import { guestPathProblem, isUnder } from '../policy/paths.ts';
+import { firmwareProblem } from '../policy/firmware.ts';
 import { driverFor } from '../os/index.ts';
 import { parseCloudConfig } from '../cloudinit/yaml.ts';
 import { readUntrusted } from '../util/fs.ts';
@@ -101,6 +102,8 @@ export async function checkRules(profile: Profile): Promise<Problem[]> {
     });
   }
   problems.push(...driver.checkProfile(profile));
+  const firmware = firmwareProblem(profile);
+  if (firmware) problems.push(firmware);
   if (profile.smoke.expect !== undefined && !driver.smoke) problems.push({ path: ['smoke', 'expect'], message: `${driver.title} images are smoke-checked from inside, not by their console output`, hint: 'smoke.expect is for OSv apps' });
   const builderPath = profile.base.builder?.path;
   if (builderPath !== undefined && !(await stat(builderPath).then((st) => st.isFile(), () => false))) {

@@ -4,6 +4,8 @@ import type { StageName } from './stage.ts';
 export interface BuildOptions {
   outDir: string;
   smoke: boolean;
+  /** Smoke under these firmwares only (--smoke-firmware); default: every one the image claims. */
+  smokeFirmware?: ('bios' | 'uefi' | 'uefi-secure')[];
   keepWork: boolean;
   noCache: boolean;
   /** Run this stage and every later one even when cached (and cache the new results). */

@@ -32,3 +32,32 @@ export interface AppsVolume {
   /** fstab's pass: 2 (checked at boot), or 0 with the boot-no-fsck trim (no systemd-fsck unit at all). */
   fsckPass: 0 | 2;
 }
+
+/**
+ * The firmware an image boots under: `bios` (SeaBIOS, GRUB in the MBR), `uefi` (OVMF, GRUB
+ * behind Debian's signed shim on an EFI system partition), or `hybrid`, one disk for both.
+ */
+export type Firmware = 'bios' | 'uefi' | 'hybrid';
+
+/** One firmware a VM boots with: SeaBIOS on i440fx, OVMF on q35, OVMF's Secure Boot build with Microsoft's keys enrolled. */
+export type BootFirmware = 'bios' | 'uefi' | 'uefi-secure';
+
+/** A partition of a bootstrapped disk, in bytes (whole MiB). */
+export interface Extent {
+  offset: number;
+  bytes: number;
+}
+
+/**
+ * Where a bootstrapped disk's partitions lie. MBR for `bios`: the root (1) last, the apps volume
+ * (2) first. GPT otherwise, with the numbers Debian's cloud images use: a BIOS boot partition (14,
+ * hybrid only) for GRUB's core, the EFI system partition (15), then the apps volume (2) and the
+ * root (1), still last so that it can grow with the disk.
+ */
+export interface DiskLayout {
+  table: 'dos' | 'gpt';
+  biosBoot?: Extent;
+  esp?: Extent & { /** The FAT volume id, as fstab names it (XXXX-XXXX). */ volumeId: string };
+  apps?: AppsVolume;
+  root: Extent;
+}

@@ -80,6 +80,10 @@ export interface GuestFacts {
   kernelCmdlines?: { path: string; cmdline: string }[];
   /** What verify did not read (over a limit, through a loop of links): verify.complete fails on it. */
   unread?: Unread[];
+  /** Each /boot/vmlinuz-<version>'s PE facts (a kernel that is no PE file cannot be started by shim; an unsigned one not under Secure Boot). */
+  kernelPe?: Record<string, PeFacts>;
+  /** Which firmwares can boot the disk (read last in a session: it mounts the ESP); absent in facts from before it was read. */
+  boot?: BootFacts;
 }
 
 /** `duplicate`: the name is on two lines of passwd or shadow, and which one counts depends on who reads. */
@@ -89,4 +93,25 @@ export type PasswordState = 'empty' | 'locked' | 'usable' | 'duplicate';
 export interface Unread {
   path: string;
   why: string;
+}
+
+/** What a PE file's headers say (verify/boot.ts peFacts). */
+export interface PeFacts {
+  pe: boolean;
+  /** Machine AMD64: what an x86-64 UEFI runs. */
+  x64: boolean;
+  /** Its Authenticode certificate table is not empty (whose signature, only a firmware with the keys tells). */
+  signed: boolean;
+}
+
+/** What the disk says about the firmwares that can boot it (verify/boot.ts gathers it). */
+export interface BootFacts {
+  /** libguestfs's name of the partition table: msdos, gpt, or none. */
+  table: string;
+  /** The first sector's boot code: GRUB's boot.img, another loader's, or zeroes. */
+  mbrCode: 'grub' | 'other' | 'none';
+  /** GPT: the BIOS boot partition, and whether GRUB's core is in it (its first sector is not zeroes). */
+  biosBoot?: { partnum: number; core: boolean };
+  /** The EFI system partition: its loaders (EFI/<folder>/<name>.efi) with their PE facts. */
+  esp?: { partnum: number; fsType: string; readable: boolean; loaders: Record<string, PeFacts> };
 }

@@ -47,4 +47,8 @@ export interface SmokeReport {
   serialLog: string;
   /** The guest's systemd-analyze plot (SVG) beside the console log, when it sent one that passed the check. */
   bootPlot?: string;
+  /** The firmware it booted under (absent: SeaBIOS, from before the firmware was chosen). */
+  firmware?: 'bios' | 'uefi' | 'uefi-secure';
+  /** The disk's virtual size in this boot, when it was grown first (as a cluster enlarges the copy it boots). */
+  grownToBytes?: number;
 }

@@ -25,6 +25,10 @@ export interface VerifyOptions {
   requireVrdma: boolean;
   /** Refuse the AMD GPU runtime (ROCm, and the LLVM it brings): the profile's ucx-no-rocm trim, or --require no-rocm. */
   requireNoRocm: boolean;
+  /** The firmware the image claims (the profile's disk.firmware as resolved, `verify --firmware`): boot.firmware fails when one of them cannot boot it. */
+  firmware?: 'bios' | 'uefi' | 'hybrid';
+  /** Check that the Secure Boot chain is signed (disk.secureBoot, `verify --require secure-boot`). */
+  secureBoot?: boolean;
   workspaceMode: string;
   workspace: string;
   optVm: string;

@@ -14,5 +14,11 @@ export const formats = [debian, redhat, osv] as const;
 /** The profile's `os` sections, one per family, for z.discriminatedUnion('family', …). */
 export const osSections = [debian.os, redhat.os, osv.os] as const;
 
+/** A family whose images boot under one firmware only, and why (OSv: its BIOS loader). */
+export function onlyFirmware(family: string): { only: 'bios'; why: string } | undefined {
+  const format = formats.find((f) => formatFamily(f) === family);
+  return format && 'firmware' in format ? format.firmware : undefined;
+}
+
 /** A family's name, as its os section says it. */
 export const formatFamily = (format: (typeof formats)[number]): string => format.os.shape.family.value;

@@ -230,6 +230,14 @@ const disk = z
       .union([size('512M'), z.literal('none')], { error: 'expected a size like 512M, or "none"' })
       .default('512M')
       .describe('Bootstrapped bases: the apps folder (layout.optVm) is an ext4 volume of its own, this big, carved from disk.size, so a build where only apps changed writes it from the host with no appliance launch; "none": apps go into the root filesystem (always so for base.image)'),
+    firmware: z
+      .enum(['bios', 'uefi', 'hybrid'])
+      .optional()
+      .describe('The firmware the image boots under: bios (SeaBIOS, GRUB in the MBR), uefi (OVMF: GPT, an EFI system partition with Debian\'s signed shim and GRUB) or hybrid (one GPT disk for both, as Debian\'s cloud images). Bootstrapped bases are made so (default hybrid); for base.image it is what the image claims, and verify checks it (default: no claim, verify states what it finds); OSv boots through its own BIOS loader only. Smoke boots the image under each firmware it claims'),
+    secureBoot: z
+      .boolean()
+      .default(false)
+      .describe('uefi and hybrid: prove the image boots under Secure Boot with Debian\'s signed chain (shim signed by Microsoft, signed GRUB and kernel; no key of yours): the UEFI smoke boot runs OVMF\'s Secure Boot build with Microsoft\'s keys enrolled and checks from inside that Secure Boot is on, and verify checks that every link of the chain is signed'),
   })
   .describe('Output disk');
 

@@ -14,6 +14,9 @@ import type { BaseSource, BuildOptions } from '../model/build.ts';
 import type { OutputFile } from '../model/disk.ts';
 import type { GuestFacts } from '../model/facts.ts';
 import type { VerifyReport } from '../model/verify.ts';
+import type { SmokeReport } from '../model/smoke.ts';
+import { firmwareOf } from '../policy/firmware.ts';
+import { firmwareSupport } from '../verify/rules.ts';
 import { guestforgeVersion } from '../util/project.ts';
 import { sha256File, writeFileAtomic } from '../util/fs.ts';
 import { redactUrlsIn } from '../util/url.ts';
@@ -34,7 +37,26 @@ export interface BuildRecordInput {
   readonly base?: BaseSource;
   readonly outputs: readonly OutputFile[];
   readonly verify?: VerifyReport;
-  readonly facts?: Pick<GuestFacts, 'packageSource'>;
+  readonly facts?: Pick<GuestFacts, 'packageSource'> & Partial<Pick<GuestFacts, 'boot'>>;
+  /** The smoke boots, one per firmware (the SBOM says which firmwares were proven). */
+  readonly smokes?: readonly SmokeReport[];
+}
+
+/**
+ * Pure: what the SBOM says of the image's firmware: the firmwares verify found it can boot under,
+ * its claim, and how Secure Boot stands (proven by a smoke boot under OVMF's Secure Boot build, or
+ * not asked for).
+ */
+export function firmwareComment(ctx: Pick<BuildRecordInput, 'profile' | 'facts' | 'smokes'>): string | undefined {
+  const boot = ctx.facts?.boot;
+  if (!boot) return undefined;
+  const found = firmwareSupport(boot);
+  const names = [...(found.bios ? ['BIOS'] : []), ...(found.uefi ? ['UEFI'] : [])];
+  const claim = firmwareOf(ctx.profile);
+  const secure = ctx.smokes?.find((s) => s.firmware === 'uefi-secure' && s.ok)
+    ? 'proven by the smoke boot under OVMF\'s Secure Boot build with Microsoft\'s keys enrolled'
+    : ctx.profile.disk.secureBoot ? 'chain signed (verify), not booted (no smoke)' : 'not required';
+  return `Boots under ${names.join(' and ') || 'no firmware verify knows'}${claim ? ` (claims ${claim})` : ''}; Secure Boot: ${secure}`;
 }
 
 /** The profile's `version`, else the build's UTC start date and the resolved profile's short hash. */
@@ -87,6 +109,7 @@ export async function writeBuildRecords(
       : [],
     created: run.finishedOn,
     guestforgeVersion: gfVersion,
+    ...(firmwareComment(ctx) ? { firmware: firmwareComment(ctx)! } : {}),
   });
   const sbomPath = join(outDir, sbomName(profile.name));
   await writeFileAtomic(sbomPath, `${JSON.stringify(sbom, null, 2)}\n`);

@@ -5,6 +5,7 @@
  * them), each with a package URL so advisory scanners can match it. Pure.
  */
 import { createHash } from 'node:crypto';
+import { bootChainPackage } from '../policy/firmware.ts';
 
 export interface SbomPackage {
   name: string;
@@ -30,6 +31,8 @@ export interface SbomInput {
    * archive has them), and a comment naming what they replace and why.
    */
   stubs?: { name: string; replaces: string[]; why: string }[];
+  /** What the image's firmware support is (its package's comment); the boot chain's packages say they are part of it. */
+  firmware?: string;
   /** ISO time; SPDX wants it without fractions. */
   created: string;
   guestforgeVersion: string;
@@ -82,6 +85,7 @@ export function spdxDocument(input: SbomInput): Record<string, unknown> {
       ...declaredLicense(p.license),
       copyrightText: 'NOASSERTION',
       ...(p.source ? { sourceInfo: `built from source package ${p.source}` } : {}),
+      ...(!stub && input.firmware && bootChainPackage.test(p.name) ? { comment: 'part of the image\'s boot chain (firmware to kernel)' } : {}),
       ...(stub ? { supplier: 'Organization: guestforge', comment: `an empty stub made by guestforge, installed in place of ${stub.replaces.join(', ')} (not in the image): ${stub.why}` } : {}),
       ...(purl ? { externalRefs: [{ referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: purl }] } : {}),
     };
@@ -113,6 +117,7 @@ export function spdxDocument(input: SbomInput): Record<string, unknown> {
         licenseDeclared: 'NOASSERTION',
         copyrightText: 'NOASSERTION',
         primaryPackagePurpose: 'OPERATING-SYSTEM',
+        ...(input.firmware ? { comment: input.firmware } : {}),
       },
       ...packages,
     ],

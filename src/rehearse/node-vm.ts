@@ -13,6 +13,8 @@ import { parseDuration, parseSize } from '../profile/units.ts';
 import { freePort } from '../util/net.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import { startQemu } from '../vm/qemu.ts';
+import { prepareFirmware } from '../vm/firmware.ts';
+import { clusterMachine } from '../cluster/schema.ts';
 import { parseSerialLine, SerialTail } from '../vm/serial.ts';
 import type { MirrorForward } from './mirror.ts';
 import { mirrorHostsLines } from './mirror.ts';
@@ -64,11 +66,12 @@ export async function prepareNode(r: Rehearsal, image: DiskRef, spec: NodeSpec |
 /** Starts a VM as the cluster does: its machine and CPU, the seed, the restricted user network, the private NIC. */
 export async function bootNode(r: Rehearsal, n: NodeVm, p: { nfsSocket: string; mirror: MirrorForward[]; segmentDir: string }): Promise<void> {
   const { o, cluster, log } = r;
+  const uefi = await prepareFirmware(cluster.vm.firmware, join(o.workDir, `ovmf-vars${n.spec ? `-${n.spec.name}` : ''}.fd`));
   n.started = Date.now();
   n.vm = await startQemu({
     disk: n.overlay, diskFormat: 'qcow2', seedIso: n.seed, seedAsDisk: cluster.seed.transport === 'virtio-disk',
     memoryMiB: Math.floor(parseSize(cluster.vm.memory) / 1024 / 1024), cpus: cluster.vm.cpus, accel: o.accel,
-    machine: cluster.vm.machine, cpuModel: cluster.vm.cpu, serialLog: n.serialLog, qmpSocket: join(o.workDir, `qmp${n.spec ? `-${n.spec.name}` : ''}.sock`),
+    machine: clusterMachine(cluster), ...(uefi ? { uefi } : {}), cpuModel: cluster.vm.cpu, serialLog: n.serialLog, qmpSocket: join(o.workDir, `qmp${n.spec ? `-${n.spec.name}` : ''}.sock`),
     unsafeCache: true, hostForward: { hostPort: n.target.port, guestPort: 22 },
     isolated: true,
     guestForwards: [
@@ -78,7 +81,7 @@ export async function bootNode(r: Rehearsal, n: NodeVm, p: { nfsSocket: string; 
     ...(n.spec ? { privateNic: { netdev: privateNetdev(n.spec, r.nodes.length, p.segmentDir), mac: n.spec.mac, userMac } } : {}),
   }, n.label);
   n.tail = new SerialTail(n.serialLog);
-  log.info(`rehearse: booting ${n.spec ? `${n.spec.name} (${n.spec.address} on ${cluster.nodes.subnet}) ` : 'the VM '}(${cluster.vm.machine}, cpu ${cluster.vm.cpu}, seed on ${cluster.seed.transport}, instance-id ${cluster.seed.instanceId === 'fixed' ? 'iid-local01' : 'fresh'}); SSH on 127.0.0.1:${n.target.port}`);
+  log.info(`rehearse: booting ${n.spec ? `${n.spec.name} (${n.spec.address} on ${cluster.nodes.subnet}) ` : 'the VM '}(${clusterMachine(cluster)}, ${cluster.vm.firmware}, cpu ${cluster.vm.cpu}, seed on ${cluster.seed.transport}, instance-id ${cluster.seed.instanceId === 'fixed' ? 'iid-local01' : 'fresh'}); SSH on 127.0.0.1:${n.target.port}`);
   log.detail(`${n.label}: ${shellQuote(n.vm.argv)}`);
 }
 

@@ -12,7 +12,7 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readChecks } from '../cloudinit/checks.ts';
-import { defaultJobCommand, type Cluster } from '../cluster/schema.ts';
+import { clusterMachine, defaultJobCommand, type Cluster } from '../cluster/schema.ts';
 import { run, start } from '../exec/run.ts';
 import type { DiskRef } from '../model/disk.ts';
 import { keepBootPlot } from './boot-plot.ts';
@@ -74,7 +74,7 @@ export async function rehearseImage(image: DiskRef, o: RehearseOptions): Promise
     }
 
     for (const spec of specs) nodes.push(await prepareNode(r, image, spec, { specs: specs as NodeSpec[], checksScript, mirror: mirror.forwards, key }));
-    o.step?.update(`booting ${multi ? `${count} VMs ` : ''}(${cluster.vm.machine}, ${cluster.vm.cpu}, seed on ${cluster.seed.transport})`);
+    o.step?.update(`booting ${multi ? `${count} VMs ` : ''}(${clusterMachine(cluster)}, ${cluster.vm.firmware}, ${cluster.vm.cpu}, seed on ${cluster.seed.transport})`);
     for (const n of nodes) await bootNode(r, n, { nfsSocket: nfs.socket, mirror: mirror.forwards, segmentDir });
 
     const why = await Promise.all(nodes.map((n) => waitReady(r, n)));

@@ -9,7 +9,7 @@ import type { BuildOnlyFile, SeedFiles } from '../cloudinit/seed.ts';
 import type { GuestSession } from '../guestfs/session.ts';
 import type { Logger, Step } from '../log.ts';
 import type { Accel } from '../vm/accel.ts';
-import type { AppsVolume, DiskFormat, DiskRef } from '../model/disk.ts';
+import type { AppsVolume, DiskFormat, DiskLayout, DiskRef } from '../model/disk.ts';
 import type { Problem } from '../model/problem.ts';
 import type { GuestFamily } from '../model/verify.ts';
 import type { SmokeReport } from '../model/smoke.ts';
@@ -65,6 +65,8 @@ export interface OsDriver {
   offlineFixups(profile: Profile, session: GuestSession): Promise<string[]>;
   /** The apps volume a build of this profile makes (Debian's bootstrap), or undefined: the apps folder is then a folder of the root disk. */
   appsVolume?(profile: Profile): AppsVolume | undefined;
+  /** Where a build of this profile puts its partitions (Debian's bootstrap), or undefined when the layout is the base image's. */
+  diskLayout?(profile: Profile): DiskLayout | undefined;
   /** Where cloud-init's datasource list goes. */
   readonly datasourceFile: string;
   /** The cluster's layout rules (/opt, workspace, apps folder) apply to this family's guests. */

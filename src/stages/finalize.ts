@@ -16,12 +16,39 @@ import type { BuildContext, Stage } from './types.ts';
 import { imageVersion, provenanceName, sbomName, writeBuildRecords } from '../publish/records.ts';
 import { signSums } from '../publish/sign.ts';
 import { manifestTools } from '../host/tools.ts';
+import type { SmokeReport } from '../model/smoke.ts';
+import { bootChainPackage, firmwareOf } from '../policy/firmware.ts';
+import { firmwareSupport } from '../verify/rules.ts';
 
 export function outputFormats(ctx: Pick<BuildContext, 'profile'>): { disks: DiskFormat[]; rootfs: RootfsFormat[] } {
   const all = [...new Set([ctx.profile.disk.format, ...ctx.profile.outputs])];
   return {
     disks: all.filter((f): f is DiskFormat => f === 'qcow2' || f === 'raw' || f === 'vmdk'),
     rootfs: all.filter((f): f is RootfsFormat => f === 'tar' || f === 'squashfs'),
+  };
+}
+
+function smokeRecord(report: SmokeReport): Record<string, unknown> {
+  return {
+    ok: report.ok, ...(report.firmware ? { firmware: report.firmware } : {}), bootMs: report.bootMs,
+    ...(report.grownToBytes !== undefined ? { grownToBytes: report.grownToBytes } : {}),
+    checks: report.checks, ...(report.boot ? { boot: report.boot } : {}),
+  };
+}
+
+/**
+ * Pure: the manifest's firmware record: what the image claims, what verify found on the disk
+ * (each firmware with what was seen), whether Secure Boot was required, and the boot chain's
+ * packages with their versions.
+ */
+export function firmwareRecord(ctx: Pick<BuildContext, 'profile' | 'facts'>): Record<string, unknown> {
+  const boot = ctx.facts?.boot;
+  const chain = [...(ctx.facts?.packages ?? new Map<string, string>())].filter(([name]) => bootChainPackage.test(name)).map(([name, version]) => ({ name, version }));
+  return {
+    claims: firmwareOf(ctx.profile) ?? null,
+    secureBoot: ctx.profile.disk.secureBoot,
+    ...(boot ? { bootsUnder: firmwareSupport(boot), partitionTable: boot.table } : {}),
+    bootChain: chain.sort((a, b) => a.name.localeCompare(b.name)),
   };
 }
 
@@ -46,7 +73,10 @@ async function writeManifest(ctx: BuildContext): Promise<{ tools: Record<string,
     // What the outputs hold, uncompressed: the disk's size and its data (not holes, not zeroes).
     ...(ctx.diskUsage ? { disk: ctx.diskUsage } : {}),
     verify: ctx.verify?.results.map((r) => ({ id: r.id, verdict: r.verdict, evidence: r.evidence })),
-    smoke: ctx.smoke ? { ok: ctx.smoke.ok, bootMs: ctx.smoke.bootMs, checks: ctx.smoke.checks, ...(ctx.smoke.boot ? { boot: ctx.smoke.boot } : {}) } : undefined,
+    firmware: firmwareRecord(ctx),
+    smoke: ctx.smoke ? smokeRecord(ctx.smoke) : undefined,
+    // One boot per firmware the image claims (smoke is the first of them).
+    ...(ctx.smokes && ctx.smokes.length > 1 ? { smokes: ctx.smokes.map(smokeRecord) } : {}),
     timings: ctx.timings,
     warnings: ctx.warnings,
     packages: ctx.verify?.packages,

@@ -14,6 +14,7 @@ import { UserError } from '../errors.ts';
 import { GuestSession } from '../guestfs/session.ts';
 import type { App } from '../profile/schema.ts';
 import { gatherFacts } from '../verify/facts.ts';
+import { gatherBootFacts } from '../verify/boot.ts';
 import { mountGuest } from '../verify/mount.ts';
 import { hashTree, sha256Text } from '../util/fs.ts';
 import { createOverlay } from '../vm/overlay.ts';
@@ -24,7 +25,7 @@ import type { Stage } from './types.ts';
 import { removeWorkFiles } from './cleanup.ts';
 
 /** Bump when what the inject stage does or reads back changes, so older entries are not reused. */
-const injectRecipe = 4;
+const injectRecipe = 5;
 
 export const injectStage: Stage = {
   name: 'inject',
@@ -89,6 +90,8 @@ export const injectStage: Stage = {
       ctx.facts = await gatherFacts(session, root, profile.layout);
       step.update('fstrim');
       await fstrimAll(session);
+      // Last: it unmounts the guest to read its ESP.
+      ctx.facts.boot = await gatherBootFacts(session);
     } finally {
       await session.close();
     }

@@ -10,6 +10,8 @@ import { UserError } from '../errors.ts';
 import { GuestSession } from '../guestfs/session.ts';
 import { sysprepDone, sysprepOperations, sysprepScript } from '../guestfs/sysprep.ts';
 import { factsFromJson, factsToJson, gatherFacts } from '../verify/facts.ts';
+import { parsePartList } from '../verify/parse.ts';
+import { gatherBootFacts } from '../verify/boot.ts';
 import { mountGuest } from '../verify/mount.ts';
 import { statField } from '../verify/parse.ts';
 import type { AppsFolderMount } from '../model/facts.ts';
@@ -27,7 +29,7 @@ export const keepsFacts: Pick<StageCacheSpec, 'save' | 'restore'> = {
 };
 
 /** Bump when what the seal stage does or reads back changes, so older entries are not reused. */
-const sealRecipe = 3;
+const sealRecipe = 4;
 
 export const sealStage: Stage = {
   name: 'seal',
@@ -66,6 +68,8 @@ export const sealStage: Stage = {
 
       step.update('fstrim');
       await fstrimAll(session, mounts);
+      // Last: it unmounts the guest to read its ESP.
+      ctx.facts.boot = await gatherBootFacts(session);
     } finally {
       await session.close();
     }
@@ -86,17 +90,6 @@ export async function fstrimAll(session: GuestSession, mounts?: [string, string]
   for (const [, mountpoint] of mounts ?? (await mountsOf(session))) await session.call('fstrim', mountpoint);
 }
 
-/** Pure: guestfish's part-list answer as partition number, start and size in bytes. */
-export function parsePartList(text: string): { num: number; start: number; size: number }[] {
-  return text.split(/\n(?=\[\d+\] = \{)/).flatMap((block) => {
-    const field = (name: string) => {
-      const m = new RegExp(`^\\s*part_${name}: (\\d+)$`, 'm').exec(block);
-      return m ? Number(m[1]) : undefined;
-    };
-    const [num, start, size] = [field('num'), field('start'), field('size')];
-    return num !== undefined && start !== undefined && size !== undefined ? [{ num, start, size }] : [];
-  });
-}
 
 /** What the mounted guest has at `mountpoint`: its filesystem's label, partition and top folder's owner and mode. */
 export async function appsFolderMount(session: GuestSession, mounts: [string, string][], mountpoint: string): Promise<AppsFolderMount | undefined> {

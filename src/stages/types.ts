@@ -69,6 +69,8 @@ export interface BuildContext {
   /** The finished disk's size and data bytes, before compression (finalize). */
   diskUsage?: DiskUsage;
   smoke?: SmokeReport;
+  /** Every smoke boot, one per firmware the image claims (`smoke` is the first). */
+  smokes?: SmokeReport[];
   timings: StageTiming[];
   /** Things that did not fail the build but the user should see (cloud-init degraded, …). */
   warnings: string[];

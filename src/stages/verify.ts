@@ -6,6 +6,7 @@
  */
 import { layoutRules } from '../policy/layout.ts';
 import { activeTrims } from '../policy/boot.ts';
+import { firmwareOf } from '../policy/firmware.ts';
 import { UserError } from '../errors.ts';
 import { evaluate, verifyImage } from '../verify/run.ts';
 import { failedRules, formatReport } from '../verify/print.ts';
@@ -20,6 +21,8 @@ export function verifyOptionsOf(profile: Profile, families: readonly GuestFamily
     requireVrdma: profile.vrdma.enabled,
     // The stub is made at bootstrap: an imported base keeps what it has (the trim's table row says so).
     requireNoRocm: Boolean(profile.base.bootstrap) && activeTrims(profile).some((t) => t.id === 'ucx-no-rocm'),
+    ...(firmwareOf(profile) ? { firmware: firmwareOf(profile)! } : {}),
+    secureBoot: profile.disk.secureBoot,
     workspace: profile.layout.workspace,
     workspaceMode: profile.layout.workspaceMode,
     optVm: profile.layout.optVm,
@@ -31,7 +34,8 @@ export const verifyStage: Stage = {
   name: 'verify',
   title: 'verify guest requirements',
   describe(profile) {
-    return `cloud-init + NoCloud, ${layoutRules.map((r) => r.title).join(', ')}${profile.vrdma.enabled ? ', vRDMA' : ''}, hygiene`;
+    const firmware = firmwareOf(profile);
+    return `cloud-init + NoCloud, ${layoutRules.map((r) => r.title).join(', ')}${profile.vrdma.enabled ? ', vRDMA' : ''}, ${firmware ? `boots under ${firmware}` : 'the firmwares it boots under'}${profile.disk.secureBoot ? ', Secure Boot chain signed' : ''}, hygiene`;
   },
   async run(ctx, step) {
     const options = verifyOptionsOf(ctx.profile, ctx.driver.guest ? [ctx.driver.guest] : []);

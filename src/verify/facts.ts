@@ -12,6 +12,7 @@ import type { GuestSession } from '../guestfs/session.ts';
 import { copyOutRpmDb, globAll, readLimits, readTexts, unreadableWhy } from './read.ts';
 import { accountPasswords, kernelCmdlinesOf, parseDpkgPackages, parseOsRelease, parsePasswd, parseRpmQuery, statField } from './parse.ts';
 import type { Unread } from '../model/facts.ts';
+import { kernelHeads } from './boot.ts';
 import type { FileHead, GuestFacts, PackageDetail, PathFacts } from '../model/facts.ts';
 
 /** Facts as JSON (kept with the seal and inject stages' cache entries) and back. */
@@ -103,6 +104,7 @@ export async function gatherFacts(
   const dbusMachineId = dbusLink === false && dbusFile ? await fileHead(session, dbusId) : undefined;
   const sshdConfigs = inOrder(['/etc/ssh/sshd_config', ...sshdD]);
   const kernels = vmlinuz.map((p) => posix.basename(p).replace(/^vmlinuz-/, ''));
+  const kernelPe = await kernelHeads(session, kernels);
   const rxeGlobs = await session.batch(kernels.map((version) => ['glob-expand', `/lib/modules/${version}/kernel/drivers/infiniband/sw/rxe/rdma_rxe.ko*`]));
   const rxeModules: Record<string, string[]> = Object.fromEntries(kernels.map((version, i) => [version, rxeGlobs[i]!.split('\n').filter(Boolean)]));
   const modulesLoad = inOrder([...modulesD, '/etc/modules']);
@@ -136,6 +138,7 @@ export async function gatherFacts(
     sshHostKeys: hostKeys!.split('\n').filter(Boolean),
     cloudInstances: instancesDir ? await session.lines('ls', '/var/lib/cloud/instances') : [],
     kernels,
+    kernelPe,
     rxeModules,
     modulesLoad,
     systemdUnits: units!.split('\n').filter(Boolean).map((p) => posix.basename(p)),

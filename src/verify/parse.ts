@@ -124,3 +124,15 @@ export function parseRpmQuery(stdout: string): Map<string, PackageDetail & { ver
   }
   return packages;
 }
+
+/** Pure: guestfish's part-list answer as partition number, start and size in bytes. */
+export function parsePartList(text: string): { num: number; start: number; size: number }[] {
+  return text.split(/\n(?=\[\d+\] = \{)/).flatMap((block) => {
+    const field = (name: string) => {
+      const m = new RegExp(`^\\s*part_${name}: (\\d+)$`, 'm').exec(block);
+      return m ? Number(m[1]) : undefined;
+    };
+    const [num, start, size] = [field('num'), field('start'), field('size')];
+    return num !== undefined && start !== undefined && size !== undefined ? [{ num, start, size }] : [];
+  });
+}

@@ -8,6 +8,34 @@ import { layoutRules } from '../policy/layout.ts';
 import type { FileHead, GuestFacts } from '../model/facts.ts';
 import { readLimits } from './read.ts';
 import type { GuestFamily, Rule, RuleResult } from '../model/verify.ts';
+import type { BootFacts } from '../model/facts.ts';
+import { claimedFirmwares } from '../policy/firmware.ts';
+import { removableLoader } from './boot.ts';
+
+/**
+ * Pure: which firmwares can boot a disk, each with what was seen (undefined: it cannot). BIOS:
+ * boot code in the first sector, and on GPT GRUB's core in a BIOS boot partition. UEFI: the
+ * ESP's removable loader, an x86-64 PE file (a fresh VM's firmware has no boot entries).
+ */
+export function firmwareSupport(boot: BootFacts): { bios?: string; uefi?: string } {
+  let bios: string | undefined;
+  if (boot.mbrCode !== 'none') {
+    const code = boot.mbrCode === 'grub' ? 'GRUB\'s boot code in the first sector' : 'boot code in the first sector';
+    if (boot.table === 'msdos') bios = code;
+    else if (boot.table === 'gpt' && boot.biosBoot?.core) bios = `${code}, its core in BIOS boot partition ${boot.biosBoot.partnum}`;
+  }
+  let uefi: string | undefined;
+  const esp = boot.esp;
+  if (esp?.readable) {
+    const entry = Object.entries(esp.loaders).find(([p]) => p.toUpperCase() === removableLoader.toUpperCase());
+    if (entry && entry[1].pe && entry[1].x64) {
+      const folder = entry[0].slice(0, entry[0].lastIndexOf('/') + 1);
+      const shim = Object.keys(esp.loaders).some((p) => p.toUpperCase() === `${folder}GRUBX64.EFI`.toUpperCase());
+      uefi = `${entry[0]} on ESP partition ${esp.partnum}${entry[1].signed ? ', signed' : ', unsigned'}${shim ? ', with grubx64.efi beside it (shim)' : ''}`;
+    }
+  }
+  return { ...(bios ? { bios } : {}), ...(uefi ? { uefi } : {}) };
+}
 
 const pass = (evidence: string): RuleResult => ({ verdict: 'pass', evidence });
 const fail = (evidence: string): RuleResult => ({ verdict: 'fail', evidence });
@@ -264,6 +292,50 @@ export const rules: Rule[] = [
         : `PasswordAuthentication ${auth ? `${auth.value} (${auth.from})` : 'yes (the default)'}`;
       if (allowed && withPassword.length) return fail(`${how}, and ${withPassword.join(', ')} have passwords`);
       return pass(`${how}; accounts with a password: ${withPassword.join(', ') || 'none'}`);
+    },
+  },
+  {
+    id: 'boot.firmware',
+    title: 'boots under the firmware it claims',
+    severity: 'error',
+    why: 'a cluster boots each job\'s VM with its own firmware (SeaBIOS on i440fx, OVMF on q35 or a cloud\'s UEFI) and a fresh variable store: an image that claims a firmware must carry what that firmware starts, or every job fails at the first instruction',
+    passes: 'BIOS: boot code in the first sector (GRUB\'s or another loader\'s), and on a GPT disk a BIOS boot partition holding GRUB\'s core; UEFI: an EFI system partition (GPT type C12A7328-…, or MBR type 0xEF) whose removable loader EFI/BOOT/BOOTX64.EFI is an x86-64 PE file, which a firmware without boot entries starts. The image must boot under every firmware the profile claims (disk.firmware; `verify --firmware`); without a claim the rule states what it found, and warns when neither firmware can boot it',
+    references: ['https://uefi.org/specs/UEFI/2.10/03_Boot_Manager.html#boot-manager-policy-protocol', 'https://www.gnu.org/software/grub/manual/grub/html_node/BIOS-installation.html'],
+    acceptable: [
+      { state: 'an MBR disk: GRUB in the first sector, the ESP of type 0xEF', apply: (f) => { f.boot = { table: 'msdos', mbrCode: 'grub', ...(f.boot?.esp ? { esp: { ...f.boot.esp, partnum: 2 } } : {}) }; } },
+      { state: 'another loader\'s boot code; the ESP\'s names in lower case (FAT ignores case)', apply: (f) => { f.boot = { ...f.boot!, mbrCode: 'other', esp: { ...f.boot!.esp!, loaders: Object.fromEntries(Object.entries(f.boot!.esp!.loaders).map(([p, v]) => [p.toLowerCase(), v])) } }; } },
+    ],
+    check: (f, o) => {
+      if (!f.boot) return fail('the disk\'s boot facts were not read');
+      const found = firmwareSupport(f.boot);
+      const stated = `${found.bios ? `BIOS (${found.bios})` : 'not BIOS'}; ${found.uefi ? `UEFI (${found.uefi})` : 'not UEFI'}`;
+      if (!o.firmware) return found.bios || found.uefi ? pass(`boots under ${stated}`) : warn(`no firmware can boot it: ${stated}`);
+      const missing = claimedFirmwares(o.firmware).filter((w) => !found[w]);
+      return missing.length ? fail(`claims ${o.firmware}, but ${missing.map((m) => m.toUpperCase()).join(' and ')} cannot boot it: ${stated}`) : pass(`claims ${o.firmware}: ${stated}`);
+    },
+  },
+  {
+    id: 'boot.secure-boot',
+    title: 'Secure Boot chain signed',
+    severity: 'error',
+    why: 'a site that turns Secure Boot on runs only what its keys signed: every link from the firmware to the kernel must carry a signature, or the job VM stops at the first unsigned one',
+    passes: 'only when asked (disk.secureBoot, `verify --require secure-boot`): the removable loader EFI/BOOT/BOOTX64.EFI is signed (Debian\'s shim, signed by Microsoft\'s UEFI CA), so is the loader beside it that shim starts (grubx64.efi), and so is every /boot/vmlinuz-*. A signature is seen in the PE header\'s certificate table; whose it is, the Secure Boot smoke boot proves',
+    references: ['https://wiki.debian.org/SecureBoot'],
+    acceptable: [{ state: 'not asked for', apply: () => undefined }],
+    check: (f, o) => {
+      if (!o.secureBoot) return skip('Secure Boot not required');
+      const boot = f.boot;
+      const loaders = boot?.esp?.loaders ?? {};
+      const at = (name: string) => Object.entries(loaders).find(([p]) => p.toUpperCase() === name.toUpperCase());
+      const first = at(removableLoader);
+      const second = at('EFI/BOOT/grubx64.efi');
+      const kernels = Object.entries(f.kernelPe ?? {});
+      const problems = [
+        ...(first ? (first[1].signed ? [] : [`${first[0]} is not signed`]) : [`no ${removableLoader}`]),
+        ...(second ? (second[1].signed ? [] : [`${second[0]} is not signed`]) : ['no grubx64.efi beside it']),
+        ...(kernels.length ? kernels.filter(([, k]) => !k.signed).map(([v]) => `vmlinuz-${v} is not signed`) : ['no kernel read']),
+      ];
+      return problems.length ? fail(problems.join('; ')) : pass(`${first![0]}, ${second![0]} and ${kernels.map(([v]) => `vmlinuz-${v}`).join(', ')} are signed`);
     },
   },
   {

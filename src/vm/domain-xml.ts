@@ -24,12 +24,18 @@ export interface DomainFields {
   allowReboot: boolean;
   /** Local runs: qemu runs as this uid:gid (the files are the caller's). */
   runAs?: { uid: number; gid: number };
+  /** The machine type (default pc). */
+  machine?: string;
+  /** UEFI through libvirt's firmware auto-selection; `secure`: Secure Boot with Microsoft's keys enrolled (SMM on). */
+  uefi?: { secure: boolean };
 }
 
-function diskXml(disk: DomainDisk, index: number, unsafeCache: boolean): string {
+function diskXml(disk: DomainDisk, index: number, unsafeCache: boolean, q35: boolean): string {
   const source = `<source file='${escapeXml(disk.path)}'/>`;
   if (disk.cdrom) {
-    return `    <disk type='file' device='cdrom'>\n      <driver name='qemu' type='raw'/>\n      ${source}\n      <target dev='hdc' bus='ide'/>\n      <readonly/>\n    </disk>`;
+    // q35 has no IDE bus: its CD drive hangs off the AHCI controller.
+    const target = q35 ? "<target dev='sdc' bus='sata'/>" : "<target dev='hdc' bus='ide'/>";
+    return `    <disk type='file' device='cdrom'>\n      <driver name='qemu' type='raw'/>\n      ${source}\n      ${target}\n      <readonly/>\n    </disk>`;
   }
   const cache = unsafeCache ? 'unsafe' : 'writeback';
   return `    <disk type='file' device='disk'>\n      <driver name='qemu' type='${disk.format}' cache='${cache}' discard='unmap'/>\n      ${source}\n      <target dev='vd${String.fromCharCode(97 + index)}' bus='virtio'/>\n    </disk>`;
@@ -38,6 +44,8 @@ function diskXml(disk: DomainDisk, index: number, unsafeCache: boolean): string 
 /** The domain XML from the template in qemu/; pure, so it is unit-tested. */
 export async function domainXml(fields: DomainFields): Promise<string> {
   const template = await readShipped('qemu', 'libvirt-domain.xml');
+  const machine = fields.machine ?? 'pc';
+  const q35 = /q35/.test(machine);
   const values: Record<string, string> = {
     type: fields.accel === 'kvm' ? 'kvm' : 'qemu',
     name: escapeXml(fields.name),
@@ -47,8 +55,15 @@ export async function domainXml(fields: DomainFields): Promise<string> {
     // TCG gets every feature qemu can emulate (-cpu max); KVM the host's CPU.
     cpu: fields.accel === 'kvm' ? "<cpu mode='host-passthrough'/>" : "<cpu mode='maximum' check='none'/>",
     onReboot: fields.allowReboot ? 'restart' : 'destroy',
-    disks: fields.disks.filter((d) => !d.cdrom).map((d, i) => diskXml(d, i, fields.unsafeCache))
-      .concat(fields.disks.filter((d) => d.cdrom).map((d, i) => diskXml(d, i, fields.unsafeCache))).join('\n'),
+    disks: fields.disks.filter((d) => !d.cdrom).map((d, i) => diskXml(d, i, fields.unsafeCache, q35))
+      .concat(fields.disks.filter((d) => d.cdrom).map((d, i) => diskXml(d, i, fields.unsafeCache, q35))).join('\n'),
+    machine: escapeXml(machine),
+    osFirmware: fields.uefi ? " firmware='efi'" : '',
+    // Auto-selection: the descriptor with Secure Boot and enrolled keys, or one without Secure Boot.
+    firmware: fields.uefi
+      ? `\n    <firmware>\n      <feature enabled='${fields.uefi.secure ? 'yes' : 'no'}' name='secure-boot'/>\n      <feature enabled='${fields.uefi.secure ? 'yes' : 'no'}' name='enrolled-keys'/>\n    </firmware>`
+      : '',
+    smm: fields.uefi?.secure ? "\n    <smm state='on'/>" : '',
     serialPath: escapeXml(fields.serialPath),
     seclabel: fields.runAs
       ? `<seclabel type='static' model='dac' relabel='no'>\n    <label>+${fields.runAs.uid}:+${fields.runAs.gid}</label>\n  </seclabel>`

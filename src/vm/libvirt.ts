@@ -133,9 +133,10 @@ async function removeDomain(call: Call, name: string): Promise<void> {
   let lastError = '';
   for (let attempt = 0; attempt < 5; attempt += 1) {
     if (attempt > 0) await new Promise((r) => setTimeout(r, 2000));
-    for (const verb of ['destroy', 'undefine']) {
-      const r = await call([verb, name], { allowFailure: true }).catch((error: unknown) => ({ exitCode: -1, stderr: (error as Error).message }));
-      if (r.exitCode !== 0 && !notFound(r.stderr)) lastError = `virsh ${verb}: ${r.stderr.trim().split('\n').slice(-1)[0] ?? ''}`;
+    // --nvram: a UEFI domain's vars file goes with it (libvirt refuses to undefine such a domain without it; a BIOS one has none).
+    for (const verb of [['destroy'], ['undefine', '--nvram']]) {
+      const r = await call([...verb, name], { allowFailure: true }).catch((error: unknown) => ({ exitCode: -1, stderr: (error as Error).message }));
+      if (r.exitCode !== 0 && !notFound(r.stderr)) lastError = `virsh ${verb[0]}: ${r.stderr.trim().split('\n').slice(-1)[0] ?? ''}`;
     }
     const listed = await call(['list', '--all', '--name']);
     if (!listed.stdout.split('\n').some((l) => l.trim() === name)) return;
@@ -312,6 +313,9 @@ function baseFields(spec: VmSpec, name: string, label: string, disks: DomainDisk
   return {
     name, label, accel: spec.accel, memoryMiB: spec.memoryMiB, cpus: spec.cpus, disks, serialPath,
     unsafeCache: spec.unsafeCache, allowReboot: spec.allowReboot ?? false,
+    machine: spec.machine ?? (spec.uefi ? 'q35' : 'pc'),
+    // libvirt picks OVMF itself from the firmware descriptors (Debian's ovmf ships them in /usr/share/qemu/firmware) and makes the domain's own vars file.
+    ...(spec.uefi ? { uefi: { secure: spec.uefi.secure } } : {}),
   };
 }
 

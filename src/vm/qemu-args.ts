@@ -5,6 +5,7 @@
 import type { Accel } from './accel.ts';
 import { qemuAccelArgs } from './accel.ts';
 import { shellQuote } from '../util/quote.ts';
+import type { UefiFirmware } from './firmware.ts';
 
 export interface VmSpec {
   disk: string;
@@ -53,6 +54,8 @@ export interface VmSpec {
    * gets every byte): a VM that may be kept for `guestforge console`.
    */
   consoleSocket?: string;
+  /** OVMF instead of SeaBIOS (vm/firmware.ts prepares it: a fresh vars file per VM); `machine` must be q35. */
+  uefi?: UefiFirmware;
   /** Boot this kernel with this command line instead of the disk's boot sector (OSv's ZFS builder). */
   kernel?: { path: string; append: string };
 }
@@ -80,10 +83,25 @@ export function netdevArg(spec: Pick<VmSpec, 'hostForward' | 'isolated' | 'guest
   ].join(',');
 }
 
+/**
+ * Pure: OVMF's two flash drives, code read-only and the VM's own vars. Secure Boot: SMM on, and
+ * the flash writable only from SMM, or the guest could replace the enrolled keys.
+ */
+export function firmwareArgs(uefi: UefiFirmware | undefined): string[] {
+  if (!uefi) return [];
+  return [
+    ...(uefi.secure ? ['-global', 'driver=cfi.pflash01,property=secure,value=on'] : []),
+    '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${qemuOptValue(uefi.code)}`,
+    '-drive', `if=pflash,format=raw,unit=1,file=${qemuOptValue(uefi.vars)}`,
+  ];
+}
+
 export function qemuArgs(spec: VmSpec): string[] {
+  const machine = spec.machine ?? (spec.uefi ? 'q35' : 'pc');
   return [
     'qemu-system-x86_64',
-    '-machine', spec.machine ?? 'pc',
+    '-machine', spec.uefi?.secure ? `${machine},smm=on` : machine,
+    ...firmwareArgs(spec.uefi),
     ...qemuAccelArgs(spec.accel, spec.cpuModel),
     '-smp', String(spec.cpus),
     '-m', String(spec.memoryMiB),

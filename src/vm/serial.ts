@@ -79,8 +79,9 @@ export function parseSerialLine(line: string, nonce: string): SerialEvent | unde
  */
 export function bootLoaderMark(line: string): 'kernel' | 'initrd' | undefined {
   const clean = cleanLine(line);
-  if (/^\s*Loading Linux \S+ \.\.\.\s*$/.test(clean)) return 'kernel';
-  if (/^\s*Loading initial ramdisk \.\.\.\s*$/.test(clean)) return 'initrd';
+  // Under OVMF, GRUB's "console" terminal is the firmware's, which OVMF copies to the serial port: each line twice, on one line.
+  if (/^\s*(?:Loading Linux \S+ \.\.\.){1,2}\s*$/.test(clean)) return 'kernel';
+  if (/^\s*(?:Loading initial ramdisk \.\.\.){1,2}\s*$/.test(clean)) return 'initrd';
   return undefined;
 }
 

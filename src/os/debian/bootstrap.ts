@@ -21,17 +21,31 @@ import type { StubPackage } from '../../model/trim.ts';
 import { activeTrims } from '../../policy/boot.ts';
 import type { BuildContext } from '../../stages/types.ts';
 import type { BuildOnlyFile } from '../../cloudinit/seed.ts';
-import type { AppsVolume } from '../../model/disk.ts';
+import type { AppsVolume, DiskLayout, Extent, Firmware } from '../../model/disk.ts';
+import { firmwareOf } from '../../policy/firmware.ts';
 import { convertPlain } from '../../vm/qemu-img.ts';
 
 /** What every guestforge Debian base has, besides the profile's extra packages. */
 export function bootstrapPackages(profile: Profile): string[] {
   const kernel = profile.os.family === 'debian' && profile.os.kernel === 'cloud' ? 'linux-image-cloud-amd64' : 'linux-image-amd64';
   return [
-    kernel, 'grub-pc', 'systemd-sysv', 'systemd-resolved', 'dbus', 'cloud-init', 'cloud-guest-utils',
+    kernel, ...grubPackages(firmwareOf(profile) ?? 'bios'), 'systemd-sysv', 'systemd-resolved', 'dbus', 'cloud-init', 'cloud-guest-utils',
     'openssh-server', 'ca-certificates', 'sudo', 'iproute2', 'kmod', 'udev',
     ...(profile.base.bootstrap?.packages ?? []),
   ];
+}
+
+/**
+ * Pure: GRUB as each firmware needs it. BIOS: grub-pc. UEFI: grub-efi-amd64 with Debian's signed
+ * chain (shim-signed, grub-efi-amd64-signed; the kernel package is signed already), whether or not
+ * the image is to prove Secure Boot: it costs a few MiB and lets any site turn Secure Boot on.
+ * Hybrid: grub-cloud-amd64, Debian's cloud-image package for both, which reinstalls both GRUBs
+ * whenever GRUB or shim is upgraded (dpkg triggers), so neither is left behind by an upgrade.
+ */
+export function grubPackages(firmware: Firmware): string[] {
+  if (firmware === 'bios') return ['grub-pc'];
+  const signed = ['shim-signed', 'grub-efi-amd64-signed'];
+  return firmware === 'uefi' ? ['grub-efi-amd64', ...signed] : ['grub-cloud-amd64', 'grub-pc-bin', 'grub-efi-amd64-bin', ...signed];
 }
 
 export const hookDir = join(projectRoot, 'src', 'os', 'debian', 'hooks');
@@ -112,23 +126,106 @@ export const partitionOffset = 1024 * 1024;
 /** The label the apps volume's filesystem carries, and its fstab names it by. */
 export const appsVolumeLabel = 'gf-apps';
 
-/**
- * Pure: where a bootstrapped base keeps its apps volume, or undefined when it has none (an
- * imported base's layout is not ours; `disk.appsVolume: none`). It sits first on the disk
- * (partition 2, from 1 MiB) so the root, partition 1, is last and can grow with the disk.
- */
-export function appsVolumeOf(profile: Pick<Profile, 'os' | 'base' | 'disk' | 'layout' | 'boot'>): AppsVolume | undefined {
-  if (!profile.base.bootstrap || profile.disk.appsVolume === 'none') return undefined;
-  const mib = 1024 * 1024;
-  const noFsck = activeTrims(profile).some((t) => t.id === 'boot-no-fsck');
-  return { offset: partitionOffset, bytes: Math.floor(parseSize(profile.disk.appsVolume) / mib) * mib, label: appsVolumeLabel, mountpoint: profile.layout.optVm, fsckPass: noFsck ? 0 : 2 };
+const mib = 1024 * 1024;
+
+/** GRUB's core for BIOS on a GPT disk: 1 MiB is what Debian's cloud images give it (it holds ~100 KiB). */
+export const biosBootBytes = mib;
+
+/** The EFI system partition: shim, GRUB and MokManager twice (Debian's folder and the removable path) take ~12 MiB. */
+export const espBytes = 64 * mib;
+
+/** GPT partition type GUIDs (sfdisk's names differ between versions: the GUIDs do not). */
+export const gptType = {
+  linux: '0FC63DAF-8483-4772-8E79-3D69D8477DE4',
+  biosBoot: '21686148-6449-6E6F-744E-656564454649',
+  esp: 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B',
+} as const;
+
+/** Pure: the ESP's FAT volume id, from the suite and disk size (not the profile's name: bases are shared; a disk's copies share it, as they share the root's UUID). */
+export function espVolumeId(profile: Pick<Profile, 'base' | 'disk'>): string {
+  const hex = sha256Text(`esp:${profile.base.bootstrap?.suite ?? ''}:${profile.disk.size}`).slice(0, 8).toUpperCase();
+  return `${hex.slice(0, 4)}-${hex.slice(4)}`;
 }
 
-/** Pure: partition 1 the bootable root (to the end of the disk), partition 2 the apps volume before it. */
-export function sfdiskScript(volume: AppsVolume | undefined): string {
-  if (!volume) return 'label: dos\nstart=2048, type=83, bootable\n';
+/**
+ * Pure: where a bootstrapped base's partitions lie (model/disk.ts DiskLayout), or undefined for
+ * an imported base (its layout is not ours). The root is always last, so that it can grow.
+ */
+export function diskLayoutOf(profile: Pick<Profile, 'os' | 'base' | 'disk' | 'layout' | 'boot'>): DiskLayout | undefined {
+  if (!profile.base.bootstrap) return undefined;
+  const firmware = firmwareOf(profile) ?? 'bios';
+  const diskBytes = parseSize(profile.disk.size);
+  let next = partitionOffset;
+  const take = (bytes: number): Extent => {
+    const extent = { offset: next, bytes };
+    next += bytes;
+    return extent;
+  };
+  const biosBoot = firmware === 'hybrid' ? take(biosBootBytes) : undefined;
+  const esp = firmware === 'bios' ? undefined : { ...take(espBytes), volumeId: espVolumeId(profile) };
+  let apps: AppsVolume | undefined;
+  if (profile.disk.appsVolume !== 'none') {
+    const noFsck = activeTrims(profile).some((t) => t.id === 'boot-no-fsck');
+    const { offset, bytes } = take(Math.floor(parseSize(profile.disk.appsVolume) / mib) * mib);
+    apps = { offset, bytes, label: appsVolumeLabel, mountpoint: profile.layout.optVm, fsckPass: noFsck ? 0 : 2 };
+  }
+  return {
+    table: firmware === 'bios' ? 'dos' : 'gpt',
+    ...(biosBoot ? { biosBoot } : {}),
+    ...(esp ? { esp } : {}),
+    ...(apps ? { apps } : {}),
+    // GPT keeps a copy of its table in the disk's last 33 sectors; sfdisk ends a partition on a whole MiB.
+    root: { offset: next, bytes: firmware === 'bios' ? diskBytes - next : Math.floor((diskBytes - 33 * 512 - next) / mib) * mib },
+  };
+}
+
+/**
+ * Pure: where a bootstrapped base keeps its apps volume, or undefined when it has none (an
+ * imported base's layout is not ours; `disk.appsVolume: none`). It sits before the root, so the
+ * root is last and can grow with the disk.
+ */
+export function appsVolumeOf(profile: Pick<Profile, 'os' | 'base' | 'disk' | 'layout' | 'boot'>): AppsVolume | undefined {
+  return diskLayoutOf(profile)?.apps;
+}
+
+/**
+ * Pure: sfdisk's script for the layout, `device` being the disk's name as sfdisk is given it (its
+ * partitions are named after it, which is how a GPT line gets its number). MBR: partition 1 the
+ * bootable root to the end of the disk, 2 the apps volume before it. GPT: 1 the root, 2 the apps
+ * volume, 14 the BIOS boot partition, 15 the ESP, as Debian's cloud images number them.
+ */
+export function sfdiskScript(layout: DiskLayout, device: string): string {
   const sector = 512;
-  return `label: dos\nstart=${(volume.offset + volume.bytes) / sector}, type=83, bootable\nstart=${volume.offset / sector}, size=${volume.bytes / sector}, type=83\n`;
+  const at = (e: Extent) => `start=${e.offset / sector}, size=${e.bytes / sector}`;
+  if (layout.table === 'dos') {
+    return `label: dos\nstart=${layout.root.offset / sector}, type=83, bootable\n${layout.apps ? `${at(layout.apps)}, type=83\n` : ''}`;
+  }
+  return [
+    'label: gpt',
+    `${device}1 : ${at(layout.root)}, type=${gptType.linux}, name="root"`,
+    ...(layout.apps ? [`${device}2 : ${at(layout.apps)}, type=${gptType.linux}, name="apps"`] : []),
+    ...(layout.biosBoot ? [`${device}14 : ${at(layout.biosBoot)}, type=${gptType.biosBoot}, name="bios-boot"`] : []),
+    ...(layout.esp ? [`${device}15 : ${at(layout.esp)}, type=${gptType.esp}, name="esp"`] : []),
+    '',
+  ].join('\n');
+}
+
+/**
+ * Pure: mkfs.vfat for the ESP inside the raw disk. FAT32, which every UEFI firmware reads, with
+ * one sector per cluster: a firmware tells FAT32 by its cluster count (at least 65525), and
+ * mkfs.vfat's default for 64 MiB (8 sectors) gives 16 thousand, which OVMF does not take for FAT32
+ * and so does not read at all.
+ */
+export function espMkfsArgs(esp: NonNullable<DiskLayout['esp']>, raw: string): string[] {
+  return ['mkfs.vfat', '-F', '32', '-s', '1', '-n', 'EFI', '-i', esp.volumeId.replace('-', ''), '--offset', String(esp.offset / 512), raw, String(esp.bytes / 1024)];
+}
+
+/**
+ * Pure: the fstab line of the ESP. Mounted when first used (an automount: no vfat mount on the
+ * boot's critical chain), by GRUB's and shim's upgrades; `umask=0077`: only root reads it.
+ */
+export function espFstab(layout: DiskLayout): string {
+  return layout.esp ? `UUID=${layout.esp.volumeId} /boot/efi vfat umask=0077,noauto,nofail,x-systemd.automount 0 0\n` : '';
 }
 
 /**
@@ -142,6 +239,26 @@ export function appsVolumeFstab(volume: AppsVolume): string {
 }
 
 /** `mirrors`: the apt source lines for the suite (from the host's apt sources or the profile). */
+/**
+ * Pure: the shell that installs GRUB for the firmware, run chrooted in the guestfish appliance
+ * (the root mounted, the ESP at /boot/efi). The appliance's own name for the disk varies between
+ * runs (sda, sdb): the mounted root says which disk it is on. UEFI: Debian's signed shim and GRUB
+ * (`--uefi-secure-boot`) in EFI/debian and at the removable path EFI/BOOT, which a firmware with
+ * no boot entries (a fresh OVMF vars file, every job's VM) starts; no NVRAM entry (`--no-nvram`:
+ * the appliance has none to write, and the entries would belong to the build's firmware anyway).
+ */
+export function grubInstallScript(firmware: Firmware): string {
+  return [
+    'set -e',
+    'disk=/dev/$(lsblk -no PKNAME "$(findmnt -no SOURCE /)")',
+    ...(firmware === 'uefi' ? [] : ['grub-install --target=i386-pc "$disk"']),
+    ...(firmware === 'bios' ? [] : ['grub-install --target=x86_64-efi --efi-directory=/boot/efi --no-nvram --uefi-secure-boot --force-extra-removable']),
+    // grub-cloud-amd64 reinstalls both GRUBs on upgrades only with this flag (not set at bootstrap: there is no disk in mmdebstrap's chroot).
+    ...(firmware === 'hybrid' ? ['touch /etc/grub.d/enable_cloud'] : []),
+    'update-grub',
+  ].join('\n');
+}
+
 export async function bootstrapBase(ctx: BuildContext, step: Step, output: string, mirrors: string[]): Promise<void> {
   const { profile } = ctx;
   const suite = profile.base.bootstrap!.suite;
@@ -150,6 +267,7 @@ export async function bootstrapBase(ctx: BuildContext, step: Step, output: strin
   const authFile = join(ctx.workDir, 'mirror-auth.conf');
   await rm(rootDir, { recursive: true, force: true });
   await mkdir(ctx.workDir, { recursive: true, mode: 0o700 });
+  const layout = diskLayoutOf(profile)!;
   try {
     step.update(`mmdebstrap ${suite} from ${redactUrl(mirrors[0]?.split(' ')[1] ?? '?')}`);
     const logFile = join(ctx.logDir, 'mmdebstrap.log');
@@ -168,23 +286,28 @@ export async function bootstrapBase(ctx: BuildContext, step: Step, output: strin
       throw error;
     });
 
-    const volume = appsVolumeOf(profile);
+    const volume = layout.apps;
     if (volume) {
       // The mount point stays in the root, so the folder is there even if the volume is not.
       await mkdir(join(rootDir, volume.mountpoint), { recursive: true, mode: 0o755 });
       await appendFile(join(rootDir, 'etc', 'fstab'), appsVolumeFstab(volume));
     }
+    if (layout.esp) {
+      await mkdir(join(rootDir, 'boot', 'efi'), { recursive: true, mode: 0o755 });
+      await appendFile(join(rootDir, 'etc', 'fstab'), espFstab(layout));
+    }
     step.update('filesystem from the tree (mke2fs -d)');
     const bytes = parseSize(profile.disk.size);
-    const rootOffset = volume ? volume.offset + volume.bytes : partitionOffset;
     await run(['truncate', '-s', String(bytes), raw]);
-    await run(['sfdisk', '--quiet', raw], { input: sfdiskScript(volume) });
-    const fsKiB = Math.floor((bytes - rootOffset) / 1024);
-    await run(['mke2fs', '-q', '-t', 'ext4', '-L', 'rootfs', '-d', rootDir, '-E', `offset=${rootOffset},nodiscard`, raw, `${fsKiB}k`], {
+    await run(['sfdisk', '--quiet', raw], { input: sfdiskScript(layout, raw) });
+    const fsKiB = Math.floor(layout.root.bytes / 1024);
+    await run(['mke2fs', '-q', '-t', 'ext4', '-L', 'rootfs', '-d', rootDir, '-E', `offset=${layout.root.offset},nodiscard`, raw, `${fsKiB}k`], {
       timeoutMs: 10 * 60_000,
     });
     // An empty one: the build VM's commands may install there; the inject stage writes the apps.
     if (volume) await run(['mke2fs', '-q', '-t', 'ext4', '-L', volume.label, '-E', `offset=${volume.offset},nodiscard,root_owner=0:0`, raw, `${volume.bytes / 1024}k`]);
+    // The ESP, empty: grub-install fills it below.
+    if (layout.esp) await run(espMkfsArgs(layout.esp, raw));
   } finally {
     await rm(authFile, { force: true });
     await rm(rootDir, { recursive: true, force: true });
@@ -196,14 +319,8 @@ export async function bootstrapBase(ctx: BuildContext, step: Step, output: strin
   const session = await GuestSession.open([{ path: output, format: 'qcow2' }], { accel: ctx.accel, smp: 2, onRetry: (r) => ctx.log.warn(`${r}; trying once more`) });
   try {
     await session.call('mount', '/dev/sda1', '/');
-    // The appliance's own name for the disk varies between runs (sda, sdb):
-    // ask the mounted root which disk it is on.
-    await session.call('sh', [
-      'set -e',
-      'disk=/dev/$(lsblk -no PKNAME "$(findmnt -no SOURCE /)")',
-      'grub-install --target=i386-pc "$disk"',
-      'update-grub',
-    ].join('\n'));
+    if (layout.esp) await session.call('mount', '/dev/sda15', '/boot/efi');
+    await session.call('sh', grubInstallScript(firmwareOf(profile) ?? 'bios'));
   } finally {
     await session.close();
   }
@@ -232,7 +349,8 @@ export async function mirrorAuthFiles(profile: Profile): Promise<BuildOnlyFile[]
 /** The cache key of a bootstrapped base: everything that changes its bytes, nothing that does not (such as the profile's name). */
 export async function bootstrapKey(profile: Profile, mirrors?: string[]): Promise<string> {
   const hooks = await Promise.all(['essential.sh', 'customize.sh'].map((f) => readFile(join(hookDir, f), 'utf8')));
-  const volume = appsVolumeOf(profile);
+  const layout = diskLayoutOf(profile)!;
+  const volume = layout.apps;
   const lines = mirrors ?? (await mirrorsOf(profile));
   const { auth } = splitSourceLines(lines);
   return sha256Text(JSON.stringify({
@@ -244,8 +362,9 @@ export async function bootstrapKey(profile: Profile, mirrors?: string[]): Promis
     hooks,
     stubs: stubPackages(profile).map(stubControl),
     size: profile.disk.size,
-    sfdisk: sfdiskScript(volume),
+    sfdisk: sfdiskScript(layout, 'DISK'),
     appsVolume: volume ? appsVolumeFstab(volume) : null,
+    ...(layout.esp ? { esp: [espFstab(layout), espMkfsArgs(layout.esp, 'DISK'), grubInstallScript(firmwareOf(profile) ?? 'bios')] } : {}),
   })).slice(0, 16);
 }
 

@@ -5,7 +5,7 @@ import type { OsDriver } from '../../stages/driver.ts';
 import { linuxPlan } from '../../stages/index.ts';
 import type { Problem } from '../../model/problem.ts';
 import { debianReleases } from '../../host/apt-sources.ts';
-import { appsVolumeOf, bootstrapDebian, bootstrapKey, mirrorAuthFiles } from './bootstrap.ts';
+import { appsVolumeOf, diskLayoutOf, bootstrapDebian, bootstrapKey, mirrorAuthFiles } from './bootstrap.ts';
 
 export const debian: OsDriver = {
   family: 'debian',
@@ -32,6 +32,7 @@ export const debian: OsDriver = {
   // The base names its mirror without credentials: the build VM's apt gets them in an auth file.
   buildOnlyFiles: mirrorAuthFiles,
   appsVolume: appsVolumeOf,
+  diskLayout: diskLayoutOf,
   offlineFixups: async () => [],
   datasourceFile: '/etc/cloud/cloud.cfg.d/90_guestforge_datasource.cfg',
   clusterLayout: true,

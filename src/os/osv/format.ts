@@ -19,3 +19,9 @@ export const os = z.strictObject({
 });
 
 export const trims: readonly BootTrim[] = [];
+
+/**
+ * The only firmware an OSv image boots under: OSv's loader is a BIOS boot sector and a 16-bit
+ * stage (boot16.S) that reads the kernel through BIOS calls; OSv has no EFI loader to install.
+ */
+export const firmware = { only: 'bios', why: 'OSv\'s loader is a BIOS boot sector (boot16) that reads the kernel through BIOS calls; OSv has no EFI loader to install' } as const;

@@ -7,10 +7,12 @@ root=$1
 # cloud-init's locale module fails without a locale, and status becomes error.
 echo 'LANG=C.UTF-8' > "$root/etc/default/locale"
 
-# GRUB on the serial console, with a short timeout.
+# GRUB on the serial console, with a short timeout. GRUB_CMDLINE_LINUX is emptied: grub-cloud-amd64's
+# /etc/default/grub (hybrid images) puts earlyprintk on it, every early message sent byte by byte.
 mkdir -p "$root/etc/default/grub.d"
 cat > "$root/etc/default/grub.d/90-guestforge.cfg" <<'GRUB'
 GRUB_TIMEOUT=1
+GRUB_CMDLINE_LINUX=""
 GRUB_CMDLINE_LINUX_DEFAULT="console=tty0 console=ttyS0,115200n8"
 GRUB_TERMINAL="console serial"
 GRUB_SERIAL_COMMAND="serial --speed=115200 --unit=0 --word=8 --parity=no --stop=1"
@@ -47,8 +49,13 @@ After=systemd-udev-trigger.service
 ExecStartPre=-/usr/bin/udevadm settle --timeout=30
 UNIT
 
-# grub-pc's later upgrades inside the VM must know where GRUB lives.
-echo 'grub-pc grub-pc/install_devices multiselect /dev/vda' | chroot "$root" debconf-set-selections
+# GRUB's later upgrades inside the VM must know where GRUB lives: grub-pc's disk; grub-efi-amd64's
+# removable copy (EFI/BOOT, what a firmware without boot entries starts) and no NVRAM entries.
+chroot "$root" debconf-set-selections <<'DEBCONF'
+grub-pc grub-pc/install_devices multiselect /dev/vda
+grub-efi-amd64 grub2/force_efi_extra_removable boolean true
+grub-efi-amd64 grub2/update_nvram boolean false
+DEBCONF
 
 # The cluster mounts its own /opt; it stays empty in the image.
 mkdir -p "$root/opt"
