@@ -15,6 +15,7 @@
  *             data goes (du of the usual heavy folders, one read-only launch)
  *   app       only the first app's content changed: inject onward
  *   app-nosmoke  the same with another change, built with --no-smoke
+ *   bios      the profile made for SeaBIOS only (disk.firmware: bios): the hybrid default's cost in size and boot
  *   packages  one package added: provision onward
  *   same      nothing changed: every cached stage hits
  *   rehearse  the last image booted as a vTorque node (clusters/vtorque.yaml):
@@ -83,6 +84,8 @@ interface Manifest {
   disk?: { virtualBytes: number; dataBytes: number };
   timings: { stage: string; ms: number; note?: string }[];
   smoke?: { bootMs?: number; boot?: BootTiming };
+  /** One smoke boot per firmware the image claims (absent when it claims one). */
+  smokes?: { firmware?: string; bootMs?: number; boot?: BootTiming }[];
   base?: { cached: boolean };
 }
 
@@ -103,8 +106,11 @@ async function variant(kind: string): Promise<string> {
     await writeFile(file, `${JSON.stringify({ ...plan.profile, apps: [{ ...first, src: changed }, ...plan.profile.apps.slice(1)] }, null, 2)}\n`);
   } else if (kind === 'packages') {
     await writeFile(file, `extends: ${profile}\npackages: [tree]\n`);
+  } else if (kind === 'bios') {
+    // The same image made for SeaBIOS only (the MBR layout, grub-pc, no ESP or signed chain): what hybrid, the default, costs.
+    await writeFile(file, `extends: ${profile}\nname: ${plan.profile.name}-bios\ndisk: { firmware: bios, secureBoot: false }\n`);
   } else {
-    throw new Error(`bench: unknown run "${kind}" (cold, app, app-nosmoke, packages, same, rehearse, rehearse2…rehearse8, hpcc, dib)`);
+    throw new Error(`bench: unknown run "${kind}" (cold, app, app-nosmoke, packages, same, bios, rehearse, rehearse2…rehearse8, hpcc, dib)`);
   }
   return file;
 }
@@ -152,6 +158,7 @@ interface DibFigures { ms: number; bytes: number; bootMs?: number; elements: str
 /** What the profile resolves to (guestforge plan --json): the fields the bench reads. */
 interface Planned {
   profile: {
+    name: string;
     apps: { src: string; dest: string; mode?: string; owner: string }[];
     packages: string[];
     base: { bootstrap?: { suite: string; mirror: string; packages: string[] } };
@@ -400,6 +407,10 @@ let runFloorMs: number | undefined;
 /** The figures of this one run, for the table and the chart at the end. */
 const figures: {
   name?: string; floorMs?: number; dataBytes?: number; smokeMs?: number; boot?: BootTiming; one?: RehearseReport; two?: RehearseReport;
+  /** The profile built for SeaBIOS only (run `bios`): the cost of the hybrid default, in size and boot. */
+  biosOnly?: { imageBytes?: number; dataBytes?: number; smokeMs?: number; boot?: BootTiming };
+  /** The same image's smoke boot under OVMF on q35 (with Secure Boot when the profile proves it): issue 36's second firmware. */
+  uefi?: { firmware: string; smokeMs?: number; boot?: BootTiming };
   imageBytes?: number; coldMs?: number; coldNoSmokeMs?: number; appMs?: number; appSmokeMs?: number; appNoSmokeMs?: number; dib?: DibFigures;
 } = {};
 try {
@@ -442,7 +453,12 @@ try {
         figures.floorMs = runFloorMs = (await floor(lastImage))?.ms;
         Object.assign(figures, { name: m.name, coldMs: wall, coldNoSmokeMs: wall - (smokeStage ?? 0), imageBytes: m.outputs[0]?.bytes, dataBytes: m.disk?.dataBytes });
       }
-      if (m.smoke?.bootMs !== undefined && (kind === 'cold' || (kind === 'same' && figures.smokeMs === undefined))) Object.assign(figures, { smokeMs: m.smoke.bootMs, boot: m.smoke.boot });
+      if (m.smoke?.bootMs !== undefined && (kind === 'cold' || (kind === 'same' && figures.smokeMs === undefined))) {
+        Object.assign(figures, { smokeMs: m.smoke.bootMs, boot: m.smoke.boot });
+        const uefi = m.smokes?.find((x) => x.firmware?.startsWith('uefi'));
+        if (uefi) figures.uefi = { firmware: uefi.firmware!, ...(uefi.bootMs !== undefined ? { smokeMs: uefi.bootMs } : {}), ...(uefi.boot ? { boot: uefi.boot } : {}) };
+      }
+      if (kind === 'bios') figures.biosOnly = { imageBytes: m.outputs[0]?.bytes, dataBytes: m.disk?.dataBytes, smokeMs: m.smoke?.bootMs, ...(m.smoke?.boot ? { boot: m.smoke.boot } : {}) };
       if (kind === 'app') Object.assign(figures, { appMs: wall, appSmokeMs: smokeStage });
       if (kind === 'app-nosmoke') figures.appNoSmokeMs = wall;
     }
@@ -454,6 +470,33 @@ try {
   }
 } finally {
   await rm(work, { recursive: true, force: true });
+}
+
+/** The smoke boot under OVMF, beside SeaBIOS's rows: the same split, the same image (both on a disk grown by 2 GiB). */
+function uefiRows(u: (typeof figures)['uefi'], or: (ms?: number) => string, x: (ms?: number) => string): [string, string, string, string, string][] {
+  if (!u) return [];
+  const b = u.boot;
+  const kernelMs = b?.kernelMs !== undefined ? b.kernelMs + (b.initrdMs ?? 0) : undefined;
+  const how = u.firmware === 'uefi-secure' ? 'OVMF on q35, Secure Boot enforced' : 'OVMF on q35';
+  return [
+    [`smoke under ${how}: firmware + shim + GRUB`, or(b?.beforeKernelMs), x(b?.beforeKernelMs), '', 'OVMF\'s own start (no BIOS calls: GRUB reads through UEFI\'s block I/O)'],
+    [`smoke under ${how}: kernel (+ initramfs)`, or(kernelMs), x(kernelMs), '', 'as under SeaBIOS'],
+    [`smoke under ${how}: userspace to the report`, or(b?.userspaceMs), x(b?.userspaceMs), '', 'as under SeaBIOS'],
+    [`smoke result under ${how}`, or(u.smokeMs), x(u.smokeMs), '', 'the same image, the same checks, plus Secure Boot\'s'],
+  ];
+}
+
+/** Hybrid (the default) against the same profile made for SeaBIOS only: size, and the boot under SeaBIOS. */
+function biosOnlyRows(f: typeof figures, or: (ms?: number) => string): [string, string, string, string, string][] {
+  const o = f.biosOnly;
+  if (!o) return [];
+  const delta = (a?: number, b?: number) => (a !== undefined && b ? `${mib(a)} vs ${mib(b)} (${a >= b ? '+' : '−'}${mib(Math.abs(a - b))}, ${((100 * (a - b)) / b).toFixed(1)}%)` : '—');
+  return [
+    ['image: hybrid vs BIOS-only (zstd qcow2)', delta(f.imageBytes, o.imageBytes), '', '', 'the ESP\'s loaders, GRUB for EFI and the signed chain'],
+    ['  data in it', delta(f.dataBytes, o.dataBytes), '', '', 'the same on any host'],
+    ['smoke result under SeaBIOS: hybrid vs BIOS-only', `${or(f.smokeMs)} vs ${or(o.smokeMs)}`, '', '', 'two boots of one run: TCG\'s spread between boots is a few seconds'],
+    ['  before the kernel', `${or(f.boot?.beforeKernelMs)} vs ${or(o.boot?.beforeKernelMs)}`, '', '', 'GPT and a BIOS boot partition against MBR: the same GRUB core and reads'],
+  ];
 }
 
 /**
@@ -480,6 +523,8 @@ function printTable(): void {
     ['smoke: kernel (+ initramfs)', or(kernelMs), x(kernelMs), '', cpu],
     ['smoke: userspace to the report', or(b?.userspaceMs), x(b?.userspaceMs), '', `${cpu} (Python's start, udev, systemd)`],
     ['smoke result (qemu start → result line)', or(f.smokeMs), x(f.smokeMs), '≤ 4×', 'the sum of the three'],
+    ...uefiRows(f.uefi, or, x),
+    ...biosOnlyRows(f, or),
     ['job-ready, 1 node (shipped vTorque cluster)', or(f.one?.jobReadyMs), x(f.one?.jobReadyMs), '≤ 5×', `${cpu}; the cluster's seed adds its mounts and users`],
     ['cloud-init done, 1 node', or(f.one?.cloudInitDoneMs), x(f.one?.cloudInitDoneMs), '—', 'what the job waits for when the batch system waits for cloud-init'],
     ['  the cluster\'s boot-time packages', `${or(cost?.packagesMs)}${share(cost?.packagesMs)}`, x(cost?.packagesMs), '', 'apt over the network and dpkg: paid on KVM too'],

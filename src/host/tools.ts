@@ -16,6 +16,7 @@ export const tools = {
   mmdebstrap: { apt: 'mmdebstrap', versionArgs: ['--version'], usedBy: 'build (bootstrap)' },
   sfdisk: { apt: 'fdisk', versionArgs: ['--version'], usedBy: 'build (bootstrap)' },
   mke2fs: { apt: 'e2fsprogs', versionArgs: ['-V'], usedBy: 'build (bootstrap)' },
+  'mkfs.vfat': { apt: 'dosfstools', versionArgs: ['--help'], usedBy: 'build (bootstrap: the EFI system partition of uefi and hybrid disks)' },
   rpm: { apt: 'rpm', versionArgs: ['--version'], usedBy: 'verify (reads RedHat images\' rpm database)' },
   mksquashfs: { apt: 'squashfs-tools', versionArgs: ['-version'], usedBy: 'build (squashfs output)' },
   cpio: { apt: 'cpio', versionArgs: ['--version'], usedBy: 'build (osv)' },
