@@ -9,7 +9,7 @@
  * second physical host.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
@@ -167,14 +167,19 @@ daemon('two profiles with --jobs 2 over a local and a remote URI: both images, a
 });
 
 
-daemon('smoke over a remote URI: the image and seed are uploaded, the console read back, the volumes deleted', async () => {
+daemon('smoke under UEFI over a remote URI: libvirt picks OVMF itself (firmware=\'efi\'), the image and seed are uploaded, the console read back, the volumes and the vars file deleted', async () => {
   const image = join(tmp, 'matrix', 'out', 'matrix-b.qcow2');
   const logDir = join(tmp, 'remote-smoke');
-  const r = await guestforge(['smoke', image, '--connect', remote, '--pool', pool, '--accel', 'tcg', '--log-dir', logDir], 15 * 60_000);
+  const r = await guestforge(['smoke', image, '--firmware', 'uefi', '--connect', remote, '--pool', pool, '--accel', 'tcg', '--log-dir', logDir, '--verbose'], 15 * 60_000);
   assert.is(r.exitCode, 0, r.all);
+  assert.match(r.stdout, /PASS  firmware\.booted  booted through uefi/);
   assert.match(r.stdout, /cloud-init\.nocloud/);
-  const consoleLog = await readFile(join(logDir, 'smoke-console.log'), 'utf8');
+  const consoleLog = await readFile(join(logDir, 'smoke-console-uefi.log'), 'utf8');
+  assert.match(consoleLog, /BdsDxe: starting Boot\d+ "UEFI Misc Device"/, 'OVMF\'s boot manager started the disk\'s removable loader');
   assert.match(consoleLog, /Cloud-init v\. \S+ finished/, 'the console came back through vol-download');
+  // The "remote" daemon is this host's: libvirt kept the domain's vars beside its others, and undefine --nvram removed them.
+  const nvram = await readdir('/var/lib/libvirt/qemu/nvram').catch(() => [] as string[]);
+  assert.equal(nvram.filter((n) => n.startsWith('guestforge-')), [], 'no vars file of ours left');
   await assertNothingLeft();
 });
 

@@ -82,9 +82,10 @@ r('the default profile\'s image in a vTorque rehearsal booted with UEFI (vm.firm
   // boot-time apt run stays: it goes through the rehearsal's mirror forward, which only a real VM proves.
   const shipped = parseDocument(await readFile(join(root, 'clusters', 'vtorque.yaml'), 'utf8'));
   shipped.setIn(['seed', 'hostKeys'], 'ssh-keygen');
-  // A site that boots its job VMs with UEFI (issue 36): OVMF on q35 (the default machine for it), a fresh vars file per VM;
-  // vTorque's Penryn CPU and raw virtio seed as shipped. SeaBIOS on i440fx is rehearsed by multinode.test.ts and vrdma.test.ts.
+  // A site that boots its job VMs with UEFI (issue 36): OVMF on q35, a fresh vars file per VM; vTorque's Penryn CPU and
+  // raw virtio seed as shipped. SeaBIOS on i440fx is rehearsed by multinode.test.ts and vrdma.test.ts.
   shipped.setIn(['vm', 'firmware'], 'uefi');
+  shipped.setIn(['vm', 'machine'], 'q35');
   const clusterFile = join(tmp, 'vtorque.yaml');
   await writeFile(clusterFile, shipped.toString());
   const cluster = shipped.toJS() as { job: { command: string } };
