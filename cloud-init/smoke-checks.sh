@@ -28,6 +28,8 @@ secure_boot_on() {
   var=/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c
   value=$(od -An -tu1 -j4 -N1 "$var" 2>/dev/null | tr -d ' ')
   kernel=$(dmesg 2>/dev/null | grep -io 'secure boot enabled' | head -n1)
+  # The ring buffer may have wrapped by now: the journal keeps the boot's kernel messages too.
+  [ -n "$kernel" ] || kernel=$(journalctl -k -b -q 2>/dev/null | grep -io 'secure boot enabled' | head -n1)
   lockdown=$(cat /sys/kernel/security/lockdown 2>/dev/null)
   echo "SecureBoot variable ${value:-missing}; kernel: ${kernel:-no Secure Boot message}; lockdown: ${lockdown:-none}"
   [ "$value" = 1 ] && [ -n "$kernel" ]

@@ -140,6 +140,12 @@ t('PE headers as verify reads them: signed or not, x86-64 or not, not a PE at al
   const hostile = fakePe(true);
   hostile.writeUInt32LE(0xfffffff0, 0x3c);
   assert.equal(peFacts(new Uint8Array(hostile)), { pe: false, x64: false, signed: false }, 'a header offset past the bytes read is no PE, not a crash');
+  const few = fakePe(true);
+  few.writeUInt32LE(4, 0x98 + 108);
+  assert.equal(peFacts(new Uint8Array(few)), { pe: true, x64: true, signed: false }, 'fewer than 5 data directories: no certificate table, whatever the bytes after them say');
+  const magic = fakePe(true);
+  magic.writeUInt16LE(0x1234, 0x98);
+  assert.equal(peFacts(new Uint8Array(magic)), { pe: false, x64: false, signed: false }, 'an optional header of neither PE32 nor PE32+');
   assert.is(bootCodeOf(new Uint8Array(512)), 'none');
   const grub = Buffer.alloc(512, 0x90);
   grub.write('GRUB ', 0x180, 'latin1');
@@ -153,6 +159,7 @@ t('PE headers as verify reads them: signed or not, x86-64 or not, not a PE at al
   });
   assert.equal(firmwareSupport({ table: 'gpt', mbrCode: 'none', esp: { partnum: 1, fsType: 'vfat', readable: true, loaders: { 'EFI/debian/grubx64.efi': loader } } }), {}, 'a vendor folder only needs a boot entry a fresh VM does not have');
   assert.equal(firmwareSupport({ table: 'gpt', mbrCode: 'none', esp: { partnum: 1, fsType: 'vfat', readable: true, loaders: { 'EFI/BOOT/BOOTX64.EFI': { ...loader, x64: false } } } }), {}, 'an arm64 loader does not boot on x86-64');
+  assert.equal(firmwareSupport({ table: 'gpt', mbrCode: 'none', esp: { partnum: 1, fsType: 'ext4', readable: true, loaders: { 'EFI/BOOT/BOOTX64.EFI': loader } } }), {}, 'a firmware reads FAT only');
 });
 
 t('the smoke checks get the firmware and the grown disk; the partitions before the root must not move', async () => {

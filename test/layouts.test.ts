@@ -24,6 +24,7 @@ import { timed } from './helpers/timing.ts';
 import { writeTree, type Tree } from './helpers/tree-image.ts';
 import { GuestSession } from '../src/guestfs/session.ts';
 import { gatherFacts } from '../src/verify/facts.ts';
+import { addBootFacts } from '../src/verify/boot.ts';
 import { mountRoot } from '../src/verify/mount.ts';
 import { defaultVerifyOptions as noFamilies, evaluate } from '../src/verify/run.ts';
 import { guestFamilies } from '../src/os/index.ts';
@@ -202,6 +203,8 @@ made('every layout, each disk in its format, read through its fstab mounts: ever
       const asX = mounted.map((m) => m.replace(/^\/dev\/sd[a-z]+(\d)/, '/dev/sdX$1'));
       assert.equal(asX.sort(), [...layout.mounts!].sort(), `${layout.name} (root ${roots[0]}): ${mounted.join(', ')}`);
       const facts = await gatherFacts(session, roots[0]!, defaultVerifyOptions);
+      // Last, as verify does: it unmounts the guest to look for an ESP.
+      await addBootFacts(session, facts);
       assertAllPass(layout.name, evaluate(imageOf(layout), facts, defaultVerifyOptions).results);
     } finally {
       await session.close();

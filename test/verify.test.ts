@@ -350,6 +350,21 @@ for (const [id, breakIt] of Object.entries(factBreakers)) {
   });
 }
 
+logic('boot.secure-boot: a kernel verify did not read is not a signed one; RedHat\'s GRUB in its vendor folder counts, and must be signed too', () => {
+  const verdict = (change: (f: GuestFacts) => void) => {
+    const f = goodFacts();
+    change(f);
+    return evaluate('literal', f, withVrdma).results.find((r) => r.id === 'boot.secure-boot')!;
+  };
+  const unreadKernel = verdict((f) => { f.kernels.push('6.1.0-98-amd64'); });
+  assert.is(unreadKernel.verdict, 'fail');
+  assert.is(unreadKernel.evidence, 'vmlinuz-6.1.0-98-amd64 is not read');
+  const signed = { pe: true, x64: true, signed: true };
+  const rocky = { 'EFI/BOOT/BOOTX64.EFI': signed, 'EFI/BOOT/fbx64.efi': signed, 'EFI/rocky/shimx64.efi': signed, 'EFI/rocky/grubx64.efi': signed };
+  assert.is(verdict((f) => { f.boot!.esp!.loaders = rocky; }).verdict, 'pass');
+  assert.is(verdict((f) => { f.boot!.esp!.loaders = { ...rocky, 'EFI/rocky/grubx64.efi': { ...signed, signed: false } }; }).evidence, 'EFI/rocky/grubx64.efi is not signed');
+});
+
 logic('the evidence names what was wrong', () => {
   const facts = goodFacts();
   factBreakers['layout.opt-empty']!(facts);
@@ -476,7 +491,7 @@ v('firmware as the disk says it: a BIOS-only MBR disk and a UEFI-only GPT disk (
   const byId = new Map(uefiOnly.report!.results.map((x) => [x.id, x]));
   assert.is(byId.get('boot.firmware')!.evidence, 'claims hybrid, but BIOS cannot boot it: not BIOS; UEFI (EFI/BOOT/BOOTX64.EFI on ESP partition 15, unsigned)');
   assert.is(byId.get('boot.secure-boot')!.verdict, 'fail');
-  assert.is(byId.get('boot.secure-boot')!.evidence, 'EFI/BOOT/BOOTX64.EFI is not signed; no grubx64.efi beside it');
+  assert.is(byId.get('boot.secure-boot')!.evidence, 'EFI/BOOT/BOOTX64.EFI is not signed; no grubx64.efi on the ESP');
 });
 
 v('a hostile disk within bounds: a 2 GiB rpm database and os-release (sparse), 3,000 cloud.cfg.d files and a loop of links give a verdict, exit 1, naming each', async () => {

@@ -43,23 +43,37 @@ export async function checkRdmaBetweenVms(r: Rehearsal): Promise<[string, string
   }
   const [a, b] = pair as [NodeVm, NodeVm];
   r.o.step?.update(`ib_send_bw ${a.spec!.name} → ${b.spec!.name}`);
-  const server = ssh(b.target, `timeout 120 ib_send_bw -d ${dev2} -F -n ${iterations}`, 150_000);
-  let serverDone = false;
-  void server.then(() => (serverDone = true));
-  // The server starts over SSH under TCG: the client retries until it listens (or is gone).
+  // ssh's own failure (exit 255: the handshake timed out on a loaded host, the command never ran) is no verdict on RDMA:
+  // the side that failed so is asked again, as is a client whose server does not listen yet.
+  const startServer = () => ssh(b.target, `timeout 120 ib_send_bw -d ${dev2} -F -n ${iterations}`, 150_000);
+  let server = startServer();
+  let served: RunResult | undefined;
+  let generation = 0;
+  const watch = (p: Promise<RunResult>, g: number) => void p.then((res) => { if (g === generation) served = res; });
+  watch(server, generation);
   let client: RunResult;
   let attempt = 0;
+  let again: boolean;
   do {
     await new Promise((resolve) => setTimeout(resolve, 3000));
+    if (served && served.exitCode === 255 && !`${served.stdout}${served.stderr}`.includes('ib_send_bw')) {
+      generation += 1;
+      served = undefined;
+      server = startServer();
+      watch(server, generation);
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+    }
     client = await ssh(a.target, `timeout 60 ib_send_bw -d ${dev1} -F -n ${iterations} ${b.spec!.address}`, 90_000);
     attempt += 1;
-  } while (attempt < 8 && !serverDone && /Couldn't connect|Unable to open file descriptor for socket connection/.test(`${client.stdout}${client.stderr}`));
-  const served = await server;
+    const notListening = served === undefined && /Couldn't connect|Unable to open file descriptor for socket connection/.test(`${client.stdout}${client.stderr}`);
+    again = notListening || (client.exitCode === 255 && !`${client.stdout}`.includes('#bytes'));
+  } while (attempt < 8 && again);
+  const finalServed = await server;
   const line = ibSendBwLine(client.stdout);
   r.report.rdmaBetweenVms = line;
-  const ok = client.exitCode === 0 && served.exitCode === 0 && line !== undefined;
+  const ok = client.exitCode === 0 && finalServed.exitCode === 0 && line !== undefined;
   r.add('vrdma.between-vms', ok, ok
     ? `ib_send_bw ${a.spec!.name} (${dev1}) → ${b.spec!.name} (${dev2}, ${b.spec!.address}): #bytes #iters BWpeak BWavg[MB/s] MsgRate = ${line}`
-    : `ib_send_bw failed (client exit ${client.exitCode}, server exit ${served.exitCode}, ${attempt} attempt${attempt > 1 ? 's' : ''}): ${tail(`${client.stdout}\n${client.stderr}\n${served.stdout}\n${served.stderr}`, 4).replaceAll('\n', ' | ') || 'no output'}${await vmsGone(pair)}`);
+    : `ib_send_bw failed (client exit ${client.exitCode}, server exit ${finalServed.exitCode}, ${attempt} attempt${attempt > 1 ? 's' : ''}): ${tail(`${client.stdout}\n${client.stderr}\n${finalServed.stdout}\n${finalServed.stderr}`, 4).replaceAll('\n', ' | ') || 'no output'}${await vmsGone(pair)}`);
   return [dev1, dev2];
 }

@@ -126,13 +126,22 @@ export async function smokeImage(image: DiskRef, options: SmokeOptions): Promise
       if (problem) options.log.warn(`smoke: the boot plot (systemd-analyze plot) not kept: ${problem}`);
       else bootPlot = plotFile;
     }
-    const detail = outcome.ok
+    // The checks this boot must report: a check script cut short (or changed by the image) does not pass them by silence.
+    const expected = [
+      ...(options.firmware ? ['firmware.booted'] : []),
+      ...(options.firmware === 'uefi-secure' ? ['firmware.secure-boot'] : []),
+      ...(target.grow ? ['disk.grown'] : []),
+    ];
+    const missing = outcome.ok ? expected.filter((id) => !outcome.checks.some((c) => c.id === id)) : [];
+    const detail = missing.length
+      ? `the guest reported no ${missing.join(', ')} check`
+      : outcome.ok
       ? 'all checks passed'
       : outcome.failure === 'error-result' && outcome.checks.length > 0
         ? outcome.detail
         : `${outcome.detail}\nlast console lines (${serialLog}):\n${outcome.consoleTail.map((l) => `  | ${l}`).join('\n')}`;
     return {
-      ok: outcome.ok && outcome.checks.length > 0 && outcome.checks.every((c) => c.status !== 'fail'),
+      ok: outcome.ok && missing.length === 0 && outcome.checks.length > 0 && outcome.checks.every((c) => c.status !== 'fail'),
       detail,
       checks: outcome.checks,
       warnings: outcome.warnings,

@@ -14,7 +14,7 @@ import { UserError } from '../errors.ts';
 import { GuestSession } from '../guestfs/session.ts';
 import type { App } from '../profile/schema.ts';
 import { gatherFacts } from '../verify/facts.ts';
-import { gatherBootFacts } from '../verify/boot.ts';
+import { addBootFacts } from '../verify/boot.ts';
 import { mountGuest } from '../verify/mount.ts';
 import { hashTree, sha256Text } from '../util/fs.ts';
 import { createOverlay } from '../vm/overlay.ts';
@@ -91,7 +91,7 @@ export const injectStage: Stage = {
       step.update('fstrim');
       await fstrimAll(session);
       // Last: it unmounts the guest to read its ESP.
-      ctx.facts.boot = await gatherBootFacts(session);
+      await addBootFacts(session, ctx.facts);
     } finally {
       await session.close();
     }

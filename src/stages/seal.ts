@@ -11,7 +11,7 @@ import { GuestSession } from '../guestfs/session.ts';
 import { sysprepDone, sysprepOperations, sysprepScript } from '../guestfs/sysprep.ts';
 import { factsFromJson, factsToJson, gatherFacts } from '../verify/facts.ts';
 import { parsePartList } from '../verify/parse.ts';
-import { gatherBootFacts } from '../verify/boot.ts';
+import { addBootFacts } from '../verify/boot.ts';
 import { mountGuest } from '../verify/mount.ts';
 import { statField } from '../verify/parse.ts';
 import type { AppsFolderMount } from '../model/facts.ts';
@@ -69,7 +69,7 @@ export const sealStage: Stage = {
       step.update('fstrim');
       await fstrimAll(session, mounts);
       // Last: it unmounts the guest to read its ESP.
-      ctx.facts.boot = await gatherBootFacts(session);
+      await addBootFacts(session, ctx.facts);
     } finally {
       await session.close();
     }

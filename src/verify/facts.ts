@@ -104,7 +104,7 @@ export async function gatherFacts(
   const dbusMachineId = dbusLink === false && dbusFile ? await fileHead(session, dbusId) : undefined;
   const sshdConfigs = inOrder(['/etc/ssh/sshd_config', ...sshdD]);
   const kernels = vmlinuz.map((p) => posix.basename(p).replace(/^vmlinuz-/, ''));
-  const kernelPe = await kernelHeads(session, kernels);
+  const kernelPe = await kernelHeads(session, kernels, unread);
   const rxeGlobs = await session.batch(kernels.map((version) => ['glob-expand', `/lib/modules/${version}/kernel/drivers/infiniband/sw/rxe/rdma_rxe.ko*`]));
   const rxeModules: Record<string, string[]> = Object.fromEntries(kernels.map((version, i) => [version, rxeGlobs[i]!.split('\n').filter(Boolean)]));
   const modulesLoad = inOrder([...modulesD, '/etc/modules']);

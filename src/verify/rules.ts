@@ -26,7 +26,7 @@ export function firmwareSupport(boot: BootFacts): { bios?: string; uefi?: string
   }
   let uefi: string | undefined;
   const esp = boot.esp;
-  if (esp?.readable) {
+  if (esp?.readable && esp.fsType === 'vfat') {
     const entry = Object.entries(esp.loaders).find(([p]) => p.toUpperCase() === removableLoader.toUpperCase());
     if (entry && entry[1].pe && entry[1].x64) {
       const folder = entry[0].slice(0, entry[0].lastIndexOf('/') + 1);
@@ -299,7 +299,7 @@ export const rules: Rule[] = [
     title: 'boots under the firmware it claims',
     severity: 'error',
     why: 'a cluster boots each job\'s VM with its own firmware (SeaBIOS on i440fx, OVMF on q35 or a cloud\'s UEFI) and a fresh variable store: an image that claims a firmware must carry what that firmware starts, or every job fails at the first instruction',
-    passes: 'BIOS: boot code in the first sector (GRUB\'s or another loader\'s), and on a GPT disk a BIOS boot partition holding GRUB\'s core; UEFI: an EFI system partition (GPT type C12A7328-…, or MBR type 0xEF) whose removable loader EFI/BOOT/BOOTX64.EFI is an x86-64 PE file, which a firmware without boot entries starts. The image must boot under every firmware the profile claims (disk.firmware; `verify --firmware`); without a claim the rule states what it found, and warns when neither firmware can boot it',
+    passes: 'BIOS: boot code in the first sector (GRUB\'s or another loader\'s), and on a GPT disk a BIOS boot partition holding GRUB\'s core; UEFI: an EFI system partition (GPT type C12A7328-…, or MBR type 0xEF) holding a FAT file system whose removable loader EFI/BOOT/BOOTX64.EFI is an x86-64 PE file, which a firmware without boot entries starts. The image must boot under every firmware the profile claims (disk.firmware; `verify --firmware`); without a claim the rule states what it found, and warns when neither firmware can boot it',
     references: ['https://uefi.org/specs/UEFI/2.10/03_Boot_Manager.html#boot-manager-policy-protocol', 'https://www.gnu.org/software/grub/manual/grub/html_node/BIOS-installation.html'],
     acceptable: [
       { state: 'an MBR disk: GRUB in the first sector, the ESP of type 0xEF', apply: (f) => { f.boot = { table: 'msdos', mbrCode: 'grub', ...(f.boot?.esp ? { esp: { ...f.boot.esp, partnum: 2 } } : {}) }; } },
@@ -319,23 +319,21 @@ export const rules: Rule[] = [
     title: 'Secure Boot chain signed',
     severity: 'error',
     why: 'a site that turns Secure Boot on runs only what its keys signed: every link from the firmware to the kernel must carry a signature, or the job VM stops at the first unsigned one',
-    passes: 'only when asked (disk.secureBoot, `verify --require secure-boot`): the removable loader EFI/BOOT/BOOTX64.EFI is signed (Debian\'s shim, signed by Microsoft\'s UEFI CA), so is the loader beside it that shim starts (grubx64.efi), and so is every /boot/vmlinuz-*. A signature is seen in the PE header\'s certificate table; whose it is, the Secure Boot smoke boot proves',
+    passes: 'only when asked (disk.secureBoot, `verify --require secure-boot`): the removable loader EFI/BOOT/BOOTX64.EFI is signed (Debian\'s shim, signed by Microsoft\'s UEFI CA), so is every grubx64.efi on the ESP that shim may start (beside it, or in the vendor\'s folder), and so is every /boot/vmlinuz-* (at most 16 are read; more fail verify.complete). A signature is seen in the PE header\'s certificate table; whose it is, the Secure Boot smoke boot proves',
     references: ['https://wiki.debian.org/SecureBoot'],
     acceptable: [{ state: 'not asked for', apply: () => undefined }],
     check: (f, o) => {
       if (!o.secureBoot) return skip('Secure Boot not required');
-      const boot = f.boot;
-      const loaders = boot?.esp?.loaders ?? {};
-      const at = (name: string) => Object.entries(loaders).find(([p]) => p.toUpperCase() === name.toUpperCase());
-      const first = at(removableLoader);
-      const second = at('EFI/BOOT/grubx64.efi');
-      const kernels = Object.entries(f.kernelPe ?? {});
+      const loaders = Object.entries(f.boot?.esp?.loaders ?? {});
+      const first = loaders.find(([p]) => p.toUpperCase() === removableLoader.toUpperCase());
+      // What shim starts: grubx64.efi beside it (Debian), or in the vendor's folder that its fallback finds (RedHat): every one.
+      const second = loaders.filter(([p]) => /(^|\/)grubx64\.efi$/i.test(p));
       const problems = [
         ...(first ? (first[1].signed ? [] : [`${first[0]} is not signed`]) : [`no ${removableLoader}`]),
-        ...(second ? (second[1].signed ? [] : [`${second[0]} is not signed`]) : ['no grubx64.efi beside it']),
-        ...(kernels.length ? kernels.filter(([, k]) => !k.signed).map(([v]) => `vmlinuz-${v} is not signed`) : ['no kernel read']),
+        ...(second.length ? second.filter(([, pe]) => !pe.signed).map(([p]) => `${p} is not signed`) : ['no grubx64.efi on the ESP']),
+        ...(f.kernels.length ? f.kernels.filter((v) => !f.kernelPe?.[v]?.signed).map((v) => `vmlinuz-${v} is ${f.kernelPe?.[v] ? 'not signed' : 'not read'}`) : ['no kernel in /boot']),
       ];
-      return problems.length ? fail(problems.join('; ')) : pass(`${first![0]}, ${second![0]} and ${kernels.map(([v]) => `vmlinuz-${v}`).join(', ')} are signed`);
+      return problems.length ? fail(problems.join('; ')) : pass(`${first![0]}, ${second.map(([p]) => p).join(', ')} and ${f.kernels.map((v) => `vmlinuz-${v}`).join(', ')} are signed`);
     },
   },
   {

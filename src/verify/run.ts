@@ -2,7 +2,7 @@ import { defaultLayout } from '../profile/schema.ts';
 import { GuestSession, type GuestDisk } from '../guestfs/session.ts';
 import type { Accel } from '../vm/accel.ts';
 import { gatherFacts } from './facts.ts';
-import { gatherBootFacts } from './boot.ts';
+import { addBootFacts } from './boot.ts';
 import { mountGuest } from './mount.ts';
 import type { GuestFacts } from '../model/facts.ts';
 import { familyOf, rules } from './rules.ts';
@@ -37,7 +37,7 @@ export async function verifyImage(
     const root = await mountGuest(session, { readonly: true, inspect: true });
     const facts = await gatherFacts(session, root, options);
     // Last: it unmounts the guest to read its ESP.
-    facts.boot = await gatherBootFacts(session);
+    await addBootFacts(session, facts);
     return evaluate(disk.path, facts, options);
   } finally {
     await session.close();

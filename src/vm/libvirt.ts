@@ -215,7 +215,7 @@ export function libvirtStarter(target: LibvirtTarget, options: LibvirtStartOptio
       for (const f of scratch) await rm(f, { force: true });
       if (problems.length > 0) {
         throw new UserError(`${label}: libvirt at ${uri} kept what guestforge made for ${name}: ${problems.join('; ')}`, {
-          hint: `remove it by hand: virsh -c ${uri} destroy ${name}; virsh -c ${uri} undefine ${name}${remote ? `; virsh -c ${uri} vol-list --pool ${target.pool} | grep ${name}- (then vol-delete each)` : ''}`,
+          hint: `remove it by hand: virsh -c ${uri} destroy ${name}; virsh -c ${uri} undefine --nvram ${name}${remote ? `; virsh -c ${uri} vol-list --pool ${target.pool} | grep ${name}- (then vol-delete each)` : ''}`,
         });
       }
     };

@@ -40,6 +40,8 @@ export function fakePe(signed: boolean, machine = 0x8664): Buffer {
   b.write('PE\0\0', 0x80, 'latin1');
   b.writeUInt16LE(machine, 0x84);
   b.writeUInt16LE(0x20b, 0x98);
+  // NumberOfRvaAndSizes: the 16 data directories every loader and kernel has.
+  b.writeUInt32LE(16, 0x98 + 108);
   // Data directory 4 (the certificate table) of a PE32+ optional header: offset, size.
   if (signed) {
     b.writeUInt32LE(0x400, 0x98 + 112 + 32);
