@@ -145,7 +145,7 @@ hangs('a domain the daemon will not undefine is said with the commands to remove
     const said = warnings.find((w) => /kept what guestforge made/.test(w));
     assert.ok(said, warnings.join('\n'));
     assert.match(said!, /the domain guestforge-cleanup-provision-[0-9a-f]{6} is still defined/);
-    assert.match(said!, /virsh -c qemu:\/\/\/system undefine guestforge-cleanup-provision-/);
+    assert.match(said!, /virsh -c qemu:\/\/\/system undefine --nvram guestforge-cleanup-provision-/);
     assert.is((await leftovers(local)).domains.length, 1, 'the fake really kept it');
   });
 });
