@@ -12,7 +12,7 @@
  * `guestforge verify` command. Two operating systems on one disk, and a
  * disk with no Linux filesystem, exit 2 saying what was found.
  */
-import { unaskedVerdict } from './helpers/verdicts.ts';
+import { unaskedVerdicts } from './helpers/verdicts.ts';
 import { rejects } from './helpers/rejects.ts';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -174,7 +174,7 @@ const passing = layouts.filter((x) => x.name !== 'two-systems');
 
 /** Every rule but the asked-for ones (vRDMA's, size.no-rocm) passes, and the facts came from the right filesystems. */
 function assertAllPass(name: string, results: { id: string; verdict: string; evidence: string }[]): void {
-  for (const x of results) assert.is(x.verdict, unaskedVerdict(x.id), `${name}: ${x.id}: ${x.evidence}`);
+  for (const x of results) assert.ok((unaskedVerdicts(x.id) as string[]).includes(x.verdict), `${name}: ${x.id}: ${x.verdict}: ${x.evidence}`);
   const evidence = new Map(results.map((x) => [x.id, x.evidence]));
   // The dpkg database lives on /var, the homes on /home: a missed mount shows here.
   assert.match(evidence.get('cloud-init.installed')!, /cloud-init 22\.4\.2-1 \(dpkg database\)/, name);
