@@ -61,3 +61,13 @@ export interface DiskLayout {
   apps?: AppsVolume;
   root: Extent;
 }
+
+/** GPT partition type GUIDs (sfdisk's names differ between versions: the GUIDs do not); the bootstrap writes them, verify reads them. */
+export const gptType = {
+  linux: '0FC63DAF-8483-4772-8E79-3D69D8477DE4',
+  biosBoot: '21686148-6449-6E6F-744E-656564454649',
+  esp: 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B',
+} as const;
+
+/** The partition numbers of a bootstrapped disk (Debian's cloud images number the boot partitions 14 and 15). */
+export const partitionNumber = { root: 1, apps: 2, biosBoot: 14, esp: 15 } as const;

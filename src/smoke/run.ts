@@ -20,7 +20,7 @@ import { plotFromConsole } from './boot-plot.ts';
 import { createOverlay } from '../vm/overlay.ts';
 import { imageInfo } from '../vm/image.ts';
 import { machineFor, prepareFirmware } from '../vm/firmware.ts';
-import type { BootFirmware, DiskLayout } from '../model/disk.ts';
+import { partitionNumber, type BootFirmware, type DiskLayout } from '../model/disk.ts';
 import type { Profile } from '../profile/schema.ts';
 import { bootFirmwares, bootFirmwareTitle, firmwareOf } from '../policy/firmware.ts';
 import { startQemu } from '../vm/qemu.ts';
@@ -176,9 +176,9 @@ export function smokeFirmwares(profile: Profile): BootFirmware[] {
 export function smokeGrowth(layout: DiskLayout | undefined): { bytes: number; keep: { partnum: number; offset: number; bytes: number }[] } | undefined {
   if (!layout) return undefined;
   const keep = [
-    ...(layout.apps ? [{ partnum: 2, offset: layout.apps.offset, bytes: layout.apps.bytes }] : []),
-    ...(layout.biosBoot ? [{ partnum: 14, ...layout.biosBoot }] : []),
-    ...(layout.esp ? [{ partnum: 15, offset: layout.esp.offset, bytes: layout.esp.bytes }] : []),
+    ...(layout.apps ? [{ partnum: partitionNumber.apps, offset: layout.apps.offset, bytes: layout.apps.bytes }] : []),
+    ...(layout.biosBoot ? [{ partnum: partitionNumber.biosBoot, ...layout.biosBoot }] : []),
+    ...(layout.esp ? [{ partnum: partitionNumber.esp, offset: layout.esp.offset, bytes: layout.esp.bytes }] : []),
   ];
   return { bytes: smokeGrowBytes, keep };
 }

@@ -9,11 +9,10 @@ import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import type { GuestSession } from '../guestfs/session.ts';
 import type { BootFacts, GuestFacts, PeFacts, Unread } from '../model/facts.ts';
+import { gptType } from '../model/disk.ts';
 import { parsePartList } from './parse.ts';
 
-/** GPT partition type GUIDs and the MBR type byte that mark the two boot partitions. */
-export const espGptType = 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B';
-export const biosBootGptType = '21686148-6449-6E6F-744E-656564454649';
+/** The MBR type byte of an ESP (the GPT types are model/disk.ts gptType). */
 export const espMbrId = 0xef;
 
 /** The loader a UEFI firmware with no boot entries starts (a fresh VM's vars have none): the removable path. */
@@ -75,10 +74,10 @@ export async function gatherBootFacts(session: GuestSession, unread: Unread[] = 
       const type = table === 'gpt'
         ? (await session.tryCall('part-get-gpt-type', device, String(p.num))).trim().toUpperCase()
         : Number((await session.tryCall('part-get-mbr-id', device, String(p.num))).trim());
-      if (type === biosBootGptType) {
+      if (type === gptType.biosBoot) {
         const core = await deviceHead(session, `${device}${p.num}`, 512, file);
         biosBoot = { partnum: p.num, core: Boolean(core && core.some((b) => b !== 0)) };
-      } else if ((type === espGptType || type === espMbrId) && espNum === undefined) {
+      } else if ((type === gptType.esp || type === espMbrId) && espNum === undefined) {
         espNum = p.num;
       }
     }

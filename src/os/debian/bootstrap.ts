@@ -21,7 +21,7 @@ import type { StubPackage } from '../../model/trim.ts';
 import { activeTrims } from '../../policy/boot.ts';
 import type { BuildContext } from '../../stages/types.ts';
 import type { BuildOnlyFile } from '../../cloudinit/seed.ts';
-import type { AppsVolume, DiskLayout, Extent, Firmware } from '../../model/disk.ts';
+import { gptType, partitionNumber, type AppsVolume, type DiskLayout, type Extent, type Firmware } from '../../model/disk.ts';
 import { firmwareOf } from '../../policy/firmware.ts';
 import { convertPlain } from '../../vm/qemu-img.ts';
 
@@ -134,12 +134,6 @@ export const biosBootBytes = mib;
 /** The EFI system partition: shim, GRUB and MokManager twice (Debian's folder and the removable path) take ~12 MiB. */
 export const espBytes = 64 * mib;
 
-/** GPT partition type GUIDs (sfdisk's names differ between versions: the GUIDs do not). */
-export const gptType = {
-  linux: '0FC63DAF-8483-4772-8E79-3D69D8477DE4',
-  biosBoot: '21686148-6449-6E6F-744E-656564454649',
-  esp: 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B',
-} as const;
 
 /** Pure: the ESP's FAT volume id, from the suite and disk size (not the profile's name: bases are shared; a disk's copies share it, as they share the root's UUID). */
 export function espVolumeId(profile: Pick<Profile, 'base' | 'disk'>): string {
@@ -202,10 +196,10 @@ export function sfdiskScript(layout: DiskLayout, device: string): string {
   }
   return [
     'label: gpt',
-    `${device}1 : ${at(layout.root)}, type=${gptType.linux}, name="root"`,
-    ...(layout.apps ? [`${device}2 : ${at(layout.apps)}, type=${gptType.linux}, name="apps"`] : []),
-    ...(layout.biosBoot ? [`${device}14 : ${at(layout.biosBoot)}, type=${gptType.biosBoot}, name="bios-boot"`] : []),
-    ...(layout.esp ? [`${device}15 : ${at(layout.esp)}, type=${gptType.esp}, name="esp"`] : []),
+    `${device}${partitionNumber.root} : ${at(layout.root)}, type=${gptType.linux}, name="root"`,
+    ...(layout.apps ? [`${device}${partitionNumber.apps} : ${at(layout.apps)}, type=${gptType.linux}, name="apps"`] : []),
+    ...(layout.biosBoot ? [`${device}${partitionNumber.biosBoot} : ${at(layout.biosBoot)}, type=${gptType.biosBoot}, name="bios-boot"`] : []),
+    ...(layout.esp ? [`${device}${partitionNumber.esp} : ${at(layout.esp)}, type=${gptType.esp}, name="esp"`] : []),
     '',
   ].join('\n');
 }
